@@ -1,0 +1,660 @@
+//! The vinet bytecode: a module, its canonical postcard encoding, its blake3
+//! id, and the structural validator that every decoded module passes before
+//! anything else looks at it.
+//!
+//! Instructions work on whole packet *sets* (one instruction handles a window
+//! of packets). Control flow is structured, as in WebAssembly: `If`, `Foreach`
+//! and `While` own the blocks that follow them, given by lengths. There are no
+//! jumps, so "a jump outside the code" takes the form "a block that extends
+//! past its parent", and every loop carries its bound in the instruction.
+//!
+//! The encoding is flat (a list of instructions, a list of constants), so no
+//! hostile input can make the decoder recurse.
+
+use serde::{Deserialize, Serialize};
+
+/// The bytecode format version this checker reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Deepest nesting of blocks a module may have.
+pub const MAX_NESTING: usize = 32;
+/// Most instructions, registers, constants or parameters a module may have.
+pub const MAX_ITEMS: usize = 1 << 16;
+/// Largest loop bound a `While` may claim.
+pub const MAX_LOOP_BOUND: u32 = 1 << 20;
+
+/// A register index.
+pub type Reg = u16;
+
+/// The type of a register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Ty {
+    /// true / false.
+    Bool,
+    /// A natural number (u64; arithmetic that overflows stops the run).
+    Num,
+    /// An IPv4 address.
+    Addr,
+    /// An IPv4 prefix, `10.1.0.0/16`.
+    Prefix,
+    /// A byte string.
+    Str,
+    /// A set of packets of the current window.
+    Set,
+    /// A grouping: the non-empty groups of a set by destination or source.
+    Groups,
+    /// The distinct destination addresses of a set (GROUP_BY_CONTENT).
+    AddrList,
+    /// The distinct payloads of a set (GROUP_BY_CONTENT).
+    Content,
+}
+
+/// A constant of the pool.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Const {
+    /// An IPv4 address, host byte order.
+    Addr(u32),
+    /// An IPv4 prefix: network (host byte order, host bits zero) and length.
+    Prefix(u32, u8),
+    /// A string.
+    Str(String),
+    /// A natural number.
+    Num(u64),
+}
+
+impl Const {
+    /// The register type a constant loads as.
+    pub fn ty(&self) -> Ty {
+        match self {
+            Const::Addr(_) => Ty::Addr,
+            Const::Prefix(..) => Ty::Prefix,
+            Const::Str(_) => Ty::Str,
+            Const::Num(_) => Ty::Num,
+        }
+    }
+}
+
+/// The functionality class of a program (the paper's quotas are per class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Class {
+    /// Programs that DISCARD (firewalls, spam filters, worm blockers).
+    Filtering,
+    /// Programs that GENERATE (multicast aggregators).
+    Multicast,
+    /// Programs with no effect on traffic.
+    Monitoring,
+}
+
+/// Module header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// LIFETIME, in seconds.
+    pub lifetime_secs: u64,
+    /// CLASS, given or inferred.
+    pub class: Class,
+}
+
+/// A declared parameter: bound at install time, symbolic in the proof.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Param {
+    /// Its source name.
+    pub name: String,
+    /// Its default value (from `PARAM NAME = VALUE;` or `--param`).
+    pub default: Const,
+}
+
+/// Comparison operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<` (numbers)
+    Lt,
+    /// `<=` (numbers)
+    Le,
+    /// `>` (numbers)
+    Gt,
+    /// `>=` (numbers)
+    Ge,
+}
+
+/// Arithmetic operators on naturals. `Sub` is truncated at zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ArithOp {
+    /// `+`
+    Add,
+    /// `-`, truncated at zero
+    Sub,
+    /// `*`
+    Mul,
+}
+
+/// A linear ranking function over numeric registers: `constant + sum(c * r)`.
+/// A `While` must decrease it by at least one per iteration and keep it at
+/// least one whenever the body runs; it starts at most `bound`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rank {
+    /// Coefficients of numeric registers.
+    pub terms: Vec<(Reg, i64)>,
+    /// The constant term.
+    pub constant: i64,
+}
+
+/// One instruction. Operand names are explained in each variant's text.
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Insn {
+    /// `dst = consts[k]`
+    Const { dst: Reg, k: u16 },
+    /// `dst = params[p]` (bound at install time)
+    Param { dst: Reg, p: u16 },
+    /// `dst = THIS_IP`
+    ThisIp { dst: Reg },
+    /// `dst = THIS_SUBNET_IP`
+    ThisSubnet { dst: Reg },
+    /// `dst = AllPackets`
+    AllPackets { dst: Reg },
+    /// `dst = true|false`
+    Bool { dst: Reg, value: bool },
+    /// `dst = src` (same type)
+    Copy { dst: Reg, src: Reg },
+    /// `dst = not a`
+    Not { dst: Reg, a: Reg },
+    /// `dst = a and b` (both evaluated)
+    And { dst: Reg, a: Reg, b: Reg },
+    /// `dst = a or b` (both evaluated)
+    Or { dst: Reg, a: Reg, b: Reg },
+    /// `dst = a OP b`: `==`/`!=` on any scalar of one type, the rest on numbers.
+    Cmp { op: CmpOp, dst: Reg, a: Reg, b: Reg },
+    /// `dst = addr in prefix`
+    InPrefix { dst: Reg, addr: Reg, prefix: Reg },
+    /// `dst = addr & mask` (addresses)
+    Mask { dst: Reg, addr: Reg, mask: Reg },
+    /// `dst = a OP b` (numbers)
+    Arith { op: ArithOp, dst: Reg, a: Reg, b: Reg },
+    /// `dst = a + b` (strings)
+    Concat { dst: Reg, a: Reg, b: Reg },
+    /// GROUP_BY_DESTINATION(set, by), keyed form: the packets of `set` whose
+    /// destination equals `by` (an address) or lies inside `by` (a prefix).
+    FilterDst { dst: Reg, set: Reg, by: Reg },
+    /// GROUP_BY_SOURCE(set, by), keyed form; `by` an address or a prefix.
+    FilterSrc { dst: Reg, set: Reg, by: Reg },
+    /// GROUP_BY_DESTINATION(set), grouping form.
+    GroupDst { dst: Reg, set: Reg },
+    /// GROUP_BY_SOURCE(set), grouping form.
+    GroupSrc { dst: Reg, set: Reg },
+    /// `dests, content = GROUP_BY_CONTENT(set)`
+    GroupContent { dests: Reg, content: Reg, set: Reg },
+    /// `dst = CONTAINS_STRING(set, needle)`
+    ContainsString { dst: Reg, set: Reg, needle: Reg },
+    /// `dst = COUNT(set)`
+    Count { dst: Reg, set: Reg },
+    /// `dst = DISTINCT_DESTINATIONS(set)`
+    DistinctDst { dst: Reg, set: Reg },
+    /// DISCARD(set)
+    Discard { set: Reg },
+    /// GENERATE(src, dst, payload); payload a string, an address list or content.
+    Generate { src: Reg, dst: Reg, payload: Reg },
+    /// `if cond` then the next `then_len` instructions, else the `else_len` after them.
+    If { cond: Reg, then_len: u32, else_len: u32 },
+    /// For each group of `groups`: `key` and `set` are bound to the group's key and
+    /// packets, then the next `body_len` instructions run. Registers the body writes
+    /// are dead after the loop.
+    Foreach { groups: Reg, key: Reg, set: Reg, body_len: u32 },
+    /// Loop: the next `cond_len` instructions compute `cond`; while it holds, the
+    /// `body_len` instructions after them run. At most `bound` iterations, as
+    /// `rank` shows.
+    While { cond_len: u32, cond: Reg, body_len: u32, bound: u32, rank: Rank },
+}
+
+/// A bytecode module.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Module {
+    /// Must be [`FORMAT_VERSION`].
+    pub version: u16,
+    /// Lifetime and class.
+    pub header: Header,
+    /// The constant pool.
+    pub consts: Vec<Const>,
+    /// Declared parameters, in declaration order.
+    pub params: Vec<Param>,
+    /// The type of every register.
+    pub regs: Vec<Ty>,
+    /// The instructions.
+    pub code: Vec<Insn>,
+    /// Source line of every instruction (debug information; 0 when unknown).
+    pub lines: Vec<u32>,
+}
+
+/// A module id: blake3 of the module's canonical bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ModuleId(pub [u8; 32]);
+
+impl std::fmt::Debug for ModuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a module was refused. `at` is an instruction index where one applies.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BytecodeError {
+    /// The bytes are not a postcard module.
+    #[error("malformed module: {0}")]
+    Malformed(String),
+    /// Bytes left after the module.
+    #[error("malformed module: {0} trailing bytes")]
+    Trailing(usize),
+    /// Another format version.
+    #[error("unsupported bytecode version {found} (this checker reads {FORMAT_VERSION})")]
+    Version {
+        /// The version found.
+        found: u16,
+    },
+    /// A structural rule is broken at an instruction.
+    #[error("instruction {at}: {reason}")]
+    At {
+        /// Instruction index.
+        at: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A structural rule about the module as a whole.
+    #[error("invalid module: {0}")]
+    Invalid(String),
+}
+
+impl Module {
+    /// The canonical bytes: postcard, which gives one encoding per value.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("encoding a module into memory cannot fail")
+    }
+
+    /// The module id of these bytes.
+    pub fn id_of(bytes: &[u8]) -> ModuleId {
+        ModuleId(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Decode and validate. Hostile bytes give an error, never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<Module, BytecodeError> {
+        let (m, rest): (Module, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| BytecodeError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(BytecodeError::Trailing(rest.len()));
+        }
+        m.validate()?;
+        // Canonical form: a module has one encoding, so one id.
+        if m.encode() != bytes {
+            return Err(BytecodeError::Malformed("not in canonical encoding".into()));
+        }
+        Ok(m)
+    }
+
+    /// Check every structural rule (see [`Validator`]).
+    pub fn validate(&self) -> Result<(), BytecodeError> {
+        Validator::new(self)?.run()
+    }
+}
+
+/// Registers an instruction reads and writes, and the types it requires of
+/// them. Shared by the validator and by every consumer that walks the code.
+pub fn operands(insn: &Insn, regs: &[Ty], consts: &[Const], params: &[Param]) -> Result<Operands, String> {
+    use Insn::*;
+    let ty = |r: Reg| regs.get(r as usize).copied().ok_or_else(|| format!("register r{r} out of range"));
+    let mut o = Operands::default();
+    match insn {
+        Const { dst, k } => {
+            let c = consts.get(*k as usize).ok_or_else(|| format!("constant #{k} out of range"))?;
+            o.w(*dst, c.ty())
+        }
+        Param { dst, p } => {
+            let p = params.get(*p as usize).ok_or_else(|| format!("parameter #{p} out of range"))?;
+            o.w(*dst, p.default.ty())
+        }
+        ThisIp { dst } => o.w(*dst, Ty::Addr),
+        ThisSubnet { dst } => o.w(*dst, Ty::Prefix),
+        AllPackets { dst } => o.w(*dst, Ty::Set),
+        Bool { dst, .. } => o.w(*dst, Ty::Bool),
+        Copy { dst, src } => {
+            let t = ty(*src)?;
+            o.r(*src, t).w(*dst, t)
+        }
+        Not { dst, a } => o.r(*a, Ty::Bool).w(*dst, Ty::Bool),
+        And { dst, a, b } | Or { dst, a, b } => o.r(*a, Ty::Bool).r(*b, Ty::Bool).w(*dst, Ty::Bool),
+        Cmp { op, dst, a, b } => {
+            let t = ty(*a)?;
+            let ok = match op {
+                CmpOp::Eq | CmpOp::Ne => matches!(t, Ty::Bool | Ty::Num | Ty::Addr | Ty::Prefix | Ty::Str),
+                _ => t == Ty::Num,
+            };
+            if !ok {
+                return Err(format!("{op:?} is not defined on {t:?}"));
+            }
+            o.r(*a, t).r(*b, t).w(*dst, Ty::Bool)
+        }
+        InPrefix { dst, addr, prefix } => o.r(*addr, Ty::Addr).r(*prefix, Ty::Prefix).w(*dst, Ty::Bool),
+        Mask { dst, addr, mask } => o.r(*addr, Ty::Addr).r(*mask, Ty::Addr).w(*dst, Ty::Addr),
+        Arith { dst, a, b, .. } => o.r(*a, Ty::Num).r(*b, Ty::Num).w(*dst, Ty::Num),
+        Concat { dst, a, b } => o.r(*a, Ty::Str).r(*b, Ty::Str).w(*dst, Ty::Str),
+        FilterDst { dst, set, by } | FilterSrc { dst, set, by } => {
+            let t = ty(*by)?;
+            if !matches!(t, Ty::Addr | Ty::Prefix) {
+                return Err(format!("filter key must be an address or a prefix, not {t:?}"));
+            }
+            o.r(*set, Ty::Set).r(*by, t).w(*dst, Ty::Set)
+        }
+        GroupDst { dst, set } | GroupSrc { dst, set } => o.r(*set, Ty::Set).w(*dst, Ty::Groups),
+        GroupContent { dests, content, set } => {
+            if dests == content {
+                return Err("GROUP_BY_CONTENT writes one register twice".into());
+            }
+            o.r(*set, Ty::Set).w(*dests, Ty::AddrList).w(*content, Ty::Content)
+        }
+        ContainsString { dst, set, needle } => o.r(*set, Ty::Set).r(*needle, Ty::Str).w(*dst, Ty::Bool),
+        Count { dst, set } | DistinctDst { dst, set } => o.r(*set, Ty::Set).w(*dst, Ty::Num),
+        Discard { set } => o.r(*set, Ty::Set),
+        Generate { src, dst, payload } => {
+            let t = ty(*payload)?;
+            if !matches!(t, Ty::Str | Ty::AddrList | Ty::Content) {
+                return Err(format!("GENERATE cannot carry {t:?}"));
+            }
+            o.r(*src, Ty::Addr).r(*dst, Ty::Addr).r(*payload, t)
+        }
+        If { cond, .. } => o.r(*cond, Ty::Bool),
+        Foreach { groups, key, set, .. } => {
+            if key == set {
+                return Err("foreach binds one register twice".into());
+            }
+            o.r(*groups, Ty::Groups).w(*key, Ty::Addr).w(*set, Ty::Set)
+        }
+        // The condition is read after its block runs; the validator checks it there.
+        While { .. } => &mut o,
+    };
+    for &(r, t) in o.reads.iter().chain(&o.writes) {
+        let have = ty(r)?;
+        if have != t {
+            return Err(format!("register r{r} is {have:?}, used as {t:?}"));
+        }
+    }
+    Ok(o)
+}
+
+/// The registers an instruction reads and writes, with their required types.
+#[derive(Default, Debug)]
+pub struct Operands {
+    /// Registers read.
+    pub reads: Vec<(Reg, Ty)>,
+    /// Registers written.
+    pub writes: Vec<(Reg, Ty)>,
+}
+
+impl Operands {
+    fn r(&mut self, r: Reg, t: Ty) -> &mut Self {
+        self.reads.push((r, t));
+        self
+    }
+    fn w(&mut self, r: Reg, t: Ty) -> &mut Self {
+        self.writes.push((r, t));
+        self
+    }
+}
+
+/// The structural validator. It checks:
+/// - the version, and that code, lines, registers, constants, parameters are within limits;
+/// - constants: prefixes have zero host bits and length <= 32;
+/// - every operand register and constant exists and has the type its instruction needs;
+/// - every block lies inside its parent, nesting is at most [`MAX_NESTING`];
+/// - every register is written before it is read, on every path; registers a
+///   `Foreach` body writes are dead after the loop;
+/// - `While` bounds are at most [`MAX_LOOP_BOUND`] and its rank reads numeric registers;
+/// - the class agrees with the effects: GENERATE needs `Multicast`, DISCARD
+///   without GENERATE needs `Filtering`.
+///
+/// It does not check confinement or cost: that is the proof's job.
+pub struct Validator<'m> {
+    m: &'m Module,
+    assigned: Vec<bool>,
+    discards: bool,
+    generates: bool,
+}
+
+fn at(at: usize, reason: impl Into<String>) -> BytecodeError {
+    BytecodeError::At { at, reason: reason.into() }
+}
+
+impl<'m> Validator<'m> {
+    fn new(m: &'m Module) -> Result<Self, BytecodeError> {
+        if m.version != FORMAT_VERSION {
+            return Err(BytecodeError::Version { found: m.version });
+        }
+        let too_many = [m.code.len(), m.regs.len(), m.consts.len(), m.params.len()].iter().any(|&n| n > MAX_ITEMS);
+        if too_many {
+            return Err(BytecodeError::Invalid(format!("more than {MAX_ITEMS} items in a table")));
+        }
+        if m.lines.len() != m.code.len() {
+            return Err(BytecodeError::Invalid("line table does not match the code".into()));
+        }
+        for c in m.consts.iter().chain(m.params.iter().map(|p| &p.default)) {
+            if let Const::Prefix(net, len) = *c {
+                if len > 32 || net & !crate::netmask(len) != 0 {
+                    return Err(BytecodeError::Invalid(format!("malformed prefix constant {net:#x}/{len}")));
+                }
+            }
+        }
+        Ok(Validator { m, assigned: vec![false; m.regs.len()], discards: false, generates: false })
+    }
+
+    fn run(mut self) -> Result<(), BytecodeError> {
+        self.block(0, self.m.code.len(), 0)?;
+        let class = self.m.header.class;
+        if self.generates && class != Class::Multicast {
+            return Err(BytecodeError::Invalid(format!("a program that GENERATEs must be of class Multicast, not {class:?}")));
+        }
+        if self.discards && !self.generates && class != Class::Filtering {
+            return Err(BytecodeError::Invalid(format!("a program that DISCARDs must be of class Filtering, not {class:?}")));
+        }
+        Ok(())
+    }
+
+    /// Check the instructions in `[start, end)`, a block at nesting `depth`.
+    fn block(&mut self, start: usize, end: usize, depth: usize) -> Result<(), BytecodeError> {
+        if depth > MAX_NESTING {
+            return Err(at(start, format!("blocks nested deeper than {MAX_NESTING}")));
+        }
+        let mut pc = start;
+        while pc < end {
+            let insn = &self.m.code[pc];
+            let ops = operands(insn, &self.m.regs, &self.m.consts, &self.m.params).map_err(|e| at(pc, e))?;
+            for &(r, _) in &ops.reads {
+                if !self.assigned[r as usize] {
+                    return Err(at(pc, format!("register r{r} is read before it is written")));
+                }
+            }
+            let sub = |len: u32, from: usize| -> Result<usize, BytecodeError> {
+                let e = from.checked_add(len as usize).filter(|&e| e <= end);
+                e.ok_or_else(|| at(pc, "block extends past its parent"))
+            };
+            match insn {
+                Insn::If { then_len, else_len, .. } => {
+                    let then_end = sub(*then_len, pc + 1)?;
+                    let else_end = sub(*else_len, then_end)?;
+                    let before = self.assigned.clone();
+                    self.block(pc + 1, then_end, depth + 1)?;
+                    let after_then = std::mem::replace(&mut self.assigned, before);
+                    self.block(then_end, else_end, depth + 1)?;
+                    for (a, t) in self.assigned.iter_mut().zip(after_then) {
+                        *a &= t;
+                    }
+                    pc = else_end;
+                }
+                Insn::Foreach { body_len, .. } => {
+                    let body_end = sub(*body_len, pc + 1)?;
+                    let before = self.assigned.clone();
+                    self.write(&ops);
+                    self.block(pc + 1, body_end, depth + 1)?;
+                    self.assigned = before;
+                    pc = body_end;
+                }
+                Insn::While { cond_len, cond, body_len, bound, rank } => {
+                    let cond_end = sub(*cond_len, pc + 1)?;
+                    let body_end = sub(*body_len, cond_end)?;
+                    if *bound > MAX_LOOP_BOUND {
+                        return Err(at(pc, format!("loop bound {bound} exceeds {MAX_LOOP_BOUND}")));
+                    }
+                    for &(r, _) in &rank.terms {
+                        if self.m.regs.get(r as usize) != Some(&Ty::Num) || !self.assigned[r as usize] {
+                            return Err(at(pc, format!("rank term r{r} is not an assigned number")));
+                        }
+                    }
+                    self.block(pc + 1, cond_end, depth + 1)?;
+                    if self.m.regs.get(*cond as usize) != Some(&Ty::Bool) || !self.assigned[*cond as usize] {
+                        return Err(at(pc, format!("loop condition r{cond} is not an assigned boolean")));
+                    }
+                    let after_cond = self.assigned.clone();
+                    self.block(cond_end, body_end, depth + 1)?;
+                    self.assigned = after_cond;
+                    pc = body_end;
+                }
+                _ => {
+                    self.discards |= matches!(insn, Insn::Discard { .. });
+                    self.generates |= matches!(insn, Insn::Generate { .. });
+                    self.write(&ops);
+                    pc += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, ops: &Operands) {
+        for &(r, _) in &ops.writes {
+            self.assigned[r as usize] = true;
+        }
+    }
+}
+
+/// Where the blocks of a structured instruction lie: `(start, end)` pairs of
+/// the sub-blocks that follow the instruction at `pc`, and the index after it.
+/// Valid only on a validated module.
+pub fn blocks(code: &[Insn], pc: usize) -> (Vec<(usize, usize)>, usize) {
+    match &code[pc] {
+        Insn::If { then_len, else_len, .. } => {
+            let t = pc + 1 + *then_len as usize;
+            let e = t + *else_len as usize;
+            (vec![(pc + 1, t), (t, e)], e)
+        }
+        Insn::Foreach { body_len, .. } => {
+            let e = pc + 1 + *body_len as usize;
+            (vec![(pc + 1, e)], e)
+        }
+        Insn::While { cond_len, body_len, .. } => {
+            let c = pc + 1 + *cond_len as usize;
+            let e = c + *body_len as usize;
+            (vec![(pc + 1, c), (c, e)], e)
+        }
+        _ => (vec![], pc + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firewall() -> Module {
+        Module {
+            version: FORMAT_VERSION,
+            header: Header { lifetime_secs: 172_800, class: Class::Filtering },
+            consts: vec![],
+            params: vec![Param { name: "SrcIP".into(), default: Const::Addr(0xcb00_7109) }],
+            regs: vec![Ty::Set, Ty::Addr, Ty::Set, Ty::Addr, Ty::Set],
+            code: vec![
+                Insn::AllPackets { dst: 0 },
+                Insn::ThisIp { dst: 1 },
+                Insn::FilterDst { dst: 2, set: 0, by: 1 },
+                Insn::Param { dst: 3, p: 0 },
+                Insn::FilterSrc { dst: 4, set: 2, by: 3 },
+                Insn::Discard { set: 4 },
+            ],
+            lines: vec![3, 3, 3, 4, 4, 5],
+        }
+    }
+
+    #[test]
+    fn round_trip_is_canonical() {
+        let m = firewall();
+        let bytes = m.encode();
+        assert_eq!(Module::decode(&bytes).unwrap(), m);
+        assert_eq!(Module::id_of(&bytes), Module::id_of(&m.encode()));
+    }
+
+    #[test]
+    fn refuses_read_before_write() {
+        let mut m = firewall();
+        m.code.swap(0, 2);
+        let e = m.validate().unwrap_err();
+        assert!(e.to_string().contains("read before it is written"), "{e}");
+    }
+
+    #[test]
+    fn refuses_block_past_parent() {
+        let mut m = firewall();
+        m.regs.push(Ty::Bool);
+        m.code.insert(5, Insn::Bool { dst: 5, value: true });
+        m.code.insert(6, Insn::If { cond: 5, then_len: 2, else_len: 0 });
+        m.lines = vec![0; m.code.len()];
+        let e = m.validate().unwrap_err();
+        assert!(e.to_string().contains("extends past its parent"), "{e}");
+    }
+
+    #[test]
+    fn refuses_wrong_types_and_class() {
+        let mut m = firewall();
+        m.code[5] = Insn::Discard { set: 3 };
+        assert!(m.validate().unwrap_err().to_string().contains("used as Set"));
+        let mut m = firewall();
+        m.header.class = Class::Monitoring;
+        assert!(m.validate().unwrap_err().to_string().contains("Filtering"));
+    }
+
+    #[test]
+    fn foreach_body_registers_are_dead_after() {
+        let mut m = firewall();
+        m.regs.extend([Ty::Groups, Ty::Addr, Ty::Set, Ty::Num]);
+        m.code = vec![
+            Insn::AllPackets { dst: 0 },
+            Insn::GroupDst { dst: 5, set: 0 },
+            Insn::Foreach { groups: 5, key: 6, set: 7, body_len: 1 },
+            Insn::Count { dst: 8, set: 7 },
+            Insn::Count { dst: 8, set: 7 },
+        ];
+        m.header.class = Class::Monitoring;
+        m.lines = vec![0; 5];
+        assert!(m.validate().unwrap_err().to_string().contains("r7 is read before"));
+        m.code.pop();
+        m.lines.pop();
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        let good = firewall().encode();
+        for i in 0..good.len() {
+            for b in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] = b;
+                let _ = Module::decode(&bad);
+            }
+            let _ = Module::decode(&good[..i]);
+        }
+    }
+}

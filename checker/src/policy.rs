@@ -1,0 +1,58 @@
+//! The router's safety policy as a typed value. Reading it from TOML happens
+//! outside the trusted base (in the runtime and the command line).
+
+use serde::{Deserialize, Serialize};
+
+/// Who the client is, and so what its programs are confined to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClientKind {
+    /// Confinement to THIS_IP.
+    EndUser,
+    /// Confinement to THIS_SUBNET_IP; GENERATE to THIS_IP (the client router).
+    EdgeRouter,
+}
+
+/// Cost units of each routine, per packet touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UnitCosts {
+    /// DISCARD
+    pub discard: u64,
+    /// GROUP_BY_DESTINATION, both forms
+    pub group_by_destination: u64,
+    /// GROUP_BY_SOURCE, both forms
+    pub group_by_source: u64,
+    /// GROUP_BY_CONTENT
+    pub group_by_content: u64,
+    /// CONTAINS_STRING
+    pub contains_string: u64,
+    /// GENERATE, per packet generated
+    pub generate: u64,
+    /// COUNT
+    pub count: u64,
+    /// DISTINCT_DESTINATIONS
+    pub distinct_destinations: u64,
+}
+
+/// A router's safety policy (DESIGN section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Policy {
+    /// End user or edge router.
+    pub client: ClientKind,
+    /// Longest LIFETIME accepted, in seconds.
+    pub max_lifetime_secs: u64,
+    /// Complexity^up: cost units per window.
+    pub complexity_up: u64,
+    /// Cost^up: complexity times lifetime in seconds.
+    pub cost_up: u64,
+    /// W: packets per execution window.
+    pub window_packets: u32,
+    /// Unit costs.
+    pub unit_costs: UnitCosts,
+}
+
+impl Policy {
+    /// The policy's own digest, for logs and caches.
+    pub fn digest(&self) -> [u8; 32] {
+        *blake3::hash(&postcard::to_allocvec(self).expect("in-memory encoding")).as_bytes()
+    }
+}

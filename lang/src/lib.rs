@@ -1,0 +1,1 @@
+//! The VInet language front end (filled by the language work).

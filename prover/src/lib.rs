@@ -1,0 +1,1 @@
+//! Certificate generation (filled by the proof work).

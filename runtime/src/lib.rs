@@ -1,0 +1,1 @@
+//! The router runtime (filled by the runtime work).

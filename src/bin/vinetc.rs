@@ -1,0 +1,1 @@
+fn main() { eprintln!("vinetc: not built yet"); std::process::exit(2) }
