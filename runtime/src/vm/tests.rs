@@ -1,0 +1,481 @@
+//! VM unit tests on hand-made windows and hand-written modules (built through
+//! the test-only `Program::unchecked`, since no checked bundle exists yet).
+
+use super::*;
+use crate::packet::tests::{ipv4_bytes, tcp_bytes, udp_bytes};
+use crate::packet::LinkType;
+use crate::window::Window;
+use vinet_checker::bytecode::{Class, Header, Param, Rank, FORMAT_VERSION};
+use vinet_checker::policy::ClientKind;
+use vinet_checker::Policy;
+
+pub(crate) fn policy() -> Policy {
+    Policy {
+        client: ClientKind::EndUser,
+        max_lifetime_secs: 30 * 86_400,
+        complexity_up: 20_000,
+        cost_up: 5_000_000_000,
+        window_packets: 256,
+        unit_costs: UnitCosts {
+            discard: 1,
+            group_by_destination: 1,
+            group_by_source: 2,
+            group_by_content: 8,
+            contains_string: 6,
+            generate: 4,
+            count: 1,
+            distinct_destinations: 3,
+        },
+    }
+}
+
+/// A tiny module assembler.
+#[derive(Default)]
+pub(crate) struct Asm {
+    pub regs: Vec<Ty>,
+    pub consts: Vec<Const>,
+    pub params: Vec<Param>,
+    pub code: Vec<Insn>,
+}
+
+impl Asm {
+    pub fn reg(&mut self, t: Ty) -> Reg {
+        self.regs.push(t);
+        (self.regs.len() - 1) as Reg
+    }
+    pub fn konst(&mut self, c: Const) -> Reg {
+        let r = self.reg(c.ty());
+        self.consts.push(c);
+        self.code.push(Insn::Const { dst: r, k: (self.consts.len() - 1) as u16 });
+        r
+    }
+    pub fn param(&mut self, name: &str, default: Const) -> Reg {
+        let r = self.reg(default.ty());
+        self.params.push(Param { name: name.into(), default });
+        self.code.push(Insn::Param { dst: r, p: (self.params.len() - 1) as u16 });
+        r
+    }
+    pub fn op(&mut self, i: Insn) {
+        self.code.push(i);
+    }
+    pub fn all(&mut self) -> Reg {
+        let r = self.reg(Ty::Set);
+        self.op(Insn::AllPackets { dst: r });
+        r
+    }
+    pub fn this_ip(&mut self) -> Reg {
+        let r = self.reg(Ty::Addr);
+        self.op(Insn::ThisIp { dst: r });
+        r
+    }
+    pub fn module(self, class: Class) -> Module {
+        let n = self.code.len();
+        Module {
+            version: FORMAT_VERSION,
+            header: Header { lifetime_secs: 3600, class },
+            consts: self.consts,
+            params: self.params,
+            regs: self.regs,
+            code: self.code,
+            lines: (1..=n as u32).collect(),
+        }
+    }
+}
+
+pub(crate) fn program(m: Module, complexity: u64) -> Arc<Program> {
+    Arc::new(Program::unchecked(m, complexity, &policy()))
+}
+
+pub(crate) const ME: u32 = 0x0a00_0007; // 10.0.0.7
+pub(crate) const OTHER: u32 = 0x0a00_0008; // 10.0.0.8
+pub(crate) const BAD: u32 = 0xcb00_7109; // 203.0.113.9
+pub(crate) const GOOD: u32 = 0xc633_6401; // 198.51.100.1
+
+pub(crate) fn this() -> This {
+    This { ip: ME, subnet: (ME, 32) }
+}
+
+pub(crate) fn udp(w: &mut Window, src: u32, dst: u32, payload: &[u8]) {
+    w.push(LinkType::Raw, 0, 0, &ipv4_bytes(src, dst, 17, &udp_bytes(1000, 2000, payload)));
+}
+
+pub(crate) fn tcp(w: &mut Window, src: u32, dst: u32, sport: u16, seq: u32, payload: &[u8]) {
+    w.push(LinkType::Raw, 0, 0, &ipv4_bytes(src, dst, 6, &tcp_bytes(sport, 80, seq, payload)));
+}
+
+fn run(p: &Arc<Program>, w: &Window, m: &mut Machine) -> Result<RunStats, Fault> {
+    p.instantiate(&[]).unwrap().run(this(), w.view(), m)
+}
+
+fn dropped(m: &Machine, n: usize) -> Vec<usize> {
+    (0..n).filter(|&i| m.effects().is_dropped(i)).collect()
+}
+
+/// The paper's firewall.
+pub(crate) fn firewall() -> Module {
+    let mut a = Asm::default();
+    let all = a.all();
+    let me = a.this_ip();
+    let mine = a.reg(Ty::Set);
+    a.op(Insn::FilterDst { dst: mine, set: all, by: me });
+    let s = a.param("SrcIP", Const::Addr(BAD));
+    let bad = a.reg(Ty::Set);
+    a.op(Insn::FilterSrc { dst: bad, set: mine, by: s });
+    a.op(Insn::Discard { set: bad });
+    a.module(Class::Filtering)
+}
+
+/// The paper's spam filter.
+pub(crate) fn spam_filter() -> Module {
+    let mut a = Asm::default();
+    let w1 = a.param("Word1", Const::Str("viagra".into()));
+    let w2 = a.param("Word2", Const::Str("lottery".into()));
+    let all = a.all();
+    let me = a.this_ip();
+    let mine = a.reg(Ty::Set);
+    a.op(Insn::FilterDst { dst: mine, set: all, by: me });
+    let groups = a.reg(Ty::Groups);
+    a.op(Insn::GroupSrc { dst: groups, set: mine });
+    let (key, pk) = (a.reg(Ty::Addr), a.reg(Ty::Set));
+    let (c1, c2, both) = (a.reg(Ty::Bool), a.reg(Ty::Bool), a.reg(Ty::Bool));
+    a.op(Insn::Foreach { groups, key, set: pk, body_len: 5 });
+    a.op(Insn::ContainsString { dst: c1, set: pk, needle: w1 });
+    a.op(Insn::ContainsString { dst: c2, set: pk, needle: w2 });
+    a.op(Insn::And { dst: both, a: c1, b: c2 });
+    a.op(Insn::If { cond: both, then_len: 1, else_len: 0 });
+    a.op(Insn::Discard { set: pk });
+    a.module(Class::Filtering)
+}
+
+/// The paper's multicast aggregator, as an end-user program.
+pub(crate) fn multicast() -> Module {
+    let mut a = Asm::default();
+    let b = a.param("BroadcastIP", Const::Addr(GOOD));
+    let all = a.all();
+    let me = a.this_ip();
+    let mine = a.reg(Ty::Set);
+    a.op(Insn::FilterDst { dst: mine, set: all, by: me });
+    let bc = a.reg(Ty::Set);
+    a.op(Insn::FilterSrc { dst: bc, set: mine, by: b });
+    let (d, c) = (a.reg(Ty::AddrList), a.reg(Ty::Content));
+    a.op(Insn::GroupContent { dests: d, content: c, set: bc });
+    a.op(Insn::Generate { src: b, dst: me, payload: d });
+    a.op(Insn::Generate { src: b, dst: me, payload: c });
+    a.op(Insn::Discard { set: bc });
+    a.module(Class::Multicast)
+}
+
+#[test]
+fn firewall_drops_only_bad_packets_to_me_and_meters_exactly() {
+    let mut w = Window::new();
+    udp(&mut w, BAD, ME, b"x"); // 0: drop
+    udp(&mut w, GOOD, ME, b"x"); // 1
+    udp(&mut w, BAD, OTHER, b"x"); // 2: not mine
+    udp(&mut w, BAD, ME, b"y"); // 3: drop
+    let p = program(firewall(), 1024);
+    let mut m = Machine::new();
+    let st = run(&p, &w, &mut m).unwrap();
+    assert_eq!(dropped(&m, 4), vec![0, 3]);
+    // GROUP_BY_DESTINATION 1 x 4, GROUP_BY_SOURCE 2 x 3, DISCARD 1 x 2.
+    assert_eq!(st.cost, 4 + 6 + 2);
+    assert_eq!(st.dropped, 2);
+    // The certified bound for W = 256 is 1,024 = 4 x 256.
+    let p = program(firewall(), 11);
+    assert!(matches!(run(&p, &w, &mut m), Err(Fault::OverBudget { spent: 12, limit: 11, .. })));
+    assert!(m.effects().generated().next().is_none() && dropped(&m, 4).is_empty(), "faulted run left effects");
+}
+
+#[test]
+fn firewall_param_binding() {
+    let p = program(firewall(), 1024);
+    assert!(p.instantiate(&[Const::Addr(GOOD)]).is_ok());
+    assert!(matches!(p.instantiate(&[Const::Num(1)]), Err(BindError::WrongType { .. })));
+    assert!(matches!(p.instantiate(&[Const::Addr(1), Const::Addr(2)]), Err(BindError::TooMany { .. })));
+    let mut w = Window::new();
+    udp(&mut w, BAD, ME, b"x");
+    udp(&mut w, GOOD, ME, b"x");
+    let mut m = Machine::new();
+    p.instantiate(&[Const::Addr(GOOD)]).unwrap().run(this(), w.view(), &mut m).unwrap();
+    assert_eq!(dropped(&m, 2), vec![1]);
+}
+
+#[test]
+fn spam_filter_needs_both_words_from_one_source() {
+    let mut w = Window::new();
+    udp(&mut w, BAD, ME, b"buy viagra now"); // 0
+    udp(&mut w, GOOD, ME, b"win the lottery"); // 1
+    udp(&mut w, BAD, ME, b"and the lottery"); // 2
+    udp(&mut w, GOOD, ME, b"hello"); // 3
+    udp(&mut w, BAD, OTHER, b"viagra lottery"); // 4: not mine
+    let p = program(spam_filter(), 5000);
+    let mut m = Machine::new();
+    let st = run(&p, &w, &mut m).unwrap();
+    assert_eq!(dropped(&m, 5), vec![0, 2]);
+    // GBD 1 x 5, GBS 2 x 4, CONTAINS_STRING 6 x (2 + 2) twice, DISCARD 1 x 2.
+    assert_eq!(st.cost, 5 + 8 + 48 + 2);
+}
+
+#[test]
+fn groups_are_in_first_appearance_order() {
+    let mut a = Asm::default();
+    let all = a.all();
+    let g = a.reg(Ty::Groups);
+    a.op(Insn::GroupDst { dst: g, set: all });
+    let mut w = Window::new();
+    for (src, dst) in [(1, OTHER), (2, ME), (3, OTHER), (4, 99), (5, ME), (6, OTHER)] {
+        udp(&mut w, src, dst, b"");
+    }
+    let p = program(a.module(Class::Monitoring), 100);
+    let mut m = Machine::new();
+    assert_eq!(run(&p, &w, &mut m).unwrap().cost, 6);
+    let g = &m.groups[0];
+    assert_eq!(g.keys, vec![OTHER, ME, 99]);
+    assert_eq!(&g.members, &[0, 2, 5, 1, 4, 3]);
+    assert_eq!(&g.starts, &[0, 3, 5, 6]);
+}
+
+#[test]
+fn foreach_visits_groups_in_order_and_nests() {
+    // foreach (k, s) in GROUP_BY_DESTINATION(All):
+    //   if k == THIS_IP then foreach (k2, s2) in GROUP_BY_SOURCE(s): if COUNT(s2) >= 2 then DISCARD(s2)
+    let mut a = Asm::default();
+    let all = a.all();
+    let me = a.this_ip();
+    let two = a.konst(Const::Num(2));
+    let g = a.reg(Ty::Groups);
+    a.op(Insn::GroupDst { dst: g, set: all });
+    let (k, s, is_me) = (a.reg(Ty::Addr), a.reg(Ty::Set), a.reg(Ty::Bool));
+    let (g2, k2, s2, n, big) = (a.reg(Ty::Groups), a.reg(Ty::Addr), a.reg(Ty::Set), a.reg(Ty::Num), a.reg(Ty::Bool));
+    a.op(Insn::Foreach { groups: g, key: k, set: s, body_len: 8 });
+    a.op(Insn::Cmp { op: CmpOp::Eq, dst: is_me, a: k, b: me });
+    a.op(Insn::If { cond: is_me, then_len: 6, else_len: 0 });
+    a.op(Insn::GroupSrc { dst: g2, set: s });
+    a.op(Insn::Foreach { groups: g2, key: k2, set: s2, body_len: 4 });
+    a.op(Insn::Count { dst: n, set: s2 });
+    a.op(Insn::Cmp { op: CmpOp::Ge, dst: big, a: n, b: two });
+    a.op(Insn::If { cond: big, then_len: 1, else_len: 0 });
+    a.op(Insn::Discard { set: s2 });
+    let p = program(a.module(Class::Filtering), 1000);
+    assert!(!p.snapshot.iter().any(|&s| s));
+    let mut w = Window::new();
+    for (src, dst) in [(1, ME), (2, ME), (1, OTHER), (1, OTHER), (1, ME), (3, ME)] {
+        udp(&mut w, src, dst, b"");
+    }
+    let mut m = Machine::new();
+    let st = run(&p, &w, &mut m).unwrap();
+    assert_eq!(dropped(&m, 6), vec![0, 4]);
+    // GBD 6; GBS 2 x 4; COUNT 2 + 1 + 1; DISCARD 2.
+    assert_eq!(st.cost, 6 + 8 + 4 + 2);
+}
+
+#[test]
+fn count_distinct_and_prefixes() {
+    let mut a = Asm::default();
+    let all = a.all();
+    let net = a.konst(Const::Prefix(0x0a00_0000, 24));
+    let inside = a.reg(Ty::Set);
+    a.op(Insn::FilterDst { dst: inside, set: all, by: net });
+    let (c, d) = (a.reg(Ty::Num), a.reg(Ty::Num));
+    a.op(Insn::Count { dst: c, set: inside });
+    a.op(Insn::DistinctDst { dst: d, set: all });
+    let me = a.this_ip();
+    let mask = a.konst(Const::Addr(0xffff_ff00));
+    let masked = a.reg(Ty::Addr);
+    a.op(Insn::Mask { dst: masked, addr: me, mask });
+    let (b1, b2, b3) = (a.reg(Ty::Bool), a.reg(Ty::Bool), a.reg(Ty::Bool));
+    a.op(Insn::InPrefix { dst: b1, addr: me, prefix: net });
+    let sub = a.reg(Ty::Prefix);
+    a.op(Insn::ThisSubnet { dst: sub });
+    a.op(Insn::InPrefix { dst: b2, addr: masked, prefix: sub });
+    let three = a.konst(Const::Num(3));
+    a.op(Insn::Cmp { op: CmpOp::Eq, dst: b3, a: c, b: three });
+    let mut w = Window::new();
+    for dst in [ME, OTHER, 0x0a00_0107, ME, 0x0a00_00ff] {
+        udp(&mut w, 1, dst, b"");
+    }
+    let p = program(a.module(Class::Monitoring), 100);
+    let mut m = Machine::new();
+    let st = run(&p, &w, &mut m).unwrap();
+    let sc = |r: Reg| m.scal[match p.slots[r as usize] {
+        Slot::Scalar(i) => i as usize,
+        _ => unreachable!(),
+    }];
+    assert_eq!(sc(c), 4);
+    assert_eq!(sc(d), 4);
+    assert_eq!(sc(masked), 0x0a00_0000);
+    assert_eq!((sc(b1), sc(b2), sc(b3)), (1, 0, 0));
+    assert_eq!(st.cost, 5 + 4 + 3 * 5);
+}
+
+#[test]
+fn contains_string_across_contiguous_tcp_segments_only() {
+    let needle_prog = |word: &str| {
+        let mut a = Asm::default();
+        let all = a.all();
+        let wd = a.konst(Const::Str(word.into()));
+        let r = a.reg(Ty::Bool);
+        a.op(Insn::ContainsString { dst: r, set: all, needle: wd });
+        (program(a.module(Class::Monitoring), 1000), r)
+    };
+    let check = |w: &Window, word: &str| -> bool {
+        let (p, r) = needle_prog(word);
+        let mut m = Machine::new();
+        run(&p, w, &mut m).unwrap();
+        m.scal[match p.slots[r as usize] {
+            Slot::Scalar(i) => i as usize,
+            _ => unreachable!(),
+        }] == 1
+    };
+    // Two contiguous segments, with another flow's packet in between.
+    let mut w = Window::new();
+    tcp(&mut w, BAD, ME, 5000, 100, b"buy via");
+    tcp(&mut w, GOOD, ME, 5000, 7, b"unrelated");
+    tcp(&mut w, BAD, ME, 5000, 107, b"gra now");
+    assert!(check(&w, "viagra"));
+    assert!(check(&w, "buy"));
+    assert!(!check(&w, "viagrax"));
+    assert!(!check(&w, "relatedgra"), "not across flows");
+    // A sequence gap: no match across it.
+    let mut w = Window::new();
+    tcp(&mut w, BAD, ME, 5000, 100, b"buy via");
+    tcp(&mut w, BAD, ME, 5000, 108, b"gra now");
+    assert!(!check(&w, "viagra"));
+    // Same bytes over UDP: datagrams are not a stream.
+    let mut w = Window::new();
+    udp(&mut w, BAD, ME, b"buy via");
+    udp(&mut w, BAD, ME, b"gra now");
+    assert!(!check(&w, "viagra"));
+    // Three short segments, and sequence wrap-around.
+    let mut w = Window::new();
+    tcp(&mut w, BAD, ME, 1, u32::MAX - 1, b"vi");
+    tcp(&mut w, BAD, ME, 1, 0, b"ag");
+    tcp(&mut w, BAD, ME, 1, 2, b"ra");
+    assert!(check(&w, "viagra"));
+    // Empty needle: found in any non-empty set, even of empty payloads.
+    let mut w = Window::new();
+    assert!(!check(&w, ""));
+    tcp(&mut w, BAD, ME, 1, 0, b"");
+    assert!(check(&w, ""));
+}
+
+#[test]
+fn multicast_generates_checksummed_ipv4_udp() {
+    let mut w = Window::new();
+    udp(&mut w, GOOD, ME, b"hello"); // 0
+    udp(&mut w, GOOD, ME, b"world"); // 1
+    udp(&mut w, GOOD, ME, b"hello"); // 2: same content
+    udp(&mut w, BAD, ME, b"spam"); // 3: other source
+    udp(&mut w, GOOD, OTHER, b"x"); // 4: not mine
+    let p = program(multicast(), 20_000);
+    let mut m = Machine::new();
+    let st = run(&p, &w, &mut m).unwrap();
+    assert_eq!(dropped(&m, 5), vec![0, 1, 2]);
+    // GBD 5, GBS 2 x 4, GBC 8 x 3, GENERATE 4 x 1 (one address) + 4 x 2, DISCARD 3.
+    assert_eq!(st.cost, 5 + 8 + 24 + 4 + 8 + 3);
+    let gen: Vec<&[u8]> = m.effects().generated().collect();
+    assert_eq!(gen.len(), 3);
+    let mut payloads = Vec::new();
+    for g in &gen {
+        let s = etherparse::SlicedPacket::from_ip(g).expect("re-parses");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else { panic!("not IPv4") };
+        let h = ip.header();
+        assert_eq!((h.source(), h.destination()), (GOOD.to_be_bytes(), ME.to_be_bytes()));
+        assert_eq!((h.ttl(), h.dont_fragment(), h.identification()), (64, false, 0));
+        assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum(), "IPv4 checksum");
+        let Some(etherparse::TransportSlice::Udp(u)) = &s.transport else { panic!("not UDP") };
+        assert_eq!((u.source_port(), u.destination_port()), (9910, 9910));
+        let expect = u.to_header().calc_checksum_ipv4(&h.to_header(), u.payload()).unwrap();
+        assert_eq!(u.checksum(), expect, "UDP checksum");
+        payloads.push(u.payload().to_vec());
+    }
+    let mut addr_list = b"VND1".to_vec();
+    addr_list.extend_from_slice(&1u32.to_be_bytes());
+    addr_list.extend_from_slice(&ME.to_be_bytes());
+    assert_eq!(payloads, vec![addr_list, b"hello".to_vec(), b"world".to_vec()]);
+}
+
+#[test]
+fn address_lists_split_at_360() {
+    let mut a = Asm::default();
+    let all = a.all();
+    let (d, c) = (a.reg(Ty::AddrList), a.reg(Ty::Content));
+    a.op(Insn::GroupContent { dests: d, content: c, set: all });
+    let me = a.this_ip();
+    a.op(Insn::Generate { src: me, dst: me, payload: d });
+    let s = a.konst(Const::Str("note".into()));
+    a.op(Insn::Generate { src: me, dst: me, payload: s });
+    let mut w = Window::new();
+    for i in 0..400u32 {
+        udp(&mut w, 1, 0x0b00_0000 + i, b"");
+    }
+    let p = program(a.module(Class::Multicast), 8 * 400 + 4 * 400 + 4);
+    let mut m = Machine::new();
+    let st = run(&p, &w, &mut m).unwrap();
+    let gen: Vec<&[u8]> = m.effects().generated().collect();
+    assert_eq!(gen.len(), 3);
+    assert_eq!(&gen[0][28..36], b"VND1\0\0\x01\x68");
+    assert_eq!(gen[0].len(), 28 + 8 + 4 * 360);
+    assert_eq!(&gen[1][28..36], b"VND1\0\0\0\x28");
+    assert_eq!(&gen[1][36..40], &(0x0b00_0000u32 + 360).to_be_bytes());
+    assert_eq!(&gen[2][28..], b"note");
+    assert_eq!(st.cost, 8 * 400 + 4 * 400 + 4);
+}
+
+#[test]
+fn overflow_saturating_sub_and_loop_bound() {
+    // n = 0; while n < limit do n = n + 1   (bound given)
+    let lp = |limit: u64, bound: u32| {
+        let mut a = Asm::default();
+        let n = a.konst(Const::Num(0));
+        let lim = a.konst(Const::Num(limit));
+        let one = a.konst(Const::Num(1));
+        let c = a.reg(Ty::Bool);
+        let rank = Rank { terms: vec![(n, -1)], constant: limit as i64 };
+        a.op(Insn::While { cond_len: 1, cond: c, body_len: 1, bound, rank });
+        a.op(Insn::Cmp { op: CmpOp::Lt, dst: c, a: n, b: lim });
+        a.op(Insn::Arith { op: ArithOp::Add, dst: n, a: n, b: one });
+        program(a.module(Class::Monitoring), 0)
+    };
+    let w = Window::new();
+    let mut m = Machine::new();
+    assert_eq!(run(&lp(5, 5), &w, &mut m).unwrap().steps, 3 + 1 + 5 * 2 + 1);
+    assert!(matches!(run(&lp(5, 4), &w, &mut m), Err(Fault::LoopBound { at: 3, bound: 4, .. })));
+
+    let mut a = Asm::default();
+    let big = a.konst(Const::Num(u64::MAX));
+    let one = a.konst(Const::Num(1));
+    let r = a.reg(Ty::Num);
+    a.op(Insn::Arith { op: ArithOp::Sub, dst: r, a: one, b: big });
+    a.op(Insn::Arith { op: ArithOp::Add, dst: r, a: big, b: one });
+    let p = program(a.module(Class::Monitoring), 0);
+    assert!(matches!(run(&p, &w, &mut m), Err(Fault::Overflow { at: 3, line: 4 })));
+}
+
+#[test]
+fn runaway_concatenation_is_a_fault() {
+    // s = "ab"; while i < 64: s = s + s   (uncharged, so only the limit stops it)
+    let mut a = Asm::default();
+    let s = a.konst(Const::Str("ab".into()));
+    let i = a.konst(Const::Num(0));
+    let lim = a.konst(Const::Num(64));
+    let one = a.konst(Const::Num(1));
+    let c = a.reg(Ty::Bool);
+    let rank = Rank { terms: vec![(i, -1)], constant: 64 };
+    a.op(Insn::While { cond_len: 1, cond: c, body_len: 2, bound: 64, rank });
+    a.op(Insn::Cmp { op: CmpOp::Lt, dst: c, a: i, b: lim });
+    a.op(Insn::Concat { dst: s, a: s, b: s });
+    a.op(Insn::Arith { op: ArithOp::Add, dst: i, a: i, b: one });
+    let p = program(a.module(Class::Monitoring), 0);
+    let mut m = Machine::new();
+    assert!(matches!(run(&p, &Window::new(), &mut m), Err(Fault::TooLarge { .. })));
+}
+
+#[test]
+fn empty_view_runs() {
+    for m in [firewall(), spam_filter(), multicast()] {
+        let p = program(m, 0);
+        let mut mach = Machine::new();
+        let st = run(&p, &Window::new(), &mut mach).unwrap();
+        assert_eq!((st.cost, st.dropped, st.generated), (0, 0, 0));
+    }
+}
