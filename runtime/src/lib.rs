@@ -24,5 +24,8 @@
 #![deny(missing_docs)]
 
 pub mod packet;
+pub mod pcap;
+pub mod dispatch;
+pub mod router;
 pub mod vm;
 pub mod window;

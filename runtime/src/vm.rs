@@ -33,7 +33,7 @@ use std::sync::Arc;
 use memchr::memmem::Finder;
 use vinet_checker::bytecode::{self, ArithOp, CmpOp, Const, Insn, Reg, Ty};
 use vinet_checker::policy::{ClientKind, UnitCosts};
-use vinet_checker::{netmask, Checked, Module, ModuleId};
+use vinet_checker::{netmask, Checked, Module, ModuleId, Policy};
 
 use crate::window::View;
 
@@ -210,6 +210,7 @@ pub struct Program {
     units: UnitCosts,
     client: ClientKind,
     window_packets: u32,
+    policy_digest: [u8; 32],
     slots: Vec<Slot>,
     /// Registers per class: scalar, set, groups, str, addrs, content.
     counts: [u32; 6],
@@ -226,8 +227,7 @@ impl std::fmt::Debug for Program {
 impl Program {
     /// Prepare a checked module. The only public constructor.
     pub fn new(checked: &Checked) -> Program {
-        let p = checked.policy();
-        Program::build(checked.module().clone(), checked.id(), checked.complexity(), p.unit_costs, p.client, p.window_packets)
+        Program::build(checked.module().clone(), checked.id(), checked.complexity(), checked.policy())
     }
 
     /// Test-only: a program from a hand-written module, which must pass the
@@ -236,10 +236,10 @@ impl Program {
     pub(crate) fn unchecked(module: Module, complexity: u64, policy: &vinet_checker::Policy) -> Program {
         module.validate().expect("test module must validate");
         let id = Module::id_of(&module.encode());
-        Program::build(module, id, complexity, policy.unit_costs, policy.client, policy.window_packets)
+        Program::build(module, id, complexity, policy)
     }
 
-    fn build(module: Module, id: ModuleId, complexity: u64, units: UnitCosts, client: ClientKind, window_packets: u32) -> Program {
+    fn build(module: Module, id: ModuleId, complexity: u64, policy: &Policy) -> Program {
         let mut counts = [0u32; 6];
         let slots = module
             .regs
@@ -278,7 +278,19 @@ impl Program {
                 _ => false,
             })
             .collect();
-        Program { id, module, complexity, units, client, window_packets, slots, counts, const_finders, snapshot }
+        Program {
+            id,
+            module,
+            complexity,
+            units: policy.unit_costs,
+            client: policy.client,
+            window_packets: policy.window_packets,
+            policy_digest: policy.digest(),
+            slots,
+            counts,
+            const_finders,
+            snapshot,
+        }
     }
 
     /// The module id.
@@ -300,6 +312,11 @@ impl Program {
     /// W of the policy it was checked against.
     pub fn window_packets(&self) -> u32 {
         self.window_packets
+    }
+
+    /// Digest of the policy it was checked against.
+    pub fn policy_digest(&self) -> [u8; 32] {
+        self.policy_digest
     }
 
     /// The index of a declared parameter.
@@ -1221,4 +1238,4 @@ fn counting_sort(g: &mut Groups, ids: &[u32], pos: &[u32]) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,0 +1,517 @@
+//! The execution environment of the paper's Fig. 4: many programs installed
+//! for many clients, indexed by the destinations they are confined to.
+//!
+//! - **Index.** End users are keyed by their exact address in one hash map;
+//!   edge-router clients by their prefix, in one hash map per prefix length
+//!   present, probed longest first. A packet costs one lookup plus one per
+//!   distinct edge-router prefix length installed (at most 33), however many
+//!   programs are installed.
+//! - **Nested prefixes.** A packet whose destination lies in several installed
+//!   client prefixes (or in a prefix and at an end user's address) goes into
+//!   *every* matching client's bucket. Each program is proved confined to its
+//!   own client's traffic, so every client whose traffic it is gets to see it;
+//!   drops are OR-ed (a frame is forwarded only if no program dropped it).
+//! - **Buckets.** Per window, one pass assigns each packet to the buckets of
+//!   its destinations; a counting sort lays the buckets out as contiguous
+//!   column ranges, so each client's programs run over plain slices.
+//! - **Sharing.** Installations of the same module (checked against the same
+//!   policy) share one [`Program`]; those that also have the same parameter
+//!   values share one [`Instance`] (code, register layout, needle searchers).
+//!   An installation itself is a small entry: its client, an `Arc` and its
+//!   counters.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use vinet_checker::bytecode::Const;
+use vinet_checker::policy::ClientKind;
+use vinet_checker::{netmask, Checked, ModuleId};
+
+use crate::vm::{BindError, Binding, Fault, Instance, Machine, Program, This};
+use crate::window::{Columns, Window};
+
+/// A fast hasher for `u32` keys (installed addresses and prefixes, which the
+/// router's clients, not the traffic, choose): a folded 64x64->128 multiply,
+/// which mixes high and low bits alike (prefix keys have zero low bits).
+#[derive(Default, Clone, Copy)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        let p = u128::from(self.0) * 0x9E37_79B9_7F4A_7C15_u128;
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).rotate_left(5);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = self.0.rotate_left(32) ^ u64::from(n);
+    }
+}
+
+type AddrMap<V> = HashMap<u32, V, BuildHasherDefault<AddrHasher>>;
+
+/// Where a client's traffic goes: what its bucket holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dest {
+    /// Packets to this address (an end-user client).
+    Exact(u32),
+    /// Packets inside this prefix (an edge-router client).
+    Prefix(u32, u8),
+}
+
+/// An installation's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstallId {
+    slot: u32,
+    gen: u32,
+}
+
+/// Counters of one installation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Packets in its buckets, summed over windows.
+    pub packets_in: u64,
+    /// Packets it marked dropped.
+    pub discarded: u64,
+    /// Packets it generated.
+    pub generated: u64,
+    /// Windows it ran in (windows where its bucket was non-empty).
+    pub windows: u64,
+    /// Runs that faulted.
+    pub faults: u64,
+    /// Metered cost summed over successful runs.
+    pub total_cost: u64,
+    /// Largest metered cost of one run.
+    pub max_cost: u64,
+    /// The certified complexity (cost bound per window).
+    pub certified: u64,
+}
+
+/// Why an installation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// Parameter values do not fit the program.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The program was checked for windows smaller than the router's.
+    #[error("the program was checked for windows of {checked} packets, this router runs windows of {router}")]
+    WindowMismatch {
+        /// W of the policy the program was checked against.
+        checked: u32,
+        /// The router's W.
+        router: u32,
+    },
+    /// THIS_SUBNET_IP is malformed (host bits set, length over 32).
+    #[error("malformed client prefix {0:#010x}/{1}")]
+    BadPrefix(u32, u8),
+}
+
+/// A listing entry.
+#[derive(Clone, Debug)]
+pub struct InstallInfo<'a> {
+    /// Its handle.
+    pub id: InstallId,
+    /// Its client's bucket.
+    pub dest: Dest,
+    /// THIS_IP / THIS_SUBNET_IP it runs with.
+    pub this: This,
+    /// The module.
+    pub module: ModuleId,
+    /// Parameter values.
+    pub params: &'a [Const],
+    /// Counters.
+    pub stats: ProgramStats,
+    /// The last fault, as a bug report.
+    pub last_fault: Option<&'a Fault>,
+}
+
+#[derive(Debug)]
+struct Installed {
+    id: InstallId,
+    dest: u32,
+    this: This,
+    instance: Arc<Instance>,
+    stats: ProgramStats,
+    last_fault: Option<Box<Fault>>,
+}
+
+#[derive(Debug)]
+struct DestEntry {
+    dest: Dest,
+    installs: Vec<u32>,
+    epoch: u64,
+    local: u32,
+}
+
+/// A program is identified by its module and the policy it was checked
+/// against: the checker derives the complexity from those two alone, so two
+/// `Checked` values with the same key prepare into the same `Program`.
+type ProgramKey = (ModuleId, [u8; 32]);
+
+/// What one window's dispatch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowReport {
+    /// Buckets (clients) with packets.
+    pub buckets: u32,
+    /// Program runs.
+    pub runs: u32,
+    /// Runs that faulted.
+    pub faults: u32,
+}
+
+/// The dispatch table and its per-window scratch.
+pub struct Dispatch {
+    window_packets: u32,
+    programs: HashMap<ProgramKey, Arc<Program>>,
+    instances: HashMap<(ProgramKey, Vec<Const>), Arc<Instance>>,
+    dests: Vec<Option<DestEntry>>,
+    free_dests: Vec<u32>,
+    dest_index: HashMap<Dest, u32>,
+    exact: AddrMap<u32>,
+    /// One map per prefix length present, longest first.
+    prefixes: Vec<(u8, AddrMap<u32>)>,
+    installs: Vec<Option<Installed>>,
+    gens: Vec<u32>,
+    free_installs: Vec<u32>,
+    live: usize,
+    // Per-window scratch, reused.
+    epoch: u64,
+    touched: Vec<u32>,
+    counts: Vec<u32>,
+    pairs: Vec<(u32, u32)>,
+    perm: Vec<u32>,
+    buckets: Columns,
+    win_drops: Vec<u64>,
+    gen_bytes: Vec<u8>,
+    gen: Vec<(u32, u32)>,
+    machine: Machine,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch").field("installed", &self.live).field("programs", &self.programs.len()).finish()
+    }
+}
+
+impl Dispatch {
+    /// An empty table for a router with windows of `window_packets` packets.
+    pub fn new(window_packets: u32) -> Dispatch {
+        Dispatch {
+            window_packets,
+            programs: HashMap::new(),
+            instances: HashMap::new(),
+            dests: Vec::new(),
+            free_dests: Vec::new(),
+            dest_index: HashMap::new(),
+            exact: AddrMap::default(),
+            prefixes: Vec::new(),
+            installs: Vec::new(),
+            gens: Vec::new(),
+            free_installs: Vec::new(),
+            live: 0,
+            epoch: 0,
+            touched: Vec::new(),
+            counts: Vec::new(),
+            pairs: Vec::new(),
+            perm: Vec::new(),
+            buckets: Columns::default(),
+            win_drops: Vec::new(),
+            gen_bytes: Vec::new(),
+            gen: Vec::new(),
+            machine: Machine::new(),
+        }
+    }
+
+    /// Install a checked program for a client. The client is an end user
+    /// (bucket: THIS_IP) or an edge router (bucket: THIS_SUBNET_IP) as the
+    /// policy the program was checked against says.
+    pub fn install(&mut self, checked: &Checked, binding: &Binding) -> Result<InstallId, InstallError> {
+        let key = (checked.id(), checked.policy().digest());
+        let program = match self.programs.get(&key) {
+            Some(p) => Arc::clone(p),
+            None => Arc::new(Program::new(checked)),
+        };
+        self.install_program(program, binding)
+    }
+
+    /// Install a prepared program (made from a `Checked`) for a client.
+    pub fn install_program(&mut self, program: Arc<Program>, binding: &Binding) -> Result<InstallId, InstallError> {
+        if program.window_packets() < self.window_packets {
+            return Err(InstallError::WindowMismatch { checked: program.window_packets(), router: self.window_packets });
+        }
+        let (dest, this) = match program.client_kind() {
+            ClientKind::EndUser => (Dest::Exact(binding.this_ip), This { ip: binding.this_ip, subnet: (binding.this_ip, 32) }),
+            ClientKind::EdgeRouter => {
+                let (net, len) = binding.this_subnet.ok_or(BindError::NoSubnet)?;
+                if len > 32 || net & !netmask(len) != 0 {
+                    return Err(InstallError::BadPrefix(net, len));
+                }
+                (Dest::Prefix(net, len), This { ip: binding.this_ip, subnet: (net, len) })
+            }
+        };
+        let pkey = (program.id(), program.policy_digest());
+        let program = Arc::clone(self.programs.entry(pkey).or_insert(program));
+        let fresh = program.instantiate(&binding.params)?;
+        let ikey = (pkey, fresh.params().to_vec());
+        let instance = Arc::clone(self.instances.entry(ikey).or_insert_with(|| Arc::new(fresh)));
+        let d = self.dest_slot(dest);
+        let slot = match self.free_installs.pop() {
+            Some(s) => s,
+            None => {
+                self.installs.push(None);
+                self.gens.push(0);
+                (self.installs.len() - 1) as u32
+            }
+        };
+        let id = InstallId { slot, gen: self.gens[slot as usize] };
+        let stats = ProgramStats { certified: program.complexity(), ..ProgramStats::default() };
+        self.installs[slot as usize] = Some(Installed { id, dest: d, this, instance, stats, last_fault: None });
+        if let Some(e) = self.dests[d as usize].as_mut() {
+            e.installs.push(slot);
+        }
+        self.live += 1;
+        Ok(id)
+    }
+
+    fn dest_slot(&mut self, dest: Dest) -> u32 {
+        if let Some(&d) = self.dest_index.get(&dest) {
+            return d;
+        }
+        let entry = DestEntry { dest, installs: Vec::new(), epoch: 0, local: 0 };
+        let d = match self.free_dests.pop() {
+            Some(d) => {
+                self.dests[d as usize] = Some(entry);
+                d
+            }
+            None => {
+                self.dests.push(Some(entry));
+                (self.dests.len() - 1) as u32
+            }
+        };
+        self.dest_index.insert(dest, d);
+        match dest {
+            Dest::Exact(ip) => {
+                self.exact.insert(ip, d);
+            }
+            Dest::Prefix(net, len) => {
+                let i = match self.prefixes.iter().position(|(l, _)| *l <= len) {
+                    Some(i) if self.prefixes[i].0 == len => i,
+                    Some(i) => {
+                        self.prefixes.insert(i, (len, AddrMap::default()));
+                        i
+                    }
+                    None => {
+                        self.prefixes.push((len, AddrMap::default()));
+                        self.prefixes.len() - 1
+                    }
+                };
+                self.prefixes[i].1.insert(net, d);
+            }
+        }
+        d
+    }
+
+    /// Remove an installation; returns its final counters.
+    pub fn remove(&mut self, id: InstallId) -> Option<ProgramStats> {
+        let cell = self.installs.get_mut(id.slot as usize)?;
+        if cell.as_ref().map(|i| i.id) != Some(id) {
+            return None;
+        }
+        let inst = cell.take()?;
+        self.gens[id.slot as usize] = self.gens[id.slot as usize].wrapping_add(1);
+        self.free_installs.push(id.slot);
+        self.live -= 1;
+        let d = inst.dest as usize;
+        let empty = match self.dests[d].as_mut() {
+            Some(e) => {
+                e.installs.retain(|&s| s != id.slot);
+                e.installs.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            if let Some(e) = self.dests[d].take() {
+                self.dest_index.remove(&e.dest);
+                match e.dest {
+                    Dest::Exact(ip) => {
+                        self.exact.remove(&ip);
+                    }
+                    Dest::Prefix(net, len) => {
+                        if let Some(i) = self.prefixes.iter().position(|(l, _)| *l == len) {
+                            self.prefixes[i].1.remove(&net);
+                            if self.prefixes[i].1.is_empty() {
+                                self.prefixes.remove(i);
+                            }
+                        }
+                    }
+                }
+                self.free_dests.push(d as u32);
+            }
+        }
+        let program = Arc::clone(inst.instance.program());
+        let pkey = (program.id(), program.policy_digest());
+        let ikey = (pkey, inst.instance.params().to_vec());
+        drop(inst.instance);
+        if self.instances.get(&ikey).is_some_and(|i| Arc::strong_count(i) == 1) {
+            self.instances.remove(&ikey);
+        }
+        drop(program);
+        if self.programs.get(&pkey).is_some_and(|p| Arc::strong_count(p) == 1) {
+            self.programs.remove(&pkey);
+        }
+        Some(inst.stats)
+    }
+
+    /// Installations.
+    pub fn list(&self) -> impl Iterator<Item = InstallInfo<'_>> + '_ {
+        self.installs.iter().flatten().map(|i| InstallInfo {
+            id: i.id,
+            dest: self.dests[i.dest as usize].as_ref().map_or(Dest::Exact(i.this.ip), |e| e.dest),
+            this: i.this,
+            module: i.instance.program().id(),
+            params: i.instance.params(),
+            stats: i.stats,
+            last_fault: i.last_fault.as_deref(),
+        })
+    }
+
+    /// Counters of one installation.
+    pub fn stats(&self, id: InstallId) -> Option<ProgramStats> {
+        self.installs.get(id.slot as usize)?.as_ref().filter(|i| i.id == id).map(|i| i.stats)
+    }
+
+    /// Number of installations.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when nothing is installed.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Distinct programs and distinct instances held (for sharing reports).
+    pub fn shared_counts(&self) -> (usize, usize) {
+        (self.programs.len(), self.instances.len())
+    }
+
+    /// Run every installed program over its client's bucket of `window`, and
+    /// commit the effects of the runs that did not fault into the window.
+    pub fn run_window(&mut self, window: &mut Window) -> WindowReport {
+        let mut rep = WindowReport::default();
+        let n = window.packet_count();
+        if self.live == 0 || n == 0 {
+            return rep;
+        }
+        self.epoch += 1;
+        let epoch = self.epoch;
+        self.touched.clear();
+        self.counts.clear();
+        self.pairs.clear();
+        // One pass: the buckets of every packet.
+        {
+            let Dispatch { exact, prefixes, dests, touched, counts, pairs, .. } = self;
+            let mut hit = |d: u32, i: usize| {
+                let Some(e) = dests[d as usize].as_mut() else { return };
+                if e.epoch != epoch {
+                    e.epoch = epoch;
+                    e.local = touched.len() as u32;
+                    touched.push(d);
+                    counts.push(0);
+                }
+                counts[e.local as usize] += 1;
+                pairs.push((e.local, i as u32));
+            };
+            for (i, &dst) in window.cols.dst.iter().enumerate() {
+                if let Some(&d) = exact.get(&dst) {
+                    hit(d, i);
+                }
+                for (len, map) in prefixes.iter() {
+                    if let Some(&d) = map.get(&(dst & netmask(*len))) {
+                        hit(d, i);
+                    }
+                }
+            }
+        }
+        if self.pairs.is_empty() {
+            return rep;
+        }
+        // Counting sort into contiguous buckets, arrival order kept.
+        let nb = self.touched.len();
+        let mut acc = 0u32;
+        for c in self.counts.iter_mut() {
+            let k = *c;
+            *c = acc;
+            acc += k;
+        }
+        self.perm.clear();
+        self.perm.resize(self.pairs.len(), 0);
+        for &(l, i) in &self.pairs {
+            let c = &mut self.counts[l as usize];
+            self.perm[*c as usize] = i;
+            *c += 1;
+        }
+        // counts[l] is now the end of bucket l.
+        self.buckets.clear();
+        for &i in &self.perm {
+            self.buckets.push_row(&window.cols, i as usize);
+        }
+        self.win_drops.clear();
+        self.win_drops.resize(n.div_ceil(64), 0);
+        self.gen_bytes.clear();
+        self.gen.clear();
+        let bytes = window.bytes();
+        let mut start = 0usize;
+        for l in 0..nb {
+            let end = self.counts[l] as usize;
+            let d = self.touched[l] as usize;
+            let view = self.buckets.view(bytes, start, end);
+            rep.buckets += 1;
+            let Some(entry) = self.dests[d].as_ref() else { continue };
+            for &s in &entry.installs {
+                let Some(inst) = self.installs[s as usize].as_mut() else { continue };
+                rep.runs += 1;
+                inst.stats.windows += 1;
+                inst.stats.packets_in += (end - start) as u64;
+                match inst.instance.run(inst.this, view, &mut self.machine) {
+                    Ok(st) => {
+                        inst.stats.discarded += u64::from(st.dropped);
+                        inst.stats.generated += u64::from(st.generated);
+                        inst.stats.total_cost += st.cost;
+                        inst.stats.max_cost = inst.stats.max_cost.max(st.cost);
+                        let fx = self.machine.effects();
+                        for (wi, &w) in fx.drops.iter().enumerate() {
+                            let mut w = w;
+                            while w != 0 {
+                                let pos = wi * 64 + w.trailing_zeros() as usize;
+                                w &= w - 1;
+                                if let Some(p) = view.origin(pos) {
+                                    self.win_drops[p as usize / 64] |= 1 << (p % 64);
+                                }
+                            }
+                        }
+                        for g in fx.generated() {
+                            self.gen.push((self.gen_bytes.len() as u32, g.len() as u32));
+                            self.gen_bytes.extend_from_slice(g);
+                        }
+                    }
+                    Err(f) => {
+                        rep.faults += 1;
+                        inst.stats.faults += 1;
+                        inst.last_fault = Some(Box::new(f));
+                    }
+                }
+            }
+            start = end;
+        }
+        window.commit(&self.win_drops, &self.gen_bytes, &self.gen);
+        rep
+    }
+}
+
+#[cfg(test)]
+mod tests;

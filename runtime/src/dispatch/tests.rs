@@ -1,0 +1,187 @@
+//! Dispatch tests: exact and prefix clients, nested prefixes, sharing,
+//! faults, removal, and the router on top.
+
+use super::*;
+use crate::packet::LinkType;
+use crate::router::{NullSink, Router};
+use crate::vm::tests::{firewall, policy, udp, Asm, BAD, GOOD, ME, OTHER};
+use crate::window::{FrameMeta, Sink, WindowConfig};
+use vinet_checker::bytecode::{Class, Insn, Ty};
+
+fn fw() -> Arc<Program> {
+    Arc::new(Program::unchecked(firewall(), 1024, &policy()))
+}
+
+fn bind(ip: u32, src: u32) -> Binding {
+    Binding { this_ip: ip, this_subnet: None, params: vec![Const::Addr(src)] }
+}
+
+/// Edge-router program: DISCARD(GROUP_BY_DESTINATION(AllPackets, THIS_SUBNET_IP)).
+fn subnet_dropper() -> Arc<Program> {
+    let mut a = Asm::default();
+    let all = a.all();
+    let sub = a.reg(Ty::Prefix);
+    a.op(Insn::ThisSubnet { dst: sub });
+    let mine = a.reg(Ty::Set);
+    a.op(Insn::FilterDst { dst: mine, set: all, by: sub });
+    a.op(Insn::Discard { set: mine });
+    let mut p = policy();
+    p.client = ClientKind::EdgeRouter;
+    Arc::new(Program::unchecked(a.module(Class::Filtering), 512, &p))
+}
+
+fn dropped(w: &Window) -> Vec<u32> {
+    (0..w.packet_count() as u32).filter(|&i| w.is_dropped(i)).collect()
+}
+
+#[test]
+fn exact_clients_see_only_their_packets() {
+    let mut d = Dispatch::new(256);
+    let a = d.install_program(fw(), &bind(ME, BAD)).unwrap();
+    let b = d.install_program(fw(), &bind(OTHER, GOOD)).unwrap();
+    let mut w = Window::new();
+    udp(&mut w, BAD, ME, b""); // 0: dropped by a
+    udp(&mut w, GOOD, ME, b""); // 1
+    udp(&mut w, BAD, OTHER, b""); // 2
+    udp(&mut w, GOOD, OTHER, b""); // 3: dropped by b
+    udp(&mut w, BAD, 0x0909_0909, b""); // 4: nobody's
+    let rep = d.run_window(&mut w);
+    assert_eq!((rep.buckets, rep.runs, rep.faults), (2, 2, 0));
+    assert_eq!(dropped(&w), vec![0, 3]);
+    let sa = d.stats(a).unwrap();
+    assert_eq!((sa.packets_in, sa.discarded, sa.windows, sa.max_cost, sa.certified), (2, 1, 1, 2 + 2 * 2 + 1, 1024));
+    assert_eq!(d.stats(b).unwrap().discarded, 1);
+}
+
+#[test]
+fn nested_prefixes_reach_every_matching_client() {
+    let mut d = Dispatch::new(256);
+    let wide = Binding { this_ip: 0x0a00_0001, this_subnet: Some((0x0a00_0000, 16)), params: vec![] };
+    let narrow = Binding { this_ip: 0x0a00_0101, this_subnet: Some((0x0a00_0100, 24)), params: vec![] };
+    let iw = d.install_program(subnet_dropper(), &wide).unwrap();
+    let inn = d.install_program(subnet_dropper(), &narrow).unwrap();
+    let mut w = Window::new();
+    udp(&mut w, 1, 0x0a00_0105, b""); // in both
+    udp(&mut w, 1, 0x0a00_0205, b""); // in the /16 only
+    udp(&mut w, 1, 0x0b00_0105, b""); // in neither
+    d.run_window(&mut w);
+    assert_eq!(dropped(&w), vec![0, 1]);
+    assert_eq!(d.stats(iw).unwrap().packets_in, 2);
+    assert_eq!(d.stats(inn).unwrap().packets_in, 1);
+    // Edge-router programs need a subnet, a well-formed one.
+    let no_sub = Binding { this_ip: 1, this_subnet: None, params: vec![] };
+    assert_eq!(d.install_program(subnet_dropper(), &no_sub), Err(InstallError::Bind(BindError::NoSubnet)));
+    let bad = Binding { this_ip: 1, this_subnet: Some((0x0a00_0001, 16)), params: vec![] };
+    assert!(matches!(d.install_program(subnet_dropper(), &bad), Err(InstallError::BadPrefix(..))));
+}
+
+#[test]
+fn identical_programs_share_one_instance() {
+    let mut d = Dispatch::new(256);
+    let p = fw();
+    let ids: Vec<_> = (0..3).map(|i| d.install_program(Arc::clone(&p), &bind(ME + i, BAD)).unwrap()).collect();
+    drop(p);
+    assert_eq!(d.shared_counts(), (1, 1));
+    // Explicit default value = the same instance.
+    let same = d.install_program(fw(), &Binding::end_user(ME + 10)).unwrap();
+    assert_eq!(d.shared_counts(), (1, 1));
+    let other = d.install_program(fw(), &bind(ME + 11, GOOD)).unwrap();
+    assert_eq!(d.shared_counts(), (1, 2));
+    assert_eq!(d.len(), 5);
+    assert!(d.remove(other).is_some());
+    assert!(d.remove(other).is_none(), "removed twice");
+    assert_eq!(d.shared_counts(), (1, 1));
+    for id in ids.into_iter().chain([same]) {
+        d.remove(id).unwrap();
+    }
+    assert_eq!((d.len(), d.shared_counts()), (0, (0, 0)));
+    assert!(d.exact.is_empty() && d.dest_index.is_empty());
+    // A freed slot gets a new generation: stale ids do not alias.
+    let fresh = d.install_program(fw(), &bind(ME, BAD)).unwrap();
+    assert_ne!(fresh, same);
+    assert!(d.stats(same).is_none());
+}
+
+#[test]
+fn a_faulting_program_loses_its_effects_only() {
+    let mut d = Dispatch::new(256);
+    // Another module (so not shared with the good one) with a bound too low.
+    let mut m = firewall();
+    m.header.lifetime_secs += 1;
+    let broke = Arc::new(Program::unchecked(m, 3, &policy()));
+    let bad = d.install_program(broke, &bind(ME, BAD)).unwrap();
+    let good = d.install_program(fw(), &bind(ME, GOOD)).unwrap();
+    let mut w = Window::new();
+    for _ in 0..4 {
+        udp(&mut w, BAD, ME, b"");
+    }
+    udp(&mut w, GOOD, ME, b"");
+    let rep = d.run_window(&mut w);
+    assert_eq!(rep.faults, 1);
+    assert_eq!(dropped(&w), vec![4]);
+    let st = d.stats(bad).unwrap();
+    assert_eq!((st.faults, st.discarded), (1, 0));
+    let info = d.list().find(|i| i.id == bad).unwrap();
+    assert!(matches!(info.last_fault, Some(Fault::OverBudget { .. })));
+    assert_eq!(d.stats(good).unwrap().discarded, 1);
+}
+
+#[test]
+fn programs_checked_for_smaller_windows_are_refused() {
+    let mut d = Dispatch::new(512);
+    assert!(matches!(d.install_program(fw(), &bind(ME, BAD)), Err(InstallError::WindowMismatch { checked: 256, router: 512 })));
+}
+
+#[derive(Default)]
+struct Verdicts {
+    forwarded: Vec<u64>,
+    dropped: Vec<u64>,
+    generated: usize,
+}
+
+impl Sink for Verdicts {
+    fn forward(&mut self, m: &FrameMeta, _d: &[u8]) {
+        self.forwarded.push(m.ts_ns);
+    }
+    fn dropped(&mut self, _i: usize, m: &FrameMeta, _d: &[u8]) {
+        self.dropped.push(m.ts_ns);
+    }
+    fn generated(&mut self, _ts: u64, _d: &[u8]) {
+        self.generated += 1;
+    }
+}
+
+#[test]
+fn router_accounts_for_every_frame() {
+    let mut r = Router::new(WindowConfig::new(256, 1000));
+    r.dispatch_mut().install_program(fw(), &bind(ME, BAD)).unwrap();
+    let mut sink = Verdicts::default();
+    let frames: Vec<Vec<u8>> = (0..600u32)
+        .map(|i| {
+            use crate::packet::tests::{ipv4_bytes, udp_bytes};
+            match i % 4 {
+                0 => ipv4_bytes(BAD, ME, 17, &udp_bytes(1, 2, b"x")),
+                1 => ipv4_bytes(GOOD, ME, 17, &udp_bytes(1, 2, b"x")),
+                2 => vec![0x60; 40],
+                _ => vec![0xff; 3],
+            }
+        })
+        .collect();
+    for (i, f) in frames.iter().enumerate() {
+        r.push(crate::pcap::Frame { link: LinkType::Raw, ts_ns: i as u64, orig_len: f.len() as u32, data: f }, &mut sink);
+    }
+    r.flush(&mut sink);
+    let st = r.stats();
+    assert_eq!(st.frames_in, 600);
+    assert_eq!(st.forwarded + st.discarded, 600);
+    assert_eq!((st.discarded, st.unparsed, st.not_ipv4, st.packets_in), (150, 150, 150, 300));
+    assert_eq!(sink.dropped.len(), 150);
+    assert!(sink.dropped.iter().all(|ts| ts % 4 == 0));
+    // Forwarded in arrival order.
+    assert!(sink.forwarded.windows(2).all(|w| w[0] < w[1]));
+    // 300 packets in windows of 256 packets: 2 windows (frame cap 1024 not reached).
+    assert_eq!(st.windows, 2);
+    let mut r2 = Router::new(WindowConfig::new(256, 1000));
+    r2.flush(&mut NullSink);
+    assert_eq!(r2.stats().windows, 0);
+}

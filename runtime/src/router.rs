@@ -1,0 +1,140 @@
+//! The router's window runner: frames in, verdicts and generated packets out.
+//!
+//! `push` parses each frame into the current window; when the window is full
+//! (W packets, its frame cap) or the next frame is T ms later than its first,
+//! the window is closed: the dispatch table runs every installed program over
+//! its client's bucket, and the window's output (forwarded frames in arrival
+//! order, then generated packets) goes to the sink. `flush` closes the
+//! current window at the end of input.
+
+use crate::dispatch::Dispatch;
+use crate::pcap::Frame;
+use crate::window::{FrameKind, FrameMeta, Sink, Window, WindowConfig};
+
+/// Router-wide counters. Every frame is accounted for:
+/// `frames_in = forwarded + discarded`, and `forwarded` includes the
+/// `unparsed` and `not_ipv4` frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Frames received.
+    pub frames_in: u64,
+    /// IPv4 packets among them.
+    pub packets_in: u64,
+    /// Frames forwarded.
+    pub forwarded: u64,
+    /// Frames dropped by some program.
+    pub discarded: u64,
+    /// Packets generated.
+    pub generated: u64,
+    /// Frames that did not parse (forwarded).
+    pub unparsed: u64,
+    /// Frames that parsed but are not IPv4 (forwarded).
+    pub not_ipv4: u64,
+    /// Windows closed.
+    pub windows: u64,
+    /// Program runs.
+    pub runs: u64,
+    /// Program runs that faulted.
+    pub faults: u64,
+}
+
+/// A router: one window, one dispatch table.
+#[derive(Debug)]
+pub struct Router {
+    cfg: WindowConfig,
+    window: Window,
+    dispatch: Dispatch,
+    stats: RouterStats,
+}
+
+struct Counting<'a> {
+    inner: &'a mut dyn Sink,
+    st: &'a mut RouterStats,
+}
+
+impl Sink for Counting<'_> {
+    fn forward(&mut self, meta: &FrameMeta, data: &[u8]) {
+        self.st.forwarded += 1;
+        self.inner.forward(meta, data);
+    }
+    fn dropped(&mut self, index: usize, meta: &FrameMeta, data: &[u8]) {
+        self.st.discarded += 1;
+        self.inner.dropped(index, meta, data);
+    }
+    fn generated(&mut self, ts_ns: u64, ipv4: &[u8]) {
+        self.st.generated += 1;
+        self.inner.generated(ts_ns, ipv4);
+    }
+}
+
+impl Router {
+    /// A router with windows of `cfg` (its W must be the policy's
+    /// `window_packets`: programs checked for smaller windows are refused at
+    /// install).
+    pub fn new(cfg: WindowConfig) -> Router {
+        Router { cfg, window: Window::new(), dispatch: Dispatch::new(cfg.packets), stats: RouterStats::default() }
+    }
+
+    /// The dispatch table (install, remove, list).
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// The dispatch table, to change.
+    pub fn dispatch_mut(&mut self) -> &mut Dispatch {
+        &mut self.dispatch
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RouterStats {
+        self.stats
+    }
+
+    /// The window configuration.
+    pub fn config(&self) -> WindowConfig {
+        self.cfg
+    }
+
+    /// Take one frame; closes the current window first if the frame does not
+    /// belong to it.
+    pub fn push(&mut self, frame: Frame<'_>, sink: &mut dyn Sink) {
+        if !self.window.accepts(&self.cfg, frame.ts_ns) {
+            self.close(sink);
+        }
+        self.stats.frames_in += 1;
+        match self.window.push(frame.link, frame.ts_ns, frame.orig_len, frame.data) {
+            FrameKind::Packet(_) => self.stats.packets_in += 1,
+            FrameKind::NotIpv4 => self.stats.not_ipv4 += 1,
+            FrameKind::Unparsed => self.stats.unparsed += 1,
+        }
+        if self.window.is_full(&self.cfg) {
+            self.close(sink);
+        }
+    }
+
+    /// Close the current window (end of input, or a timer).
+    pub fn flush(&mut self, sink: &mut dyn Sink) {
+        self.close(sink);
+    }
+
+    fn close(&mut self, sink: &mut dyn Sink) {
+        if self.window.frame_count() == 0 {
+            return;
+        }
+        let rep = self.dispatch.run_window(&mut self.window);
+        self.stats.runs += u64::from(rep.runs);
+        self.stats.faults += u64::from(rep.faults);
+        self.stats.windows += 1;
+        self.window.output(&mut Counting { inner: sink, st: &mut self.stats });
+        self.window.clear();
+    }
+}
+
+/// A sink that discards everything (for counting and benchmarks).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn forward(&mut self, _meta: &FrameMeta, _data: &[u8]) {}
+    fn generated(&mut self, _ts_ns: u64, _ipv4: &[u8]) {}
+}
