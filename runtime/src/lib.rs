@@ -25,6 +25,7 @@
 
 pub mod packet;
 pub mod pcap;
+pub mod policy_file;
 pub mod dispatch;
 pub mod router;
 pub mod vm;
