@@ -30,3 +30,6 @@ pub mod dispatch;
 pub mod router;
 pub mod vm;
 pub mod window;
+
+#[cfg(test)]
+mod replay_tests;

@@ -20,9 +20,12 @@
 //!   the header's total length (Ethernet padding is not payload). A payload cut
 //!   short by the snap length is clipped; an IPv4, TCP or UDP header cut short
 //!   makes the frame `Unparsed`.
-//! - **Total length 0** (Linux GSO / BIG TCP captures) means "as long as the
-//!   capture", as tcpdump reads it. A non-zero total length shorter than the
-//!   IPv4 header is `Unparsed`.
+//! - **Total length shorter than the IPv4 header is `Unparsed`**, 0 included.
+//!   Linux GSO / BIG TCP captures write 0 for host-stack super-packets over
+//!   64 KiB; tcpdump reads those as "as long as the capture", but such a
+//!   packet never crosses a wire, and its payload could not be carried by a
+//!   GENERATEd datagram, so vinet forwards it untouched instead. Every IPv4
+//!   packet of a window thus has a payload of at most 65,515 bytes.
 //! - **Fragments.** A non-first fragment (offset != 0) has no transport header:
 //!   ports and `seq` are 0 and the payload is the fragment's IP payload.
 //! - **UDP** payload is bounded by the IP packet, not by the UDP length field.
@@ -199,13 +202,10 @@ fn ipv4(frame: &[u8], off: usize) -> Parsed {
     let Ok(h) = Ipv4HeaderSlice::from_slice(ip) else { return Parsed::Unparsed };
     let hlen = h.slice().len();
     let total = h.total_len() as usize;
-    let ip_len = if total == 0 {
-        ip.len()
-    } else if total < hlen {
+    if total < hlen {
         return Parsed::Unparsed;
-    } else {
-        total.min(ip.len())
-    };
+    }
+    let ip_len = total.min(ip.len());
     let ip = &ip[..ip_len];
     let [a, b, c, d] = h.source();
     let src = u32::from_be_bytes([a, b, c, d]);
@@ -359,9 +359,9 @@ pub(crate) mod tests {
         bad[2] = 0;
         bad[3] = 10;
         assert_eq!(parse_frame(LinkType::Raw, &bad), Parsed::Unparsed);
-        // Total length 0 (GSO): the whole capture.
+        // Total length 0 (GSO super-packets): unparsed too.
         bad[3] = 0;
-        assert_eq!(fields(parse_frame(LinkType::Raw, &bad)).payload_len, 10);
+        assert_eq!(parse_frame(LinkType::Raw, &bad), Parsed::Unparsed);
         // Ethernet padding after the IP packet is not payload.
         let mut padded = eth(0x0800, &ip);
         padded.extend_from_slice(&[0; 6]);
