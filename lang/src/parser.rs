@@ -11,12 +11,26 @@ use crate::tokens::{LexError, LexErrorKind, Token};
 /// Most syntax errors reported in one run; past that they are mostly echoes.
 const MAX_SYNTAX_ERRORS: usize = 20;
 
-/// Parse `source`. Returns the tree (with error nodes where recovery
-/// happened) unless the parse could not finish, and every lexical and syntax
-/// diagnostic found.
-pub fn parse(source: &str) -> (Option<Program>, Vec<Diagnostic>) {
+/// What parsing found.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The tree (with error nodes where recovery happened), unless the parse
+    /// could not finish.
+    pub program: Option<Program>,
+    /// How many tokens the source has.
+    pub tokens: usize,
+    /// Lexical errors: malformed literals and stray characters. They do not
+    /// stop the parse; the tree holds placeholders for them.
+    pub lexical: Vec<Diagnostic>,
+    /// Syntax errors (including nesting past the limits).
+    pub syntax: Vec<Diagnostic>,
+}
+
+/// Parse `source`.
+pub fn parse(source: &str) -> Parsed {
     let (tokens, lex_errors) = lex(source);
-    let mut diags: Vec<Diagnostic> = lex_errors.iter().map(lex_diagnostic).collect();
+    let lexical: Vec<Diagnostic> = lex_errors.iter().map(lex_diagnostic).collect();
+    let mut diags = Vec::new();
     let mut recovered = Vec::new();
     let result = crate::grammar::ProgramParser::new().parse(&mut recovered, &mut diags, tokens.iter().cloned());
     let mut syntax: Vec<ParseError<usize, Token<'_>, std::convert::Infallible>> =
@@ -31,7 +45,7 @@ pub fn parse(source: &str) -> (Option<Program>, Vec<Diagnostic>) {
     for e in syntax.into_iter().take(MAX_SYNTAX_ERRORS) {
         diags.push(syntax_diagnostic(&e, &tokens, source.len()));
     }
-    (program, diags)
+    Parsed { program, tokens: tokens.len(), lexical, syntax: diags }
 }
 
 /// The diagnostic for a lexical error.
@@ -194,9 +208,9 @@ mod tests {
     use crate::ast::Item;
 
     fn ok(src: &str) -> Program {
-        let (p, d) = parse(src);
-        assert!(d.is_empty(), "{src}: {d:#?}");
-        p.expect("parsed")
+        let p = parse(src);
+        assert!(p.lexical.is_empty() && p.syntax.is_empty(), "{src}: {p:#?}");
+        p.program.expect("parsed")
     }
 
     fn stmts(p: &Program) -> Vec<&Stmt> {
@@ -242,13 +256,13 @@ mod tests {
 
     #[test]
     fn recovers_and_reports_several_errors() {
-        let (_, d) = parse("X = ;\nY = 1 2;\nZ = 3;");
+        let d = parse("X = ;\nY = 1 2;\nZ = 3;").syntax;
         assert_eq!(d.len(), 2, "{d:#?}");
     }
 
     #[test]
     fn missing_paren() {
-        let (_, d) = parse("DISCARD(GROUP_BY_SOURCE(A, B);");
+        let d = parse("DISCARD(GROUP_BY_SOURCE(A, B);").syntax;
         assert_eq!(d.len(), 1, "{d:#?}");
         assert!(d[0].message.contains("missing `)`"), "{:?}", d[0]);
         assert_eq!(d[0].secondary[0].0, Span::new(7, 8));
@@ -258,7 +272,7 @@ mod tests {
     fn deep_nesting_is_one_error() {
         let depth = 10_000;
         let src = format!("X = {}1{};", "(not ".repeat(depth), ")".repeat(depth));
-        let (_, d) = parse(&src);
+        let d = parse(&src).syntax;
         assert_eq!(d.len(), 1, "{d:#?}");
         assert!(d[0].message.contains("nested too deeply"));
     }

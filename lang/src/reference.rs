@@ -1,0 +1,612 @@
+//! The reference interpreter: the meaning of a checked VInet program
+//! (docs/SEMANTICS.md), written to be obviously right rather than fast.
+//!
+//! It runs the checked tree, not the bytecode, one packet at a time with
+//! plain vectors and hash sets, over a whole window. The runtime's property
+//! tests compare the VM against it on random windows; if the two disagree,
+//! this file is the one that is easy to read.
+
+use std::collections::HashSet;
+
+use vinet_checker::bytecode::{CmpOp, Const};
+use vinet_checker::policy::UnitCosts;
+
+use crate::ast::Span;
+use crate::types::{BinOp, Expr, ExprKind, Field, Program, Routine, Stmt, StmtKind};
+
+/// UDP port of generated packets, both source and destination.
+pub const GENERATE_PORT: u16 = 9910;
+/// Most addresses in one generated address-list packet.
+pub const ADDRS_PER_PACKET: usize = 360;
+/// Magic at the start of an address-list payload.
+pub const ADDR_LIST_MAGIC: &[u8; 4] = b"VND1";
+
+/// A packet of the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefPacket {
+    /// Source address.
+    pub src: u32,
+    /// Destination address.
+    pub dst: u32,
+    /// IP protocol number (6 is TCP).
+    pub proto: u8,
+    /// Source port (0 if not TCP or UDP).
+    pub sport: u16,
+    /// Destination port (0 if not TCP or UDP).
+    pub dport: u16,
+    /// TCP sequence number (0 if not TCP).
+    pub seq: u32,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// What a run is bound to.
+#[derive(Clone, Debug)]
+pub struct RefEnv {
+    /// THIS_IP.
+    pub this_ip: u32,
+    /// THIS_SUBNET_IP: network and length.
+    pub this_subnet: (u32, u8),
+    /// Parameter values bound at install time, overriding the defaults.
+    pub params: Vec<(String, Const)>,
+    /// The policy's unit costs.
+    pub unit_costs: UnitCosts,
+    /// Stop with [`RefFault::OutOfFuel`] once the cost passes this.
+    pub fuel: Option<u64>,
+}
+
+/// The effects of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefEffects {
+    /// Indices of the dropped packets, ascending.
+    pub dropped: Vec<usize>,
+    /// Generated packets `(src, dst, UDP payload)`, in generation order.
+    pub generated: Vec<(u32, u32, Vec<u8>)>,
+    /// The cost charged (sum of unit cost times packets touched).
+    pub cost: u64,
+}
+
+/// Why a run stopped; its effects are thrown away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefFault {
+    /// `+` or `*` overflowed 64 bits (or the cost did).
+    Overflow {
+        /// The operation.
+        span: Span,
+    },
+    /// The cost passed the fuel.
+    OutOfFuel {
+        /// The routine call that passed it.
+        span: Span,
+    },
+    /// A loop ran more times than its bound (a program the prover would reject).
+    LoopBound {
+        /// The loop's condition.
+        span: Span,
+    },
+    /// A parameter binding has a type other than the parameter's.
+    BadParam(String),
+}
+
+/// A value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Num(u64),
+    /// An address.
+    Addr(u32),
+    /// A prefix.
+    Prefix(u32, u8),
+    /// A byte string.
+    Str(Vec<u8>),
+    /// Packet indices, ascending.
+    Set(Vec<usize>),
+    /// Groups `(key, packets)` in order of their first packet.
+    Groups(Vec<(u32, Vec<usize>)>),
+    /// Distinct addresses in order of first appearance.
+    AddrList(Vec<u32>),
+    /// Distinct payloads in order of first appearance.
+    Content(Vec<Vec<u8>>),
+}
+
+impl Value {
+    fn of_const(c: &Const) -> Value {
+        match c {
+            Const::Addr(a) => Value::Addr(*a),
+            Const::Prefix(n, l) => Value::Prefix(*n, *l),
+            Const::Str(s) => Value::Str(s.as_bytes().to_vec()),
+            Const::Num(n) => Value::Num(*n),
+        }
+    }
+}
+
+/// Run `program` over `window`.
+pub fn run(program: &Program, window: &[RefPacket], env: &RefEnv) -> Result<RefEffects, RefFault> {
+    let mut params = Vec::with_capacity(program.params.len());
+    for p in &program.params {
+        let value = match env.params.iter().find(|(n, _)| *n == p.name) {
+            Some((_, v)) if std::mem::discriminant(v) == std::mem::discriminant(&p.value) => v,
+            Some(_) => return Err(RefFault::BadParam(p.name.clone())),
+            None => &p.value,
+        };
+        params.push(Value::of_const(value));
+    }
+    let mut m = Machine {
+        window,
+        env,
+        params,
+        vars: vec![None; program.vars.len()],
+        dropped: HashSet::new(),
+        generated: vec![],
+        cost: 0,
+    };
+    m.block(&program.body)?;
+    let mut dropped: Vec<usize> = m.dropped.into_iter().collect();
+    dropped.sort_unstable();
+    Ok(RefEffects { dropped, generated: m.generated, cost: m.cost })
+}
+
+struct Machine<'w> {
+    window: &'w [RefPacket],
+    env: &'w RefEnv,
+    params: Vec<Value>,
+    vars: Vec<Option<Value>>,
+    dropped: HashSet<usize>,
+    generated: Vec<(u32, u32, Vec<u8>)>,
+    cost: u64,
+}
+
+fn in_prefix(a: u32, net: u32, len: u8) -> bool {
+    a & vinet_checker::netmask(len) == net
+}
+
+impl Machine<'_> {
+    fn charge(&mut self, unit: u64, count: usize, span: Span) -> Result<(), RefFault> {
+        let amount = unit.checked_mul(count as u64).ok_or(RefFault::Overflow { span })?;
+        self.cost = self.cost.checked_add(amount).ok_or(RefFault::Overflow { span })?;
+        match self.env.fuel {
+            Some(fuel) if self.cost > fuel => Err(RefFault::OutOfFuel { span }),
+            _ => Ok(()),
+        }
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) -> Result<(), RefFault> {
+        for s in stmts {
+            self.stmt(s)?;
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, e: &Expr) -> Result<Vec<usize>, RefFault> {
+        match self.eval(e)? {
+            Value::Set(s) => Ok(s),
+            other => unreachable_type("a packet set", &other),
+        }
+    }
+
+    fn addr(&mut self, e: &Expr) -> Result<u32, RefFault> {
+        match self.eval(e)? {
+            Value::Addr(a) => Ok(a),
+            other => unreachable_type("an address", &other),
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Result<(), RefFault> {
+        let costs = self.env.unit_costs;
+        match &s.kind {
+            StmtKind::Assign { var, value } => {
+                let v = self.eval(value)?;
+                self.vars[*var] = Some(v);
+            }
+            StmtKind::Grouping { groups, by, of, .. } => {
+                let set = self.set(of)?;
+                let unit = match by {
+                    Field::Dst => costs.group_by_destination,
+                    Field::Src => costs.group_by_source,
+                };
+                self.charge(unit, set.len(), s.span)?;
+                let mut out: Vec<(u32, Vec<usize>)> = vec![];
+                for i in set {
+                    let p = &self.window[i];
+                    let key = if *by == Field::Dst { p.dst } else { p.src };
+                    match out.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, members)) => members.push(i),
+                        None => out.push((key, vec![i])),
+                    }
+                }
+                self.vars[*groups] = Some(Value::Groups(out));
+            }
+            StmtKind::GroupContent { dests, content, of } => {
+                let set = self.set(of)?;
+                self.charge(costs.group_by_content, set.len(), s.span)?;
+                let (mut d, mut c): (Vec<u32>, Vec<Vec<u8>>) = (vec![], vec![]);
+                for i in set {
+                    let p = &self.window[i];
+                    if !d.contains(&p.dst) {
+                        d.push(p.dst);
+                    }
+                    if !c.contains(&p.payload) {
+                        c.push(p.payload.clone());
+                    }
+                }
+                self.vars[*dests] = Some(Value::AddrList(d));
+                self.vars[*content] = Some(Value::Content(c));
+            }
+            StmtKind::Discard(e) => {
+                let set = self.set(e)?;
+                self.charge(costs.discard, set.len(), s.span)?;
+                self.dropped.extend(set);
+            }
+            StmtKind::Generate { src, dst, payload } => {
+                let (src, dst) = (self.addr(src)?, self.addr(dst)?);
+                let payloads: Vec<Vec<u8>> = match self.eval(payload)? {
+                    Value::Str(s) => {
+                        self.charge(costs.generate, 1, payload.span)?;
+                        vec![s]
+                    }
+                    Value::AddrList(list) => {
+                        self.charge(costs.generate, list.len(), payload.span)?;
+                        list.chunks(ADDRS_PER_PACKET)
+                            .map(|chunk| {
+                                let mut p = ADDR_LIST_MAGIC.to_vec();
+                                p.extend((chunk.len() as u32).to_be_bytes());
+                                for a in chunk {
+                                    p.extend(a.to_be_bytes());
+                                }
+                                p
+                            })
+                            .collect()
+                    }
+                    Value::Content(items) => {
+                        self.charge(costs.generate, items.len(), payload.span)?;
+                        items
+                    }
+                    other => return unreachable_type("a GENERATE payload", &other),
+                };
+                self.generated.extend(payloads.into_iter().map(|p| (src, dst, p)));
+            }
+            StmtKind::If { cond, then, els } => {
+                if self.truth(cond)? {
+                    self.block(then)?;
+                } else {
+                    self.block(els)?;
+                }
+            }
+            StmtKind::Foreach { groups, key, set, body, .. } => {
+                let Some(Value::Groups(gs)) = self.vars[*groups].clone() else {
+                    return unreachable_type("a grouping", &Value::Bool(false));
+                };
+                for (k, members) in gs {
+                    self.vars[*key] = Some(Value::Addr(k));
+                    self.vars[*set] = Some(Value::Set(members));
+                    self.block(body)?;
+                }
+            }
+            StmtKind::While { cond, body, bound, .. } => {
+                let mut iterations: u32 = 0;
+                while self.truth(cond)? {
+                    if iterations >= *bound {
+                        return Err(RefFault::LoopBound { span: cond.span });
+                    }
+                    iterations += 1;
+                    self.block(body)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn truth(&mut self, e: &Expr) -> Result<bool, RefFault> {
+        match self.eval(e)? {
+            Value::Bool(b) => Ok(b),
+            other => unreachable_type("a boolean", &other),
+        }
+    }
+
+    fn eval(&mut self, e: &Expr) -> Result<Value, RefFault> {
+        let costs = self.env.unit_costs;
+        Ok(match &e.kind {
+            ExprKind::Const(c) => Value::of_const(c),
+            ExprKind::Bool(b) => Value::Bool(*b),
+            ExprKind::Var(v) => match self.vars.get(*v).cloned().flatten() {
+                Some(v) => v,
+                None => return unreachable_type("an assigned variable", &Value::Bool(false)),
+            },
+            ExprKind::Param(p) => self.params[*p].clone(),
+            ExprKind::ThisIp => Value::Addr(self.env.this_ip),
+            ExprKind::ThisSubnet => Value::Prefix(self.env.this_subnet.0, self.env.this_subnet.1),
+            ExprKind::AllPackets => Value::Set((0..self.window.len()).collect()),
+            ExprKind::Not(a) => Value::Bool(!self.truth(a)?),
+            ExprKind::Binary(op, a, b) => {
+                // Both operands are evaluated, always (`and`, `or` included).
+                let (a, b) = (self.eval(a)?, self.eval(b)?);
+                binary(*op, a, b, e.span)?
+            }
+            ExprKind::Call(r, args) => {
+                let set = self.set(&args[0])?;
+                match r {
+                    Routine::Filter(field) => {
+                        let unit = match field {
+                            Field::Dst => costs.group_by_destination,
+                            Field::Src => costs.group_by_source,
+                        };
+                        self.charge(unit, set.len(), e.span)?;
+                        let by = self.eval(&args[1])?;
+                        let keep = |p: &RefPacket| {
+                            let a = if *field == Field::Dst { p.dst } else { p.src };
+                            match by {
+                                Value::Addr(x) => a == x,
+                                Value::Prefix(n, l) => in_prefix(a, n, l),
+                                _ => false,
+                            }
+                        };
+                        Value::Set(set.into_iter().filter(|&i| keep(&self.window[i])).collect())
+                    }
+                    Routine::ContainsString => {
+                        self.charge(costs.contains_string, set.len(), e.span)?;
+                        let Value::Str(needle) = self.eval(&args[1])? else {
+                            return unreachable_type("a string", &Value::Bool(false));
+                        };
+                        Value::Bool(contains_string(self.window, &set, &needle))
+                    }
+                    Routine::Count => {
+                        self.charge(costs.count, set.len(), e.span)?;
+                        Value::Num(set.len() as u64)
+                    }
+                    Routine::DistinctDestinations => {
+                        self.charge(costs.distinct_destinations, set.len(), e.span)?;
+                        let d: HashSet<u32> = set.iter().map(|&i| self.window[i].dst).collect();
+                        Value::Num(d.len() as u64)
+                    }
+                }
+            }
+            ExprKind::Error => return unreachable_type("a checked expression", &Value::Bool(false)),
+        })
+    }
+}
+
+fn binary(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, RefFault> {
+    use Value::*;
+    Ok(match (op, a, b) {
+        (BinOp::And, Bool(x), Bool(y)) => Bool(x && y),
+        (BinOp::Or, Bool(x), Bool(y)) => Bool(x || y),
+        (BinOp::Cmp(CmpOp::Eq), x, y) => Bool(x == y),
+        (BinOp::Cmp(CmpOp::Ne), x, y) => Bool(x != y),
+        (BinOp::Cmp(CmpOp::Lt), Num(x), Num(y)) => Bool(x < y),
+        (BinOp::Cmp(CmpOp::Le), Num(x), Num(y)) => Bool(x <= y),
+        (BinOp::Cmp(CmpOp::Gt), Num(x), Num(y)) => Bool(x > y),
+        (BinOp::Cmp(CmpOp::Ge), Num(x), Num(y)) => Bool(x >= y),
+        (BinOp::In, Addr(a), Prefix(n, l)) => Bool(in_prefix(a, n, l)),
+        (BinOp::Mask, Addr(a), Addr(m)) => Addr(a & m),
+        (BinOp::Add, Num(x), Num(y)) => Num(x.checked_add(y).ok_or(RefFault::Overflow { span })?),
+        (BinOp::Sub, Num(x), Num(y)) => Num(x.saturating_sub(y)),
+        (BinOp::Mul, Num(x), Num(y)) => Num(x.checked_mul(y).ok_or(RefFault::Overflow { span })?),
+        (BinOp::Concat, Str(mut x), Str(y)) => {
+            x.extend(y);
+            Str(x)
+        }
+        (op, a, _) => return unreachable_type(&format!("operands of {op:?}"), &a),
+    })
+}
+
+/// CONTAINS_STRING over the packets `set` of `window` (docs/SEMANTICS.md):
+/// each payload is searched, and so is each run of contiguous TCP segments
+/// of one flow, as one byte stream.
+pub fn contains_string(window: &[RefPacket], set: &[usize], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return !set.is_empty();
+    }
+    let found = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    if set.iter().any(|&i| found(&window[i].payload)) {
+        return true;
+    }
+    // TCP flows, each in arrival order (set is ascending).
+    let mut flows: Vec<((u32, u32, u16, u16), Vec<usize>)> = vec![];
+    for &i in set {
+        let p = &window[i];
+        if p.proto != 6 {
+            continue;
+        }
+        let key = (p.src, p.dst, p.sport, p.dport);
+        match flows.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => flows.push((key, vec![i])),
+        }
+    }
+    for (_, members) in flows {
+        let mut stream: Vec<u8> = vec![];
+        let mut prev: Option<&RefPacket> = None;
+        for &i in &members {
+            let p = &window[i];
+            let continues = prev.is_some_and(|q| q.seq.wrapping_add(q.payload.len() as u32) == p.seq);
+            if !continues {
+                if found(&stream) {
+                    return true;
+                }
+                stream.clear();
+            }
+            stream.extend_from_slice(&p.payload);
+            prev = Some(p);
+        }
+        if found(&stream) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A checked program cannot produce a value of the wrong type; if it does,
+/// the checker has a bug. The reference interpreter must not panic on any
+/// checked program, so this is reported as a fault naming the problem.
+fn unreachable_type<T>(want: &str, got: &Value) -> Result<T, RefFault> {
+    Err(RefFault::BadParam(format!("internal: expected {want}, found {got:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn costs() -> UnitCosts {
+        UnitCosts {
+            discard: 1,
+            group_by_destination: 1,
+            group_by_source: 2,
+            group_by_content: 8,
+            contains_string: 6,
+            generate: 4,
+            count: 1,
+            distinct_destinations: 3,
+        }
+    }
+
+    fn env() -> RefEnv {
+        RefEnv { this_ip: ip("10.0.0.7"), this_subnet: (ip("10.0.0.0"), 24), params: vec![], unit_costs: costs(), fuel: None }
+    }
+
+    fn ip(s: &str) -> u32 {
+        match crate::tokens::parse_dotted(s) {
+            Ok(crate::tokens::IpLit::Addr(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn pkt(src: &str, dst: &str, payload: &str) -> RefPacket {
+        RefPacket { src: ip(src), dst: ip(dst), proto: 17, sport: 1, dport: 2, seq: 0, payload: payload.as_bytes().to_vec() }
+    }
+
+    fn tcp(src: &str, dst: &str, seq: u32, payload: &str) -> RefPacket {
+        RefPacket { proto: 6, seq, ..pkt(src, dst, payload) }
+    }
+
+    fn program(file: &str) -> Program {
+        let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+        let src = std::fs::read(&path).unwrap();
+        crate::compile(file, &src, &[]).unwrap().program
+    }
+
+    fn source(src: &str) -> Program {
+        match crate::compile("t.vinet", src.as_bytes(), &[]) {
+            Ok(c) => c.program,
+            Err(d) => panic!("{}", d.render()),
+        }
+    }
+
+    #[test]
+    fn firewall_drops_only_srcip_to_this_ip() {
+        let w = vec![
+            pkt("203.0.113.9", "10.0.0.7", "a"),
+            pkt("203.0.113.9", "10.0.0.8", "b"),
+            pkt("1.1.1.1", "10.0.0.7", "c"),
+            pkt("203.0.113.9", "10.0.0.7", "d"),
+        ];
+        let fx = run(&program("firewall.vinet"), &w, &env()).unwrap();
+        assert_eq!(fx.dropped, vec![0, 3]);
+        assert!(fx.generated.is_empty());
+        // GROUP_BY_DESTINATION over 4, GROUP_BY_SOURCE over 3 (x2), DISCARD over 2.
+        assert_eq!(fx.cost, 4 + 3 * 2 + 2);
+        let mut e = env();
+        e.params = vec![("SrcIP".into(), Const::Addr(ip("1.1.1.1")))];
+        assert_eq!(run(&program("firewall.vinet"), &w, &e).unwrap().dropped, vec![2]);
+        e.params = vec![("SrcIP".into(), Const::Num(1))];
+        assert!(matches!(run(&program("firewall.vinet"), &w, &e), Err(RefFault::BadParam(_))));
+    }
+
+    #[test]
+    fn spam_filter_needs_both_words_from_one_source() {
+        let w = vec![
+            pkt("1.1.1.1", "10.0.0.7", "buy viagra"),
+            pkt("2.2.2.2", "10.0.0.7", "lottery"),
+            pkt("1.1.1.1", "10.0.0.7", "win the lottery"),
+            pkt("3.3.3.3", "10.0.0.7", "viagra lottery"),
+            pkt("3.3.3.3", "10.0.0.9", "viagra lottery"),
+        ];
+        let fx = run(&program("spam_filter.vinet"), &w, &env()).unwrap();
+        assert_eq!(fx.dropped, vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn contains_string_across_tcp_segments() {
+        let w = vec![
+            tcp("1.1.1.1", "10.0.0.7", 100, "buy via"),
+            tcp("1.1.1.1", "10.0.0.7", 107, "gra now"),
+            tcp("2.2.2.2", "10.0.0.7", 100, "via"),
+            tcp("2.2.2.2", "10.0.0.7", 500, "gra"),
+        ];
+        assert!(contains_string(&w, &[0, 1], b"viagra"));
+        assert!(!contains_string(&w, &[2, 3], b"viagra"), "not contiguous");
+        assert!(!contains_string(&w, &[0, 3], b"viagra"), "another flow");
+        assert!(contains_string(&w, &[3], b""));
+        assert!(!contains_string(&w, &[], b""));
+        // Sequence numbers wrap.
+        let w = vec![tcp("1.1.1.1", "10.0.0.7", u32::MAX - 1, "ab"), tcp("1.1.1.1", "10.0.0.7", 0, "cd")];
+        assert!(contains_string(&w, &[0, 1], b"bc"));
+    }
+
+    #[test]
+    fn multicast_generates_destinations_then_content() {
+        let w = vec![
+            pkt("198.51.100.7", "10.0.0.1", "movie"),
+            pkt("198.51.100.7", "10.0.0.2", "movie"),
+            pkt("198.51.100.7", "10.0.0.1", "news"),
+            pkt("5.5.5.5", "10.0.0.3", "other"),
+        ];
+        let fx = run(&program("multicast.vinet"), &w, &env()).unwrap();
+        assert_eq!(fx.dropped, vec![0, 1, 2]);
+        let mut list = b"VND1".to_vec();
+        list.extend(2u32.to_be_bytes());
+        list.extend(ip("10.0.0.1").to_be_bytes());
+        list.extend(ip("10.0.0.2").to_be_bytes());
+        let (b, me) = (ip("198.51.100.7"), ip("10.0.0.7"));
+        assert_eq!(fx.generated, vec![(b, me, list), (b, me, b"movie".to_vec()), (b, me, b"news".to_vec())]);
+    }
+
+    #[test]
+    fn worm_blocker_counts_distinct_destinations() {
+        let mut w: Vec<RefPacket> = (1..=9).map(|i| pkt("6.6.6.6", &format!("10.0.0.{i}"), "")).collect();
+        w.push(pkt("7.7.7.7", "10.0.0.1", ""));
+        w.push(pkt("6.6.6.6", "11.0.0.1", ""));
+        let fx = run(&program("worm_blocker.vinet"), &w, &env()).unwrap();
+        assert_eq!(fx.dropped, (0..9).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn arithmetic_faults_and_truncates() {
+        let p = source("LIFETIME = 1 days\nx = 2 - 5; y = x * 3; z = 18446744073709551615 + y + 1;");
+        assert!(matches!(run(&p, &[], &env()), Err(RefFault::Overflow { .. })));
+        let p = source("LIFETIME = 1 days\nx = 2 - 5; if x == 0 then DISCARD(AllPackets);");
+        assert_eq!(run(&p, &[pkt("1.1.1.1", "2.2.2.2", "")], &env()).unwrap().dropped, vec![0]);
+    }
+
+    #[test]
+    fn loops_fuel_and_mask() {
+        let p = source(
+            "LIFETIME = 1 days\nn = 0; c = 0;\nwhile n < 3 do begin c = c + COUNT(AllPackets); n = n + 1 end;\n\
+             if c == 6 and THIS_IP & 255.255.255.0 == 10.0.0.0 and THIS_IP in THIS_SUBNET_IP then DISCARD(AllPackets)",
+        );
+        let w = vec![pkt("1.1.1.1", "2.2.2.2", ""), pkt("1.1.1.1", "2.2.2.3", "")];
+        let fx = run(&p, &w, &env()).unwrap();
+        assert_eq!(fx.dropped, vec![0, 1]);
+        assert_eq!(fx.cost, 3 * 2 + 2);
+        let mut e = env();
+        e.fuel = Some(5);
+        assert!(matches!(run(&p, &w, &e), Err(RefFault::OutOfFuel { .. })));
+        let p = source("LIFETIME = 1 days\nn = 0;\nwhile n < 3 do n = n + 0;");
+        assert!(matches!(run(&p, &w, &env()), Err(RefFault::LoopBound { .. })));
+    }
+
+    #[test]
+    fn generate_strings_and_large_address_lists() {
+        let p = source(
+            "LIFETIME = 1 days\nD, C = GROUP_BY_CONTENT(AllPackets);\nGENERATE(THIS_IP, THIS_IP, \"hi\" + \"!\");\nGENERATE(THIS_IP, THIS_IP, D);",
+        );
+        let w: Vec<RefPacket> = (0..400u32).map(|i| RefPacket { dst: i, ..pkt("1.1.1.1", "0.0.0.0", "") }).collect();
+        let fx = run(&p, &w, &env()).unwrap();
+        assert_eq!(fx.generated.len(), 3);
+        assert_eq!(fx.generated[0].2, b"hi!");
+        assert_eq!(fx.generated[1].2.len(), 8 + 360 * 4);
+        assert_eq!(&fx.generated[2].2[4..8], &40u32.to_be_bytes());
+        assert_eq!(fx.cost, 400 * 8 + 4 + 400 * 4);
+    }
+}
