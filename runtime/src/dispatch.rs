@@ -394,6 +394,27 @@ impl Dispatch {
         self.live == 0
     }
 
+    /// Heap bytes of the table itself (installations, client entries, the
+    /// index maps), estimated from capacities; shared programs and instances
+    /// are not included. Divided by [`Dispatch::len`], the memory an
+    /// installation costs.
+    pub fn table_bytes(&self) -> usize {
+        use std::mem::size_of;
+        fn map<K, V, S>(m: &HashMap<K, V, S>) -> usize {
+            // hashbrown: one control byte per bucket, buckets = capacity * 8 / 7.
+            m.capacity() * 8 / 7 * (size_of::<(K, V)>() + 1)
+        }
+        let installs = self.installs.capacity() * size_of::<Option<Installed>>()
+            + self.gens.capacity() * 4
+            + self.free_installs.capacity() * 4
+            + self.installs.iter().flatten().filter(|i| i.last_fault.is_some()).count() * size_of::<Fault>();
+        let dests = self.dests.capacity() * size_of::<Option<DestEntry>>()
+            + self.dests.iter().flatten().map(|d| d.installs.capacity() * 4).sum::<usize>()
+            + self.free_dests.capacity() * 4;
+        let index = map(&self.dest_index) + map(&self.exact) + self.prefixes.iter().map(|(_, m)| map(m)).sum::<usize>();
+        installs + dests + index
+    }
+
     /// Distinct programs and distinct instances held (for sharing reports).
     pub fn shared_counts(&self) -> (usize, usize) {
         (self.programs.len(), self.instances.len())
@@ -455,10 +476,12 @@ impl Dispatch {
             self.perm[*c as usize] = i;
             *c += 1;
         }
-        // counts[l] is now the end of bucket l.
-        self.buckets.clear();
-        for &i in &self.perm {
-            self.buckets.push_row(&window.cols, i as usize);
+        // counts[l] is now the end of bucket l. One bucket holding the whole
+        // window in order (a single busy client) runs on the window's own
+        // columns; otherwise the buckets are gathered.
+        let identity = nb == 1 && self.perm.len() == n;
+        if !identity {
+            self.buckets.gather(&window.cols, &self.perm);
         }
         self.win_drops.clear();
         self.win_drops.resize(n.div_ceil(64), 0);
@@ -469,7 +492,7 @@ impl Dispatch {
         for l in 0..nb {
             let end = self.counts[l] as usize;
             let d = self.touched[l] as usize;
-            let view = self.buckets.view(bytes, start, end);
+            let view = if identity { window.cols.view(bytes, 0, n) } else { self.buckets.view(bytes, start, end) };
             rep.buckets += 1;
             let Some(entry) = self.dests[d].as_ref() else { continue };
             for &s in &entry.installs {

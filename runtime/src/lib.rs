@@ -33,3 +33,6 @@ pub mod window;
 
 #[cfg(test)]
 mod replay_tests;
+
+#[cfg(test)]
+mod perf_tests;

@@ -98,18 +98,21 @@ impl Columns {
         self.src.len()
     }
 
-    /// Append row `i` of `from`.
-    #[inline]
-    pub(crate) fn push_row(&mut self, from: &Columns, i: usize) {
-        self.src.push(from.src[i]);
-        self.dst.push(from.dst[i]);
-        self.proto.push(from.proto[i]);
-        self.sport.push(from.sport[i]);
-        self.dport.push(from.dport[i]);
-        self.seq.push(from.seq[i]);
-        self.pay_off.push(from.pay_off[i]);
-        self.pay_len.push(from.pay_len[i]);
-        self.origin.push(from.origin[i]);
+    /// Replace the rows with rows `perm` of `from`, one column at a time.
+    pub(crate) fn gather(&mut self, from: &Columns, perm: &[u32]) {
+        fn col<T: Copy>(dst: &mut Vec<T>, src: &[T], perm: &[u32]) {
+            dst.clear();
+            dst.extend(perm.iter().map(|&i| src[i as usize]));
+        }
+        col(&mut self.src, &from.src, perm);
+        col(&mut self.dst, &from.dst, perm);
+        col(&mut self.proto, &from.proto, perm);
+        col(&mut self.sport, &from.sport, perm);
+        col(&mut self.dport, &from.dport, perm);
+        col(&mut self.seq, &from.seq, perm);
+        col(&mut self.pay_off, &from.pay_off, perm);
+        col(&mut self.pay_len, &from.pay_len, perm);
+        col(&mut self.origin, &from.origin, perm);
     }
 
     /// A view of rows `[start, end)` over payload arena `bytes`.

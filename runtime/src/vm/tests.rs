@@ -479,3 +479,20 @@ fn empty_view_runs() {
         assert_eq!((st.cost, st.dropped, st.generated), (0, 0, 0));
     }
 }
+
+#[test]
+fn match_bits_agrees_with_the_naive_loop() {
+    let mut x = 12345u32;
+    for len in [0usize, 1, 7, 8, 9, 63, 64] {
+        let col: Vec<u32> = (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if x % 3 == 0 { 0x0a00_0001 } else { x }
+            })
+            .collect();
+        for (net, mask) in [(0x0a00_0001, u32::MAX), (0x0a00_0000, 0xff00_0000), (0, 0)] {
+            let naive = col.iter().enumerate().fold(0u64, |b, (j, &v)| b | (u64::from(v & mask == net) << j));
+            assert_eq!(match_bits(&col, net, mask), naive, "len {len}");
+        }
+    }
+}
