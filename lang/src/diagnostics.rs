@@ -15,6 +15,9 @@ use codespan_reporting::term::{self, termcolor, Config};
 
 use crate::ast::Span;
 
+/// Source lines longer than this are not printed under a diagnostic.
+const MAX_SHOWN_LINE: usize = 1000;
+
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -154,8 +157,46 @@ impl Diagnostics {
         line_col(&self.source, offset)
     }
 
+    /// A diagnostic pointing into a source line too long to print, written
+    /// without the source line (same header and location line as codespan).
+    fn too_long(&self, d: &Diagnostic) -> Option<String> {
+        let longest = d.primary.iter().chain(&d.secondary).map(|(s, _)| self.line_len(s.start)).max()?;
+        if longest <= MAX_SHOWN_LINE {
+            return None;
+        }
+        let severity = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut out = format!("{severity}: {}\n", d.message);
+        if let Some((span, label)) = &d.primary {
+            let (line, col) = self.line_col(span.start);
+            out.push_str(&format!("  ┌─ {}:{line}:{col}\n  │\n  = {label}\n", self.file_name));
+        }
+        out.push_str(&format!("  = note: the source line is too long to show ({longest} bytes)\n"));
+        for n in &d.notes {
+            out.push_str(&format!("  = note: {n}\n"));
+        }
+        for h in &d.help {
+            out.push_str(&format!("  = help: {h}\n"));
+        }
+        out.push('\n');
+        Some(out)
+    }
+
+    fn line_len(&self, offset: usize) -> usize {
+        let offset = offset.min(self.source.len());
+        let bytes = self.source.as_bytes();
+        let start = bytes[..offset].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let end = bytes[offset..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| offset + i);
+        end - start
+    }
+
     /// Render one diagnostic as plain text (no colours).
     pub fn render_one(&self, d: &Diagnostic) -> String {
+        if let Some(text) = self.too_long(d) {
+            return text;
+        }
         let file = SimpleFile::new(&self.file_name, &self.source);
         let cs = d.to_codespan(self.source.len());
         term::emit_into_string(&Config::default(), &file, &cs).unwrap_or_else(|_| format!("error: {}\n", d.message))
@@ -166,7 +207,6 @@ impl Diagnostics {
         let mut out = String::new();
         for d in &self.items {
             out.push_str(&self.render_one(d));
-            out.push('\n');
         }
         out.push_str(&self.summary());
         out
@@ -194,11 +234,14 @@ impl Diagnostics {
         let file = SimpleFile::new(&self.file_name, &self.source);
         let config = Config::default();
         for d in &self.items {
+            if let Some(text) = self.too_long(d) {
+                eprint!("{text}");
+                continue;
+            }
             let cs = d.to_codespan(self.source.len());
             if term::emit_to_write_style(&mut out, &config, &file, &cs).is_err() {
                 eprintln!("error: {}", d.message);
             }
-            eprintln!();
         }
         eprint!("{}", self.summary());
     }

@@ -1153,9 +1153,12 @@ impl Checker {
         let mut d = Diagnostic::error(format!("unknown name `{}`", n.name)).at(n.span, "not defined");
         if let Some(s) = closest(&n.name, candidates.iter().map(String::as_str)) {
             d = d.help(format!("did you mean `{s}`?"));
+        } else {
+            let name = &n.name;
+            d = d.help(format!(
+                "if `{name}` is a value to give when the program is built, declare `PARAM {name} = ...;` or pass `--param {name}=...`"
+            ));
         }
-        let name = &n.name;
-        d = d.help(format!("if `{name}` is a value given when the program is built, declare `PARAM {name} = ...;` or pass `--param {name}=...`"));
         self.error(d);
     }
 

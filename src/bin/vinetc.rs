@@ -1,1 +1,8 @@
-fn main() { eprintln!("vinetc: not built yet"); std::process::exit(2) }
+//! `vinetc`, the client's command line: see `src/cli/` for the subcommands.
+
+#[path = "../cli/mod.rs"]
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

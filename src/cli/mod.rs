@@ -1,0 +1,90 @@
+//! The `vinetc` subcommands, one module each.
+//!
+//! Adding a subcommand is one variant of [`Command`] (whose doc comment is its
+//! one-line help) and one module with an `Args` struct (clap derive, with an
+//! `after_help` example) and a `run(Args) -> Result<(), Failure>`.
+//!
+//! Exit codes (DESIGN section 8): 0 success, 1 the program or bundle is
+//! rejected, 2 bad usage or unreadable input. clap's own usage errors exit 2.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod build;
+pub mod inspect;
+
+const EXAMPLES: &str = "\
+Examples:
+  vinetc build examples/firewall.vinet --param SrcIP=198.51.100.23
+  vinetc inspect examples/firewall.vbc
+
+Exit codes: 0 success, 1 program rejected, 2 bad usage or unreadable input.";
+
+/// vinetc: build VInet packet programs into proof-carrying bytecode.
+#[derive(Parser, Debug)]
+#[command(name = "vinetc", version, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compile a VInet program to a bytecode module (.vbc).
+    Build(build::Args),
+    /// Print a readable listing of a module.
+    Inspect(inspect::Args),
+}
+
+/// Why a subcommand did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The program or bundle is rejected (exit 1). Diagnostics were printed;
+    /// the string is the one-line reason.
+    Rejected(String),
+    /// Bad usage or unreadable input (exit 2), with the one-line reason.
+    Usage(String),
+}
+
+/// Parse the command line, run the subcommand, and map the outcome to the
+/// exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Rejected(reason)) => {
+            if !reason.is_empty() {
+                eprintln!("vinetc: {reason}");
+            }
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(reason)) => {
+            eprintln!("vinetc: {reason}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Read a whole input file, or fail with exit 2.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
+/// A lifetime in seconds, in the largest unit that divides it.
+pub fn fmt_lifetime(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    match secs {
+        s if s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s % 3600 == 0 => plural(s / 3600, "hour"),
+        s if s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
+}
