@@ -139,10 +139,41 @@ struct Installed {
     last_fault: Option<Box<Fault>>,
 }
 
+/// The installations of one client: the first inline (most clients install
+/// one program), the rest on the heap. Saves a pointer chase per bucket.
+#[derive(Debug, Default)]
+struct SlotList {
+    first: Option<u32>,
+    rest: Vec<u32>,
+}
+
+impl SlotList {
+    fn push(&mut self, s: u32) {
+        if self.first.is_none() {
+            self.first = Some(s);
+        } else {
+            self.rest.push(s);
+        }
+    }
+    fn remove(&mut self, s: u32) {
+        if self.first == Some(s) {
+            self.first = if self.rest.is_empty() { None } else { Some(self.rest.remove(0)) };
+        } else {
+            self.rest.retain(|&x| x != s);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.first.into_iter().chain(self.rest.iter().copied())
+    }
+}
+
 #[derive(Debug)]
 struct DestEntry {
     dest: Dest,
-    installs: Vec<u32>,
+    installs: SlotList,
     epoch: u64,
     local: u32,
 }
@@ -281,7 +312,7 @@ impl Dispatch {
         if let Some(&d) = self.dest_index.get(&dest) {
             return d;
         }
-        let entry = DestEntry { dest, installs: Vec::new(), epoch: 0, local: 0 };
+        let entry = DestEntry { dest, installs: SlotList::default(), epoch: 0, local: 0 };
         let d = match self.free_dests.pop() {
             Some(d) => {
                 self.dests[d as usize] = Some(entry);
@@ -328,7 +359,7 @@ impl Dispatch {
         let d = inst.dest as usize;
         let empty = match self.dests[d].as_mut() {
             Some(e) => {
-                e.installs.retain(|&s| s != id.slot);
+                e.installs.remove(id.slot);
                 e.installs.is_empty()
             }
             None => false,
@@ -409,7 +440,7 @@ impl Dispatch {
             + self.free_installs.capacity() * 4
             + self.installs.iter().flatten().filter(|i| i.last_fault.is_some()).count() * size_of::<Fault>();
         let dests = self.dests.capacity() * size_of::<Option<DestEntry>>()
-            + self.dests.iter().flatten().map(|d| d.installs.capacity() * 4).sum::<usize>()
+            + self.dests.iter().flatten().map(|d| d.installs.rest.capacity() * 4).sum::<usize>()
             + self.free_dests.capacity() * 4;
         let index = map(&self.dest_index) + map(&self.exact) + self.prefixes.iter().map(|(_, m)| map(m)).sum::<usize>();
         installs + dests + index
@@ -495,7 +526,7 @@ impl Dispatch {
             let view = if identity { window.cols.view(bytes, 0, n) } else { self.buckets.view(bytes, start, end) };
             rep.buckets += 1;
             let Some(entry) = self.dests[d].as_ref() else { continue };
-            for &s in &entry.installs {
+            for s in entry.installs.iter() {
                 let Some(inst) = self.installs[s as usize].as_mut() else { continue };
                 rep.runs += 1;
                 inst.stats.windows += 1;

@@ -36,3 +36,6 @@ mod replay_tests;
 
 #[cfg(test)]
 mod perf_tests;
+
+#[cfg(test)]
+mod reference_tests;

@@ -676,6 +676,7 @@ impl Run<'_, '_> {
         self.p.module.lines.get(pc).copied().unwrap_or(0)
     }
 
+    #[inline]
     fn charge(&mut self, pc: usize, unit: u64, n: u64) -> Result<(), Fault> {
         let limit = self.p.complexity;
         let spent = unit.checked_mul(n).and_then(|c| c.checked_add(self.m.spent)).unwrap_or(u64::MAX);
@@ -689,12 +690,14 @@ impl Run<'_, '_> {
     fn slot(&self, r: Reg) -> Slot {
         self.p.slots[r as usize]
     }
+    #[inline]
     fn sc(&self, r: Reg) -> u64 {
         match self.slot(r) {
             Slot::Scalar(i) => self.m.scal[i as usize],
             s => unreachable!("register r{r} is {s:?}, not a scalar (validated module)"),
         }
     }
+    #[inline]
     fn set_sc(&mut self, r: Reg, v: u64) {
         match self.slot(r) {
             Slot::Scalar(i) => self.m.scal[i as usize] = v,
@@ -702,16 +705,19 @@ impl Run<'_, '_> {
         }
     }
     /// Word offset of a set register.
+    #[inline]
     fn so(&self, r: Reg) -> usize {
         match self.slot(r) {
             Slot::Set(i) => i as usize * self.m.nw,
             s => unreachable!("register r{r} is {s:?}, not a set (validated module)"),
         }
     }
+    #[inline]
     fn set_words(&self, r: Reg) -> &[u64] {
         let o = self.so(r);
         &self.m.sets[o..o + self.m.nw]
     }
+    #[inline]
     fn card(&self, r: Reg) -> u64 {
         popcount(self.set_words(r))
     }
@@ -953,7 +959,8 @@ impl Run<'_, '_> {
             let base = w * 64;
             let bits = match col.get(base..base + 64) {
                 Some(full) => match_bits(full, net, mask),
-                None => match_bits(&col[base..n], net, mask),
+                // A short tail (small buckets are common): a plain loop.
+                None => col[base..n].iter().enumerate().fold(0u64, |b, (j, &x)| b | (u64::from(x & mask == net) << j)),
             };
             sets[d + w] = s & bits;
         }
