@@ -415,7 +415,8 @@ impl Operands {
 /// - every operand register and constant exists and has the type its instruction needs;
 /// - every block lies inside its parent, nesting is at most [`MAX_NESTING`];
 /// - every register is written before it is read, on every path; registers a
-///   `Foreach` body writes are dead after the loop;
+///   `Foreach` body writes are dead after the loop, and a body writes only
+///   registers of its own (nothing computed from the groups escapes the loop);
 /// - `While` bounds are at most [`MAX_LOOP_BOUND`] and its rank reads numeric registers;
 /// - the class agrees with the effects: GENERATE needs `Multicast`, DISCARD
 ///   without GENERATE needs `Filtering`.
@@ -424,6 +425,8 @@ impl Operands {
 pub struct Validator<'m> {
     m: &'m Module,
     assigned: Vec<bool>,
+    /// Registers assigned when the innermost enclosing foreach began: its body may not write them.
+    outer: Vec<bool>,
     discards: bool,
     generates: bool,
 }
@@ -451,7 +454,7 @@ impl<'m> Validator<'m> {
                 }
             }
         }
-        Ok(Validator { m, assigned: vec![false; m.regs.len()], discards: false, generates: false })
+        Ok(Validator { m, assigned: vec![false; m.regs.len()], outer: vec![], discards: false, generates: false })
     }
 
     fn run(mut self) -> Result<(), BytecodeError> {
@@ -500,8 +503,10 @@ impl<'m> Validator<'m> {
                 Insn::Foreach { body_len, .. } => {
                     let body_end = sub(*body_len, pc + 1)?;
                     let before = self.assigned.clone();
-                    self.write(&ops);
+                    self.write_at(pc, &ops)?;
+                    let outer = std::mem::replace(&mut self.outer, before.clone());
                     self.block(pc + 1, body_end, depth + 1)?;
+                    self.outer = outer;
                     self.assigned = before;
                     pc = body_end;
                 }
@@ -528,7 +533,7 @@ impl<'m> Validator<'m> {
                 _ => {
                     self.discards |= matches!(insn, Insn::Discard { .. });
                     self.generates |= matches!(insn, Insn::Generate { .. });
-                    self.write(&ops);
+                    self.write_at(pc, &ops)?;
                     pc += 1;
                 }
             }
@@ -536,10 +541,14 @@ impl<'m> Validator<'m> {
         Ok(())
     }
 
-    fn write(&mut self, ops: &Operands) {
+    fn write_at(&mut self, pc: usize, ops: &Operands) -> Result<(), BytecodeError> {
         for &(r, _) in &ops.writes {
+            if self.outer.get(r as usize) == Some(&true) {
+                return Err(at(pc, format!("register r{r} lives outside the enclosing foreach and cannot be written in its body")));
+            }
             self.assigned[r as usize] = true;
         }
+        Ok(())
     }
 }
 

@@ -81,3 +81,96 @@ impl Checked {
         &self.policy
     }
 }
+
+pub mod cert;
+pub mod kernel;
+pub mod logic;
+pub mod vcgen;
+
+use cert::{decode_file, Bundle, LemmaCache, ProofError, BUNDLE_MAGIC, CERT_VERSION};
+
+/// Why a bundle was refused. Each variant displays as one line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The bundle's bytes or its certificate's format.
+    #[error("{0}")]
+    Format(String),
+    /// The module is malformed.
+    #[error("bytecode: {0}")]
+    Bytecode(#[from] bytecode::BytecodeError),
+    /// The certificate names another module.
+    #[error("the certificate is for module {cert}, not this module {module}")]
+    WrongModule {
+        /// The id the certificate names.
+        cert: ModuleId,
+        /// The bundle's module id.
+        module: ModuleId,
+    },
+    /// The module breaks the policy outright (no predicate to prove).
+    #[error("policy: {0}")]
+    Policy(#[from] vcgen::VcError),
+    /// A cost or lifetime fact is false.
+    #[error("cost: {0}")]
+    Cost(String),
+    /// The proof does not replay.
+    #[error("proof: {0}")]
+    Proof(#[from] ProofError),
+    /// The proof replays but proves something other than the safety predicate.
+    #[error("the certificate proves a different statement: {0}")]
+    Statement(String),
+}
+
+/// Check a bundle against the router's policy and verified lemmas. On success,
+/// the module may run: this is the only way to make a [`Checked`].
+pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Checked, CheckError> {
+    let b: Bundle = decode_file(bundle, BUNDLE_MAGIC, "bundle").map_err(|e| CheckError::Format(e.to_string()))?;
+    if b.certificate.version != CERT_VERSION {
+        return Err(CheckError::Format(format!("certificate version {} (this checker reads {CERT_VERSION})", b.certificate.version)));
+    }
+    let module = Module::decode(&b.module)?;
+    let id = Module::id_of(&b.module);
+    if b.certificate.module != id {
+        return Err(CheckError::WrongModule { cert: b.certificate.module, module: id });
+    }
+    let vc = vcgen::generate(&module, policy)?;
+    let (life, d) = (module.header.lifetime_secs, b.declared);
+    let facts = [
+        (vc.complexity <= policy.complexity_up, format!("complexity {} exceeds complexity_up {}", vc.complexity, policy.complexity_up)),
+        (vc.cost <= policy.cost_up, format!("cost {} (complexity {} x lifetime {life} s) exceeds cost_up {}", vc.cost, vc.complexity, policy.cost_up)),
+        (life <= policy.max_lifetime_secs, format!("lifetime {life} s exceeds max_lifetime {} s", policy.max_lifetime_secs)),
+        (d.complexity == vc.complexity, format!("declared complexity {} but the checker derives {}", d.complexity, vc.complexity)),
+        (d.cost == vc.cost, format!("declared cost {} but the checker derives {}", d.cost, vc.cost)),
+    ];
+    if let Some((_, why)) = facts.into_iter().find(|(ok, _)| !ok) {
+        return Err(CheckError::Cost(why));
+    }
+    let (th, _) = cert::replay(&b.certificate.proof, lemmas)?;
+    let all = vc.all(d)?;
+    let predicate = vc.predicate(d)?;
+    if !th.hyps().is_empty() {
+        return Err(CheckError::Statement(format!("it rests on {} undischarged hypotheses", th.hyps().len())));
+    }
+    if *th.concl() != predicate {
+        let mut proved = vec![];
+        conjuncts(th.concl(), all.len(), &mut proved);
+        let first = all.iter().zip(&proved).find(|(o, p)| o.formula != **p).map(|(o, _)| o);
+        return Err(CheckError::Statement(match first {
+            Some(o) => format!("its {:?} obligation at instruction {} differs from the checker's", o.what, o.at),
+            None => "its conclusion is not the safety predicate".into(),
+        }));
+    }
+    Ok(Checked { module, id, complexity: vc.complexity, cost: vc.cost, policy: *policy })
+}
+
+/// Split a balanced conjunction of `n` conjuncts (the shape of [`vcgen::balanced`]).
+fn conjuncts(t: &logic::Term, n: usize, out: &mut Vec<logic::Term>) {
+    match (n, t.args_of(logic::Sym::And)) {
+        (0, _) => {}
+        (1, _) | (_, None) => out.push(t.clone()),
+        (n, Some([l, r])) => {
+            conjuncts(l, n / 2, out);
+            conjuncts(r, n - n / 2, out);
+        }
+        _ => out.push(t.clone()),
+    }
+}

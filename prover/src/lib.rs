@@ -1,1 +1,192 @@
-//! Certificate generation (filled by the proof work).
+//! # vinet-prover: certificates for vinet programs
+//!
+//! The one big decision: **the prover proves the checker's own predicate.** It
+//! asks `vinet_checker::vcgen` for the safety predicate of a module under a
+//! policy, exactly as the router will compute it, and builds its proof by
+//! calling the kernel's rules one by one (LCF-style tactics), recording each as
+//! a certificate step. So every certificate it emits is known to replay; and
+//! what z3 finds (that a path condition confines a group, that a loop's rank
+//! decreases, with which Farkas coefficients) enters only as kernel steps the
+//! router re-checks without a solver. When an obligation fails, z3's model is
+//! the user's counterexample.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod builder;
+pub mod lemma_src;
+pub mod sexp;
+pub mod tactics;
+pub mod z3enc;
+
+use builder::Builder;
+use lemma_src::LemmaSet;
+use std::net::Ipv4Addr;
+use vinet_checker::bytecode::Module;
+use vinet_checker::cert::{encode_file, Bundle, Certificate, Declared, Proof, BUNDLE_MAGIC, CERT_VERSION};
+use vinet_checker::logic::{Sym, Term};
+use vinet_checker::policy::{ClientKind, Policy};
+use vinet_checker::vcgen::{self, What};
+
+/// A prover with its lemma library.
+pub struct Prover {
+    lemmas: LemmaSet,
+}
+
+/// A proved module.
+#[derive(Debug)]
+pub struct Proved {
+    /// The bundle.
+    pub bundle: Bundle,
+    /// Its file bytes (`VPC1` + postcard).
+    pub bytes: Vec<u8>,
+    /// Figures about the proof.
+    pub stats: Stats,
+}
+
+/// Figures about a proof.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    /// Obligations proved.
+    pub obligations: usize,
+    /// Steps in the certificate.
+    pub steps: usize,
+    /// Terms in its pool.
+    pub terms: usize,
+    /// Lemmas it cites.
+    pub lemmas: usize,
+    /// Derived complexity per window.
+    pub complexity: u64,
+    /// Derived cost.
+    pub cost: u64,
+}
+
+/// Why an obligation (or the whole module) could not be proved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The instruction at fault.
+    pub at: usize,
+    /// What is wrong, for an operator.
+    pub message: String,
+    /// Further explanation (the counterexample's values, the prover's reason).
+    pub notes: Vec<String>,
+}
+
+fn ip(a: u32) -> Ipv4Addr {
+    Ipv4Addr::from(a)
+}
+
+impl Prover {
+    /// A prover with the library shipped in `lemmas/`.
+    pub fn new() -> Result<Prover, String> {
+        Ok(Prover { lemmas: lemma_src::build(lemma_src::BUILTIN)? })
+    }
+
+    /// A prover with another library.
+    pub fn with_lemmas(lemmas: LemmaSet) -> Prover {
+        Prover { lemmas }
+    }
+
+    /// Its library.
+    pub fn lemmas(&self) -> &LemmaSet {
+        &self.lemmas
+    }
+
+    /// Prove a module safe under a policy, or say why it is not.
+    pub fn prove(&self, module: &Module, policy: &Policy) -> Result<Proved, Vec<Failure>> {
+        let fail = |at: usize, message: String| vec![Failure { at, message, notes: vec![] }];
+        module.validate().map_err(|e| fail(0, e.to_string()))?;
+        let vc = vcgen::generate(module, policy).map_err(|e| fail(e.at, e.reason))?;
+        let declared = Declared { complexity: vc.complexity, cost: vc.cost };
+        let all = vc.all(declared).map_err(|e| fail(e.at, e.reason))?;
+        let params: Vec<String> = module.params.iter().map(|p| p.name.clone()).collect();
+        let mut b = Builder::new(&self.lemmas.cache);
+        let mut failures = vec![];
+        let mut proofs = vec![];
+        for o in &all {
+            let goal = conclusion(&o.formula, o.path.len());
+            let mut t = tactics::Tactics::new(&mut b, &self.lemmas, policy.client);
+            match t.obligation(&o.path, &goal) {
+                Ok(pf) => proofs.push(pf),
+                Err(why) => failures.push(explain(o.at, o.what, &o.path, &goal, &why, &params, policy, &vc)),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
+        }
+        let root = vcgen::balanced(&proofs, &mut |x, y| b.and(&x, &y)).map_err(|e| fail(0, format!("{}: {}", e.rule, e.reason)))?;
+        let root = root.expect("there are always cost facts");
+        let proof: Proof = b.finish(&root);
+        let module_bytes = module.encode();
+        let stats = Stats { obligations: all.len(), steps: proof.steps.len(), terms: proof.terms.len(), lemmas: proof.lemmas.len(), complexity: vc.complexity, cost: vc.cost };
+        let certificate = Certificate { version: CERT_VERSION, module: Module::id_of(&module_bytes), proof };
+        let bundle = Bundle { module: module_bytes, declared, certificate };
+        let bytes = encode_file(&bundle, BUNDLE_MAGIC);
+        Ok(Proved { bundle, bytes, stats })
+    }
+}
+
+/// The goal under `n` path antecedents.
+fn conclusion(formula: &Term, n: usize) -> Term {
+    let mut t = formula.clone();
+    for _ in 0..n {
+        t = t.args_of(Sym::Imp).map(|a| a[1].clone()).unwrap_or(t);
+    }
+    t
+}
+
+fn routine_verb(what: What) -> &'static str {
+    match what {
+        What::Confined("DISCARD") => "DISCARD here could drop",
+        What::Confined("CONTAINS_STRING") => "CONTAINS_STRING here could scan",
+        What::Confined("COUNT") | What::Confined("DISTINCT_DESTINATIONS") => "this could count",
+        What::Confined("GENERATE") => "GENERATE here could send the data of",
+        What::Confined(_) => "this could group",
+        _ => "this could touch",
+    }
+}
+
+/// Turn a failed obligation into a diagnostic, with z3's counterexample if it has one.
+#[allow(clippy::too_many_arguments)]
+fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params: &[String], policy: &Policy, vc: &vcgen::Vc) -> Failure {
+    let edge = policy.client == ClientKind::EdgeRouter;
+    let mut notes = vec![];
+    let message = match what {
+        What::Complexity => format!("complexity {} units per window exceeds the policy's complexity_up {}", vc.complexity, policy.complexity_up),
+        What::Cost => format!("cost {} (complexity {} x lifetime) exceeds the policy's cost_up {}", vc.cost, vc.complexity, policy.cost_up),
+        What::Lifetime => format!("LIFETIME exceeds the policy's max_lifetime of {} seconds", policy.max_lifetime_secs),
+        _ => match z3enc::decide(path, goal, params) {
+            z3enc::Decision::Fails(cx) => {
+                let me = match (edge, cx.this_net, cx.this_ip) {
+                    (true, Some((n, l)), _) => format!("inside THIS_SUBNET_IP ({}/{l})", ip(n)),
+                    (true, None, _) => "inside THIS_SUBNET_IP".into(),
+                    (false, _, Some(a)) => format!("THIS_IP ({})", ip(a)),
+                    (false, _, None) => "THIS_IP".into(),
+                };
+                for (name, value) in &cx.values {
+                    notes.push(format!("with {name} = {value}"));
+                }
+                match (what, cx.packet) {
+                    (What::Confined(_), Some((src, dst))) => format!("{} a packet {} -> {}, and {} is not {me}", routine_verb(what), ip(src), ip(dst), ip(dst)),
+                    (What::NoLeak, _) => {
+                        let key = cx.values.iter().find(|(n, _)| n.starts_with("the group key")).map(|(_, v)| v.clone()).unwrap_or_default();
+                        format!("this effect could happen in the group of {key}, which is not {me}: it would depend on another client's traffic")
+                    }
+                    (What::GenerateTo, _) => format!("GENERATE here could send to an address that is not {me}"),
+                    (What::LoopEntry, _) => "this loop could start above its bound".into(),
+                    (What::LoopPositive | What::LoopDecrease, _) => "this loop's counter does not move toward its limit on every iteration".into(),
+                    _ => format!("this {what:?} obligation fails"),
+                }
+            }
+            z3enc::Decision::Valid => {
+                notes.push(format!("the prover's tactics: {why}"));
+                format!("z3 shows this {what:?} obligation holds, but vinet could not build a proof the checker accepts")
+            }
+            z3enc::Decision::Unknown(r) => {
+                notes.push(format!("the prover's tactics: {why}; z3: {r}"));
+                format!("cannot prove this {what:?} obligation")
+            }
+        },
+    };
+    Failure { at, message, notes }
+}

@@ -1,0 +1,342 @@
+//! Certificates, bundles and the lemma library: the formats a producer sends,
+//! and the replay of their proofs through the kernel.
+//!
+//! **API boundary.** These types are the wire format (postcard, versioned).
+//! Everything in them is untrusted: a proof is a list of [`Step`]s, each naming
+//! a kernel rule and earlier steps and terms by index; terms are a pool of
+//! [`TermNode`]s, each referring only to earlier nodes, so decoding never
+//! recurses. Replay builds every term through the sort-checked constructors
+//! and every theorem through the kernel's rules.
+//!
+//! File layouts (all postcard after a 4-byte magic):
+//! - bundle `.vpc`: `VPC1` + [`Bundle`]
+//! - lemma library: `VNL1` + [`Library`]
+
+use crate::bytecode::ModuleId;
+use crate::kernel::{RuleError, Theorem};
+use crate::logic::{Lit, Sort, Sym, Term};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The certificate format version.
+pub const CERT_VERSION: u16 = 1;
+/// Magic of a bundle file.
+pub const BUNDLE_MAGIC: &[u8; 4] = b"VPC1";
+/// Magic of a lemma library file.
+pub const LIBRARY_MAGIC: &[u8; 4] = b"VNL1";
+/// Most terms or steps in one proof.
+pub const MAX_PROOF_ITEMS: usize = 1 << 20;
+
+/// A node of a term pool; children are indices of earlier nodes.
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TermNode {
+    Var(u32, Sort),
+    Bound(u32, Sort),
+    Lit(Lit),
+    App(Sym, Vec<u32>),
+    All(Sort, u32),
+}
+
+/// One proof step: a kernel rule applied to earlier steps (`u32` step
+/// indices, named `s..`) and pool terms (named `t..`).
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Step {
+    Assume { t: u32 },
+    ImpIntro { t: u32, s: u32 },
+    ImpElim { s1: u32, s2: u32 },
+    AndIntro { s1: u32, s2: u32 },
+    AndElim { s: u32, right: bool },
+    OrIntro { s: u32, t: u32, on_left: bool },
+    OrElim { s1: u32, s2: u32, s3: u32 },
+    NotIntro { t: u32, s: u32 },
+    NotElim { s1: u32, s2: u32 },
+    FalseElim { s: u32, t: u32 },
+    ExcludedMiddle { t: u32 },
+    Truth,
+    Refl { t: u32 },
+    EqSubst { s1: u32, s2: u32, var: u32, template: u32 },
+    Ite { s: u32, c: u32, x: u32, y: u32 },
+    AllIntro { s: u32, var: u32 },
+    AllElim { s: u32, t: u32 },
+    Axiom { n: u16 },
+    /// A lemma, by its index in the proof's list of cited lemma hashes.
+    Lemma { i: u32 },
+    Eval { t: u32 },
+    Farkas { premises: Vec<(u32, i64)> },
+}
+
+/// A proof: a term pool and steps. The last step's theorem is what it proves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// Hashes of the lemmas the steps cite.
+    pub lemmas: Vec<LemmaHash>,
+    /// The term pool.
+    pub terms: Vec<TermNode>,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+/// A certificate: which module it is for, and the proof of that module's
+/// safety predicate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// [`CERT_VERSION`].
+    pub version: u16,
+    /// The module it proves safe.
+    pub module: ModuleId,
+    /// The proof.
+    pub proof: Proof,
+}
+
+/// What the producer announces to the scheduler, checked against the derivation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declared {
+    /// Cost units per window.
+    pub complexity: u64,
+    /// Complexity x lifetime in seconds.
+    pub cost: u64,
+}
+
+/// A bundle: the module's bytes, the announced cost and the certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// The module, in its canonical encoding (its id is blake3 of these bytes).
+    pub module: Vec<u8>,
+    /// Announced complexity and cost.
+    pub declared: Declared,
+    /// The certificate.
+    pub certificate: Certificate,
+}
+
+/// The blake3 hash of a lemma's canonical bytes (name, statement and proof).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LemmaHash(pub [u8; 32]);
+
+impl std::fmt::Debug for LemmaHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+impl std::fmt::Display for LemmaHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// A lemma: a closed statement and its proof from the axioms and earlier lemmas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lemma {
+    /// Its name in `lemmas/` (informative only).
+    pub name: String,
+    /// The statement, a term of the proof's pool.
+    pub statement: u32,
+    /// The proof.
+    pub proof: Proof,
+}
+
+impl Lemma {
+    /// Its hash.
+    pub fn hash(&self) -> LemmaHash {
+        LemmaHash(*blake3::hash(&postcard::to_allocvec(self).expect("in-memory encoding")).as_bytes())
+    }
+}
+
+/// A lemma library file: lemmas in dependency order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Library {
+    /// [`CERT_VERSION`].
+    pub version: u16,
+    /// The lemmas.
+    pub lemmas: Vec<Lemma>,
+}
+
+/// Why a proof, a lemma or a file was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// The bytes are not of the expected format.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A term of the pool is ill-formed.
+    #[error("term {index}: {reason}")]
+    Term {
+        /// Pool index.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A step failed: the first error stops the replay.
+    #[error("step {index} ({rule}): {reason}")]
+    Step {
+        /// Step index.
+        index: usize,
+        /// The rule.
+        rule: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The proof cites a lemma the cache does not hold.
+    #[error("cites lemma {0}, which this checker has not verified (send it first)")]
+    MissingLemma(LemmaHash),
+    /// A lemma's proof does not prove its statement.
+    #[error("lemma `{name}` ({hash}): {reason}")]
+    Lemma {
+        /// The lemma's name.
+        name: String,
+        /// Its hash.
+        hash: LemmaHash,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Decode `magic ++ postcard(T)` with nothing left over.
+pub fn decode_file<T: serde::de::DeserializeOwned>(bytes: &[u8], magic: &[u8; 4], what: &'static str) -> Result<T, ProofError> {
+    let bad = |reason: String| ProofError::Malformed { what, reason };
+    let body = bytes.strip_prefix(magic).ok_or_else(|| bad("wrong magic: not this kind of vinet file".into()))?;
+    let (v, rest) = postcard::take_from_bytes(body).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(v)
+}
+
+/// Encode `magic ++ postcard(value)`.
+pub fn encode_file<T: Serialize>(value: &T, magic: &[u8; 4]) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend(postcard::to_allocvec(value).expect("in-memory encoding"));
+    out
+}
+
+/// Build the pool's terms, each from earlier ones.
+pub fn build_terms(pool: &[TermNode]) -> Result<Vec<Term>, ProofError> {
+    if pool.len() > MAX_PROOF_ITEMS {
+        return Err(ProofError::Term { index: MAX_PROOF_ITEMS, reason: "too many terms".into() });
+    }
+    let mut terms: Vec<Term> = Vec::with_capacity(pool.len());
+    for (index, node) in pool.iter().enumerate() {
+        let get = |i: u32| terms.get(i as usize).cloned().ok_or_else(|| format!("refers to term {i}, not an earlier one"));
+        let t = match node {
+            TermNode::Var(v, s) => Ok(Term::var(*v, *s)),
+            TermNode::Bound(i, s) => Term::bound(*i, *s),
+            TermNode::Lit(l) => Ok(Term::lit(l.clone())),
+            TermNode::App(sym, args) => args.iter().map(|&a| get(a)).collect::<Result<Vec<_>, _>>().and_then(|a| Term::app(*sym, a)),
+            TermNode::All(s, b) => get(*b).and_then(|b| Term::all_raw(*s, b)),
+        };
+        terms.push(t.map_err(|reason| ProofError::Term { index, reason })?);
+    }
+    Ok(terms)
+}
+
+/// Replay a proof; returns the theorem of its last step, and the pool's terms.
+pub fn replay(proof: &Proof, cache: &LemmaCache) -> Result<(Theorem, Vec<Term>), ProofError> {
+    let terms = build_terms(&proof.terms)?;
+    let lemmas = proof.lemmas.iter().map(|h| cache.get(h).ok_or(ProofError::MissingLemma(*h))).collect::<Result<Vec<_>, _>>()?;
+    if proof.steps.len() > MAX_PROOF_ITEMS {
+        return Err(ProofError::Malformed { what: "proof", reason: "too many steps".into() });
+    }
+    let mut done: Vec<Theorem> = Vec::with_capacity(proof.steps.len());
+    for (index, step) in proof.steps.iter().enumerate() {
+        let th = apply(step, &terms, &done, &lemmas).map_err(|e| ProofError::Step { index, rule: e.rule, reason: e.reason })?;
+        done.push(th);
+    }
+    let last = done.pop().ok_or(ProofError::Malformed { what: "proof", reason: "no steps".into() })?;
+    Ok((last, terms))
+}
+
+fn apply(step: &Step, terms: &[Term], done: &[Theorem], lemmas: &[&Theorem]) -> Result<Theorem, RuleError> {
+    let t = |i: u32| terms.get(i as usize).ok_or_else(|| RuleError { rule: "ref", reason: format!("no term {i}") });
+    let s = |i: u32| done.get(i as usize).ok_or_else(|| RuleError { rule: "ref", reason: format!("step {i} is not an earlier step") });
+    use Step::*;
+    match step {
+        Assume { t: a } => Theorem::assume(t(*a)?),
+        ImpIntro { t: a, s: b } => Theorem::imp_intro(t(*a)?, s(*b)?),
+        ImpElim { s1, s2 } => Theorem::imp_elim(s(*s1)?, s(*s2)?),
+        AndIntro { s1, s2 } => Theorem::and_intro(s(*s1)?, s(*s2)?),
+        AndElim { s: a, right } => Theorem::and_elim(s(*a)?, *right),
+        OrIntro { s: a, t: b, on_left } => Theorem::or_intro(s(*a)?, t(*b)?, *on_left),
+        OrElim { s1, s2, s3 } => Theorem::or_elim(s(*s1)?, s(*s2)?, s(*s3)?),
+        NotIntro { t: a, s: b } => Theorem::not_intro(t(*a)?, s(*b)?),
+        NotElim { s1, s2 } => Theorem::not_elim(s(*s1)?, s(*s2)?),
+        FalseElim { s: a, t: b } => Theorem::false_elim(s(*a)?, t(*b)?),
+        ExcludedMiddle { t: a } => Theorem::excluded_middle(t(*a)?),
+        Truth => Theorem::truth(),
+        Refl { t: a } => Theorem::refl(t(*a)?),
+        EqSubst { s1, s2, var, template } => Theorem::eq_subst(s(*s1)?, s(*s2)?, t(*var)?, t(*template)?),
+        Ite { s: a, c, x, y } => Theorem::ite(s(*a)?, t(*c)?, t(*x)?, t(*y)?),
+        AllIntro { s: a, var } => Theorem::all_intro(s(*a)?, t(*var)?),
+        AllElim { s: a, t: b } => Theorem::all_elim(s(*a)?, t(*b)?),
+        Axiom { n } => Theorem::axiom(*n as usize),
+        Lemma { i } => lemmas.get(*i as usize).map(|th| (*th).clone()).ok_or_else(|| RuleError { rule: "lemma", reason: format!("no cited lemma {i}") }),
+        Eval { t: a } => Theorem::eval(t(*a)?),
+        Farkas { premises } => {
+            let ps = premises.iter().map(|&(i, c)| s(i).map(|th| (th, c))).collect::<Result<Vec<_>, _>>()?;
+            Theorem::farkas(&ps)
+        }
+    }
+}
+
+/// Lemmas this checker has verified, by hash. A lemma enters only through
+/// [`LemmaCache::admit`], which replays its proof.
+#[derive(Clone, Debug, Default)]
+pub struct LemmaCache {
+    theorems: HashMap<LemmaHash, (String, Theorem)>,
+}
+
+impl LemmaCache {
+    /// An empty cache: only the axioms are known.
+    pub fn new() -> LemmaCache {
+        LemmaCache::default()
+    }
+
+    /// The theorem of a verified lemma.
+    pub fn get(&self, h: &LemmaHash) -> Option<&Theorem> {
+        self.theorems.get(h).map(|(_, th)| th)
+    }
+
+    /// The name of a verified lemma.
+    pub fn name(&self, h: &LemmaHash) -> Option<&str> {
+        self.theorems.get(h).map(|(n, _)| n.as_str())
+    }
+
+    /// How many lemmas are verified.
+    pub fn len(&self) -> usize {
+        self.theorems.len()
+    }
+
+    /// Whether no lemma is verified.
+    pub fn is_empty(&self) -> bool {
+        self.theorems.is_empty()
+    }
+
+    /// Verify a lemma from the axioms and the lemmas already cached, and cache it.
+    pub fn admit(&mut self, lemma: &Lemma) -> Result<LemmaHash, ProofError> {
+        let hash = lemma.hash();
+        if self.theorems.contains_key(&hash) {
+            return Ok(hash);
+        }
+        let err = |reason: String| ProofError::Lemma { name: lemma.name.clone(), hash, reason };
+        let (th, terms) = replay(&lemma.proof, self).map_err(|e| err(e.to_string()))?;
+        let statement = terms.get(lemma.statement as usize).ok_or_else(|| err("no statement term".into()))?;
+        if !th.hyps().is_empty() || th.concl() != statement {
+            return Err(err("the proof does not prove the statement".into()));
+        }
+        self.theorems.insert(hash, (lemma.name.clone(), th));
+        Ok(hash)
+    }
+
+    /// Verify every lemma of a library file, in order.
+    pub fn admit_library(&mut self, bytes: &[u8]) -> Result<Vec<LemmaHash>, ProofError> {
+        let lib: Library = decode_file(bytes, LIBRARY_MAGIC, "lemma library")?;
+        if lib.version != CERT_VERSION {
+            return Err(ProofError::Malformed { what: "lemma library", reason: format!("version {}", lib.version) });
+        }
+        lib.lemmas.iter().map(|l| self.admit(l)).collect()
+    }
+}

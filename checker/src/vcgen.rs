@@ -1,0 +1,564 @@
+//! The verification-condition generator: from a validated module and a policy,
+//! the safety predicate the certificate must prove, and the derived cost.
+//!
+//! It executes the structured code symbolically. Registers hold terms over
+//! `AllPackets`, `THIS_IP`, `THIS_SUBNET_IP`, the parameters, and fresh
+//! variables (the key of each `foreach` group, and the registers a `while`
+//! changes, at its head). At each routine that needs it, an *obligation*
+//! `c1 -> (c2 -> ... -> goal)` is recorded, where the `ci` are the branch
+//! conditions on the path. The predicate is the balanced conjunction of all
+//! obligations followed by the cost facts.
+//!
+//! Cost is derived, not proved: it is a polynomial in the sizes of the groups
+//! of the enclosing `foreach` loops (a routine on a set inside group `g` costs
+//! `unit * |g|`, on any other set `unit * W`). Leaving a `foreach` over the
+//! groups of S (of extent E) replaces `|g|^k` by `E^k` and multiplies the terms
+//! without `g` by E: since the groups partition S, the sum over groups of
+//! `|g|^k` is at most `|S|^k`, and there are at most `|S|` groups.
+
+use crate::bytecode::{blocks, operands, ArithOp, CmpOp, Const, Insn, Module, Reg, Ty};
+use crate::cert::Declared;
+use crate::logic::{Lit, Sort, Sym, Term};
+use crate::policy::{ClientKind, Policy};
+use std::collections::BTreeMap;
+
+/// What an obligation is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
+    /// The set a routine touches is confined to the client (routine named).
+    Confined(&'static str),
+    /// GENERATE sends only to THIS_IP.
+    GenerateTo,
+    /// An effect inside a foreach over groups of other clients happens only in the client's own group.
+    NoLeak,
+    /// A loop's rank starts within its bound.
+    LoopEntry,
+    /// A loop's rank is at least one whenever its body runs.
+    LoopPositive,
+    /// A loop's body decreases its rank.
+    LoopDecrease,
+    /// Complexity <= complexity_up.
+    Complexity,
+    /// Complexity x lifetime <= cost_up.
+    Cost,
+    /// Lifetime <= max_lifetime.
+    Lifetime,
+    /// Declared complexity = derived.
+    DeclaredComplexity,
+    /// Declared cost = derived.
+    DeclaredCost,
+}
+
+/// One conjunct of the safety predicate.
+#[derive(Clone, Debug)]
+pub struct Obligation {
+    /// The instruction it comes from (the last one for the cost facts).
+    pub at: usize,
+    /// What it states.
+    pub what: What,
+    /// The formula.
+    pub formula: Term,
+    /// The branch conditions it is under, outermost first (the formula's antecedents).
+    pub path: Vec<Term>,
+}
+
+/// The generated conditions of a module under a policy.
+#[derive(Clone, Debug)]
+pub struct Vc {
+    /// Obligations from the code, in code order.
+    pub obligations: Vec<Obligation>,
+    /// Derived complexity, cost units per window.
+    pub complexity: u64,
+    /// Derived cost: complexity x lifetime.
+    pub cost: u64,
+    lifetime: u64,
+    policy: Policy,
+}
+
+/// Why no predicate could be generated (the module breaks the policy outright).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("instruction {at}: {reason}")]
+pub struct VcError {
+    /// Instruction index.
+    pub at: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// Fold items into a balanced binary tree (the shape of the predicate's conjunction).
+pub fn balanced<T: Clone, E>(items: &[T], pair: &mut impl FnMut(T, T) -> Result<T, E>) -> Result<Option<T>, E> {
+    match items.len() {
+        0 => Ok(None),
+        1 => Ok(Some(items[0].clone())),
+        n => {
+            let (l, r) = items.split_at(n / 2);
+            let (l, r) = (balanced(l, pair)?, balanced(r, pair)?);
+            Ok(Some(pair(l.expect("non-empty"), r.expect("non-empty"))?))
+        }
+    }
+}
+
+impl Vc {
+    /// All obligations, the cost facts (with `declared`) included.
+    pub fn all(&self, declared: Declared) -> Result<Vec<Obligation>, VcError> {
+        let p = &self.policy;
+        let at = self.obligations.last().map_or(0, |o| o.at);
+        let n = Term::num;
+        let c = || n(self.complexity);
+        let cost = app(at, Sym::Mul, vec![c(), n(self.lifetime)])?;
+        let facts = [
+            (What::Complexity, app(at, Sym::Le, vec![c(), n(p.complexity_up)])?),
+            (What::Cost, app(at, Sym::Le, vec![cost.clone(), n(p.cost_up)])?),
+            (What::Lifetime, app(at, Sym::Le, vec![n(self.lifetime), n(p.max_lifetime_secs)])?),
+            (What::DeclaredComplexity, app(at, Sym::Eq, vec![n(declared.complexity), c()])?),
+            (What::DeclaredCost, app(at, Sym::Eq, vec![n(declared.cost), cost])?),
+        ];
+        let mut all = self.obligations.clone();
+        all.extend(facts.into_iter().map(|(what, formula)| Obligation { at, what, formula, path: vec![] }));
+        Ok(all)
+    }
+
+    /// The safety predicate for an announced cost.
+    pub fn predicate(&self, declared: Declared) -> Result<Term, VcError> {
+        let all: Vec<Term> = self.all(declared)?.into_iter().map(|o| o.formula).collect();
+        let t = balanced(&all, &mut |a, b| app(0, Sym::And, vec![a, b]))?;
+        Ok(t.expect("the cost facts are always there"))
+    }
+}
+
+fn app(at: usize, sym: Sym, args: Vec<Term>) -> Result<Term, VcError> {
+    Term::app(sym, args).map_err(|reason| VcError { at, reason })
+}
+
+/// A register's symbolic value.
+#[derive(Clone, Debug, PartialEq)]
+enum Val {
+    Unset,
+    T(Term),
+    Groups { set: Term, by_dst: bool },
+    List(Term),
+}
+
+/// A polynomial in group-size variables: monomial (sorted variable ids) -> coefficient.
+type Poly = BTreeMap<Vec<u32>, u128>;
+
+struct Frame {
+    key: Term,
+    key_id: u32,
+    set: Term,
+    by_dst: bool,
+}
+
+struct Gen<'a> {
+    m: &'a Module,
+    policy: &'a Policy,
+    fresh: u32,
+    frames: Vec<Frame>,
+    path: Vec<Term>,
+    out: Vec<Obligation>,
+}
+
+/// Generate the conditions of a validated module under a policy.
+pub fn generate(m: &Module, policy: &Policy) -> Result<Vc, VcError> {
+    let mut g = Gen { m, policy, fresh: 0, frames: vec![], path: vec![], out: vec![] };
+    let mut vals = vec![Val::Unset; m.regs.len()];
+    let poly = g.block(0, m.code.len(), &mut vals)?;
+    let end = m.code.len().saturating_sub(1);
+    let complexity = poly.get(&vec![]).copied().unwrap_or(0);
+    let complexity = u64::try_from(complexity).map_err(|_| VcError { at: end, reason: "complexity overflows".into() })?;
+    let lifetime = m.header.lifetime_secs;
+    let cost = complexity.checked_mul(lifetime).ok_or_else(|| VcError { at: end, reason: "cost overflows".into() })?;
+    Ok(Vc { obligations: g.out, complexity, cost, lifetime, policy: *policy })
+}
+
+fn add(p: &mut Poly, q: &Poly) -> Result<(), String> {
+    for (k, c) in q {
+        let e = p.entry(k.clone()).or_insert(0);
+        *e = e.checked_add(*c).ok_or("cost overflows")?;
+    }
+    Ok(())
+}
+
+fn scale(p: &Poly, k: u128) -> Result<Poly, String> {
+    p.iter().map(|(m, c)| c.checked_mul(k).map(|c| (m.clone(), c)).ok_or_else(|| "cost overflows".to_string())).collect()
+}
+
+impl Gen<'_> {
+    fn fail(&self, at: usize, reason: impl Into<String>) -> VcError {
+        VcError { at, reason: reason.into() }
+    }
+
+    fn var(&mut self, sort: Sort) -> Term {
+        self.fresh += 1;
+        Term::var(self.fresh, sort)
+    }
+
+    fn fresh_val(&mut self, ty: Ty) -> Val {
+        let sort = match ty {
+            Ty::Bool => Sort::Bool,
+            Ty::Num => Sort::Num,
+            Ty::Addr => Sort::Addr,
+            Ty::Prefix => Sort::Prefix,
+            Ty::Str => Sort::Str,
+            Ty::Set => Sort::Set,
+            Ty::Groups => return Val::Groups { set: self.var(Sort::Set), by_dst: true },
+            Ty::AddrList | Ty::Content => return Val::List(self.var(Sort::Set)),
+        };
+        Val::T(self.var(sort))
+    }
+
+    /// Record `path -> goal`.
+    fn oblige(&mut self, at: usize, what: What, goal: Term) -> Result<(), VcError> {
+        let formula = self.path.iter().rev().try_fold(goal, |g, c| app(at, Sym::Imp, vec![c.clone(), g]))?;
+        self.out.push(Obligation { at, what, formula, path: self.path.clone() });
+        Ok(())
+    }
+
+    fn confined(&self, at: usize, set: &Term) -> Result<Term, VcError> {
+        match self.policy.client {
+            ClientKind::EndUser => app(at, Sym::Conf, vec![set.clone(), app(at, Sym::ThisIp, vec![])?]),
+            ClientKind::EdgeRouter => app(at, Sym::ConfP, vec![set.clone(), app(at, Sym::ThisNet, vec![])?]),
+        }
+    }
+
+    /// An effect (DISCARD, GENERATE): within each foreach over destination
+    /// groups, either the grouped set is the client's or this group is.
+    fn effect(&mut self, at: usize) -> Result<(), VcError> {
+        let mut goals = vec![];
+        for f in self.frames.iter().filter(|f| f.by_dst) {
+            let key = match self.policy.client {
+                ClientKind::EndUser => app(at, Sym::Eq, vec![f.key.clone(), app(at, Sym::ThisIp, vec![])?])?,
+                ClientKind::EdgeRouter => app(at, Sym::In, vec![f.key.clone(), app(at, Sym::ThisNet, vec![])?])?,
+            };
+            goals.push(app(at, Sym::Or, vec![self.confined(at, &f.set)?, key])?);
+        }
+        goals.into_iter().try_for_each(|g| self.oblige(at, What::NoLeak, g))
+    }
+
+    /// The smallest known superset of a set term: a group (its key variable) or the window (`None`).
+    fn extent(&self, set: &Term) -> Option<u32> {
+        let mut t = set;
+        loop {
+            match t.kind() {
+                crate::logic::Kind::App(Sym::FDst | Sym::FDstP | Sym::FSrc | Sym::FSrcP, a) => t = &a[0],
+                crate::logic::Kind::App(Sym::GDst | Sym::GSrc, a) => match self.frames.iter().find(|f| f.key == a[1]) {
+                    Some(f) => return Some(f.key_id),
+                    None => t = &a[0],
+                },
+                crate::logic::Kind::App(Sym::Ite, a) => {
+                    let (x, y) = (self.extent(&a[1]), self.extent(&a[2]));
+                    return if x == y { x } else { None };
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn charge(&self, at: usize, cost: &mut Poly, unit: u64, set: &Term) -> Result<(), VcError> {
+        let (mono, k) = match self.extent(set) {
+            Some(g) => (vec![g], unit as u128),
+            None => (vec![], unit as u128 * self.policy.window_packets as u128),
+        };
+        add(cost, &Poly::from([(mono, k)])).map_err(|e| self.fail(at, e))
+    }
+
+    fn block(&mut self, start: usize, end: usize, vals: &mut Vec<Val>) -> Result<Poly, VcError> {
+        let mut cost = Poly::new();
+        let path_len = self.path.len();
+        let mut pc = start;
+        while pc < end {
+            let (subs, next) = blocks(&self.m.code, pc);
+            let c = match &self.m.code[pc] {
+                Insn::If { cond, .. } => self.if_(pc, *cond, &subs, vals)?,
+                Insn::Foreach { groups, key, set, .. } => self.foreach(pc, *groups, *key, *set, subs[0], vals)?,
+                Insn::While { cond, bound, rank, .. } => self.while_(pc, *cond, *bound, rank, &subs, vals)?,
+                insn => self.simple(pc, insn, vals)?,
+            };
+            add(&mut cost, &c).map_err(|e| self.fail(pc, e))?;
+            pc = next;
+        }
+        self.path.truncate(path_len);
+        Ok(cost)
+    }
+
+    fn if_(&mut self, at: usize, cond: Reg, subs: &[(usize, usize)], vals: &mut Vec<Val>) -> Result<Poly, VcError> {
+        let c = self.term(at, vals, cond)?;
+        let branch = |g: &mut Self, cond: Term, (s, e): (usize, usize)| -> Result<(Vec<Val>, Poly), VcError> {
+            let mut v = vals.clone();
+            g.path.push(cond);
+            let cost = g.block(s, e, &mut v)?;
+            g.path.pop();
+            Ok((v, cost))
+        };
+        let (tv, tc) = branch(self, c.clone(), subs[0])?;
+        let (ev, ec) = branch(self, app(at, Sym::Not, vec![c.clone()])?, subs[1])?;
+        for (r, (t, e)) in tv.into_iter().zip(ev).enumerate() {
+            vals[r] = match (t, e) {
+                (t, e) if t == e => t,
+                (Val::T(a), Val::T(b)) => Val::T(app(at, Sym::Ite, vec![c.clone(), a, b])?),
+                (Val::List(a), Val::List(b)) => Val::List(app(at, Sym::Ite, vec![c.clone(), a, b])?),
+                (Val::Groups { set: a, by_dst }, Val::Groups { set: b, by_dst: d2 }) if by_dst == d2 => {
+                    Val::Groups { set: app(at, Sym::Ite, vec![c.clone(), a, b])?, by_dst }
+                }
+                (Val::Groups { .. }, Val::Groups { .. }) => self.fresh_val(Ty::Groups),
+                _ => Val::Unset,
+            };
+        }
+        let mut cost = tc;
+        for (k, v) in ec {
+            let e = cost.entry(k).or_insert(0);
+            *e = (*e).max(v);
+        }
+        Ok(cost)
+    }
+
+    fn foreach(&mut self, at: usize, groups: Reg, key: Reg, set: Reg, body: (usize, usize), vals: &[Val]) -> Result<Poly, VcError> {
+        let Val::Groups { set: grouped, by_dst } = vals[groups as usize].clone() else {
+            return Err(self.fail(at, "foreach over a value that is not a grouping"));
+        };
+        let k = self.var(Sort::Addr);
+        let key_id = self.fresh;
+        let group = app(at, if by_dst { Sym::GDst } else { Sym::GSrc }, vec![grouped.clone(), k.clone()])?;
+        let mut inner = vals.to_vec();
+        inner[key as usize] = Val::T(k.clone());
+        inner[set as usize] = Val::T(group);
+        let extent = self.extent(&grouped);
+        self.frames.push(Frame { key: k, key_id, set: grouped, by_dst });
+        let body_cost = self.block(body.0, body.1, &mut inner)?;
+        self.frames.pop();
+        // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
+        let mut cost = Poly::new();
+        let w = self.policy.window_packets as u128;
+        for (mono, c) in body_cost {
+            let power = mono.iter().filter(|&&v| v == key_id).count() as u32;
+            let mut rest: Vec<u32> = mono.into_iter().filter(|&v| v != key_id).collect();
+            let mut c = c;
+            for _ in 0..power.max(1) {
+                match extent {
+                    Some(e) => rest.push(e),
+                    None => c = c.checked_mul(w).ok_or_else(|| self.fail(at, "cost overflows"))?,
+                }
+            }
+            rest.sort_unstable();
+            add(&mut cost, &Poly::from([(rest, c)])).map_err(|e| self.fail(at, e))?;
+        }
+        Ok(cost)
+    }
+
+    fn while_(&mut self, at: usize, cond: Reg, bound: u32, rank: &crate::bytecode::Rank, subs: &[(usize, usize)], vals: &mut Vec<Val>) -> Result<Poly, VcError> {
+        let (cond_block, body) = (subs[0], subs[1]);
+        let mut written = vec![false; vals.len()];
+        let mut cond_writes = vec![false; vals.len()];
+        for pc in cond_block.0..body.1 {
+            let ops = operands(&self.m.code[pc], &self.m.regs, &self.m.consts, &self.m.params).map_err(|e| self.fail(pc, e))?;
+            for (r, _) in ops.writes {
+                written[r as usize] = true;
+                cond_writes[r as usize] |= pc < cond_block.1;
+            }
+        }
+        if let Some(&(r, _)) = rank.terms.iter().find(|(r, _)| cond_writes[*r as usize]) {
+            return Err(self.fail(at, format!("the loop condition's block writes rank register r{r}")));
+        }
+        let entry = self.rank(at, rank, vals)?;
+        self.oblige(at, What::LoopEntry, le(at, entry, (vec![], bound as i128))?)?;
+        for (r, w) in written.iter().enumerate() {
+            if *w {
+                vals[r] = self.fresh_val(self.m.regs[r]);
+            }
+        }
+        let head = self.rank(at, rank, vals)?;
+        let cond_cost = self.block(cond_block.0, cond_block.1, vals)?;
+        let c = self.term(at, vals, cond)?;
+        let mut inner = vals.clone();
+        self.path.push(c.clone());
+        let body_cost = self.block(body.0, body.1, &mut inner)?;
+        let after = self.rank(at, rank, &inner)?;
+        self.oblige(at, What::LoopPositive, le(at, (vec![], 1), head.clone())?)?;
+        let (mut after_plus_one, head2) = (after, head);
+        after_plus_one.1 += 1;
+        self.oblige(at, What::LoopDecrease, le(at, after_plus_one, head2)?)?;
+        self.path.pop();
+        self.path.push(app(at, Sym::Not, vec![c])?);
+        let mut cost = scale(&cond_cost, bound as u128 + 1).map_err(|e| self.fail(at, e))?;
+        add(&mut cost, &scale(&body_cost, bound as u128).map_err(|e| self.fail(at, e))?).map_err(|e| self.fail(at, e))?;
+        Ok(cost)
+    }
+
+    /// The rank as signed (term, coefficient) pieces and a constant.
+    fn rank(&self, at: usize, rank: &crate::bytecode::Rank, vals: &[Val]) -> Result<(Vec<(Term, i128)>, i128), VcError> {
+        let terms = rank.terms.iter().map(|&(r, c)| Ok((self.term(at, vals, r)?, c as i128))).collect::<Result<_, VcError>>()?;
+        Ok((terms, rank.constant as i128))
+    }
+
+    fn term(&self, at: usize, vals: &[Val], r: Reg) -> Result<Term, VcError> {
+        term_of(at, vals, r)
+    }
+
+    fn simple(&mut self, at: usize, insn: &Insn, vals: &mut [Val]) -> Result<Poly, VcError> {
+        use Insn::*;
+        let u = self.policy.unit_costs;
+        let mut cost = Poly::new();
+        let t = |r: &Reg| term_of(at, vals, *r);
+        let set_sym = |by: &Reg, addr: Sym, prefix: Sym| if self.m.regs[*by as usize] == Ty::Addr { addr } else { prefix };
+        let (dst, val) = match insn {
+            Const { dst, k } => (*dst, Val::T(Term::lit(lit(&self.m.consts[*k as usize])))),
+            Param { dst, p } => {
+                let sort = match self.m.params[*p as usize].default.ty() {
+                    Ty::Addr => Sort::Addr,
+                    Ty::Prefix => Sort::Prefix,
+                    Ty::Num => Sort::Num,
+                    _ => Sort::Str,
+                };
+                (*dst, Val::T(app(at, Sym::Param(*p, sort), vec![])?))
+            }
+            ThisIp { dst } => (*dst, Val::T(app(at, Sym::ThisIp, vec![])?)),
+            ThisSubnet { dst } => {
+                if self.policy.client == ClientKind::EndUser {
+                    return Err(self.fail(at, "THIS_SUBNET_IP is defined only for edge-router clients, and this policy is for end users"));
+                }
+                (*dst, Val::T(app(at, Sym::ThisNet, vec![])?))
+            }
+            AllPackets { dst } => (*dst, Val::T(app(at, Sym::All, vec![])?)),
+            Bool { dst, value } => (*dst, Val::T(app(at, if *value { Sym::True } else { Sym::False }, vec![])?)),
+            Copy { dst, src } => (*dst, vals[*src as usize].clone()),
+            Not { dst, a } => (*dst, Val::T(app(at, Sym::Not, vec![t(a)?])?)),
+            And { dst, a, b } => (*dst, Val::T(app(at, Sym::And, vec![t(a)?, t(b)?])?)),
+            Or { dst, a, b } => (*dst, Val::T(app(at, Sym::Or, vec![t(a)?, t(b)?])?)),
+            Cmp { op, dst, a, b } => {
+                let (a, b) = (t(a)?, t(b)?);
+                let f = match op {
+                    CmpOp::Eq => app(at, Sym::Eq, vec![a, b])?,
+                    CmpOp::Ne => app(at, Sym::Not, vec![app(at, Sym::Eq, vec![a, b])?])?,
+                    CmpOp::Lt => app(at, Sym::Lt, vec![a, b])?,
+                    CmpOp::Le => app(at, Sym::Le, vec![a, b])?,
+                    CmpOp::Gt => app(at, Sym::Lt, vec![b, a])?,
+                    CmpOp::Ge => app(at, Sym::Le, vec![b, a])?,
+                };
+                (*dst, Val::T(f))
+            }
+            InPrefix { dst, addr, prefix } => (*dst, Val::T(app(at, Sym::In, vec![t(addr)?, t(prefix)?])?)),
+            Mask { dst, addr, mask } => (*dst, Val::T(app(at, Sym::Mask, vec![t(addr)?, t(mask)?])?)),
+            Arith { op, dst, a, b } => {
+                let sym = match op {
+                    ArithOp::Add => Sym::Add,
+                    ArithOp::Sub => Sym::Monus,
+                    ArithOp::Mul => Sym::Mul,
+                };
+                (*dst, Val::T(app(at, sym, vec![t(a)?, t(b)?])?))
+            }
+            Concat { dst, a, b } => (*dst, Val::T(app(at, Sym::Concat, vec![t(a)?, t(b)?])?)),
+            FilterDst { dst, set, by } => {
+                let s = t(set)?;
+                self.charge(at, &mut cost, u.group_by_destination, &s)?;
+                (*dst, Val::T(app(at, set_sym(by, Sym::FDst, Sym::FDstP), vec![s, t(by)?])?))
+            }
+            FilterSrc { dst, set, by } => {
+                let s = self.touch(at, "GROUP_BY_SOURCE", &mut cost, u.group_by_source, t(set)?)?;
+                (*dst, Val::T(app(at, set_sym(by, Sym::FSrc, Sym::FSrcP), vec![s, t(by)?])?))
+            }
+            GroupDst { dst, set } => {
+                let s = t(set)?;
+                self.charge(at, &mut cost, u.group_by_destination, &s)?;
+                (*dst, Val::Groups { set: s, by_dst: true })
+            }
+            GroupSrc { dst, set } => {
+                let s = self.touch(at, "GROUP_BY_SOURCE", &mut cost, u.group_by_source, t(set)?)?;
+                (*dst, Val::Groups { set: s, by_dst: false })
+            }
+            GroupContent { dests, content, set } => {
+                let s = self.touch(at, "GROUP_BY_CONTENT", &mut cost, u.group_by_content, t(set)?)?;
+                vals[*dests as usize] = Val::List(s.clone());
+                (*content, Val::List(s))
+            }
+            ContainsString { dst, set, needle } => {
+                let s = self.touch(at, "CONTAINS_STRING", &mut cost, u.contains_string, t(set)?)?;
+                (*dst, Val::T(app(at, Sym::Contains, vec![s, t(needle)?])?))
+            }
+            Count { dst, set } => {
+                let s = self.touch(at, "COUNT", &mut cost, u.count, t(set)?)?;
+                (*dst, Val::T(app(at, Sym::Count, vec![s])?))
+            }
+            DistinctDst { dst, set } => {
+                let s = self.touch(at, "DISTINCT_DESTINATIONS", &mut cost, u.distinct_destinations, t(set)?)?;
+                (*dst, Val::T(app(at, Sym::NDst, vec![s])?))
+            }
+            Discard { set } => {
+                self.touch(at, "DISCARD", &mut cost, u.discard, t(set)?)?;
+                self.effect(at)?;
+                return Ok(cost);
+            }
+            Generate { dst, payload, .. } => {
+                let to = app(at, Sym::Eq, vec![t(dst)?, app(at, Sym::ThisIp, vec![])?])?;
+                self.oblige(at, What::GenerateTo, to)?;
+                match &vals[*payload as usize] {
+                    Val::List(s) => {
+                        self.touch(at, "GENERATE", &mut cost, u.generate, s.clone())?;
+                    }
+                    _ => add(&mut cost, &Poly::from([(vec![], u.generate as u128)])).map_err(|e| self.fail(at, e))?,
+                }
+                self.effect(at)?;
+                return Ok(cost);
+            }
+            If { .. } | Foreach { .. } | While { .. } => unreachable!("handled by block"),
+        };
+        vals[dst as usize] = val;
+        Ok(cost)
+    }
+
+    /// A routine that needs its set confined: oblige it, and charge.
+    fn touch(&mut self, at: usize, routine: &'static str, cost: &mut Poly, unit: u64, set: Term) -> Result<Term, VcError> {
+        let goal = self.confined(at, &set)?;
+        self.oblige(at, What::Confined(routine), goal)?;
+        self.charge(at, cost, unit, &set)?;
+        Ok(set)
+    }
+}
+
+fn term_of(at: usize, vals: &[Val], r: Reg) -> Result<Term, VcError> {
+    match &vals[r as usize] {
+        Val::T(t) => Ok(t.clone()),
+        _ => Err(VcError { at, reason: format!("register r{r} has no scalar or set value here") }),
+    }
+}
+
+fn lit(c: &Const) -> Lit {
+    match c {
+        Const::Addr(a) => Lit::Addr(*a),
+        Const::Prefix(n, l) => Lit::Prefix(*n, *l),
+        Const::Str(s) => Lit::Str(s.clone()),
+        Const::Num(n) => Lit::Num(*n),
+    }
+}
+
+/// `lhs <= rhs` for signed linear pieces, written over naturals: negative
+/// pieces move to the other side.
+fn le(at: usize, lhs: (Vec<(Term, i128)>, i128), rhs: (Vec<(Term, i128)>, i128)) -> Result<Term, VcError> {
+    let mut sides: [(Vec<Term>, i128); 2] = [(vec![], 0), (vec![], 0)];
+    for (side, (terms, k)) in [(0, &lhs), (1, &rhs)] {
+        let mut put = |coef: i128, t: Option<&Term>| -> Result<(), VcError> {
+            let (which, mag) = if coef >= 0 { (side, coef) } else { (1 - side, -coef) };
+            if mag == 0 {
+                return Ok(());
+            }
+            match t {
+                None => sides[which].1 += mag,
+                Some(t) if mag == 1 => sides[which].0.push(t.clone()),
+                Some(t) => {
+                    let m = u64::try_from(mag).map_err(|_| VcError { at, reason: "rank coefficient too large".into() })?;
+                    sides[which].0.push(app(at, Sym::Mul, vec![Term::num(m), t.clone()])?)
+                }
+            }
+            Ok(())
+        };
+        for (t, c) in terms {
+            put(*c, Some(t))?;
+        }
+        put(*k, None)?;
+    }
+    let sum = |(terms, k): (Vec<Term>, i128)| -> Result<Term, VcError> {
+        let k = u64::try_from(k).map_err(|_| VcError { at, reason: "rank constant too large".into() })?;
+        terms.into_iter().try_fold(Term::num(k), |acc, t| app(at, Sym::Add, vec![acc, t]))
+    };
+    let [l, r] = sides;
+    app(at, Sym::Le, vec![sum(l)?, sum(r)?])
+}

@@ -1,0 +1,370 @@
+//! What the prover asks z3: whether an obligation can fail (and, if so, a
+//! concrete counterexample for the user), and Farkas coefficients for linear
+//! refutations. z3 is never trusted: its answers become kernel steps (or
+//! diagnostics), and the router checks the steps without it.
+//!
+//! Encoding: addresses are 32-bit vectors (masks are `bvand`), a prefix is a
+//! (network, mask) pair with a well-formed mask, naturals are integers >= 0
+//! (truncated subtraction as an `ite`), strings are z3 strings, and packet sets
+//! are encoded by the membership of witness packets: `mem(w, FDst(S, a))` is
+//! `mem(w, S) and dst(w) = a`. Negated confinement introduces a fresh witness.
+//! CONTAINS_STRING, COUNT and DISTINCT_DESTINATIONS are left uninterpreted.
+
+use std::collections::HashMap;
+use vinet_checker::logic::{Kind, Linear, Lit, Sort, Sym, Term};
+use z3::ast::{Bool, Int, BV};
+use z3::{SatResult, Solver};
+
+/// The tactics' error type.
+pub type TResult<T> = Result<T, String>;
+
+/// Integer coefficients refuting linear premises (`Le`, `Lt`, `Eq` over naturals),
+/// in the form the kernel's Farkas rule checks.
+pub fn farkas_coefficients(premises: &[Term]) -> TResult<Vec<i64>> {
+    let mut forms = vec![];
+    for p in premises {
+        let Kind::App(sym, a) = p.kind() else { return Err("not a linear premise".into()) };
+        let mut lin = Linear::default();
+        lin.add_term(&a[0], 1)?;
+        lin.add_term(&a[1], -1)?;
+        if *sym == Sym::Lt {
+            lin.constant += 1;
+        }
+        forms.push((*sym, lin));
+    }
+    let solver = Solver::new();
+    let lambdas: Vec<Int> = (0..forms.len()).map(|i| Int::new_const(format!("l{i}"))).collect();
+    let mut atoms: Vec<Term> = vec![];
+    for (_, f) in &forms {
+        for (t, _) in &f.terms {
+            if !atoms.contains(t) {
+                atoms.push(t.clone());
+            }
+        }
+    }
+    let int = |c: i128| i64::try_from(c).map(Int::from_i64).map_err(|_| "coefficient overflow".to_string());
+    for ((sym, _), l) in forms.iter().zip(&lambdas) {
+        if *sym != Sym::Eq {
+            solver.assert(l.ge(Int::from_i64(0)));
+        }
+        solver.assert(l.le(Int::from_i64(1 << 20)));
+        solver.assert(l.ge(Int::from_i64(-(1 << 20))));
+    }
+    for atom in &atoms {
+        let mut sum = vec![];
+        for ((_, f), l) in forms.iter().zip(&lambdas) {
+            if let Some((_, c)) = f.terms.iter().find(|(t, _)| t == atom) {
+                sum.push(Int::mul(&[l.clone(), int(*c)?]));
+            }
+        }
+        solver.assert(Int::add(&sum).eq(Int::from_i64(0)));
+    }
+    let mut constant = vec![Int::from_i64(0)];
+    for ((_, f), l) in forms.iter().zip(&lambdas) {
+        constant.push(Int::mul(&[l.clone(), int(f.constant)?]));
+    }
+    solver.assert(Int::add(&constant).ge(Int::from_i64(1)));
+    match solver.check() {
+        SatResult::Sat => {
+            let model = solver.get_model().ok_or("z3 gave no model")?;
+            lambdas.iter().map(|l| model.eval(l, true).and_then(|v| v.as_i64()).ok_or_else(|| "z3 gave no coefficient".to_string())).collect()
+        }
+        _ => Err("the arithmetic facts are consistent (no Farkas combination refutes them)".into()),
+    }
+}
+
+/// z3's answer about an obligation.
+#[derive(Debug)]
+pub enum Decision {
+    /// It holds for every window, client and parameter value.
+    Valid,
+    /// A concrete case where it fails: named values.
+    Fails(Counterexample),
+    /// z3 could not decide (timeout, or beyond its theories).
+    Unknown(String),
+}
+
+/// Named values of a failing case.
+#[derive(Debug, Default)]
+pub struct Counterexample {
+    /// The packet that breaks confinement, as (source, destination), if any.
+    pub packet: Option<(u32, u32)>,
+    /// THIS_IP.
+    pub this_ip: Option<u32>,
+    /// THIS_SUBNET_IP as (network, length).
+    pub this_net: Option<(u32, u8)>,
+    /// Other values by name (group keys, parameters, numbers).
+    pub values: Vec<(String, String)>,
+}
+
+/// Decide `path -> goal` (`goal` is the obligation's conclusion).
+pub fn decide(path: &[Term], goal: &Term, param_names: &[String]) -> Decision {
+    let mut e = Enc { params: param_names, ..Default::default() };
+    let solver = Solver::new();
+    let mut p = z3::Params::new();
+    p.set_u32("timeout", 5000);
+    solver.set_params(&p);
+    let query = (|| -> TResult<Bool> {
+        let mut parts = path.iter().map(|c| e.bool(c)).collect::<TResult<Vec<_>>>()?;
+        parts.push(e.negate(goal)?);
+        parts.extend(e.side.drain(..));
+        Ok(Bool::and(&parts))
+    })();
+    let query = match query {
+        Ok(q) => q,
+        Err(why) => return Decision::Unknown(why),
+    };
+    solver.assert(&query);
+    match solver.check() {
+        SatResult::Unsat => Decision::Valid,
+        SatResult::Unknown => Decision::Unknown(solver.get_reason_unknown().unwrap_or_else(|| "unknown".into())),
+        SatResult::Sat => {
+            let Some(m) = solver.get_model() else { return Decision::Unknown("no model".into()) };
+            let bv = |x: &BV| m.eval(x, true).and_then(|v| v.as_u64()).map(|v| v as u32);
+            let mut cx = Counterexample::default();
+            if let Some((src, dst)) = e.witnesses.first() {
+                cx.packet = bv(src).zip(bv(dst));
+            }
+            cx.this_ip = e.this_ip.as_ref().and_then(bv);
+            if let Some((net, mask)) = &e.this_net {
+                cx.this_net = bv(net).zip(bv(mask)).map(|(n, k)| (n, k.leading_ones() as u8));
+            }
+            for (name, v) in &e.named {
+                let shown = match v {
+                    Val::A(x) => bv(x).map(|a| std::net::Ipv4Addr::from(a).to_string()),
+                    Val::N(x) => m.eval(x, true).and_then(|v| v.as_u64()).map(|n| n.to_string()),
+                };
+                if let Some(s) = shown {
+                    cx.values.push((name.clone(), s));
+                }
+            }
+            Decision::Fails(cx)
+        }
+    }
+}
+
+enum Val {
+    A(BV),
+    N(Int),
+}
+
+#[derive(Default)]
+struct Enc<'a> {
+    params: &'a [String],
+    this_ip: Option<BV>,
+    this_net: Option<(BV, BV)>,
+    atoms: HashMap<Term, z3::ast::Dynamic>,
+    witnesses: Vec<(BV, BV)>,
+    named: Vec<(String, Val)>,
+    side: Vec<Bool>,
+    fresh: u32,
+}
+
+fn bv(v: u32) -> BV {
+    BV::from_u64(v as u64, 32)
+}
+
+/// A well-formed prefix: `mask` is some `/len` netmask and `net` has no host bits.
+fn well_formed(net: &BV, mask: &BV, len: &BV) -> Bool {
+    let ones = bv(u32::MAX);
+    let m = len.eq(bv(0)).ite(&bv(0), &ones.bvshl(&bv(32).bvsub(len)));
+    Bool::and(&[len.bvule(&bv(32)), mask.eq(&m), net.bvand(&mask.bvnot()).eq(bv(0))])
+}
+
+impl Enc<'_> {
+    fn name(&mut self, base: &str) -> String {
+        self.fresh += 1;
+        format!("{base}!{}", self.fresh)
+    }
+
+    fn param_name(&self, i: u16) -> String {
+        self.params.get(i as usize).cloned().unwrap_or_else(|| format!("parameter {i}"))
+    }
+
+    fn negate(&mut self, goal: &Term) -> TResult<Bool> {
+        match goal.kind() {
+            Kind::App(Sym::Or, a) => Ok(Bool::and(&[self.negate(&a[0])?, self.negate(&a[1])?])),
+            Kind::App(Sym::And, a) => Ok(Bool::or(&[self.negate(&a[0])?, self.negate(&a[1])?])),
+            Kind::App(Sym::Conf | Sym::ConfP, a) => {
+                let w = (BV::new_const(self.name("src"), 32), BV::new_const(self.name("dst"), 32));
+                let inside = self.mem(&w, &a[0])?;
+                let at = if goal.args_of(Sym::Conf).is_some() {
+                    w.1.eq(self.addr(&a[1])?)
+                } else {
+                    let (n, m) = self.prefix(&a[1])?;
+                    w.1.bvand(&m).eq(&n)
+                };
+                self.witnesses.push(w);
+                Ok(Bool::and(&[inside, at.not()]))
+            }
+            _ => Ok(self.bool(goal)?.not()),
+        }
+    }
+
+    fn mem(&mut self, w: &(BV, BV), set: &Term) -> TResult<Bool> {
+        let Kind::App(sym, a) = set.kind() else {
+            let name = self.name("in");
+            return Ok(self.atom(set, || Bool::new_const(name).into())?.as_bool().ok_or("sort")?);
+        };
+        Ok(match sym {
+            Sym::All => Bool::from_bool(true),
+            Sym::FDst | Sym::GDst => Bool::and(&[self.mem(w, &a[0])?, w.1.eq(self.addr(&a[1])?)]),
+            Sym::FSrc | Sym::GSrc => Bool::and(&[self.mem(w, &a[0])?, w.0.eq(self.addr(&a[1])?)]),
+            Sym::FDstP | Sym::FSrcP => {
+                let (n, m) = self.prefix(&a[1])?;
+                let field = if *sym == Sym::FDstP { &w.1 } else { &w.0 };
+                Bool::and(&[self.mem(w, &a[0])?, field.bvand(&m).eq(&n)])
+            }
+            Sym::Ite => {
+                let c = self.bool(&a[0])?;
+                c.ite(&self.mem(w, &a[1])?, &self.mem(w, &a[2])?)
+            }
+            _ => return Err(format!("cannot encode the set {sym:?}")),
+        })
+    }
+
+    fn atom(&mut self, t: &Term, make: impl FnOnce() -> z3::ast::Dynamic) -> TResult<z3::ast::Dynamic> {
+        Ok(self.atoms.entry(t.clone()).or_insert_with(make).clone())
+    }
+
+    fn bool(&mut self, t: &Term) -> TResult<Bool> {
+        let Kind::App(sym, a) = t.kind() else {
+            let name = self.name("b");
+            return self.atom(t, || Bool::new_const(name).into())?.as_bool().ok_or("sort".into());
+        };
+        Ok(match sym {
+            Sym::True => Bool::from_bool(true),
+            Sym::False => Bool::from_bool(false),
+            Sym::Not => self.bool(&a[0])?.not(),
+            Sym::And => Bool::and(&[self.bool(&a[0])?, self.bool(&a[1])?]),
+            Sym::Or => Bool::or(&[self.bool(&a[0])?, self.bool(&a[1])?]),
+            Sym::Imp => self.bool(&a[0])?.implies(&self.bool(&a[1])?),
+            Sym::Eq => match a[0].sort() {
+                Sort::Addr => self.addr(&a[0])?.eq(self.addr(&a[1])?),
+                Sort::Num => self.num(&a[0])?.eq(self.num(&a[1])?),
+                Sort::Bool => self.bool(&a[0])?.eq(self.bool(&a[1])?),
+                Sort::Str => self.str(&a[0])?.eq(self.str(&a[1])?),
+                Sort::Prefix => {
+                    let ((n1, m1), (n2, m2)) = (self.prefix(&a[0])?, self.prefix(&a[1])?);
+                    Bool::and(&[n1.eq(n2), m1.eq(m2)])
+                }
+                s => return Err(format!("cannot encode equality of {s:?}")),
+            },
+            Sym::Ite => self.bool(&a[0])?.ite(&self.bool(&a[1])?, &self.bool(&a[2])?),
+            Sym::In => {
+                let (n, m) = self.prefix(&a[1])?;
+                self.addr(&a[0])?.bvand(&m).eq(&n)
+            }
+            Sym::PSub => {
+                let ((n1, m1), (n2, m2)) = (self.prefix(&a[0])?, self.prefix(&a[1])?);
+                Bool::and(&[m1.bvand(&m2).eq(&m2), n1.bvand(&m2).eq(&n2)])
+            }
+            Sym::Le => self.num(&a[0])?.le(self.num(&a[1])?),
+            Sym::Lt => self.num(&a[0])?.lt(self.num(&a[1])?),
+            Sym::Contains | Sym::Param(..) => {
+                let name = match sym {
+                    Sym::Param(i, _) => self.param_name(*i),
+                    _ => self.name("contains"),
+                };
+                self.atom(t, || Bool::new_const(name).into())?.as_bool().ok_or("sort")?
+            }
+            _ => return Err(format!("cannot encode the formula {sym:?}")),
+        })
+    }
+
+    fn addr(&mut self, t: &Term) -> TResult<BV> {
+        match t.kind() {
+            Kind::Lit(Lit::Addr(a)) => Ok(bv(*a)),
+            Kind::App(Sym::ThisIp, _) => Ok(self.this_ip.get_or_insert_with(|| BV::new_const("THIS_IP", 32)).clone()),
+            Kind::App(Sym::Mask, a) => Ok(self.addr(&a[0])?.bvand(&self.addr(&a[1])?)),
+            Kind::App(Sym::Net, a) => Ok(self.prefix(&a[0])?.0),
+            Kind::App(Sym::NMask, a) => Ok(self.prefix(&a[0])?.1),
+            Kind::App(Sym::Ite, a) => Ok(self.bool(&a[0])?.ite(&self.addr(&a[1])?, &self.addr(&a[2])?)),
+            Kind::App(Sym::Param(..), _) | Kind::Var(_) => {
+                let name = match t.kind() {
+                    Kind::App(Sym::Param(i, _), _) => self.param_name(*i),
+                    Kind::Var(i) => format!("the group key k{i}"),
+                    _ => self.name("a"),
+                };
+                let fresh = !self.atoms.contains_key(t);
+                let v = self.atom(t, || BV::new_const(name.clone(), 32).into())?.as_bv().ok_or("sort")?;
+                if fresh {
+                    self.named.push((name, Val::A(v.clone())));
+                }
+                Ok(v)
+            }
+            _ => Err("cannot encode this address".into()),
+        }
+    }
+
+    fn prefix(&mut self, t: &Term) -> TResult<(BV, BV)> {
+        match t.kind() {
+            Kind::Lit(Lit::Prefix(n, l)) => Ok((bv(*n), bv(vinet_checker::netmask(*l)))),
+            Kind::App(Sym::ThisNet, _) => {
+                if self.this_net.is_none() {
+                    let (n, m, l) = (BV::new_const("THIS_SUBNET_IP.net", 32), BV::new_const("THIS_SUBNET_IP.mask", 32), BV::new_const("THIS_SUBNET_IP.len", 32));
+                    self.side.push(well_formed(&n, &m, &l));
+                    self.this_net = Some((n, m));
+                }
+                Ok(self.this_net.clone().expect("set"))
+            }
+            Kind::App(Sym::Param(..), _) | Kind::Var(_) => {
+                let key = t.clone();
+                if let Some(d) = self.atoms.get(&key) {
+                    let bv = d.as_bv().ok_or("sort")?;
+                    return Ok((bv.extract(63, 32), bv.extract(31, 0)));
+                }
+                let (n, m, l) = (BV::new_const(self.name("net"), 32), BV::new_const(self.name("mask"), 32), BV::new_const(self.name("len"), 32));
+                self.side.push(well_formed(&n, &m, &l));
+                self.atoms.insert(key, n.concat(&m).into());
+                Ok((n, m))
+            }
+            _ => Err("cannot encode this prefix".into()),
+        }
+    }
+
+    fn num(&mut self, t: &Term) -> TResult<Int> {
+        match t.kind() {
+            Kind::Lit(Lit::Num(n)) => Ok(Int::from_u64(*n)),
+            Kind::App(Sym::Add, a) => Ok(Int::add(&[self.num(&a[0])?, self.num(&a[1])?])),
+            Kind::App(Sym::Mul, a) => Ok(Int::mul(&[self.num(&a[0])?, self.num(&a[1])?])),
+            Kind::App(Sym::Monus, a) => {
+                let (x, y) = (self.num(&a[0])?, self.num(&a[1])?);
+                Ok(y.le(&x).ite(&Int::sub(&[x.clone(), y.clone()]), &Int::from_i64(0)))
+            }
+            Kind::App(Sym::Ite, a) => Ok(self.bool(&a[0])?.ite(&self.num(&a[1])?, &self.num(&a[2])?)),
+            _ => {
+                let name = match t.kind() {
+                    Kind::App(Sym::Param(i, _), _) => self.param_name(*i),
+                    Kind::App(Sym::Count, _) => self.name("COUNT"),
+                    Kind::App(Sym::NDst, _) => self.name("DISTINCT_DESTINATIONS"),
+                    _ => self.name("n"),
+                };
+                let fresh = !self.atoms.contains_key(t);
+                let v = self.atom(t, || Int::new_const(name.clone()).into())?.as_int().ok_or("sort")?;
+                if fresh {
+                    self.side.push(v.ge(Int::from_i64(0)));
+                    if !name.contains('!') || name.starts_with("COUNT") {
+                        self.named.push((name, Val::N(v.clone())));
+                    }
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    fn str(&mut self, t: &Term) -> TResult<z3::ast::String> {
+        match t.kind() {
+            Kind::Lit(Lit::Str(s)) => Ok(z3::ast::String::from(s.as_str())),
+            Kind::App(Sym::Concat, a) => Ok(z3::ast::String::concat(&[self.str(&a[0])?, self.str(&a[1])?])),
+            Kind::App(Sym::Ite, a) => Ok(self.bool(&a[0])?.ite(&self.str(&a[1])?, &self.str(&a[2])?)),
+            _ => {
+                let name = match t.kind() {
+                    Kind::App(Sym::Param(i, _), _) => self.param_name(*i),
+                    _ => self.name("s"),
+                };
+                self.atom(t, || z3::ast::String::new_const(name).into())?.as_string().ok_or("sort".into())
+            }
+        }
+    }
+}
