@@ -42,7 +42,15 @@ pub fn parse(source: &str) -> Parsed {
             None
         }
     };
+    let stray: Vec<Span> = lex_errors
+        .iter()
+        .filter(|e| matches!(e.kind, LexErrorKind::UnexpectedChar(_)))
+        .map(|e| e.span)
+        .collect();
     for e in syntax.into_iter().take(MAX_SYNTAX_ERRORS) {
+        if follows_stray_char(&e, &tokens, &stray) {
+            continue;
+        }
         diags.push(syntax_diagnostic(&e, &tokens, source.len()));
     }
     Parsed { program, tokens: tokens.len(), lexical, syntax: diags }
@@ -78,6 +86,22 @@ pub fn lex_diagnostic(e: &LexError) -> Diagnostic {
             .at(e.span, "above \\x7f")
             .help("strings are UTF-8 text: write the character itself"),
     }
+}
+
+/// A syntax error at the first token after a stray character is an echo of
+/// that character's error: it is not reported again.
+fn follows_stray_char(
+    e: &ParseError<usize, Token<'_>, std::convert::Infallible>,
+    tokens: &[Spanned<'_>],
+    stray: &[Span],
+) -> bool {
+    let at = match e {
+        ParseError::UnrecognizedToken { token: (l, _, _), .. } => *l,
+        ParseError::UnrecognizedEof { location, .. } => *location,
+        _ => return false,
+    };
+    let prev_end = tokens.iter().take_while(|(l, _, _)| *l < at).last().map_or(0, |(_, _, r)| *r);
+    stray.iter().any(|s| s.start >= prev_end && s.end <= at.max(prev_end))
 }
 
 fn describe_expected(name: &str) -> String {
@@ -117,6 +141,22 @@ fn summarize_expected(expected: &[String]) -> String {
             format!("{} or {last}", shown.join(", "))
         }
     }
+}
+
+/// The `begin` or `{` still open at the end of the tokens, if any.
+fn unclosed_block(tokens: &[Spanned<'_>]) -> Option<(Span, &'static str)> {
+    let mut open = Vec::new();
+    for (l, t, r) in tokens {
+        match t {
+            Token::Begin => open.push((Span::new(*l, *r), "begin")),
+            Token::LBrace => open.push((Span::new(*l, *r), "{")),
+            Token::End | Token::RBrace => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
 }
 
 /// The `(` still open just before `at`, if any.
@@ -163,14 +203,21 @@ fn syntax_diagnostic(
         }
         return d;
     }
+    if found.is_none() && (wants("end") || wants("}")) {
+        if let Some((open, kw)) = unclosed_block(tokens) {
+            let close = if kw == "begin" { "end" } else { "}" };
+            return Diagnostic::error(format!("missing `{close}`: the file ends inside a block"))
+                .at(span, "the file ends here")
+                .also(open, format!("this `{kw}` is not closed"))
+                .help(format!("close the block with `{close}`"));
+        }
+    }
     let mut d = Diagnostic::error(format!("expected {}, found {found_text}", summarize_expected(expected)));
     d = d.at(span, if found.is_some() { "unexpected here" } else { "the file ends here" });
-    if matches!(found, Some(Token::Assign)) && wants("==") {
+    if matches!(found, Some(Token::Assign)) {
         d = d.help("to compare two values, write `==`");
     } else if wants(";") && found.is_some() {
         d = d.help("a statement ends with `;`");
-    } else if found.is_none() && (wants("end") || wants("}")) {
-        d = d.help("a block opened with `begin` needs its `end` (or `{` its `}`)");
     }
     d
 }

@@ -990,7 +990,7 @@ impl Checker {
                 let payload = self.expect(
                     &args[2],
                     &[Type::Str, Type::AddrList, Type::Content],
-                    "GENERATE's payload is a string, or the destinations or contents from GROUP_BY_CONTENT; it is",
+                    "GENERATE's payload is",
                 );
                 self.generates.get_or_insert(e.span);
                 Some(StmtKind::Generate { src, dst, payload })
@@ -1032,7 +1032,12 @@ impl Checker {
         if want.iter().any(|w| w.fits(x.ty)) {
             return x;
         }
-        let wanted = want.iter().map(|w| w.words()).collect::<Vec<_>>().join(" or ");
+        let words: Vec<&str> = want.iter().map(|w| w.words()).collect();
+        let wanted = match words.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
         let label = match &e.kind {
             AK::Name(n) => format!("`{}` is {}", n.name, x.ty.words()),
             _ => format!("this is {}", x.ty.words()),

@@ -44,8 +44,8 @@ impl Type {
             Type::Str => "a string",
             Type::Set => "a packet set",
             Type::Groups => "a grouping index",
-            Type::AddrList => "a list of destinations (from GROUP_BY_CONTENT)",
-            Type::Content => "a list of contents (from GROUP_BY_CONTENT)",
+            Type::AddrList => "a destination list (from GROUP_BY_CONTENT)",
+            Type::Content => "a content list (from GROUP_BY_CONTENT)",
             Type::Error => "an erroneous value",
         }
     }
