@@ -487,7 +487,7 @@ fn match_bits_agrees_with_the_naive_loop() {
         let col: Vec<u32> = (0..len)
             .map(|_| {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if x % 3 == 0 { 0x0a00_0001 } else { x }
+                if x.is_multiple_of(3) { 0x0a00_0001 } else { x }
             })
             .collect();
         for (net, mask) in [(0x0a00_0001, u32::MAX), (0x0a00_0000, 0xff00_0000), (0, 0)] {
