@@ -280,6 +280,11 @@ struct Checker {
     frames: Vec<Vec<String>>,
     /// Grouping indices being iterated.
     active: Vec<String>,
+    /// For each enclosing `foreach`: the first variable id made inside its
+    /// body and where the loop starts. Its body may assign only variables
+    /// made inside it: nothing computed from one group leaves the loop (the
+    /// bytecode validator's rule).
+    floors: Vec<(VarId, Span)>,
     votes: Votes,
     discards: Option<Span>,
     generates: Option<Span>,
@@ -301,6 +306,7 @@ pub fn check(program: &ast::Program, cli_params: &[(String, Const)]) -> (Option<
         dead: HashMap::new(),
         frames: vec![],
         active: vec![],
+        floors: vec![],
         votes: Votes::default(),
         discards: None,
         generates: None,
@@ -598,6 +604,21 @@ impl Checker {
                     );
                     return None;
                 }
+                if let Some(&(floor, head)) = self.floors.last() {
+                    if v < floor {
+                        self.error(
+                            Diagnostic::error(format!("`{}` is assigned before this `foreach`; its body cannot change it", name.name))
+                                .at(name.span, "assigned inside the loop")
+                                .also(head, "the loop")
+                                .also(self.vars[v].span, "first assigned here, before the loop")
+                                .note("a value computed from one group may not leave the loop")
+                                .help("use a new name inside the loop; it is local to the loop's body"),
+                        );
+                        // Count it as assigned, so later reads do not echo this error.
+                        self.assigned[v] = true;
+                        return None;
+                    }
+                }
                 if have == Type::Error {
                     self.vars[v].ty = ty;
                 }
@@ -699,8 +720,10 @@ impl Checker {
                 self.assigned[set] = true;
                 self.frames.push(vec![]);
                 self.active.push(index.name.clone());
+                self.floors.push((self.vars.len(), head));
                 let mut b = vec![];
                 self.stmt(body, &mut b);
+                self.floors.pop();
                 self.active.pop();
                 for name in self.frames.pop().unwrap_or_default() {
                     if self.scope.remove(&name).is_some() {
