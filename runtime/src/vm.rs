@@ -499,7 +499,6 @@ impl KeyTable {
 }
 
 /// Per-thread VM state: registers and scratch, reused across runs.
-#[derive(Default)]
 pub struct Machine {
     n: usize,
     nw: usize,
@@ -524,6 +523,14 @@ pub struct Machine {
     effects: Effects,
     spent: u64,
     steps: u64,
+    /// [`MAX_STEPS`], lowered by tests.
+    step_limit: u64,
+}
+
+impl Default for Machine {
+    fn default() -> Machine {
+        Machine::new()
+    }
 }
 
 impl std::fmt::Debug for Machine {
@@ -535,7 +542,31 @@ impl std::fmt::Debug for Machine {
 impl Machine {
     /// A new machine.
     pub fn new() -> Machine {
-        Machine::default()
+        Machine {
+            n: 0,
+            nw: 0,
+            scal: Vec::new(),
+            sets: Vec::new(),
+            groups: Vec::new(),
+            strs: Vec::new(),
+            addrs: Vec::new(),
+            contents: Vec::new(),
+            snaps: Vec::new(),
+            flows: Groups::default(),
+            depth: 0,
+            table: KeyTable::default(),
+            tmp: Vec::new(),
+            tmp2: Vec::new(),
+            tmp3: Vec::new(),
+            chain: Vec::new(),
+            stream: Vec::new(),
+            strbuf: Vec::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            effects: Effects::default(),
+            spent: 0,
+            steps: 0,
+            step_limit: MAX_STEPS,
+        }
     }
 
     /// The effects of the last successful run.
@@ -735,7 +766,7 @@ impl Run<'_, '_> {
         let mut pc = start;
         while pc < end {
             self.m.steps += 1;
-            if self.m.steps > MAX_STEPS {
+            if self.m.steps > self.m.step_limit {
                 return Err(Fault::StepLimit { at: pc as u32, line: self.line(pc) });
             }
             let u = &p.units;

@@ -496,3 +496,59 @@ fn match_bits_agrees_with_the_naive_loop() {
         }
     }
 }
+
+#[test]
+fn uncharged_loops_stop_at_the_step_limit() {
+    // while i < 1000 do i = i + 1: certified at cost 0, so only the step
+    // limit (lowered here) bounds it.
+    let mut a = Asm::default();
+    let i = a.konst(Const::Num(0));
+    let lim = a.konst(Const::Num(1000));
+    let one = a.konst(Const::Num(1));
+    let c = a.reg(Ty::Bool);
+    let rank = Rank { terms: vec![(i, -1)], constant: 1000 };
+    a.op(Insn::While { cond_len: 1, cond: c, body_len: 1, bound: 1000, rank });
+    a.op(Insn::Cmp { op: CmpOp::Lt, dst: c, a: i, b: lim });
+    a.op(Insn::Arith { op: ArithOp::Add, dst: i, a: i, b: one });
+    let p = program(a.module(Class::Monitoring), 0);
+    let mut m = Machine::new();
+    assert_eq!(run(&p, &Window::new(), &mut m).unwrap().steps, 3 + 1 + 2000 + 1);
+    m.step_limit = 500;
+    assert!(matches!(run(&p, &Window::new(), &mut m), Err(Fault::StepLimit { .. })));
+}
+
+#[test]
+fn boolean_and_string_operations() {
+    // s = "via" + "gra"; hit = CONTAINS_STRING(All, s) (a needle made at run time);
+    // eq = s == "viagra"; r = (not eq) or hit
+    let mut a = Asm::default();
+    let all = a.all();
+    let x = a.konst(Const::Str("via".into()));
+    let y = a.konst(Const::Str("gra".into()));
+    let whole = a.konst(Const::Str("viagra".into()));
+    let s = a.reg(Ty::Str);
+    a.op(Insn::Concat { dst: s, a: x, b: y });
+    let (hit, eq, ne, not_eq, r) = (a.reg(Ty::Bool), a.reg(Ty::Bool), a.reg(Ty::Bool), a.reg(Ty::Bool), a.reg(Ty::Bool));
+    a.op(Insn::ContainsString { dst: hit, set: all, needle: s });
+    a.op(Insn::Cmp { op: CmpOp::Eq, dst: eq, a: s, b: whole });
+    a.op(Insn::Cmp { op: CmpOp::Ne, dst: ne, a: s, b: x });
+    a.op(Insn::Not { dst: not_eq, a: eq });
+    a.op(Insn::Or { dst: r, a: not_eq, b: hit });
+    let copy = a.reg(Ty::Str);
+    a.op(Insn::Copy { dst: copy, src: s });
+    let p = program(a.module(Class::Monitoring), 100);
+    let mut w = Window::new();
+    udp(&mut w, BAD, ME, b"cheap viagra");
+    let mut m = Machine::new();
+    run(&p, &w, &mut m).unwrap();
+    let sc = |r: Reg| m.scal[match p.slots[r as usize] {
+        Slot::Scalar(i) => i as usize,
+        _ => unreachable!(),
+    }];
+    assert_eq!((sc(hit), sc(eq), sc(ne), sc(not_eq), sc(r)), (1, 1, 1, 0, 1));
+    let si = match p.slots[copy as usize] {
+        Slot::Str(i) => i as usize,
+        _ => unreachable!(),
+    };
+    assert_eq!(m.strs[si].bytes, b"viagra");
+}
