@@ -382,3 +382,35 @@ pub(crate) mod tests {
         assert_eq!((f.sport, f.dport, f.seq, f.payload_len), (0, 0, 0, 17));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes, any link type: no panic, and the payload lies in the frame.
+        #[test]
+        fn any_bytes_parse_safely(data in prop::collection::vec(any::<u8>(), 0..120), link in prop::sample::select(vec![0u32, 1, 12, 14, 101, 108, 113, 228, 229, 276, 105])) {
+            if let Parsed::Ipv4(f) = parse_frame(LinkType::from_raw(link), &data) {
+                prop_assert!(f.payload_start as usize + f.payload_len as usize <= data.len());
+            }
+        }
+
+        /// Valid frames with random corruption of their headers.
+        #[test]
+        fn corrupted_frames_parse_safely(flips in prop::collection::vec((0usize..60, any::<u8>()), 1..6), cut in 0usize..80) {
+            let ip = tests::ipv4_bytes(1, 2, 6, &tests::tcp_bytes(1, 2, 3, b"some payload bytes"));
+            let mut frame = tests::eth(0x0800, &ip);
+            for (i, b) in flips {
+                if let Some(x) = frame.get_mut(i) {
+                    *x = b;
+                }
+            }
+            frame.truncate(cut.max(1));
+            if let Parsed::Ipv4(f) = parse_frame(LinkType::Ethernet, &frame) {
+                prop_assert!(f.payload_start as usize + f.payload_len as usize <= frame.len());
+            }
+        }
+    }
+}

@@ -437,3 +437,79 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(ng: bool) -> Vec<u8> {
+        if ng {
+            // A pcapng: section header, interface (Ethernet, tsresol 9), one enhanced packet.
+            let mut b = Vec::new();
+            let shb = [0x0a0d0d0au32, 28, 0x1a2b3c4d, 0x0000_0001, 0xffff_ffff, 0xffff_ffff, 28];
+            for v in shb {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&32u32.to_le_bytes());
+            b.extend_from_slice(&1u16.to_le_bytes());
+            b.extend_from_slice(&0u16.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&[9, 0, 1, 0, 9, 0, 0, 0]); // if_tsresol = 9
+            b.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+            b.extend_from_slice(&32u32.to_le_bytes());
+            let data = [0xaau8; 20];
+            b.extend_from_slice(&6u32.to_le_bytes());
+            b.extend_from_slice(&52u32.to_le_bytes());
+            for v in [0u32, 0, 1_000_000_007, 20, 20] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&data);
+            b.extend_from_slice(&52u32.to_le_bytes());
+            b
+        } else {
+            let mut out = PcapOut::new(Vec::new(), LinkType::Ethernet).unwrap();
+            for i in 0..3u8 {
+                out.write_frame(LinkType::Ethernet, 5, 30, &[i; 30]).unwrap();
+            }
+            out.into_inner()
+        }
+    }
+
+    #[test]
+    fn pcapng_sample_reads_with_its_resolution() {
+        let b = sample(true);
+        let mut r = CaptureReader::new(&b[..]).unwrap();
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!((f.link, f.ts_ns, f.data.len(), f.orig_len), (LinkType::Ethernet, 1_000_000_007, 20, 20));
+        assert!(r.next_frame().is_none());
+        assert_eq!(r.frames_read(), 1);
+    }
+
+    proptest! {
+        /// Corrupted pcap and pcapng files: errors, never panics, and a reader
+        /// that stops.
+        #[test]
+        fn corrupted_captures_never_panic(ng in any::<bool>(), flips in prop::collection::vec((0usize..120, any::<u8>()), 1..8), cut in 0usize..140) {
+            let mut b = sample(ng);
+            for (i, x) in flips {
+                if let Some(y) = b.get_mut(i) {
+                    *y = x;
+                }
+            }
+            b.truncate(cut);
+            if let Ok(mut r) = CaptureReader::new(&b[..]) {
+                let mut n = 0;
+                while let Some(f) = r.next_frame() {
+                    n += 1;
+                    prop_assert!(n < 1000, "reader does not stop");
+                    if f.is_err() {
+                        prop_assert!(r.next_frame().is_none());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
