@@ -70,6 +70,8 @@ pub struct Failure {
     pub message: String,
     /// Further explanation (the counterexample's values, the prover's reason).
     pub notes: Vec<String>,
+    /// How to fix it, where there is a usual fix.
+    pub help: Option<String>,
 }
 
 fn ip(a: u32) -> Ipv4Addr {
@@ -94,12 +96,22 @@ impl Prover {
 
     /// Prove a module safe under a policy, or say why it is not.
     pub fn prove(&self, module: &Module, policy: &Policy) -> Result<Proved, Vec<Failure>> {
-        let fail = |at: usize, message: String| vec![Failure { at, message, notes: vec![] }];
+        let fail = |at: usize, message: String| vec![Failure { at, message, notes: vec![], help: None }];
         module.validate().map_err(|e| fail(0, e.to_string()))?;
         let vc = vcgen::generate(module, policy).map_err(|e| fail(e.at, e.reason))?;
         let declared = Declared { complexity: vc.complexity, cost: vc.cost };
         let all = vc.all(declared).map_err(|e| fail(e.at, e.reason))?;
-        let params: Vec<String> = module.params.iter().map(|p| p.name.clone()).collect();
+        let params = z3enc::Preferences {
+            names: module.params.iter().map(|p| p.name.clone()).collect(),
+            defaults: module
+                .params
+                .iter()
+                .map(|p| match p.default {
+                    vinet_checker::bytecode::Const::Addr(a) => Some(vinet_checker::logic::Lit::Addr(a)),
+                    _ => None,
+                })
+                .collect(),
+        };
         let mut b = Builder::new(&self.lemmas.cache);
         let mut failures = vec![];
         let mut proofs = vec![];
@@ -148,9 +160,18 @@ fn routine_verb(what: What) -> &'static str {
 
 /// Turn a failed obligation into a diagnostic, with z3's counterexample if it has one.
 #[allow(clippy::too_many_arguments)]
-fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params: &[String], policy: &Policy, vc: &vcgen::Vc) -> Failure {
+fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params: &z3enc::Preferences, policy: &Policy, vc: &vcgen::Vc) -> Failure {
     let edge = policy.client == ClientKind::EdgeRouter;
     let mut notes = vec![];
+    let me_name = if edge { "THIS_SUBNET_IP" } else { "THIS_IP" };
+    let help = match what {
+        What::Complexity | What::Cost => Some("inside a `foreach`, touch the current group (it costs its own size, since groups partition their set); touching a whole set there costs the window size once per group".to_string()),
+        What::Lifetime => Some("shorten LIFETIME".to_string()),
+        What::Confined(_) => Some(format!("narrow the set first with GROUP_BY_DESTINATION(..., {me_name}), or test the group's destination against {me_name} in an `if`")),
+        What::NoLeak => Some(format!("guard the effect with `if DestIP(i) == {me_name}` (or `in THIS_SUBNET_IP`), on its own `if`, so that it happens only in your own group")),
+        What::GenerateTo => Some("GENERATE may send only to THIS_IP".to_string()),
+        _ => None,
+    };
     let message = match what {
         What::Complexity => format!("complexity {} units per window exceeds the policy's complexity_up {}", vc.complexity, policy.complexity_up),
         What::Cost => format!("cost {} (complexity {} x lifetime) exceeds the policy's cost_up {}", vc.cost, vc.complexity, policy.cost_up),
@@ -188,5 +209,5 @@ fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params:
             }
         },
     };
-    Failure { at, message, notes }
+    Failure { at, message, notes, help }
 }

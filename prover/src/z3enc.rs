@@ -97,8 +97,19 @@ pub struct Counterexample {
     pub values: Vec<(String, String)>,
 }
 
+/// Values a counterexample should show when it can: parameters at their
+/// defaults, and plausible addresses for the client and the packet.
+#[derive(Clone, Debug, Default)]
+pub struct Preferences {
+    /// Parameter names, in module order.
+    pub names: Vec<String>,
+    /// Parameter defaults that are addresses or numbers, in module order.
+    pub defaults: Vec<Option<Lit>>,
+}
+
 /// Decide `path -> goal` (`goal` is the obligation's conclusion).
-pub fn decide(path: &[Term], goal: &Term, param_names: &[String]) -> Decision {
+pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
+    let param_names = &prefs.names[..];
     let mut e = Enc { params: param_names, ..Default::default() };
     let solver = Solver::new();
     let mut p = z3::Params::new();
@@ -115,7 +126,41 @@ pub fn decide(path: &[Term], goal: &Term, param_names: &[String]) -> Decision {
         Err(why) => return Decision::Unknown(why),
     };
     solver.assert(&query);
-    match solver.check() {
+    // Prefer readable values: try them as assumptions, drop them if they conflict.
+    let mut wish: Vec<Bool> = vec![];
+    if let Some(ip) = &e.this_ip {
+        wish.push(ip.eq(bv(0x0a00_0007)));
+    }
+    if let Some((n, m)) = &e.this_net {
+        wish.push(Bool::and(&[n.eq(bv(0x0a00_0000)), m.eq(bv(0xffff_ff00))]));
+    }
+    for (i, d) in prefs.defaults.iter().enumerate() {
+        let t = Term::app(Sym::Param(i as u16, match d { Some(Lit::Addr(_)) => Sort::Addr, _ => Sort::Num }), vec![]);
+        if let (Some(Lit::Addr(a)), Ok(t)) = (d, &t) {
+            if let Some(v) = e.atoms.get(t).and_then(|x| x.as_bv()) {
+                wish.push(v.eq(bv(*a)));
+            }
+        }
+    }
+    if let Some((src, dst)) = e.witnesses.first() {
+        wish.push(src.eq(bv(0xcb00_7109)));
+        wish.push(dst.eq(bv(0x0a09_0909)));
+    }
+    let outcome = if !wish.is_empty() && solver.check_assumptions(&[Bool::and(&wish)]) == SatResult::Sat {
+        SatResult::Sat
+    } else {
+        // Some wishes conflict: keep those that do not, one at a time.
+        let mut kept: Vec<Bool> = vec![];
+        for w in &wish {
+            let mut trial = kept.clone();
+            trial.push(w.clone());
+            if solver.check_assumptions(&trial) == SatResult::Sat {
+                kept = trial;
+            }
+        }
+        if kept.is_empty() { solver.check() } else { solver.check_assumptions(&kept) }
+    };
+    match outcome {
         SatResult::Unsat => Decision::Valid,
         SatResult::Unknown => Decision::Unknown(solver.get_reason_unknown().unwrap_or_else(|| "unknown".into())),
         SatResult::Sat => {

@@ -30,7 +30,7 @@ pub struct Args {
     pub params: Vec<(String, String)>,
 }
 
-fn param(arg: &str) -> Result<(String, String), String> {
+pub(crate) fn param(arg: &str) -> Result<(String, String), String> {
     let (name, value) = vinet_lang::parse_param_arg(arg)?;
     vinet_lang::parse_param_value(&value).map_err(|e| format!("{name}: {e}"))?;
     Ok((name, value))

@@ -12,13 +12,21 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 pub mod build;
+pub mod check;
 pub mod inspect;
+pub mod lemmas;
+pub mod prove;
 
 const EXAMPLES: &str = "\
 Examples:
   vinetc build examples/firewall.vinet --param SrcIP=198.51.100.23
-  vinetc inspect examples/firewall.vbc
+  vinetc prove examples/firewall.vinet --policy examples/policies/end-user.toml
+  vinetc check examples/firewall.vpc --policy examples/policies/end-user.toml
+  vinetc analyze examples/firewall.vpc --policy examples/policies/end-user.toml
+  vinetc inspect examples/firewall.vpc
+  vinetc lemmas build lemmas/
 
 Exit codes: 0 success, 1 program rejected, 2 bad usage or unreadable input.";
 
@@ -36,8 +44,30 @@ pub struct Cli {
 pub enum Command {
     /// Compile a VInet program to a bytecode module (.vbc).
     Build(build::Args),
-    /// Print a readable listing of a module.
+    /// Print a readable listing of a module or bundle.
     Inspect(inspect::Args),
+    /// Compile and prove a program safe under a router's policy (.vpc bundle).
+    Prove(prove::Args),
+    /// Check a bundle's certificate as a router does (no solver).
+    Check(check::Args),
+    /// Decide a bundle by static analysis of its bytecode (no certificate).
+    Analyze(analyze::Args),
+    /// Build and check the lemma library.
+    Lemmas(lemmas::Args),
+}
+
+/// Output formats of the verifying subcommands.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// One JSON object on stdout, for CI.
+    Json,
+}
+
+/// Read a policy file, or fail with exit 2.
+pub fn load_policy(path: &Path) -> Result<vinet_checker::Policy, Failure> {
+    vinet_runtime::policy_file::load(path).map_err(|e| Failure::Usage(format!("policy {}: {e}", path.display())))
 }
 
 /// Why a subcommand did not succeed.
@@ -57,6 +87,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Prove(args) => prove::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Analyze(args) => analyze::run(args),
+        Command::Lemmas(args) => lemmas::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,657 @@
+//! # vinet-analyzer: the paper's second verifier
+//!
+//! The VInet paper offers two ways for a router to trust a program: check a
+//! proof the client sends, or analyze the bytecode itself. This crate is the
+//! second: it decides the same policy as the checker with no certificate, by
+//! abstract interpretation over the module's (structured) control-flow graph,
+//! in the style of the paper's reaching-definitions example.
+//!
+//! The one big decision: **it shares nothing with the proof path but the
+//! bytecode and policy types.** It has its own domains and its own cost
+//! derivation, so that agreement between the two verifiers on a test corpus
+//! means something.
+//!
+//! Domains:
+//! - a packet set is the list of facts known of the destination of all its
+//!   packets (`= a` for an abstract address, `in p` for an abstract prefix) and
+//!   its extent (the window, or the group of an enclosing foreach);
+//! - an address is THIS_IP, a group key, a parameter, a constant, or unknown;
+//! - a boolean carries the facts it implies when true and when false;
+//! - a number is affine over the loop-head values, or unknown;
+//! - the path carries facts (address equalities and disequalities, prefix
+//!   membership, numeric inequalities), closed under equality; a path whose
+//!   facts contradict each other is dead, and nothing on it is refused.
+//!
+//! It is less precise than the prover in general (no case splits, affine loop
+//! ranks only), and is not trusted more than the checker.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use vinet_checker::bytecode::{blocks, ArithOp, CmpOp, Const as K, Insn, Module, Reg, Ty};
+use vinet_checker::policy::{ClientKind, Policy};
+
+/// What the analysis derived for an accepted module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Complexity per window.
+    pub complexity: u64,
+    /// Complexity x lifetime.
+    pub cost: u64,
+}
+
+/// Why a module is refused: the instruction and the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("instruction {at}: {reason}")]
+pub struct Violation {
+    /// Instruction index.
+    pub at: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// Analyze a validated module against a policy.
+pub fn analyze(m: &Module, policy: &Policy) -> Result<Verdict, Violation> {
+    m.validate().map_err(|e| Violation { at: 0, reason: e.to_string() })?;
+    let mut a = Analyzer { m, p: policy, next: 0, frames: vec![] };
+    let mut st = State { regs: vec![V::None; m.regs.len()], path: Path::default() };
+    let cost = a.block(0, m.code.len(), &mut st)?;
+    let end = m.code.len().saturating_sub(1);
+    let over = |what: &str| Violation { at: end, reason: format!("{what} overflows") };
+    let complexity = u64::try_from(cost.get(&vec![]).copied().unwrap_or(0)).map_err(|_| over("complexity"))?;
+    let lifetime = m.header.lifetime_secs;
+    let cost = complexity.checked_mul(lifetime).ok_or_else(|| over("cost"))?;
+    let refuse = |reason: String| Err(Violation { at: end, reason });
+    if complexity > policy.complexity_up {
+        return refuse(format!("complexity {complexity} exceeds complexity_up {}", policy.complexity_up));
+    }
+    if cost > policy.cost_up {
+        return refuse(format!("cost {cost} exceeds cost_up {}", policy.cost_up));
+    }
+    if lifetime > policy.max_lifetime_secs {
+        return refuse(format!("lifetime {lifetime} s exceeds max_lifetime {} s", policy.max_lifetime_secs));
+    }
+    Ok(Verdict { complexity, cost })
+}
+
+/// An abstract address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Addr {
+    ThisIp,
+    Key(u32),
+    Param(u16),
+    Const(u32),
+    Unknown(u32),
+}
+
+/// An abstract prefix.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Prefix {
+    ThisNet,
+    Param(u16),
+    Const(u32, u8),
+    Unknown(u32),
+}
+
+/// What is known of the destination of every packet of a set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Dst {
+    Is(Addr),
+    In(Prefix),
+}
+
+/// A fact on a path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fact {
+    Eq(Addr, Addr),
+    Ne(Addr, Addr),
+    In(Addr, Prefix),
+    NotIn(Addr, Prefix),
+    /// `affine >= 0`
+    NonNeg(Affine),
+    False,
+}
+
+/// `constant + sum(coefficient * symbol)` over loop-head symbols.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Affine {
+    terms: BTreeMap<u32, i128>,
+    constant: i128,
+}
+
+impl Affine {
+    fn constant(c: i128) -> Affine {
+        Affine { terms: BTreeMap::new(), constant: c }
+    }
+    fn symbol(s: u32) -> Affine {
+        Affine { terms: BTreeMap::from([(s, 1)]), constant: 0 }
+    }
+    fn add(&self, o: &Affine, k: i128) -> Affine {
+        let mut r = self.clone();
+        for (s, c) in &o.terms {
+            *r.terms.entry(*s).or_insert(0) += c * k;
+        }
+        r.terms.retain(|_, c| *c != 0);
+        r.constant += o.constant * k;
+        r
+    }
+    fn scale(&self, k: i128) -> Affine {
+        Affine::default().add(self, k)
+    }
+    fn as_constant(&self) -> Option<i128> {
+        self.terms.is_empty().then_some(self.constant)
+    }
+}
+
+/// An abstract value.
+#[derive(Clone, Debug, PartialEq)]
+enum V {
+    None,
+    Addr(Addr),
+    Prefix(Prefix),
+    Num(Option<Affine>),
+    Bool { when_true: Vec<Fact>, when_false: Vec<Fact> },
+    Str,
+    Set { dst: Vec<Dst>, extent: Option<u32> },
+    Groups { set: Box<V>, by_dst: bool },
+    List { set: Box<V> },
+}
+
+#[derive(Clone, Debug, Default)]
+struct Path {
+    facts: Vec<Fact>,
+}
+
+impl Path {
+    /// Equivalence classes of addresses under the path's equalities.
+    fn classes(&self) -> Vec<Vec<Addr>> {
+        let mut classes: Vec<Vec<Addr>> = vec![];
+        for f in &self.facts {
+            if let Fact::Eq(a, b) = f {
+                let ia = classes.iter().position(|c| c.contains(a));
+                let ib = classes.iter().position(|c| c.contains(b));
+                match (ia, ib) {
+                    (Some(i), Some(j)) if i != j => {
+                        let moved = classes.remove(j.max(i));
+                        classes[j.min(i)].extend(moved);
+                    }
+                    (Some(_), Some(_)) => {}
+                    (Some(i), None) => classes[i].push(b.clone()),
+                    (None, Some(j)) => classes[j].push(a.clone()),
+                    (None, None) => classes.push(vec![a.clone(), b.clone()]),
+                }
+            }
+        }
+        classes
+    }
+
+    fn same(&self, a: &Addr, b: &Addr) -> bool {
+        a == b || self.classes().iter().any(|c| c.contains(a) && c.contains(b))
+    }
+
+    fn inside(&self, a: &Addr, p: &Prefix) -> bool {
+        if let (Addr::Const(x), Prefix::Const(n, l)) = (a, p) {
+            return x & vinet_checker::netmask(*l) == *n;
+        }
+        self.facts.iter().any(|f| matches!(f, Fact::In(b, q) if q == p && self.same(a, b)))
+    }
+
+    /// Whether the facts contradict each other (the path cannot be taken).
+    fn dead(&self) -> bool {
+        if self.facts.contains(&Fact::False) {
+            return true;
+        }
+        for c in self.classes() {
+            let consts: Vec<_> = c.iter().filter(|a| matches!(a, Addr::Const(_))).collect();
+            if consts.windows(2).any(|w| w[0] != w[1]) {
+                return true;
+            }
+        }
+        self.facts.iter().any(|f| match f {
+            Fact::Ne(a, b) => self.same(a, b),
+            Fact::NotIn(a, p) => self.inside(a, p),
+            Fact::NonNeg(x) => x.as_constant().is_some_and(|c| c < 0),
+            _ => false,
+        })
+    }
+
+    /// Whether `x >= 0` follows: a constant, or a fact it exceeds by a constant.
+    fn non_negative(&self, x: &Affine) -> bool {
+        if x.terms.values().all(|c| *c >= 0) && x.constant >= 0 {
+            return true; // every symbol is a natural
+        }
+        self.facts.iter().any(|f| match f {
+            Fact::NonNeg(y) => {
+                let d = x.add(y, -1);
+                d.terms.values().all(|c| *c >= 0) && d.constant >= 0
+            }
+            _ => false,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct State {
+    regs: Vec<V>,
+    path: Path,
+}
+
+struct Frame {
+    key: u32,
+    grouped: V,
+    by_dst: bool,
+}
+
+type Poly = BTreeMap<Vec<u32>, u128>;
+
+struct Analyzer<'a> {
+    m: &'a Module,
+    p: &'a Policy,
+    next: u32,
+    frames: Vec<Frame>,
+}
+
+fn refuse<T>(at: usize, reason: impl Into<String>) -> Result<T, Violation> {
+    Err(Violation { at, reason: reason.into() })
+}
+
+fn plus(a: &mut Poly, b: &Poly) {
+    for (k, v) in b {
+        *a.entry(k.clone()).or_insert(0) += v;
+    }
+}
+
+impl Analyzer<'_> {
+    fn fresh(&mut self) -> u32 {
+        self.next += 1;
+        self.next
+    }
+
+    fn unknown(&mut self, ty: Ty) -> V {
+        match ty {
+            Ty::Addr => V::Addr(Addr::Unknown(self.fresh())),
+            Ty::Prefix => V::Prefix(Prefix::Unknown(self.fresh())),
+            Ty::Num => V::Num(Some(Affine::symbol(self.fresh()))),
+            Ty::Bool => V::Bool { when_true: vec![], when_false: vec![] },
+            Ty::Str => V::Str,
+            Ty::Set => V::Set { dst: vec![], extent: None },
+            Ty::Groups => V::Groups { set: Box::new(V::Set { dst: vec![], extent: None }), by_dst: true },
+            Ty::AddrList | Ty::Content => V::List { set: Box::new(V::Set { dst: vec![], extent: None }) },
+        }
+    }
+
+    /// Whether a set is the client's on this path.
+    fn mine(&self, set: &V, path: &Path) -> bool {
+        let V::Set { dst, .. } = set else { return false };
+        dst.iter().any(|d| match (self.p.client, d) {
+            (ClientKind::EndUser, Dst::Is(a)) => path.same(a, &Addr::ThisIp),
+            (ClientKind::EdgeRouter, Dst::Is(a)) => path.inside(a, &Prefix::ThisNet),
+            (ClientKind::EdgeRouter, Dst::In(p)) => *p == Prefix::ThisNet,
+            _ => false,
+        })
+    }
+
+    fn need_mine(&self, at: usize, set: &V, st: &State, routine: &str) -> Result<(), Violation> {
+        if st.path.dead() || self.mine(set, &st.path) {
+            return Ok(());
+        }
+        let who = if self.p.client == ClientKind::EdgeRouter { "THIS_SUBNET_IP" } else { "THIS_IP" };
+        refuse(at, format!("{routine} touches a set not confined to {who}"))
+    }
+
+    /// Effects inside a foreach over another client's groups must be in the client's own group.
+    fn no_leak(&self, at: usize, st: &State) -> Result<(), Violation> {
+        if st.path.dead() {
+            return Ok(());
+        }
+        for f in self.frames.iter().filter(|f| f.by_dst) {
+            let key = Addr::Key(f.key);
+            let ok = self.mine(&f.grouped, &st.path)
+                || match self.p.client {
+                    ClientKind::EndUser => st.path.same(&key, &Addr::ThisIp),
+                    ClientKind::EdgeRouter => st.path.inside(&key, &Prefix::ThisNet),
+                };
+            if !ok {
+                return refuse(at, "an effect inside a foreach over other clients' groups is not limited to the client's own group");
+            }
+        }
+        Ok(())
+    }
+
+    fn extent(v: &V) -> Option<u32> {
+        match v {
+            V::Set { extent, .. } => *extent,
+            V::List { set } => Self::extent(set),
+            _ => None,
+        }
+    }
+
+    fn charge(&self, cost: &mut Poly, unit: u64, set: &V) {
+        match Self::extent(set) {
+            Some(g) => plus(cost, &Poly::from([(vec![g], unit as u128)])),
+            None => plus(cost, &Poly::from([(vec![], unit as u128 * self.p.window_packets as u128)])),
+        }
+    }
+
+    fn block(&mut self, start: usize, end: usize, st: &mut State) -> Result<Poly, Violation> {
+        let mut cost = Poly::new();
+        let mut pc = start;
+        while pc < end {
+            let (subs, next) = blocks(&self.m.code, pc);
+            let c = match &self.m.code[pc] {
+                Insn::If { cond, .. } => {
+                    let (t, f) = match &st.regs[*cond as usize] {
+                        V::Bool { when_true, when_false } => (when_true.clone(), when_false.clone()),
+                        _ => (vec![], vec![]),
+                    };
+                    let mut a = st.clone();
+                    a.path.facts.extend(t);
+                    let ca = self.block(subs[0].0, subs[0].1, &mut a)?;
+                    let mut b = st.clone();
+                    b.path.facts.extend(f);
+                    let cb = self.block(subs[1].0, subs[1].1, &mut b)?;
+                    for (r, (x, y)) in a.regs.into_iter().zip(b.regs).enumerate() {
+                        st.regs[r] = self.join(x, y, &a.path, &b.path, self.m.regs[r]);
+                    }
+                    let mut c = ca;
+                    for (k, v) in cb {
+                        let e = c.entry(k).or_insert(0);
+                        *e = (*e).max(v);
+                    }
+                    c
+                }
+                Insn::Foreach { groups, key, set, .. } => {
+                    let V::Groups { set: grouped, by_dst } = st.regs[*groups as usize].clone() else {
+                        return refuse(pc, "foreach over something that is not a grouping");
+                    };
+                    let k = self.fresh();
+                    let (mut dst, outer) = match &*grouped {
+                        V::Set { dst, extent } => (dst.clone(), *extent),
+                        _ => (vec![], None),
+                    };
+                    if by_dst {
+                        dst.push(Dst::Is(Addr::Key(k)));
+                    }
+                    let mut inner = st.clone();
+                    inner.regs[*key as usize] = if by_dst { V::Addr(Addr::Key(k)) } else { V::Addr(Addr::Unknown(k)) };
+                    inner.regs[*set as usize] = V::Set { dst, extent: Some(k) };
+                    self.frames.push(Frame { key: k, grouped: (*grouped).clone(), by_dst });
+                    let body = self.block(subs[0].0, subs[0].1, &mut inner)?;
+                    self.frames.pop();
+                    let mut c = Poly::new();
+                    let w = self.p.window_packets as u128;
+                    for (mono, coef) in body {
+                        let n = mono.iter().filter(|&&v| v == k).count().max(1);
+                        let mut rest: Vec<u32> = mono.into_iter().filter(|&v| v != k).collect();
+                        let mut coef = coef;
+                        for _ in 0..n {
+                            match outer {
+                                Some(o) => rest.push(o),
+                                None => coef *= w,
+                            }
+                        }
+                        rest.sort_unstable();
+                        plus(&mut c, &Poly::from([(rest, coef)]));
+                    }
+                    c
+                }
+                Insn::While { cond, bound, rank, .. } => self.while_(pc, *cond, *bound, rank, &subs, st)?,
+                insn => self.simple(pc, insn, st)?,
+            };
+            plus(&mut cost, &c);
+            pc = next;
+        }
+        Ok(cost)
+    }
+
+    fn join(&mut self, x: V, y: V, px: &Path, py: &Path, ty: Ty) -> V {
+        if x == y {
+            return x;
+        }
+        match (&x, &y) {
+            (V::Set { dst: a, extent: e1 }, V::Set { dst: b, extent: e2 }) => {
+                let mut dst: Vec<Dst> = a.iter().filter(|d| b.contains(d)).cloned().collect();
+                if self.mine(&x, px) && self.mine(&y, py) && dst.is_empty() {
+                    dst.push(match self.p.client {
+                        ClientKind::EndUser => Dst::Is(Addr::ThisIp),
+                        ClientKind::EdgeRouter => Dst::In(Prefix::ThisNet),
+                    });
+                }
+                V::Set { dst, extent: if e1 == e2 { *e1 } else { None } }
+            }
+            (V::List { set: a }, V::List { set: b }) => V::List { set: Box::new(self.join((**a).clone(), (**b).clone(), px, py, Ty::Set)) },
+            (V::Groups { set: a, by_dst: d1 }, V::Groups { set: b, by_dst: d2 }) if d1 == d2 => {
+                V::Groups { set: Box::new(self.join((**a).clone(), (**b).clone(), px, py, Ty::Set)), by_dst: *d1 }
+            }
+            (V::None, _) | (_, V::None) => V::None,
+            _ => self.unknown(ty),
+        }
+    }
+
+    fn num(&self, st: &State, r: Reg) -> Option<Affine> {
+        match &st.regs[r as usize] {
+            V::Num(a) => a.clone(),
+            _ => None,
+        }
+    }
+
+    fn rank(&self, st: &State, rank: &vinet_checker::bytecode::Rank) -> Option<Affine> {
+        let mut a = Affine::constant(rank.constant as i128);
+        for (r, c) in &rank.terms {
+            a = a.add(&self.num(st, *r)?, *c as i128);
+        }
+        Some(a)
+    }
+
+    fn while_(&mut self, at: usize, cond: Reg, bound: u32, rank: &vinet_checker::bytecode::Rank, subs: &[(usize, usize)], st: &mut State) -> Result<Poly, Violation> {
+        let entry = self.rank(st, rank);
+        let ok_entry = entry.as_ref().is_some_and(|e| st.path.dead() || st.path.non_negative(&Affine::constant(bound as i128).add(e, -1)));
+        if !ok_entry {
+            return refuse(at, "cannot show this loop starts within its bound");
+        }
+        let mut written = vec![false; st.regs.len()];
+        for pc in subs[0].0..subs[1].1 {
+            let ops = vinet_checker::bytecode::operands(&self.m.code[pc], &self.m.regs, &self.m.consts, &self.m.params).map_err(|reason| Violation { at: pc, reason })?;
+            for (r, _) in ops.writes {
+                written[r as usize] = true;
+            }
+        }
+        for (r, w) in written.iter().enumerate() {
+            if *w && st.regs[r] != V::None {
+                st.regs[r] = self.unknown(self.m.regs[r]);
+            }
+        }
+        let head = self.rank(st, rank);
+        let cond_cost = self.block(subs[0].0, subs[0].1, st)?;
+        let (t, f) = match &st.regs[cond as usize] {
+            V::Bool { when_true, when_false } => (when_true.clone(), when_false.clone()),
+            _ => (vec![], vec![]),
+        };
+        let mut body = st.clone();
+        body.path.facts.extend(t);
+        let body_cost = self.block(subs[1].0, subs[1].1, &mut body)?;
+        let after = self.rank(&body, rank);
+        if !body.path.dead() {
+            let (Some(h), Some(a)) = (head, after) else {
+                return refuse(at, "cannot follow this loop's rank (it is not affine in the loop's variables)");
+            };
+            if !body.path.non_negative(&h.add(&Affine::constant(1), -1)) {
+                return refuse(at, "cannot show this loop's rank is positive whenever its body runs");
+            }
+            if !body.path.non_negative(&h.add(&a, -1).add(&Affine::constant(1), -1)) {
+                return refuse(at, "cannot show this loop's body decreases its rank");
+            }
+        }
+        st.path.facts.extend(f);
+        let mut cost: Poly = cond_cost.iter().map(|(k, v)| (k.clone(), v * (bound as u128 + 1))).collect();
+        plus(&mut cost, &body_cost.iter().map(|(k, v)| (k.clone(), v * bound as u128)).collect());
+        Ok(cost)
+    }
+
+    fn simple(&mut self, at: usize, insn: &Insn, st: &mut State) -> Result<Poly, Violation> {
+        use Insn::*;
+        let u = self.p.unit_costs;
+        let mut cost = Poly::new();
+        let r = |x: &Reg| st.regs[*x as usize].clone();
+        let fact_bool = |t: Vec<Fact>, f: Vec<Fact>| V::Bool { when_true: t, when_false: f };
+        let (dst, v) = match insn {
+            Const { dst, k } => (*dst, match &self.m.consts[*k as usize] {
+                K::Addr(a) => V::Addr(Addr::Const(*a)),
+                K::Prefix(n, l) => V::Prefix(Prefix::Const(*n, *l)),
+                K::Num(n) => V::Num(Some(Affine::constant(*n as i128))),
+                K::Str(_) => V::Str,
+            }),
+            Param { dst, p } => (*dst, match self.m.params[*p as usize].default {
+                K::Addr(_) => V::Addr(Addr::Param(*p)),
+                K::Prefix(..) => V::Prefix(Prefix::Param(*p)),
+                K::Num(_) => V::Num(Some(Affine::symbol(self.fresh()))),
+                K::Str(_) => V::Str,
+            }),
+            ThisIp { dst } => (*dst, V::Addr(Addr::ThisIp)),
+            ThisSubnet { dst } => {
+                if self.p.client == ClientKind::EndUser {
+                    return refuse(at, "THIS_SUBNET_IP is defined only for edge-router clients");
+                }
+                (*dst, V::Prefix(Prefix::ThisNet))
+            }
+            AllPackets { dst } => (*dst, V::Set { dst: vec![], extent: None }),
+            Bool { dst, value } => (*dst, if *value { fact_bool(vec![], vec![Fact::False]) } else { fact_bool(vec![Fact::False], vec![]) }),
+            Copy { dst, src } => (*dst, r(src)),
+            Not { dst, a } => (*dst, match r(a) {
+                V::Bool { when_true, when_false } => fact_bool(when_false, when_true),
+                v => v,
+            }),
+            And { dst, a, b } | Or { dst, a, b } => {
+                let (V::Bool { when_true: t1, when_false: f1 }, V::Bool { when_true: t2, when_false: f2 }) = (r(a), r(b)) else {
+                    return refuse(at, "boolean operands expected");
+                };
+                let both = |x: Vec<Fact>, y: Vec<Fact>| x.into_iter().chain(y).collect();
+                let common = |x: Vec<Fact>, y: Vec<Fact>| x.into_iter().filter(|f| y.contains(f)).collect();
+                (*dst, if matches!(insn, And { .. }) { fact_bool(both(t1, t2), common(f1, f2)) } else { fact_bool(common(t1, t2), both(f1, f2)) })
+            }
+            Cmp { op, dst, a, b } => (*dst, match (r(a), r(b)) {
+                (V::Addr(x), V::Addr(y)) => match op {
+                    CmpOp::Eq => fact_bool(vec![Fact::Eq(x.clone(), y.clone())], vec![Fact::Ne(x, y)]),
+                    _ => fact_bool(vec![Fact::Ne(x.clone(), y.clone())], vec![Fact::Eq(x, y)]),
+                },
+                (V::Num(Some(x)), V::Num(Some(y))) => {
+                    // facts as `affine >= 0`; strict comparisons over naturals gain one
+                    let ge = |hi: &Affine, lo: &Affine, strict: bool| Fact::NonNeg(hi.add(lo, -1).add(&Affine::constant(if strict { 1 } else { 0 }), -1));
+                    match op {
+                        CmpOp::Lt => fact_bool(vec![ge(&y, &x, true)], vec![ge(&x, &y, false)]),
+                        CmpOp::Le => fact_bool(vec![ge(&y, &x, false)], vec![ge(&x, &y, true)]),
+                        CmpOp::Gt => fact_bool(vec![ge(&x, &y, true)], vec![ge(&y, &x, false)]),
+                        CmpOp::Ge => fact_bool(vec![ge(&x, &y, false)], vec![ge(&y, &x, true)]),
+                        CmpOp::Eq => fact_bool(vec![ge(&x, &y, false), ge(&y, &x, false)], vec![]),
+                        CmpOp::Ne => fact_bool(vec![], vec![ge(&x, &y, false), ge(&y, &x, false)]),
+                    }
+                }
+                _ => fact_bool(vec![], vec![]),
+            }),
+            InPrefix { dst, addr, prefix } => (*dst, match (r(addr), r(prefix)) {
+                (V::Addr(a), V::Prefix(p)) => fact_bool(vec![Fact::In(a.clone(), p.clone())], vec![Fact::NotIn(a, p)]),
+                _ => fact_bool(vec![], vec![]),
+            }),
+            Mask { dst, addr, mask } => (*dst, match (r(addr), r(mask)) {
+                (V::Addr(a), V::Addr(Addr::Const(u32::MAX))) => V::Addr(a),
+                (V::Addr(Addr::Const(a)), V::Addr(Addr::Const(m))) => V::Addr(Addr::Const(a & m)),
+                _ => V::Addr(Addr::Unknown(self.fresh())),
+            }),
+            Arith { op, dst, a, b } => {
+                let (x, y) = (self.num(st, *a), self.num(st, *b));
+                let v = match (op, x, y) {
+                    (ArithOp::Add, Some(x), Some(y)) => Some(x.add(&y, 1)),
+                    (ArithOp::Mul, Some(x), Some(y)) => match (x.as_constant(), y.as_constant()) {
+                        (Some(c), _) => Some(y.scale(c)),
+                        (_, Some(c)) => Some(x.scale(c)),
+                        _ => None,
+                    },
+                    // truncated: exact only where the path shows a >= b
+                    (ArithOp::Sub, Some(x), Some(y)) => {
+                        let d = x.add(&y, -1);
+                        if st.path.non_negative(&d) { Some(d) } else if d.as_constant().is_some_and(|c| c < 0) { Some(Affine::constant(0)) } else { None }
+                    }
+                    _ => None,
+                };
+                (*dst, V::Num(v.or_else(|| Some(Affine::symbol(self.fresh())))))
+            }
+            Concat { dst, .. } => (*dst, V::Str),
+            FilterDst { dst, set, by } => {
+                let s = r(set);
+                self.charge(&mut cost, u.group_by_destination, &s);
+                let V::Set { dst: mut facts, extent } = s else { return refuse(at, "a set expected") };
+                match r(by) {
+                    V::Addr(a) => facts.push(Dst::Is(a)),
+                    V::Prefix(p) => facts.push(Dst::In(p)),
+                    _ => {}
+                }
+                (*dst, V::Set { dst: facts, extent })
+            }
+            FilterSrc { dst, set, .. } => {
+                let s = r(set);
+                self.need_mine(at, &s, st, "GROUP_BY_SOURCE")?;
+                self.charge(&mut cost, u.group_by_source, &s);
+                (*dst, s)
+            }
+            GroupDst { dst, set } => {
+                let s = r(set);
+                self.charge(&mut cost, u.group_by_destination, &s);
+                (*dst, V::Groups { set: Box::new(s), by_dst: true })
+            }
+            GroupSrc { dst, set } => {
+                let s = r(set);
+                self.need_mine(at, &s, st, "GROUP_BY_SOURCE")?;
+                self.charge(&mut cost, u.group_by_source, &s);
+                (*dst, V::Groups { set: Box::new(s), by_dst: false })
+            }
+            GroupContent { dests, content, set } => {
+                let s = r(set);
+                self.need_mine(at, &s, st, "GROUP_BY_CONTENT")?;
+                self.charge(&mut cost, u.group_by_content, &s);
+                st.regs[*dests as usize] = V::List { set: Box::new(s.clone()) };
+                (*content, V::List { set: Box::new(s) })
+            }
+            ContainsString { dst, set, .. } | Count { dst, set } | DistinctDst { dst, set } => {
+                let s = r(set);
+                let (name, unit) = match insn {
+                    ContainsString { .. } => ("CONTAINS_STRING", u.contains_string),
+                    Count { .. } => ("COUNT", u.count),
+                    _ => ("DISTINCT_DESTINATIONS", u.distinct_destinations),
+                };
+                self.need_mine(at, &s, st, name)?;
+                self.charge(&mut cost, unit, &s);
+                let v = if matches!(insn, ContainsString { .. }) { fact_bool(vec![], vec![]) } else { V::Num(Some(Affine::symbol(self.fresh()))) };
+                (*dst, v)
+            }
+            Discard { set } => {
+                let s = r(set);
+                self.need_mine(at, &s, st, "DISCARD")?;
+                self.no_leak(at, st)?;
+                self.charge(&mut cost, u.discard, &s);
+                return Ok(cost);
+            }
+            Generate { dst, payload, .. } => {
+                let to_me = match r(dst) {
+                    V::Addr(a) => st.path.same(&a, &Addr::ThisIp),
+                    _ => false,
+                };
+                if !to_me && !st.path.dead() {
+                    return refuse(at, "GENERATE sends to an address that is not THIS_IP");
+                }
+                match r(payload) {
+                    V::List { set } => {
+                        self.need_mine(at, &set, st, "GENERATE")?;
+                        self.charge(&mut cost, u.generate, &set);
+                    }
+                    _ => plus(&mut cost, &Poly::from([(vec![], u.generate as u128)])),
+                }
+                self.no_leak(at, st)?;
+                return Ok(cost);
+            }
+            If { .. } | Foreach { .. } | While { .. } => return refuse(at, "structured instruction out of place"),
+        };
+        st.regs[dst as usize] = v;
+        Ok(cost)
+    }
+}
