@@ -35,7 +35,7 @@ use crate::window::{Columns, Window};
 /// router's clients, not the traffic, choose): a folded 64x64->128 multiply,
 /// which mixes high and low bits alike (prefix keys have zero low bits).
 #[derive(Default, Clone, Copy)]
-pub struct AddrHasher(u64);
+pub(crate) struct AddrHasher(u64);
 
 impl Hasher for AddrHasher {
     fn finish(&self) -> u64 {

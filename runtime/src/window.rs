@@ -68,7 +68,7 @@ pub struct FrameMeta {
 /// Packet fields as columns. Used for a window and for the dispatch table's
 /// per-client buckets.
 #[derive(Default, Debug, Clone)]
-pub struct Columns {
+pub(crate) struct Columns {
     pub(crate) src: Vec<u32>,
     pub(crate) dst: Vec<u32>,
     pub(crate) proto: Vec<u8>,
