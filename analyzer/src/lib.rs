@@ -377,8 +377,9 @@ impl Analyzer<'_> {
                     inner.regs[*key as usize] = if by_dst { V::Addr(Addr::Key(k)) } else { V::Addr(Addr::Unknown(k)) };
                     inner.regs[*set as usize] = V::Set { dst, extent: Some(k) };
                     self.frames.push(Frame { key: k, grouped: (*grouped).clone(), by_dst });
-                    let body = self.block(subs[0].0, subs[0].1, &mut inner)?;
+                    let mut body = self.block(subs[0].0, subs[0].1, &mut inner)?;
                     self.frames.pop();
+                    plus(&mut body, &Poly::from([(vec![], 1)])); // one unit per iteration
                     let mut c = Poly::new();
                     let w = self.p.window_packets as u128;
                     for (mono, coef) in body {
@@ -485,7 +486,9 @@ impl Analyzer<'_> {
         }
         st.path.facts.extend(f);
         let mut cost: Poly = cond_cost.iter().map(|(k, v)| (k.clone(), v * (bound as u128 + 1))).collect();
-        plus(&mut cost, &body_cost.iter().map(|(k, v)| (k.clone(), v * bound as u128)).collect());
+        let mut per_iteration = body_cost;
+        plus(&mut per_iteration, &Poly::from([(vec![], 1)])); // one unit per iteration
+        plus(&mut cost, &per_iteration.iter().map(|(k, v)| (k.clone(), v * bound as u128)).collect());
         Ok(cost)
     }
 

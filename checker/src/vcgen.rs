@@ -11,7 +11,7 @@
 //!
 //! Cost is derived, not proved: it is a polynomial in the sizes of the groups
 //! of the enclosing `foreach` loops (a routine on a set inside group `g` costs
-//! `unit * |g|`, on any other set `unit * W`). Leaving a `foreach` over the
+//! `unit * |g|`, on any other set `unit * W`; every loop iteration costs 1). Leaving a `foreach` over the
 //! groups of S (of extent E) replaces `|g|^k` by `E^k` and multiplies the terms
 //! without `g` by E: since the groups partition S, the sum over groups of
 //! `|g|^k` is at most `|S|^k`, and there are at most `|S|` groups.
@@ -324,8 +324,9 @@ impl Gen<'_> {
         inner[set as usize] = Val::T(group);
         let extent = self.extent(&grouped);
         self.frames.push(Frame { key: k, key_id, set: grouped, by_dst });
-        let body_cost = self.block(body.0, body.1, &mut inner)?;
+        let mut body_cost = self.block(body.0, body.1, &mut inner)?;
         self.frames.pop();
+        add(&mut body_cost, &Poly::from([(vec![], 1)])).map_err(|e| self.fail(at, e))?; // one unit per iteration
         // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
         let mut cost = Poly::new();
         let w = self.policy.window_packets as u128;
@@ -380,7 +381,9 @@ impl Gen<'_> {
         self.path.pop();
         self.path.push(app(at, Sym::Not, vec![c])?);
         let mut cost = scale(&cond_cost, bound as u128 + 1).map_err(|e| self.fail(at, e))?;
-        add(&mut cost, &scale(&body_cost, bound as u128).map_err(|e| self.fail(at, e))?).map_err(|e| self.fail(at, e))?;
+        let mut per_iteration = body_cost;
+        add(&mut per_iteration, &Poly::from([(vec![], 1)])).map_err(|e| self.fail(at, e))?;
+        add(&mut cost, &scale(&per_iteration, bound as u128).map_err(|e| self.fail(at, e))?).map_err(|e| self.fail(at, e))?;
         Ok(cost)
     }
 

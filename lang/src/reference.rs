@@ -281,6 +281,7 @@ impl Machine<'_> {
                 for (k, members) in gs {
                     self.vars[*key] = Some(Value::Addr(k));
                     self.vars[*set] = Some(Value::Set(members));
+                    self.charge(1, 1, s.span)?; // one unit per iteration
                     self.block(body)?;
                 }
             }
@@ -291,6 +292,7 @@ impl Machine<'_> {
                         return Err(RefFault::LoopBound { span: cond.span });
                     }
                     iterations += 1;
+                    self.charge(1, 1, cond.span)?; // one unit per iteration
                     self.block(body)?;
                 }
             }

@@ -29,9 +29,9 @@ fn examples_prove_and_check() {
     cache.admit_library(&lib).unwrap();
     for (name, client, complexity) in [
         ("firewall", ClientKind::EndUser, 1024),
-        ("spam_filter", ClientKind::EndUser, 4096),
+        ("spam_filter", ClientKind::EndUser, 4352),
         ("multicast", ClientKind::EdgeRouter, 5120),
-        ("worm_blocker", ClientKind::EdgeRouter, 1792),
+        ("worm_blocker", ClientKind::EdgeRouter, 2048),
     ] {
         let c = compile(name);
         let p = policy(client);

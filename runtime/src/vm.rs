@@ -917,6 +917,7 @@ impl Run<'_, '_> {
                             return Err(Fault::LoopBound { at: pc as u32, line: self.line(pc), bound });
                         }
                         iters += 1;
+                        self.charge(pc, 1, 1)?;
                         self.block(c_end, b_end)?;
                     }
                     pc = b_end;
@@ -1259,6 +1260,8 @@ impl Run<'_, '_> {
                 words[pos as usize / 64] |= 1 << (pos % 64);
             }
             self.set_sc(key, u64::from(k));
+            // One unit per iteration (SEMANTICS: loops are not free).
+            self.charge(pc, 1, 1)?;
             self.block(pc + 1, end)?;
         }
         self.m.depth -= 1;

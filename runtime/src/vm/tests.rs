@@ -211,8 +211,9 @@ fn spam_filter_needs_both_words_from_one_source() {
     let mut m = Machine::new();
     let st = run(&p, &w, &mut m).unwrap();
     assert_eq!(dropped(&m, 5), vec![0, 2]);
-    // GBD 1 x 5, GBS 2 x 4, CONTAINS_STRING 6 x (2 + 2) twice, DISCARD 1 x 2.
-    assert_eq!(st.cost, 5 + 8 + 48 + 2);
+    // GBD 1 x 5, GBS 2 x 4, CONTAINS_STRING 6 x (2 + 2) twice, DISCARD 1 x 2,
+    // and 1 for each of the two iterations.
+    assert_eq!(st.cost, 5 + 8 + 48 + 2 + 2);
 }
 
 #[test]
@@ -264,8 +265,9 @@ fn foreach_visits_groups_in_order_and_nests() {
     let mut m = Machine::new();
     let st = run(&p, &w, &mut m).unwrap();
     assert_eq!(dropped(&m, 6), vec![0, 4]);
-    // GBD 6; GBS 2 x 4; COUNT 2 + 1 + 1; DISCARD 2.
-    assert_eq!(st.cost, 6 + 8 + 4 + 2);
+    // GBD 6; GBS 2 x 4; COUNT 2 + 1 + 1; DISCARD 2; 1 per iteration: 2 outer
+    // (ME, OTHER) and 3 inner (sources 1, 2, 3 to ME).
+    assert_eq!(st.cost, 6 + 8 + 4 + 2 + 5);
 }
 
 #[test]
@@ -434,7 +436,7 @@ fn overflow_saturating_sub_and_loop_bound() {
         a.op(Insn::While { cond_len: 1, cond: c, body_len: 1, bound, rank });
         a.op(Insn::Cmp { op: CmpOp::Lt, dst: c, a: n, b: lim });
         a.op(Insn::Arith { op: ArithOp::Add, dst: n, a: n, b: one });
-        program(a.module(Class::Monitoring), 0)
+        program(a.module(Class::Monitoring), u64::from(bound)) // 1 unit per iteration
     };
     let w = Window::new();
     let mut m = Machine::new();
@@ -453,7 +455,7 @@ fn overflow_saturating_sub_and_loop_bound() {
 
 #[test]
 fn runaway_concatenation_is_a_fault() {
-    // s = "ab"; while i < 64: s = s + s   (uncharged, so only the limit stops it)
+    // s = "ab"; while i < 64: s = s + s   (64 units, within budget: only the size limit stops it)
     let mut a = Asm::default();
     let s = a.konst(Const::Str("ab".into()));
     let i = a.konst(Const::Num(0));
@@ -465,7 +467,7 @@ fn runaway_concatenation_is_a_fault() {
     a.op(Insn::Cmp { op: CmpOp::Lt, dst: c, a: i, b: lim });
     a.op(Insn::Concat { dst: s, a: s, b: s });
     a.op(Insn::Arith { op: ArithOp::Add, dst: i, a: i, b: one });
-    let p = program(a.module(Class::Monitoring), 0);
+    let p = program(a.module(Class::Monitoring), 64);
     let mut m = Machine::new();
     assert!(matches!(run(&p, &Window::new(), &mut m), Err(Fault::TooLarge { .. })));
 }
@@ -498,9 +500,9 @@ fn match_bits_agrees_with_the_naive_loop() {
 }
 
 #[test]
-fn uncharged_loops_stop_at_the_step_limit() {
-    // while i < 1000 do i = i + 1: certified at cost 0, so only the step
-    // limit (lowered here) bounds it.
+fn loops_stop_at_the_step_limit() {
+    // while i < 1000 do i = i + 1: 1,000 units, within budget, so only the
+    // step limit (lowered here) stops it.
     let mut a = Asm::default();
     let i = a.konst(Const::Num(0));
     let lim = a.konst(Const::Num(1000));
@@ -510,9 +512,11 @@ fn uncharged_loops_stop_at_the_step_limit() {
     a.op(Insn::While { cond_len: 1, cond: c, body_len: 1, bound: 1000, rank });
     a.op(Insn::Cmp { op: CmpOp::Lt, dst: c, a: i, b: lim });
     a.op(Insn::Arith { op: ArithOp::Add, dst: i, a: i, b: one });
-    let p = program(a.module(Class::Monitoring), 0);
+    let p = program(a.module(Class::Monitoring), 1000);
     let mut m = Machine::new();
     assert_eq!(run(&p, &Window::new(), &mut m).unwrap().steps, 3 + 1 + 2000 + 1);
+    let tight = program(a_module_for_budget(&p), 999);
+    assert!(matches!(run(&tight, &Window::new(), &mut m), Err(Fault::OverBudget { .. })), "iterations are charged");
     m.step_limit = 500;
     assert!(matches!(run(&p, &Window::new(), &mut m), Err(Fault::StepLimit { .. })));
 }
@@ -551,4 +555,8 @@ fn boolean_and_string_operations() {
         _ => unreachable!(),
     };
     assert_eq!(m.strs[si].bytes, b"viagra");
+}
+
+fn a_module_for_budget(p: &Program) -> Module {
+    p.module().clone()
 }
