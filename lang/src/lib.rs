@@ -136,7 +136,7 @@ pub fn compile(file_name: &str, source: &[u8], params: &[(String, String)]) -> R
     };
     let lowered = match lower::lower(&checked, text) {
         Ok(l) => l,
-        Err(d) => return Err(fail(std::iter::once(d).chain(warnings).collect())),
+        Err(d) => return Err(fail(std::iter::once(*d).chain(warnings).collect())),
     };
     Ok(Compiled {
         module: lowered.module,

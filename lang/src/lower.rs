@@ -38,16 +38,18 @@ struct Lower<'a> {
     spans: Vec<Span>,
 }
 
-fn too_large(what: &str, span: Span) -> Diagnostic {
-    Diagnostic::error(format!("program too large: more than {MAX_ITEMS} {what}"))
-        .at(Span::new(span.start, span.start), "the limit is passed here")
-        .help("split the program into smaller ones")
+fn too_large(what: &str, span: Span) -> Box<Diagnostic> {
+    Box::new(
+        Diagnostic::error(format!("program too large: more than {MAX_ITEMS} {what}"))
+            .at(Span::new(span.start, span.start), "the limit is passed here")
+            .help("split the program into smaller ones"),
+    )
 }
 
 /// Lower `p`. Fails only if the program passes a limit of the bytecode (too
 /// many registers, constants or instructions), or, which would be a bug in
 /// this crate, if the module does not validate.
-pub fn lower(p: &Program, source: &str) -> Result<Lowered, Diagnostic> {
+pub fn lower(p: &Program, source: &str) -> Result<Lowered, Box<Diagnostic>> {
     let mut line_starts = vec![0];
     line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
     let mut regs = Vec::with_capacity(p.vars.len());
@@ -84,9 +86,11 @@ pub fn lower(p: &Program, source: &str) -> Result<Lowered, Diagnostic> {
     Ok(Lowered { module, spans: l.spans })
 }
 
-fn internal(message: String) -> Diagnostic {
-    Diagnostic::error(format!("internal compiler error: {message}"))
-        .note("this is a bug in vinetc; please report it with the program that caused it")
+fn internal(message: String) -> Box<Diagnostic> {
+    Box::new(
+        Diagnostic::error(format!("internal compiler error: {message}"))
+            .note("this is a bug in vinetc; please report it with the program that caused it"),
+    )
 }
 
 impl Lower<'_> {
@@ -98,7 +102,7 @@ impl Lower<'_> {
         self.code.len() - 1
     }
 
-    fn temp(&mut self, ty: Type, span: Span) -> Result<Reg, Diagnostic> {
+    fn temp(&mut self, ty: Type, span: Span) -> Result<Reg, Box<Diagnostic>> {
         let ty = ty.to_bytecode().ok_or_else(|| internal("an expression has no type".into()))?;
         let r = Reg::try_from(self.regs.len()).map_err(|_| too_large("registers", span))?;
         if self.regs.len() >= MAX_ITEMS {
@@ -108,7 +112,7 @@ impl Lower<'_> {
         Ok(r)
     }
 
-    fn konst(&mut self, c: &Const, span: Span) -> Result<u16, Diagnostic> {
+    fn konst(&mut self, c: &Const, span: Span) -> Result<u16, Box<Diagnostic>> {
         if let Some(&k) = self.const_ix.get(c) {
             return Ok(k);
         }
@@ -118,11 +122,11 @@ impl Lower<'_> {
         Ok(k)
     }
 
-    fn var(v: usize, span: Span) -> Result<Reg, Diagnostic> {
+    fn var(v: usize, span: Span) -> Result<Reg, Box<Diagnostic>> {
         Reg::try_from(v).map_err(|_| too_large("registers", span))
     }
 
-    fn block(&mut self, stmts: &[Stmt]) -> Result<(), Diagnostic> {
+    fn block(&mut self, stmts: &[Stmt]) -> Result<(), Box<Diagnostic>> {
         for s in stmts {
             self.stmt(s)?;
         }
@@ -134,7 +138,7 @@ impl Lower<'_> {
         u32::try_from(self.code.len() - start).unwrap_or(u32::MAX)
     }
 
-    fn stmt(&mut self, s: &Stmt) -> Result<(), Diagnostic> {
+    fn stmt(&mut self, s: &Stmt) -> Result<(), Box<Diagnostic>> {
         let span = s.span;
         match &s.kind {
             StmtKind::Assign { var, value } => {
@@ -201,7 +205,7 @@ impl Lower<'_> {
 
     /// The register holding `e`'s value: a variable's own register, or a new
     /// temporary computed here.
-    fn expr(&mut self, e: &Expr) -> Result<Reg, Diagnostic> {
+    fn expr(&mut self, e: &Expr) -> Result<Reg, Box<Diagnostic>> {
         if let ExprKind::Var(v) = e.kind {
             return Self::var(v, e.span);
         }
@@ -210,7 +214,7 @@ impl Lower<'_> {
         Ok(dst)
     }
 
-    fn expr_into(&mut self, e: &Expr, dst: Reg) -> Result<(), Diagnostic> {
+    fn expr_into(&mut self, e: &Expr, dst: Reg) -> Result<(), Box<Diagnostic>> {
         let span = e.span;
         let insn = match &e.kind {
             ExprKind::Const(c) => Insn::Const { dst, k: self.konst(c, span)? },

@@ -405,7 +405,8 @@ pub fn contains_string(window: &[RefPacket], set: &[usize], needle: &[u8]) -> bo
         return true;
     }
     // TCP flows, each in arrival order (set is ascending).
-    let mut flows: Vec<((u32, u32, u16, u16), Vec<usize>)> = vec![];
+    type Flow = (u32, u32, u16, u16);
+    let mut flows: Vec<(Flow, Vec<usize>)> = vec![];
     for &i in set {
         let p = &window[i];
         if p.proto != 6 {

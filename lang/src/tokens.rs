@@ -380,10 +380,8 @@ mod tests {
     fn lex(src: &str) -> (Vec<Token<'_>>, Vec<LexError>) {
         let mut lexer = Token::lexer(src);
         let mut toks = vec![];
-        while let Some(t) = lexer.next() {
-            if let Ok(t) = t {
-                toks.push(t);
-            }
+        for t in lexer.by_ref().flatten() {
+            toks.push(t);
         }
         (toks, lexer.extras)
     }
