@@ -18,6 +18,8 @@ use crate::types::{BinOp, Expr, ExprKind, Field, Program, Routine, Stmt, StmtKin
 pub const GENERATE_PORT: u16 = 9910;
 /// Most addresses in one generated address-list packet.
 pub const ADDRS_PER_PACKET: usize = 360;
+/// Longest string or generated payload, in bytes (an IPv4 UDP payload).
+pub const MAX_STRING: usize = 65_507;
 /// Magic at the start of an address-list payload.
 pub const ADDR_LIST_MAGIC: &[u8; 4] = b"VND1";
 
@@ -77,6 +79,11 @@ pub enum RefFault {
     /// The cost passed the fuel.
     OutOfFuel {
         /// The routine call that passed it.
+        span: Span,
+    },
+    /// A string or a generated payload passed [`MAX_STRING`] bytes.
+    TooLong {
+        /// The operation that made it.
         span: Span,
     },
     /// A loop ran more times than its bound (a program the prover would reject).
@@ -244,6 +251,9 @@ impl Machine<'_> {
                 let payloads: Vec<Vec<u8>> = match self.eval(payload)? {
                     Value::Str(s) => {
                         self.charge(costs.generate, 1, payload.span)?;
+                        if s.len() > MAX_STRING {
+                            return Err(RefFault::TooLong { span: payload.span });
+                        }
                         vec![s]
                     }
                     Value::AddrList(list) => {
@@ -386,6 +396,9 @@ fn binary(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, RefFault> 
         (BinOp::Sub, Num(x), Num(y)) => Num(x.saturating_sub(y)),
         (BinOp::Mul, Num(x), Num(y)) => Num(x.checked_mul(y).ok_or(RefFault::Overflow { span })?),
         (BinOp::Concat, Str(mut x), Str(y)) => {
+            if x.len() + y.len() > MAX_STRING {
+                return Err(RefFault::TooLong { span });
+            }
             x.extend(y);
             Str(x)
         }
@@ -591,10 +604,13 @@ mod tests {
         let w = vec![pkt("1.1.1.1", "2.2.2.2", ""), pkt("1.1.1.1", "2.2.2.3", "")];
         let fx = run(&p, &w, &env()).unwrap();
         assert_eq!(fx.dropped, vec![0, 1]);
-        assert_eq!(fx.cost, 3 * 2 + 2);
+        // Three COUNTs of 2 packets, a DISCARD of 2, one unit per iteration.
+        assert_eq!(fx.cost, 3 * 2 + 2 + 3);
         let mut e = env();
         e.fuel = Some(5);
         assert!(matches!(run(&p, &w, &e), Err(RefFault::OutOfFuel { .. })));
+        let long = format!("LIFETIME = 1 days\ns = \"{}\";\ns = s + s;", "x".repeat(40_000));
+        assert!(matches!(run(&source(&long), &w, &env()), Err(RefFault::TooLong { .. })));
         let p = source("LIFETIME = 1 days\nn = 0;\nwhile n < 3 do n = n + 0;");
         assert!(matches!(run(&p, &w, &env()), Err(RefFault::LoopBound { .. })));
     }
