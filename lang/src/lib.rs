@@ -166,6 +166,9 @@ pub fn parse_param_arg(arg: &str) -> Result<(String, String), String> {
 /// prefix `10.0.0.0/8`, a number `42`, a quoted string `"a b"` (escapes as in
 /// the language), or else the text itself as a string.
 pub fn parse_param_value(value: &str) -> Result<Const, String> {
+    if value.len() > tokens::MAX_STRING + 2 {
+        return Err(format!("value of {} bytes is too long (at most {})", value.len(), tokens::MAX_STRING));
+    }
     let dotted = !value.is_empty() && value.starts_with(|c: char| c.is_ascii_digit()) && value.contains('.');
     if dotted && value.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/') {
         return match parse_dotted(value) {

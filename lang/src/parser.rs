@@ -82,6 +82,9 @@ pub fn lex_diagnostic(e: &LexError) -> Diagnostic {
         LexErrorKind::BadEscape(esc) => Diagnostic::error(format!("unknown escape `{esc}` in a string"))
             .at(e.span, "unknown escape")
             .help("the escapes are \\\" \\\\ \\n \\t and \\xHH"),
+        LexErrorKind::StringTooLong(n) => Diagnostic::error(format!("string of {n} bytes is too long"))
+            .at(Span::new(e.span.start, e.span.start + 1), "this string")
+            .note(format!("a string has at most {} bytes, what one packet can carry", crate::tokens::MAX_STRING)),
         LexErrorKind::NonAsciiEscape(esc) => Diagnostic::error(format!("the escape `{esc}` is not ASCII"))
             .at(e.span, "above \\x7f")
             .help("strings are UTF-8 text: write the character itself"),

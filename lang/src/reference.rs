@@ -19,7 +19,7 @@ pub const GENERATE_PORT: u16 = 9910;
 /// Most addresses in one generated address-list packet.
 pub const ADDRS_PER_PACKET: usize = 360;
 /// Longest string or generated payload, in bytes (an IPv4 UDP payload).
-pub const MAX_STRING: usize = 65_507;
+pub use crate::tokens::MAX_STRING;
 /// Magic at the start of an address-list payload.
 pub const ADDR_LIST_MAGIC: &[u8; 4] = b"VND1";
 
@@ -610,6 +610,8 @@ mod tests {
         e.fuel = Some(5);
         assert!(matches!(run(&p, &w, &e), Err(RefFault::OutOfFuel { .. })));
         let long = format!("LIFETIME = 1 days\ns = \"{}\";\ns = s + s;", "x".repeat(40_000));
+        let too_long = format!("LIFETIME = 1 days\ns = \"{}\";", "x".repeat(MAX_STRING + 1));
+        assert!(crate::compile("t", too_long.as_bytes(), &[]).is_err());
         assert!(matches!(run(&source(&long), &w, &env()), Err(RefFault::TooLong { .. })));
         let p = source("LIFETIME = 1 days\nn = 0;\nwhile n < 3 do n = n + 0;");
         assert!(matches!(run(&p, &w, &env()), Err(RefFault::LoopBound { .. })));

@@ -39,7 +39,13 @@ pub enum LexErrorKind {
     BadEscape(String),
     /// `\xHH` above `\x7f`: strings are UTF-8 text.
     NonAsciiEscape(String),
+    /// A string longer than a packet can carry.
+    StringTooLong(usize),
 }
+
+/// Longest string literal, in bytes: what one IPv4 UDP packet can carry
+/// (docs/SEMANTICS.md).
+pub const MAX_STRING: usize = 65_507;
 
 /// A lexical error: what and where. Lexical errors are values, collected
 /// beside the tokens; they never stop the parse.
@@ -356,7 +362,11 @@ fn string_body<'s>(lex: &mut Lexer<'s, Token<'s>>, body: &str) -> String {
 fn string<'s>(lex: &mut Lexer<'s, Token<'s>>) -> String {
     let slice = lex.slice();
     let body = &slice[1..slice.len() - 1];
-    string_body(lex, body)
+    let s = string_body(lex, body);
+    if s.len() > MAX_STRING {
+        error(lex, LexErrorKind::StringTooLong(s.len()));
+    }
+    s
 }
 
 fn unterminated<'s>(lex: &mut Lexer<'s, Token<'s>>) -> String {
