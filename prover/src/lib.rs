@@ -117,10 +117,11 @@ impl Prover {
         let mut proofs = vec![];
         for o in &all {
             let goal = conclusion(&o.formula, o.path.len());
+            let at = if matches!(o.what, What::Complexity | What::Cost | What::Lifetime) { dearest_statement(module, policy) } else { o.at };
             let mut t = tactics::Tactics::new(&mut b, &self.lemmas, policy.client);
             match t.obligation(&o.path, &goal) {
                 Ok(pf) => proofs.push(pf),
-                Err(why) => failures.push(explain(o.at, o.what, &o.path, &goal, &why, &params, policy, &vc)),
+                Err(why) => failures.push(explain(at, o.what, &o.path, &goal, &why, &params, policy, &vc)),
             }
         }
         if !failures.is_empty() {
@@ -136,6 +137,40 @@ impl Prover {
         let bytes = encode_file(&bundle, BUNDLE_MAGIC);
         Ok(Proved { bundle, bytes, stats })
     }
+}
+
+/// The top-level statement that adds the most to the complexity (where a
+/// cost diagnostic points): the complexity of each prefix of the program's
+/// top-level statements, differenced.
+fn dearest_statement(module: &Module, policy: &Policy) -> usize {
+    let mut starts = vec![];
+    let mut pc = 0;
+    while pc < module.code.len() {
+        starts.push(pc);
+        pc = vinet_checker::bytecode::blocks(&module.code, pc).1;
+    }
+    let mut best = (0, 0);
+    let mut before = 0;
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(module.code.len());
+        let mut prefix = module.clone();
+        prefix.code.truncate(end);
+        prefix.lines.truncate(end);
+        let (gen, dis) = prefix.code.iter().fold((false, false), |(g, d), x| {
+            (g || matches!(x, vinet_checker::bytecode::Insn::Generate { .. }), d || matches!(x, vinet_checker::bytecode::Insn::Discard { .. }))
+        });
+        prefix.header.class = match (gen, dis) {
+            (true, _) => vinet_checker::bytecode::Class::Multicast,
+            (false, true) => vinet_checker::bytecode::Class::Filtering,
+            _ => prefix.header.class,
+        };
+        let Ok(vc) = vcgen::generate(&prefix, policy) else { break };
+        if vc.complexity - before.min(vc.complexity) > best.1 {
+            best = (start, vc.complexity - before);
+        }
+        before = vc.complexity;
+    }
+    best.0
 }
 
 /// The goal under `n` path antecedents.

@@ -132,7 +132,8 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
         wish.push(ip.eq(bv(0x0a00_0007)));
     }
     if let Some((n, m)) = &e.this_net {
-        wish.push(Bool::and(&[n.eq(bv(0x0a00_0000)), m.eq(bv(0xffff_ff00))]));
+        wish.push(m.eq(bv(0xffff_ff00)));
+        wish.push(n.eq(bv(0x0a00_0000)));
     }
     for (i, d) in prefs.defaults.iter().enumerate() {
         let t = Term::app(Sym::Param(i as u16, match d { Some(Lit::Addr(_)) => Sort::Addr, _ => Sort::Num }), vec![]);
@@ -180,7 +181,12 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
                     Val::N(x) => m.eval(x, true).and_then(|v| v.as_u64()).map(|n| n.to_string()),
                 };
                 if let Some(s) = shown {
-                    cx.values.push((name.clone(), s));
+                    // Internal atoms are numbered `NAME!n`: show them as `NAME(...)`.
+                    let shown_name = match name.split_once('!') {
+                        Some((base, _)) => format!("{base}(...)"),
+                        None => name.clone(),
+                    };
+                    cx.values.push((shown_name, s));
                 }
             }
             Decision::Fails(cx)

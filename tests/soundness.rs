@@ -1,0 +1,285 @@
+//! Soundness: what the checker accepts really is safe.
+//!
+//! For every accepted program (the examples and `tests/accept/`), proved and
+//! checked, on random windows of packets for many clients:
+//! - the reference interpreter, run over the WHOLE window, drops only the
+//!   client's packets, generates only to THIS_IP, and is charged no more than
+//!   the certified complexity;
+//! - non-interference: changing every packet of other clients (addresses,
+//!   ports, payloads) does not change what the program does;
+//! - the VM, installed from the checked bundle in the dispatch table, does
+//!   the same as the reference, and never faults (a fault would mean the
+//!   certified complexity was too low).
+//!
+//! And the mutation test: every single-byte change of every example bundle is
+//! refused by the checker or, if accepted, passes the same runs.
+
+use std::path::{Path, PathBuf};
+
+use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
+use vinet_checker::policy::{ClientKind, Policy};
+use vinet_checker::Checked;
+use vinet_lang::reference::{self, RefEnv, RefPacket};
+use vinet_runtime::dispatch::Dispatch;
+use vinet_runtime::packet::LinkType;
+use vinet_runtime::vm::Binding;
+use vinet_runtime::window::Window;
+
+const ME: u32 = 0x0a00_0007; // 10.0.0.7
+const NET: (u32, u8) = (0x0a00_0000, 24); // 10.0.0.0/24 for edge-router clients
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn policy(kind: ClientKind) -> Policy {
+    let name = if kind == ClientKind::EndUser { "end-user" } else { "edge-router" };
+    vinet_runtime::policy_file::load(root().join(format!("examples/policies/{name}.toml"))).unwrap()
+}
+
+/// Every accepted program of the corpus, with its client kind.
+pub fn corpus() -> Vec<(PathBuf, ClientKind)> {
+    let mut v = vec![];
+    for (e, k) in [("firewall", ClientKind::EndUser), ("spam_filter", ClientKind::EndUser), ("multicast", ClientKind::EdgeRouter), ("worm_blocker", ClientKind::EdgeRouter)] {
+        v.push((root().join(format!("examples/{e}.vinet")), k));
+    }
+    let mut accept: Vec<PathBuf> = std::fs::read_dir(root().join("tests/accept")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "vinet")).collect();
+    accept.sort();
+    for p in accept {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let k = if text.lines().next().unwrap_or("").contains("edge-router") { ClientKind::EdgeRouter } else { ClientKind::EndUser };
+        v.push((p, k));
+    }
+    v
+}
+
+struct Prepared {
+    compiled: vinet_lang::Compiled,
+    checked: Checked,
+    bundle: Vec<u8>,
+    kind: ClientKind,
+    policy: Policy,
+}
+
+fn lemma_cache(p: &vinet_prover::Prover) -> LemmaCache {
+    let mut c = LemmaCache::new();
+    c.admit_library(&encode_file(&p.lemmas().library, LIBRARY_MAGIC)).unwrap();
+    c
+}
+
+fn prepare(path: &Path, kind: ClientKind, prover: &vinet_prover::Prover, cache: &LemmaCache) -> Prepared {
+    let src = std::fs::read(path).unwrap();
+    let compiled = vinet_lang::compile(&path.display().to_string(), &src, &[]).unwrap_or_else(|d| panic!("{}", d.render()));
+    let policy = policy(kind);
+    let proved = prover.prove(&compiled.module, &policy).unwrap_or_else(|f| panic!("{}: {f:?}", path.display()));
+    let checked = vinet_checker::check(&proved.bytes, &policy, cache).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Prepared { compiled, checked, bundle: proved.bytes, kind, policy }
+}
+
+/// A small deterministic generator (the test must not depend on a crate's RNG).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+const SOURCES: [u32; 7] = [0xcb00_7109, 0xc633_6407, 0xc633_6417, 0xc000_0205, 0xcb00_7142, 0xc633_6401, 0x0808_0808];
+const WORDS: [&[u8]; 10] = [b"viagra", b"lottery", b"attack", b"ransom", b"via", b"gra", b"hello", b"", b"password", b"x"];
+
+fn mine(kind: ClientKind, dst: u32) -> bool {
+    match kind {
+        ClientKind::EndUser => dst == ME,
+        ClientKind::EdgeRouter => dst & 0xffff_ff00 == NET.0,
+    }
+}
+
+fn random_packet(r: &mut Rng, dsts: &[u32]) -> RefPacket {
+    let proto = r.pick(&[6u8, 17, 17, 1]);
+    let payload: Vec<u8> = (0..r.next() % 3).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
+    RefPacket {
+        src: r.pick(&SOURCES),
+        dst: r.pick(dsts),
+        proto,
+        sport: if proto == 1 { 0 } else { 1000 + (r.next() % 3) as u16 },
+        dport: if proto == 1 { 0 } else { 80 },
+        seq: if proto == 6 { 1000 + 3 * (r.next() % 4) as u32 } else { 0 },
+        payload,
+    }
+}
+
+fn random_window(r: &mut Rng, n: usize) -> Vec<RefPacket> {
+    // The client, its subnet neighbours, and the rest of the world.
+    let dsts = [ME, ME, ME, 0x0a00_0005, 0x0a00_0009, 0x0a09_0909, 0xc000_0201, 0x0a00_0107];
+    (0..n).map(|_| random_packet(r, &dsts)).collect()
+}
+
+fn frame(p: &RefPacket) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ipv4(p.src.to_be_bytes(), p.dst.to_be_bytes(), 64);
+    let mut out = vec![];
+    match p.proto {
+        6 => b.tcp(p.sport, p.dport, p.seq, 1024).write(&mut out, &p.payload).unwrap(),
+        17 => b.udp(p.sport, p.dport).write(&mut out, &p.payload).unwrap(),
+        _ => {
+            let h = etherparse::Ipv4Header::new(p.payload.len() as u16, 64, etherparse::IpNumber(p.proto), p.src.to_be_bytes(), p.dst.to_be_bytes()).unwrap();
+            h.write(&mut out).unwrap();
+            out.extend_from_slice(&p.payload);
+        }
+    }
+    out
+}
+
+fn decode(g: &[u8]) -> (u32, u32, Vec<u8>) {
+    let s = etherparse::SlicedPacket::from_ip(g).expect("generated packet parses");
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else { panic!("not IPv4") };
+    let Some(etherparse::TransportSlice::Udp(u)) = &s.transport else { panic!("not UDP") };
+    let h = ip.header();
+    (u32::from_be_bytes(h.source()), u32::from_be_bytes(h.destination()), u.payload().to_vec())
+}
+
+fn binding(kind: ClientKind) -> Binding {
+    Binding { this_ip: ME, this_subnet: (kind == ClientKind::EdgeRouter).then_some(NET), params: vec![] }
+}
+
+/// What the VM does to a window when the checked program is installed for the client.
+fn vm_run(checked: &Checked, kind: ClientKind, packets: &[RefPacket]) -> (Vec<usize>, Vec<(u32, u32, Vec<u8>)>) {
+    let mut w = Window::new();
+    for p in packets {
+        w.push(LinkType::Raw, 0, 0, &frame(p));
+    }
+    let mut d = Dispatch::new(checked.policy().window_packets);
+    d.install(checked, &binding(kind)).unwrap();
+    let rep = d.run_window(&mut w);
+    assert_eq!(rep.faults, 0, "a run of a checked program faulted (its certified complexity is too low?)");
+    let dropped = (0..packets.len()).filter(|&i| w.is_dropped(i as u32)).collect();
+    (dropped, w.generated().map(decode).collect())
+}
+
+fn confined(kind: ClientKind, packets: &[RefPacket], dropped: &[usize], generated: &[(u32, u32, Vec<u8>)]) -> Result<(), String> {
+    if let Some(&i) = dropped.iter().find(|&&i| !mine(kind, packets[i].dst)) {
+        return Err(format!("dropped a packet to {:#x}, not the client's", packets[i].dst));
+    }
+    match generated.iter().find(|g| g.1 != ME) {
+        Some(g) => Err(format!("generated to {:#x}", g.1)),
+        None => Ok(()),
+    }
+}
+
+fn assert_confined(kind: ClientKind, packets: &[RefPacket], dropped: &[usize], generated: &[(u32, u32, Vec<u8>)], what: &str) {
+    if let Err(e) = confined(kind, packets, dropped, generated) {
+        panic!("{what}: {e}");
+    }
+}
+
+fn exercise(p: &Prepared, seed: u64, windows: usize) {
+    let name = p.compiled.file_name.clone();
+    let mut r = Rng(seed);
+    let w = p.policy.window_packets as usize;
+    for round in 0..windows {
+        let n = [0, 1, 2, 7, 31, 64, w][round % 7];
+        let packets = random_window(&mut r, n);
+        let env = RefEnv { this_ip: ME, this_subnet: if p.kind == ClientKind::EdgeRouter { NET } else { (ME, 32) }, params: vec![], unit_costs: p.policy.unit_costs, fuel: None };
+        let effects = reference::run(&p.compiled.program, &packets, &env).unwrap_or_else(|f| panic!("{name}: reference faulted: {f:?}"));
+        assert!(effects.cost <= p.checked.complexity(), "{name}: cost {} over the certified {}", effects.cost, p.checked.complexity());
+        assert_confined(p.kind, &packets, &effects.dropped, &effects.generated, &name);
+        // Non-interference: every packet of another client changes; the effects do not.
+        let mut others = packets.clone();
+        for q in others.iter_mut().filter(|q| !mine(p.kind, q.dst)) {
+            let fresh = random_packet(&mut r, &[0x0a09_0909, 0xc000_0201, 0x0a00_0107, 0x0b00_0007]);
+            *q = RefPacket { dst: if mine(p.kind, fresh.dst) { 0x0b00_0001 } else { fresh.dst }, ..fresh };
+        }
+        let again = reference::run(&p.compiled.program, &others, &env).unwrap();
+        assert_eq!(again.dropped, effects.dropped, "{name}: other clients' packets changed the drops");
+        assert_eq!(again.generated, effects.generated, "{name}: other clients' packets changed what is generated");
+        // The VM, from the checked bundle, through the dispatch table.
+        let (dropped, generated) = vm_run(&p.checked, p.kind, &packets);
+        assert_eq!(dropped, effects.dropped, "{name}: VM and reference drop differently");
+        assert_eq!(generated, effects.generated, "{name}: VM and reference generate differently");
+    }
+}
+
+#[test]
+fn accepted_programs_are_confined_cheap_and_non_interfering() {
+    let prover = vinet_prover::Prover::new().unwrap();
+    let cache = lemma_cache(&prover);
+    let corpus = corpus();
+    assert!(corpus.len() >= 15, "the corpus shrank");
+    for (i, (path, kind)) in corpus.iter().enumerate() {
+        let p = prepare(path, *kind, &prover, &cache);
+        exercise(&p, 0x9e37_79b9_7f4a_7c15 ^ i as u64, 120);
+    }
+}
+
+#[test]
+fn every_single_byte_change_of_every_example_bundle_is_refused_or_sound() {
+    let prover = vinet_prover::Prover::new().unwrap();
+    let cache = lemma_cache(&prover);
+    let (mut checks, mut accepted) = (0u64, 0u64);
+    for (path, kind) in corpus().into_iter().take(4) {
+        let p = prepare(&path, kind, &prover, &cache);
+        let mut r = Rng(7);
+        let windows: Vec<Vec<RefPacket>> = (0..6).map(|i| random_window(&mut r, [0, 3, 40, 256, 17, 100][i])).collect();
+        for at in 0..p.bundle.len() {
+            for v in 0..=255u8 {
+                if v == p.bundle[at] {
+                    continue;
+                }
+                let mut bad = p.bundle.clone();
+                bad[at] = v;
+                checks += 1;
+                if let Ok(c) = vinet_checker::check(&bad, &p.policy, &cache) {
+                    accepted += 1;
+                    for w in &windows {
+                        let (dropped, generated) = vm_run(&c, kind, w);
+                        assert_confined(kind, w, &dropped, &generated, &format!("{} mutated at byte {at} to {v}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("mutation test: {checks} single-byte mutants checked, {accepted} accepted (each then ran soundly)");
+    assert!(checks > 250_000);
+}
+
+/// The oracle above can fail: on programs the checker refuses, run anyway by
+/// the reference interpreter, it finds the violation.
+#[test]
+fn the_oracle_catches_unsafe_programs() {
+    let cases = [
+        "LIFETIME = 1 days\nDISCARD(AllPackets);",
+        "LIFETIME = 1 days\nD(i), P(i) = GROUP_BY_DESTINATION(AllPackets);\nforeach i do if D(i) != THIS_IP then DISCARD(P(i));",
+        "LIFETIME = 1 days\nGENERATE(THIS_IP, 10.0.0.1, \"x\");",
+    ];
+    let pol = policy(ClientKind::EndUser);
+    for src in cases {
+        let c = vinet_lang::compile("u.vinet", src.as_bytes(), &[]).unwrap();
+        let env = RefEnv { this_ip: ME, this_subnet: (ME, 32), params: vec![], unit_costs: pol.unit_costs, fuel: None };
+        let mut r = Rng(3);
+        let caught = (0..50).any(|_| {
+            let packets = random_window(&mut r, 40);
+            let e = reference::run(&c.program, &packets, &env).unwrap();
+            confined(ClientKind::EndUser, &packets, &e.dropped, &e.generated).is_err()
+        });
+        assert!(caught, "the oracle missed an unsafe program: {src}");
+    }
+    // And non-interference catches a program that reads another client's traffic.
+    let leaky = "LIFETIME = 1 days\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nif COUNT(AllPackets) > 5 then DISCARD(Mine);";
+    let c = vinet_lang::compile("l.vinet", leaky.as_bytes(), &[]).unwrap();
+    let env = RefEnv { this_ip: ME, this_subnet: (ME, 32), params: vec![], unit_costs: pol.unit_costs, fuel: None };
+    let mut r = Rng(5);
+    let caught = (0..200).any(|_| {
+        let packets = random_window(&mut r, 8);
+        let mut others = packets.clone();
+        others.retain(|q| mine(ClientKind::EndUser, q.dst));
+        let a = reference::run(&c.program, &packets, &env).unwrap().dropped.len();
+        let b = reference::run(&c.program, &others, &env).unwrap().dropped.len();
+        a != b
+    });
+    assert!(caught, "non-interference missed a leak");
+}
