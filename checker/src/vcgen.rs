@@ -37,16 +37,10 @@ pub enum What {
     LoopPositive,
     /// A loop's body decreases its rank.
     LoopDecrease,
-    /// Complexity <= complexity_up.
-    Complexity,
-    /// Complexity x lifetime <= cost_up.
+    /// The cost facts, one ground conjunction: complexity <= complexity_up,
+    /// complexity x lifetime <= cost_up, lifetime <= max_lifetime, declared
+    /// complexity and cost = derived.
     Cost,
-    /// Lifetime <= max_lifetime.
-    Lifetime,
-    /// Declared complexity = derived.
-    DeclaredComplexity,
-    /// Declared cost = derived.
-    DeclaredCost,
 }
 
 /// One conjunct of the safety predicate.
@@ -107,14 +101,15 @@ impl Vc {
         let c = || n(self.complexity);
         let cost = app(at, Sym::Mul, vec![c(), n(self.lifetime)])?;
         let facts = [
-            (What::Complexity, app(at, Sym::Le, vec![c(), n(p.complexity_up)])?),
-            (What::Cost, app(at, Sym::Le, vec![cost.clone(), n(p.cost_up)])?),
-            (What::Lifetime, app(at, Sym::Le, vec![n(self.lifetime), n(p.max_lifetime_secs)])?),
-            (What::DeclaredComplexity, app(at, Sym::Eq, vec![n(declared.complexity), c()])?),
-            (What::DeclaredCost, app(at, Sym::Eq, vec![n(declared.cost), cost])?),
+            app(at, Sym::Le, vec![c(), n(p.complexity_up)])?,
+            app(at, Sym::Le, vec![cost.clone(), n(p.cost_up)])?,
+            app(at, Sym::Le, vec![n(self.lifetime), n(p.max_lifetime_secs)])?,
+            app(at, Sym::Eq, vec![n(declared.complexity), c()])?,
+            app(at, Sym::Eq, vec![n(declared.cost), cost])?,
         ];
+        let formula = balanced(&facts, &mut |a, b| app(at, Sym::And, vec![a, b]))?.expect("five facts");
         let mut all = self.obligations.clone();
-        all.extend(facts.into_iter().map(|(what, formula)| Obligation { at, what, formula, path: vec![] }));
+        all.push(Obligation { at, what: What::Cost, formula, path: vec![] });
         Ok(all)
     }
 

@@ -374,3 +374,42 @@ pub fn add_term(proof: &mut Proof, t: &Term) -> u32 {
     }
     go(proof, &mut index, t)
 }
+
+/// The same proof with every cited lemma's proof inlined (recursively), so it
+/// replays with an empty lemma cache: what the certificate would be without a
+/// lemma library.
+pub fn inline_lemmas(proof: &Proof, library: &HashMap<LemmaHash, &vinet_checker::cert::Lemma>) -> Result<Proof, String> {
+    fn emit(p: &Proof, lib: &HashMap<LemmaHash, &vinet_checker::cert::Lemma>, out: &mut Proof, depth: u32) -> Result<u32, String> {
+        if depth > 64 {
+            return Err("lemmas cite each other too deeply".into());
+        }
+        let offset = out.terms.len() as u32;
+        for t in &p.terms {
+            out.terms.push(match t {
+                TermNode::App(s, args) => TermNode::App(*s, args.iter().map(|a| a + offset).collect()),
+                TermNode::All(s, b) => TermNode::All(*s, b + offset),
+                other => other.clone(),
+            });
+        }
+        let mut map = Vec::with_capacity(p.steps.len());
+        for step in &p.steps {
+            if let Step::Lemma { i } = step {
+                let h = p.lemmas.get(*i as usize).ok_or("no such cited lemma")?;
+                let l = lib.get(h).ok_or_else(|| format!("lemma {h} is not in the library"))?;
+                map.push(emit(&l.proof, lib, out, depth + 1)?);
+                continue;
+            }
+            let mut s = step.clone();
+            map_refs(&mut s, &mut |r, is_term| if is_term { r + offset } else { map[r as usize] });
+            out.steps.push(s);
+            map.push(out.steps.len() as u32 - 1);
+        }
+        map.last().copied().ok_or_else(|| "an empty proof".into())
+    }
+    let mut out = Proof::default();
+    let last = emit(proof, library, &mut out, 0)? as usize;
+    if last + 1 != out.steps.len() {
+        return Err("the proof's conclusion is not its last step".into());
+    }
+    Ok(out)
+}

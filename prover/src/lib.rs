@@ -100,6 +100,7 @@ impl Prover {
         module.validate().map_err(|e| fail(0, e.to_string()))?;
         let vc = vcgen::generate(module, policy).map_err(|e| fail(e.at, e.reason))?;
         let declared = Declared { complexity: vc.complexity, cost: vc.cost };
+        let mut failures = cost_failures(module, policy, &vc);
         let all = vc.all(declared).map_err(|e| fail(e.at, e.reason))?;
         let params = z3enc::Preferences {
             names: module.params.iter().map(|p| p.name.clone()).collect(),
@@ -113,11 +114,13 @@ impl Prover {
                 .collect(),
         };
         let mut b = Builder::new(&self.lemmas.cache);
-        let mut failures = vec![];
         let mut proofs = vec![];
         for o in &all {
             let goal = conclusion(&o.formula, o.path.len());
-            let at = if matches!(o.what, What::Complexity | What::Cost | What::Lifetime) { dearest_statement(module, policy) } else { o.at };
+            if o.what == What::Cost && !failures.is_empty() {
+                continue; // already explained, fact by fact
+            }
+            let at = o.at;
             let mut t = tactics::Tactics::new(&mut b, &self.lemmas, policy.client);
             match t.obligation(&o.path, &goal) {
                 Ok(pf) => proofs.push(pf),
@@ -137,6 +140,23 @@ impl Prover {
         let bytes = encode_file(&bundle, BUNDLE_MAGIC);
         Ok(Proved { bundle, bytes, stats })
     }
+}
+
+/// The cost facts that fail, each explained at the statement that costs most.
+fn cost_failures(module: &Module, policy: &Policy, vc: &vcgen::Vc) -> Vec<Failure> {
+    let life = module.header.lifetime_secs;
+    let loops = "inside a `foreach`, touch the current group (it costs its own size, since groups partition their set); touching a whole set there costs the window size once per group";
+    let facts = [
+        (vc.complexity > policy.complexity_up, format!("complexity {} units per window exceeds the policy's complexity_up {}", vc.complexity, policy.complexity_up), loops),
+        (vc.cost > policy.cost_up, format!("cost {} (complexity {} x lifetime {life} s) exceeds the policy's cost_up {}", vc.cost, vc.complexity, policy.cost_up), "shorten LIFETIME, or make the program cheaper"),
+        (life > policy.max_lifetime_secs, format!("LIFETIME of {life} seconds exceeds the policy's max_lifetime of {} seconds", policy.max_lifetime_secs), "shorten LIFETIME"),
+    ];
+    let failing: Vec<_> = facts.into_iter().filter(|f| f.0).collect();
+    if failing.is_empty() {
+        return vec![];
+    }
+    let at = dearest_statement(module, policy);
+    failing.into_iter().map(|(_, message, help)| Failure { at, message, notes: vec![], help: Some(help.to_string()) }).collect()
 }
 
 /// The top-level statement that adds the most to the complexity (where a
@@ -200,17 +220,13 @@ fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params:
     let mut notes = vec![];
     let me_name = if edge { "THIS_SUBNET_IP" } else { "THIS_IP" };
     let help = match what {
-        What::Complexity | What::Cost => Some("inside a `foreach`, touch the current group (it costs its own size, since groups partition their set); touching a whole set there costs the window size once per group".to_string()),
-        What::Lifetime => Some("shorten LIFETIME".to_string()),
         What::Confined(_) => Some(format!("narrow the set first with GROUP_BY_DESTINATION(..., {me_name}), or test the group's destination against {me_name} in an `if`")),
         What::NoLeak => Some(format!("guard the effect with `if DestIP(i) == {me_name}` (or `in THIS_SUBNET_IP`), on its own `if`, so that it happens only in your own group")),
         What::GenerateTo => Some("GENERATE may send only to THIS_IP".to_string()),
         _ => None,
     };
+    let _ = vc;
     let message = match what {
-        What::Complexity => format!("complexity {} units per window exceeds the policy's complexity_up {}", vc.complexity, policy.complexity_up),
-        What::Cost => format!("cost {} (complexity {} x lifetime) exceeds the policy's cost_up {}", vc.cost, vc.complexity, policy.cost_up),
-        What::Lifetime => format!("LIFETIME exceeds the policy's max_lifetime of {} seconds", policy.max_lifetime_secs),
         _ => match z3enc::decide(path, goal, params) {
             z3enc::Decision::Fails(cx) => {
                 let me = match (edge, cx.this_net, cx.this_ip) {

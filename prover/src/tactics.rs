@@ -139,6 +139,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
         let (s, k) = (&args[0], &args[1]);
         // The operator itself confines: filtering or grouping to the client's destination.
         let own = match (sym, edge) {
+            (Sym::FDst | Sym::GDst, false) if *k == me => self.lemma(&format!("conf_{op}"), &[s.clone(), me.clone()], &[]),
             (Sym::FDst | Sym::GDst, false) => self.eq(facts, k, &me).and_then(|e| self.lemma(&format!("conf_{op}_eq"), &[s.clone(), k.clone(), me.clone()], &[&e])),
             (Sym::FDst | Sym::GDst, true) => self.in_net(facts, k).and_then(|i| self.lemma(&format!("confp_{op}_in"), &[s.clone(), k.clone(), me.clone()], &[&i])),
             (Sym::FDstP, true) if *k == me => self.lemma("confp_fdstp", &[s.clone(), me.clone()], &[]),

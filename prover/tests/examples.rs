@@ -45,3 +45,33 @@ fn examples_prove_and_check() {
         assert!(vinet_checker::check(&proved.bytes, &other, &cache).is_err(), "{name} under the other policy");
     }
 }
+
+/// Without the lemma library, each proof would carry its lemmas' proofs: the
+/// inlined proof replays with an empty cache to the same theorem, and is what
+/// the library saves.
+#[test]
+fn inlined_proofs_replay_without_the_library() {
+    use std::collections::HashMap;
+    use vinet_checker::cert::{replay, Lemma, LemmaHash};
+    let prover = Prover::new().unwrap();
+    let lib: HashMap<LemmaHash, &Lemma> = prover.lemmas().library.lemmas.iter().map(|l| (l.hash(), l)).collect();
+    let mut cache = LemmaCache::new();
+    cache.admit_library(&encode_file(&prover.lemmas().library, LIBRARY_MAGIC)).unwrap();
+    for (name, client) in [("firewall", ClientKind::EndUser), ("spam_filter", ClientKind::EndUser), ("multicast", ClientKind::EdgeRouter), ("worm_blocker", ClientKind::EdgeRouter)] {
+        let proof = prover.prove(&compile(name).module, &policy(client)).unwrap().bundle.certificate.proof;
+        let inlined = vinet_prover::builder::inline_lemmas(&proof, &lib).unwrap();
+        assert!(inlined.lemmas.is_empty());
+        let (with, _) = replay(&proof, &cache).unwrap();
+        let (without, _) = replay(&inlined, &LemmaCache::new()).unwrap();
+        assert_eq!(with, without, "{name}");
+        let bytes = |p: &vinet_checker::cert::Proof| postcard::to_allocvec(p).unwrap().len();
+        eprintln!(
+            "{name}: certificate {} steps / {} bytes; inlined {} steps / {} bytes; {:.0}% of the steps live in the library",
+            proof.steps.len(),
+            bytes(&proof),
+            inlined.steps.len(),
+            bytes(&inlined),
+            100.0 * (inlined.steps.len() - proof.steps.len()) as f64 / inlined.steps.len() as f64
+        );
+    }
+}

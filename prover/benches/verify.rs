@@ -1,0 +1,77 @@
+//! Proving and checking the shipped examples: prove (z3 available), check with
+//! a warm lemma cache, check cold (the lemma library checked first, as a router
+//! does once), and the static analyzer, all in one run.
+//!
+//! `cargo bench -p vinet-prover --bench verify`
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
+use vinet_checker::policy::Policy;
+use vinet_prover::Prover;
+
+fn policy(name: &str) -> Policy {
+    let text = std::fs::read_to_string(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    parse_policy(&text)
+}
+
+// The policy reader lives in the runtime (the checker parses no TOML); the
+// bench reads the two shipped policies with a few lines instead of linking it.
+fn parse_policy(text: &str) -> Policy {
+    let num = |key: &str| -> u64 {
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{key} "))).unwrap_or_else(|| panic!("{key}"));
+        line.split('=').nth(1).unwrap().split('#').next().unwrap().trim().trim_matches('"').replace('_', "").parse().unwrap()
+    };
+    use vinet_checker::policy::{ClientKind, UnitCosts};
+    Policy {
+        client: if text.contains("\"edge-router\"") { ClientKind::EdgeRouter } else { ClientKind::EndUser },
+        max_lifetime_secs: 30 * 86_400,
+        complexity_up: num("complexity_up"),
+        cost_up: num("cost_up"),
+        window_packets: num("window_packets") as u32,
+        unit_costs: UnitCosts {
+            discard: num("DISCARD"),
+            group_by_destination: num("GROUP_BY_DESTINATION"),
+            group_by_source: num("GROUP_BY_SOURCE"),
+            group_by_content: num("GROUP_BY_CONTENT"),
+            contains_string: num("CONTAINS_STRING"),
+            generate: num("GENERATE"),
+            count: num("COUNT"),
+            distinct_destinations: num("DISTINCT_DESTINATIONS"),
+        },
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let prover = Prover::new().unwrap();
+    let library = encode_file(&prover.lemmas().library, LIBRARY_MAGIC);
+    let mut warm = LemmaCache::new();
+    warm.admit_library(&library).unwrap();
+    for (name, pol) in [("firewall", "end-user"), ("spam_filter", "end-user"), ("multicast", "edge-router"), ("worm_blocker", "edge-router")] {
+        let path = format!("{}/../examples/{name}.vinet", env!("CARGO_MANIFEST_DIR"));
+        let compiled = vinet_lang::compile(&path, &std::fs::read(&path).unwrap(), &[]).unwrap();
+        let pol = policy(pol);
+        let bundle = prover.prove(&compiled.module, &pol).unwrap().bytes;
+        let mut g = c.benchmark_group(name);
+        g.bench_function("prove", |b| b.iter(|| prover.prove(black_box(&compiled.module), &pol).unwrap()));
+        g.bench_function("check_warm", |b| b.iter(|| vinet_checker::check(black_box(&bundle), &pol, &warm).unwrap()));
+        g.bench_function("check_cold", |b| {
+            b.iter(|| {
+                let mut cache = LemmaCache::new();
+                cache.admit_library(black_box(&library)).unwrap();
+                vinet_checker::check(black_box(&bundle), &pol, &cache).unwrap()
+            })
+        });
+        g.bench_function("analyze", |b| b.iter(|| vinet_analyzer::analyze(black_box(&compiled.module), &pol).unwrap()));
+        g.finish();
+    }
+    c.bench_function("lemma_library_admit", |b| {
+        b.iter(|| {
+            let mut cache = LemmaCache::new();
+            cache.admit_library(black_box(&library)).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
