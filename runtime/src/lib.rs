@@ -30,6 +30,8 @@ pub mod dispatch;
 pub mod router;
 pub mod vm;
 pub mod window;
+pub mod identity;
+pub mod protocol;
 
 #[cfg(test)]
 mod replay_tests;
