@@ -24,9 +24,12 @@ it came from.";
 #[derive(clap::Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// A bytecode module (.vbc).
+    /// A bytecode module (.vbc), a bundle (.vpc) or a lemma library.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// For a bundle: also show what the checker derives under this policy, and its verdict.
+    #[arg(long, value_name = "POLICY.toml")]
+    pub policy: Option<PathBuf>,
 }
 
 /// A kind of file inspect knows: its name, and a reader that lists the bytes
@@ -34,7 +37,7 @@ pub struct Args {
 type Format = (&'static str, fn(&[u8]) -> Result<String, String>);
 
 /// The kinds of file inspect knows, tried in order.
-const FORMATS: &[Format] = &[("module", list_module)];
+const FORMATS: &[Format] = &[("bundle", super::inspect_bundle::list_bundle), ("lemma library", super::inspect_bundle::list_library), ("module", list_module)];
 
 /// Run `vinetc inspect`.
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -42,6 +45,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     match describe(&bytes) {
         Ok(listing) => {
             print!("{listing}");
+            if let Some(p) = &args.policy {
+                print!("{}", super::inspect_bundle::derive(&bytes, &super::load_policy(p)?));
+            }
             Ok(())
         }
         Err(reason) => Err(Failure::Usage(format!("{}: {reason}", args.file.display()))),

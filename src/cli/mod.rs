@@ -16,8 +16,10 @@ pub mod analyze;
 pub mod build;
 pub mod check;
 pub mod inspect;
+pub mod inspect_bundle;
 pub mod lemmas;
 pub mod prove;
+pub mod run;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -27,6 +29,7 @@ Examples:
   vinetc analyze examples/firewall.vpc --policy examples/policies/end-user.toml
   vinetc inspect examples/firewall.vpc
   vinetc lemmas build lemmas/
+  vinetc run firewall.vpc --policy examples/policies/end-user.toml --this-ip 10.0.0.7 --pcap examples/traffic/firewall.pcap
 
 Exit codes: 0 success, 1 program rejected, 2 bad usage or unreadable input.";
 
@@ -54,6 +57,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Build and check the lemma library.
     Lemmas(lemmas::Args),
+    /// Check bundles, then replay a capture through a router running them.
+    Run(run::Args),
 }
 
 /// Output formats of the verifying subcommands.
@@ -83,6 +88,7 @@ pub enum Failure {
 /// Parse the command line, run the subcommand, and map the outcome to the
 /// exit code.
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
@@ -91,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Lemmas(args) => lemmas::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,4 +128,18 @@ pub fn fmt_lifetime(secs: u64) -> String {
         s if s % 60 == 0 => plural(s / 60, "minute"),
         s => plural(s, "second"),
     }
+}
+
+/// Writing to a closed pipe (`vinetc inspect X | head`) ends the process
+/// quietly, as a Unix tool killed by SIGPIPE would (status 141), instead of
+/// panicking; any other panic keeps the default report.
+pub fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
