@@ -365,3 +365,54 @@ fn decoded_bundles_round_trip() {
     let back: Bundle = decode_file(&v, BUNDLE_MAGIC, "bundle").unwrap();
     assert_eq!(back, b);
 }
+
+/// The same refusals through the `vinetc check` binary: exit 1, one line on
+/// stderr naming the reason; `--format json` for CI; exit 2 when unreadable.
+#[test]
+fn vinetc_check_refuses_with_one_line_and_exit_1() {
+    use std::process::Command;
+    let (p, _, pol, b) = firewall();
+    let dir = std::env::temp_dir().join(format!("vinet-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = format!("{}/examples/policies/end-user.toml", env!("CARGO_MANIFEST_DIR"));
+    let run = |file: &std::path::Path, json: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vinetc"));
+        c.arg("check").arg(file).arg("--policy").arg(&policy);
+        if json {
+            c.args(["--format", "json"]);
+        }
+        c.output().unwrap()
+    };
+    let mut lie = b.clone();
+    lie.declared.complexity = 1;
+    let mut other = prove(&p, &example("spam_filter"), &pol);
+    other.certificate = b.certificate.clone();
+    let honest = bytes(&b);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", honest[..honest.len() / 2].to_vec(), "malformed bundle"),
+        ("random", (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(), "malformed bundle"),
+        ("lie", bytes(&lie), "declared complexity 1 but the checker derives 1024"),
+        ("other module", bytes(&other), "the certificate is for module"),
+    ];
+    for (name, data, reason) in cases {
+        let f = dir.join(format!("{}.vpc", name.replace(' ', "_")));
+        std::fs::write(&f, data).unwrap();
+        let out = run(&f, false);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: not one line: {err}");
+        assert!(err.contains(reason), "{name}: {err}");
+        let out = run(&f, true);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["accepted"], false);
+        assert!(v["reason"].as_str().unwrap().contains(reason));
+    }
+    let f = dir.join("ok.vpc");
+    std::fs::write(&f, &honest).unwrap();
+    let out = run(&f, true);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["accepted"].as_bool(), v["complexity"].as_u64()), (Some(true), Some(1024)));
+    assert_eq!(run(&dir.join("missing.vpc"), false).status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
