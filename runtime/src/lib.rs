@@ -32,6 +32,15 @@ pub mod vm;
 pub mod window;
 pub mod identity;
 pub mod protocol;
+pub mod config;
+pub mod store;
+pub mod scheduler;
+pub mod sources;
+pub mod live;
+pub mod metrics;
+pub mod admission;
+pub mod daemon;
+pub mod client;
 
 #[cfg(test)]
 mod replay_tests;

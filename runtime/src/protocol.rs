@@ -501,6 +501,34 @@ impl Channel {
         Ok(Some(msg))
     }
 
+    /// Read and discard up to `limit` bytes (the rest of a refused message),
+    /// so that a client still writing it gets to read the refusal.
+    pub fn drain(&mut self, limit: usize) {
+        let mut buf = [0u8; 16 << 10];
+        let mut left = limit;
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(2)));
+        while left > 0 {
+            match self.stream.read(&mut buf[..left.min(16 << 10)]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n,
+            }
+        }
+    }
+
+    /// Write only the first `keep` bytes of a message's encoding, as a
+    /// client that disconnects mid-upload does (fault-injection tests).
+    #[doc(hidden)]
+    pub fn send_partial(&mut self, msg: &[u8], keep: usize) -> Result<(), WireError> {
+        let total = u32::try_from(msg.len()).map_err(|_| WireError::Oversized { size: msg.len(), max: u32::MAX as usize })?;
+        let mut plain = total.to_be_bytes().to_vec();
+        plain.extend_from_slice(&msg[..msg.len().min(CHUNK - 4)]);
+        let n = self.noise.write_message(&plain, &mut self.cbuf[..]).map_err(noise_err)?;
+        let mut out = (n as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&self.cbuf[..n]);
+        self.stream.write_all(&out[..keep.min(out.len())])?;
+        Ok(())
+    }
+
     /// Set the socket's read timeout.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
         self.stream.set_read_timeout(t)

@@ -1,1 +1,84 @@
-fn main() { eprintln!("vinetd: not built yet"); std::process::exit(2) }
+//! `vinetd --config ROUTER.toml`: the vinet router daemon.
+//!
+//! Clients upload proof-carrying programs over an encrypted channel; vinetd
+//! authenticates them, schedules them within its capacity, checks their
+//! proofs, runs them on live traffic (NFQUEUE on Linux) and keeps everything
+//! it admitted in SQLite, so a restart (even `kill -9`) loses nothing. See
+//! `examples/router.toml` and `vinet_runtime::daemon`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vinet_runtime::config::Config;
+use vinet_runtime::daemon::{router_key, Daemon};
+use vinet_runtime::identity::hex;
+
+const AFTER_HELP: &str = "\
+Examples:
+  vinetd --config examples/router.toml
+  vinetd --config examples/router.toml --print-key     # the key clients pin with --router-key
+
+Logs go to stderr (VINET_LOG=error|warn|info|debug|trace, default info; the
+config's log_format = \"json\" gives one JSON object a line). Metrics are served
+in the Prometheus text format at http://METRICS/metrics.
+Exit codes: 2 when the configuration, the database or the sockets cannot be used.";
+
+/// vinetd: the vinet programmable edge router.
+#[derive(Parser, Debug)]
+#[command(name = "vinetd", version, after_help = AFTER_HELP)]
+struct Args {
+    /// The router's configuration.
+    #[arg(long, value_name = "ROUTER.toml")]
+    config: PathBuf,
+    /// Print the router's public key (creating the key if needed) and exit.
+    #[arg(long)]
+    print_key: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vinetd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_key {
+        return match router_key(&cfg.router_key) {
+            Ok((_, public)) => {
+                println!("{} {}", vinet_runtime::daemon::PUBLIC_TAG, hex(&public));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vinetd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let level = match std::env::var("VINET_LOG").unwrap_or_default().as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let sub = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false);
+    if cfg.log_format == "json" {
+        sub.json().init();
+    } else {
+        sub.init();
+    }
+    match Daemon::start(cfg) {
+        Ok(d) => {
+            d.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "vinetd cannot start");
+            eprintln!("vinetd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

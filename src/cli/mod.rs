@@ -20,6 +20,12 @@ pub mod inspect_bundle;
 pub mod lemmas;
 pub mod prove;
 pub mod run;
+pub mod keygen;
+pub mod identity;
+pub mod upload;
+pub mod renew;
+pub mod withdraw;
+pub mod status;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -59,6 +65,18 @@ pub enum Command {
     Lemmas(lemmas::Args),
     /// Check bundles, then replay a capture through a router running them.
     Run(run::Args),
+    /// Make an ed25519 key pair (a client's or an authority's).
+    Keygen(keygen::Args),
+    /// Issue or show identity certificates (an authority binds a key to an address).
+    Identity(identity::Args),
+    /// Upload a bundle to a router, signed and paid for.
+    Upload(upload::Args),
+    /// Extend a lease on a router.
+    Renew(renew::Args),
+    /// End a lease on a router.
+    Withdraw(withdraw::Args),
+    /// A router's load, capacity, queues, and this client's balance and leases.
+    Status(status::Args),
 }
 
 /// Output formats of the verifying subcommands.
@@ -98,6 +116,12 @@ pub fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::Lemmas(args) => lemmas::run(args),
         Command::Run(args) => run::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Identity(args) => identity::run(args),
+        Command::Upload(args) => upload::run(args),
+        Command::Renew(args) => renew::run(args),
+        Command::Withdraw(args) => withdraw::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,176 @@
+//! Monitoring: counters and gauges in the Prometheus text exposition format,
+//! served over plain HTTP (`GET /metrics`) by a small thread.
+//!
+//! The admission side counts into [`Metrics`] (a mutex-guarded map: a few
+//! updates per request, nothing per packet); the packet path's counters come
+//! from its published [`crate::live::Snapshot`] when the page is rendered, so
+//! scraping never touches the packet thread.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A metric's help text and type.
+struct Family {
+    help: &'static str,
+    kind: &'static str,
+}
+
+/// Counters and gauges by name and label set.
+#[derive(Default)]
+pub struct Metrics {
+    values: Mutex<BTreeMap<(&'static str, String), f64>>,
+    families: Mutex<BTreeMap<&'static str, Family>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Escape a label value.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// `{a="x",b="y"}` from pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+impl Metrics {
+    /// Declare a family.
+    pub fn describe(&self, name: &'static str, kind: &'static str, help: &'static str) {
+        if let Ok(mut f) = self.families.lock() {
+            f.insert(name, Family { help, kind });
+        }
+    }
+
+    /// Add to a counter.
+    pub fn add(&self, name: &'static str, labels: &str, v: f64) {
+        if let Ok(mut m) = self.values.lock() {
+            *m.entry((name, labels.to_string())).or_default() += v;
+        }
+    }
+
+    /// Count one.
+    pub fn inc(&self, name: &'static str, labels: &str) {
+        self.add(name, labels, 1.0);
+    }
+
+    /// Set a gauge.
+    pub fn set(&self, name: &'static str, labels: &str, v: f64) {
+        if let Ok(mut m) = self.values.lock() {
+            m.insert((name, labels.to_string()), v);
+        }
+    }
+
+    /// Remove every series of a family (gauges that are recomputed whole).
+    pub fn clear(&self, name: &'static str) {
+        if let Ok(mut m) = self.values.lock() {
+            m.retain(|(n, _), _| *n != name);
+        }
+    }
+
+    /// A counter's value (tests).
+    pub fn get(&self, name: &'static str, labels: &str) -> f64 {
+        self.values.lock().ok().and_then(|m| m.get(&(name, labels.to_string())).copied()).unwrap_or(0.0)
+    }
+
+    /// The exposition text, with `extra` series appended.
+    pub fn render(&self, extra: &[(&'static str, String, f64)]) -> String {
+        let mut all: BTreeMap<&'static str, Vec<(String, f64)>> = BTreeMap::new();
+        if let Ok(m) = self.values.lock() {
+            for ((n, l), v) in m.iter() {
+                all.entry(n).or_default().push((l.clone(), *v));
+            }
+        }
+        for (n, l, v) in extra {
+            all.entry(n).or_default().push((l.clone(), *v));
+        }
+        let fams = self.families.lock();
+        let mut out = String::new();
+        for (n, series) in all {
+            if let Ok(f) = &fams {
+                if let Some(fam) = f.get(n) {
+                    let _ = writeln!(out, "# HELP {n} {}", fam.help);
+                    let _ = writeln!(out, "# TYPE {n} {}", fam.kind);
+                }
+            }
+            for (l, v) in series {
+                let _ = writeln!(out, "{n}{l} {v}");
+            }
+        }
+        out
+    }
+}
+
+/// Serve `GET /metrics` on `listener` with the page `render` makes, until
+/// the process ends. Anything else gets 404.
+pub fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("vinet-metrics".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let render = Arc::clone(&render);
+            let _ = std::thread::Builder::new().name("vinet-metrics-conn".into()).spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                let mut buf = [0u8; 2048];
+                let mut n = 0;
+                while n < buf.len() {
+                    match s.read(&mut buf[n..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") || buf[..n].windows(2).any(|w| w == b"\n\n") {
+                        break;
+                    }
+                }
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("");
+                let (status, body) = if req.starts_with("GET ") && (path == "/metrics" || path == "/") {
+                    ("200 OK", render())
+                } else {
+                    ("404 Not Found", "not found\n".to_string())
+                };
+                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            });
+        }
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_and_serve() {
+        let m = Arc::new(Metrics::default());
+        m.describe("vinet_refusals_total", "counter", "Requests refused, by reason.");
+        m.inc("vinet_refusals_total", &labels(&[("reason", "replay")]));
+        m.inc("vinet_refusals_total", &labels(&[("reason", "replay")]));
+        m.set("vinet_load", "", 1024.0);
+        let text = m.render(&[("vinet_capacity", String::new(), 4096.0)]);
+        assert!(text.contains("# TYPE vinet_refusals_total counter\nvinet_refusals_total{reason=\"replay\"} 2\n"), "{text}");
+        assert!(text.contains("vinet_load 1024\n") && text.contains("vinet_capacity 4096\n"), "{text}");
+        assert_eq!(labels(&[("a", "x\"y")]), "{a=\"x\\\"y\"}");
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mm = Arc::clone(&m);
+        serve(l, Arc::new(move || mm.render(&[]))).unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        assert!(page.starts_with("HTTP/1.1 200 OK") && page.contains("vinet_load 1024"), "{page}");
+    }
+}
