@@ -118,8 +118,6 @@ impl Daemon {
             LiveMode::Nfqueue { .. } => return Err("NFQUEUE is available on Linux only".into()),
         };
         let packets = PacketPath::start(wcfg, source).map_err(|e| format!("cannot start the packet path: {e}"))?;
-        let listener = TcpListener::bind(&cfg.listen).map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-        let listen = listener.local_addr().map_err(|e| e.to_string())?;
         let metrics_listener = match &cfg.metrics {
             Some(m) => Some(TcpListener::bind(m).map_err(|e| format!("cannot serve metrics on {m}: {e}"))?),
             None => None,
@@ -127,7 +125,11 @@ impl Daemon {
         let metrics = Arc::new(Metrics::default());
         let timeout = Duration::from_secs(cfg.request_timeout_secs);
         let (max_conn, max_req) = (cfg.max_connections, cfg.max_request_bytes);
+        let listen_at = cfg.listen.clone();
+        // Reload (re-check and re-install every lease) before accepting requests.
         let admission = Admission::start(cfg, public, packets, Arc::clone(&metrics))?;
+        let listener = TcpListener::bind(&listen_at).map_err(|e| format!("cannot listen on {listen_at}: {e}"))?;
+        let listen = listener.local_addr().map_err(|e| e.to_string())?;
         let metrics_addr = match metrics_listener {
             Some(l) => {
                 let a = l.local_addr().ok();

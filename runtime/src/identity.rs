@@ -16,7 +16,9 @@
 //! postcard([`IdentityCert`]), so an identity signature can never be taken for
 //! a request signature ([`crate::protocol`] signs under its own domain).
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, Verifier};
+/// The key types of this module's API (ed25519-dalek's).
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use vinet_checker::netmask;
 

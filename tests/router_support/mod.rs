@@ -310,19 +310,20 @@ impl Vinetd {
     /// Start with a prepared command (e.g. `ip netns exec R vinetd`).
     pub fn start_with(mut cmd: Command, config: &Path, listen: &str, log: PathBuf) -> Vinetd {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let from = f.metadata().map_or(0, |m| m.len() as usize);
         let child = cmd.arg("--config").arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(f).spawn().expect("start vinetd");
         let mut d = Vinetd { child, log };
-        d.wait_ready(listen);
+        d.wait_ready(listen, from);
         d
     }
 
-    fn wait_ready(&mut self, listen: &str) {
+    fn wait_ready(&mut self, listen: &str, from: usize) {
         let t0 = Instant::now();
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!("vinetd exited ({st}) before it was ready:\n{}", self.log_text());
             }
-            if self.log_text().contains("vinetd ready") && (listen.is_empty() || TcpStream::connect(listen).is_ok()) {
+            if self.log_text().get(from..).is_some_and(|t| t.contains("vinetd ready")) && (listen.is_empty() || TcpStream::connect(listen).is_ok()) {
                 return;
             }
             assert!(t0.elapsed() < Duration::from_secs(30), "vinetd not ready after 30 s:\n{}", self.log_text());
