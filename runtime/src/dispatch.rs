@@ -220,7 +220,15 @@ pub struct Dispatch {
     gen_bytes: Vec<u8>,
     gen: Vec<(u32, u32)>,
     machine: Machine,
+    /// Packet-local plans on small buckets (off only in tests, to compare).
+    fast_paths: bool,
 }
+
+/// Buckets of at most this many packets run a program's packet-local plan
+/// (when it has one) instead of the VM: per packet the plan costs a few
+/// operations, while a VM run costs a fixed setup; the VM's vectorized set
+/// instructions win on large buckets.
+const LOCAL_ROWS: usize = 32;
 
 impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,6 +262,7 @@ impl Dispatch {
             gen_bytes: Vec::new(),
             gen: Vec::new(),
             machine: Machine::new(),
+            fast_paths: true,
         }
     }
 
@@ -454,6 +463,12 @@ impl Dispatch {
     /// Run every installed program over its client's bucket of `window`, and
     /// commit the effects of the runs that did not fault into the window.
     pub fn run_window(&mut self, window: &mut Window) -> WindowReport {
+        self.run_window_with(window, &[])
+    }
+
+    /// [`Dispatch::run_window`] for a window whose frames may be borrowed
+    /// from `slab`.
+    pub(crate) fn run_window_with(&mut self, window: &mut Window, slab: &[u8]) -> WindowReport {
         let mut rep = WindowReport::default();
         let n = window.packet_count();
         if self.live == 0 || n == 0 {
@@ -509,28 +524,47 @@ impl Dispatch {
         }
         // counts[l] is now the end of bucket l. One bucket holding the whole
         // window in order (a single busy client) runs on the window's own
-        // columns; otherwise the buckets are gathered.
+        // columns; otherwise a bucket's rows are gathered when a program
+        // needs the VM (packet-local plans read the window's columns
+        // through the rows directly).
         let identity = nb == 1 && self.perm.len() == n;
-        if !identity {
-            self.buckets.gather(&window.cols, &self.perm);
-        }
         self.win_drops.clear();
         self.win_drops.resize(n.div_ceil(64), 0);
         self.gen_bytes.clear();
         self.gen.clear();
-        let bytes = window.bytes();
+        let bytes = window.bytes_with(slab);
+        let cols = &window.cols;
         let mut start = 0usize;
         for l in 0..nb {
             let end = self.counts[l] as usize;
             let d = self.touched[l] as usize;
-            let view = if identity { window.cols.view(bytes, 0, n) } else { self.buckets.view(bytes, start, end) };
+            let rows = &self.perm[start..end];
+            let mut gathered = identity;
             rep.buckets += 1;
             let Some(entry) = self.dests[d].as_ref() else { continue };
             for s in entry.installs.iter() {
                 let Some(inst) = self.installs[s as usize].as_mut() else { continue };
                 rep.runs += 1;
                 inst.stats.windows += 1;
-                inst.stats.packets_in += (end - start) as u64;
+                inst.stats.packets_in += rows.len() as u64;
+                if self.fast_paths && rows.len() <= LOCAL_ROWS {
+                    if let Some((st, mut drops)) = inst.instance.run_local(inst.this, &cols.src, &cols.dst, rows) {
+                        inst.stats.discarded += u64::from(st.dropped);
+                        inst.stats.total_cost += st.cost;
+                        inst.stats.max_cost = inst.stats.max_cost.max(st.cost);
+                        while drops != 0 {
+                            let p = rows[drops.trailing_zeros() as usize];
+                            drops &= drops - 1;
+                            self.win_drops[p as usize / 64] |= 1 << (p % 64);
+                        }
+                        continue;
+                    }
+                }
+                if !gathered {
+                    self.buckets.gather(cols, rows);
+                    gathered = true;
+                }
+                let view = if identity { cols.view(bytes, 0, n) } else { self.buckets.view(bytes, 0, rows.len()) };
                 match inst.instance.run(inst.this, view, &mut self.machine) {
                     Ok(st) => {
                         inst.stats.discarded += u64::from(st.dropped);

@@ -15,6 +15,7 @@ use vinet_checker::bytecode::{Class, Const, Insn, Ty};
 use vinet_checker::policy::ClientKind;
 
 use crate::pcap::{CaptureError, CaptureReader, PcapOut};
+use crate::pcap::Frame;
 use crate::router::Router;
 use crate::vm::tests::{firewall, multicast, policy, spam_filter, Asm};
 use crate::vm::{Binding, Program};
@@ -163,4 +164,84 @@ fn replay_every_capture() {
     assert!(frames > 3000, "the corpus has over 3,000 frames, replayed {frames}");
     assert!(dropped > 0 && generated > 0, "programs should have acted on real traffic");
     assert!(took < Duration::from_secs(120), "replay took {took:?}");
+}
+
+/// The paper's programs for the first three destinations of `frames`.
+fn install_first(r: &mut Router, frames: &[Frame<'_>], progs: &[Arc<Program>; 3]) {
+    let mut dsts = Vec::new();
+    for f in frames {
+        if let crate::packet::Parsed::Ipv4(p) = crate::packet::parse_frame(f.link, f.data) {
+            if dsts.len() < 3 && !dsts.contains(&p.dst) {
+                dsts.push(p.dst);
+                let b = |params| Binding { this_ip: p.dst, this_subnet: None, params };
+                let d = r.dispatch_mut();
+                d.install_program(Arc::clone(&progs[0]), &b(vec![Const::Addr(p.src)])).unwrap();
+                d.install_program(Arc::clone(&progs[1]), &b(vec![Const::Str("".into())])).unwrap();
+                d.install_program(Arc::clone(&progs[2]), &b(vec![Const::Addr(p.src)])).unwrap();
+            }
+        }
+    }
+}
+
+/// `Router::push_slab` (frames borrowed from one buffer, windows spanning
+/// calls, frames from elsewhere mixed in) gives byte for byte the output and
+/// the counters of `Router::push`, on every capture of the corpus.
+#[test]
+fn slab_replay_equals_copying_replay() {
+    let pol = policy();
+    let progs = [
+        Arc::new(Program::unchecked(firewall(), 1_000_000, &pol)),
+        Arc::new(Program::unchecked(spam_filter(), 1_000_000, &pol)),
+        Arc::new(Program::unchecked(multicast(), 1_000_000, &pol)),
+    ];
+    let cfg = WindowConfig::new(pol.window_packets, 1000);
+    let mut compared = 0u64;
+    for path in corpus() {
+        let Ok(mut reader) = CaptureReader::open(&path) else { continue };
+        let link = reader.link_type().unwrap_or(crate::packet::LinkType::Ethernet);
+        let mut slab = Vec::new();
+        let mut recs = Vec::new();
+        while let Some(Ok(f)) = reader.next_frame() {
+            recs.push((slab.len(), f.data.len(), f.link, f.ts_ns, f.orig_len));
+            slab.extend_from_slice(f.data);
+        }
+        let frames: Vec<Frame<'_>> =
+            recs.iter().map(|&(off, len, link, ts_ns, orig_len)| Frame { link, ts_ns, orig_len, data: &slab[off..off + len] }).collect();
+        let copies: Vec<Vec<u8>> = frames.iter().map(|f| f.data.to_vec()).collect();
+        let name = path.display().to_string();
+        let mut results = Vec::new();
+        for mode in 0..3 {
+            let mut r = Router::new(cfg);
+            install_first(&mut r, &frames, &progs);
+            let mut out = PcapOut::new(Vec::new(), link).unwrap();
+            match mode {
+                0 => frames.iter().for_each(|f| r.push(*f, &mut out)),
+                // Chunks of 7: windows span calls and are internalized.
+                1 => frames.chunks(7).for_each(|c| r.push_slab(&slab, c, &mut out)),
+                // Every fifth chunk starts with a frame from another buffer,
+                // which switches an open borrowed window to copying.
+                _ => {
+                    for (k, c) in frames.chunks(7).enumerate() {
+                        if k % 5 == 4 {
+                            r.push_slab(&copies[k * 7], &[Frame { data: &copies[k * 7], ..c[0] }], &mut out);
+                            r.push_slab(&slab, &c[1..], &mut out);
+                        } else if k % 5 == 2 {
+                            r.push(Frame { data: &copies[k * 7], ..c[0] }, &mut out);
+                            r.push_slab(&slab, &c[1..], &mut out);
+                        } else {
+                            r.push_slab(&slab, c, &mut out);
+                        }
+                    }
+                }
+            }
+            r.flush(&mut out);
+            results.push((r.stats(), out.into_inner()));
+        }
+        for (mode, res) in results.iter().enumerate().skip(1) {
+            assert_eq!(res.0, results[0].0, "{name}: counters of mode {mode}");
+            assert!(res.1 == results[0].1, "{name}: output of mode {mode} differs");
+        }
+        compared += results[0].0.frames_in;
+    }
+    assert!(compared > 3000);
 }

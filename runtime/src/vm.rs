@@ -24,6 +24,17 @@
 //!   string growth, oversized generated packets) are faults too. A faulted
 //!   run's effects are discarded by [`Instance::run`].
 //!
+//! - **Packet-local plans**: a straight-line program built only of
+//!   address/prefix loads, `AllPackets`, the keyed GROUP_BY filters and
+//!   DISCARD (the firewall) decides each packet on its own. Such a program
+//!   also gets a [`LocalPlan`] when it is built, which the dispatch table runs
+//!   directly over a small bucket's rows of the window (no register file, no
+//!   gather): per packet, the set registers are bits of one word and each
+//!   routine charges its unit when the packet is in its input set, so the
+//!   metered cost is exactly the VM's (`unit x |S|` summed over packets). A
+//!   run whose cost would exceed the certified complexity is re-run by the VM,
+//!   which stops it at the exact instruction and reports the fault.
+//!
 //! **API Boundary:** a [`Program`] is made only from a
 //! [`vinet_checker::Checked`]; no public path runs unchecked bytecode.
 
@@ -216,6 +227,130 @@ pub struct Program {
     counts: [u32; 6],
     const_finders: Vec<Option<Finder<'static>>>,
     snapshot: Vec<bool>,
+    local: Option<LocalPlan>,
+}
+
+/// Where a scalar of a [`LocalPlan`] comes from (loaded once per run).
+#[derive(Clone, Copy, Debug)]
+enum ScalarSrc {
+    /// A constant, encoded as the VM's scalar registers hold it.
+    Value(u64),
+    /// A (non-string) parameter.
+    Param(u16),
+    /// THIS_IP.
+    ThisIp,
+    /// THIS_SUBNET_IP.
+    ThisSubnet,
+}
+
+/// One step of a [`LocalPlan`], on one packet. Set registers are bits of a
+/// `u64`, scalars are slots loaded at the start of the run.
+#[derive(Clone, Copy, Debug)]
+enum LocalOp {
+    /// `AllPackets`: the packet is in `dst`.
+    All { dst: u8 },
+    /// Set copy.
+    Copy { dst: u8, src: u8 },
+    /// GROUP_BY_DESTINATION / GROUP_BY_SOURCE keyed by scalar `by`
+    /// (an address, or a prefix when `prefix`): charges `unit` when the
+    /// packet is in `set`.
+    Filter { dst: u8, set: u8, by: u8, on_dst: bool, prefix: bool, unit: u64 },
+    /// DISCARD: charges `unit` and drops the packet when it is in `set`.
+    Discard { set: u8, unit: u64 },
+}
+
+/// A packet-local program: see the module documentation. Built only for
+/// straight-line code of loads, `AllPackets`, set copies, keyed filters and
+/// DISCARD, where every scalar register is assigned once, before any use.
+#[derive(Clone, Debug)]
+pub(crate) struct LocalPlan {
+    /// Scalar slots, in assignment order.
+    scalars: Vec<ScalarSrc>,
+    ops: Vec<LocalOp>,
+    /// Instructions of the module (each runs once: the code is straight).
+    steps: u64,
+}
+
+impl LocalPlan {
+    fn compile(module: &Module, units: &UnitCosts) -> Option<LocalPlan> {
+        if module.code.len() as u64 >= MAX_STEPS {
+            return None;
+        }
+        let mut scalar_slot: Vec<Option<u8>> = vec![None; module.regs.len()];
+        let mut set_bit: Vec<Option<u8>> = vec![None; module.regs.len()];
+        let mut sets = 0u8;
+        let mut scalars = Vec::new();
+        let mut ops = Vec::new();
+        let ty = |r: Reg| module.regs.get(r as usize).copied();
+        let mut set = |r: Reg, set_bit: &mut Vec<Option<u8>>| -> Option<u8> {
+            if ty(r)? != Ty::Set {
+                return None;
+            }
+            let cell = set_bit.get_mut(r as usize)?;
+            if cell.is_none() {
+                if sets == 64 {
+                    return None;
+                }
+                *cell = Some(sets);
+                sets += 1;
+            }
+            *cell
+        };
+        let mut load = |dst: Reg, src: ScalarSrc, scalar_slot: &mut Vec<Option<u8>>| -> Option<()> {
+            // Assigned once, and never a string.
+            let cell = scalar_slot.get_mut(dst as usize)?;
+            if cell.is_some() || scalars.len() >= 255 || !matches!(ty(dst)?, Ty::Addr | Ty::Prefix | Ty::Num | Ty::Bool) {
+                return None;
+            }
+            *cell = Some(scalars.len() as u8);
+            scalars.push(src);
+            Some(())
+        };
+        for insn in &module.code {
+            match *insn {
+                Insn::Const { dst, k } => {
+                    let v = match module.consts.get(k as usize)? {
+                        Const::Addr(a) => u64::from(*a),
+                        Const::Prefix(n, l) => enc_prefix(*n, *l),
+                        Const::Num(n) => *n,
+                        Const::Str(_) => return None,
+                    };
+                    load(dst, ScalarSrc::Value(v), &mut scalar_slot)?;
+                }
+                Insn::Bool { dst, value } => load(dst, ScalarSrc::Value(u64::from(value)), &mut scalar_slot)?,
+                Insn::Param { dst, p } => {
+                    if matches!(module.params.get(p as usize)?.default, Const::Str(_)) {
+                        return None;
+                    }
+                    load(dst, ScalarSrc::Param(p), &mut scalar_slot)?;
+                }
+                Insn::ThisIp { dst } => load(dst, ScalarSrc::ThisIp, &mut scalar_slot)?,
+                Insn::ThisSubnet { dst } => load(dst, ScalarSrc::ThisSubnet, &mut scalar_slot)?,
+                Insn::AllPackets { dst } => ops.push(LocalOp::All { dst: set(dst, &mut set_bit)? }),
+                Insn::Copy { dst, src } => {
+                    let src = set(src, &mut set_bit)?;
+                    ops.push(LocalOp::Copy { dst: set(dst, &mut set_bit)?, src });
+                }
+                Insn::FilterDst { dst, set: s, by } | Insn::FilterSrc { dst, set: s, by } => {
+                    let on_dst = matches!(insn, Insn::FilterDst { .. });
+                    let prefix = match ty(by)? {
+                        Ty::Addr => false,
+                        Ty::Prefix => true,
+                        _ => return None,
+                    };
+                    // The key must have been loaded already (a read before
+                    // any assignment would see the VM's zeroed register).
+                    let by = (*scalar_slot.get(by as usize)?)?;
+                    let unit = if on_dst { units.group_by_destination } else { units.group_by_source };
+                    let s = set(s, &mut set_bit)?;
+                    ops.push(LocalOp::Filter { dst: set(dst, &mut set_bit)?, set: s, by, on_dst, prefix, unit });
+                }
+                Insn::Discard { set: s } => ops.push(LocalOp::Discard { set: set(s, &mut set_bit)?, unit: units.discard }),
+                _ => return None,
+            }
+        }
+        Some(LocalPlan { scalars, ops, steps: module.code.len() as u64 })
+    }
 }
 
 impl std::fmt::Debug for Program {
@@ -278,7 +413,9 @@ impl Program {
                 _ => false,
             })
             .collect();
+        let local = LocalPlan::compile(&module, &policy.unit_costs);
         Program {
+            local,
             id,
             module,
             complexity,
@@ -379,6 +516,83 @@ impl Instance {
     /// Its parameter values.
     pub fn params(&self) -> &[Const] {
         &self.params
+    }
+
+    /// Whether the program has a [`LocalPlan`] (see the module documentation).
+    pub fn is_packet_local(&self) -> bool {
+        self.program.local.is_some()
+    }
+
+    /// Run the packet-local plan over packets `rows` (at most 64) of the
+    /// columns `src` and `dst`, on behalf of `this`: the run's statistics and
+    /// a bitmap of the dropped rows (bit k: `rows[k]`). `None` when the
+    /// program has no plan, when there are more than 64 rows, or when the
+    /// run would cost more than the certified complexity (the VM must then
+    /// run it, to stop it where it faults); nothing is changed in that case.
+    pub(crate) fn run_local(&self, this: This, src: &[u32], dst: &[u32], rows: &[u32]) -> Option<(RunStats, u64)> {
+        let plan = self.program.local.as_ref()?;
+        if rows.len() > 64 {
+            return None;
+        }
+        // Scalars, as the VM's registers would hold them.
+        let mut sc = [0u64; 16];
+        let mut big = Vec::new();
+        let scal: &mut [u64] = if plan.scalars.len() <= sc.len() {
+            &mut sc[..plan.scalars.len()]
+        } else {
+            big.resize(plan.scalars.len(), 0);
+            &mut big
+        };
+        for (v, s) in scal.iter_mut().zip(&plan.scalars) {
+            *v = match *s {
+                ScalarSrc::Value(x) => x,
+                ScalarSrc::ThisIp => u64::from(this.ip),
+                ScalarSrc::ThisSubnet => enc_prefix(this.subnet.0, this.subnet.1),
+                ScalarSrc::Param(p) => match self.params.get(p as usize) {
+                    Some(Const::Addr(a)) => u64::from(*a),
+                    Some(Const::Prefix(n, l)) => enc_prefix(*n, *l),
+                    Some(Const::Num(n)) => *n,
+                    _ => 0,
+                },
+            };
+        }
+        let mut cost = 0u64;
+        let mut drops = 0u64;
+        for (k, &row) in rows.iter().enumerate() {
+            let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
+            let mut bits = 0u64;
+            let mut dropped = false;
+            for op in &plan.ops {
+                match *op {
+                    LocalOp::All { dst } => bits |= 1 << dst,
+                    LocalOp::Copy { dst, src } => bits = bits & !(1 << dst) | (bits >> src & 1) << dst,
+                    LocalOp::Filter { dst, set, by, on_dst, prefix, unit } => {
+                        let inside = bits >> set & 1;
+                        cost = cost.saturating_add(unit * inside);
+                        let key = scal[by as usize];
+                        let (net, mask) = if prefix {
+                            let (n, l) = dec_prefix(key);
+                            (n, netmask(l))
+                        } else {
+                            (key as u32, u32::MAX)
+                        };
+                        let col = if on_dst { d_addr } else { s_addr };
+                        let hit = inside & u64::from(col & mask == net);
+                        bits = bits & !(1 << dst) | hit << dst;
+                    }
+                    LocalOp::Discard { set, unit } => {
+                        let inside = bits >> set & 1;
+                        cost = cost.saturating_add(unit * inside);
+                        dropped |= inside == 1;
+                    }
+                }
+            }
+            drops |= u64::from(dropped) << k;
+        }
+        if cost > self.program.complexity {
+            return None;
+        }
+        Some((RunStats { cost, steps: plan.steps, dropped: drops.count_ones(), generated: 0 }, drops))
     }
 
     /// Run once over `view` (AllPackets) on behalf of client `this`. On

@@ -8,8 +8,17 @@
 //! packets and the generated packets, also in one arena. Buffers are cleared,
 //! never freed, so a router reuses one window without allocating per packet.
 //!
+//! **Zero copy.** A window may also *borrow* its frames from a caller's slab
+//! (one contiguous buffer holding many frames: an in-memory replay buffer, a
+//! capture ring), through [`crate::router::Router::push_slab`]: then frame and
+//! payload offsets are offsets into the slab, and nothing is copied. A window
+//! is in one mode at a time; a borrowed window still open when the slab is
+//! given back is *internalized* (its frames copied into the arena), so a
+//! window may span calls.
+//!
 //! **Invariant:** every column has one entry per packet, and every payload
-//! range lies inside the arena (enforced by [`Window::push`], the only writer).
+//! range lies inside the arena, or in borrowed mode inside the slab the
+//! window was filled from (enforced by the push methods, the only writers).
 
 use crate::packet::{parse_frame, LinkType, Parsed};
 
@@ -178,6 +187,10 @@ impl<'a> View<'a> {
 #[derive(Default, Debug)]
 pub struct Window {
     bytes: Vec<u8>,
+    /// Frames are borrowed: offsets are into the caller's slab.
+    borrowed: bool,
+    /// Bytes of frames held (arena or slab).
+    held: usize,
     frames: Vec<FrameMeta>,
     pub(crate) cols: Columns,
     dropped: Vec<u64>,
@@ -196,6 +209,8 @@ impl Window {
     /// Empty the window, keeping its buffers.
     pub fn clear(&mut self) {
         self.bytes.clear();
+        self.borrowed = false;
+        self.held = 0;
         self.frames.clear();
         self.cols.clear();
         self.dropped.clear();
@@ -221,11 +236,13 @@ impl Window {
     pub fn is_full(&self, cfg: &WindowConfig) -> bool {
         self.cols.len() >= cfg.packets as usize
             || self.frames.len() >= cfg.max_frames.max(cfg.packets) as usize
-            || self.bytes.len() >= MAX_WINDOW_BYTES
+            || self.held >= MAX_WINDOW_BYTES
     }
 
-    /// Add a frame (copied into the window's arena) and parse it.
+    /// Add a frame (copied into the window's arena) and parse it. A window
+    /// holding borrowed frames must be internalized first.
     pub fn push(&mut self, link: LinkType, ts_ns: u64, orig_len: u32, data: &[u8]) -> FrameKind {
+        assert!(!self.borrowed, "Window::push on a window of borrowed frames (internalize it first)");
         let off = self.bytes.len();
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let data = &data[..len as usize];
@@ -235,6 +252,49 @@ impl Window {
             Err(_) => Parsed::Unparsed,
         };
         self.bytes.extend_from_slice(data);
+        self.record(off, len, link, ts_ns, orig_len, parsed)
+    }
+
+    /// Whether the window's frames are borrowed from a slab.
+    pub(crate) fn is_borrowed(&self) -> bool {
+        self.borrowed
+    }
+
+    /// Add the frame `slab[off..off + len]` without copying it. The window
+    /// must be empty or already borrowing from this same slab, and the slab
+    /// at most `u32::MAX` bytes long (the caller, `Router::push_slab`,
+    /// checks both).
+    pub(crate) fn push_borrowed(&mut self, slab: &[u8], off: usize, len: usize, link: LinkType, ts_ns: u64, orig_len: u32) -> FrameKind {
+        debug_assert!(self.borrowed || self.frames.is_empty());
+        debug_assert!(u32::try_from(slab.len()).is_ok() && off + len <= slab.len());
+        self.borrowed = true;
+        let data = slab.get(off..off + len).unwrap_or(&[]);
+        let parsed = parse_frame(link, data);
+        self.record(off, data.len() as u32, link, ts_ns, orig_len, parsed)
+    }
+
+    /// Copy borrowed frames into the arena (the slab is going away), moving
+    /// every frame and payload offset with them.
+    pub(crate) fn internalize(&mut self, slab: &[u8]) {
+        if !self.borrowed {
+            return;
+        }
+        self.bytes.clear();
+        for m in &mut self.frames {
+            let new = self.bytes.len();
+            self.bytes.extend_from_slice(slab.get(m.off..m.off + m.len as usize).unwrap_or(&[]));
+            if let FrameKind::Packet(p) = m.kind {
+                // The payload lies inside the frame: move it by the same amount.
+                let po = &mut self.cols.pay_off[p as usize];
+                *po = (*po as usize - m.off + new) as u32;
+            }
+            m.off = new;
+        }
+        self.borrowed = false;
+    }
+
+    fn record(&mut self, off: usize, len: u32, link: LinkType, ts_ns: u64, orig_len: u32, parsed: Parsed) -> FrameKind {
+        self.held += len as usize;
         let kind = match parsed {
             Parsed::Ipv4(f) => {
                 let i = self.cols.len() as u32;
@@ -285,19 +345,32 @@ impl Window {
         self.not_ipv4
     }
 
-    /// Frame `i`: its metadata and bytes.
+    /// Frame `i`: its metadata and bytes (`None` for a window of borrowed
+    /// frames, whose bytes are the caller's).
     pub fn frame(&self, i: usize) -> Option<(&FrameMeta, &[u8])> {
         let m = self.frames.get(i)?;
-        Some((m, &self.bytes[m.off..m.off + m.len as usize]))
+        let b = self.bytes_with(&[]).get(m.off..m.off + m.len as usize)?;
+        Some((m, b))
     }
 
-    /// The whole window as one view (AllPackets = every IPv4 packet).
+    /// The whole window as one view (AllPackets = every IPv4 packet). For a
+    /// window of borrowed frames, see [`Window::view_with`].
     pub fn view(&self) -> View<'_> {
-        self.cols.view(&self.bytes, 0, self.cols.len())
+        self.view_with(&[])
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The whole window as one view, the window's frames borrowed from `slab`.
+    pub(crate) fn view_with<'a>(&'a self, slab: &'a [u8]) -> View<'a> {
+        self.cols.view(self.bytes_with(slab), 0, self.cols.len())
+    }
+
+    /// The bytes frame offsets refer to: the arena, or the slab.
+    pub(crate) fn bytes_with<'a>(&'a self, slab: &'a [u8]) -> &'a [u8] {
+        if self.borrowed {
+            slab
+        } else {
+            &self.bytes
+        }
     }
 
     /// Whether packet `i` was dropped by some program.
@@ -344,8 +417,14 @@ impl Window {
     /// no program dropped, in arrival order, then the generated packets.
     /// `dropped` is told of the frames that are not forwarded.
     pub fn output(&self, sink: &mut dyn Sink) {
+        self.output_with(&[], sink);
+    }
+
+    /// [`Window::output`] for a window whose frames may be borrowed from `slab`.
+    pub(crate) fn output_with(&self, slab: &[u8], sink: &mut dyn Sink) {
+        let bytes = self.bytes_with(slab);
         for (i, m) in self.frames.iter().enumerate() {
-            let data = &self.bytes[m.off..m.off + m.len as usize];
+            let data = bytes.get(m.off..m.off + m.len as usize).unwrap_or(&[]);
             let drop = matches!(m.kind, FrameKind::Packet(p) if self.is_dropped(p));
             if drop {
                 sink.dropped(i, m, data);
