@@ -25,151 +25,19 @@
 
 mod router_support;
 
-use std::io::{BufRead, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use router_support::netns::{self, cannot_run, helper, ns, setup};
 use router_support::*;
-
-const HELPER_ENV: &str = "VINET_NETNS_HELPER";
 
 /// Not a test: the entry point of the helper processes this test runs inside
 /// the namespaces (a UDP/TCP sink on C, senders on A and B). Without the
 /// environment variable it does nothing.
 #[test]
 fn helper_entry() {
-    let Ok(role) = std::env::var(HELPER_ENV) else { return };
-    let a: Vec<&str> = role.split_whitespace().collect();
-    match a[0] {
-        "sink" => sink(a[1].parse().unwrap(), a[2].parse().unwrap(), a[3]),
-        "send" => send(a[1], a[2].parse().unwrap(), a[3].parse().unwrap(), a[4], a[5].parse().unwrap()),
-        other => panic!("unknown helper role {other}"),
-    }
-}
-
-fn sink(udp: u16, tcp: u16, out: &str) {
-    let out = std::sync::Arc::new(std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap()));
-    let u = UdpSocket::bind(("0.0.0.0", udp)).unwrap();
-    let t = TcpListener::bind(("0.0.0.0", tcp)).unwrap();
-    let o = out.clone();
-    std::thread::spawn(move || {
-        for c in t.incoming() {
-            let Ok(mut c) = c else { continue };
-            let o = o.clone();
-            std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut s = String::new();
-                let _ = c.read_to_string(&mut s);
-                let peer = c.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
-                let mut f = o.lock().unwrap();
-                let _ = writeln!(f, "tcp {peer} {}", s.trim());
-            });
-        }
-    });
-    let mut buf = [0u8; 2048];
-    loop {
-        let (n, from) = u.recv_from(&mut buf).unwrap();
-        let mut f = out.lock().unwrap();
-        let _ = writeln!(f, "udp {} {}", from.ip(), String::from_utf8_lossy(&buf[..n]).trim());
-    }
-}
-
-fn send(dst: &str, udp: u16, tcp: u16, tag: &str, count: usize) {
-    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
-    for i in 0..count {
-        u.send_to(format!("{tag} udp {i}").as_bytes(), (dst, udp)).unwrap();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let addr = format!("{dst}:{tcp}").parse().unwrap();
-    match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
-        Ok(mut s) => {
-            s.write_all(format!("{tag} tcp").as_bytes()).unwrap();
-            drop(s);
-            println!("tcp connected");
-        }
-        Err(e) => println!("tcp failed: {e}"),
-    }
-}
-
-/// Namespaces and processes, removed on drop.
-struct Net {
-    ns: Vec<String>,
-    procs: Vec<Child>,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        for n in &self.ns {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-fn sh(args: &[&str]) -> Result<String, String> {
-    let o = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !o.status.success() {
-        return Err(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into())
-}
-
-fn ns(n: &str, args: &[&str]) -> Result<String, String> {
-    let mut v = vec!["ip", "netns", "exec", n];
-    v.extend(args);
-    sh(&v)
-}
-
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_run() -> Option<String> {
-    let uid = sh(&["id", "-u"]).unwrap_or_default();
-    if uid.trim() != "0" {
-        return Some(format!("it needs root (uid is {})", uid.trim()));
-    }
-    if sh(&["ip", "-V"]).is_err() {
-        return Some("`ip` (iproute2) is missing".into());
-    }
-    if sh(&["iptables", "--version"]).is_err() {
-        return Some("`iptables` is missing (run scripts/setup)".into());
-    }
-    let probe = format!("vnprobe{}", std::process::id());
-    if let Err(e) = sh(&["ip", "netns", "add", &probe]) {
-        return Some(format!("network namespaces are unavailable: {e}"));
-    }
-    let _ = sh(&["ip", "netns", "del", &probe]);
-    None
-}
-
-fn setup(tag: &str) -> Result<Net, String> {
-    let names: Vec<String> = ["a", "b", "c", "r"].iter().map(|x| format!("vn{tag}{x}")).collect();
-    let mut net = Net { ns: vec![], procs: vec![] };
-    for n in &names {
-        sh(&["ip", "netns", "add", n])?;
-        net.ns.push(n.clone());
-        ns(n, &["ip", "link", "set", "lo", "up"])?;
-    }
-    let (a, b, c, r) = (&names[0], &names[1], &names[2], &names[3]);
-    for (host, rif, subnet) in [(a, "ra", 1), (b, "rb", 2), (c, "rc", 3)] {
-        sh(&["ip", "-n", r, "link", "add", rif, "type", "veth", "peer", "name", "eth0", "netns", host])?;
-        ns(r, &["ip", "addr", "add", &format!("10.0.{subnet}.1/24"), "dev", rif])?;
-        ns(r, &["ip", "link", "set", rif, "up"])?;
-        ns(host, &["ip", "addr", "add", &format!("10.0.{subnet}.2/24"), "dev", "eth0"])?;
-        ns(host, &["ip", "link", "set", "eth0", "up"])?;
-        ns(host, &["ip", "route", "add", "default", "via", &format!("10.0.{subnet}.1")])?;
-    }
-    ns(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-    Ok(net)
-}
-
-fn helper(net_ns: &str, role: &str) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", net_ns]).arg(exe).args(["--exact", "helper_entry", "--nocapture", "--test-threads=1", "-q"]).env(HELPER_ENV, role);
-    c
+    netns::helper_main();
 }
 
 /// Send from a host; returns whether its TCP connection got through.

@@ -4,6 +4,8 @@
 //! process that can be killed with SIGKILL and restarted on the same state.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
