@@ -11,10 +11,12 @@
 //! notes, help) contains the substring; and every error reported must be
 //! matched by some expectation, so a cascade of stray errors fails the test.
 //!
-//! The kind (`build`) says which command produces the error. Only `build` is
-//! known now; stages that add their own rejections (`prove`, `check`) add a
-//! variant to [`Kind`] and an arm to [`Kind::run`]. A file with no
-//! expectation, or with an unknown kind, fails the test.
+//! The kind says which command produces the error: `build` (the front end's
+//! diagnostics) or `prove` (the prover's: the program compiles but is not safe
+//! under the policy named by a `// policy: end-user|edge-router` line after
+//! the expectations, end-user by default). A file with no expectation, or with
+//! an unknown kind, fails the test. That both verifiers also refuse the
+//! `prove` files is `tests/verifiers_agree.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,12 +26,15 @@ use std::process::Command;
 enum Kind {
     /// `vinetc build FILE`: the front end's diagnostics.
     Build,
+    /// `vinetc prove FILE --policy P`: the prover's diagnostics.
+    Prove,
 }
 
 impl Kind {
     fn parse(word: &str) -> Option<Kind> {
         match word {
             "build" => Some(Kind::Build),
+            "prove" => Some(Kind::Prove),
             _ => None,
         }
     }
@@ -44,6 +49,19 @@ impl Kind {
                 .arg(scratch.join("out.vbc"))
                 .output()
                 .expect("run vinetc"),
+            Kind::Prove => {
+                let text = std::fs::read_to_string(file).unwrap_or_default();
+                let policy = if text.lines().take_while(|l| l.starts_with("//")).any(|l| l.contains("policy: edge-router")) { "edge-router" } else { "end-user" };
+                Command::new(env!("CARGO_BIN_EXE_vinetc"))
+                    .arg("prove")
+                    .arg(file)
+                    .arg("--policy")
+                    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/policies/{policy}.toml")))
+                    .arg("-o")
+                    .arg(scratch.join("out.vpc"))
+                    .output()
+                    .expect("run vinetc")
+            }
         };
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
@@ -66,7 +84,7 @@ fn expectations(path: &Path, bytes: &[u8]) -> Result<Vec<Expectation>, String> {
         let rest = rest.trim();
         let (kind_word, rest) = rest.split_once(' ').ok_or_else(|| format!("{}: malformed expectation `{line}`", path.display()))?;
         let kind = Kind::parse(kind_word)
-            .ok_or_else(|| format!("{}: unknown expectation kind `{kind_word}` (known: build)", path.display()))?;
+            .ok_or_else(|| format!("{}: unknown expectation kind `{kind_word}` (known: build, prove)", path.display()))?;
         let rest = rest
             .strip_prefix("error at ")
             .ok_or_else(|| format!("{}: expected `{kind_word} error at LINE:COL: TEXT`, got `{line}`", path.display()))?;
@@ -186,7 +204,8 @@ fn every_reject_file_gives_its_expected_errors() {
 fn the_runner_refuses_files_without_or_with_unknown_expectations() {
     let p = Path::new("x.vinet");
     assert!(expectations(p, b"LIFETIME = 1 days\n").is_err());
-    assert!(expectations(p, b"// expect: prove error at 1:1: x\n").is_err());
+    assert!(expectations(p, b"// expect: deploy error at 1:1: x\n").is_err());
+    assert_eq!(expectations(p, b"// expect: prove error at 1:1: x\n").unwrap()[0].kind, Kind::Prove);
     assert!(expectations(p, b"// expect: build error 1:1 x\n").is_err());
     let e = expectations(p, b"// expect: build error at 3:7: a: b\n// expect: build error at 4:1: c\nX").unwrap();
     assert_eq!((e[0].line, e[0].col, e[0].text.as_str()), (3, 7, "a: b"));

@@ -113,13 +113,20 @@ pub struct Diagnostics {
     file_name: String,
     source: String,
     items: Vec<Diagnostic>,
+    action: &'static str,
 }
 
 impl Diagnostics {
     /// Diagnostics about `source`, known to the user as `file_name`.
     pub fn new(file_name: impl Into<String>, source: impl Into<String>, mut items: Vec<Diagnostic>) -> Diagnostics {
         items.sort_by_key(|d| d.primary.as_ref().map_or(0, |(s, _)| s.start));
-        Diagnostics { file_name: file_name.into(), source: source.into(), items }
+        Diagnostics { file_name: file_name.into(), source: source.into(), items, action: "build" }
+    }
+
+    /// Name what failed in the closing count ("could not prove `f.vinet`"); `build` by default.
+    pub fn action(mut self, verb: &'static str) -> Diagnostics {
+        self.action = verb;
+        self
     }
 
     /// The diagnostics, in source order.
@@ -217,8 +224,8 @@ impl Diagnostics {
         let errors = self.items.iter().filter(|d| d.severity == Severity::Error).count();
         match errors {
             0 => String::new(),
-            1 => format!("error: could not build `{}` (1 error)\n", self.file_name),
-            n => format!("error: could not build `{}` ({n} errors)\n", self.file_name),
+            1 => format!("error: could not {} `{}` (1 error)\n", self.action, self.file_name),
+            n => format!("error: could not {} `{}` ({n} errors)\n", self.action, self.file_name),
         }
     }
 
