@@ -200,10 +200,7 @@ fn assuming_the_predicate_is_refused() {
     let idx = root_term.iter().position(|t| *t == predicate);
     let t = match idx {
         Some(i) => i as u32,
-        None => {
-            pf.terms.clear();
-            intern(&mut pf.terms, &predicate)
-        }
+        None => vinet_prover::builder::add_term(pf, &predicate),
     };
     pf.steps = vec![Step::Assume { t }];
     pf.lemmas.clear();
@@ -211,18 +208,6 @@ fn assuming_the_predicate_is_refused() {
     assert!(e.to_string().contains("undischarged hypotheses"), "{e}");
 }
 
-fn intern(pool: &mut Vec<TermNode>, t: &vinet_checker::logic::Term) -> u32 {
-    use vinet_checker::logic::Kind;
-    let node = match t.kind() {
-        Kind::Var(v) => TermNode::Var(*v, t.sort()),
-        Kind::Bound(i) => TermNode::Bound(*i, t.sort()),
-        Kind::Lit(l) => TermNode::Lit(l.clone()),
-        Kind::App(s, args) => TermNode::App(*s, args.iter().map(|a| intern(pool, a)).collect()),
-        Kind::All(s, b) => TermNode::All(*s, intern(pool, b)),
-    };
-    pool.push(node);
-    pool.len() as u32 - 1
-}
 
 #[test]
 fn a_weaker_statement_is_refused() {

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use vinet_checker::bytecode::Module;
-use vinet_checker::cert::{encode_file, Bundle, LemmaCache, Step, TermNode, BUNDLE_MAGIC, LIBRARY_MAGIC};
+use vinet_checker::cert::{encode_file, Bundle, LemmaCache, Step, BUNDLE_MAGIC, LIBRARY_MAGIC};
 use vinet_checker::policy::{ClientKind, Policy};
 
 fn root() -> PathBuf {
@@ -51,19 +51,7 @@ fn assume_forgery(module: &Module, pol: &Policy, like: &Bundle) -> Option<Vec<u8
     let p = &mut b.certificate.proof;
     p.lemmas.clear();
     p.terms.clear();
-    fn intern(pool: &mut Vec<TermNode>, t: &vinet_checker::logic::Term) -> u32 {
-        use vinet_checker::logic::Kind;
-        let node = match t.kind() {
-            Kind::Var(v) => TermNode::Var(*v, t.sort()),
-            Kind::Bound(i) => TermNode::Bound(*i, t.sort()),
-            Kind::Lit(l) => TermNode::Lit(l.clone()),
-            Kind::App(s, args) => TermNode::App(*s, args.iter().map(|a| intern(pool, a)).collect()),
-            Kind::All(s, b) => TermNode::All(*s, intern(pool, b)),
-        };
-        pool.push(node);
-        pool.len() as u32 - 1
-    }
-    let t = intern(&mut p.terms, &predicate);
+    let t = vinet_prover::builder::add_term(p, &predicate);
     p.steps = vec![Step::Assume { t }];
     Some(encode_file(&b, BUNDLE_MAGIC))
 }
