@@ -230,6 +230,9 @@ pub struct Program {
     local: Option<LocalPlan>,
 }
 
+/// Most scalars a [`LocalPlan`] run keeps (on the stack); more, and the VM runs.
+const LOCAL_SCALARS: usize = 16;
+
 /// Where a scalar of a [`LocalPlan`] comes from (loaded once per run).
 #[derive(Clone, Copy, Debug)]
 enum ScalarSrc {
@@ -251,10 +254,9 @@ enum LocalOp {
     All { dst: u8 },
     /// Set copy.
     Copy { dst: u8, src: u8 },
-    /// GROUP_BY_DESTINATION / GROUP_BY_SOURCE keyed by scalar `by`
-    /// (an address, or a prefix when `prefix`): charges `unit` when the
-    /// packet is in `set`.
-    Filter { dst: u8, set: u8, by: u8, on_dst: bool, prefix: bool, unit: u64 },
+    /// GROUP_BY_DESTINATION / GROUP_BY_SOURCE keyed by scalar `by` (an
+    /// address or a prefix): charges `unit` when the packet is in `set`.
+    Filter { dst: u8, set: u8, by: u8, on_dst: bool, unit: u64 },
     /// DISCARD: charges `unit` and drops the packet when it is in `set`.
     Discard { set: u8, unit: u64 },
 }
@@ -267,8 +269,40 @@ pub(crate) struct LocalPlan {
     /// Scalar slots, in assignment order.
     scalars: Vec<ScalarSrc>,
     ops: Vec<LocalOp>,
+    /// The common shape `DISCARD(F_k(...F_1(AllPackets, a_1)..., a_k))`
+    /// (the firewall): the filters in order, and DISCARD's unit.
+    chain: Option<(Vec<ChainStep>, u64)>,
+    /// Bit i: scalar slot i holds a prefix (else an address or a number).
+    prefix_slots: u64,
     /// Instructions of the module (each runs once: the code is straight).
     steps: u64,
+}
+
+/// The key of a chain filter once the parameters are bound.
+#[derive(Clone, Copy, Debug)]
+enum ChainKey {
+    /// A constant or parameter: network and mask.
+    Fixed(u32, u32),
+    /// THIS_IP.
+    ThisIp,
+    /// THIS_SUBNET_IP.
+    ThisSubnet,
+}
+
+/// A chain filter of an [`Instance`]: key, column, unit.
+#[derive(Clone, Copy, Debug)]
+struct BoundStep {
+    key: ChainKey,
+    on_dst: bool,
+    unit: u64,
+}
+
+/// One filter of a chain: key slot, column, unit.
+#[derive(Clone, Copy, Debug)]
+struct ChainStep {
+    by: u8,
+    on_dst: bool,
+    unit: u64,
 }
 
 impl LocalPlan {
@@ -276,10 +310,16 @@ impl LocalPlan {
         if module.code.len() as u64 >= MAX_STEPS {
             return None;
         }
+        // Costs are summed in u64 over at most 64 packets.
+        let dearest = units.group_by_destination.max(units.group_by_source).max(units.discard);
+        if dearest > u64::MAX / (64 * (module.code.len() as u64 + 1)) {
+            return None;
+        }
         let mut scalar_slot: Vec<Option<u8>> = vec![None; module.regs.len()];
         let mut set_bit: Vec<Option<u8>> = vec![None; module.regs.len()];
         let mut sets = 0u8;
         let mut scalars = Vec::new();
+        let mut prefix_slot = Vec::new();
         let mut ops = Vec::new();
         let ty = |r: Reg| module.regs.get(r as usize).copied();
         let mut set = |r: Reg, set_bit: &mut Vec<Option<u8>>| -> Option<u8> {
@@ -303,6 +343,7 @@ impl LocalPlan {
                 return None;
             }
             *cell = Some(scalars.len() as u8);
+            prefix_slot.push(ty(dst)? == Ty::Prefix);
             scalars.push(src);
             Some(())
         };
@@ -333,23 +374,43 @@ impl LocalPlan {
                 }
                 Insn::FilterDst { dst, set: s, by } | Insn::FilterSrc { dst, set: s, by } => {
                     let on_dst = matches!(insn, Insn::FilterDst { .. });
-                    let prefix = match ty(by)? {
-                        Ty::Addr => false,
-                        Ty::Prefix => true,
-                        _ => return None,
-                    };
+                    if !matches!(ty(by)?, Ty::Addr | Ty::Prefix) {
+                        return None;
+                    }
                     // The key must have been loaded already (a read before
                     // any assignment would see the VM's zeroed register).
                     let by = (*scalar_slot.get(by as usize)?)?;
                     let unit = if on_dst { units.group_by_destination } else { units.group_by_source };
                     let s = set(s, &mut set_bit)?;
-                    ops.push(LocalOp::Filter { dst: set(dst, &mut set_bit)?, set: s, by, on_dst, prefix, unit });
+                    ops.push(LocalOp::Filter { dst: set(dst, &mut set_bit)?, set: s, by, on_dst, unit });
                 }
                 Insn::Discard { set: s } => ops.push(LocalOp::Discard { set: set(s, &mut set_bit)?, unit: units.discard }),
                 _ => return None,
             }
         }
-        Some(LocalPlan { scalars, ops, steps: module.code.len() as u64 })
+        let chain = LocalPlan::chain_of(&ops);
+        let prefix_slots = scalars.iter().enumerate().fold(0u64, |m, (i, _)| m | u64::from(prefix_slot.get(i).copied().unwrap_or(false)) << i);
+        Some(LocalPlan { scalars, ops, chain, prefix_slots, steps: module.code.len() as u64 })
+    }
+
+    /// The chain shape: `All{a}`, filters each reading the set the one
+    /// before wrote (every set written once), then one DISCARD of the last.
+    fn chain_of(ops: &[LocalOp]) -> Option<(Vec<ChainStep>, u64)> {
+        let (LocalOp::All { dst: first }, rest) = ops.split_first()? else { return None };
+        let (LocalOp::Discard { set: last, unit: du }, filters) = rest.split_last()? else { return None };
+        let mut written = 1u64 << first;
+        let mut cur = *first;
+        let mut steps = Vec::new();
+        for op in filters {
+            let LocalOp::Filter { dst, set, by, on_dst, unit } = *op else { return None };
+            if set != cur || written >> dst & 1 == 1 {
+                return None;
+            }
+            written |= 1 << dst;
+            cur = dst;
+            steps.push(ChainStep { by, on_dst, unit });
+        }
+        (*last == cur).then_some((steps, *du))
     }
 }
 
@@ -490,7 +551,34 @@ impl Program {
                 _ => None,
             })
             .collect();
-        Ok(Instance { program: Arc::clone(self), params: values, param_finders })
+        let chain = self.local.as_ref().and_then(|plan| {
+            let (steps, du) = plan.chain.as_ref()?;
+            let bound = steps.iter().map(|st| {
+                let prefix = plan.prefix_slots >> st.by & 1 == 1;
+                let fixed = |v: u64| {
+                    if prefix {
+                        let (n, l) = dec_prefix(v);
+                        ChainKey::Fixed(n, netmask(l))
+                    } else {
+                        ChainKey::Fixed(v as u32, u32::MAX)
+                    }
+                };
+                let key = match plan.scalars.get(st.by as usize)? {
+                    ScalarSrc::Value(v) => fixed(*v),
+                    ScalarSrc::Param(p) => match values.get(*p as usize)? {
+                        Const::Addr(a) => fixed(u64::from(*a)),
+                        Const::Prefix(n, l) => fixed(enc_prefix(*n, *l)),
+                        Const::Num(n) => fixed(*n),
+                        Const::Str(_) => return None,
+                    },
+                    ScalarSrc::ThisIp => ChainKey::ThisIp,
+                    ScalarSrc::ThisSubnet => ChainKey::ThisSubnet,
+                };
+                Some(BoundStep { key, on_dst: st.on_dst, unit: st.unit })
+            });
+            Some((bound.collect::<Option<Vec<_>>>()?, *du))
+        });
+        Ok(Instance { program: Arc::clone(self), params: values, param_finders, chain })
     }
 }
 
@@ -500,6 +588,8 @@ pub struct Instance {
     program: Arc<Program>,
     params: Vec<Const>,
     param_finders: Vec<Option<Finder<'static>>>,
+    /// The program's chain plan with the parameters bound.
+    chain: Option<(Vec<BoundStep>, u64)>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -530,21 +620,48 @@ impl Instance {
     /// run would cost more than the certified complexity (the VM must then
     /// run it, to stop it where it faults); nothing is changed in that case.
     pub(crate) fn run_local(&self, this: This, src: &[u32], dst: &[u32], rows: &[u32]) -> Option<(RunStats, u64)> {
-        let plan = self.program.local.as_ref()?;
         if rows.len() > 64 {
             return None;
         }
-        // Scalars, as the VM's registers would hold them.
-        let mut sc = [0u64; 16];
-        let mut big = Vec::new();
-        let scal: &mut [u64] = if plan.scalars.len() <= sc.len() {
-            &mut sc[..plan.scalars.len()]
-        } else {
-            big.resize(plan.scalars.len(), 0);
-            &mut big
-        };
-        for (v, s) in scal.iter_mut().zip(&plan.scalars) {
-            *v = match *s {
+        if let Some((chain, du)) = &self.chain {
+            let (tnet, tmask) = (this.subnet.0, netmask(this.subnet.1));
+            let mut cost = 0u64;
+            let mut drops = 0u64;
+            for (k, &row) in rows.iter().enumerate() {
+                let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
+                let mut pass = true;
+                for f in chain {
+                    cost += f.unit;
+                    let (net, mask) = match f.key {
+                        ChainKey::Fixed(n, m) => (n, m),
+                        ChainKey::ThisIp => (this.ip, u32::MAX),
+                        ChainKey::ThisSubnet => (tnet, tmask),
+                    };
+                    if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
+                        pass = false;
+                        break;
+                    }
+                }
+                if pass {
+                    cost += du;
+                    drops |= 1 << k;
+                }
+            }
+            if cost > self.program.complexity {
+                return None;
+            }
+            let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
+            return Some((RunStats { cost, steps, dropped: drops.count_ones(), generated: 0 }, drops));
+        }
+        let plan = self.program.local.as_ref()?;
+        if plan.scalars.len() > LOCAL_SCALARS {
+            return None;
+        }
+        // Every scalar as a (net, mask) key, as the VM's filter reads it
+        // (an address is its own net with a full mask).
+        let mut keys = [(0u32, 0u32); LOCAL_SCALARS];
+        for (i, (k, s)) in keys.iter_mut().zip(&plan.scalars).enumerate() {
+            let v = match *s {
                 ScalarSrc::Value(x) => x,
                 ScalarSrc::ThisIp => u64::from(this.ip),
                 ScalarSrc::ThisSubnet => enc_prefix(this.subnet.0, this.subnet.1),
@@ -555,39 +672,41 @@ impl Instance {
                     _ => 0,
                 },
             };
+            *k = if plan.prefix_slots >> i & 1 == 1 {
+                let (n, l) = dec_prefix(v);
+                (n, netmask(l))
+            } else {
+                (v as u32, u32::MAX)
+            };
         }
         let mut cost = 0u64;
         let mut drops = 0u64;
-        for (k, &row) in rows.iter().enumerate() {
-            let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
-            let mut bits = 0u64;
-            let mut dropped = false;
-            for op in &plan.ops {
-                match *op {
-                    LocalOp::All { dst } => bits |= 1 << dst,
-                    LocalOp::Copy { dst, src } => bits = bits & !(1 << dst) | (bits >> src & 1) << dst,
-                    LocalOp::Filter { dst, set, by, on_dst, prefix, unit } => {
-                        let inside = bits >> set & 1;
-                        cost = cost.saturating_add(unit * inside);
-                        let key = scal[by as usize];
-                        let (net, mask) = if prefix {
-                            let (n, l) = dec_prefix(key);
-                            (n, netmask(l))
-                        } else {
-                            (key as u32, u32::MAX)
-                        };
-                        let col = if on_dst { d_addr } else { s_addr };
-                        let hit = inside & u64::from(col & mask == net);
-                        bits = bits & !(1 << dst) | hit << dst;
-                    }
-                    LocalOp::Discard { set, unit } => {
-                        let inside = bits >> set & 1;
-                        cost = cost.saturating_add(unit * inside);
-                        dropped |= inside == 1;
+        {
+            for (k, &row) in rows.iter().enumerate() {
+                let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
+                let mut bits = 0u64;
+                let mut dropped = 0u64;
+                for op in &plan.ops {
+                    match *op {
+                        LocalOp::All { dst } => bits |= 1 << dst,
+                        LocalOp::Copy { dst, src } => bits = bits & !(1 << dst) | (bits >> src & 1) << dst,
+                        LocalOp::Filter { dst, set, by, on_dst, unit } => {
+                            let inside = bits >> set & 1;
+                            cost += unit * inside;
+                            let (net, mask) = keys[by as usize];
+                            let col = if on_dst { d_addr } else { s_addr };
+                            let hit = inside & u64::from(col & mask == net);
+                            bits = bits & !(1 << dst) | hit << dst;
+                        }
+                        LocalOp::Discard { set, unit } => {
+                            let inside = bits >> set & 1;
+                            cost += unit * inside;
+                            dropped |= inside;
+                        }
                     }
                 }
+                drops |= dropped << k;
             }
-            drops |= u64::from(dropped) << k;
         }
         if cost > self.program.complexity {
             return None;

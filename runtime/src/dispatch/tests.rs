@@ -224,8 +224,6 @@ fn packet_local_plans_are_built_only_for_packet_local_programs() {
 /// and every installation's counters (metered cost included), faults too.
 #[test]
 fn packet_local_plans_agree_with_the_vm() {
-    let mut edge = policy();
-    edge.client = ClientKind::EdgeRouter;
     let mut tight = firewall();
     tight.header.lifetime_secs += 1;
     // Bound 5: a bucket with one packet from BAD costs 1 + 2 + 1, two cost 8.
