@@ -510,6 +510,7 @@ impl Dispatch {
     /// from `slab`.
     pub(crate) fn run_window_with(&mut self, window: &mut Window, slab: &[u8]) -> WindowReport {
         let mut rep = WindowReport::default();
+        window.materialize();
         let n = window.packet_count();
         if self.live == 0 || n == 0 {
             return rep;

@@ -193,6 +193,8 @@ pub struct Window {
     held: usize,
     frames: Vec<FrameMeta>,
     pub(crate) cols: Columns,
+    /// Borrowed packets not yet in `cols` (see [`Window::materialize`]).
+    pending: Vec<crate::packet::Fields>,
     dropped: Vec<u64>,
     gen_bytes: Vec<u8>,
     gen: Vec<(u32, u32)>,
@@ -213,6 +215,7 @@ impl Window {
         self.held = 0;
         self.frames.clear();
         self.cols.clear();
+        self.pending.clear();
         self.dropped.clear();
         self.gen_bytes.clear();
         self.gen.clear();
@@ -234,7 +237,7 @@ impl Window {
 
     /// W packets, `max_frames` frames or [`MAX_WINDOW_BYTES`] reached.
     pub fn is_full(&self, cfg: &WindowConfig) -> bool {
-        self.cols.len() >= cfg.packets as usize
+        self.packet_count() >= cfg.packets as usize
             || self.frames.len() >= cfg.max_frames.max(cfg.packets) as usize
             || self.held >= MAX_WINDOW_BYTES
     }
@@ -279,6 +282,7 @@ impl Window {
         if !self.borrowed {
             return;
         }
+        self.materialize();
         self.bytes.clear();
         for m in &mut self.frames {
             let new = self.bytes.len();
@@ -296,6 +300,16 @@ impl Window {
     fn record(&mut self, off: usize, len: u32, link: LinkType, ts_ns: u64, orig_len: u32, parsed: Parsed) -> FrameKind {
         self.held += len as usize;
         let kind = match parsed {
+            Parsed::Ipv4(mut f) if self.borrowed => {
+                // Rows first, columns when the window closes (one push here
+                // instead of nine).
+                let i = (self.cols.len() + self.pending.len()) as u32;
+                // In range: the slab is at most u32::MAX bytes and the
+                // payload lies inside it.
+                f.payload_start += off as u32;
+                self.pending.push(f);
+                FrameKind::Packet(i)
+            }
             Parsed::Ipv4(f) => {
                 let i = self.cols.len() as u32;
                 let c = &mut self.cols;
@@ -325,6 +339,26 @@ impl Window {
         kind
     }
 
+    /// Move the rows of borrowed packets into the columns (before the
+    /// window runs, or its frames are internalized).
+    pub(crate) fn materialize(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (c, p) = (&mut self.cols, &self.pending);
+        let base = c.len() as u32;
+        c.src.extend(p.iter().map(|f| f.src));
+        c.dst.extend(p.iter().map(|f| f.dst));
+        c.proto.extend(p.iter().map(|f| f.proto));
+        c.sport.extend(p.iter().map(|f| f.sport));
+        c.dport.extend(p.iter().map(|f| f.dport));
+        c.seq.extend(p.iter().map(|f| f.seq));
+        c.pay_off.extend(p.iter().map(|f| f.payload_start));
+        c.pay_len.extend(p.iter().map(|f| f.payload_len));
+        c.origin.extend(base..base + p.len() as u32);
+        self.pending.clear();
+    }
+
     /// Frames in the window.
     pub fn frame_count(&self) -> usize {
         self.frames.len()
@@ -332,7 +366,7 @@ impl Window {
 
     /// IPv4 packets in the window.
     pub fn packet_count(&self) -> usize {
-        self.cols.len()
+        self.cols.len() + self.pending.len()
     }
 
     /// Frames that did not parse.
@@ -361,6 +395,7 @@ impl Window {
 
     /// The whole window as one view, the window's frames borrowed from `slab`.
     pub(crate) fn view_with<'a>(&'a self, slab: &'a [u8]) -> View<'a> {
+        debug_assert!(self.pending.is_empty(), "a view of a window whose rows are not in its columns");
         self.cols.view(self.bytes_with(slab), 0, self.cols.len())
     }
 
