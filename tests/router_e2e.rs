@@ -279,3 +279,30 @@ fn sharing_capacity_quotas_and_drop_for_everyone() {
     assert_eq!(r.code, 2, "{r:?}");
     let _ = Op::Status;
 }
+
+#[test]
+fn edge_router_clients_and_the_end_user_policy() {
+    let env = Env::new("router-edge");
+    let lib = env.p("lib.vnl");
+    vinetc(&["lemmas", "build", root().join("lemmas").to_str().unwrap(), "-o", &lib]).ok();
+    let cfg = env.config(&Settings { lemmas: Some(lib.into()), ..Settings::default() });
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    // An edge router as client: THIS_SUBNET_IP and its own address come from
+    // its identity; the multicast aggregator is checked under the edge-router policy.
+    let key = env.dir.path("edge.key");
+    vinetc(&["keygen", "-o", key.to_str().unwrap()]).ok();
+    let id = env.dir.path("edge.vid");
+    vinetc(&["identity", "issue", "--authority", env.operator.to_str().unwrap(), "--client", &format!("{}.pub", key.display()), "--prefix", "10.9.0.0/16", "--router-ip", "10.9.0.1", "-o", id.to_str().unwrap()]).ok();
+    let edge = ClientFiles { key, id };
+    let mc = env.bundle_with("mc", &std::fs::read_to_string(root().join("examples/multicast.vinet")).unwrap(), &root().join("examples/policies/edge-router.toml"));
+    let out = env.upload(&mc, &edge, 1_000, &["--param", "BroadcastIP=198.51.100.9"]).ok().to_string();
+    assert!(out.contains("admitted"), "{out}");
+    let s = env.status(&edge);
+    assert_eq!(s["leases"][0]["dest"], "10.9.0.0/16", "{s}");
+    // An end user cannot run it: it was proved for edge routers (THIS_SUBNET_IP).
+    let user = env.client("user", "10.0.7.1");
+    env.upload(&mc, &user, 1_000, &[]).refused("proof");
+    // And an edge router cannot run an end user's firewall bundle.
+    let fw = env.firewall("fw", "2 days");
+    env.upload(&fw, &edge, 200, &[]).refused("proof");
+}

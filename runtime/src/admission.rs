@@ -102,6 +102,16 @@ struct State {
     arrivals: u64,
     next_lease: u64,
     blocked: BTreeSet<u32>,
+    /// Lemmas this router asked each client for (in memory: after a restart
+    /// the client is simply asked again).
+    asked: HashMap<[u8; 32], BTreeSet<LemmaHash>>,
+    /// Lease ends, for expiry: (end_ms, lease).
+    ends: BTreeSet<(u64, u64)>,
+    /// Per discarded source: the destinations discarding it, with how many
+    /// of their leases do (the drop-for-everyone rule).
+    discards: HashMap<u32, HashMap<(u32, u8), usize>>,
+    /// The same per functionality class (the quotas).
+    class_discards: HashMap<(Class, u32), HashMap<(u32, u8), usize>>,
     stopping: bool,
 }
 
@@ -213,6 +223,10 @@ impl Admission {
             arrivals: 0,
             next_lease,
             blocked: BTreeSet::new(),
+            asked: HashMap::new(),
+            ends: BTreeSet::new(),
+            discards: HashMap::new(),
+            class_discards: HashMap::new(),
             stopping: false,
         };
         let adm = Arc::new(Admission {
@@ -420,7 +434,7 @@ impl Admission {
             Op::Status => Reply::Status(self.status(Some(&client))),
             Op::Withdraw { lease } => self.withdraw(&client, lease),
             Op::Renew { lease, pay } => self.renew(&client, lease, pay),
-            Op::Lemmas { lemmas } => self.admit_lemmas(&lemmas),
+            Op::Lemmas { lemmas } => self.admit_lemmas(&client, &lemmas),
             Op::Upload { bundle, pay, params } => {
                 let t0 = Instant::now();
                 let r = self.upload(client, &req.identity, id.subject, policy, bundle, pay, &params);
@@ -456,6 +470,8 @@ impl Admission {
             let missing: Vec<LemmaHash> = b.certificate.proof.lemmas.iter().filter(|h| lemmas.get(h).is_none()).copied().collect();
             if !missing.is_empty() {
                 tracing::info!(missing = missing.len(), "certificate cites lemmas this router lacks: asking for them");
+                drop(lemmas);
+                self.lock().asked.entry(client).or_default().extend(missing.iter().copied());
                 return Reply::NeedLemmas { hashes: missing };
             }
         }
@@ -501,7 +517,7 @@ impl Admission {
                     if let Some(j) = st.queues.pop() {
                         break j;
                     }
-                    let next = st.leases.values().map(|l| l.end_ms).min();
+                    let next = st.ends.first().map(|&(e, _)| e);
                     let wait = next.map_or(Duration::from_secs(1), |e| Duration::from_millis(e.saturating_sub(now_ms()).clamp(1, 1000)));
                     st = self.wake.wait_timeout(st, wait).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
                 }
@@ -545,8 +561,8 @@ impl Admission {
             }
             let quota = self.cfg.quota(class);
             for &x in &sources {
-                let others: BTreeSet<(u32, u8)> = st.leases.values().filter(|l| l.class == class && l.sources.contains(&x) && l.subject.dest() != dest).map(|l| l.subject.dest()).collect();
-                if others.len() >= quota {
+                let others = st.class_discards.get(&(class, x)).map_or(0, |d| d.len() - usize::from(d.contains_key(&dest)));
+                if others >= quota {
                     return refused((Refusal::Quota, format!("the quota of {} programs against source {} is full ({quota} destinations)", class_name(class), ip4(x))));
                 }
             }
@@ -563,7 +579,10 @@ impl Admission {
                 self.observe_check(t0);
                 match r {
                     Ok(c) => c,
-                    Err(CheckError::Proof(ProofError::MissingLemma(h))) => return Reply::NeedLemmas { hashes: vec![h] },
+                    Err(CheckError::Proof(ProofError::MissingLemma(h))) => {
+                        self.lock().asked.entry(job.client).or_default().insert(h);
+                        return Reply::NeedLemmas { hashes: vec![h] };
+                    }
                     Err(e) => return refused((Refusal::Proof, format!("the checker refused the bundle: {e}"))),
                 }
             }
@@ -618,7 +637,7 @@ impl Admission {
 
     fn expire(&self, st: &mut State) {
         let now = now_ms();
-        let due: Vec<u64> = st.leases.iter().filter(|(_, l)| l.end_ms <= now).map(|(&i, _)| i).collect();
+        let due: Vec<u64> = st.ends.range(..=(now, u64::MAX)).map(|&(_, i)| i).collect();
         for id in due {
             self.end(st, id, "expired");
         }
@@ -668,7 +687,9 @@ impl Admission {
         match st.store.renew(lease, client, end_ms, pay, now) {
             Ok(balance) => {
                 if let Some(x) = st.leases.get_mut(&lease) {
-                    x.end_ms = end_ms;
+                    let old = std::mem::replace(&mut x.end_ms, end_ms);
+                    st.ends.remove(&(old, lease));
+                    st.ends.insert((end_ms, lease));
                 }
                 tracing::info!(lease, end_ms, "lease renewed");
                 Reply::Renewed { lease, expires_ms: end_ms, balance }
@@ -677,21 +698,44 @@ impl Admission {
         }
     }
 
-    fn admit_lemmas(&self, lemmas: &[Lemma]) -> Reply {
+    /// Verify and cache lemmas a client sends. Only lemmas this router asked
+    /// that client for, and the lemmas those cite (sent in the same request),
+    /// are taken: a client cannot fill the router's store with lemmas nobody
+    /// needs.
+    fn admit_lemmas(&self, client: &[u8; 32], lemmas: &[Lemma]) -> Reply {
+        let mut wanted = self.lock().asked.get(client).cloned().unwrap_or_default();
+        let hashes: Vec<LemmaHash> = lemmas.iter().map(Lemma::hash).collect();
+        for (l, h) in lemmas.iter().zip(&hashes).rev() {
+            if wanted.contains(h) {
+                wanted.extend(l.proof.lemmas.iter().copied());
+            }
+        }
+        if let Some(h) = hashes.iter().find(|h| !wanted.contains(h)) {
+            return refused((Refusal::Lemma, format!("lemma {h} was not asked for (the router takes only the lemmas it asked for and what they cite)")));
+        }
         let mut new = 0;
-        for l in lemmas {
+        for (l, h) in lemmas.iter().zip(&hashes) {
             let mut cache = self.lemmas.write().unwrap_or_else(|p| p.into_inner());
-            let had = cache.get(&l.hash()).is_some();
-            let h = match cache.admit(l) {
-                Ok(h) => h,
-                Err(e) => return refused((Refusal::Lemma, format!("lemma refused: {e}"))),
-            };
+            if cache.get(h).is_some() {
+                continue;
+            }
+            if let Err(e) = cache.admit(l) {
+                return refused((Refusal::Lemma, format!("lemma refused: {e}")));
+            }
             drop(cache);
-            if !had {
-                if let Err(e) = self.lock().store.add_lemma(&h.0, &protocol::encode(l)) {
-                    return refused(internal(e));
+            if let Err(e) = self.lock().store.add_lemma(&h.0, &protocol::encode(l)) {
+                return refused(internal(e));
+            }
+            new += 1;
+        }
+        {
+            let cache = self.lemmas.read().unwrap_or_else(|p| p.into_inner());
+            let mut st = self.lock();
+            if let Some(a) = st.asked.get_mut(client) {
+                a.retain(|h| cache.get(h).is_none());
+                if a.is_empty() {
+                    st.asked.remove(client);
                 }
-                new += 1;
             }
         }
         self.metrics.add("vinet_lemmas_admitted_total", "", new as f64);
@@ -701,19 +745,13 @@ impl Admission {
 
     /// The sources more than N destinations discard are dropped for everyone.
     fn update_blocks(&self, st: &mut State) {
-        let mut by_source: BTreeMap<u32, BTreeSet<(u32, u8)>> = BTreeMap::new();
-        for l in st.leases.values() {
-            for &x in &l.sources {
-                by_source.entry(x).or_default().insert(l.subject.dest());
-            }
-        }
         let n = self.cfg.drop_for_everyone;
-        let blocked: BTreeSet<u32> = by_source.iter().filter(|(_, d)| d.len() > n).map(|(&x, _)| x).collect();
+        let blocked: BTreeSet<u32> = st.discards.iter().filter(|(_, d)| d.len() > n).map(|(&x, _)| x).collect();
         if blocked == st.blocked {
             return;
         }
         for &x in blocked.difference(&st.blocked) {
-            let d = by_source.get(&x).map_or(0, |d| d.len());
+            let d = st.discards.get(&x).map_or(0, |d| d.len());
             tracing::warn!(alert = "source_dropped_for_everyone", source = %ip4(x), destinations = d, threshold = n, "ALERT: {d} destinations pay to discard {}: it is dropped for everyone", ip4(x));
             self.metrics.inc("vinet_alerts_total", &labels(&[("kind", "source_dropped_for_everyone")]));
         }
@@ -828,11 +866,35 @@ impl State {
             self.load.add(l.complexity);
         }
         e.1 += 1;
+        self.ends.insert((l.end_ms, id));
+        let dest = l.subject.dest();
+        for &x in &l.sources {
+            *self.discards.entry(x).or_default().entry(dest).or_default() += 1;
+            *self.class_discards.entry((l.class, x)).or_default().entry(dest).or_default() += 1;
+        }
         self.leases.insert(id, l);
     }
 
     fn remove_lease(&mut self, id: u64) -> Option<Lease> {
         let l = self.leases.remove(&id)?;
+        self.ends.remove(&(l.end_ms, id));
+        let dest = l.subject.dest();
+        for &x in &l.sources {
+            for map in [self.discards.get_mut(&x), self.class_discards.get_mut(&(l.class, x))].into_iter().flatten() {
+                if let Some(c) = map.get_mut(&dest) {
+                    *c -= 1;
+                    if *c == 0 {
+                        map.remove(&dest);
+                    }
+                }
+            }
+            if self.discards.get(&x).is_some_and(HashMap::is_empty) {
+                self.discards.remove(&x);
+            }
+            if self.class_discards.get(&(l.class, x)).is_some_and(HashMap::is_empty) {
+                self.class_discards.remove(&(l.class, x));
+            }
+        }
         if let Some(e) = self.instances.get_mut(&l.instance) {
             e.1 -= 1;
             if e.1 == 0 {
@@ -888,6 +950,65 @@ fn describe(m: &Metrics) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::{issue, SigningKey};
+    use crate::live::LiveSource;
+    use crate::window::WindowConfig;
+    use proptest::prelude::*;
+
+    /// An admission side over a scratch database, no live traffic.
+    fn admission(name: &str, authority: &SigningKey) -> (Arc<Admission>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("vinet-adm-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("examples/router.toml"))
+            .unwrap()
+            .replace("/var/lib/vinet/", &format!("{}/", dir.display()))
+            .replace("\"policies/", &format!("\"{}/examples/policies/", root.display()))
+            .replace("e8aa8c88c08f6e554083cb47e90e525f4a312f97e96b044aa7509465b77e5e70", &hex(authority.verifying_key().as_bytes()));
+        let cfg = Config::parse(&text, &dir).unwrap();
+        let packets = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
+        (Admission::start(cfg, [9; 32], packets, Arc::new(Metrics::default())).unwrap(), dir)
+    }
+
+    fn status_request(authority: &SigningKey, seq: u64) -> Vec<u8> {
+        let k = SigningKey::from_bytes(&[3; 32]);
+        let id = issue(authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a00_0001 }, 0, u64::MAX / 2).unwrap();
+        let r = protocol::Request { version: protocol::PROTOCOL_VERSION, router: [9; 32], seq, timestamp_ms: 0, client: k.verifying_key().to_bytes(), identity: id, op: Op::Status };
+        protocol::encode(&Wire::Signed(protocol::sign(&r, &k)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Any bytes, and any one-byte change of a valid request, get an
+        /// answer (a refusal, or the status for an intact request), never a
+        /// panic; a replay of the same bytes is refused.
+        #[test]
+        fn hostile_requests_get_answers(bytes in proptest::collection::vec(any::<u8>(), 0..400), pos in any::<prop::sample::Index>(), flip in 1u8..=255) {
+            let auth = SigningKey::from_bytes(&[1; 32]);
+            thread_local!(static A: (Arc<Admission>, std::path::PathBuf) = admission("fuzz", &SigningKey::from_bytes(&[1; 32])));
+            A.with(|(a, _)| {
+                let r = a.handle(&bytes);
+                prop_assert!(matches!(r, Reply::Refused { .. } | Reply::Status(_)), "{:?}", r);
+                static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut m = status_request(&auth, seq);
+                let i = pos.index(m.len());
+                m[i] ^= flip;
+                match a.handle(&m) {
+                    Reply::Refused { .. } => {}
+                    Reply::Status(_) => prop_assert!(false, "a changed request was accepted"),
+                    other => prop_assert!(false, "{:?}", other),
+                }
+                let ok = status_request(&auth, 1_000_000 + seq);
+                let r = a.handle(&ok);
+                prop_assert!(matches!(r, Reply::Status(_)), "{:?}", r);
+                let r = a.handle(&ok);
+                prop_assert!(matches!(r, Reply::Refused { reason: Refusal::Replay, .. }), "{:?}", r);
+                Ok(())
+            })?;
+        }
+    }
 
     #[test]
     fn params_resolve_by_name() {

@@ -204,7 +204,7 @@ impl Path {
             Command::Block(s) => self.blocked = s,
             Command::Stop => return false,
         }
-        self.publish(true);
+        self.publish(false);
         true
     }
 
