@@ -604,7 +604,11 @@ impl Dispatch {
                 inst.stats.windows += 1;
                 inst.stats.packets_in += rows.len() as u64;
                 if self.fast_paths && rows.len() <= LOCAL_ROWS {
-                    if let Some((st, mut drops)) = inst.instance.run_local(inst.this, &cols.src, &cols.dst, rows) {
+                    let local = match inst.instance.run_chain(inst.this, &cols.src, &cols.dst, rows) {
+                        Some(r) => Some(r),
+                        None => inst.instance.run_local(inst.this, &cols.src, &cols.dst, rows),
+                    };
+                    if let Some((st, mut drops)) = local {
                         inst.stats.discarded += u64::from(st.dropped);
                         inst.stats.total_cost += st.cost;
                         inst.stats.max_cost = inst.stats.max_cost.max(st.cost);

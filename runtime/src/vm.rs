@@ -623,35 +623,8 @@ impl Instance {
         if rows.len() > 64 {
             return None;
         }
-        if let Some((chain, du)) = &self.chain {
-            let (tnet, tmask) = (this.subnet.0, netmask(this.subnet.1));
-            let mut cost = 0u64;
-            let mut drops = 0u64;
-            for (k, &row) in rows.iter().enumerate() {
-                let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
-                let mut pass = true;
-                for f in chain {
-                    cost += f.unit;
-                    let (net, mask) = match f.key {
-                        ChainKey::Fixed(n, m) => (n, m),
-                        ChainKey::ThisIp => (this.ip, u32::MAX),
-                        ChainKey::ThisSubnet => (tnet, tmask),
-                    };
-                    if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
-                        pass = false;
-                        break;
-                    }
-                }
-                if pass {
-                    cost += du;
-                    drops |= 1 << k;
-                }
-            }
-            if cost > self.program.complexity {
-                return None;
-            }
-            let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
-            return Some((RunStats { cost, steps, dropped: drops.count_ones(), generated: 0 }, drops));
+        if self.chain.is_some() {
+            return self.run_chain(this, src, dst, rows);
         }
         let plan = self.program.local.as_ref()?;
         if plan.scalars.len() > LOCAL_SCALARS {
@@ -712,6 +685,46 @@ impl Instance {
             return None;
         }
         Some((RunStats { cost, steps: plan.steps, dropped: drops.count_ones(), generated: 0 }, drops))
+    }
+
+    /// [`Instance::run_local`] for a program of the chain shape: the same
+    /// answers, small enough to inline into the dispatch loop.
+    #[inline]
+    pub(crate) fn run_chain(&self, this: This, src: &[u32], dst: &[u32], rows: &[u32]) -> Option<(RunStats, u64)> {
+        let (chain, du) = self.chain.as_ref()?;
+        if rows.len() > 64 {
+            return None;
+        }
+        let mut cost = 0u64;
+        let mut drops = 0u64;
+        for (k, &row) in rows.iter().enumerate() {
+            let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
+            let mut pass = true;
+            for f in chain {
+                cost += f.unit;
+                let (net, mask) = match f.key {
+                    ChainKey::Fixed(n, m) => (n, m),
+                    ChainKey::ThisIp => (this.ip, u32::MAX),
+                    ChainKey::ThisSubnet => {
+                        let len = u32::from(this.subnet.1.min(32));
+                        (this.subnet.0, u32::MAX.checked_shl(32 - len).unwrap_or(0))
+                    }
+                };
+                if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
+                    pass = false;
+                    break;
+                }
+            }
+            if pass {
+                cost += du;
+                drops |= 1 << k;
+            }
+        }
+        if cost > self.program.complexity {
+            return None;
+        }
+        let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
+        Some((RunStats { cost, steps, dropped: drops.count_ones(), generated: 0 }, drops))
     }
 
     /// Run once over `view` (AllPackets) on behalf of client `this`. On
