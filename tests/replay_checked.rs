@@ -32,7 +32,7 @@ fn checked(prover: &vinet_prover::Prover, name: &str, params: &[(&str, &str)], p
 }
 
 fn captures() -> Vec<PathBuf> {
-    let dir = root().join("../shared/data/pcap");
+    let dir = std::env::var_os("VINET_PCAP_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/data/pcap"));
     let entries = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("capture corpus {} is missing ({e}); it ships with the shared data", dir.display()));
     let mut v: Vec<PathBuf> = entries

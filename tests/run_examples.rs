@@ -480,7 +480,7 @@ fn run_exit_codes_and_usage_errors() {
 }
 
 fn captures() -> Vec<PathBuf> {
-    let dir = root().join("../shared/data/pcap");
+    let dir = std::env::var_os("VINET_PCAP_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/data/pcap"));
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("capture corpus {} is missing ({e})", dir.display()))
         .map(|e| e.unwrap().path())

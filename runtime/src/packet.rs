@@ -550,7 +550,7 @@ mod fuzz {
     /// malformed on purpose), at every offset of the first 64 bytes.
     #[test]
     fn hand_parser_equals_etherparse_on_the_corpus() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap");
+        let dir = std::env::var_os("VINET_PCAP_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap"));
         let mut frames = 0;
         for entry in std::fs::read_dir(&dir).expect("capture corpus") {
             let Ok(mut r) = crate::pcap::CaptureReader::open(entry.expect("entry").path()) else { continue };

@@ -26,7 +26,7 @@ use crate::window::WindowConfig;
 const MAX_FRAMES_PER_FILE: u64 = 200_000;
 
 fn corpus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap");
+    let dir = std::env::var_os("VINET_PCAP_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap"));
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!("capture corpus {} is missing ({e}); it ships with the project's shared data on every machine", dir.display())
     });
