@@ -107,13 +107,17 @@ impl Router {
     pub fn push_slab(&mut self, slab: &[u8], frames: &[Frame<'_>], sink: &mut dyn Sink) {
         let base = slab.as_ptr() as usize;
         let usable = u32::try_from(slab.len()).is_ok();
+        let span = self.cfg.millis.saturating_mul(1_000_000);
         for (i, frame) in frames.iter().enumerate() {
             // Read the first byte of a frame a few ahead, so that its cache
             // line is on its way when it is parsed (a prefetch in safe code).
             if let Some(ahead) = frames.get(i + PREFETCH) {
                 self.touch ^= ahead.data.first().copied().unwrap_or(0);
             }
-            if !self.window.accepts(&self.cfg, frame.ts_ns) {
+            // `Window::accepts`, knowing that the window is never full here
+            // (it is closed as soon as it fills).
+            debug_assert!(!self.window.is_full(&self.cfg));
+            if self.window.first_ts().is_some_and(|t| frame.ts_ns.saturating_sub(t) >= span) {
                 self.close_with(slab, sink);
             }
             self.stats.frames_in += 1;

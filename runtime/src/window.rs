@@ -235,6 +235,12 @@ impl Window {
         }
     }
 
+    /// Capture time of the window's first frame.
+    #[inline]
+    pub(crate) fn first_ts(&self) -> Option<u64> {
+        self.frames.first().map(|m| m.ts_ns)
+    }
+
     /// W packets, `max_frames` frames or [`MAX_WINDOW_BYTES`] reached.
     pub fn is_full(&self, cfg: &WindowConfig) -> bool {
         self.packet_count() >= cfg.packets as usize
@@ -297,6 +303,7 @@ impl Window {
         self.borrowed = false;
     }
 
+    #[inline]
     fn record(&mut self, off: usize, len: u32, link: LinkType, ts_ns: u64, orig_len: u32, parsed: Parsed) -> FrameKind {
         self.held += len as usize;
         let kind = match parsed {
