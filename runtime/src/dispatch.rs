@@ -588,8 +588,30 @@ impl Dispatch {
             let mut gathered = identity;
             rep.buckets += 1;
             let first = self.hot[d].first;
-            // A client with one installation (the common case) never
-            // touches its colder DestEntry here.
+            // The common case first: one installation, a small bucket, a
+            // chain plan (the firewall).
+            if first != SEVERAL && self.fast_paths && rows.len() <= LOCAL_ROWS {
+                if let Some(inst) = self.installs.get_mut(first as usize).and_then(Option::as_mut) {
+                    if let Some((st, mut drops)) = inst.instance.run_chain(inst.this, &cols.src, &cols.dst, rows) {
+                        rep.runs += 1;
+                        let stats = &mut inst.stats;
+                        stats.windows += 1;
+                        stats.packets_in += rows.len() as u64;
+                        stats.discarded += u64::from(st.dropped);
+                        stats.total_cost += st.cost;
+                        stats.max_cost = stats.max_cost.max(st.cost);
+                        while drops != 0 {
+                            let p = rows[drops.trailing_zeros() as usize];
+                            drops &= drops - 1;
+                            self.win_drops[p as usize / 64] |= 1 << (p % 64);
+                        }
+                        start = end;
+                        continue;
+                    }
+                }
+            }
+            // A client with one installation never touches its colder
+            // DestEntry here.
             let (head, rest): (Option<u32>, &[u32]) = if first != SEVERAL {
                 (Some(first), &[])
             } else {
