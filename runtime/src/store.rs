@@ -57,6 +57,10 @@ pub struct LeaseRow {
     pub paid: u64,
 }
 
+/// A ledger entry: the change (credits), the balance after it, what it was
+/// for ("grant", "upload", "renew") and the lease it paid for.
+pub type LedgerEntry = (i64, u64, String, Option<u64>);
+
 /// What a new lease records.
 #[derive(Clone, Debug)]
 pub struct NewLease<'a> {
@@ -240,8 +244,8 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Ledger entries of a client: (delta, balance after, what, lease).
-    pub fn ledger(&self, key: &[u8; 32]) -> Result<Vec<(i64, u64, String, Option<u64>)>, StoreError> {
+    /// Ledger entries of a client, oldest first.
+    pub fn ledger(&self, key: &[u8; 32]) -> Result<Vec<LedgerEntry>, StoreError> {
         let mut st = self.db.prepare("SELECT delta, balance, what, lease FROM ledger WHERE client = ?1 ORDER BY id")?;
         let rows = st.query_map([&key[..]], |r| Ok((r.get(0)?, u(r.get(1)?), r.get(2)?, r.get::<_, Option<i64>>(3)?.map(u))))?;
         Ok(rows.collect::<Result<_, _>>()?)
