@@ -306,3 +306,42 @@ fn edge_router_clients_and_the_end_user_policy() {
     let fw = env.firewall("fw", "2 days");
     env.upload(&fw, &edge, 200, &[]).refused("proof");
 }
+
+#[test]
+fn the_router_does_not_trust_its_own_disk() {
+    let env = Env::new("router-disk");
+    let lib = env.p("lib.vnl");
+    vinetc(&["lemmas", "build", root().join("lemmas").to_str().unwrap(), "-o", &lib]).ok();
+    let cfg = env.config(&Settings { lemmas: Some(lib.into()), ..Settings::default() });
+    let mut d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client("c", "10.0.8.1");
+    env.upload(&fw, &c, 200, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 200, &["--param", "SrcIP=10.0.1.3"]).ok();
+    d.kill9();
+    // Someone with the disk swaps the stored bundle for one that does not
+    // check (declared complexity from another policy), hash and all.
+    let other = env.dir.path("other-policy.toml");
+    std::fs::write(&other, std::fs::read_to_string(root().join("examples/policies/end-user.toml")).unwrap().replace("GROUP_BY_SOURCE = 2", "GROUP_BY_SOURCE = 3")).unwrap();
+    let bad = std::fs::read(env.bundle_with("bad", &std::fs::read_to_string(root().join("examples/firewall.vinet")).unwrap(), &other)).unwrap();
+    let good = std::fs::read(&fw).unwrap();
+    let (gh, bh) = (blake3::hash(&good), blake3::hash(&bad));
+    let db = rusqlite::Connection::open(env.dir.path("router.db")).unwrap();
+    db.execute("INSERT INTO bundles(hash, bytes) VALUES (?1, ?2)", rusqlite::params![&bh.as_bytes()[..], &bad]).unwrap();
+    let n = db.execute("UPDATE leases SET bundle = ?1 WHERE bundle = ?2 AND id = 1", rusqlite::params![&bh.as_bytes()[..], &gh.as_bytes()[..]]).unwrap();
+    assert_eq!(n, 1);
+    // And changes the other lease's bundle bytes without fixing the hash.
+    let mut flipped = good.clone();
+    let k = flipped.len() - 5;
+    flipped[k] ^= 1;
+    db.execute("INSERT INTO bundles(hash, bytes) VALUES (?1, ?2)", rusqlite::params![&[7u8; 32][..], &flipped]).unwrap();
+    db.execute("UPDATE leases SET bundle = ?1 WHERE id = 2", rusqlite::params![&[7u8; 32][..]]).unwrap();
+    drop(db);
+    let d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let s = env.status(&c);
+    assert_eq!((s["installed"].as_u64(), s["load"].as_u64()), (Some(0), Some(0)), "{s}");
+    assert_eq!(s["balance"].as_u64(), Some(10_000 - 400), "the ledger is what it was");
+    assert!(d.log_text().contains("re-check failed: cost: declared complexity"), "{}", d.log_text());
+    assert!(d.log_text().contains("does not match its hash"), "{}", d.log_text());
+    assert!(d.log_text().contains("resumed=0 ended=2"), "{}", d.log_text());
+}
