@@ -539,8 +539,19 @@ impl Dispatch {
                 counts[e.local as usize] += 1;
                 pairs.push((e.local, i as u32));
             };
+            // Consecutive packets to one address are common (a flow, a
+            // busy client): the last exact lookup is kept.
+            let mut last: Option<(u32, Option<u32>)> = None;
             for (i, &dst) in window.cols.dst.iter().enumerate() {
-                if let Some(&d) = exact.get(&dst) {
+                let found = match last {
+                    Some((a, d)) if a == dst => d,
+                    _ => {
+                        let d = exact.get(&dst).copied();
+                        last = Some((dst, d));
+                        d
+                    }
+                };
+                if let Some(d) = found {
                     hit(d, i);
                 }
                 for (len, map) in prefixes.iter() {
