@@ -206,7 +206,7 @@ fn leases_expire_renew_withdraw_and_free_load() {
     let s = env.status(&c);
     assert_eq!(leases(&s), vec![1]);
     let left = s["leases"][0]["expires_ms"].as_u64().unwrap().saturating_sub(vinet_runtime::admission::now_ms());
-    assert!(left > 4_000 && left <= 9_000, "{left} ms left");
+    assert!(left > 1_000 && left <= 9_000, "{left} ms left (the end moved by the two renewals, not reset by the restart)");
     // It ends: the program is removed, its load freed.
     while leases(&env.status(&c)) == vec![1] {
         assert!(t0.elapsed() < Duration::from_secs(30), "the lease did not end");
