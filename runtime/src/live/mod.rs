@@ -278,7 +278,8 @@ impl Path {
             }
             let wait = match opened {
                 Some(o) => t.saturating_sub(o.elapsed()),
-                None => Duration::from_millis(50),
+                // Idle: come back soon for commands (an install waits for its ack).
+                None => Duration::from_millis(2),
             };
             match q.recv(wait) {
                 Ok(Some(msg)) => {
@@ -337,4 +338,55 @@ impl Path {
 /// Wall-clock nanoseconds since the epoch.
 pub fn wall_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinet_checker::bytecode::Const;
+
+    fn firewall() -> Arc<Program> {
+        let src = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/firewall.vinet")).unwrap();
+        let m = vinet_lang::compile("firewall.vinet", &src, &[]).unwrap_or_else(|d| panic!("{}", d.render())).module;
+        let policy = crate::policy_file::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/end-user.toml")).unwrap();
+        Arc::new(Program::unchecked(m, 1024, &policy))
+    }
+
+    #[test]
+    fn commands_apply_and_installs_are_acknowledged() {
+        let p = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
+        let b = Binding { this_ip: 0x0a00_0007, this_subnet: None, params: vec![Const::Addr(0x0a00_0102)] };
+        p.install(1, firewall(), b.clone()).unwrap();
+        p.install(2, firewall(), b.clone()).unwrap();
+        // A binding the program refuses is refused by the packet thread too.
+        let bad = Binding { params: vec![Const::Num(1)], ..b };
+        assert!(p.install(3, firewall(), bad).unwrap_err().contains("SrcIP"));
+        p.remove(2);
+        p.block(BTreeSet::from([0x0a00_0102]));
+        let t0 = Instant::now();
+        loop {
+            let s = p.snapshot();
+            if s.programs.len() == 1 && s.programs.contains_key(&1) {
+                assert_eq!(s.programs[&1].certified, 1024);
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "{s:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(p);
+    }
+
+    #[test]
+    fn verdicts_follow_frame_order() {
+        let mut v = Verdicts::default();
+        let mut w = crate::window::Window::new();
+        w.push(crate::packet::LinkType::Raw, 0, 3, &[1, 2, 3]);
+        let (meta, _) = w.frame(0).unwrap();
+        v.forward(meta, &[]);
+        v.dropped(1, meta, &[]);
+        v.forward(meta, &[]);
+        v.generated(0, &[0x45]);
+        assert_eq!(v.accept, vec![true, false, true]);
+        assert_eq!(v.generated.len(), 1);
+    }
 }
