@@ -658,3 +658,114 @@ impl Analyzer<'_> {
         Ok(cost)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinet_checker::bytecode::{Class, Const, Header, Insn, Param, Rank, FORMAT_VERSION};
+    use vinet_checker::policy::UnitCosts;
+
+    fn policy(client: ClientKind) -> Policy {
+        let unit_costs = UnitCosts { discard: 1, group_by_destination: 1, group_by_source: 2, group_by_content: 8, contains_string: 6, generate: 4, count: 1, distinct_destinations: 3 };
+        Policy { client, max_lifetime_secs: 30 * 86_400, complexity_up: 20_000, cost_up: 5_000_000_000, window_packets: 256, unit_costs }
+    }
+
+    /// A module from instructions, registers typed as given.
+    fn module(regs: Vec<Ty>, code: Vec<Insn>, class: Class, consts: Vec<Const>) -> Module {
+        let lines = vec![1; code.len()];
+        Module {
+            version: FORMAT_VERSION,
+            header: Header { lifetime_secs: 86_400, class },
+            consts,
+            params: vec![Param { name: "S".into(), default: Const::Addr(0xcb00_7109) }],
+            regs,
+            code,
+            lines,
+        }
+    }
+
+    fn firewall(filter_to_me: bool) -> Module {
+        use Insn::*;
+        let to = if filter_to_me { ThisIp { dst: 1 } } else { Const { dst: 1, k: 0 } };
+        module(
+            vec![Ty::Set, Ty::Addr, Ty::Set, Ty::Addr, Ty::Set],
+            vec![AllPackets { dst: 0 }, to, FilterDst { dst: 2, set: 0, by: 1 }, Param { dst: 3, p: 0 }, FilterSrc { dst: 4, set: 2, by: 3 }, Discard { set: 4 }],
+            Class::Filtering,
+            vec![K::Addr(0x0a09_0909)],
+        )
+    }
+
+    #[test]
+    fn the_firewall_is_accepted_at_its_cost() {
+        assert_eq!(analyze(&firewall(true), &policy(ClientKind::EndUser)).unwrap(), Verdict { complexity: 1024, cost: 1024 * 86_400 });
+    }
+
+    #[test]
+    fn another_destination_is_refused() {
+        let e = analyze(&firewall(false), &policy(ClientKind::EndUser)).unwrap_err();
+        assert!(e.reason.contains("GROUP_BY_SOURCE touches a set not confined to THIS_IP"), "{e}");
+        assert!(analyze(&firewall(true), &policy(ClientKind::EdgeRouter)).is_err(), "THIS_IP is not the edge router's subnet");
+    }
+
+    /// foreach over GROUP_BY_DESTINATION(AllPackets): DISCARD(group) only under `key == THIS_IP`.
+    fn guarded(op: CmpOp) -> Module {
+        use Insn::*;
+        module(
+            vec![Ty::Set, Ty::Groups, Ty::Addr, Ty::Set, Ty::Addr, Ty::Bool],
+            vec![
+                AllPackets { dst: 0 },
+                GroupDst { dst: 1, set: 0 },
+                Foreach { groups: 1, key: 2, set: 3, body_len: 4 },
+                ThisIp { dst: 4 },
+                Cmp { op, dst: 5, a: 2, b: 4 },
+                If { cond: 5, then_len: 1, else_len: 0 },
+                Discard { set: 3 },
+            ],
+            Class::Filtering,
+            vec![],
+        )
+    }
+
+    #[test]
+    fn the_path_decides_a_group() {
+        let p = policy(ClientKind::EndUser);
+        // 256 (grouping) + per packet of the window: 1 (DISCARD) + 1 (iteration).
+        assert_eq!(analyze(&guarded(CmpOp::Eq), &p).unwrap().complexity, 256 + 2 * 256);
+        assert!(analyze(&guarded(CmpOp::Ne), &p).is_err());
+    }
+
+    #[test]
+    fn loops_need_a_decreasing_rank() {
+        use Insn::*;
+        // n = 0; while n < 4 do n = n + STEP
+        let lp = |step: u64| {
+            module(
+                vec![Ty::Num, Ty::Num, Ty::Num, Ty::Bool],
+                vec![
+                    Const { dst: 0, k: 0 },
+                    Const { dst: 1, k: 1 },
+                    Const { dst: 2, k: 2 },
+                    While { cond_len: 1, cond: 3, body_len: 1, bound: 4, rank: Rank { terms: vec![(0, -1)], constant: 4 } },
+                    Cmp { op: CmpOp::Lt, dst: 3, a: 0, b: 1 },
+                    Arith { op: ArithOp::Add, dst: 0, a: 0, b: 2 },
+                ],
+                Class::Monitoring,
+                vec![K::Num(0), K::Num(4), K::Num(step)],
+            )
+        };
+        let p = policy(ClientKind::EndUser);
+        assert_eq!(analyze(&lp(1), &p).unwrap().complexity, 4, "one unit per iteration");
+        assert!(analyze(&lp(0), &p).unwrap_err().reason.contains("decreases its rank"));
+    }
+
+    #[test]
+    fn generate_only_to_this_ip() {
+        use Insn::*;
+        let gen = |to_me: bool| {
+            let to = if to_me { ThisIp { dst: 1 } } else { Const { dst: 1, k: 1 } };
+            module(vec![Ty::Addr, Ty::Addr, Ty::Str], vec![ThisIp { dst: 0 }, to, Const { dst: 2, k: 0 }, Generate { src: 0, dst: 1, payload: 2 }], Class::Multicast, vec![K::Str("x".into()), K::Addr(1)])
+        };
+        assert!(analyze(&gen(true), &policy(ClientKind::EndUser)).is_ok());
+        assert!(analyze(&gen(false), &policy(ClientKind::EndUser)).unwrap_err().reason.contains("not THIS_IP"));
+    }
+}

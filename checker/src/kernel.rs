@@ -386,6 +386,31 @@ mod tests {
     }
 
     #[test]
+    fn the_remaining_rules_refuse_too() {
+        let one = Term::num(1);
+        let t = Theorem::truth().unwrap();
+        assert_eq!(Theorem::imp_intro(&one, &t).unwrap_err().rule, "imp_intro", "not a formula");
+        let c = Term::app(Sym::Le, vec![one.clone(), one.clone()]).unwrap();
+        let other = Term::app(Sym::Lt, vec![one.clone(), one.clone()]).unwrap();
+        assert_eq!(Theorem::ite(&Theorem::eval(&c).unwrap(), &other, &one, &one).unwrap_err().rule, "ite", "premise is not the condition");
+        assert!(Theorem::ite(&Theorem::eval(&c).unwrap(), &c, &one, &Term::num(2)).is_ok());
+        assert_eq!(Theorem::refl(&Term::bound(0, Sort::Num).unwrap()).unwrap_err().rule, "refl", "loose bound variable");
+        // and_intro refuses a conjunction past the size limit.
+        let mut big = Theorem::eval(&c).unwrap();
+        let mut refused = None;
+        for _ in 0..64 {
+            match Theorem::and_intro(&big, &big) {
+                Ok(th) => big = th,
+                Err(e) => {
+                    refused = Some(e.rule);
+                    break;
+                }
+            }
+        }
+        assert_eq!(refused, Some("and_intro"));
+    }
+
+    #[test]
     fn farkas_refutes_a_decreasing_counter() {
         // n <= 9, m = n + 1, 10 <= m is inconsistent: 1*(n - 9) + 1*(m - (n + 1)) + 1*(10 - m) = 0 ... + 0
         let n = Term::var(0, Sort::Num);
