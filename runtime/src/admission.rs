@@ -978,6 +978,29 @@ mod tests {
         protocol::encode(&Wire::Signed(protocol::sign(&r, &k)))
     }
 
+    #[test]
+    fn lemmas_are_taken_only_when_asked_for() {
+        use vinet_checker::cert::{Proof, Step, TermNode};
+        use vinet_checker::logic::Sym;
+        let auth = SigningKey::from_bytes(&[1; 32]);
+        let (a, dir) = admission("lemmas", &auth);
+        // |- true, a valid lemma nobody asked for.
+        let lemma = Lemma { name: "spam".into(), statement: 0, proof: Proof { lemmas: vec![], terms: vec![TermNode::App(Sym::True, vec![])], steps: vec![Step::Truth] } };
+        let k = SigningKey::from_bytes(&[3; 32]);
+        let id = issue(&auth, &k.verifying_key(), Subject::EndUser { ip: 0x0a00_0001 }, 0, u64::MAX / 2).unwrap();
+        let send = |seq: u64, lemmas: Vec<Lemma>| {
+            let r = protocol::Request { version: protocol::PROTOCOL_VERSION, router: [9; 32], seq, timestamp_ms: 0, client: k.verifying_key().to_bytes(), identity: id.clone(), op: Op::Lemmas { lemmas } };
+            a.handle(&protocol::encode(&Wire::Signed(protocol::sign(&r, &k))))
+        };
+        assert!(matches!(send(1, vec![lemma.clone()]), Reply::Refused { reason: Refusal::Lemma, .. }));
+        // Once asked for, it is verified, cached and stored.
+        a.lock().asked.entry(k.verifying_key().to_bytes()).or_default().insert(lemma.hash());
+        assert_eq!(send(2, vec![lemma.clone()]), Reply::LemmasAdmitted { new: 1 });
+        assert_eq!(a.lock().store.lemmas().unwrap().len(), 1);
+        assert!(a.lock().asked.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// Any bytes, and any one-byte change of a valid request, get an
