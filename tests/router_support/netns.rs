@@ -177,7 +177,7 @@ pub fn setup(tag: &str) -> Result<Net, String> {
         ns(host, &["ip", "link", "set", "eth0", "up"])?;
         ns(host, &["ip", "route", "add", "default", "via", &format!("10.0.{subnet}.1")])?;
     }
-    ns(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    ns(r, &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
     Ok(net)
 }
 
