@@ -311,7 +311,9 @@ fn main() {
 
     // `--clients N` profiles one end-to-end configuration alone.
     let only = arg("--clients", 0);
-    if only == 0 {
+    if std::env::args().any(|a| a == "--decision-only") {
+        decision_stage(&mut buf, &fx, reps);
+    } else if only == 0 {
         decision_stage(&mut buf, &fx, reps);
         end_to_end(&mut buf, &fx, reps, &[1, 1000, 100_000]);
     } else {

@@ -727,10 +727,60 @@ impl Instance {
         Some((RunStats { cost, steps, dropped: drops.count_ones(), generated: 0 }, drops))
     }
 
+    /// A chain plan over a whole view, a word of 64 packets at a time (the
+    /// VM's own set representation and filter, without the interpretation):
+    /// the run's effects in `m` as [`Instance::run`] leaves them. `None`
+    /// (and nothing changed that matters) when the program is not a chain
+    /// or the run would cost more than the certified complexity.
+    fn run_chain_view(&self, this: This, v: View<'_>, m: &mut Machine) -> Option<RunStats> {
+        let (chain, du) = self.chain.as_ref()?;
+        let n = v.len();
+        let nw = n.div_ceil(64);
+        let limit = self.program.complexity;
+        let set = &mut m.effects.drops;
+        set.clear();
+        set.resize(nw, u64::MAX);
+        if n % 64 != 0 {
+            set[nw - 1] = (1u64 << (n % 64)) - 1;
+        }
+        let mut cost = 0u64;
+        for f in chain {
+            cost = f.unit.checked_mul(popcount(set)).and_then(|c| c.checked_add(cost)).filter(|&c| c <= limit)?;
+            let (net, mask) = match f.key {
+                ChainKey::Fixed(n, m) => (n, m),
+                ChainKey::ThisIp => (this.ip, u32::MAX),
+                ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
+            };
+            let col = if f.on_dst { v.dst } else { v.src };
+            for (w, word) in set.iter_mut().enumerate() {
+                if *word == 0 {
+                    continue;
+                }
+                let base = w * 64;
+                let bits = match col.get(base..base + 64) {
+                    Some(full) => match_bits(full, net, mask),
+                    None => col.get(base..).unwrap_or(&[]).iter().enumerate().fold(0u64, |b, (j, &x)| b | (u64::from(x & mask == net) << j)),
+                };
+                *word &= bits;
+            }
+        }
+        let dropped = popcount(set);
+        cost = du.checked_mul(dropped).and_then(|c| c.checked_add(cost)).filter(|&c| c <= limit)?;
+        m.effects.gen_bytes.clear();
+        m.effects.gen.clear();
+        let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
+        Some(RunStats { cost, steps, dropped: dropped as u32, generated: 0 })
+    }
+
     /// Run once over `view` (AllPackets) on behalf of client `this`. On
     /// success the run's effects are in [`Machine::effects`]; on a fault they
     /// are cleared.
     pub fn run(&self, this: This, view: View<'_>, m: &mut Machine) -> Result<RunStats, Fault> {
+        if !m.interpret_only {
+            if let Some(st) = self.run_chain_view(this, view, m) {
+                return Ok(st);
+            }
+        }
         let p = &*self.program;
         m.prepare(p, view.len());
         let mut r = Run { p, inst: self, this, v: view, m };
@@ -871,6 +921,8 @@ pub struct Machine {
     steps: u64,
     /// [`MAX_STEPS`], lowered by tests.
     step_limit: u64,
+    /// Always interpret (tests compare the chain plans with the VM).
+    pub(crate) interpret_only: bool,
 }
 
 impl Default for Machine {
@@ -912,6 +964,7 @@ impl Machine {
             spent: 0,
             steps: 0,
             step_limit: MAX_STEPS,
+            interpret_only: false,
         }
     }
 
