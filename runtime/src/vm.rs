@@ -968,6 +968,12 @@ impl Machine {
         }
     }
 
+    /// Run every program by interpretation, never by a compiled plan (same
+    /// results, slower): to measure the interpreter, or to compare the two.
+    pub fn set_interpret_only(&mut self, on: bool) {
+        self.interpret_only = on;
+    }
+
     /// The effects of the last successful run.
     pub fn effects(&self) -> &Effects {
         &self.effects
