@@ -573,11 +573,17 @@ impl Dispatch {
             acc += k;
         }
         self.perm.clear();
-        self.perm.resize(self.pairs.len(), 0);
-        for &(l, i) in &self.pairs {
-            let c = &mut self.counts[l as usize];
-            self.perm[*c as usize] = i;
-            *c += 1;
+        if nb == 1 {
+            // One bucket: the pairs are its rows, in order.
+            self.perm.extend(self.pairs.iter().map(|&(_, i)| i));
+            self.counts[0] = acc;
+        } else {
+            self.perm.resize(self.pairs.len(), 0);
+            for &(l, i) in &self.pairs {
+                let c = &mut self.counts[l as usize];
+                self.perm[*c as usize] = i;
+                *c += 1;
+            }
         }
         // counts[l] is now the end of bucket l. One bucket holding the whole
         // window in order (a single busy client) runs on the window's own
