@@ -40,7 +40,7 @@ use vinet_runtime::packet::LinkType;
 use vinet_runtime::pcap::Frame;
 use vinet_runtime::router::{NullSink, Router};
 use vinet_runtime::vm::{Binding, Machine, Program, This};
-use vinet_runtime::window::{Window, WindowConfig};
+use vinet_runtime::window::{ColumnSlices, View, WindowConfig};
 
 /// Live heap bytes, for memory per installation.
 /// Counting is switched on only while programs are installed, so that it
@@ -361,27 +361,39 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
         drops
     };
 
-    // The VM: the checked firewall (THIS_IP = X, SrcIP = BAD) over windows
-    // holding the same packets (headers only: the decision reads no payload).
-    let mut windows = Vec::new();
-    for (s, d) in src.chunks(w).zip(dst.chunks(w)) {
-        let mut win = Window::new();
-        for (&s, &d) in s.iter().zip(d) {
-            let mut f = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0];
-            f.extend_from_slice(&s.to_be_bytes());
-            f.extend_from_slice(&d.to_be_bytes());
-            win.push(LinkType::Ipv4, 0, 20, &f);
-        }
-        windows.push(win);
-    }
+    // The VM: the checked firewall (THIS_IP = X, SrcIP = BAD) run once per
+    // window of W packets, over views of the same columns (the other
+    // columns zero: the decision reads no payload).
+    let zeros32 = vec![0u32; n];
+    let (zeros16, zeros8) = (vec![0u16; n], vec![0u8; n]);
+    let origin: Vec<u32> = (0..n as u32).collect();
+    let views: Vec<View<'_>> = (0..n)
+        .step_by(w)
+        .map(|a| {
+            let b = (a + w).min(n);
+            View::from_columns(ColumnSlices {
+                src: &src[a..b],
+                dst: &dst[a..b],
+                proto: &zeros8[a..b],
+                sport: &zeros16[a..b],
+                dport: &zeros16[a..b],
+                seq: &zeros32[a..b],
+                pay_off: &zeros32[a..b],
+                pay_len: &zeros32[a..b],
+                origin: &origin[a..b],
+                bytes: &[],
+            })
+            .expect("columns of one length")
+        })
+        .collect();
     let program = Arc::new(Program::new(&fx.firewall));
     let inst = program.instantiate(&[Const::Addr(BAD)]).expect("bind");
     let this = This { ip: X, subnet: (X, 32) };
     let mut m = Machine::new();
-    let mut vm = || windows.iter().map(|win| u64::from(inst.run(this, win.view(), &mut m).expect("no fault").dropped)).sum::<u64>();
+    let mut vm = || views.iter().map(|v| u64::from(inst.run(this, *v, &mut m).expect("no fault").dropped)).sum::<u64>();
     let mut mi = Machine::new();
     mi.set_interpret_only(true);
-    let mut interpreted = || windows.iter().map(|win| u64::from(inst.run(this, win.view(), &mut mi).expect("no fault").dropped)).sum::<u64>();
+    let mut interpreted = || views.iter().map(|v| u64::from(inst.run(this, *v, &mut mi).expect("no fault").dropped)).sum::<u64>();
 
     // eBPF: the same filter, by hand, on an 8-byte (src, dst) record.
     let asm = format!(

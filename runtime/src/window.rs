@@ -158,7 +158,52 @@ pub struct View<'a> {
     pub(crate) bytes: &'a [u8],
 }
 
+/// Packet columns held by the caller, to make a [`View`] of (for packet
+/// sources that keep their own columns, and for measurements).
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnSlices<'a> {
+    /// Source addresses.
+    pub src: &'a [u32],
+    /// Destination addresses.
+    pub dst: &'a [u32],
+    /// IP protocols.
+    pub proto: &'a [u8],
+    /// Source ports.
+    pub sport: &'a [u16],
+    /// Destination ports.
+    pub dport: &'a [u16],
+    /// TCP sequence numbers.
+    pub seq: &'a [u32],
+    /// Payload offsets into `bytes`.
+    pub pay_off: &'a [u32],
+    /// Payload lengths.
+    pub pay_len: &'a [u32],
+    /// The window packet index of each row.
+    pub origin: &'a [u32],
+    /// The bytes payloads are in.
+    pub bytes: &'a [u8],
+}
+
 impl<'a> View<'a> {
+    /// A view of caller-held columns; `None` unless every column has one
+    /// entry per packet. (Payload ranges outside `bytes` read as empty.)
+    pub fn from_columns(c: ColumnSlices<'a>) -> Option<View<'a>> {
+        let n = c.src.len();
+        let same = [c.dst.len(), c.proto.len(), c.sport.len(), c.dport.len(), c.seq.len(), c.pay_off.len(), c.pay_len.len(), c.origin.len()];
+        same.iter().all(|&k| k == n).then_some(View {
+            src: c.src,
+            dst: c.dst,
+            proto: c.proto,
+            sport: c.sport,
+            dport: c.dport,
+            seq: c.seq,
+            pay_off: c.pay_off,
+            pay_len: c.pay_len,
+            origin: c.origin,
+            bytes: c.bytes,
+        })
+    }
+
     /// Number of packets.
     pub fn len(&self) -> usize {
         self.src.len()
