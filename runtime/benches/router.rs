@@ -490,6 +490,21 @@ fn end_to_end(buf: &mut Buffer, fx: &Fixtures, reps: usize, configs: &[u32]) {
                 runs_per_window,
             );
             assert_eq!(st.faults, 0);
+            if clients == 1 {
+                // The same through Router::push, which copies each frame
+                // into the window (the path of capture files and vinetc run).
+                let (t, _) = time(reps, || {
+                    let mut sink = NullSink;
+                    let before = router.stats().discarded;
+                    for f in &frames {
+                        router.push(*f, &mut sink);
+                    }
+                    router.flush(&mut sink);
+                    router.stats().discarded - before
+                });
+                let ns = t * 1e9 / buf.recs.len() as f64;
+                println!("| 1 | {label}, copying (`Router::push`) | {:.1} | {:.1} | {:.2}x | 1.0 | - |", buf.recs.len() as f64 / t / 1e6, ns, ns / base);
+            }
         }
         drop(router);
     }
