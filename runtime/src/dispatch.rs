@@ -111,6 +111,9 @@ pub enum InstallError {
     /// THIS_SUBNET_IP is malformed (host bits set, length over 32).
     #[error("malformed client prefix {0:#010x}/{1}")]
     BadPrefix(u32, u8),
+    /// The table holds 2^31 - 1 installations.
+    #[error("the dispatch table is full")]
+    Full,
 }
 
 /// A listing entry.
@@ -154,13 +157,26 @@ struct Hot {
     epoch: u64,
     /// Bucket index in that window.
     local: u32,
-    /// The client's one installation, or [`SEVERAL`].
+    /// The client's one installation, or [`SEVERAL`]; with [`DIRECT`] set
+    /// when that installation's program is decided packet by packet during
+    /// the bucketing pass (a chain plan that can never exceed its bound).
     first: u32,
 }
 
 /// [`Hot::first`] of a client with no or several installations: see its
 /// [`DestEntry`].
-const SEVERAL: u32 = u32::MAX;
+const SEVERAL: u32 = 0x7fff_ffff;
+
+/// The flag bit of [`Hot::first`]; installation slots stay below it.
+const DIRECT: u32 = 0x8000_0000;
+
+/// The per-window sums of a client decided packet by packet.
+#[derive(Clone, Copy, Debug, Default)]
+struct Direct {
+    packets: u64,
+    dropped: u64,
+    cost: u64,
+}
 
 /// The installations of one client: the first inline (most clients install
 /// one program), the rest on the heap. Saves a pointer chase per bucket.
@@ -242,6 +258,8 @@ pub struct Dispatch {
     machine: Machine,
     /// Sink of the reads that pull installations into the cache.
     touch: u64,
+    /// Per bucket of the window: the sums of a client decided during the pass.
+    direct: Vec<Direct>,
     /// Packet-local plans on small buckets (off only in tests, to compare).
     fast_paths: bool,
 }
@@ -251,6 +269,10 @@ pub struct Dispatch {
 /// operations, while a VM run costs a fixed setup; the VM's vectorized set
 /// instructions win on large buckets.
 const LOCAL_ROWS: usize = 32;
+
+/// Installations from which clients with a never-over chain plan are
+/// decided during the bucketing pass (below, buckets tend to be large).
+const DIRECT_CLIENTS: usize = 64;
 
 impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -286,6 +308,7 @@ impl Dispatch {
             gen: Vec::new(),
             machine: Machine::new(),
             touch: 0,
+            direct: Vec::new(),
             fast_paths: true,
         }
     }
@@ -325,6 +348,7 @@ impl Dispatch {
         let d = self.dest_slot(dest);
         let slot = match self.free_installs.pop() {
             Some(s) => s,
+            None if self.installs.len() >= SEVERAL as usize => return Err(InstallError::Full),
             None => {
                 self.installs.push(None);
                 self.gens.push(0);
@@ -436,10 +460,20 @@ impl Dispatch {
 
     /// Keep a client's [`Hot::first`] in step with its installations.
     fn refresh_hot(&mut self, d: usize) {
-        let first = match self.dests.get(d).and_then(Option::as_ref) {
+        let mut first = match self.dests.get(d).and_then(Option::as_ref) {
             Some(e) if e.installs.rest.is_empty() => e.installs.first.unwrap_or(SEVERAL),
             _ => SEVERAL,
         };
+        // Decided packet by packet when no window can make the program go
+        // over its bound: a chain plan costs at most its per-packet bound
+        // times the packets of a window.
+        let w = u64::from(self.window_packets);
+        if let Some(Some(inst)) = self.installs.get(first as usize) {
+            let i = &inst.instance;
+            if i.chain_packet_bound().and_then(|c| c.checked_mul(w)).is_some_and(|c| c <= i.complexity()) {
+                first |= DIRECT;
+            }
+        }
         if let Some(h) = self.hot.get_mut(d) {
             h.first = first;
         }
@@ -520,25 +554,59 @@ impl Dispatch {
         self.touched.clear();
         self.counts.clear();
         self.pairs.clear();
-        // One pass: the buckets of every packet.
-        {
-            let Dispatch { exact, prefixes, hot, installs, touched, counts, pairs, touch, .. } = self;
-            let mut hit = |d: u32, i: usize| {
-                let Some(e) = hot.get_mut(d as usize) else { return };
-                if e.epoch != epoch {
-                    e.epoch = epoch;
-                    e.local = touched.len() as u32;
-                    touched.push(d);
-                    counts.push(0);
-                    // Read the installation's line now, so that it is in the
-                    // cache when the program runs (a prefetch in safe code).
-                    if let Some(Some(inst)) = installs.get(e.first as usize) {
-                        *touch ^= inst.stats.windows;
+        self.direct.clear();
+        self.win_drops.clear();
+        self.win_drops.resize(n.div_ceil(64), 0);
+        // With many clients, buckets are small: clients whose program is
+        // decided packet by packet are run right here, during the pass
+        // (no bucket, no later run); with few, their buckets are large and
+        // the word-at-a-time plans below are faster.
+        let direct_mode = self.fast_paths && self.live >= DIRECT_CLIENTS;
+        // One pass: the buckets of every packet. (Written once, expanded
+        // twice, so that the pass without direct clients pays nothing for
+        // them.)
+        macro_rules! bucket_pass {
+            ($direct_mode:expr) =>         {
+            let Dispatch { exact, prefixes, hot, installs, touched, counts, pairs, touch, direct, win_drops, .. } = self;
+            let (src_col, dst_col) = (&window.cols.src, &window.cols.dst);
+            // The work of one (packet, client) hit: a macro, not a closure,
+            // so that it is always inlined into the loop.
+            macro_rules! hit {
+                ($d:expr, $i:expr) => {{
+                    let (d, i): (u32, usize) = ($d, $i);
+                    'hit: {
+                        let Some(e) = hot.get_mut(d as usize) else { break 'hit };
+                        if e.epoch != epoch {
+                            e.epoch = epoch;
+                            e.local = touched.len() as u32;
+                            touched.push(d);
+                            counts.push(0);
+                            direct.push(Direct::default());
+                            // Read the installation's line now, so that it is
+                            // in the cache when the program runs (a prefetch
+                            // in safe code).
+                            if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
+                                *touch ^= inst.stats.windows;
+                            }
+                        }
+                        if $direct_mode && e.first & DIRECT != 0 {
+                            if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
+                                let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i]);
+                                let acc = &mut direct[e.local as usize];
+                                acc.packets += 1;
+                                acc.cost += cost;
+                                if drop {
+                                    acc.dropped += 1;
+                                    win_drops[i / 64] |= 1 << (i % 64);
+                                }
+                                break 'hit;
+                            }
+                        }
+                        counts[e.local as usize] += 1;
+                        pairs.push((e.local, i as u32));
                     }
-                }
-                counts[e.local as usize] += 1;
-                pairs.push((e.local, i as u32));
-            };
+                }};
+            }
             // Consecutive packets to one address are common (a flow, a
             // busy client): the last exact lookup is kept.
             let mut last: Option<(u32, Option<u32>)> = None;
@@ -552,16 +620,39 @@ impl Dispatch {
                     }
                 };
                 if let Some(d) = found {
-                    hit(d, i);
+                    hit!(d, i);
                 }
                 for (len, map) in prefixes.iter() {
                     if let Some(&d) = map.get(&(dst & netmask(*len))) {
-                        hit(d, i);
+                        hit!(d, i);
                     }
                 }
             }
+        };
+        }
+        if direct_mode {
+            bucket_pass!(true);
+        } else {
+            bucket_pass!(false);
+        }
+        // The clients decided during the pass: one run each.
+        for (l, acc) in self.direct.iter().enumerate() {
+            if acc.packets == 0 {
+                continue;
+            }
+            let first = self.hot[self.touched[l] as usize].first & !DIRECT;
+            let Some(Some(inst)) = self.installs.get_mut(first as usize) else { continue };
+            rep.runs += 1;
+            let st = &mut inst.stats;
+            st.windows += 1;
+            st.packets_in += acc.packets;
+            st.discarded += acc.dropped;
+            st.total_cost += acc.cost;
+            st.max_cost = st.max_cost.max(acc.cost);
         }
         if self.pairs.is_empty() {
+            rep.buckets = self.touched.len() as u32;
+            window.commit(&self.win_drops, &self.gen_bytes[..0], &[]);
             return rep;
         }
         // Counting sort into contiguous buckets, arrival order kept.
@@ -591,8 +682,6 @@ impl Dispatch {
         // needs the VM (packet-local plans read the window's columns
         // through the rows directly).
         let identity = nb == 1 && self.perm.len() == n;
-        self.win_drops.clear();
-        self.win_drops.resize(n.div_ceil(64), 0);
         self.gen_bytes.clear();
         self.gen.clear();
         let bytes = window.bytes_with(slab);
@@ -604,7 +693,12 @@ impl Dispatch {
             let rows = &self.perm[start..end];
             let mut gathered = identity;
             rep.buckets += 1;
-            let first = self.hot[d].first;
+            if self.direct[l].packets > 0 {
+                // Decided during the pass (its bucket holds no rows).
+                start = end;
+                continue;
+            }
+            let first = self.hot[d].first & !DIRECT;
             // The common case first: one installation, a small bucket, a
             // chain plan (the firewall).
             if first != SEVERAL && self.fast_paths && rows.len() <= LOCAL_ROWS {

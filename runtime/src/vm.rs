@@ -687,6 +687,38 @@ impl Instance {
         Some((RunStats { cost, steps: plan.steps, dropped: drops.count_ones(), generated: 0 }, drops))
     }
 
+    /// The most one packet can cost under the chain plan (every filter's unit
+    /// and DISCARD's), if the program has one.
+    pub(crate) fn chain_packet_bound(&self) -> Option<u64> {
+        let (chain, du) = self.chain.as_ref()?;
+        chain.iter().try_fold(*du, |a, f| a.checked_add(f.unit))
+    }
+
+    /// The chain plan's decision for one packet (source, destination): its
+    /// cost and whether it is dropped. `(0, false)` without a chain plan.
+    #[inline]
+    pub(crate) fn chain_packet(&self, this: This, s_addr: u32, d_addr: u32) -> (u64, bool) {
+        let Some((chain, du)) = self.chain.as_ref() else { return (0, false) };
+        let mut cost = 0u64;
+        for f in chain {
+            cost += f.unit;
+            let (net, mask) = match f.key {
+                ChainKey::Fixed(n, m) => (n, m),
+                ChainKey::ThisIp => (this.ip, u32::MAX),
+                ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
+            };
+            if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
+                return (cost, false);
+            }
+        }
+        (cost + du, true)
+    }
+
+    /// The certified complexity of its program.
+    pub(crate) fn complexity(&self) -> u64 {
+        self.program.complexity
+    }
+
     /// [`Instance::run_local`] for a program of the chain shape: the same
     /// answers, small enough to inline into the dispatch loop.
     #[inline]
