@@ -149,9 +149,9 @@ struct Installed {
 }
 
 /// What the per-window pass needs of a client, apart from its (colder)
-/// [`DestEntry`]: 16 bytes, so that the pass over a window's packets
+/// [`DestEntry`]: 24 bytes, so that the pass over a window's packets
 /// touches as little memory as possible with many clients installed.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Hot {
     /// Window in which `local` is valid.
     epoch: u64,
@@ -161,6 +161,10 @@ struct Hot {
     /// when that installation's program is decided packet by packet during
     /// the bucketing pass (a chain plan that can never exceed its bound).
     first: u32,
+    /// For an end user decided packet by packet: its instance, so that the
+    /// pass need not read the installation (THIS_IP is the packet's
+    /// destination).
+    plan: Option<Arc<Instance>>,
 }
 
 /// [`Hot::first`] of a client with no or several installations: see its
@@ -374,12 +378,12 @@ impl Dispatch {
         let d = match self.free_dests.pop() {
             Some(d) => {
                 self.dests[d as usize] = Some(entry);
-                self.hot[d as usize] = Hot { epoch: 0, local: 0, first: SEVERAL };
+                self.hot[d as usize] = Hot { epoch: 0, local: 0, first: SEVERAL, plan: None };
                 d
             }
             None => {
                 self.dests.push(Some(entry));
-                self.hot.push(Hot { epoch: 0, local: 0, first: SEVERAL });
+                self.hot.push(Hot { epoch: 0, local: 0, first: SEVERAL, plan: None });
                 (self.dests.len() - 1) as u32
             }
         };
@@ -468,14 +472,20 @@ impl Dispatch {
         // over its bound: a chain plan costs at most its per-packet bound
         // times the packets of a window.
         let w = u64::from(self.window_packets);
+        let mut plan = None;
         if let Some(Some(inst)) = self.installs.get(first as usize) {
             let i = &inst.instance;
             if i.chain_packet_bound().and_then(|c| c.checked_mul(w)).is_some_and(|c| c <= i.complexity()) {
                 first |= DIRECT;
+                let exact = matches!(self.dests.get(d).and_then(Option::as_ref), Some(e) if e.dest == Dest::Exact(inst.this.ip));
+                if exact && inst.this.subnet == (inst.this.ip, 32) {
+                    plan = Some(Arc::clone(i));
+                }
             }
         }
         if let Some(h) = self.hot.get_mut(d) {
             h.first = first;
+            h.plan = plan;
         }
     }
 
@@ -585,11 +595,25 @@ impl Dispatch {
                             // Read the installation's line now, so that it is
                             // in the cache when the program runs (a prefetch
                             // in safe code).
-                            if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
-                                *touch ^= inst.stats.windows;
+                            if !$direct_mode {
+                                if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
+                                    *touch ^= inst.stats.windows;
+                                }
                             }
                         }
                         if $direct_mode && e.first & DIRECT != 0 {
+                            if let Some(plan) = &e.plan {
+                                let dst = dst_col[i];
+                                let (cost, drop) = plan.chain_packet(This { ip: dst, subnet: (dst, 32) }, src_col[i], dst);
+                                let acc = &mut direct[e.local as usize];
+                                acc.packets += 1;
+                                acc.cost += cost;
+                                if drop {
+                                    acc.dropped += 1;
+                                    win_drops[i / 64] |= 1 << (i % 64);
+                                }
+                                break 'hit;
+                            }
                             if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
                                 let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i]);
                                 let acc = &mut direct[e.local as usize];
