@@ -386,24 +386,25 @@ fn firewall() -> (Vec<u8>, Facts) {
     let mut bursts = Vec::new();
     let mut attack = Flow::new(FW_BAD, FW_CLIENT, 6666, 22, 500);
     for b in 0..5u16 {
-        let mut s = Vec::new();
-        // 8 to drop: 3 TCP, 3 UDP, 1 ICMP (via the flow and plain packets),
-        // one tagged, one non-first fragment.
-        s.push(attack.syn());
-        s.push(attack.data(b"SSH-2.0-bruteforce"));
-        s.push(attack.data(&text(&mut r, 700)));
-        s.push(v4(FW_BAD, FW_CLIENT, UDP, &udp(4444, 53, &text(&mut r, 40))));
-        s.push(v4(FW_BAD, FW_CLIENT, UDP, &udp(4444, 123, &text(&mut r, 48))));
-        s.push(v4(FW_BAD, FW_CLIENT, ICMP, &icmp_echo(1, b, b"ping from a pest")));
-        s.push(vlan(100, FW_BAD, FW_CLIENT, UDP, &udp(4445, 161, b"tagged")));
-        s.push(v4_id(FW_BAD, FW_CLIENT, UDP, 77 + b, 185, &text(&mut r, 64)));
-        // Near misses, forwarded.
-        s.push(v4(FW_BAD, ip(10, 0, 0, 8), UDP, &udp(4444, 53, b"not for the client")));
-        s.push(v4(FW_BAD, ip(10, 0, 0, 8), TCP, &tcp(6666, 22, 9, 0, 0x02, &[])));
-        s.push(v4(ip(203, 0, 113, 10), FW_CLIENT, UDP, &udp(4444, 53, b"another source")));
-        s.push(v4(ip(203, 0, 113, 10), FW_CLIENT, ICMP, &icmp_echo(2, b, b"neighbour")));
-        s.push(v4(FW_CLIENT, FW_BAD, UDP, &udp(53, 4444, b"the client answers")));
-        s.push(v4(FW_CLIENT, FW_BAD, TCP, &tcp(22, 6666, 1, 0, 0x12, &[])));
+        let mut s = vec![
+            // 8 to drop: 3 TCP, 3 UDP, 1 ICMP (via the flow and plain packets),
+            // one tagged, one non-first fragment.
+            attack.syn(),
+            attack.data(b"SSH-2.0-bruteforce"),
+            attack.data(&text(&mut r, 700)),
+            v4(FW_BAD, FW_CLIENT, UDP, &udp(4444, 53, &text(&mut r, 40))),
+            v4(FW_BAD, FW_CLIENT, UDP, &udp(4444, 123, &text(&mut r, 48))),
+            v4(FW_BAD, FW_CLIENT, ICMP, &icmp_echo(1, b, b"ping from a pest")),
+            vlan(100, FW_BAD, FW_CLIENT, UDP, &udp(4445, 161, b"tagged")),
+            v4_id(FW_BAD, FW_CLIENT, UDP, 77 + b, 185, &text(&mut r, 64)),
+            // Near misses, forwarded.
+            v4(FW_BAD, ip(10, 0, 0, 8), UDP, &udp(4444, 53, b"not for the client")),
+            v4(FW_BAD, ip(10, 0, 0, 8), TCP, &tcp(6666, 22, 9, 0, 0x02, &[])),
+            v4(ip(203, 0, 113, 10), FW_CLIENT, UDP, &udp(4444, 53, b"another source")),
+            v4(ip(203, 0, 113, 10), FW_CLIENT, ICMP, &icmp_echo(2, b, b"neighbour")),
+            v4(FW_CLIENT, FW_BAD, UDP, &udp(53, 4444, b"the client answers")),
+            v4(FW_CLIENT, FW_BAD, TCP, &tcp(22, 6666, 1, 0, 0x12, &[])),
+        ];
         let trunc = ipv4(FW_BAD, FW_CLIENT, TCP, 0, 0, &tcp(6666, 22, 1, 0, 0x02, &[]));
         s.push(F { bytes: eth(mac(FW_CLIENT), mac(FW_BAD), 0x0800, &trunc[..30]), kind: Kind::Malformed });
         let back = bg.burst(120);

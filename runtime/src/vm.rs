@@ -772,7 +772,7 @@ impl Instance {
         let set = &mut m.effects.drops;
         set.clear();
         set.resize(nw, u64::MAX);
-        if n % 64 != 0 {
+        if !n.is_multiple_of(64) {
             set[nw - 1] = (1u64 << (n % 64)) - 1;
         }
         let mut cost = 0u64;

@@ -487,7 +487,7 @@ fn print_text(args: &Args, rows: &[Row], st: &RouterStats, cfg: WindowConfig, el
     );
     for r in &rows[..shown] {
         let name = Path::new(&r.bundle).file_name().map_or_else(|| r.bundle.clone(), |n| n.to_string_lossy().into_owned());
-        let client = r.this_subnet.as_ref().map_or_else(|| r.this_ip.clone(), |s| format!("{s}"));
+        let client = r.this_subnet.clone().unwrap_or_else(|| r.this_ip.clone());
         let s = &r.stats;
         println!(
             "{:<28} {:<18} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>9.1} {:>9} {:>9}",
