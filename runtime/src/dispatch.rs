@@ -149,9 +149,10 @@ struct Installed {
 }
 
 /// What the per-window pass needs of a client, apart from its (colder)
-/// [`DestEntry`]: 24 bytes, so that the pass over a window's packets
-/// touches as little memory as possible with many clients installed.
+/// [`DestEntry`]: one cache line, so that with many clients installed the
+/// pass over a window's packets touches one line per client.
 #[derive(Clone, Debug, Default)]
+#[repr(C, align(64))]
 struct Hot {
     /// Window in which `local` is valid.
     epoch: u64,
@@ -165,6 +166,30 @@ struct Hot {
     /// pass need not read the installation (THIS_IP is the packet's
     /// destination).
     plan: Option<Arc<Instance>>,
+    /// With `plan`: the installation's counters of the windows since they
+    /// were last folded into its [`ProgramStats`] (see [`Dispatch::fold`]),
+    /// kept here so that a window does not touch the installation.
+    pending: Pending,
+}
+
+/// Counters of runs not yet folded into an installation's stats.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pending {
+    windows: u64,
+    packets: u64,
+    discarded: u64,
+    cost: u64,
+    max_cost: u64,
+}
+
+impl Pending {
+    fn add_to(&self, st: &mut ProgramStats) {
+        st.windows += self.windows;
+        st.packets_in += self.packets;
+        st.discarded += self.discarded;
+        st.total_cost += self.cost;
+        st.max_cost = st.max_cost.max(self.max_cost);
+    }
 }
 
 /// [`Hot::first`] of a client with no or several installations: see its
@@ -378,12 +403,12 @@ impl Dispatch {
         let d = match self.free_dests.pop() {
             Some(d) => {
                 self.dests[d as usize] = Some(entry);
-                self.hot[d as usize] = Hot { epoch: 0, local: 0, first: SEVERAL, plan: None };
+                self.hot[d as usize] = Hot { first: SEVERAL, ..Hot::default() };
                 d
             }
             None => {
                 self.dests.push(Some(entry));
-                self.hot.push(Hot { epoch: 0, local: 0, first: SEVERAL, plan: None });
+                self.hot.push(Hot { first: SEVERAL, ..Hot::default() });
                 (self.dests.len() - 1) as u32
             }
         };
@@ -412,15 +437,15 @@ impl Dispatch {
 
     /// Remove an installation; returns its final counters.
     pub fn remove(&mut self, id: InstallId) -> Option<ProgramStats> {
-        let cell = self.installs.get_mut(id.slot as usize)?;
-        if cell.as_ref().map(|i| i.id) != Some(id) {
-            return None;
-        }
-        let inst = cell.take()?;
+        let d = match self.installs.get(id.slot as usize)? {
+            Some(i) if i.id == id => i.dest as usize,
+            _ => return None,
+        };
+        self.fold(d);
+        let inst = self.installs.get_mut(id.slot as usize)?.take()?;
         self.gens[id.slot as usize] = self.gens[id.slot as usize].wrapping_add(1);
         self.free_installs.push(id.slot);
         self.live -= 1;
-        let d = inst.dest as usize;
         let empty = match self.dests[d].as_mut() {
             Some(e) => {
                 e.installs.remove(id.slot);
@@ -462,8 +487,30 @@ impl Dispatch {
         Some(inst.stats)
     }
 
+    /// Move a client's pending counters into its installation's stats.
+    fn fold(&mut self, d: usize) {
+        let Some(h) = self.hot.get_mut(d) else { return };
+        let p = std::mem::take(&mut h.pending);
+        if let Some(Some(inst)) = self.installs.get_mut((h.first & !DIRECT) as usize) {
+            p.add_to(&mut inst.stats);
+        }
+    }
+
+    /// An installation's stats, with the counters still pending in its
+    /// client's hot entry.
+    fn current(&self, i: &Installed) -> ProgramStats {
+        let mut st = i.stats;
+        if let Some(h) = self.hot.get(i.dest as usize) {
+            if h.plan.is_some() && h.first & !DIRECT == i.id.slot {
+                h.pending.add_to(&mut st);
+            }
+        }
+        st
+    }
+
     /// Keep a client's [`Hot::first`] in step with its installations.
     fn refresh_hot(&mut self, d: usize) {
+        self.fold(d);
         let mut first = match self.dests.get(d).and_then(Option::as_ref) {
             Some(e) if e.installs.rest.is_empty() => e.installs.first.unwrap_or(SEVERAL),
             _ => SEVERAL,
@@ -497,14 +544,14 @@ impl Dispatch {
             this: i.this,
             module: i.instance.program().id(),
             params: i.instance.params(),
-            stats: i.stats,
+            stats: self.current(i),
             last_fault: i.last_fault.as_deref(),
         })
     }
 
     /// Counters of one installation.
     pub fn stats(&self, id: InstallId) -> Option<ProgramStats> {
-        self.installs.get(id.slot as usize)?.as_ref().filter(|i| i.id == id).map(|i| i.stats)
+        self.installs.get(id.slot as usize)?.as_ref().filter(|i| i.id == id).map(|i| self.current(i))
     }
 
     /// Number of installations.
@@ -664,7 +711,19 @@ impl Dispatch {
             if acc.packets == 0 {
                 continue;
             }
-            let first = self.hot[self.touched[l] as usize].first & !DIRECT;
+            let h = &mut self.hot[self.touched[l] as usize];
+            if h.plan.is_some() {
+                // An end user's counters wait in its hot entry.
+                rep.runs += 1;
+                let p = &mut h.pending;
+                p.windows += 1;
+                p.packets += acc.packets;
+                p.discarded += acc.dropped;
+                p.cost += acc.cost;
+                p.max_cost = p.max_cost.max(acc.cost);
+                continue;
+            }
+            let first = h.first & !DIRECT;
             let Some(Some(inst)) = self.installs.get_mut(first as usize) else { continue };
             rep.runs += 1;
             let st = &mut inst.stats;
