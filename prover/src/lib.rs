@@ -96,6 +96,12 @@ impl Prover {
 
     /// Prove a module safe under a policy, or say why it is not.
     pub fn prove(&self, module: &Module, policy: &Policy) -> Result<Proved, Vec<Failure>> {
+        self.prove_named(module, policy, &[])
+    }
+
+    /// [`Prover::prove`], with the source names of registers (`names[r]`, where
+    /// known) for the counterexamples: "with Dest(i) = 10.9.9.9".
+    pub fn prove_named(&self, module: &Module, policy: &Policy, names: &[String]) -> Result<Proved, Vec<Failure>> {
         let fail = |at: usize, message: String| vec![Failure { at, message, notes: vec![], help: None }];
         module.validate().map_err(|e| fail(0, e.to_string()))?;
         let vc = vcgen::generate(module, policy).map_err(|e| fail(e.at, e.reason))?;
@@ -124,7 +130,11 @@ impl Prover {
             let mut t = tactics::Tactics::new(&mut b, &self.lemmas, policy.client);
             match t.obligation(&o.path, &goal) {
                 Ok(pf) => proofs.push(pf),
-                Err(why) => failures.push(explain(at, o.what, &o.path, &goal, &why, &params, policy, &vc)),
+                Err(why) => {
+                    let mut f = explain(at, o.what, &o.path, &goal, &why, &params, policy, &vc);
+                    name_keys(&mut f, module, names);
+                    failures.push(f)
+                }
             }
         }
         if !failures.is_empty() {
@@ -139,6 +149,49 @@ impl Prover {
         let bundle = Bundle { module: module_bytes, declared, certificate };
         let bytes = encode_file(&bundle, BUNDLE_MAGIC);
         Ok(Proved { bundle, bytes, stats })
+    }
+}
+
+/// Replace the counterexample's group keys (`the group key kN`) by the source
+/// names of the enclosing loops' key families, outermost first: the VC
+/// generator numbers the keys of nested loops in that order.
+fn name_keys(f: &mut Failure, module: &Module, names: &[String]) {
+    use vinet_checker::bytecode::Insn;
+    let mut loops = vec![];
+    let mut pc = 0;
+    let mut ends: Vec<usize> = vec![];
+    while pc < module.code.len() && pc <= f.at {
+        ends.retain(|&e| e > pc);
+        if let Insn::Foreach { key, body_len, .. } = module.code[pc] {
+            let end = pc + 1 + body_len as usize;
+            if f.at < end && pc < f.at {
+                loops.push(key);
+            }
+            ends.push(end);
+        }
+        pc += 1;
+    }
+    let mut ids: Vec<u32> = vec![];
+    let all = std::iter::once(f.message.as_str()).chain(f.notes.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+    for part in all.split("the group key k").skip(1) {
+        if let Ok(n) = part.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>() {
+            if !ids.contains(&n) {
+                ids.push(n);
+            }
+        }
+    }
+    ids.sort_unstable();
+    if ids.len() != loops.len() {
+        return;
+    }
+    for (id, key) in ids.iter().zip(&loops) {
+        let Some(name) = names.get(*key as usize).filter(|n| !n.is_empty()) else { continue };
+        let from = format!("the group key k{id}");
+        let to = format!("{name}(...)");
+        f.message = f.message.replace(&from, &to);
+        for n in &mut f.notes {
+            *n = n.replace(&from, &to);
+        }
     }
 }
 

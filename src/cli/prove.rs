@@ -46,7 +46,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     })?;
     let prover = vinet_prover::Prover::new().map_err(|e| Failure::Usage(format!("the lemma library does not build: {e}")))?;
     let started = Instant::now();
-    let proved = match prover.prove(&compiled.module, &policy) {
+    let names: Vec<String> = compiled.program.vars.iter().map(|v| v.name.clone()).collect();
+    let proved = match prover.prove_named(&compiled.module, &policy, &names) {
         Ok(p) => p,
         Err(failures) => {
             let n = failures.len();
