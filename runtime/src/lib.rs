@@ -11,6 +11,13 @@
 //! the programs of the clients it is addressed to, so the per-packet cost does
 //! not grow with the number of installed programs.
 //!
+//! Two refinements keep that true at line rate (`benchmarks/runtime.md`):
+//! windows can borrow their frames from the caller's buffer instead of
+//! copying them ([`router::Router::push_slab`]), and a program that decides
+//! each packet on its own (keyed filters and DISCARD, like the firewall) also
+//! gets a *plan* when it is prepared from its checked module, which the VM
+//! and the dispatch table run without interpretation, metered the same way.
+//!
 //! **API Boundary:** the VM ([`vm::Program`]) is built only from a
 //! [`vinet_checker::Checked`]; there is no public path that runs bytecode the
 //! checker has not accepted.
