@@ -71,7 +71,7 @@ pub struct InstallId {
 }
 
 /// Counters of one installation. (The counters every run updates come
-/// first: with [`Installed`]'s layout they share one cache line with what a
+/// first: with `Installed`'s layout they share one cache line with what a
 /// run reads.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]

@@ -27,7 +27,7 @@
 //! - **Packet-local plans**: a straight-line program built only of
 //!   address/prefix loads, `AllPackets`, the keyed GROUP_BY filters and
 //!   DISCARD (the firewall) decides each packet on its own. Such a program
-//!   also gets a [`LocalPlan`] when it is built, which the dispatch table runs
+//!   also gets a `LocalPlan` when it is built, which the dispatch table runs
 //!   directly over a small bucket's rows of the window (no register file, no
 //!   gather): per packet, the set registers are bits of one word and each
 //!   routine charges its unit when the packet is in its input set, so the
@@ -608,7 +608,8 @@ impl Instance {
         &self.params
     }
 
-    /// Whether the program has a [`LocalPlan`] (see the module documentation).
+    /// Whether the program has a packet-local plan (see the module
+    /// documentation).
     pub fn is_packet_local(&self) -> bool {
         self.program.local.is_some()
     }

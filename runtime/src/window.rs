@@ -440,7 +440,7 @@ impl Window {
     }
 
     /// The whole window as one view (AllPackets = every IPv4 packet). For a
-    /// window of borrowed frames, see [`Window::view_with`].
+    /// window of borrowed frames, see `Window::view_with`.
     pub fn view(&self) -> View<'_> {
         self.view_with(&[])
     }
