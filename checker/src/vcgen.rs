@@ -276,10 +276,10 @@ impl Gen<'_> {
         Ok(cost)
     }
 
-    fn if_(&mut self, at: usize, cond: Reg, subs: &[(usize, usize)], vals: &mut Vec<Val>) -> Result<Poly, VcError> {
+    fn if_(&mut self, at: usize, cond: Reg, subs: &[(usize, usize)], vals: &mut [Val]) -> Result<Poly, VcError> {
         let c = self.term(at, vals, cond)?;
         let branch = |g: &mut Self, cond: Term, (s, e): (usize, usize)| -> Result<(Vec<Val>, Poly), VcError> {
-            let mut v = vals.clone();
+            let mut v = vals.to_vec();
             g.path.push(cond);
             let cost = g.block(s, e, &mut v)?;
             g.path.pop();

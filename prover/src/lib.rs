@@ -131,7 +131,7 @@ impl Prover {
             match t.obligation(&o.path, &goal) {
                 Ok(pf) => proofs.push(pf),
                 Err(why) => {
-                    let mut f = explain(at, o.what, &o.path, &goal, &why, &params, policy, &vc);
+                    let mut f = explain(at, o.what, &o.path, &goal, &why, &params, policy);
                     name_keys(&mut f, module, names);
                     failures.push(f)
                 }
@@ -268,7 +268,7 @@ fn routine_verb(what: What) -> &'static str {
 
 /// Turn a failed obligation into a diagnostic, with z3's counterexample if it has one.
 #[allow(clippy::too_many_arguments)]
-fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params: &z3enc::Preferences, policy: &Policy, vc: &vcgen::Vc) -> Failure {
+fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params: &z3enc::Preferences, policy: &Policy) -> Failure {
     let edge = policy.client == ClientKind::EdgeRouter;
     let mut notes = vec![];
     let me_name = if edge { "THIS_SUBNET_IP" } else { "THIS_IP" };
@@ -278,40 +278,37 @@ fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params:
         What::GenerateTo => Some("GENERATE may send only to THIS_IP".to_string()),
         _ => None,
     };
-    let _ = vc;
-    let message = match what {
-        _ => match z3enc::decide(path, goal, params) {
-            z3enc::Decision::Fails(cx) => {
-                let me = match (edge, cx.this_net, cx.this_ip) {
-                    (true, Some((n, l)), _) => format!("inside THIS_SUBNET_IP ({}/{l})", ip(n)),
-                    (true, None, _) => "inside THIS_SUBNET_IP".into(),
-                    (false, _, Some(a)) => format!("THIS_IP ({})", ip(a)),
-                    (false, _, None) => "THIS_IP".into(),
-                };
-                for (name, value) in &cx.values {
-                    notes.push(format!("with {name} = {value}"));
+    let message = match z3enc::decide(path, goal, params) {
+        z3enc::Decision::Fails(cx) => {
+            let me = match (edge, cx.this_net, cx.this_ip) {
+                (true, Some((n, l)), _) => format!("inside THIS_SUBNET_IP ({}/{l})", ip(n)),
+                (true, None, _) => "inside THIS_SUBNET_IP".into(),
+                (false, _, Some(a)) => format!("THIS_IP ({})", ip(a)),
+                (false, _, None) => "THIS_IP".into(),
+            };
+            for (name, value) in &cx.values {
+                notes.push(format!("with {name} = {value}"));
+            }
+            match (what, cx.packet) {
+                (What::Confined(_), Some((src, dst))) => format!("{} a packet {} -> {}, and {} is not {me}", routine_verb(what), ip(src), ip(dst), ip(dst)),
+                (What::NoLeak, _) => {
+                    let key = cx.values.iter().find(|(n, _)| n.starts_with("the group key")).map(|(_, v)| v.clone()).unwrap_or_default();
+                    format!("this effect could happen in the group of {key}, which is not {me}: it would depend on another client's traffic")
                 }
-                match (what, cx.packet) {
-                    (What::Confined(_), Some((src, dst))) => format!("{} a packet {} -> {}, and {} is not {me}", routine_verb(what), ip(src), ip(dst), ip(dst)),
-                    (What::NoLeak, _) => {
-                        let key = cx.values.iter().find(|(n, _)| n.starts_with("the group key")).map(|(_, v)| v.clone()).unwrap_or_default();
-                        format!("this effect could happen in the group of {key}, which is not {me}: it would depend on another client's traffic")
-                    }
-                    (What::GenerateTo, _) => format!("GENERATE here could send to an address that is not {me}"),
-                    (What::LoopEntry, _) => "this loop could start above its bound".into(),
-                    (What::LoopPositive | What::LoopDecrease, _) => "this loop's counter does not move toward its limit on every iteration".into(),
-                    _ => format!("this {what:?} obligation fails"),
-                }
+                (What::GenerateTo, _) => format!("GENERATE here could send to an address that is not {me}"),
+                (What::LoopEntry, _) => "this loop could start above its bound".into(),
+                (What::LoopPositive | What::LoopDecrease, _) => "this loop's counter does not move toward its limit on every iteration".into(),
+                _ => format!("this {what:?} obligation fails"),
             }
-            z3enc::Decision::Valid => {
-                notes.push(format!("the prover's tactics: {why}"));
-                format!("z3 shows this {what:?} obligation holds, but vinet could not build a proof the checker accepts")
-            }
-            z3enc::Decision::Unknown(r) => {
-                notes.push(format!("the prover's tactics: {why}; z3: {r}"));
-                format!("cannot prove this {what:?} obligation")
-            }
-        },
+        }
+        z3enc::Decision::Valid => {
+            notes.push(format!("the prover's tactics: {why}"));
+            format!("z3 shows this {what:?} obligation holds, but vinet could not build a proof the checker accepts")
+        }
+        z3enc::Decision::Unknown(r) => {
+            notes.push(format!("the prover's tactics: {why}; z3: {r}"));
+            format!("cannot prove this {what:?} obligation")
+        }
     };
     Failure { at, message, notes, help }
 }

@@ -426,7 +426,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
     fn add_identities(&mut self, cc: &mut Congruence, t: &Term) -> TResult<()> {
         if let Some([a, m]) = t.args_of(Sym::Mask) {
             if m.eval() == Some(Value::V(Lit::Addr(u32::MAX))) && *m == Term::lit(Lit::Addr(u32::MAX)) {
-                let pf = self.axiom("mask_full", &[a.clone()], &[])?;
+                let pf = self.axiom("mask_full", std::slice::from_ref(a), &[])?;
                 cc.add_term(a);
                 cc.union(t, a, pf);
             }
@@ -490,7 +490,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
             }
         }
         for a in &atoms {
-            premises.push(self.axiom("nat", &[a.clone()], &[])?);
+            premises.push(self.axiom("nat", std::slice::from_ref(a), &[])?);
         }
         let coefficients = crate::z3enc::farkas_coefficients(&premises.iter().map(|p| p.concl().clone()).collect::<Vec<_>>())?;
         let chosen: Vec<(Pf, i64)> = premises.into_iter().zip(coefficients).filter(|(_, c)| *c != 0).collect();

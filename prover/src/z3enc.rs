@@ -118,7 +118,7 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
     let query = (|| -> TResult<Bool> {
         let mut parts = path.iter().map(|c| e.bool(c)).collect::<TResult<Vec<_>>>()?;
         parts.push(e.negate(goal)?);
-        parts.extend(e.side.drain(..));
+        parts.append(&mut e.side);
         Ok(Bool::and(&parts))
     })();
     let query = match query {
@@ -218,8 +218,8 @@ fn bv(v: u32) -> BV {
 /// A well-formed prefix: `mask` is some `/len` netmask and `net` has no host bits.
 fn well_formed(net: &BV, mask: &BV, len: &BV) -> Bool {
     let ones = bv(u32::MAX);
-    let m = len.eq(bv(0)).ite(&bv(0), &ones.bvshl(&bv(32).bvsub(len)));
-    Bool::and(&[len.bvule(&bv(32)), mask.eq(&m), net.bvand(&mask.bvnot()).eq(bv(0))])
+    let m = len.eq(bv(0)).ite(&bv(0), &ones.bvshl(bv(32).bvsub(len)));
+    Bool::and(&[len.bvule(bv(32)), mask.eq(&m), net.bvand(mask.bvnot()).eq(bv(0))])
 }
 
 impl Enc<'_> {
