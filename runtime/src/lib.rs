@@ -32,6 +32,7 @@
 
 pub mod packet;
 pub mod pcap;
+mod pcapng;
 pub mod policy_file;
 pub mod dispatch;
 pub mod router;

@@ -1,6 +1,8 @@
 //! Capture files: read pcap (either byte order, micro- or nanosecond stamps)
-//! and pcapng (per-interface link types and timestamp resolutions), streaming
-//! with pcap-file 2.x; write pcap; replay a capture into windows.
+//! streaming with pcap-file 2.x, and pcapng (per-interface link types and
+//! timestamp resolutions) with the lenient reader of [`crate::pcapng`]
+//! (pcap-file refuses pcapng files that tcpdump reads); write pcap; replay a
+//! capture into windows.
 //!
 //! A damaged file is an error, never a panic: the frames before the damage
 //! are delivered, then one `Err`, then the reader stops (pcap has no way to
@@ -12,8 +14,6 @@ use std::io::{Chain, Cursor, Read, Write};
 use std::path::Path;
 
 use pcap_file::pcap::{PcapHeader, PcapReader, PcapWriter, RawPcapPacket};
-use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::{DataLink, Endianness, TsResolution};
 
 use crate::packet::LinkType;
@@ -56,30 +56,9 @@ pub enum CaptureError {
 
 type Peeked<R> = Chain<Cursor<[u8; 4]>, R>;
 
-/// Timestamp resolution of a pcapng interface (`if_tsresol`).
-#[derive(Clone, Copy, Debug)]
-enum Resol {
-    /// 10^-n seconds.
-    Dec(u8),
-    /// 2^-n seconds.
-    Bin(u8),
-}
-
-impl Resol {
-    fn to_ns(self, units: u64) -> u64 {
-        let units = u128::from(units);
-        let ns = match self {
-            Resol::Dec(n) if n <= 9 => units * 10u128.pow(u32::from(9 - n)),
-            Resol::Dec(n) => units / 10u128.pow(u32::from(n.min(38) - 9)),
-            Resol::Bin(n) => (units * 1_000_000_000) >> n.min(127),
-        };
-        u64::try_from(ns).unwrap_or(u64::MAX)
-    }
-}
-
 enum Kind<R: Read> {
     Pcap { r: PcapReader<Peeked<R>>, link: LinkType, nano: bool },
-    PcapNg { r: PcapNgReader<Peeked<R>>, ifaces: Vec<(LinkType, Resol)>, buf: Vec<u8> },
+    PcapNg { r: crate::pcapng::NgReader<Peeked<R>>, first_link: Option<LinkType> },
 }
 
 /// A streaming reader of pcap or pcapng, told apart by their magic numbers.
@@ -104,8 +83,8 @@ impl<R: Read> CaptureReader<R> {
         reader.read_exact(&mut magic).map_err(|_| CaptureError::Format("shorter than a file header".into()))?;
         let peeked = Cursor::new(magic).chain(reader);
         let kind = if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
-            let r = PcapNgReader::new(peeked).map_err(|e| CaptureError::Format(e.to_string()))?;
-            Kind::PcapNg { r, ifaces: Vec::new(), buf: Vec::new() }
+            let r = crate::pcapng::NgReader::new(peeked).map_err(CaptureError::Format)?;
+            Kind::PcapNg { r, first_link: None }
         } else {
             let r = PcapReader::new(peeked).map_err(|e| CaptureError::Format(e.to_string()))?;
             let h = r.header();
@@ -119,7 +98,7 @@ impl<R: Read> CaptureReader<R> {
     pub fn link_type(&self) -> Option<LinkType> {
         match &self.kind {
             Kind::Pcap { link, .. } => Some(*link),
-            Kind::PcapNg { ifaces, .. } => ifaces.first().map(|i| i.0),
+            Kind::PcapNg { first_link, .. } => *first_link,
         }
     }
 
@@ -164,60 +143,22 @@ impl<R: Read> CaptureReader<R> {
                     }
                 }
             }
-            Kind::PcapNg { r, ifaces, buf } => loop {
-                let block = match r.next_block() {
-                    None => {
-                        self.done = true;
-                        return None;
-                    }
-                    Some(Err(e)) => {
-                        self.done = true;
-                        return Some(Err(damaged(e)));
-                    }
-                    Some(Ok(b)) => b,
-                };
-                // Packet data is copied out so that the loop may go on
-                // reading blocks (the borrow checker cannot return a borrow
-                // from one iteration of a loop that borrows again).
-                let (iface, units, orig_len) = match block {
-                    Block::SectionHeader(_) => {
-                        ifaces.clear();
-                        continue;
-                    }
-                    Block::InterfaceDescription(idb) => {
-                        let mut res = Resol::Dec(6);
-                        for o in &idb.options {
-                            if let InterfaceDescriptionOption::IfTsResol(v) = o {
-                                res = if v & 0x80 == 0 { Resol::Dec(*v) } else { Resol::Bin(v & 0x7f) };
-                            }
-                        }
-                        ifaces.push((LinkType::from_raw(u32::from(idb.linktype)), res));
-                        continue;
-                    }
-                    Block::EnhancedPacket(p) => {
-                        buf.clear();
-                        buf.extend_from_slice(&p.data);
-                        // pcap-file stores the raw units as if they were ns.
-                        let units = u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX);
-                        (p.interface_id as usize, Some(units), p.original_len)
-                    }
-                    Block::Packet(p) => {
-                        buf.clear();
-                        buf.extend_from_slice(&p.data);
-                        (usize::from(p.interface_id), Some(p.timestamp), p.original_len)
-                    }
-                    Block::SimplePacket(p) => {
-                        buf.clear();
-                        buf.extend_from_slice(&p.data);
-                        (0, None, p.original_len)
-                    }
-                    _ => continue,
-                };
-                let (link, res) = ifaces.get(iface).copied().unwrap_or((LinkType::Other(u32::MAX), Resol::Dec(6)));
-                let ts = units.map_or(self.last_ts, |u| res.to_ns(u));
-                self.frames += 1;
-                self.last_ts = ts;
-                return Some(Ok(Frame { link, ts_ns: ts, orig_len, data: buf }));
+            Kind::PcapNg { r, first_link } => match r.next() {
+                None => {
+                    self.done = true;
+                    None
+                }
+                Some(Err(reason)) => {
+                    self.done = true;
+                    Some(Err(CaptureError::Damaged { frames, reason }))
+                }
+                Some(Ok(p)) => {
+                    let ts = p.ts_ns.unwrap_or(self.last_ts);
+                    first_link.get_or_insert(p.link);
+                    self.frames += 1;
+                    self.last_ts = ts;
+                    Some(Ok(Frame { link: p.link, ts_ns: ts, orig_len: p.orig_len, data: r.data() }))
+                }
             },
         }
     }
