@@ -1,11 +1,20 @@
 //! The execution environment of the paper's Fig. 4: many programs installed
 //! for many clients, indexed by the destinations they are confined to.
 //!
-//! - **Index.** End users are keyed by their exact address in one hash map;
-//!   edge-router clients by their prefix, in one hash map per prefix length
-//!   present, probed longest first. A packet costs one lookup plus one per
-//!   distinct edge-router prefix length installed (at most 33), however many
-//!   programs are installed.
+//! - **Index.** End users are keyed by their exact address in one
+//!   open-addressing table whose 32-byte slots also hold the per-window
+//!   state of the end users decided during the bucketing pass (below), so
+//!   that such a packet costs one cache line however many clients are
+//!   installed; edge-router clients by their prefix, in one hash map per
+//!   prefix length present, probed longest first. A packet costs one lookup
+//!   plus one per distinct edge-router prefix length installed (at most 33),
+//!   however many programs are installed.
+//! - **Deciding during the pass.** With many clients installed, buckets are
+//!   small, and a client whose program is a chain of keyed filters that no
+//!   window can make exceed its bound (the firewall) is decided packet by
+//!   packet as its packets are bucketed. The index lines of a window's
+//!   packets are first read in a tight loop of independent loads, so that
+//!   their cache misses overlap instead of stalling the pass one by one.
 //! - **Nested prefixes.** A packet whose destination lies in several installed
 //!   client prefixes (or in a prefix and at an end user's address) goes into
 //!   *every* matching client's bucket. Each program is proved confined to its
@@ -28,7 +37,7 @@ use vinet_checker::bytecode::Const;
 use vinet_checker::policy::ClientKind;
 use vinet_checker::{netmask, Checked, ModuleId};
 
-use crate::vm::{BindError, Binding, Fault, Instance, Machine, Program, This};
+use crate::vm::{BindError, Binding, EndUserStep, Fault, Instance, Machine, Program, This};
 use crate::window::{Columns, Window};
 
 /// A fast hasher for `u32` keys (installed addresses and prefixes, which the
@@ -149,10 +158,10 @@ struct Installed {
 }
 
 /// What the per-window pass needs of a client, apart from its (colder)
-/// [`DestEntry`]: one cache line, so that with many clients installed the
-/// pass over a window's packets touches one line per client.
+/// [`DestEntry`]. (End users decided during the pass keep their per-window
+/// state in their [`ExactSlot`] instead, and do not touch this.)
 #[derive(Clone, Debug, Default)]
-#[repr(C, align(64))]
+#[repr(C, align(16))]
 struct Hot {
     /// Window in which `local` is valid.
     epoch: u64,
@@ -162,14 +171,6 @@ struct Hot {
     /// when that installation's program is decided packet by packet during
     /// the bucketing pass (a chain plan that can never exceed its bound).
     first: u32,
-    /// For an end user decided packet by packet: its instance, so that the
-    /// pass need not read the installation (THIS_IP is the packet's
-    /// destination).
-    plan: Option<Arc<Instance>>,
-    /// With `plan`: the installation's counters of the windows since they
-    /// were last folded into its [`ProgramStats`] (see [`Dispatch::fold`]),
-    /// kept here so that a window does not touch the installation.
-    pending: Pending,
 }
 
 /// Counters of runs not yet folded into an installation's stats.
@@ -189,6 +190,293 @@ impl Pending {
         st.discarded += self.discarded;
         st.total_cost += self.cost;
         st.max_cost = st.max_cost.max(self.max_cost);
+    }
+}
+
+/// [`ExactSlot::d`] of a free slot.
+const EMPTY: u32 = u32::MAX;
+
+/// One end user of the [`ExactIndex`]: 32 bytes, two to a cache line. For a
+/// client decided packet by packet during the bucketing pass (`plan` set),
+/// it also holds everything the pass reads and writes for it: the plan, the
+/// window it last had packets in, and its counters since they were last
+/// folded into its installation's [`ProgramStats`] (see
+/// [`Dispatch::fold`]). The counters are narrow: such a client's program
+/// costs at most `u16::MAX` a window (checked when the plan is set), so
+/// `windows` windows cost less than `2^32`, and they are folded before
+/// `windows` wraps.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(32))]
+struct ExactSlot {
+    /// The address.
+    key: u32,
+    /// The client's [`DestEntry`] index; [`EMPTY`] for a free slot.
+    d: u32,
+    /// Low 32 bits of the last window the client had packets in (0: none
+    /// since the epochs last wrapped; see [`Dispatch::run_window_with`]).
+    epoch: u32,
+    /// 1 + index in [`Dispatch::plans`] of its instance when the client is
+    /// decided during the pass; 0 when not.
+    plan: u16,
+    /// Pending: windows with packets.
+    windows: u16,
+    /// Cost in window `epoch`.
+    cur: u16,
+    /// Pending: the largest cost of one window.
+    max: u16,
+    /// Pending: packets.
+    packets: u32,
+    /// Pending: packets dropped.
+    dropped: u32,
+    /// Pending: cost.
+    cost: u32,
+}
+
+impl ExactSlot {
+    const FREE: ExactSlot = ExactSlot { key: 0, d: EMPTY, epoch: 0, plan: 0, windows: 0, cur: 0, max: 0, packets: 0, dropped: 0, cost: 0 };
+
+    fn pending(&self) -> Pending {
+        Pending {
+            windows: u64::from(self.windows),
+            packets: u64::from(self.packets),
+            discarded: u64::from(self.dropped),
+            cost: u64::from(self.cost),
+            max_cost: u64::from(self.max),
+        }
+    }
+
+    /// The pending counters, which are reset.
+    fn take_pending(&mut self) -> Pending {
+        let p = self.pending();
+        self.windows = 0;
+        self.packets = 0;
+        self.dropped = 0;
+        self.cost = 0;
+        self.max = 0;
+        p
+    }
+}
+
+/// The index of end users by exact address: open addressing with linear
+/// probing, at most half full, slots of one [`ExactSlot`]. A packet to one
+/// of many clients costs one cache line here (two with hashbrown's control
+/// bytes and slot, and a third for the client's entry, before).
+#[derive(Debug)]
+struct ExactIndex {
+    /// A power of two long, at least [`ExactIndex::MIN`].
+    slots: Vec<ExactSlot>,
+    len: usize,
+    /// 64 - log2(slots.len()).
+    shift: u32,
+}
+
+impl ExactIndex {
+    const MIN: usize = 16;
+
+    fn new() -> ExactIndex {
+        ExactIndex { slots: vec![ExactSlot::FREE; Self::MIN], len: 0, shift: 64 - Self::MIN.trailing_zeros() }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The home slot of `key`: the high bits of a multiplicative hash (the
+    /// addresses are the router's clients', not the traffic's; consecutive
+    /// addresses land far apart and do not collide).
+    #[inline]
+    fn home(&self, key: u32) -> usize {
+        (u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    /// Read the home slot of `key` (to pull its line into the cache ahead of
+    /// use: a prefetch in safe code).
+    #[inline]
+    fn peek(&self, key: u32) -> u32 {
+        self.slots.get(self.home(key)).map_or(0, |s| s.key)
+    }
+
+    /// The slot of `key`.
+    #[inline]
+    fn find(&self, key: u32) -> Option<usize> {
+        let mask = self.mask();
+        let mut i = self.home(key);
+        // Ends: the table is at most half full.
+        loop {
+            let s = self.slots.get(i)?;
+            if s.d == EMPTY {
+                return None;
+            }
+            if s.key == key {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn get_mut(&mut self, key: u32) -> Option<&mut ExactSlot> {
+        let i = self.find(key)?;
+        self.slots.get_mut(i)
+    }
+
+    /// Add `key` (not present) for client `d`.
+    fn insert(&mut self, key: u32, d: u32) {
+        debug_assert!(self.find(key).is_none() && d != EMPTY);
+        if (self.len + 1) * 2 > self.slots.len() {
+            let grown = vec![ExactSlot::FREE; self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, grown);
+            self.shift -= 1;
+            for s in old.into_iter().filter(|s| s.d != EMPTY) {
+                self.place(s);
+            }
+        }
+        self.place(ExactSlot { key, d, ..ExactSlot::FREE });
+        self.len += 1;
+    }
+
+    fn place(&mut self, s: ExactSlot) {
+        let mask = self.mask();
+        let mut i = self.home(s.key);
+        while self.slots[i].d != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = s;
+    }
+
+    /// Remove `key`, closing the gap (backward shift: every later slot of
+    /// the run that may move closer to its home does).
+    fn remove(&mut self, key: u32) -> Option<ExactSlot> {
+        let mut hole = self.find(key)?;
+        let gone = self.slots[hole];
+        let mask = self.mask();
+        let mut j = (hole + 1) & mask;
+        while self.slots[j].d != EMPTY {
+            let home = self.home(self.slots[j].key);
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[j];
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        self.slots[hole] = ExactSlot::FREE;
+        self.len -= 1;
+        Some(gone)
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<ExactSlot>()
+    }
+}
+
+/// Filters of a [`DirectPlan`] after its leading ones.
+const PLAN_STEPS: usize = 4;
+
+/// An instance's chain plan as end users' packets meet it, decided without
+/// going through the instance: the same cost and decision as
+/// [`Instance::chain_packet`] with THIS_IP = the packet's destination. The
+/// filters that every such packet passes (`dst == THIS_IP`, the firewall's
+/// first) are only charged.
+#[derive(Clone, Copy, Debug, Default)]
+struct DirectPlan {
+    /// Units of the leading filters every packet passes.
+    lead: u64,
+    /// DISCARD's unit.
+    discard: u64,
+    /// The other filters, `steps[..len]`.
+    len: usize,
+    steps: [EndUserStep; PLAN_STEPS],
+}
+
+impl DirectPlan {
+    fn of(i: &Instance) -> Option<DirectPlan> {
+        let (chain, discard) = i.end_user_chain()?;
+        let always = |f: &EndUserStep| (f.on_dst && f.this && f.mask == u32::MAX) || (!f.this && f.mask == 0 && f.net == 0);
+        let skip = chain.iter().take_while(|f| always(f)).count();
+        let rest = chain.get(skip..)?;
+        if rest.len() > PLAN_STEPS {
+            return None;
+        }
+        let mut p = DirectPlan { lead: 0, discard, len: rest.len(), steps: [EndUserStep::default(); PLAN_STEPS] };
+        for f in &chain[..skip] {
+            p.lead = p.lead.checked_add(f.unit)?;
+        }
+        p.steps[..rest.len()].copy_from_slice(rest);
+        Some(p)
+    }
+
+    /// The cost and decision for a packet (source, destination).
+    #[inline]
+    fn decide(&self, src: u32, dst: u32) -> (u64, bool) {
+        let mut cost = self.lead;
+        for f in self.steps.iter().take(self.len) {
+            cost += f.unit;
+            let col = if f.on_dst { dst } else { src };
+            let key = if f.this { dst } else { f.net };
+            if col & f.mask != key {
+                return (cost, false);
+            }
+        }
+        (cost + self.discard, true)
+    }
+}
+
+/// The plans of the clients decided during the pass ([`ExactSlot::plan`]
+/// is 1 + an index here): most clients share a few instances.
+#[derive(Debug, Default)]
+struct Plans {
+    /// Read by the pass.
+    fast: Vec<DirectPlan>,
+    list: Vec<Option<Arc<Instance>>>,
+    refs: Vec<u32>,
+    by_ptr: HashMap<usize, u16>,
+    free: Vec<u16>,
+}
+
+impl Plans {
+    /// A reference to `i`'s entry (1 + its index); `None` when its chain
+    /// does not fit a [`DirectPlan`] or the table holds `u16::MAX`
+    /// instances.
+    fn acquire(&mut self, i: &Arc<Instance>) -> Option<u16> {
+        let ptr = Arc::as_ptr(i) as usize;
+        if let Some(&p) = self.by_ptr.get(&ptr) {
+            self.refs[usize::from(p)] += 1;
+            return Some(p + 1);
+        }
+        let plan = DirectPlan::of(i)?;
+        let p = match self.free.pop() {
+            Some(p) => p,
+            None if self.list.len() >= usize::from(u16::MAX) => return None,
+            None => {
+                self.fast.push(DirectPlan::default());
+                self.list.push(None);
+                self.refs.push(0);
+                (self.list.len() - 1) as u16
+            }
+        };
+        self.fast[usize::from(p)] = plan;
+        self.list[usize::from(p)] = Some(Arc::clone(i));
+        self.refs[usize::from(p)] = 1;
+        self.by_ptr.insert(ptr, p);
+        Some(p + 1)
+    }
+
+    /// Drop a reference (1 + index, as [`Plans::acquire`] gave it).
+    fn release(&mut self, plan: u16) {
+        let Some(p) = plan.checked_sub(1).map(usize::from) else { return };
+        let Some(r) = self.refs.get_mut(p) else { return };
+        *r -= 1;
+        if *r == 0 {
+            if let Some(i) = self.list[p].take() {
+                self.by_ptr.remove(&(Arc::as_ptr(&i) as usize));
+            }
+            self.free.push(p as u16);
+        }
     }
 }
 
@@ -267,7 +555,9 @@ pub struct Dispatch {
     hot: Vec<Hot>,
     free_dests: Vec<u32>,
     dest_index: HashMap<Dest, u32>,
-    exact: AddrMap<u32>,
+    exact: ExactIndex,
+    /// The instances of the end users decided during the pass.
+    plans: Plans,
     /// One map per prefix length present, longest first.
     prefixes: Vec<(u8, AddrMap<u32>)>,
     installs: Vec<Option<Installed>>,
@@ -320,7 +610,8 @@ impl Dispatch {
             hot: Vec::new(),
             free_dests: Vec::new(),
             dest_index: HashMap::new(),
-            exact: AddrMap::default(),
+            exact: ExactIndex::new(),
+            plans: Plans::default(),
             prefixes: Vec::new(),
             installs: Vec::new(),
             gens: Vec::new(),
@@ -414,9 +705,7 @@ impl Dispatch {
         };
         self.dest_index.insert(dest, d);
         match dest {
-            Dest::Exact(ip) => {
-                self.exact.insert(ip, d);
-            }
+            Dest::Exact(ip) => self.exact.insert(ip, d),
             Dest::Prefix(net, len) => {
                 let i = match self.prefixes.iter().position(|(l, _)| *l <= len) {
                     Some(i) if self.prefixes[i].0 == len => i,
@@ -459,7 +748,7 @@ impl Dispatch {
                 self.dest_index.remove(&e.dest);
                 match e.dest {
                     Dest::Exact(ip) => {
-                        self.exact.remove(&ip);
+                        self.exact.remove(ip);
                     }
                     Dest::Prefix(net, len) => {
                         if let Some(i) = self.prefixes.iter().position(|(l, _)| *l == len) {
@@ -487,52 +776,71 @@ impl Dispatch {
         Some(inst.stats)
     }
 
-    /// Move a client's pending counters into its installation's stats.
+    /// Move an end user's pending counters (see [`ExactSlot`]) into its
+    /// installation's stats.
     fn fold(&mut self, d: usize) {
-        let Some(h) = self.hot.get_mut(d) else { return };
-        let p = std::mem::take(&mut h.pending);
-        if let Some(Some(inst)) = self.installs.get_mut((h.first & !DIRECT) as usize) {
+        let Some(Some(e)) = self.dests.get(d) else { return };
+        let Dest::Exact(ip) = e.dest else { return };
+        let Some(s) = self.exact.get_mut(ip) else { return };
+        let p = s.take_pending();
+        let first = self.hot.get(d).map_or(SEVERAL, |h| h.first & !DIRECT);
+        if let Some(Some(inst)) = self.installs.get_mut(first as usize) {
             p.add_to(&mut inst.stats);
         }
     }
 
     /// An installation's stats, with the counters still pending in its
-    /// client's hot entry.
+    /// client's [`ExactSlot`].
     fn current(&self, i: &Installed) -> ProgramStats {
         let mut st = i.stats;
-        if let Some(h) = self.hot.get(i.dest as usize) {
-            if h.plan.is_some() && h.first & !DIRECT == i.id.slot {
-                h.pending.add_to(&mut st);
+        if self.hot.get(i.dest as usize).is_some_and(|h| h.first & !DIRECT == i.id.slot) {
+            if let Some(Some(DestEntry { dest: Dest::Exact(ip), .. })) = self.dests.get(i.dest as usize) {
+                if let Some(s) = self.exact.find(*ip).and_then(|k| self.exact.slots.get(k)) {
+                    s.pending().add_to(&mut st);
+                }
             }
         }
         st
     }
 
-    /// Keep a client's [`Hot::first`] in step with its installations.
+    /// Keep a client's [`Hot::first`] (and for an end user its
+    /// [`ExactSlot::plan`]) in step with its installations.
     fn refresh_hot(&mut self, d: usize) {
         self.fold(d);
+        let dest = self.dests.get(d).and_then(Option::as_ref).map(|e| e.dest);
         let mut first = match self.dests.get(d).and_then(Option::as_ref) {
             Some(e) if e.installs.rest.is_empty() => e.installs.first.unwrap_or(SEVERAL),
             _ => SEVERAL,
         };
         // Decided packet by packet when no window can make the program go
         // over its bound: a chain plan costs at most its per-packet bound
-        // times the packets of a window.
+        // times the packets of a window. An end user's counters then live in
+        // its slot of the exact index, which needs a window to cost at most
+        // u16::MAX.
         let w = u64::from(self.window_packets);
         let mut plan = None;
         if let Some(Some(inst)) = self.installs.get(first as usize) {
             let i = &inst.instance;
-            if i.chain_packet_bound().and_then(|c| c.checked_mul(w)).is_some_and(|c| c <= i.complexity()) {
+            let per_window = i.chain_packet_bound().and_then(|c| c.checked_mul(w));
+            if per_window.is_some_and(|c| c <= i.complexity()) {
                 first |= DIRECT;
-                let exact = matches!(self.dests.get(d).and_then(Option::as_ref), Some(e) if e.dest == Dest::Exact(inst.this.ip));
-                if exact && inst.this.subnet == (inst.this.ip, 32) {
+                let narrow = per_window.is_some_and(|c| c <= u64::from(u16::MAX)) && w <= u64::from(u16::MAX);
+                if narrow && dest == Some(Dest::Exact(inst.this.ip)) && inst.this.subnet == (inst.this.ip, 32) {
                     plan = Some(Arc::clone(i));
                 }
             }
         }
         if let Some(h) = self.hot.get_mut(d) {
             h.first = first;
-            h.plan = plan;
+        }
+        if let Some(Dest::Exact(ip)) = dest {
+            let new = plan.and_then(|i| self.plans.acquire(&i)).unwrap_or(0);
+            if let Some(s) = self.exact.get_mut(ip) {
+                let old = std::mem::replace(&mut s.plan, new);
+                self.plans.release(old);
+            } else {
+                self.plans.release(new);
+            }
         }
     }
 
@@ -582,7 +890,7 @@ impl Dispatch {
             + self.hot.capacity() * size_of::<Hot>()
             + self.dests.iter().flatten().map(|d| d.installs.rest.capacity() * 4).sum::<usize>()
             + self.free_dests.capacity() * 4;
-        let index = map(&self.dest_index) + map(&self.exact) + self.prefixes.iter().map(|(_, m)| map(m)).sum::<usize>();
+        let index = map(&self.dest_index) + self.exact.bytes() + self.prefixes.iter().map(|(_, m)| map(m)).sum::<usize>();
         installs + dests + index
     }
 
@@ -607,7 +915,18 @@ impl Dispatch {
             return rep;
         }
         self.epoch += 1;
+        if self.epoch as u32 == 0 {
+            // The exact slots keep the low 32 bits of the epoch, 0 meaning
+            // "no window since the last wrap": start them over.
+            for s in &mut self.exact.slots {
+                s.epoch = 0;
+            }
+            self.epoch += 1;
+        }
         let epoch = self.epoch;
+        let ep32 = epoch as u32;
+        // Buckets and runs of end users decided during the pass.
+        let mut direct_buckets = 0u32;
         self.touched.clear();
         self.counts.clear();
         self.pairs.clear();
@@ -618,13 +937,14 @@ impl Dispatch {
         // decided packet by packet are run right here, during the pass
         // (no bucket, no later run); with few, their buckets are large and
         // the word-at-a-time plans below are faster.
-        let direct_mode = self.fast_paths && self.live >= DIRECT_CLIENTS;
+        // (Never over W packets: the direct decisions rely on it.)
+        let direct_mode = self.fast_paths && self.live >= DIRECT_CLIENTS && n <= self.window_packets as usize;
         // One pass: the buckets of every packet. (Written once, expanded
         // twice, so that the pass without direct clients pays nothing for
         // them.)
         macro_rules! bucket_pass {
             ($direct_mode:expr) =>         {
-            let Dispatch { exact, prefixes, hot, installs, touched, counts, pairs, touch, direct, win_drops, .. } = self;
+            let Dispatch { exact, plans, prefixes, hot, installs, touched, counts, pairs, touch, direct, win_drops, .. } = self;
             let (src_col, dst_col) = (&window.cols.src, &window.cols.dst);
             // The work of one (packet, client) hit: a macro, not a closure,
             // so that it is always inlined into the loop.
@@ -649,18 +969,6 @@ impl Dispatch {
                             }
                         }
                         if $direct_mode && e.first & DIRECT != 0 {
-                            if let Some(plan) = &e.plan {
-                                let dst = dst_col[i];
-                                let (cost, drop) = plan.chain_packet(This { ip: dst, subnet: (dst, 32) }, src_col[i], dst);
-                                let acc = &mut direct[e.local as usize];
-                                acc.packets += 1;
-                                acc.cost += cost;
-                                if drop {
-                                    acc.dropped += 1;
-                                    win_drops[i / 64] |= 1 << (i % 64);
-                                }
-                                break 'hit;
-                            }
                             if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
                                 let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i]);
                                 let acc = &mut direct[e.local as usize];
@@ -678,20 +986,67 @@ impl Dispatch {
                     }
                 }};
             }
+            if $direct_mode {
+                // The index lines of the window's packets, read in a tight
+                // loop of independent loads so that their cache misses
+                // overlap (a prefetch in safe code): with many clients they
+                // are mostly misses, and the pass below then finds them in
+                // the cache.
+                let mut t = 0u32;
+                for &dst in dst_col.iter() {
+                    t ^= exact.peek(dst);
+                }
+                *touch ^= u64::from(t);
+            }
             // Consecutive packets to one address are common (a flow, a
-            // busy client): the last exact lookup is kept.
+            // busy client): without direct clients, the last exact lookup
+            // is kept.
             let mut last: Option<(u32, Option<u32>)> = None;
-            for (i, &dst) in window.cols.dst.iter().enumerate() {
-                let found = match last {
-                    Some((a, d)) if a == dst => d,
-                    _ => {
-                        let d = exact.get(&dst).copied();
-                        last = Some((dst, d));
-                        d
+            for (i, &dst) in dst_col.iter().enumerate() {
+                if !$direct_mode {
+                    let found = match last {
+                        Some((a, d)) if a == dst => d,
+                        _ => {
+                            let d = exact.find(dst).and_then(|k| exact.slots.get(k)).map(|s| s.d);
+                            last = Some((dst, d));
+                            d
+                        }
+                    };
+                    if let Some(d) = found {
+                        hit!(d, i);
                     }
-                };
-                if let Some(d) = found {
-                    hit!(d, i);
+                } else if let Some(s) = exact.find(dst).and_then(|k| exact.slots.get_mut(k)) {
+                    match plans.fast.get(usize::from(s.plan).wrapping_sub(1)) {
+                        Some(plan) => {
+                            // An end user decided here: its state is in its
+                            // slot (see `ExactSlot`).
+                            if s.epoch != ep32 {
+                                if s.windows == u16::MAX {
+                                    // Fold before the counters could wrap.
+                                    let first = hot.get(s.d as usize).map_or(SEVERAL, |h| h.first & !DIRECT);
+                                    if let Some(Some(inst)) = installs.get_mut(first as usize) {
+                                        s.take_pending().add_to(&mut inst.stats);
+                                    }
+                                }
+                                s.epoch = ep32;
+                                s.windows += 1;
+                                s.cur = 0;
+                                direct_buckets += 1;
+                            }
+                            let (cost, drop) = plan.decide(src_col[i], dst);
+                            // In range: a window costs this client at most
+                            // u16::MAX (see `refresh_hot`).
+                            s.cur += cost as u16;
+                            s.max = s.max.max(s.cur);
+                            s.cost += cost as u32;
+                            s.packets += 1;
+                            if drop {
+                                s.dropped += 1;
+                                win_drops[i / 64] |= 1 << (i % 64);
+                            }
+                        }
+                        None => hit!(s.d, i),
+                    }
                 }
                 for (len, map) in prefixes.iter() {
                     if let Some(&d) = map.get(&(dst & netmask(*len))) {
@@ -707,23 +1062,13 @@ impl Dispatch {
             bucket_pass!(false);
         }
         // The clients decided during the pass: one run each.
+        rep.runs += direct_buckets;
+        rep.buckets += direct_buckets;
         for (l, acc) in self.direct.iter().enumerate() {
             if acc.packets == 0 {
                 continue;
             }
-            let h = &mut self.hot[self.touched[l] as usize];
-            if h.plan.is_some() {
-                // An end user's counters wait in its hot entry.
-                rep.runs += 1;
-                let p = &mut h.pending;
-                p.windows += 1;
-                p.packets += acc.packets;
-                p.discarded += acc.dropped;
-                p.cost += acc.cost;
-                p.max_cost = p.max_cost.max(acc.cost);
-                continue;
-            }
-            let first = h.first & !DIRECT;
+            let first = self.hot[self.touched[l] as usize].first & !DIRECT;
             let Some(Some(inst)) = self.installs.get_mut(first as usize) else { continue };
             rep.runs += 1;
             let st = &mut inst.stats;
@@ -734,7 +1079,7 @@ impl Dispatch {
             st.max_cost = st.max_cost.max(acc.cost);
         }
         if self.pairs.is_empty() {
-            rep.buckets = self.touched.len() as u32;
+            rep.buckets += self.touched.len() as u32;
             window.commit(&self.win_drops, &self.gen_bytes[..0], &[]);
             return rep;
         }

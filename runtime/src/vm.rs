@@ -297,6 +297,19 @@ struct BoundStep {
     unit: u64,
 }
 
+/// A chain filter as an end user's packet meets it (see
+/// [`Instance::end_user_chain`]): the packet passes when its column (`on_dst`:
+/// the destination, else the source) masked with `mask` equals `net`, or,
+/// for a THIS_IP / THIS_SUBNET_IP key (`this`), the packet's destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EndUserStep {
+    pub(crate) net: u32,
+    pub(crate) mask: u32,
+    pub(crate) on_dst: bool,
+    pub(crate) this: bool,
+    pub(crate) unit: u64,
+}
+
 /// One filter of a chain: key slot, column, unit.
 #[derive(Clone, Copy, Debug)]
 struct ChainStep {
@@ -713,6 +726,25 @@ impl Instance {
             }
         }
         (cost + du, true)
+    }
+
+    /// The chain plan's filters for an end user's packets, whose THIS_IP
+    /// (and THIS_SUBNET_IP, the same address as a /32) is the packet's
+    /// destination: each as [`EndUserStep`], with DISCARD's unit. The
+    /// decision of [`Instance::chain_packet`] with `this` = the destination.
+    pub(crate) fn end_user_chain(&self) -> Option<(Vec<EndUserStep>, u64)> {
+        let (chain, du) = self.chain.as_ref()?;
+        let steps = chain
+            .iter()
+            .map(|f| {
+                let (net, mask, this) = match f.key {
+                    ChainKey::Fixed(n, m) => (n, m, false),
+                    ChainKey::ThisIp | ChainKey::ThisSubnet => (0, u32::MAX, true),
+                };
+                EndUserStep { net, mask, on_dst: f.on_dst, this, unit: f.unit }
+            })
+            .collect();
+        Some((steps, *du))
     }
 
     /// The certified complexity of its program.

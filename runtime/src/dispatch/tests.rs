@@ -288,3 +288,145 @@ fn packet_local_plans_agree_with_the_vm() {
     assert!(ds[0].live >= DIRECT_CLIENTS, "the direct path must be exercised");
     assert!(ds[0].list().zip(ds[1].list()).all(|(a, b)| a.last_fault == b.last_fault));
 }
+
+/// A chain in another order, with a THIS_IP key on the source column and a
+/// prefix constant: DISCARD(GROUP_BY_SOURCE(GROUP_BY_SOURCE(
+/// GROUP_BY_DESTINATION(AllPackets, 10.0.0.0/8), SrcIP), THIS_IP)).
+fn odd_chain() -> Arc<Program> {
+    let mut a = Asm::default();
+    let all = a.all();
+    let net = a.konst(Const::Prefix(0x0a00_0000, 8));
+    let inside = a.reg(Ty::Set);
+    a.op(Insn::FilterDst { dst: inside, set: all, by: net });
+    let s = a.param("SrcIP", Const::Addr(BAD));
+    let from = a.reg(Ty::Set);
+    a.op(Insn::FilterSrc { dst: from, set: inside, by: s });
+    let me = a.this_ip();
+    let looped = a.reg(Ty::Set);
+    a.op(Insn::FilterSrc { dst: looped, set: from, by: me });
+    a.op(Insn::Discard { set: looped });
+    Arc::new(Program::unchecked(a.module(Class::Filtering), 256 * 4, &policy()))
+}
+
+/// An end user's [`DirectPlan`] decides every packet as the instance's
+/// chain plan does with THIS_IP = the packet's destination.
+#[test]
+fn direct_plans_decide_as_the_chain_plan() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as u32
+    };
+    for (program, param) in [(fw(), BAD), (fw(), 0x0a00_0007), (odd_chain(), BAD), (odd_chain(), 0x0a00_0007)] {
+        let inst = program.instantiate(&[Const::Addr(param)]).unwrap();
+        let plan = DirectPlan::of(&inst).expect("a chain");
+        for k in 0..20_000u32 {
+            let dst = match k % 3 {
+                0 => next(),
+                1 => 0x0a00_0000 | (next() % 16),
+                _ => param,
+            };
+            let src = match k % 4 {
+                0 => next(),
+                1 => param,
+                2 => dst,
+                _ => 0x0a00_0000 | (next() % 16),
+            };
+            let want = inst.chain_packet(This { ip: dst, subnet: (dst, 32) }, src, dst);
+            assert_eq!(plan.decide(src, dst), want, "src {src:#x} dst {dst:#x}");
+        }
+    }
+}
+
+/// The exact index against a map, through growth and backward-shift
+/// removals (keys chosen to collide).
+#[test]
+fn exact_index_agrees_with_a_map() {
+    let mut ix = ExactIndex::new();
+    let mut map = std::collections::HashMap::new();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for step in 0..40_000u32 {
+        // Few distinct keys, many of them sharing home slots.
+        let key = (next() % 3000) as u32 * if step % 2 == 0 { 1 } else { 1 << 20 };
+        if next() % 3 == 0 {
+            assert_eq!(ix.remove(key).map(|s| s.d), map.remove(&key), "step {step}");
+        } else if let std::collections::hash_map::Entry::Vacant(e) = map.entry(key) {
+            e.insert(step);
+            ix.insert(key, step);
+        }
+        assert_eq!(ix.len, map.len());
+        if step % 997 == 0 {
+            for (&k, &d) in &map {
+                assert_eq!(ix.find(k).map(|i| ix.slots[i].d), Some(d));
+            }
+            assert!(ix.slots.len() >= 2 * ix.len && ix.slots.len().is_power_of_two());
+        }
+        assert_eq!(ix.find(key).map(|i| ix.slots[i].d), map.get(&key).copied(), "step {step}");
+    }
+}
+
+/// End users decided during the pass keep their counters in their slots:
+/// those are folded into the installation's stats before they could wrap,
+/// when the installations of the client change, and read with them; the
+/// epochs wrapping starts the slots over. All as the table without fast
+/// paths counts.
+#[test]
+fn direct_counters_fold_and_survive_epoch_wraps() {
+    let mut ds = [Dispatch::new(256), Dispatch::new(256)];
+    ds[1].fast_paths = false;
+    let mut ids = Vec::new();
+    for d in ds.iter_mut() {
+        let v: Vec<InstallId> = (0..70u32).map(|c| d.install_program(fw(), &bind(0x0a00_0100 + c, BAD)).unwrap()).collect();
+        ids.push(v);
+        // Just before the low 32 bits of the epoch wrap.
+        d.epoch = u64::from(u32::MAX) - 3;
+    }
+    // Client 0 is about to fold its counters before they wrap.
+    ds[0].exact.get_mut(0x0a00_0100).unwrap().windows = u16::MAX - 2;
+    let extra = ProgramStats { windows: u64::from(u16::MAX - 2), ..ProgramStats::default() };
+    for round in 0..12u32 {
+        let mut ws = [Window::new(), Window::new()];
+        for k in 0..40u32 {
+            let dst = 0x0a00_0100 + (k * 7 + round) % 5;
+            let src = if k % 3 == 0 { BAD } else { GOOD };
+            for w in ws.iter_mut() {
+                udp(w, src, dst, b"x");
+            }
+        }
+        let reps: Vec<WindowReport> = ds.iter_mut().zip(ws.iter_mut()).map(|(d, w)| d.run_window(w)).collect();
+        assert_eq!(reps[0], reps[1], "round {round}");
+        assert_eq!(dropped(&ws[0]), dropped(&ws[1]), "round {round}");
+        if round == 5 {
+            // A second installation for client 1 (then it is no longer
+            // decided during the pass), and removed again.
+            for (d, v) in ds.iter_mut().zip(ids.iter_mut()) {
+                v.push(d.install_program(fw(), &bind(0x0a00_0101, GOOD)).unwrap());
+            }
+        }
+        if round == 8 {
+            for (d, v) in ds.iter_mut().zip(ids.iter_mut()) {
+                let id = v.pop().unwrap();
+                assert!(d.remove(id).is_some());
+            }
+        }
+    }
+    assert!(ds[0].epoch as u32 > 0 && ds[0].epoch > u64::from(u32::MAX), "the epochs wrapped");
+    for (i, (a, b)) in ids[0].iter().zip(&ids[1]).enumerate() {
+        let (mut sa, sb) = (ds[0].stats(*a).unwrap(), ds[1].stats(*b).unwrap());
+        if i == 0 {
+            sa.windows -= extra.windows;
+        }
+        assert_eq!(sa, sb, "client {i}");
+    }
+    // Removal hands back the counters still pending.
+    let (a, b) = (ids[0][2], ids[1][2]);
+    assert_eq!(ds[0].remove(a), ds[1].remove(b));
+}
