@@ -302,6 +302,14 @@ impl ExactIndex {
         self.slots.get(self.home(key)).map_or(0, |s| s.key)
     }
 
+    /// Read the home slots of `keys` in a tight loop of independent loads,
+    /// so that their cache misses overlap (a prefetch in safe code): with
+    /// many clients they are mostly misses, and the lookups that follow find
+    /// them in the cache.
+    fn peek_all(&self, keys: &[u32]) -> u32 {
+        keys.iter().fold(0, |t, &k| t ^ self.peek(k))
+    }
+
     /// The slot of `key`.
     #[inline]
     fn find(&self, key: u32) -> Option<usize> {
@@ -579,6 +587,8 @@ pub struct Dispatch {
     touch: u64,
     /// Per bucket of the window: the sums of a client decided during the pass.
     direct: Vec<Direct>,
+    /// Exact hits (packet, client) of the window not decided during the pass.
+    rest: Vec<(u32, u32)>,
     /// Packet-local plans on small buckets (off only in tests, to compare).
     fast_paths: bool,
 }
@@ -597,6 +607,62 @@ impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatch").field("installed", &self.live).field("programs", &self.programs.len()).finish()
     }
+}
+
+/// The end users decided during the bucketing pass, over a window's
+/// packets (columns `src`, `dst`): each packet to such a client is decided by
+/// its [`DirectPlan`] and counted in its [`ExactSlot`]; the other exact hits
+/// go to `rest` as (packet, client), in packet order. Returns the number of
+/// such clients with packets (each one bucket and one run). Kept apart from
+/// the general pass, so that this loop stays small.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn decide_end_users(
+    exact: &mut ExactIndex,
+    plans: &[DirectPlan],
+    hot: &[Hot],
+    installs: &mut [Option<Installed>],
+    src: &[u32],
+    dst: &[u32],
+    ep32: u32,
+    win_drops: &mut [u64],
+    rest: &mut Vec<(u32, u32)>,
+) -> u32 {
+    let mut buckets = 0u32;
+    for (i, (&s_addr, &d_addr)) in src.iter().zip(dst).enumerate() {
+        let Some(s) = exact.find(d_addr).and_then(|k| exact.slots.get_mut(k)) else { continue };
+        let Some(plan) = plans.get(usize::from(s.plan).wrapping_sub(1)) else {
+            rest.push((i as u32, s.d));
+            continue;
+        };
+        if s.epoch != ep32 {
+            if s.windows == u16::MAX {
+                // Fold before the counters could wrap.
+                let first = hot.get(s.d as usize).map_or(SEVERAL, |h| h.first & !DIRECT);
+                if let Some(Some(inst)) = installs.get_mut(first as usize) {
+                    s.take_pending().add_to(&mut inst.stats);
+                }
+            }
+            s.epoch = ep32;
+            s.windows += 1;
+            s.cur = 0;
+            buckets += 1;
+        }
+        let (cost, drop) = plan.decide(s_addr, d_addr);
+        // In range: a window costs this client at most u16::MAX (see
+        // `Dispatch::refresh_hot`).
+        s.cur += cost as u16;
+        s.max = s.max.max(s.cur);
+        s.cost += cost as u32;
+        s.packets += 1;
+        if drop {
+            s.dropped += 1;
+            if let Some(w) = win_drops.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+    buckets
 }
 
 impl Dispatch {
@@ -629,6 +695,7 @@ impl Dispatch {
             machine: Machine::new(),
             touch: 0,
             direct: Vec::new(),
+            rest: Vec::new(),
             fast_paths: true,
         }
     }
@@ -944,7 +1011,7 @@ impl Dispatch {
         // them.)
         macro_rules! bucket_pass {
             ($direct_mode:expr) =>         {
-            let Dispatch { exact, plans, prefixes, hot, installs, touched, counts, pairs, touch, direct, win_drops, .. } = self;
+            let Dispatch { exact, prefixes, hot, installs, touched, counts, pairs, touch, direct, win_drops, rest, .. } = self;
             let (src_col, dst_col) = (&window.cols.src, &window.cols.dst);
             // The work of one (packet, client) hit: a macro, not a closure,
             // so that it is always inlined into the loop.
@@ -987,23 +1054,33 @@ impl Dispatch {
                 }};
             }
             if $direct_mode {
-                // The index lines of the window's packets, read in a tight
-                // loop of independent loads so that their cache misses
-                // overlap (a prefetch in safe code): with many clients they
-                // are mostly misses, and the pass below then finds them in
-                // the cache.
-                let mut t = 0u32;
-                for &dst in dst_col.iter() {
-                    t ^= exact.peek(dst);
+                // The other hits of the packets (end users not decided
+                // during the pass, edge routers), in packet order.
+                if prefixes.is_empty() {
+                    for &(i, d) in rest.iter() {
+                        hit!(d, i as usize);
+                    }
+                } else {
+                    let mut r = rest.iter().peekable();
+                    for (i, &dst) in dst_col.iter().enumerate() {
+                        if let Some(&&(j, d)) = r.peek() {
+                            if j as usize == i {
+                                hit!(d, i);
+                                r.next();
+                            }
+                        }
+                        for (len, map) in prefixes.iter() {
+                            if let Some(&d) = map.get(&(dst & netmask(*len))) {
+                                hit!(d, i);
+                            }
+                        }
+                    }
                 }
-                *touch ^= u64::from(t);
-            }
-            // Consecutive packets to one address are common (a flow, a
-            // busy client): without direct clients, the last exact lookup
-            // is kept.
-            let mut last: Option<(u32, Option<u32>)> = None;
-            for (i, &dst) in dst_col.iter().enumerate() {
-                if !$direct_mode {
+            } else {
+                // Consecutive packets to one address are common (a flow, a
+                // busy client): the last exact lookup is kept.
+                let mut last: Option<(u32, Option<u32>)> = None;
+                for (i, &dst) in dst_col.iter().enumerate() {
                     let found = match last {
                         Some((a, d)) if a == dst => d,
                         _ => {
@@ -1015,48 +1092,23 @@ impl Dispatch {
                     if let Some(d) = found {
                         hit!(d, i);
                     }
-                } else if let Some(s) = exact.find(dst).and_then(|k| exact.slots.get_mut(k)) {
-                    match plans.fast.get(usize::from(s.plan).wrapping_sub(1)) {
-                        Some(plan) => {
-                            // An end user decided here: its state is in its
-                            // slot (see `ExactSlot`).
-                            if s.epoch != ep32 {
-                                if s.windows == u16::MAX {
-                                    // Fold before the counters could wrap.
-                                    let first = hot.get(s.d as usize).map_or(SEVERAL, |h| h.first & !DIRECT);
-                                    if let Some(Some(inst)) = installs.get_mut(first as usize) {
-                                        s.take_pending().add_to(&mut inst.stats);
-                                    }
-                                }
-                                s.epoch = ep32;
-                                s.windows += 1;
-                                s.cur = 0;
-                                direct_buckets += 1;
-                            }
-                            let (cost, drop) = plan.decide(src_col[i], dst);
-                            // In range: a window costs this client at most
-                            // u16::MAX (see `refresh_hot`).
-                            s.cur += cost as u16;
-                            s.max = s.max.max(s.cur);
-                            s.cost += cost as u32;
-                            s.packets += 1;
-                            if drop {
-                                s.dropped += 1;
-                                win_drops[i / 64] |= 1 << (i % 64);
-                            }
+                    for (len, map) in prefixes.iter() {
+                        if let Some(&d) = map.get(&(dst & netmask(*len))) {
+                            hit!(d, i);
                         }
-                        None => hit!(s.d, i),
-                    }
-                }
-                for (len, map) in prefixes.iter() {
-                    if let Some(&d) = map.get(&(dst & netmask(*len))) {
-                        hit!(d, i);
                     }
                 }
             }
         };
         }
         if direct_mode {
+            // End users decided during the pass first: one tight loop (see
+            // `decide_end_users`); the pass below sees the other hits.
+            let (src_col, dst_col) = (&window.cols.src, &window.cols.dst);
+            let Dispatch { exact, plans, hot, installs, touch, win_drops, rest, .. } = self;
+            *touch ^= u64::from(exact.peek_all(dst_col));
+            rest.clear();
+            direct_buckets = decide_end_users(exact, &plans.fast, hot, installs, src_col, dst_col, ep32, win_drops, rest);
             bucket_pass!(true);
         } else {
             bucket_pass!(false);
