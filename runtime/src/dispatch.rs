@@ -629,7 +629,10 @@ fn decide_end_users(
     rest: &mut Vec<(u32, u32)>,
 ) -> u32 {
     let mut buckets = 0u32;
-    for (i, (&s_addr, &d_addr)) in src.iter().zip(dst).enumerate() {
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &dst[..n]);
+    for i in 0..n {
+        let (s_addr, d_addr) = (src[i], dst[i]);
         let Some(s) = exact.find(d_addr).and_then(|k| exact.slots.get_mut(k)) else { continue };
         let Some(plan) = plans.get(usize::from(s.plan).wrapping_sub(1)) else {
             rest.push((i as u32, s.d));
