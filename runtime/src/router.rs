@@ -38,8 +38,21 @@ pub struct RouterStats {
     pub faults: u64,
 }
 
-/// Frames whose headers [`Router::push_slab`] reads ahead in one go.
+/// Frames whose headers [`Router::push_slab`] reads ahead in one go, from a
+/// slab of at least [`BATCH_SLAB`] bytes (a power of two).
 const PREFETCH: usize = 64;
+
+/// Slabs from this size on are larger than any last-level cache: their
+/// frames come from memory, whose latency only many loads in flight at once
+/// hide, so that their headers are read [`PREFETCH`] frames at a time. The
+/// frames of a smaller slab (a receive ring, which the NIC writes into the
+/// cache) are read one at a time, [`NEAR`] frames ahead: that read's
+/// latency is then hidden under the parses in between, where a batch of
+/// reads would stall the parse once per batch for nothing.
+const BATCH_SLAB: usize = 64 << 20;
+
+/// How far ahead frames of a smaller slab are read.
+const NEAR: usize = 6;
 
 /// The bytes of a frame's headers that parsing reads: Ethernet, IPv4 and
 /// TCP without options (an 802.1Q tag, UDP and ICMP need fewer).
@@ -127,12 +140,13 @@ impl Router {
         let base = slab.as_ptr() as usize;
         let usable = u32::try_from(slab.len()).is_ok();
         let span = self.cfg.millis.saturating_mul(1_000_000);
-        let mut touch = touch_headers(&frames[..frames.len().min(PREFETCH)]);
+        // Frames whose headers are read ahead at a time, and how far ahead.
+        let (batch, ahead) = if slab.len() >= BATCH_SLAB { (PREFETCH, PREFETCH) } else { (1, NEAR) };
+        let mut touch = touch_headers(&frames[..frames.len().min(ahead)]);
         for (i, frame) in frames.iter().enumerate() {
-            // The headers of the next batch of frames, read ahead.
-            if i % PREFETCH == 0 {
-                let next = frames.get(i + PREFETCH..).unwrap_or(&[]);
-                touch ^= touch_headers(&next[..next.len().min(PREFETCH)]);
+            if i & (batch - 1) == 0 {
+                let next = frames.get(i + ahead..).unwrap_or(&[]);
+                touch ^= touch_headers(&next[..next.len().min(batch)]);
             }
             // `Window::accepts`, knowing that the window is never full here
             // (it is closed as soon as it fills).

@@ -430,3 +430,63 @@ fn direct_counters_fold_and_survive_epoch_wraps() {
     let (a, b) = (ids[0][2], ids[1][2]);
     assert_eq!(ds[0].remove(a), ds[1].remove(b));
 }
+
+/// Frames pushed from a slab of 64 MiB or more (whose headers are read
+/// ahead in batches) and from a small one (one at a time) get the verdicts of
+/// `Router::push`, with many clients installed (decided during the pass).
+#[test]
+fn slab_reads_ahead_change_no_verdict() {
+    use crate::packet::tests::{eth, ipv4_bytes, udp_bytes};
+    use crate::pcap::Frame;
+    let mut slab = vec![0u8; 64 << 20];
+    let mut at = Vec::new();
+    let mut off = 3;
+    for i in 0..2000u32 {
+        let f = match i % 5 {
+            0 => eth(0x0800, &ipv4_bytes(BAD, 0x0a00_0100 + i % 97, 17, &udp_bytes(1, 2, b"x"))),
+            1 | 2 => eth(0x0800, &ipv4_bytes(GOOD + i, 0x0a00_0100 + i % 89, 17, &udp_bytes(1, 2, &[7; 40]))),
+            3 => eth(0x86dd, &[0x60; 40]),
+            _ => vec![0xff; (i % 13) as usize],
+        };
+        // Spread over the slab, the last frames at its very end.
+        off = if i == 1999 { slab.len() - f.len() } else { off + f.len() + (i as usize * 7919) % 20_000 };
+        slab[off..off + f.len()].copy_from_slice(&f);
+        at.push((off, f.len()));
+    }
+    fn frames<'a>(slab: &'a [u8], at: &[(usize, usize)]) -> Vec<Frame<'a>> {
+        at.iter().enumerate().map(|(i, &(o, n))| Frame { link: LinkType::Ethernet, ts_ns: i as u64, orig_len: n as u32, data: &slab[o..o + n] }).collect()
+    }
+    let router = || {
+        let mut r = Router::new(WindowConfig::new(256, 1000));
+        for c in 0..100u32 {
+            r.dispatch_mut().install_program(fw(), &bind(0x0a00_0100 + c, BAD)).unwrap();
+        }
+        r
+    };
+    let mut want = Verdicts::default();
+    let mut r = router();
+    for f in frames(&slab, &at) {
+        r.push(f, &mut want);
+    }
+    r.flush(&mut want);
+    // The whole slab (batches), and a copy of its first 4 MiB (one at a time).
+    let mut big = Verdicts::default();
+    let mut r = router();
+    r.push_slab(&slab, &frames(&slab, &at), &mut big);
+    r.flush(&mut big);
+    assert_eq!((&big.forwarded, &big.dropped), (&want.forwarded, &want.dropped));
+    let small: Vec<u8> = slab[..4 << 20].to_vec();
+    let k = at.iter().take_while(|&&(o, n)| o + n <= small.len()).count();
+    let mut part = Verdicts::default();
+    let mut r = router();
+    r.push_slab(&small, &frames(&small, &at[..k]), &mut part);
+    r.flush(&mut part);
+    let mut want_part = Verdicts::default();
+    let mut r = router();
+    for f in &frames(&slab, &at)[..k] {
+        r.push(*f, &mut want_part);
+    }
+    r.flush(&mut want_part);
+    assert_eq!((&part.forwarded, &part.dropped), (&want_part.forwarded, &want_part.dropped));
+    assert!(!want.dropped.is_empty() && k > 10);
+}
