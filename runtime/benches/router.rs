@@ -19,7 +19,7 @@
 //!   columns; the same filter as an eBPF program in rbpf, interpreted and
 //!   JIT-compiled, called once per packet on its (src, dst) record; a
 //!   hand-written Rust loop over the columns (the physical limit).
-//! - **End to end** from raw frames (`Router::push_batch`: parse, window,
+//! - **End to end** from raw frames (`Router::push_slab`: parse, window,
 //!   dispatch, run, verdicts) with 1, 1,000 and 100,000 installed firewalls
 //!   for distinct clients, traffic spread over all of them and concentrated
 //!   on 16; and the memory an installation costs, counted by a global
