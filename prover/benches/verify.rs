@@ -11,35 +11,7 @@ use vinet_checker::policy::Policy;
 use vinet_prover::Prover;
 
 fn policy(name: &str) -> Policy {
-    let text = std::fs::read_to_string(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    parse_policy(&text)
-}
-
-// The policy reader lives in the runtime (the checker parses no TOML); the
-// bench reads the two shipped policies with a few lines instead of linking it.
-fn parse_policy(text: &str) -> Policy {
-    let num = |key: &str| -> u64 {
-        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{key} "))).unwrap_or_else(|| panic!("{key}"));
-        line.split('=').nth(1).unwrap().split('#').next().unwrap().trim().trim_matches('"').replace('_', "").parse().unwrap()
-    };
-    use vinet_checker::policy::{ClientKind, UnitCosts};
-    Policy {
-        client: if text.contains("\"edge-router\"") { ClientKind::EdgeRouter } else { ClientKind::EndUser },
-        max_lifetime_secs: 30 * 86_400,
-        complexity_up: num("complexity_up"),
-        cost_up: num("cost_up"),
-        window_packets: num("window_packets") as u32,
-        unit_costs: UnitCosts {
-            discard: num("DISCARD"),
-            group_by_destination: num("GROUP_BY_DESTINATION"),
-            group_by_source: num("GROUP_BY_SOURCE"),
-            group_by_content: num("GROUP_BY_CONTENT"),
-            contains_string: num("CONTAINS_STRING"),
-            generate: num("GENERATE"),
-            count: num("COUNT"),
-            distinct_destinations: num("DISTINCT_DESTINATIONS"),
-        },
-    }
+    vinet_runtime::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

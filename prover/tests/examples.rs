@@ -1,18 +1,12 @@
 //! Every shipped example is proved, and its certificate is accepted by the checker.
 
 use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
-use vinet_checker::policy::{ClientKind, Policy, UnitCosts};
+use vinet_checker::policy::{ClientKind, Policy};
 use vinet_prover::Prover;
 
 pub fn policy(client: ClientKind) -> Policy {
-    Policy {
-        client,
-        max_lifetime_secs: 30 * 86_400,
-        complexity_up: 20_000,
-        cost_up: 5_000_000_000,
-        window_packets: 256,
-        unit_costs: UnitCosts { discard: 1, group_by_destination: 1, group_by_source: 2, group_by_content: 8, contains_string: 6, generate: 4, count: 1, distinct_destinations: 3 },
-    }
+    let name = if client == ClientKind::EndUser { "end-user" } else { "edge-router" };
+    vinet_runtime::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn compile(name: &str) -> vinet_lang::Compiled {
