@@ -16,13 +16,13 @@ use std::path::PathBuf;
 
 use vinet_checker::bytecode::Const;
 use vinet_checker::{check, Checked, Policy};
-use vinet_runtime::dispatch::Dispatch;
-use vinet_runtime::packet::LinkType;
-use vinet_runtime::pcap::CaptureReader;
-use vinet_runtime::policy_file;
-use vinet_runtime::router::{NullSink, Router};
-use vinet_runtime::vm::Binding;
-use vinet_runtime::window::{Window, WindowConfig};
+use vinet_engine::dispatch::Dispatch;
+use vinet_engine::packet::LinkType;
+use vinet_engine::pcap::CaptureReader;
+use vinet_engine::policy_file;
+use vinet_engine::runner::{NullSink, Runner};
+use vinet_engine::vm::Binding;
+use vinet_engine::window::{Window, WindowConfig};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -84,7 +84,7 @@ fn max_cost(c: &Checked, binding: &Binding, windows: &[Vec<Vec<u8>>]) -> u64 {
 
 /// The largest metered cost of one run on the shipped capture.
 fn on_capture(c: &Checked, binding: &Binding, capture: &str) -> u64 {
-    let mut r = Router::new(WindowConfig::new(c.policy().window_packets, 50));
+    let mut r = Runner::new(WindowConfig::new(c.policy().window_packets, 50));
     let id = r.dispatch_mut().install(c, binding).expect("install");
     let mut reader = CaptureReader::open(root().join("examples/traffic").join(capture)).expect("capture");
     while let Some(f) = reader.next_frame() {

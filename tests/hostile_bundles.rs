@@ -10,7 +10,7 @@ use vinet_checker::{check, CheckError};
 
 fn policy(client: ClientKind) -> Policy {
     let name = if client == ClientKind::EndUser { "end-user" } else { "edge-router" };
-    vinet_runtime::policy_file::load(format!("{}/examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    vinet_engine::policy_file::load(format!("{}/examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn prover() -> vinet_prover::Prover {

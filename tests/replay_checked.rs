@@ -1,6 +1,6 @@
 //! End to end on real checked bundles: the example programs are compiled
 //! (vinet-lang), proved (vinet-prover), checked (vinet-checker's `check`), then
-//! installed in a router (vinet-runtime) for clients found in each of the
+//! installed in a router (vinet-engine) for clients found in each of the
 //! shared captures, and every capture is replayed through it.
 //!
 //! Besides "no panic, every frame accounted for", this checks the cost
@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use vinet_checker::bytecode::Const;
 use vinet_checker::{check, Checked, Policy};
-use vinet_runtime::packet::{parse_frame, LinkType, Parsed};
-use vinet_runtime::pcap::{CaptureError, CaptureReader, PcapOut};
-use vinet_runtime::policy_file;
-use vinet_runtime::router::Router;
-use vinet_runtime::vm::Binding;
-use vinet_runtime::window::WindowConfig;
+use vinet_engine::packet::{parse_frame, LinkType, Parsed};
+use vinet_engine::pcap::{CaptureError, CaptureReader, PcapOut};
+use vinet_engine::policy_file;
+use vinet_engine::runner::Runner;
+use vinet_engine::vm::Binding;
+use vinet_engine::window::WindowConfig;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -32,9 +32,9 @@ fn checked(prover: &vinet_prover::Prover, name: &str, params: &[(&str, &str)], p
 }
 
 fn captures() -> Vec<PathBuf> {
-    let dir = std::env::var_os("VINET_PCAP_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/data/pcap"));
+    let dir = root().join("tests/data/pcap");
     let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("capture corpus {} is missing ({e}); it ships with the shared data", dir.display()));
+        .unwrap_or_else(|e| panic!("capture corpus {} is missing ({e}); it ships in the repository", dir.display()));
     let mut v: Vec<PathBuf> = entries
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
@@ -66,7 +66,7 @@ fn checked_examples_replay_every_capture_within_their_certified_cost() {
             Err(CaptureError::Format(_)) => continue, // counted by the runtime's own replay test
             Err(e) => panic!("{name}: {e}"),
         };
-        let mut router = Router::new(cfg);
+        let mut router = Runner::new(cfg);
         let link = reader.link_type().unwrap_or(LinkType::Ethernet);
         let mut out = PcapOut::new(Vec::new(), link).expect("pcap writer");
         let mut clients = Vec::new();

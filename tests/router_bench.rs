@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use router_support::*;
 use vinet_checker::bytecode::Const;
-use vinet_runtime::client::Client;
-use vinet_runtime::daemon::parse_router_public;
-use vinet_runtime::identity::{issue, parse_secret_key, Subject};
-use vinet_runtime::protocol::{Op, Reply};
+use vinet_proto::client::Client;
+use vinet_proto::keyfile::parse_router_public;
+use vinet_proto::identity::{issue, parse_secret_key, Subject};
+use vinet_proto::protocol::{Op, Reply};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -43,8 +43,8 @@ fn uploads_admitted_per_second() {
     let authority = parse_secret_key(&std::fs::read_to_string(&env.operator).unwrap()).unwrap();
     let ids: Vec<_> = (0..clients)
         .map(|i| {
-            let k = vinet_runtime::identity::generate_key().unwrap();
-            let now = vinet_runtime::identity::unix_now();
+            let k = vinet_proto::identity::generate_key().unwrap();
+            let now = vinet_proto::clock::unix_now();
             (k.clone(), issue(&authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a40_0000 + i as u32 }, now - 10, now + 36_000).unwrap())
         })
         .collect();

@@ -14,9 +14,9 @@ mod router_support;
 use std::time::{Duration, Instant};
 
 use router_support::*;
-use vinet_runtime::client::Client;
-use vinet_runtime::daemon::parse_router_public;
-use vinet_runtime::protocol::{encode, Op, Wire};
+use vinet_proto::client::Client;
+use vinet_proto::keyfile::parse_router_public;
+use vinet_proto::protocol::{encode, Op, Wire};
 
 fn leases(s: &serde_json::Value) -> Vec<u64> {
     s["leases"].as_array().unwrap().iter().map(|l| l["lease"].as_u64().unwrap()).collect()
@@ -205,7 +205,7 @@ fn leases_expire_renew_withdraw_and_free_load() {
     d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let s = env.status(&c);
     assert_eq!(leases(&s), vec![1]);
-    let left = s["leases"][0]["expires_ms"].as_u64().unwrap().saturating_sub(vinet_runtime::admission::now_ms());
+    let left = s["leases"][0]["expires_ms"].as_u64().unwrap().saturating_sub(vinet_proto::clock::now_ms());
     assert!(left > 1_000 && left <= 9_000, "{left} ms left (the end moved by the two renewals, not reset by the restart)");
     // It ends: the program is removed, its load freed.
     while leases(&env.status(&c)) == vec![1] {

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use router_support::*;
 use vinet_checker::bytecode::Const;
-use vinet_runtime::client::Client;
-use vinet_runtime::daemon::parse_router_public;
-use vinet_runtime::identity::{issue, parse_secret_key, Subject};
-use vinet_runtime::protocol::{Op, Refusal, Reply};
+use vinet_proto::client::Client;
+use vinet_proto::keyfile::parse_router_public;
+use vinet_proto::identity::{issue, parse_secret_key, Subject};
+use vinet_proto::protocol::{Op, Refusal, Reply};
 
 const CLIENTS: usize = 50;
 const PER_CLIENT: usize = 20;
@@ -40,8 +40,8 @@ fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
     let authority = parse_secret_key(&std::fs::read_to_string(&env.operator).unwrap()).unwrap();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
-            let k = vinet_runtime::identity::generate_key().unwrap();
-            let now = vinet_runtime::identity::unix_now();
+            let k = vinet_proto::identity::generate_key().unwrap();
+            let now = vinet_proto::clock::unix_now();
             let id = issue(&authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a32_0000 + i as u32 + 1 }, now - 10, now + 3600).unwrap();
             (k, id)
         })
@@ -97,7 +97,7 @@ fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
         admitted_sources.len(),
         FIT * COMPLEXITY
     );
-    let status = |k: &vinet_runtime::identity::SigningKey, id: &vinet_runtime::identity::SignedIdentity| {
+    let status = |k: &vinet_proto::identity::SigningKey, id: &vinet_proto::identity::SignedIdentity| {
         let mut c = Client::connect(&env.listen, router, Duration::from_secs(10)).unwrap().with_identity(k.clone(), id.clone(), None);
         match c.request(Op::Status).unwrap() {
             Reply::Status(s) => s,

@@ -10,7 +10,7 @@
 //! the runtime (frames are decoded here by hand), and each is also held to
 //! the number counted by hand in the generator's documentation.
 //!
-//! Also here: `vinetc run` over every capture of `shared/data/pcap`, with
+//! Also here: `vinetc run` over every capture of `tests/data/pcap`, with
 //! programs installed from a manifest, checking exit status and accounting.
 
 #[allow(dead_code)]
@@ -69,7 +69,7 @@ struct Rec {
 }
 
 fn read_pcap(path: &Path) -> Vec<Rec> {
-    let mut r = vinet_runtime::pcap::CaptureReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut r = vinet_engine::pcap::CaptureReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut v = Vec::new();
     while let Some(f) = r.next_frame() {
         let f = f.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -480,7 +480,7 @@ fn run_exit_codes_and_usage_errors() {
 }
 
 fn captures() -> Vec<PathBuf> {
-    let dir = std::env::var_os("VINET_PCAP_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/data/pcap"));
+    let dir = root().join("tests/data/pcap");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("capture corpus {} is missing ({e})", dir.display()))
         .map(|e| e.unwrap().path())
@@ -497,8 +497,8 @@ fn captures() -> Vec<PathBuf> {
 /// or not a capture at all; every frame accounted for; OUT.pcap re-reads.
 #[test]
 fn vinetc_run_replays_every_shared_capture() {
-    use vinet_runtime::packet::{parse_frame, Parsed};
-    use vinet_runtime::pcap::CaptureReader;
+    use vinet_engine::packet::{parse_frame, Parsed};
+    use vinet_engine::pcap::CaptureReader;
     let dir = scratch("corpus");
     prove(&dir, "firewall", END_USER, &[]);
     prove(&dir, "spam_filter", END_USER, &[]);

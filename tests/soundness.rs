@@ -20,10 +20,10 @@ use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
 use vinet_checker::policy::{ClientKind, Policy};
 use vinet_checker::Checked;
 use vinet_lang::reference::{self, RefEnv, RefPacket};
-use vinet_runtime::dispatch::Dispatch;
-use vinet_runtime::packet::LinkType;
-use vinet_runtime::vm::Binding;
-use vinet_runtime::window::Window;
+use vinet_engine::dispatch::Dispatch;
+use vinet_engine::packet::LinkType;
+use vinet_engine::vm::Binding;
+use vinet_engine::window::Window;
 
 const ME: u32 = 0x0a00_0007; // 10.0.0.7
 const NET: (u32, u8) = (0x0a00_0000, 24); // 10.0.0.0/24 for edge-router clients
@@ -34,7 +34,7 @@ fn root() -> PathBuf {
 
 fn policy(kind: ClientKind) -> Policy {
     let name = if kind == ClientKind::EndUser { "end-user" } else { "edge-router" };
-    vinet_runtime::policy_file::load(root().join(format!("examples/policies/{name}.toml"))).unwrap()
+    vinet_engine::policy_file::load(root().join(format!("examples/policies/{name}.toml"))).unwrap()
 }
 
 /// Every accepted program of the corpus, with its client kind.

@@ -22,7 +22,7 @@ fn root() -> PathBuf {
 
 fn policy(kind: ClientKind) -> Policy {
     let name = if kind == ClientKind::EndUser { "end-user" } else { "edge-router" };
-    vinet_runtime::policy_file::load(root().join(format!("examples/policies/{name}.toml"))).unwrap()
+    vinet_engine::policy_file::load(root().join(format!("examples/policies/{name}.toml"))).unwrap()
 }
 
 fn kind_of(text: &str) -> ClientKind {

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vinet_runtime::packet::{parse_frame, LinkType};
-use vinet_runtime::pcap::CaptureReader;
+use vinet_engine::packet::{parse_frame, LinkType};
+use vinet_engine::pcap::CaptureReader;
 
 fuzz_target!(|data: &[u8]| {
     for raw in [0u32, 1, 12, 14, 101, 108, 113, 228, 276, 9999] {

@@ -11,7 +11,7 @@ use vinet_checker::policy::Policy;
 use vinet_prover::Prover;
 
 fn policy(name: &str) -> Policy {
-    vinet_runtime::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    vinet_engine::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -6,7 +6,7 @@ use vinet_prover::Prover;
 
 pub fn policy(client: ClientKind) -> Policy {
     let name = if client == ClientKind::EndUser { "end-user" } else { "edge-router" };
-    vinet_runtime::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    vinet_engine::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn compile(name: &str) -> vinet_lang::Compiled {

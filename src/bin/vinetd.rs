@@ -4,15 +4,16 @@
 //! authenticates them, schedules them within its capacity, checks their
 //! proofs, runs them on live traffic (NFQUEUE on Linux) and keeps everything
 //! it admitted in SQLite, so a restart (even `kill -9`) loses nothing. See
-//! `examples/router.toml` and `vinet_runtime::daemon`.
+//! `examples/router.toml` and `vinet_router::daemon`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use vinet_runtime::config::Config;
-use vinet_runtime::daemon::{router_key, Daemon};
-use vinet_runtime::identity::hex;
+use vinet_router::config::Config;
+use vinet_router::daemon::Daemon;
+use vinet_proto::keyfile::router_key;
+use vinet_proto::identity::hex;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     if args.print_key {
         return match router_key(&cfg.router_key) {
             Ok((_, public)) => {
-                println!("{} {}", vinet_runtime::daemon::PUBLIC_TAG, hex(&public));
+                println!("{} {}", vinet_proto::keyfile::PUBLIC_TAG, hex(&public));
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use vinet_runtime::config::parse_prefix;
-use vinet_runtime::identity::{hex, issue, parse_public_key, parse_secret_key, unix_now, SignedIdentity, Subject};
+use vinet_router::config::parse_prefix;
+use vinet_proto::identity::{hex, issue, parse_public_key, parse_secret_key, SignedIdentity, Subject};
+use vinet_proto::clock::unix_now;
 
 use super::{read_input, Failure};
 
@@ -105,7 +106,7 @@ fn issue_cmd(a: IssueArgs) -> Result<(), Failure> {
         (None, Some(p), Some(r)) => Subject::EdgeRouter { prefix: parse_prefix(p).map_err(|e| Failure::Usage(format!("--prefix: {e}")))?, router_ip: r.into() },
         _ => return Err(Failure::Usage("give --address IP (an end user) or --prefix NET/LEN with --router-ip IP (an edge router)".into())),
     };
-    let secs = vinet_runtime::policy_file::parse_duration(&a.valid_for).map_err(|e| Failure::Usage(format!("--valid-for: {e}")))?;
+    let secs = vinet_engine::policy_file::parse_duration(&a.valid_for).map_err(|e| Failure::Usage(format!("--valid-for: {e}")))?;
     let nb = a.not_before.unwrap_or_else(unix_now);
     let id = issue(&authority, &client, subject, nb, nb.saturating_add(secs)).map_err(|e| Failure::Usage(e.to_string()))?;
     std::fs::write(&a.output, id.to_file()).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", a.output.display())))?;

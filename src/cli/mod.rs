@@ -90,7 +90,7 @@ pub enum Format {
 
 /// Read a policy file, or fail with exit 2.
 pub fn load_policy(path: &Path) -> Result<vinet_checker::Policy, Failure> {
-    vinet_runtime::policy_file::load(path).map_err(|e| Failure::Usage(format!("policy {}: {e}", path.display())))
+    vinet_engine::policy_file::load(path).map_err(|e| Failure::Usage(format!("policy {}: {e}", path.display())))
 }
 
 /// Why a subcommand did not succeed.

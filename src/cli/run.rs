@@ -2,7 +2,7 @@
 //! and `vinetc run --install MANIFEST.toml --policy POLICY.toml --pcap IN`
 //!
 //! Check first, as a router does (a refused bundle is exit 1 with its reason),
-//! then replay the capture through a [`Router`] with the program(s) installed
+//! then replay the capture through a [`Runner`] with the program(s) installed
 //! and report, per installation and for the router, what happened to every
 //! frame, and the cost each program was metered per window against the bound
 //! its certificate proved.
@@ -20,12 +20,12 @@ use vinet_checker::bytecode::{Const, Ty};
 use vinet_checker::cert::LemmaCache;
 use vinet_checker::policy::ClientKind;
 use vinet_checker::{netmask, Checked, Policy};
-use vinet_runtime::dispatch::{InstallId, ProgramStats};
-use vinet_runtime::packet::LinkType;
-use vinet_runtime::pcap::{CaptureError, CaptureReader, PcapOut};
-use vinet_runtime::router::{Router, RouterStats};
-use vinet_runtime::vm::Binding;
-use vinet_runtime::window::{FrameMeta, Sink, WindowConfig};
+use vinet_engine::dispatch::{InstallId, ProgramStats};
+use vinet_engine::packet::LinkType;
+use vinet_engine::pcap::{CaptureError, CaptureReader, PcapOut};
+use vinet_engine::runner::{Runner, RunnerStats};
+use vinet_engine::vm::Binding;
+use vinet_engine::window::{FrameMeta, Sink, WindowConfig};
 
 use super::{load_policy, read_input, Failure, Format};
 
@@ -331,7 +331,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     policies.insert(args.policy.clone(), router_policy);
     let mut checked: HashMap<(PathBuf, PathBuf), Checked> = HashMap::new();
     let cfg = WindowConfig::new(router_policy.window_packets, args.window_ms);
-    let mut router = Router::new(cfg);
+    let mut router = Runner::new(cfg);
     let mut installed: Vec<(InstallId, usize)> = Vec::with_capacity(requests.len());
     for (ri, req) in requests.iter().enumerate() {
         let key = (req.bundle.clone(), req.policy.clone());
@@ -470,7 +470,7 @@ impl Row {
     }
 }
 
-fn print_text(args: &Args, rows: &[Row], st: &RouterStats, cfg: WindowConfig, elapsed: std::time::Duration) {
+fn print_text(args: &Args, rows: &[Row], st: &RunnerStats, cfg: WindowConfig, elapsed: std::time::Duration) {
     println!(
         "replayed {}: windows of {} packets or {} ms; {} installation{}",
         args.pcap.display(),
@@ -542,7 +542,7 @@ fn print_text(args: &Args, rows: &[Row], st: &RouterStats, cfg: WindowConfig, el
 fn print_json(
     args: &Args,
     rows: &[Row],
-    st: &RouterStats,
+    st: &RunnerStats,
     cfg: WindowConfig,
     elapsed: std::time::Duration,
     capture_error: Option<&CaptureError>,

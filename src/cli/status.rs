@@ -1,6 +1,6 @@
 //! `vinetc status --router HOST:PORT [--key KEY --identity ID]`
 
-use vinet_runtime::protocol::{Op, Reply};
+use vinet_proto::protocol::{Op, Reply};
 
 use super::upload::{refusal, until, Conn};
 use super::{Failure, Format};

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vinet_checker::cert::{Lemma, LemmaHash};
-use vinet_runtime::client::Client;
-use vinet_runtime::daemon::parse_router_public;
-use vinet_runtime::identity::{parse_secret_key, SignedIdentity};
-use vinet_runtime::protocol::{Op, Reply};
+use vinet_proto::client::Client;
+use vinet_proto::keyfile::parse_router_public;
+use vinet_proto::identity::{parse_secret_key, SignedIdentity};
+use vinet_proto::protocol::{Op, Reply};
 
 use super::{read_input, Failure, Format};
 
@@ -108,7 +108,7 @@ pub fn refusal(reply: Reply, format: Format) -> Failure {
 
 /// "1d 23h 59m 57s" until an end time.
 pub fn until(ms: u64) -> String {
-    let s = ms.saturating_sub(vinet_runtime::admission::now_ms()).div_ceil(1000);
+    let s = ms.saturating_sub(vinet_proto::clock::now_ms()).div_ceil(1000);
     let parts = [(s / 86_400, "d"), (s / 3600 % 24, "h"), (s / 60 % 60, "m"), (s % 60, "s")];
     let v: Vec<String> = parts.iter().skip_while(|(n, _)| *n == 0).map(|(n, u)| format!("{n}{u}")).collect();
     if v.is_empty() { "0s".into() } else { v.join(" ") }

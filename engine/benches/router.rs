@@ -1,0 +1,592 @@
+//! The router's benchmark: every figure of `benchmarks/runtime.md`, measured
+//! in one run over one in-memory replay buffer.
+//!
+//! ```text
+//! cargo bench -p vinet-engine --bench router                 # full run, ~1M frames
+//! cargo bench -p vinet-engine --bench router -- --frames 200000 --reps 3   # quicker
+//! ```
+//!
+//! - **The buffer**: `--frames` Ethernet frames (default 2^20) of a realistic
+//!   mix, built once: IPv4 TCP (acks, full-size and mid-size segments), UDP
+//!   (DNS-sized and QUIC-sized), ICMP, 802.1Q-tagged IPv4, IPv6, ARP and
+//!   malformed frames. Every IPv4 packet is addressed to a client (every
+//!   packet meets a program: the hardest case for the router); for each
+//!   configuration of installed clients the destination addresses are
+//!   rewritten in place, untimed, so that the traffic spreads over all the
+//!   clients or concentrates on 16 of them. Frames and sizes never change.
+//! - **Decision stage** (`dst == X && src == Y => drop` over packets already
+//!   parsed): the vinet VM running the checked firewall over each window's
+//!   columns; the same filter as an eBPF program in rbpf, interpreted and
+//!   JIT-compiled, called once per packet on its (src, dst) record; a
+//!   hand-written Rust loop over the columns (the physical limit).
+//! - **End to end** from raw frames (`Runner::push_slab`: parse, window,
+//!   dispatch, run, verdicts) with 1, 1,000 and 100,000 installed firewalls
+//!   for distinct clients, traffic spread over all of them and concentrated
+//!   on 16; and the memory an installation costs, counted by a global
+//!   allocator that tracks live heap bytes.
+//!
+//! Each figure is the median of `--reps` passes over the whole buffer.
+//! Allocations of 4 MiB and more (the buffer, the dispatch table's arrays
+//! with many clients) are mapped on 2 MiB pages, as capture rings and XDP
+//! memory are, and as a router host with transparent huge pages would give
+//! the table; `--no-huge-pages` measures on 4 KiB pages.
+
+// The benchmark's allocator maps its large buffers on huge pages (libc).
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use vinet_checker::bytecode::Const;
+use vinet_checker::cert::LemmaCache;
+use vinet_checker::{check, Checked};
+use vinet_engine::packet::LinkType;
+use vinet_engine::pcap::Frame;
+use vinet_engine::runner::{NullSink, Runner};
+use vinet_engine::vm::{Binding, Machine, Program, This};
+use vinet_engine::window::{ColumnSlices, View, WindowConfig};
+
+/// Live heap bytes, for memory per installation.
+/// Counting is switched on only while programs are installed, so that it
+/// costs the timed passes nothing.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static COUNT: AtomicBool = AtomicBool::new(false);
+
+fn count(delta: isize) {
+    if COUNT.load(Ordering::Relaxed) {
+        LIVE.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+/// Allocations of this size and more get their own mapping on 2 MiB pages
+/// (the replay buffer, and the dispatch table's arrays with many clients),
+/// as on a router host with transparent huge pages on.
+const HUGE: usize = 4 << 20;
+const PAGE2M: usize = 2 << 20;
+/// Off with `--no-huge-pages`; set once, before any large allocation.
+static HUGE_ON: AtomicBool = AtomicBool::new(true);
+
+fn huge(size: usize, align: usize) -> bool {
+    cfg!(target_os = "linux") && size >= HUGE && align <= PAGE2M && HUGE_ON.load(Ordering::Relaxed)
+}
+
+#[cfg(target_os = "linux")]
+unsafe fn huge_alloc(size: usize) -> *mut u8 {
+    let len = size.div_ceil(PAGE2M) * PAGE2M;
+    // Map one extra huge page so that the block can start on a 2 MiB
+    // boundary; the slack before it is unmapped.
+    // SAFETY: an anonymous private mapping; checked for failure.
+    unsafe {
+        let raw = libc::mmap(std::ptr::null_mut(), len + PAGE2M, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if raw == libc::MAP_FAILED {
+            return std::ptr::null_mut();
+        }
+        let start = raw as usize;
+        let aligned = (start + PAGE2M - 1) & !(PAGE2M - 1);
+        if aligned > start {
+            libc::munmap(raw, aligned - start);
+        }
+        let tail = start + len + PAGE2M - (aligned + len);
+        if tail > 0 {
+            libc::munmap((aligned + len) as *mut libc::c_void, tail);
+        }
+        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        aligned as *mut u8
+    }
+}
+
+// SAFETY: small blocks are the system allocator's; large ones are whole
+// mappings of their own (aligned to 2 MiB, so to any `Layout` alignment up
+// to that), unmapped on free, copied on resize.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        count(l.size() as isize);
+        #[cfg(target_os = "linux")]
+        if huge(l.size(), l.align()) {
+            return unsafe { huge_alloc(l.size()) };
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        count(-(l.size() as isize));
+        #[cfg(target_os = "linux")]
+        if huge(l.size(), l.align()) {
+            unsafe { libc::munmap(p.cast(), l.size().div_ceil(PAGE2M) * PAGE2M) };
+            return;
+        }
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        count(new as isize - l.size() as isize);
+        let (was_huge, to_huge) = (huge(l.size(), l.align()), huge(new, l.align()));
+        #[cfg(target_os = "linux")]
+        if was_huge || to_huge {
+            // SAFETY: a new block of the new size, the old contents copied,
+            // the old block freed; counted once (above).
+            unsafe {
+                let nl = Layout::from_size_align_unchecked(new, l.align());
+                let q = if to_huge { huge_alloc(new) } else { System.alloc(nl) };
+                if q.is_null() {
+                    return q;
+                }
+                std::ptr::copy_nonoverlapping(p, q, l.size().min(new));
+                if was_huge {
+                    libc::munmap(p.cast(), l.size().div_ceil(PAGE2M) * PAGE2M);
+                } else {
+                    System.dealloc(p, l);
+                }
+                return q;
+            }
+        }
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The client every decision-stage packet is checked against, and the pest.
+const BAD: u32 = 0xcb00_7109; // 203.0.113.9
+/// Clients are BASE + k.
+const BASE: u32 = 0x0a00_0000; // 10.0.0.0
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One frame of the buffer.
+#[derive(Clone, Copy)]
+struct Rec {
+    off: u32,
+    len: u32,
+    ts_ns: u64,
+    /// Offset of the IPv4 destination address in the buffer, if IPv4.
+    dst_at: Option<u32>,
+    /// A random number choosing the frame's client in each configuration.
+    pick: u32,
+}
+
+struct Buffer {
+    bytes: Vec<u8>,
+    recs: Vec<Rec>,
+    ipv4: usize,
+    mix: String,
+}
+
+fn ipv4_packet(r: &mut Rng, src: u32, proto: u8, payload: usize) -> Vec<u8> {
+    let l4 = match proto {
+        6 => 20,
+        17 => 8,
+        _ => 8,
+    };
+    let total = 20 + l4 + payload;
+    let mut v = Vec::with_capacity(total);
+    v.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, proto, 0, 0]);
+    v.extend_from_slice(&src.to_be_bytes());
+    v.extend_from_slice(&BASE.to_be_bytes());
+    match proto {
+        6 => {
+            let seq = r.next() as u32;
+            v.extend_from_slice(&[0x01, 0xbb, 0xc3, 0x50]);
+            v.extend_from_slice(&seq.to_be_bytes());
+            v.extend_from_slice(&[0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        }
+        17 => {
+            let len = (8 + payload) as u16;
+            v.extend_from_slice(&[0xd4, 0x31, 0x01, 0xbb]);
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&[0, 0]);
+        }
+        _ => v.extend_from_slice(&[8, 0, 0, 0, 0, 7, 0, 1]),
+    }
+    let start = v.len();
+    v.resize(start + payload, 0);
+    const TEXT: &[u8] = b"GET /index.html HTTP/1.1 host: example.com accept: */* ";
+    for (i, b) in v[start..].iter_mut().enumerate() {
+        *b = TEXT[i % TEXT.len()];
+    }
+    v
+}
+
+impl Buffer {
+    /// A realistic mix (shares by frame count): IPv4 86% (TCP 62: 45% acks,
+    /// 30% full 1,460-byte segments, 25% 100..1,000 bytes; UDP 20: DNS-sized
+    /// and QUIC-sized; ICMP 4), 802.1Q-tagged IPv4 3%, IPv6 7%, ARP 3%,
+    /// malformed 1%.
+    fn build(frames: usize) -> Buffer {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut bytes: Vec<u8> = Vec::with_capacity(frames * 700);
+        let mut recs = Vec::with_capacity(frames);
+        let mut ipv4 = 0;
+        let sources: Vec<u32> = (0..10_000).map(|_| 0xc000_0000 | (r.next() as u32 & 0x00ff_ffff)).collect();
+        for i in 0..frames {
+            let off = bytes.len() as u32;
+            let roll = r.below(100);
+            let mut dst_at = None;
+            let ts_ns = 1_700_000_000_000_000_000 + i as u64 * 50; // 20 Mpps of capture time
+            let src = if r.below(16) == 0 { BAD } else { sources[r.below(sources.len() as u64) as usize] };
+            let eth = |bytes: &mut Vec<u8>, ty: u16| {
+                bytes.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]);
+                bytes.extend_from_slice(&ty.to_be_bytes());
+            };
+            match roll {
+                0..=85 => {
+                    let (proto, payload) = match r.below(86) {
+                        0..=61 => (
+                            6,
+                            match r.below(100) {
+                                0..=44 => 0,
+                                45..=74 => 1460,
+                                _ => 100 + r.below(900) as usize,
+                            },
+                        ),
+                        62..=81 => (17, if r.below(2) == 0 { 40 + r.below(160) as usize } else { 1200 + r.below(150) as usize }),
+                        _ => (1, 56),
+                    };
+                    eth(&mut bytes, 0x0800);
+                    dst_at = Some(bytes.len() as u32 + 16);
+                    bytes.extend_from_slice(&ipv4_packet(&mut r, src, proto, payload));
+                    ipv4 += 1;
+                }
+                86..=88 => {
+                    eth(&mut bytes, 0x8100);
+                    bytes.extend_from_slice(&[0, 42, 0x08, 0x00]);
+                    dst_at = Some(bytes.len() as u32 + 16);
+                    let payload = r.below(600) as usize;
+                    bytes.extend_from_slice(&ipv4_packet(&mut r, src, 17, payload));
+                    ipv4 += 1;
+                }
+                89..=95 => {
+                    eth(&mut bytes, 0x86dd);
+                    let payload = if r.below(2) == 0 { 0 } else { 1200 };
+                    let plen = (20 + payload) as u16;
+                    bytes.extend_from_slice(&[0x60, 0, 0, 0]);
+                    bytes.extend_from_slice(&plen.to_be_bytes());
+                    bytes.extend_from_slice(&[6, 64]);
+                    bytes.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+                    bytes.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+                    bytes.extend(std::iter::repeat_n(0x11u8, 20 + payload));
+                }
+                96..=98 => {
+                    eth(&mut bytes, 0x0806);
+                    bytes.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+                    bytes.extend_from_slice(&[0; 18]);
+                }
+                _ => {
+                    if r.below(2) == 0 {
+                        bytes.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0]);
+                    } else {
+                        eth(&mut bytes, 0x0800);
+                        bytes.extend_from_slice(&[0x45, 0, 0, 40, 0, 0]);
+                    }
+                }
+            }
+            let len = bytes.len() as u32 - off;
+            recs.push(Rec { off, len, ts_ns, dst_at, pick: r.next() as u32 });
+        }
+        let avg = bytes.len() / frames.max(1);
+        let mix = format!(
+            "{frames} frames, {} MB, {avg} bytes a frame on average; {ipv4} IPv4 ({:.0}%, 3 points of them 802.1Q-tagged), the rest IPv6, ARP and malformed",
+            bytes.len() >> 20,
+            100.0 * ipv4 as f64 / frames as f64
+        );
+        Buffer { bytes, recs, ipv4, mix }
+    }
+
+    /// Address every IPv4 packet to one of `clients` clients (BASE + k).
+    fn retarget(&mut self, clients: u32) {
+        for rec in &self.recs {
+            if let Some(at) = rec.dst_at {
+                let dst = BASE + rec.pick % clients.max(1);
+                self.bytes[at as usize..at as usize + 4].copy_from_slice(&dst.to_be_bytes());
+            }
+        }
+    }
+
+    fn frames(&self) -> impl Iterator<Item = Frame<'_>> + '_ {
+        self.recs.iter().map(|r| Frame {
+            link: LinkType::Ethernet,
+            ts_ns: r.ts_ns,
+            orig_len: r.len,
+            data: &self.bytes[r.off as usize..(r.off + r.len) as usize],
+        })
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median wall time of `reps` calls of `f`, in seconds; `f` returns a
+/// checksum that must not change between calls.
+fn time(reps: usize, mut f: impl FnMut() -> u64) -> (f64, u64) {
+    let want = f(); // warm-up
+    let mut t = Vec::new();
+    for _ in 0..reps {
+        let s = Instant::now();
+        let got = black_box(f());
+        t.push(s.elapsed().as_secs_f64());
+        assert_eq!(got, want, "a pass changed its answer");
+    }
+    (median(t), want)
+}
+
+struct Fixtures {
+    firewall: Checked,
+}
+
+fn fixtures() -> Fixtures {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fixtures");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut cache = LemmaCache::new();
+    let lib = std::fs::read(format!("{dir}/lemmas.lib")).expect("benches/fixtures/lemmas.lib (run benches/fixtures/regenerate.sh)");
+    cache.admit_library(&lib).expect("lemma library accepted (else run benches/fixtures/regenerate.sh)");
+    let user = vinet_engine::policy_file::load(format!("{root}/examples/policies/end-user.toml")).expect("end-user policy");
+    let bundle = std::fs::read(format!("{dir}/firewall.vpc")).expect("firewall.vpc");
+    let firewall = check(&bundle, &user, &cache).expect("firewall.vpc accepted (else run benches/fixtures/regenerate.sh)");
+    Fixtures { firewall }
+}
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())).unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores visible, one used")
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--no-huge-pages") {
+        HUGE_ON.store(false, Ordering::Relaxed);
+    }
+    let frames = arg("--frames", 1 << 20);
+    let reps = arg("--reps", 7);
+    let fx = fixtures();
+    let t0 = Instant::now();
+    let mut buf = Buffer::build(frames);
+    println!("# vinet runtime benchmark\n");
+    println!("- machine: {}", cpu_model());
+    println!("- buffer: {} (built in {:.1} s)", buf.mix, t0.elapsed().as_secs_f64());
+    let huge = if std::env::args().any(|a| a == "--no-huge-pages") { "4 KiB pages (--no-huge-pages)" } else { "allocations of 4 MiB and more on 2 MiB pages (madvise)" };
+    println!("- buffer memory: {huge}");
+    println!("- each figure: median of {reps} passes over the whole buffer\n");
+
+    // `--clients N` profiles one end-to-end configuration alone.
+    let only = arg("--clients", 0);
+    if std::env::args().any(|a| a == "--decision-only") {
+        decision_stage(&mut buf, &fx, reps);
+    } else if only == 0 {
+        decision_stage(&mut buf, &fx, reps);
+        end_to_end(&mut buf, &fx, reps, &[1, 1000, 100_000]);
+    } else {
+        end_to_end(&mut buf, &fx, reps, &[only as u32]);
+    }
+}
+
+/// (a) The decision `dst == X && src == Y => drop` over parsed packets.
+fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
+    const X: u32 = BASE + 7;
+    buf.retarget(1000);
+    // Parsed columns of every IPv4 packet.
+    let (mut src, mut dst) = (Vec::with_capacity(buf.ipv4), Vec::with_capacity(buf.ipv4));
+    for f in buf.frames() {
+        if let vinet_engine::packet::Parsed::Ipv4(p) = vinet_engine::packet::parse_frame(f.link, f.data) {
+            src.push(p.src);
+            dst.push(p.dst);
+        }
+    }
+    let n = src.len();
+    let w = fx.firewall.policy().window_packets as usize;
+
+    // Native: the physical limit. The same output as the VM's (a drop
+    // bitmap per window), written to vectorize: one byte lane per packet,
+    // packed eight lanes at a time.
+    let native = || {
+        let mut drops = 0u64;
+        let mut bits = [0u64; 4];
+        for (s, d) in src.chunks(w).zip(dst.chunks(w)) {
+            for (k, (s, d)) in s.chunks(64).zip(d.chunks(64)).enumerate() {
+                let mut lanes = [0u8; 64];
+                for (o, (&s, &d)) in lanes.iter_mut().zip(s.iter().zip(d)) {
+                    *o = u8::from(s == BAD) & u8::from(d == X);
+                }
+                let mut b = 0u64;
+                for (j, e) in lanes.chunks_exact(8).enumerate() {
+                    let x = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+                    b |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
+                }
+                bits[k] = b;
+            }
+            drops += bits.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+            black_box(&bits);
+        }
+        drops
+    };
+
+    // The VM: the checked firewall (THIS_IP = X, SrcIP = BAD) run once per
+    // window of W packets, over views of the same columns (the other
+    // columns zero: the decision reads no payload).
+    let zeros32 = vec![0u32; n];
+    let (zeros16, zeros8) = (vec![0u16; n], vec![0u8; n]);
+    let origin: Vec<u32> = (0..n as u32).collect();
+    let views: Vec<View<'_>> = (0..n)
+        .step_by(w)
+        .map(|a| {
+            let b = (a + w).min(n);
+            View::from_columns(ColumnSlices {
+                src: &src[a..b],
+                dst: &dst[a..b],
+                proto: &zeros8[a..b],
+                sport: &zeros16[a..b],
+                dport: &zeros16[a..b],
+                seq: &zeros32[a..b],
+                pay_off: &zeros32[a..b],
+                pay_len: &zeros32[a..b],
+                origin: &origin[a..b],
+                bytes: &[],
+            })
+            .expect("columns of one length")
+        })
+        .collect();
+    let program = Arc::new(Program::new(&fx.firewall));
+    let inst = program.instantiate(&[Const::Addr(BAD)]).expect("bind");
+    let this = This { ip: X, subnet: (X, 32) };
+    let mut m = Machine::new();
+    let mut vm = || views.iter().map(|v| u64::from(inst.run(this, *v, &mut m).expect("no fault").dropped)).sum::<u64>();
+    let mut mi = Machine::new();
+    mi.set_interpret_only(true);
+    let mut interpreted = || views.iter().map(|v| u64::from(inst.run(this, *v, &mut mi).expect("no fault").dropped)).sum::<u64>();
+
+    // eBPF: the same filter, by hand, on an 8-byte (src, dst) record.
+    let asm = format!(
+        "ldxw r2, [r1]\nldxw r3, [r1+4]\nlddw r4, {BAD:#x}\nlddw r5, {X:#x}\nmov64 r0, 0\njne r2, r4, +2\njne r3, r5, +1\nmov64 r0, 1\nexit"
+    );
+    let prog = rbpf::assembler::assemble(&asm).expect("assemble");
+    let mut records: Vec<u8> = src.iter().zip(&dst).flat_map(|(s, d)| [s.to_ne_bytes(), d.to_ne_bytes()].concat()).collect();
+    let ebpf = rbpf::EbpfVmRaw::new(Some(&prog)).expect("rbpf vm");
+    let interp = |records: &mut [u8]| records.chunks_exact_mut(8).map(|r| ebpf.execute_program(r).expect("runs")).sum::<u64>();
+    let (t_interp, d_interp) = time(reps.min(3), || interp(&mut records));
+    let mut jit = rbpf::EbpfVmRaw::new(Some(&prog)).expect("rbpf vm");
+    jit.jit_compile().expect("jit");
+    // SAFETY: the program reads 8 bytes at r1 and each record is 8 bytes.
+    let run_jit = |records: &mut [u8]| records.chunks_exact_mut(8).map(|r| unsafe { jit.execute_program_jit(r) }.expect("runs")).sum::<u64>();
+    let (t_jit, d_jit) = time(reps, || run_jit(&mut records));
+    let (t_native, d_native) = time(reps, native);
+    let (t_vm, d_vm) = time(reps, &mut vm);
+    let (t_vmi, d_vmi) = time(reps, &mut interpreted);
+    assert!(d_native > 0);
+    assert_eq!((d_vm, d_vmi, d_jit, d_interp), (d_native, d_native, d_native, d_native), "every peer drops the same packets");
+
+    let mpps = |t: f64| n as f64 / t / 1e6;
+    println!("## (a) Decision stage: `dst == X && src == Y => drop` over {n} parsed packets ({d_native} dropped)\n");
+    println!("| peer | M packets/s | ns/packet | time / native |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, t) in [
+        ("native Rust loop over the columns", t_native),
+        ("vinet VM: checked firewall, per 256-packet window (its chain plan)", t_vm),
+        ("vinet VM: the same, interpreted instruction by instruction", t_vmi),
+        ("rbpf JIT (per packet)", t_jit),
+        ("rbpf interpreter (per packet)", t_interp),
+    ] {
+        println!("| {name} | {:.1} | {:.2} | {:.2}x |", mpps(t), t * 1e9 / n as f64, t / t_native);
+    }
+    println!(
+        "\nvinet VM vs rbpf JIT: {:.2}x the throughput (interpreted: {:.2}x); vs native: {:.2} of its throughput (interpreted: {:.2})\n",
+        t_jit / t_vm,
+        t_jit / t_vmi,
+        t_native / t_vm,
+        t_native / t_vmi
+    );
+}
+
+/// (b, c) End to end with 1, 1,000 and 100,000 installed firewalls.
+fn end_to_end(buf: &mut Buffer, fx: &Fixtures, reps: usize, configs: &[u32]) {
+    let w = fx.firewall.policy().window_packets;
+    let cfg = WindowConfig::new(w, 50);
+    println!("## (b, c) End to end from raw frames: parse, window, dispatch, run, verdicts\n");
+    println!("Every IPv4 packet is addressed to an installed client. Spread: over all the clients; concentrated: over 16 of them (1 when one is installed).\n");
+    println!("| installed firewalls | traffic | M frames/s | ns/frame | vs 1 program | runs per window | heap per installation |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut base_ns = None;
+    for &clients in configs {
+        let mut router = Runner::new(cfg);
+        let program = Arc::new(Program::new(&fx.firewall));
+        // The first installation creates the shared instance; count the rest.
+        let b = |c: u32| Binding { this_ip: BASE + c, this_subnet: None, params: vec![Const::Addr(BAD)] };
+        router.dispatch_mut().install_program(Arc::clone(&program), &b(0)).expect("install");
+        COUNT.store(true, Ordering::Relaxed);
+        let before = LIVE.load(Ordering::Relaxed);
+        for c in 1..clients {
+            router.dispatch_mut().install_program(Arc::clone(&program), &b(c)).expect("install");
+        }
+        let after = LIVE.load(Ordering::Relaxed);
+        COUNT.store(false, Ordering::Relaxed);
+        let per_install = if clients > 1 { format!("{:.0} B", (after - before) as f64 / f64::from(clients - 1)) } else { "-".into() };
+        for (label, spread) in [("spread", clients), ("concentrated", clients.min(16))] {
+            if clients == 1 && label == "concentrated" {
+                continue;
+            }
+            if std::env::args().any(|a| a == "--spread-only") && label != "spread" {
+                continue;
+            }
+            buf.retarget(spread);
+            let runs_before = router.stats().runs;
+            let windows_before = router.stats().windows;
+            let frames: Vec<Frame<'_>> = buf.frames().collect();
+            let (t, _) = time(reps, || {
+                let mut sink = NullSink;
+                let before = router.stats().discarded;
+                router.push_slab(&buf.bytes, &frames, &mut sink);
+                router.flush(&mut sink);
+                router.stats().discarded - before
+            });
+            let st = router.stats();
+            let runs_per_window = (st.runs - runs_before) as f64 / (st.windows - windows_before).max(1) as f64;
+            let ns = t * 1e9 / buf.recs.len() as f64;
+            let base = *base_ns.get_or_insert(ns);
+            println!(
+                "| {clients} | {label} | {:.1} | {:.1} | {:.2}x | {:.1} | {per_install} |",
+                buf.recs.len() as f64 / t / 1e6,
+                ns,
+                ns / base,
+                runs_per_window,
+            );
+            assert_eq!(st.faults, 0);
+            if clients == 1 {
+                // The same through Runner::push, which copies each frame
+                // into the window (the path of capture files and vinetc run).
+                let (t, _) = time(reps, || {
+                    let mut sink = NullSink;
+                    let before = router.stats().discarded;
+                    for f in &frames {
+                        router.push(*f, &mut sink);
+                    }
+                    router.flush(&mut sink);
+                    router.stats().discarded - before
+                });
+                let ns = t * 1e9 / buf.recs.len() as f64;
+                println!("| 1 | {label}, copying (`Runner::push`) | {:.1} | {:.1} | {:.2}x | 1.0 | - |", buf.recs.len() as f64 / t / 1e6, ns, ns / base);
+            }
+        }
+        drop(router);
+    }
+    println!();
+}

@@ -1,0 +1,371 @@
+//! The router's configuration file (`vinetd --config ROUTER.toml`; an
+//! example is `examples/router.toml`).
+//!
+//! As with the policy, every unknown field is an error (a misspelt field must
+//! not silently fall back to a default). Relative paths are relative to the
+//! configuration file's directory.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+use vinet_checker::bytecode::Class;
+use vinet_checker::policy::ClientKind;
+use vinet_checker::{netmask, Policy};
+
+use vinet_proto::identity::parse_public_key;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: String,
+    metrics: Option<String>,
+    database: PathBuf,
+    router_key: PathBuf,
+    capacity: u64,
+    window_millis: u64,
+    lemmas: Option<PathBuf>,
+    #[serde(default)]
+    serves: Vec<String>,
+    #[serde(default = "d_max_request")]
+    max_request_bytes: usize,
+    #[serde(default = "d_max_connections")]
+    max_connections: usize,
+    #[serde(default = "d_max_queue")]
+    max_queue: usize,
+    #[serde(default = "d_max_pending")]
+    max_pending_per_client: usize,
+    #[serde(default = "d_timeout")]
+    request_timeout_secs: u64,
+    cost_units_per_credit: u64,
+    drop_for_everyone: usize,
+    #[serde(default = "d_true")]
+    check_cache: bool,
+    #[serde(default = "d_log")]
+    log_format: String,
+    policies: RawPolicies,
+    authorities: Vec<RawAuthority>,
+    #[serde(default)]
+    grants: Vec<RawGrant>,
+    quotas: RawQuotas,
+    live: RawLive,
+}
+
+fn d_max_request() -> usize {
+    1 << 20
+}
+fn d_max_connections() -> usize {
+    256
+}
+fn d_max_queue() -> usize {
+    1024
+}
+fn d_max_pending() -> usize {
+    8
+}
+fn d_timeout() -> u64 {
+    10
+}
+fn d_true() -> bool {
+    true
+}
+fn d_log() -> String {
+    "text".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicies {
+    #[serde(rename = "end-user")]
+    end_user: Option<PathBuf>,
+    #[serde(rename = "edge-router")]
+    edge_router: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    name: String,
+    key: String,
+    grant: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    prefix: String,
+    credits: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuotas {
+    filtering: usize,
+    multicast: usize,
+    monitoring: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLive {
+    mode: String,
+    #[serde(default)]
+    queue: u16,
+    #[serde(default)]
+    fail_open: bool,
+}
+
+/// A trusted authority.
+#[derive(Clone, Debug)]
+pub struct Authority {
+    /// Its name (logs).
+    pub name: String,
+    /// Its public key.
+    pub key: VerifyingKey,
+    /// Credits granted to each client it vouches for, on first contact.
+    pub grant: u64,
+}
+
+/// Where live packets come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveMode {
+    /// No live traffic (admission only; tests, or a router fed otherwise).
+    None,
+    /// Packets the kernel hands over through NFQUEUE `queue`.
+    Nfqueue {
+        /// The queue number of the iptables rule.
+        queue: u16,
+        /// Let packets through while the queue is full (the kernel's fail-open).
+        fail_open: bool,
+    },
+}
+
+/// The router's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where requests are accepted (HOST:PORT).
+    pub listen: String,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics: Option<String>,
+    /// The SQLite database.
+    pub database: PathBuf,
+    /// The router's Noise static key file (created if missing).
+    pub router_key: PathBuf,
+    /// Capacity: cost units per window that installed distinct instances may sum to.
+    pub capacity: u64,
+    /// T: a live window closes this many ms after its first packet.
+    pub window_millis: u64,
+    /// A lemma library to verify and cache at start.
+    pub lemmas: Option<PathBuf>,
+    /// Client destinations this router serves (empty: any).
+    pub serves: Vec<(u32, u8)>,
+    /// Largest request, bytes.
+    pub max_request_bytes: usize,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Most requests waiting for the scheduler.
+    pub max_queue: usize,
+    /// Most requests of one client waiting for the scheduler.
+    pub max_pending_per_client: usize,
+    /// Read/write timeout of a connection, seconds.
+    pub request_timeout_secs: u64,
+    /// Price: credits = ceil(declared cost / this).
+    pub cost_units_per_credit: u64,
+    /// N: when more than N destinations run programs that discard a source,
+    /// the source is dropped for everyone.
+    pub drop_for_everyone: usize,
+    /// Reuse the check of a byte-identical bundle already checked.
+    pub check_cache: bool,
+    /// "text" or "json".
+    pub log_format: String,
+    /// The policy of end-user clients.
+    pub policy_end_user: Option<Policy>,
+    /// The policy of edge-router clients.
+    pub policy_edge_router: Option<Policy>,
+    /// Trusted authorities.
+    pub authorities: Vec<Authority>,
+    /// Credit grants by client prefix (first match wins over the authority's grant).
+    pub grants: Vec<((u32, u8), u64)>,
+    /// Most destinations per source, per functionality class.
+    pub quotas: [usize; 3],
+    /// Live packets.
+    pub live: LiveMode,
+}
+
+/// Parse `a.b.c.d/len` (or an address, as /32).
+pub fn parse_prefix(s: &str) -> Result<(u32, u8), String> {
+    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
+    let a: std::net::Ipv4Addr = a.trim().parse().map_err(|_| format!("{s:?} is not an IPv4 address or prefix"))?;
+    let l: u8 = l.trim().parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("{s:?}: prefix length must be 0..=32"))?;
+    let a = u32::from(a);
+    if a & !netmask(l) != 0 {
+        return Err(format!("{s:?} has host bits set"));
+    }
+    Ok((a, l))
+}
+
+impl Config {
+    /// Read a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, dir)
+    }
+
+    /// Parse configuration text; relative paths are taken from `dir`.
+    pub fn parse(text: &str, dir: &Path) -> Result<Config, ConfigError> {
+        let err = |m: String| ConfigError(format!("invalid router config: {m}"));
+        let raw: Raw = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+        let policy = |p: &Option<PathBuf>, kind: ClientKind| -> Result<Option<Policy>, ConfigError> {
+            let Some(p) = p else { return Ok(None) };
+            let pol = vinet_engine::policy_file::load(rel(p)).map_err(|e| err(e.to_string()))?;
+            if pol.client != kind {
+                return Err(err(format!("policy {} is for {:?} clients, listed under {:?}", p.display(), pol.client, kind)));
+            }
+            Ok(Some(pol))
+        };
+        let policy_end_user = policy(&raw.policies.end_user, ClientKind::EndUser)?;
+        let policy_edge_router = policy(&raw.policies.edge_router, ClientKind::EdgeRouter)?;
+        if policy_end_user.is_none() && policy_edge_router.is_none() {
+            return Err(err("[policies] names no policy".into()));
+        }
+        if let (Some(a), Some(b)) = (&policy_end_user, &policy_edge_router) {
+            if a.window_packets != b.window_packets {
+                return Err(err("the two policies must have the same window_packets (the router runs one window)".into()));
+            }
+        }
+        if raw.authorities.is_empty() {
+            return Err(err("no [[authorities]]: the router would trust no identity".into()));
+        }
+        let authorities = raw
+            .authorities
+            .into_iter()
+            .map(|a| {
+                let key = parse_public_key(&a.key).map_err(|e| err(format!("authority {}: {e}", a.name)))?;
+                Ok(Authority { name: a.name, key, grant: a.grant })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let serves = raw.serves.iter().map(|s| parse_prefix(s).map_err(|e| err(format!("serves: {e}")))).collect::<Result<Vec<_>, _>>()?;
+        let grants = raw.grants.iter().map(|g| parse_prefix(&g.prefix).map(|p| (p, g.credits)).map_err(|e| err(format!("grants: {e}")))).collect::<Result<Vec<_>, _>>()?;
+        if raw.drop_for_everyone == 0 {
+            return Err(err("drop_for_everyone must be at least 1 (the source is dropped when MORE than N destinations discard it)".into()));
+        }
+        if raw.cost_units_per_credit == 0 {
+            return Err(err("cost_units_per_credit must be at least 1".into()));
+        }
+        if raw.max_request_bytes < 1024 || raw.max_request_bytes > 64 << 20 {
+            return Err(err("max_request_bytes must be between 1 KiB and 64 MiB".into()));
+        }
+        if raw.max_connections == 0 || raw.max_queue == 0 || raw.max_pending_per_client == 0 {
+            return Err(err("max_connections, max_queue and max_pending_per_client must be at least 1".into()));
+        }
+        if !matches!(raw.log_format.as_str(), "text" | "json") {
+            return Err(err(format!("log_format = {:?}: expected \"text\" or \"json\"", raw.log_format)));
+        }
+        let live = match raw.live.mode.as_str() {
+            "none" => LiveMode::None,
+            "nfqueue" => LiveMode::Nfqueue { queue: raw.live.queue, fail_open: raw.live.fail_open },
+            other => return Err(err(format!("[live] mode = {other:?}: expected \"none\" or \"nfqueue\""))),
+        };
+        Ok(Config {
+            listen: raw.listen,
+            metrics: raw.metrics,
+            database: rel(&raw.database),
+            router_key: rel(&raw.router_key),
+            capacity: raw.capacity,
+            window_millis: raw.window_millis.max(1),
+            lemmas: raw.lemmas.as_deref().map(rel),
+            serves,
+            max_request_bytes: raw.max_request_bytes,
+            max_connections: raw.max_connections,
+            max_queue: raw.max_queue,
+            max_pending_per_client: raw.max_pending_per_client,
+            request_timeout_secs: raw.request_timeout_secs.max(1),
+            cost_units_per_credit: raw.cost_units_per_credit,
+            drop_for_everyone: raw.drop_for_everyone,
+            check_cache: raw.check_cache,
+            log_format: raw.log_format,
+            policy_end_user,
+            policy_edge_router,
+            authorities,
+            grants,
+            quotas: [raw.quotas.filtering, raw.quotas.multicast, raw.quotas.monitoring],
+            live,
+        })
+    }
+
+    /// The policy for a client kind.
+    pub fn policy(&self, kind: ClientKind) -> Option<&Policy> {
+        match kind {
+            ClientKind::EndUser => self.policy_end_user.as_ref(),
+            ClientKind::EdgeRouter => self.policy_edge_router.as_ref(),
+        }
+    }
+
+    /// W: the window size of the router (the policies').
+    pub fn window_packets(&self) -> u32 {
+        self.policy_end_user.or(self.policy_edge_router).map_or(256, |p| p.window_packets)
+    }
+
+    /// The quota of a functionality class.
+    pub fn quota(&self, class: Class) -> usize {
+        self.quotas[class_index(class)]
+    }
+}
+
+/// 0 filtering, 1 multicast, 2 monitoring.
+pub fn class_index(c: Class) -> usize {
+    match c {
+        Class::Filtering => 0,
+        Class::Multicast => 1,
+        Class::Monitoring => 2,
+    }
+}
+
+/// The class's name in configs, logs and metrics.
+pub fn class_name(c: Class) -> &'static str {
+    ["filtering", "multicast", "monitoring"][class_index(c)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let c = Config::load(&root().join("examples/router.toml")).unwrap();
+        assert!(c.policy(ClientKind::EndUser).is_some());
+        assert_eq!(c.window_packets(), 256);
+        assert!(!c.authorities.is_empty());
+        assert!(c.database.is_absolute() || c.database.starts_with(root().join("examples")));
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let text = std::fs::read_to_string(root().join("examples/router.toml")).unwrap();
+        let dir = root().join("examples");
+        let e = |t: &str| Config::parse(t, &dir).unwrap_err().to_string();
+        assert!(e(&text.replace("capacity =", "capacty =")).contains("unknown field"));
+        assert!(e(&text.replace("mode = \"none\"", "mode = \"pcap\"")).contains("[live] mode"));
+        assert!(e(&text.replace("cost_units_per_credit = 1_000_000", "cost_units_per_credit = 0")).contains("cost_units_per_credit"));
+        assert!(e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.0.1/8\"]")).contains("host bits"));
+        assert!(e(&text.replace("drop_for_everyone = 3", "drop_for_everyone = 0")).contains("drop_for_everyone"));
+        let ok = Config::parse(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.3.0/24\"]"), &dir).unwrap();
+        assert_eq!(ok.serves, vec![(0x0a00_0300, 24)]);
+        assert_eq!(parse_prefix("10.1.0.0/16"), Ok((0x0a01_0000, 16)));
+        assert_eq!(parse_prefix("10.1.0.7"), Ok((0x0a01_0007, 32)));
+        assert!(parse_prefix("10.1.0.0/33").is_err());
+        assert!(parse_prefix("10.1.0.1/16").is_err());
+        assert!(parse_prefix("ten").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! `vinetd`: the router daemon's threads, wired together.
+//!
+//! - the **packet thread** ([`crate::live`]): windows, programs, verdicts;
+//! - the **scheduler thread** ([`Admission::run_scheduler`]): queued uploads
+//!   through capacity, quotas, the checker and install; lease expiry;
+//! - the **accept thread** and one thread per connection (at most
+//!   `max_connections`; the next ones, up to as many again, are answered
+//!   "busy" and closed; beyond that a connection is closed at once);
+//! - the **metrics thread** ([`crate::metrics::serve`]).
+//!
+//! The router's Noise static key lives in `router_key`
+//! ([`vinet_proto::keyfile::router_key`] creates it on first start).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::admission::Admission;
+use crate::config::{Config, LiveMode};
+use vinet_proto::identity::hex;
+use vinet_proto::keyfile;
+use crate::live::{LiveSource, PacketPath};
+use crate::metrics::Metrics;
+use vinet_proto::protocol::{self, Channel, Refusal, Reply, WireError};
+use vinet_engine::window::WindowConfig;
+
+/// A running daemon.
+pub struct Daemon {
+    /// The admission side.
+    pub admission: Arc<Admission>,
+    /// Where requests are accepted.
+    pub listen: SocketAddr,
+    /// Where metrics are served.
+    pub metrics: Option<SocketAddr>,
+    /// The router's public Noise key.
+    pub public_key: [u8; 32],
+    accept: Option<JoinHandle<()>>,
+    scheduler: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("listen", &self.listen).finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Start everything.
+    pub fn start(cfg: Config) -> Result<Daemon, String> {
+        let created = !cfg.router_key.exists();
+        let (private, public) = keyfile::router_key(&cfg.router_key)?;
+        if created {
+            tracing::info!(path = %cfg.router_key.display(), "created the router's static key");
+        }
+        let wcfg = WindowConfig::new(cfg.window_packets(), cfg.window_millis);
+        let source = match cfg.live {
+            LiveMode::None => LiveSource::None,
+            #[cfg(target_os = "linux")]
+            LiveMode::Nfqueue { queue, fail_open } => LiveSource::Nfqueue(
+                crate::live::nfqueue::NfQueue::open(queue, fail_open).map_err(|e| format!("cannot bind NFQUEUE {queue}: {e} (vinetd needs root or CAP_NET_ADMIN, and the nfnetlink_queue module)"))?,
+            ),
+            #[cfg(not(target_os = "linux"))]
+            LiveMode::Nfqueue { .. } => return Err("NFQUEUE is available on Linux only".into()),
+        };
+        let packets = PacketPath::start(wcfg, source).map_err(|e| format!("cannot start the packet path: {e}"))?;
+        let metrics_listener = match &cfg.metrics {
+            Some(m) => Some(TcpListener::bind(m).map_err(|e| format!("cannot serve metrics on {m}: {e}"))?),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let timeout = Duration::from_secs(cfg.request_timeout_secs);
+        let (max_conn, max_req) = (cfg.max_connections, cfg.max_request_bytes);
+        let listen_at = cfg.listen.clone();
+        // Reload (re-check and re-install every lease) before accepting requests.
+        let admission = Admission::start(cfg, public, packets, Arc::clone(&metrics))?;
+        let listener = TcpListener::bind(&listen_at).map_err(|e| format!("cannot listen on {listen_at}: {e}"))?;
+        let listen = listener.local_addr().map_err(|e| e.to_string())?;
+        let metrics_addr = match metrics_listener {
+            Some(l) => {
+                let a = l.local_addr().ok();
+                let adm = Arc::clone(&admission);
+                crate::metrics::serve(l, Arc::new(move || adm.render_metrics())).map_err(|e| e.to_string())?;
+                a
+            }
+            None => None,
+        };
+        let adm = Arc::clone(&admission);
+        let scheduler = std::thread::Builder::new().name("vinet-scheduler".into()).spawn(move || adm.run_scheduler()).map_err(|e| e.to_string())?;
+        let adm = Arc::clone(&admission);
+        let active = Arc::new(AtomicUsize::new(0));
+        let accept = std::thread::Builder::new()
+            .name("vinet-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(stream) = conn else { continue };
+                    let n = active.load(Ordering::SeqCst);
+                    if n >= 2 * max_conn {
+                        adm.count_refusal(Refusal::Busy, "too many connections: closed unanswered");
+                        continue;
+                    }
+                    active.fetch_add(1, Ordering::SeqCst);
+                    adm.metrics().inc("vinet_connections_total", "");
+                    let (adm, active) = (Arc::clone(&adm), Arc::clone(&active));
+                    let busy = n >= max_conn;
+                    let spawned = std::thread::Builder::new().name("vinet-conn".into()).spawn(move || {
+                        serve_connection(&adm, stream, &private, timeout, max_req, busy);
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                    if spawned.is_err() {
+                        tracing::error!("cannot start a connection thread");
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%listen, router_key = %hex(&public), metrics = ?metrics_addr, "vinetd ready");
+        Ok(Daemon { admission, listen, metrics: metrics_addr, public_key: public, accept: Some(accept), scheduler: Some(scheduler) })
+    }
+
+    /// Run until the process is killed.
+    pub fn wait(mut self) {
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.admission.stop();
+        if let Some(t) = self.scheduler.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_connection(adm: &Admission, stream: TcpStream, private: &[u8; 32], timeout: Duration, max_req: usize, busy: bool) {
+    let peer = stream.peer_addr().ok();
+    let mut ch = match Channel::accept(stream, private, timeout, max_req) {
+        Ok(c) => c,
+        Err(e) => {
+            adm.metrics().inc("vinet_disconnects_total", "");
+            tracing::info!(?peer, error = %e, "handshake failed");
+            return;
+        }
+    };
+    loop {
+        let reply = match ch.recv() {
+            Ok(None) => return,
+            Ok(Some(_)) if busy => {
+                let m = "the router is serving too many connections; try again later";
+                adm.count_refusal(Refusal::Busy, m);
+                Reply::Refused { reason: Refusal::Busy, message: m.into() }
+            }
+            Ok(Some(bytes)) => adm.handle(&bytes),
+            Err(WireError::Oversized { size, max }) => {
+                let m = format!("the request of {size} bytes exceeds this router's maximum of {max}");
+                adm.count_refusal(Refusal::Oversized, &m);
+                let _ = ch.send(&protocol::encode(&Reply::Refused { reason: Refusal::Oversized, message: m }));
+                ch.drain(size.min(64 << 20) + size / 1000 + 64);
+                return;
+            }
+            Err(e) => {
+                adm.metrics().inc("vinet_disconnects_total", "");
+                tracing::info!(?peer, error = %e, "connection failed or closed mid-request; nothing done for it");
+                return;
+            }
+        };
+        if let Err(e) = ch.send(&protocol::encode(&reply)) {
+            adm.metrics().inc("vinet_disconnects_total", "");
+            tracing::info!(?peer, error = %e, "client left before its reply");
+            return;
+        }
+        if busy {
+            return;
+        }
+    }
+}
