@@ -114,32 +114,44 @@ fn certified_bounds_hold_and_are_within_2x_of_the_worst_case() {
     // Firewall: every packet of a full bucket from SrcIP.
     let fw = checked(&prover, "firewall.vinet", &user);
     let worst = max_cost(&fw, &end_user, &[(0..w).map(|_| udp(PEST, ME, b"x")).collect()]);
-    let random = max_cost(&fw, &end_user, &random_windows(1, w, |r| {
-        let src = if r.next() % 3 == 0 { PEST } else { r.next() as u32 };
-        let dst = if r.next() % 2 == 0 { ME } else { r.next() as u32 };
-        udp(src, dst, b"x")
-    }));
+    let random = max_cost(
+        &fw,
+        &end_user,
+        &random_windows(1, w, |r| {
+            let src = if r.next() % 3 == 0 { PEST } else { r.next() as u32 };
+            let dst = if r.next() % 2 == 0 { ME } else { r.next() as u32 };
+            udp(src, dst, b"x")
+        }),
+    );
     rows.push(("firewall", fw.complexity(), worst, random, on_capture(&fw, &end_user, "firewall.pcap")));
 
     // Spam filter: a full bucket of distinct sources, each with both words:
     // one group per packet, both CONTAINS_STRING and DISCARD on each.
     let spam = checked(&prover, "spam_filter.vinet", &user);
     let worst = max_cost(&spam, &end_user, &[(0..w as u32).map(|i| udp(0xc000_0200 + i, ME, words[0])).collect()]);
-    let random = max_cost(&spam, &end_user, &random_windows(2, w, |r| {
-        let src = 0xc000_0200 + (r.next() % 64) as u32;
-        let dst = if r.next() % 4 == 0 { r.next() as u32 } else { ME };
-        udp(src, dst, words[(r.next() % 4) as usize])
-    }));
+    let random = max_cost(
+        &spam,
+        &end_user,
+        &random_windows(2, w, |r| {
+            let src = 0xc000_0200 + (r.next() % 64) as u32;
+            let dst = if r.next() % 4 == 0 { r.next() as u32 } else { ME };
+            udp(src, dst, words[(r.next() % 4) as usize])
+        }),
+    );
     rows.push(("spam filter", spam.complexity(), worst, random, on_capture(&spam, &end_user, "spam.pcap")));
 
     // Multicast: a full bucket from BroadcastIP, every destination and
     // every content distinct (both GENERATEs at their largest).
     let mc = checked(&prover, "multicast.vinet", &edge);
     let worst = max_cost(&mc, &subnet, &[(0..w as u32).map(|i| udp(CASTER, NET.0 + i, &i.to_be_bytes())).collect()]);
-    let random = max_cost(&mc, &subnet, &random_windows(3, w, |r| {
-        let src = if r.next() % 4 == 0 { r.next() as u32 } else { CASTER };
-        udp(src, NET.0 + (r.next() % 256) as u32, &[(r.next() % 8) as u8])
-    }));
+    let random = max_cost(
+        &mc,
+        &subnet,
+        &random_windows(3, w, |r| {
+            let src = if r.next() % 4 == 0 { r.next() as u32 } else { CASTER };
+            udp(src, NET.0 + (r.next() % 256) as u32, &[(r.next() % 8) as u8])
+        }),
+    );
     rows.push(("multicast", mc.complexity(), worst, random, on_capture(&mc, &subnet, "multicast.pcap")));
 
     // Worm blocker (N = 8): as many sources as can each reach 9 distinct
@@ -148,11 +160,17 @@ fn certified_bounds_hold_and_are_within_2x_of_the_worst_case() {
     let scan: Vec<Vec<u8>> = (0..w as u32).map(|i| udp(0xcb00_7100 + (i / 9).min(27), NET.0 + i % 256, b"x")).collect();
     let singles: Vec<Vec<u8>> = (0..w as u32).map(|i| udp(0xcb00_7100 + i, NET.0 + i % 256, b"x")).collect();
     let worst = max_cost(&worm, &subnet, &[scan, singles]);
-    let random = max_cost(&worm, &subnet, &random_windows(4, w, |r| udp(0xcb00_7100 + (r.next() % 20) as u32, NET.0 + (r.next() % 256) as u32, b"x")));
+    let random = max_cost(
+        &worm,
+        &subnet,
+        &random_windows(4, w, |r| udp(0xcb00_7100 + (r.next() % 20) as u32, NET.0 + (r.next() % 256) as u32, b"x")),
+    );
     let worm_default = Binding { params: vec![Const::Num(8)], ..subnet.clone() };
     rows.push(("worm blocker", worm.complexity(), worst, random, on_capture(&worm, &worm_default, "worm.pcap")));
 
-    eprintln!("| example | certified bound (units/window) | worst case measured | bound / worst | random windows, max | shipped capture, max |");
+    eprintln!(
+        "| example | certified bound (units/window) | worst case measured | bound / worst | random windows, max | shipped capture, max |"
+    );
     eprintln!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for &(name, bound, worst, random, capture) in &rows {
         eprintln!("| {name} | {bound} | {worst} | {:.3} | {random} | {capture} |", bound as f64 / worst as f64);

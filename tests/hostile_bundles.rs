@@ -208,7 +208,6 @@ fn assuming_the_predicate_is_refused() {
     assert!(e.to_string().contains("undischarged hypotheses"), "{e}");
 }
 
-
 #[test]
 fn a_weaker_statement_is_refused() {
     // A valid proof of something else: the certificate of the same module for a
@@ -237,18 +236,24 @@ fn malformed_proofs_name_the_step_and_rule() {
         ("forward step", Box::new(|p: &mut Proof| p.steps[0] = Step::AndIntro { s1: 5, s2: 6 })),
         ("forward term", Box::new(|p: &mut Proof| p.terms[0] = TermNode::App(Sym::Not, vec![p.terms.len() as u32]))),
         ("ill-sorted term", Box::new(|p: &mut Proof| p.terms.push(TermNode::App(Sym::Not, vec![0])))),
-        ("loose bound variable", Box::new(|p: &mut Proof| {
-            p.terms.push(TermNode::Bound(0, Sort::Bool));
-            let t = p.terms.len() as u32 - 1;
-            p.steps.insert(0, Step::Assume { t });
-        })),
-        ("false fact", Box::new(|p: &mut Proof| {
-            p.terms.push(TermNode::Lit(Lit::Num(2)));
-            p.terms.push(TermNode::Lit(Lit::Num(1)));
-            let n = p.terms.len() as u32;
-            p.terms.push(TermNode::App(Sym::Le, vec![n - 2, n - 1]));
-            p.steps.insert(0, Step::Eval { t: n });
-        })),
+        (
+            "loose bound variable",
+            Box::new(|p: &mut Proof| {
+                p.terms.push(TermNode::Bound(0, Sort::Bool));
+                let t = p.terms.len() as u32 - 1;
+                p.steps.insert(0, Step::Assume { t });
+            }),
+        ),
+        (
+            "false fact",
+            Box::new(|p: &mut Proof| {
+                p.terms.push(TermNode::Lit(Lit::Num(2)));
+                p.terms.push(TermNode::Lit(Lit::Num(1)));
+                let n = p.terms.len() as u32;
+                p.terms.push(TermNode::App(Sym::Le, vec![n - 2, n - 1]));
+                p.steps.insert(0, Step::Eval { t: n });
+            }),
+        ),
         ("bad farkas", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Farkas { premises: vec![] }))),
         ("no such axiom", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Axiom { n: 999 }))),
         ("no such lemma", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Lemma { i: 99 }))),

@@ -112,7 +112,11 @@ fn netns_firewall_end_to_end() {
         let mut v: Vec<String> = vec!["ip".into(), "netns".into(), "exec".into(), host.into(), VINETC.into()];
         v.extend(args);
         let o = Command::new(&v[0]).args(&v[1..]).stdin(Stdio::null()).output().unwrap();
-        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
     };
     let upload = |host: &str, who: &ClientFiles, bundle: &str, extra: &[&str]| {
         let mut v: Vec<String> = vec!["upload".into(), bundle.into()];

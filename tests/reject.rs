@@ -51,7 +51,11 @@ impl Kind {
                 .expect("run vinetc"),
             Kind::Prove => {
                 let text = std::fs::read_to_string(file).unwrap_or_default();
-                let policy = if text.lines().take_while(|l| l.starts_with("//")).any(|l| l.contains("policy: edge-router")) { "edge-router" } else { "end-user" };
+                let policy = if text.lines().take_while(|l| l.starts_with("//")).any(|l| l.contains("policy: edge-router")) {
+                    "edge-router"
+                } else {
+                    "end-user"
+                };
                 Command::new(env!("CARGO_BIN_EXE_vinetc"))
                     .arg("prove")
                     .arg(file)

@@ -33,12 +33,10 @@ fn checked(prover: &vinet_prover::Prover, name: &str, params: &[(&str, &str)], p
 
 fn captures() -> Vec<PathBuf> {
     let dir = root().join("tests/data/pcap");
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("capture corpus {} is missing ({e}); it ships in the repository", dir.display()));
-    let mut v: Vec<PathBuf> = entries
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("capture corpus {} is missing ({e}); it ships in the repository", dir.display()));
+    let mut v: Vec<PathBuf> =
+        entries.map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng")).collect();
     v.sort();
     v
 }
@@ -105,7 +103,10 @@ fn checked_examples_replay_every_capture_within_their_certified_cost() {
         runs += st.runs;
     }
     let took = start.elapsed();
-    eprintln!("checked programs on {} captures: {frames} frames, {runs} runs, {dropped} dropped, {generated} generated, {took:?}", files.len());
+    eprintln!(
+        "checked programs on {} captures: {frames} frames, {runs} runs, {dropped} dropped, {generated} generated, {took:?}",
+        files.len()
+    );
     assert!(dropped > 0 && generated > 0 && runs > 0);
     assert!(took < Duration::from_secs(120), "took {took:?}");
 }

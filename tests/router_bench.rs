@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use router_support::*;
 use vinet_checker::bytecode::Const;
 use vinet_proto::client::Client;
-use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::identity::{issue, parse_secret_key, Subject};
+use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::protocol::{Op, Reply};
 
 fn median(v: &mut [f64]) -> f64 {
@@ -36,7 +36,14 @@ fn uploads_admitted_per_second() {
     let env = Env::new("router-bench");
     let lib = env.p("lib.vnl");
     vinetc(&["lemmas", "build", root().join("lemmas").to_str().unwrap(), "-o", &lib]).ok();
-    let cfg = env.config(&Settings { lemmas: Some(lib.into()), capacity: u64::MAX / 2, check_cache: false, max_connections: 128, grant: 1 << 40, ..Settings::default() });
+    let cfg = env.config(&Settings {
+        lemmas: Some(lib.into()),
+        capacity: u64::MAX / 2,
+        check_cache: false,
+        max_connections: 128,
+        grant: 1 << 40,
+        ..Settings::default()
+    });
     let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let bundle = Arc::new(std::fs::read(env.firewall("fw", "2 days")).unwrap());
     let router = parse_router_public(&std::fs::read_to_string(env.p("router.key.pub")).unwrap()).unwrap();
@@ -45,7 +52,10 @@ fn uploads_admitted_per_second() {
         .map(|i| {
             let k = vinet_proto::identity::generate_key().unwrap();
             let now = vinet_proto::clock::unix_now();
-            (k.clone(), issue(&authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a40_0000 + i as u32 }, now - 10, now + 36_000).unwrap())
+            (
+                k.clone(),
+                issue(&authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a40_0000 + i as u32 }, now - 10, now + 36_000).unwrap(),
+            )
         })
         .collect();
     let mut rates = vec![];
@@ -61,8 +71,15 @@ fn uploads_admitted_per_second() {
                 next += per_client as u32;
                 std::thread::spawn(move || {
                     for n in 0..per_client as u32 {
-                        let mut c = Client::connect(&listen, router, Duration::from_secs(60)).unwrap().with_identity(k.clone(), id.clone(), None);
-                        let r = c.request(Op::Upload { bundle: bundle.to_vec(), pay: 177, params: vec![("SrcIP".into(), Const::Addr(0x0b00_0000 + base + n))] }).unwrap();
+                        let mut c =
+                            Client::connect(&listen, router, Duration::from_secs(60)).unwrap().with_identity(k.clone(), id.clone(), None);
+                        let r = c
+                            .request(Op::Upload {
+                                bundle: bundle.to_vec(),
+                                pay: 177,
+                                params: vec![("SrcIP".into(), Const::Addr(0x0b00_0000 + base + n))],
+                            })
+                            .unwrap();
                         assert!(matches!(r, Reply::Admitted { shared: false, .. }), "{r:?}");
                     }
                 })
@@ -81,7 +98,9 @@ fn uploads_admitted_per_second() {
     for n in 0..(if full { 200 } else { 20 }) {
         let t = Instant::now();
         let mut c = Client::connect(&env.listen, router, Duration::from_secs(60)).unwrap().with_identity(k.clone(), id.clone(), None);
-        let r = c.request(Op::Upload { bundle: bundle.to_vec(), pay: 177, params: vec![("SrcIP".into(), Const::Addr(0x0c00_0000 + n))] }).unwrap();
+        let r = c
+            .request(Op::Upload { bundle: bundle.to_vec(), pay: 177, params: vec![("SrcIP".into(), Const::Addr(0x0c00_0000 + n))] })
+            .unwrap();
         assert!(matches!(r, Reply::Admitted { .. }), "{r:?}");
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }

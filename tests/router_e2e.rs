@@ -74,7 +74,13 @@ fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
     // A bundle whose proof fails: proved under another policy (different
     // unit costs), so its declared complexity is not what this router derives.
     let other = env.dir.path("other-policy.toml");
-    std::fs::write(&other, std::fs::read_to_string(root().join("examples/policies/end-user.toml")).unwrap().replace("GROUP_BY_SOURCE = 2", "GROUP_BY_SOURCE = 3")).unwrap();
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(root().join("examples/policies/end-user.toml"))
+            .unwrap()
+            .replace("GROUP_BY_SOURCE = 2", "GROUP_BY_SOURCE = 3"),
+    )
+    .unwrap();
     let wrong = env.bundle_with("wrong", &std::fs::read_to_string(root().join("examples/firewall.vinet")).unwrap(), &other);
     let e = env.upload(&wrong, &c, 300, &[]).refused("proof").to_string();
     assert!(e.contains("declared complexity"), "{e}");
@@ -121,7 +127,18 @@ fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
     assert_eq!(leases(&after), leases(&before));
     assert_eq!((after["load"].as_u64(), after["balance"].as_u64()), (before["load"].as_u64(), before["balance"].as_u64()));
     // Each refusal was counted and logged.
-    for reason in ["unknown_authority", "expired_identity", "bad_signature", "replay", "key_mismatch", "proof", "payment", "malformed", "oversized", "busy"] {
+    for reason in [
+        "unknown_authority",
+        "expired_identity",
+        "bad_signature",
+        "replay",
+        "key_mismatch",
+        "proof",
+        "payment",
+        "malformed",
+        "oversized",
+        "busy",
+    ] {
         assert!(env.metric(&format!("vinet_refusals_total{{reason=\"{reason}\"}}")) >= 1.0, "{reason} not counted:\n{}", env.metrics());
         assert!(!_d.log_lines(&format!("reason=\"{reason}\"")).is_empty(), "{reason} not logged");
     }
@@ -152,7 +169,24 @@ fn kill_9_at_any_moment_loses_nothing_admitted() {
                     let mut got = vec![];
                     for k in 0..6 {
                         let p = format!("SrcIP=10.{round}.{i}.{k}");
-                        let r = vinetc(&["upload", &fw, "--router", &listen, "--router-key", &rk, "--key", c.key.to_str().unwrap(), "--identity", c.id.to_str().unwrap(), "--pay", "200", "--param", &p, "--format", "json"]);
+                        let r = vinetc(&[
+                            "upload",
+                            &fw,
+                            "--router",
+                            &listen,
+                            "--router-key",
+                            &rk,
+                            "--key",
+                            c.key.to_str().unwrap(),
+                            "--identity",
+                            c.id.to_str().unwrap(),
+                            "--pay",
+                            "200",
+                            "--param",
+                            &p,
+                            "--format",
+                            "json",
+                        ]);
                         if r.code == 0 {
                             let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
                             got.push((i, v["lease"].as_u64().unwrap()));
@@ -237,7 +271,8 @@ fn sharing_capacity_quotas_and_drop_for_everyone() {
     let env = Env::new("router-share");
     let lib = env.p("lib.vnl");
     vinetc(&["lemmas", "build", root().join("lemmas").to_str().unwrap(), "-o", &lib]).ok();
-    let cfg = env.config(&Settings { lemmas: Some(lib.into()), capacity: 2048, drop_for_everyone: 2, quota_filtering: 3, ..Settings::default() });
+    let cfg =
+        env.config(&Settings { lemmas: Some(lib.into()), capacity: 2048, drop_for_everyone: 2, quota_filtering: 3, ..Settings::default() });
     let d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let fw = env.firewall("fw", "2 days");
     let cs: Vec<ClientFiles> = (0..5).map(|i| env.client(&format!("c{i}"), &format!("10.0.6.{}", i + 1))).collect();
@@ -292,9 +327,27 @@ fn edge_router_clients_and_the_end_user_policy() {
     let key = env.dir.path("edge.key");
     vinetc(&["keygen", "-o", key.to_str().unwrap()]).ok();
     let id = env.dir.path("edge.vid");
-    vinetc(&["identity", "issue", "--authority", env.operator.to_str().unwrap(), "--client", &format!("{}.pub", key.display()), "--prefix", "10.9.0.0/16", "--router-ip", "10.9.0.1", "-o", id.to_str().unwrap()]).ok();
+    vinetc(&[
+        "identity",
+        "issue",
+        "--authority",
+        env.operator.to_str().unwrap(),
+        "--client",
+        &format!("{}.pub", key.display()),
+        "--prefix",
+        "10.9.0.0/16",
+        "--router-ip",
+        "10.9.0.1",
+        "-o",
+        id.to_str().unwrap(),
+    ])
+    .ok();
     let edge = ClientFiles { key, id };
-    let mc = env.bundle_with("mc", &std::fs::read_to_string(root().join("examples/multicast.vinet")).unwrap(), &root().join("examples/policies/edge-router.toml"));
+    let mc = env.bundle_with(
+        "mc",
+        &std::fs::read_to_string(root().join("examples/multicast.vinet")).unwrap(),
+        &root().join("examples/policies/edge-router.toml"),
+    );
     let out = env.upload(&mc, &edge, 1_000, &["--param", "BroadcastIP=198.51.100.9"]).ok().to_string();
     assert!(out.contains("admitted"), "{out}");
     let s = env.status(&edge);
@@ -322,13 +375,22 @@ fn the_router_does_not_trust_its_own_disk() {
     // Someone with the disk swaps the stored bundle for one that does not
     // check (declared complexity from another policy), hash and all.
     let other = env.dir.path("other-policy.toml");
-    std::fs::write(&other, std::fs::read_to_string(root().join("examples/policies/end-user.toml")).unwrap().replace("GROUP_BY_SOURCE = 2", "GROUP_BY_SOURCE = 3")).unwrap();
-    let bad = std::fs::read(env.bundle_with("bad", &std::fs::read_to_string(root().join("examples/firewall.vinet")).unwrap(), &other)).unwrap();
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(root().join("examples/policies/end-user.toml"))
+            .unwrap()
+            .replace("GROUP_BY_SOURCE = 2", "GROUP_BY_SOURCE = 3"),
+    )
+    .unwrap();
+    let bad =
+        std::fs::read(env.bundle_with("bad", &std::fs::read_to_string(root().join("examples/firewall.vinet")).unwrap(), &other)).unwrap();
     let good = std::fs::read(&fw).unwrap();
     let (gh, bh) = (blake3::hash(&good), blake3::hash(&bad));
     let db = rusqlite::Connection::open(env.dir.path("router.db")).unwrap();
     db.execute("INSERT INTO bundles(hash, bytes) VALUES (?1, ?2)", rusqlite::params![&bh.as_bytes()[..], &bad]).unwrap();
-    let n = db.execute("UPDATE leases SET bundle = ?1 WHERE bundle = ?2 AND id = 1", rusqlite::params![&bh.as_bytes()[..], &gh.as_bytes()[..]]).unwrap();
+    let n = db
+        .execute("UPDATE leases SET bundle = ?1 WHERE bundle = ?2 AND id = 1", rusqlite::params![&bh.as_bytes()[..], &gh.as_bytes()[..]])
+        .unwrap();
     assert_eq!(n, 1);
     // And changes the other lease's bundle bytes without fixing the hash.
     let mut flipped = good.clone();

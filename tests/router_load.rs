@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use router_support::*;
 use vinet_checker::bytecode::Const;
 use vinet_proto::client::Client;
-use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::identity::{issue, parse_secret_key, Subject};
+use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::protocol::{Op, Refusal, Reply};
 
 const CLIENTS: usize = 50;
@@ -42,7 +42,8 @@ fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
         .map(|i| {
             let k = vinet_proto::identity::generate_key().unwrap();
             let now = vinet_proto::clock::unix_now();
-            let id = issue(&authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a32_0000 + i as u32 + 1 }, now - 10, now + 3600).unwrap();
+            let id =
+                issue(&authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a32_0000 + i as u32 + 1 }, now - 10, now + 3600).unwrap();
             (k, id)
         })
         .collect();
@@ -58,7 +59,8 @@ fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
                 let mut out = vec![];
                 for n in 0..PER_CLIENT {
                     let j = (i * PER_CLIENT + n) * 7 % DISTINCT;
-                    let mut c = Client::connect(&listen, router, Duration::from_secs(60)).unwrap().with_identity(k.clone(), id.clone(), None);
+                    let mut c =
+                        Client::connect(&listen, router, Duration::from_secs(60)).unwrap().with_identity(k.clone(), id.clone(), None);
                     let r = c.request(Op::Upload { bundle: bundle.to_vec(), pay: 177, params: vec![("SrcIP".into(), src(j))] }).unwrap();
                     out.push((i, j, r));
                 }

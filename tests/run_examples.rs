@@ -193,7 +193,8 @@ fn run_and_compare(dir: &Path, capture: &str, run_args: &[&str], expect: Expect<
     for (k, rec) in output.iter().enumerate() {
         match as_generated(&rec.bytes) {
             Some(g) => {
-                let (b, want) = gens.next().unwrap_or_else(|| panic!("{capture}: output frame {k} is an unexpected generated packet {g:?}"));
+                let (b, want) =
+                    gens.next().unwrap_or_else(|| panic!("{capture}: output frame {k} is an unexpected generated packet {g:?}"));
                 assert_eq!(&g, want, "{capture}: generated packet at output frame {k}");
                 assert_eq!(b, current, "{capture}: generated packet of burst {b} appears after burst {current}'s frames");
                 generated_after = Some(b);
@@ -202,7 +203,10 @@ fn run_and_compare(dir: &Path, capture: &str, run_args: &[&str], expect: Expect<
                 let (b, want) = fwd.next().unwrap_or_else(|| panic!("{capture}: output frame {k} was not expected"));
                 assert_eq!(rec.bytes, want.bytes, "{capture}: output frame {k} should be input frame at {} ns", want.ts_ns);
                 assert_eq!(rec.ts_ns, want.ts_ns);
-                assert!(gens.peek().is_none_or(|(gb, _)| *gb >= *b), "{capture}: burst {b} began before the generated packets of an earlier burst");
+                assert!(
+                    gens.peek().is_none_or(|(gb, _)| *gb >= *b),
+                    "{capture}: burst {b} began before the generated packets of an earlier burst"
+                );
                 assert_ne!(generated_after, Some(*b), "{capture}: a frame of burst {b} after its generated packets");
                 current = *b;
             }
@@ -252,7 +256,14 @@ fn firewall_drops_exactly_the_pests_packets() {
     let bundle = prove(&dir, "firewall", END_USER, &[]);
     let drop = |_: &Rec, src, dst| src == generate::FW_BAD && dst == generate::FW_CLIENT;
     let none = |_| Vec::new();
-    let rep = run_and_compare(&dir, "firewall.pcap", &[s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7"], Expect { drop: &drop, generated: &none }, 40, 0);
+    let rep = run_and_compare(
+        &dir,
+        "firewall.pcap",
+        &[s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7"],
+        Expect { drop: &drop, generated: &none },
+        40,
+        0,
+    );
     let p = program(&rep, 0);
     assert_eq!(p["discarded"], 40);
     assert_eq!(p["generated"], 0);
@@ -277,7 +288,14 @@ fn spam_filter_drops_exactly_the_sources_with_both_words() {
     let none = |_| Vec::new();
     let hand: u64 = generate::SPAMMERS.iter().map(|s| s.2).sum();
     assert_eq!(hand, 12);
-    let rep = run_and_compare(&dir, "spam.pcap", &[s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7"], Expect { drop: &drop, generated: &none }, 12, 0);
+    let rep = run_and_compare(
+        &dir,
+        "spam.pcap",
+        &[s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7"],
+        Expect { drop: &drop, generated: &none },
+        12,
+        0,
+    );
     assert_eq!(program(&rep, 0)["discarded"], 12);
     assert_eq!(program(&rep, 0)["windows"], 4);
 
@@ -332,7 +350,10 @@ fn multicast_replaces_each_broadcast_by_its_contents_and_destination_lists() {
 
     // With windows of 1,024 packets and a /22, burst C (400 hosts, one
     // window) needs ceil(400 / 360) = 2 destination lists.
-    let policy = std::fs::read_to_string(root().join(EDGE)).unwrap().replace("window_packets = 256", "window_packets = 1024").replace("complexity_up = 20_000", "complexity_up = 40_000");
+    let policy = std::fs::read_to_string(root().join(EDGE))
+        .unwrap()
+        .replace("window_packets = 256", "window_packets = 1024")
+        .replace("complexity_up = 20_000", "complexity_up = 40_000");
     let big = dir.join("edge-1024.toml");
     std::fs::write(&big, policy).unwrap();
     let bundle = prove(&dir, "multicast", s(&big), &[]);
@@ -350,7 +371,8 @@ fn multicast_replaces_each_broadcast_by_its_contents_and_destination_lists() {
 fn worm_blocker_drops_exactly_the_scanners() {
     let dir = scratch("worm");
     let bundle = prove(&dir, "worm_blocker", EDGE, &[]);
-    let drop = |r: &Rec, src, dst| in_prefix(dst, ip(10, 0, 0, 0), 24) && generate::WORMS.iter().any(|&(s, b, _)| s == src && b == burst(r));
+    let drop =
+        |r: &Rec, src, dst| in_prefix(dst, ip(10, 0, 0, 0), 24) && generate::WORMS.iter().any(|&(s, b, _)| s == src && b == burst(r));
     let none = |_| Vec::new();
     assert_eq!(generate::WORMS.iter().map(|w| w.2).sum::<u64>(), 72);
     let args = [s(&bundle), "--policy", EDGE, "--this-ip", "10.0.0.1", "--this-subnet", "10.0.0.0/24"];
@@ -407,10 +429,18 @@ this_subnet = "10.0.0.0/24"
     .unwrap();
     let _ = (&fw, &spam, &mc);
     let drop = |_: &Rec, src, dst| {
-        (src == generate::FW_BAD && (dst == ip(10, 0, 0, 7) || dst == ip(10, 0, 0, 8))) || (src == ip(203, 0, 113, 10) && dst == ip(10, 0, 0, 7))
+        (src == generate::FW_BAD && (dst == ip(10, 0, 0, 7) || dst == ip(10, 0, 0, 8)))
+            || (src == ip(203, 0, 113, 10) && dst == ip(10, 0, 0, 7))
     };
     let none = |_| Vec::new();
-    let rep = run_and_compare(&dir, "firewall.pcap", &["--install", s(&manifest), "--policy", END_USER], Expect { drop: &drop, generated: &none }, 60, 0);
+    let rep = run_and_compare(
+        &dir,
+        "firewall.pcap",
+        &["--install", s(&manifest), "--policy", END_USER],
+        Expect { drop: &drop, generated: &none },
+        60,
+        0,
+    );
     let discarded: Vec<u64> = rep["programs"].as_array().unwrap().iter().map(|p| p["discarded"].as_u64().unwrap()).collect();
     assert_eq!(discarded, [40, 10, 0, 10, 0]);
     assert_eq!(rep["router"]["runs"], 5 * 5, "five installations, each with traffic in each of five windows");
@@ -539,7 +569,10 @@ fn vinetc_run_replays_every_shared_capture() {
         let a = |x: u32| std::net::Ipv4Addr::from(x).to_string();
         for &(src, dst) in &dests {
             m += &format!("[[install]]\nbundle = \"firewall.vpc\"\nthis_ip = \"{}\"\nparams = {{ SrcIP = \"{}\" }}\n", a(dst), a(src));
-            m += &format!("[[install]]\nbundle = \"spam_filter.vpc\"\nthis_ip = \"{}\"\nparams = {{ Word1 = \"\", Word2 = \"\" }}\n", a(dst));
+            m += &format!(
+                "[[install]]\nbundle = \"spam_filter.vpc\"\nthis_ip = \"{}\"\nparams = {{ Word1 = \"\", Word2 = \"\" }}\n",
+                a(dst)
+            );
             let net = a(dst & 0xffff_ff00);
             m += &format!(
                 "[[install]]\nbundle = \"multicast.vpc\"\npolicy = \"{}\"\nthis_ip = \"{}\"\nthis_subnet = \"{net}/24\"\nparams = {{ BroadcastIP = \"{}\" }}\n",
@@ -553,7 +586,21 @@ fn vinetc_run_replays_every_shared_capture() {
         std::fs::write(&manifest, m).unwrap();
         let out = dir.join("out.pcap");
         let _ = std::fs::remove_file(&out);
-        let o = vinetc(&["run", "--install", s(&manifest), "--policy", END_USER, "--pcap", s(path), "--out", s(&out), "--lemmas", s(&lib), "--format", "json"]);
+        let o = vinetc(&[
+            "run",
+            "--install",
+            s(&manifest),
+            "--policy",
+            END_USER,
+            "--pcap",
+            s(path),
+            "--out",
+            s(&out),
+            "--lemmas",
+            s(&lib),
+            "--format",
+            "json",
+        ]);
         let code = o.status.code();
         if !readable {
             assert_eq!(code, Some(2), "{name}: {}", text(&o.stderr));

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
 use vinet_checker::policy::{ClientKind, Policy};
 use vinet_checker::Checked;
-use vinet_lang::reference::{self, RefEnv, RefPacket};
 use vinet_engine::dispatch::Dispatch;
 use vinet_engine::packet::LinkType;
 use vinet_engine::vm::Binding;
 use vinet_engine::window::Window;
+use vinet_lang::reference::{self, RefEnv, RefPacket};
 
 const ME: u32 = 0x0a00_0007; // 10.0.0.7
 const NET: (u32, u8) = (0x0a00_0000, 24); // 10.0.0.0/24 for edge-router clients
@@ -40,10 +40,19 @@ fn policy(kind: ClientKind) -> Policy {
 /// Every accepted program of the corpus, with its client kind.
 pub fn corpus() -> Vec<(PathBuf, ClientKind)> {
     let mut v = vec![];
-    for (e, k) in [("firewall", ClientKind::EndUser), ("spam_filter", ClientKind::EndUser), ("multicast", ClientKind::EdgeRouter), ("worm_blocker", ClientKind::EdgeRouter)] {
+    for (e, k) in [
+        ("firewall", ClientKind::EndUser),
+        ("spam_filter", ClientKind::EndUser),
+        ("multicast", ClientKind::EdgeRouter),
+        ("worm_blocker", ClientKind::EdgeRouter),
+    ] {
         v.push((root().join(format!("examples/{e}.vinet")), k));
     }
-    let mut accept: Vec<PathBuf> = std::fs::read_dir(root().join("tests/accept")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "vinet")).collect();
+    let mut accept: Vec<PathBuf> = std::fs::read_dir(root().join("tests/accept"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "vinet"))
+        .collect();
     accept.sort();
     for p in accept {
         let text = std::fs::read_to_string(&p).unwrap();
@@ -127,7 +136,14 @@ fn frame(p: &RefPacket) -> Vec<u8> {
         6 => b.tcp(p.sport, p.dport, p.seq, 1024).write(&mut out, &p.payload).unwrap(),
         17 => b.udp(p.sport, p.dport).write(&mut out, &p.payload).unwrap(),
         _ => {
-            let h = etherparse::Ipv4Header::new(p.payload.len() as u16, 64, etherparse::IpNumber(p.proto), p.src.to_be_bytes(), p.dst.to_be_bytes()).unwrap();
+            let h = etherparse::Ipv4Header::new(
+                p.payload.len() as u16,
+                64,
+                etherparse::IpNumber(p.proto),
+                p.src.to_be_bytes(),
+                p.dst.to_be_bytes(),
+            )
+            .unwrap();
             h.write(&mut out).unwrap();
             out.extend_from_slice(&p.payload);
         }
@@ -184,7 +200,13 @@ fn exercise(p: &Prepared, seed: u64, windows: usize) {
     for round in 0..windows {
         let n = [0, 1, 2, 7, 31, 64, w][round % 7];
         let packets = random_window(&mut r, n);
-        let env = RefEnv { this_ip: ME, this_subnet: if p.kind == ClientKind::EdgeRouter { NET } else { (ME, 32) }, params: vec![], unit_costs: p.policy.unit_costs, fuel: None };
+        let env = RefEnv {
+            this_ip: ME,
+            this_subnet: if p.kind == ClientKind::EdgeRouter { NET } else { (ME, 32) },
+            params: vec![],
+            unit_costs: p.policy.unit_costs,
+            fuel: None,
+        };
         let effects = reference::run(&p.compiled.program, &packets, &env).unwrap_or_else(|f| panic!("{name}: reference faulted: {f:?}"));
         assert!(effects.cost <= p.checked.complexity(), "{name}: cost {} over the certified {}", effects.cost, p.checked.complexity());
         assert_confined(p.kind, &packets, &effects.dropped, &effects.generated, &name);

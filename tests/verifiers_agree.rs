@@ -26,11 +26,19 @@ fn policy(kind: ClientKind) -> Policy {
 }
 
 fn kind_of(text: &str) -> ClientKind {
-    if text.lines().take_while(|l| l.starts_with("//")).any(|l| l.contains("policy: edge-router")) { ClientKind::EdgeRouter } else { ClientKind::EndUser }
+    if text.lines().take_while(|l| l.starts_with("//")).any(|l| l.contains("policy: edge-router")) {
+        ClientKind::EdgeRouter
+    } else {
+        ClientKind::EndUser
+    }
 }
 
 fn files(dir: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "vinet")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "vinet"))
+        .collect();
     v.sort();
     v
 }
@@ -71,13 +79,23 @@ fn the_verifiers_agree_on_the_corpus() {
     let mut honest = None;
     for path in &accepted {
         let text = std::fs::read_to_string(path).unwrap();
-        let kind = if path.to_string_lossy().contains("multicast") || path.to_string_lossy().contains("worm_blocker") { ClientKind::EdgeRouter } else { kind_of(&text) };
+        let kind = if path.to_string_lossy().contains("multicast") || path.to_string_lossy().contains("worm_blocker") {
+            ClientKind::EdgeRouter
+        } else {
+            kind_of(&text)
+        };
         let pol = policy(kind);
         let c = compile(path);
         let proved = prover.prove(&c.module, &pol).unwrap_or_else(|f| panic!("{}: the prover refused: {f:?}", path.display()));
-        let checked = vinet_checker::check(&proved.bytes, &pol, &cache).unwrap_or_else(|e| panic!("{}: the checker refused: {e}", path.display()));
+        let checked =
+            vinet_checker::check(&proved.bytes, &pol, &cache).unwrap_or_else(|e| panic!("{}: the checker refused: {e}", path.display()));
         let analyzed = vinet_analyzer::analyze(&c.module, &pol).unwrap_or_else(|e| panic!("{}: the analyzer refused: {e}", path.display()));
-        assert_eq!((checked.complexity(), checked.cost()), (analyzed.complexity, analyzed.cost), "{}: the verifiers derive different costs", path.display());
+        assert_eq!(
+            (checked.complexity(), checked.cost()),
+            (analyzed.complexity, analyzed.cost),
+            "{}: the verifiers derive different costs",
+            path.display()
+        );
         if kind == ClientKind::EndUser && honest.is_none() {
             honest = Some(proved.bundle.clone());
         }
@@ -99,7 +117,11 @@ fn the_verifiers_agree_on_the_corpus() {
         let mut retarget = honest.clone();
         retarget.module = c.module.encode();
         retarget.certificate.module = Module::id_of(&retarget.module);
-        assert!(vinet_checker::check(&encode_file(&retarget, BUNDLE_MAGIC), &pol, &cache).is_err(), "{}: the checker accepted a re-targeted proof", path.display());
+        assert!(
+            vinet_checker::check(&encode_file(&retarget, BUNDLE_MAGIC), &pol, &cache).is_err(),
+            "{}: the checker accepted a re-targeted proof",
+            path.display()
+        );
         if let Some(forged) = assume_forgery(&c.module, &pol, &honest) {
             assert!(vinet_checker::check(&forged, &pol, &cache).is_err(), "{}: the checker accepted a self-assumed proof", path.display());
         }

@@ -445,7 +445,9 @@ impl Analyzer<'_> {
         Some(a)
     }
 
-    fn while_(&mut self, at: usize, cond: Reg, bound: u32, rank: &vinet_checker::bytecode::Rank, subs: &[(usize, usize)], st: &mut State) -> Result<Poly, Violation> {
+    fn while_(
+        &mut self, at: usize, cond: Reg, bound: u32, rank: &vinet_checker::bytecode::Rank, subs: &[(usize, usize)], st: &mut State,
+    ) -> Result<Poly, Violation> {
         let entry = self.rank(st, rank);
         let ok_entry = entry.as_ref().is_some_and(|e| st.path.dead() || st.path.non_negative(&Affine::constant(bound as i128).add(e, -1)));
         if !ok_entry {
@@ -453,7 +455,8 @@ impl Analyzer<'_> {
         }
         let mut written = vec![false; st.regs.len()];
         for pc in subs[0].0..subs[1].1 {
-            let ops = vinet_checker::bytecode::operands(&self.m.code[pc], &self.m.regs, &self.m.consts, &self.m.params).map_err(|reason| Violation { at: pc, reason })?;
+            let ops = vinet_checker::bytecode::operands(&self.m.code[pc], &self.m.regs, &self.m.consts, &self.m.params)
+                .map_err(|reason| Violation { at: pc, reason })?;
             for (r, _) in ops.writes {
                 written[r as usize] = true;
             }
@@ -499,18 +502,24 @@ impl Analyzer<'_> {
         let r = |x: &Reg| st.regs[*x as usize].clone();
         let fact_bool = |t: Vec<Fact>, f: Vec<Fact>| V::Bool { when_true: t, when_false: f };
         let (dst, v) = match insn {
-            Const { dst, k } => (*dst, match &self.m.consts[*k as usize] {
-                K::Addr(a) => V::Addr(Addr::Const(*a)),
-                K::Prefix(n, l) => V::Prefix(Prefix::Const(*n, *l)),
-                K::Num(n) => V::Num(Some(Affine::constant(*n as i128))),
-                K::Str(_) => V::Str,
-            }),
-            Param { dst, p } => (*dst, match self.m.params[*p as usize].default {
-                K::Addr(_) => V::Addr(Addr::Param(*p)),
-                K::Prefix(..) => V::Prefix(Prefix::Param(*p)),
-                K::Num(_) => V::Num(Some(Affine::symbol(self.fresh()))),
-                K::Str(_) => V::Str,
-            }),
+            Const { dst, k } => (
+                *dst,
+                match &self.m.consts[*k as usize] {
+                    K::Addr(a) => V::Addr(Addr::Const(*a)),
+                    K::Prefix(n, l) => V::Prefix(Prefix::Const(*n, *l)),
+                    K::Num(n) => V::Num(Some(Affine::constant(*n as i128))),
+                    K::Str(_) => V::Str,
+                },
+            ),
+            Param { dst, p } => (
+                *dst,
+                match self.m.params[*p as usize].default {
+                    K::Addr(_) => V::Addr(Addr::Param(*p)),
+                    K::Prefix(..) => V::Prefix(Prefix::Param(*p)),
+                    K::Num(_) => V::Num(Some(Affine::symbol(self.fresh()))),
+                    K::Str(_) => V::Str,
+                },
+            ),
             ThisIp { dst } => (*dst, V::Addr(Addr::ThisIp)),
             ThisSubnet { dst } => {
                 if self.p.client == ClientKind::EndUser {
@@ -521,46 +530,67 @@ impl Analyzer<'_> {
             AllPackets { dst } => (*dst, V::Set { dst: vec![], extent: None }),
             Bool { dst, value } => (*dst, if *value { fact_bool(vec![], vec![Fact::False]) } else { fact_bool(vec![Fact::False], vec![]) }),
             Copy { dst, src } => (*dst, r(src)),
-            Not { dst, a } => (*dst, match r(a) {
-                V::Bool { when_true, when_false } => fact_bool(when_false, when_true),
-                v => v,
-            }),
+            Not { dst, a } => (
+                *dst,
+                match r(a) {
+                    V::Bool { when_true, when_false } => fact_bool(when_false, when_true),
+                    v => v,
+                },
+            ),
             And { dst, a, b } | Or { dst, a, b } => {
                 let (V::Bool { when_true: t1, when_false: f1 }, V::Bool { when_true: t2, when_false: f2 }) = (r(a), r(b)) else {
                     return refuse(at, "boolean operands expected");
                 };
                 let both = |x: Vec<Fact>, y: Vec<Fact>| x.into_iter().chain(y).collect();
                 let common = |x: Vec<Fact>, y: Vec<Fact>| x.into_iter().filter(|f| y.contains(f)).collect();
-                (*dst, if matches!(insn, And { .. }) { fact_bool(both(t1, t2), common(f1, f2)) } else { fact_bool(common(t1, t2), both(f1, f2)) })
+                (
+                    *dst,
+                    if matches!(insn, And { .. }) {
+                        fact_bool(both(t1, t2), common(f1, f2))
+                    } else {
+                        fact_bool(common(t1, t2), both(f1, f2))
+                    },
+                )
             }
-            Cmp { op, dst, a, b } => (*dst, match (r(a), r(b)) {
-                (V::Addr(x), V::Addr(y)) => match op {
-                    CmpOp::Eq => fact_bool(vec![Fact::Eq(x.clone(), y.clone())], vec![Fact::Ne(x, y)]),
-                    _ => fact_bool(vec![Fact::Ne(x.clone(), y.clone())], vec![Fact::Eq(x, y)]),
-                },
-                (V::Num(Some(x)), V::Num(Some(y))) => {
-                    // facts as `affine >= 0`; strict comparisons over naturals gain one
-                    let ge = |hi: &Affine, lo: &Affine, strict: bool| Fact::NonNeg(hi.add(lo, -1).add(&Affine::constant(if strict { 1 } else { 0 }), -1));
-                    match op {
-                        CmpOp::Lt => fact_bool(vec![ge(&y, &x, true)], vec![ge(&x, &y, false)]),
-                        CmpOp::Le => fact_bool(vec![ge(&y, &x, false)], vec![ge(&x, &y, true)]),
-                        CmpOp::Gt => fact_bool(vec![ge(&x, &y, true)], vec![ge(&y, &x, false)]),
-                        CmpOp::Ge => fact_bool(vec![ge(&x, &y, false)], vec![ge(&y, &x, true)]),
-                        CmpOp::Eq => fact_bool(vec![ge(&x, &y, false), ge(&y, &x, false)], vec![]),
-                        CmpOp::Ne => fact_bool(vec![], vec![ge(&x, &y, false), ge(&y, &x, false)]),
+            Cmp { op, dst, a, b } => (
+                *dst,
+                match (r(a), r(b)) {
+                    (V::Addr(x), V::Addr(y)) => match op {
+                        CmpOp::Eq => fact_bool(vec![Fact::Eq(x.clone(), y.clone())], vec![Fact::Ne(x, y)]),
+                        _ => fact_bool(vec![Fact::Ne(x.clone(), y.clone())], vec![Fact::Eq(x, y)]),
+                    },
+                    (V::Num(Some(x)), V::Num(Some(y))) => {
+                        // facts as `affine >= 0`; strict comparisons over naturals gain one
+                        let ge = |hi: &Affine, lo: &Affine, strict: bool| {
+                            Fact::NonNeg(hi.add(lo, -1).add(&Affine::constant(if strict { 1 } else { 0 }), -1))
+                        };
+                        match op {
+                            CmpOp::Lt => fact_bool(vec![ge(&y, &x, true)], vec![ge(&x, &y, false)]),
+                            CmpOp::Le => fact_bool(vec![ge(&y, &x, false)], vec![ge(&x, &y, true)]),
+                            CmpOp::Gt => fact_bool(vec![ge(&x, &y, true)], vec![ge(&y, &x, false)]),
+                            CmpOp::Ge => fact_bool(vec![ge(&x, &y, false)], vec![ge(&y, &x, true)]),
+                            CmpOp::Eq => fact_bool(vec![ge(&x, &y, false), ge(&y, &x, false)], vec![]),
+                            CmpOp::Ne => fact_bool(vec![], vec![ge(&x, &y, false), ge(&y, &x, false)]),
+                        }
                     }
-                }
-                _ => fact_bool(vec![], vec![]),
-            }),
-            InPrefix { dst, addr, prefix } => (*dst, match (r(addr), r(prefix)) {
-                (V::Addr(a), V::Prefix(p)) => fact_bool(vec![Fact::In(a.clone(), p.clone())], vec![Fact::NotIn(a, p)]),
-                _ => fact_bool(vec![], vec![]),
-            }),
-            Mask { dst, addr, mask } => (*dst, match (r(addr), r(mask)) {
-                (V::Addr(a), V::Addr(Addr::Const(u32::MAX))) => V::Addr(a),
-                (V::Addr(Addr::Const(a)), V::Addr(Addr::Const(m))) => V::Addr(Addr::Const(a & m)),
-                _ => V::Addr(Addr::Unknown(self.fresh())),
-            }),
+                    _ => fact_bool(vec![], vec![]),
+                },
+            ),
+            InPrefix { dst, addr, prefix } => (
+                *dst,
+                match (r(addr), r(prefix)) {
+                    (V::Addr(a), V::Prefix(p)) => fact_bool(vec![Fact::In(a.clone(), p.clone())], vec![Fact::NotIn(a, p)]),
+                    _ => fact_bool(vec![], vec![]),
+                },
+            ),
+            Mask { dst, addr, mask } => (
+                *dst,
+                match (r(addr), r(mask)) {
+                    (V::Addr(a), V::Addr(Addr::Const(u32::MAX))) => V::Addr(a),
+                    (V::Addr(Addr::Const(a)), V::Addr(Addr::Const(m))) => V::Addr(Addr::Const(a & m)),
+                    _ => V::Addr(Addr::Unknown(self.fresh())),
+                },
+            ),
             Arith { op, dst, a, b } => {
                 let (x, y) = (self.num(st, *a), self.num(st, *b));
                 let v = match (op, x, y) {
@@ -573,7 +603,13 @@ impl Analyzer<'_> {
                     // truncated: exact only where the path shows a >= b
                     (ArithOp::Sub, Some(x), Some(y)) => {
                         let d = x.add(&y, -1);
-                        if st.path.non_negative(&d) { Some(d) } else if d.as_constant().is_some_and(|c| c < 0) { Some(Affine::constant(0)) } else { None }
+                        if st.path.non_negative(&d) {
+                            Some(d)
+                        } else if d.as_constant().is_some_and(|c| c < 0) {
+                            Some(Affine::constant(0))
+                        } else {
+                            None
+                        }
                     }
                     _ => None,
                 };
@@ -624,7 +660,11 @@ impl Analyzer<'_> {
                 };
                 self.need_mine(at, &s, st, name)?;
                 self.charge(&mut cost, unit, &s);
-                let v = if matches!(insn, ContainsString { .. }) { fact_bool(vec![], vec![]) } else { V::Num(Some(Affine::symbol(self.fresh()))) };
+                let v = if matches!(insn, ContainsString { .. }) {
+                    fact_bool(vec![], vec![])
+                } else {
+                    V::Num(Some(Affine::symbol(self.fresh())))
+                };
                 (*dst, v)
             }
             Discard { set } => {
@@ -666,7 +706,16 @@ mod tests {
     use vinet_checker::policy::UnitCosts;
 
     fn policy(client: ClientKind) -> Policy {
-        let unit_costs = UnitCosts { discard: 1, group_by_destination: 1, group_by_source: 2, group_by_content: 8, contains_string: 6, generate: 4, count: 1, distinct_destinations: 3 };
+        let unit_costs = UnitCosts {
+            discard: 1,
+            group_by_destination: 1,
+            group_by_source: 2,
+            group_by_content: 8,
+            contains_string: 6,
+            generate: 4,
+            count: 1,
+            distinct_destinations: 3,
+        };
         Policy { client, max_lifetime_secs: 30 * 86_400, complexity_up: 20_000, cost_up: 5_000_000_000, window_packets: 256, unit_costs }
     }
 
@@ -689,7 +738,14 @@ mod tests {
         let to = if filter_to_me { ThisIp { dst: 1 } } else { Const { dst: 1, k: 0 } };
         module(
             vec![Ty::Set, Ty::Addr, Ty::Set, Ty::Addr, Ty::Set],
-            vec![AllPackets { dst: 0 }, to, FilterDst { dst: 2, set: 0, by: 1 }, Param { dst: 3, p: 0 }, FilterSrc { dst: 4, set: 2, by: 3 }, Discard { set: 4 }],
+            vec![
+                AllPackets { dst: 0 },
+                to,
+                FilterDst { dst: 2, set: 0, by: 1 },
+                Param { dst: 3, p: 0 },
+                FilterSrc { dst: 4, set: 2, by: 3 },
+                Discard { set: 4 },
+            ],
             Class::Filtering,
             vec![K::Addr(0x0a09_0909)],
         )
@@ -763,7 +819,12 @@ mod tests {
         use Insn::*;
         let gen = |to_me: bool| {
             let to = if to_me { ThisIp { dst: 1 } } else { Const { dst: 1, k: 1 } };
-            module(vec![Ty::Addr, Ty::Addr, Ty::Str], vec![ThisIp { dst: 0 }, to, Const { dst: 2, k: 0 }, Generate { src: 0, dst: 1, payload: 2 }], Class::Multicast, vec![K::Str("x".into()), K::Addr(1)])
+            module(
+                vec![Ty::Addr, Ty::Addr, Ty::Str],
+                vec![ThisIp { dst: 0 }, to, Const { dst: 2, k: 0 }, Generate { src: 0, dst: 1, payload: 2 }],
+                Class::Multicast,
+                vec![K::Str("x".into()), K::Addr(1)],
+            )
         };
         assert!(analyze(&gen(true), &policy(ClientKind::EndUser)).is_ok());
         assert!(analyze(&gen(false), &policy(ClientKind::EndUser)).unwrap_err().reason.contains("not THIS_IP"));

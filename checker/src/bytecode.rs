@@ -287,8 +287,7 @@ impl Module {
 
     /// Decode and validate. Hostile bytes give an error, never a panic.
     pub fn decode(bytes: &[u8]) -> Result<Module, BytecodeError> {
-        let (m, rest): (Module, _) =
-            postcard::take_from_bytes(bytes).map_err(|e| BytecodeError::Malformed(e.to_string()))?;
+        let (m, rest): (Module, _) = postcard::take_from_bytes(bytes).map_err(|e| BytecodeError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
             return Err(BytecodeError::Trailing(rest.len()));
         }

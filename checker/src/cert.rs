@@ -43,28 +43,87 @@ pub enum TermNode {
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Step {
-    Assume { t: u32 },
-    ImpIntro { t: u32, s: u32 },
-    ImpElim { s1: u32, s2: u32 },
-    AndIntro { s1: u32, s2: u32 },
-    AndElim { s: u32, right: bool },
-    OrIntro { s: u32, t: u32, on_left: bool },
-    OrElim { s1: u32, s2: u32, s3: u32 },
-    NotIntro { t: u32, s: u32 },
-    NotElim { s1: u32, s2: u32 },
-    FalseElim { s: u32, t: u32 },
-    ExcludedMiddle { t: u32 },
+    Assume {
+        t: u32,
+    },
+    ImpIntro {
+        t: u32,
+        s: u32,
+    },
+    ImpElim {
+        s1: u32,
+        s2: u32,
+    },
+    AndIntro {
+        s1: u32,
+        s2: u32,
+    },
+    AndElim {
+        s: u32,
+        right: bool,
+    },
+    OrIntro {
+        s: u32,
+        t: u32,
+        on_left: bool,
+    },
+    OrElim {
+        s1: u32,
+        s2: u32,
+        s3: u32,
+    },
+    NotIntro {
+        t: u32,
+        s: u32,
+    },
+    NotElim {
+        s1: u32,
+        s2: u32,
+    },
+    FalseElim {
+        s: u32,
+        t: u32,
+    },
+    ExcludedMiddle {
+        t: u32,
+    },
     Truth,
-    Refl { t: u32 },
-    EqSubst { s1: u32, s2: u32, var: u32, template: u32 },
-    Ite { s: u32, c: u32, x: u32, y: u32 },
-    AllIntro { s: u32, var: u32 },
-    AllElim { s: u32, t: u32 },
-    Axiom { n: u16 },
+    Refl {
+        t: u32,
+    },
+    EqSubst {
+        s1: u32,
+        s2: u32,
+        var: u32,
+        template: u32,
+    },
+    Ite {
+        s: u32,
+        c: u32,
+        x: u32,
+        y: u32,
+    },
+    AllIntro {
+        s: u32,
+        var: u32,
+    },
+    AllElim {
+        s: u32,
+        t: u32,
+    },
+    Axiom {
+        n: u16,
+    },
     /// A lemma, by its index in the proof's list of cited lemma hashes.
-    Lemma { i: u32 },
-    Eval { t: u32 },
-    Farkas { premises: Vec<(u32, i64)> },
+    Lemma {
+        i: u32,
+    },
+    Eval {
+        t: u32,
+    },
+    Farkas {
+        premises: Vec<(u32, i64)>,
+    },
 }
 
 /// A proof: a term pool and steps. The last step's theorem is what it proves.
@@ -273,7 +332,10 @@ fn apply(step: &Step, terms: &[Term], done: &[Theorem], lemmas: &[&Theorem]) -> 
         AllIntro { s: a, var } => Theorem::all_intro(s(*a)?, t(*var)?),
         AllElim { s: a, t: b } => Theorem::all_elim(s(*a)?, t(*b)?),
         Axiom { n } => Theorem::axiom(*n as usize),
-        Lemma { i } => lemmas.get(*i as usize).map(|th| (*th).clone()).ok_or_else(|| RuleError { rule: "lemma", reason: format!("no cited lemma {i}") }),
+        Lemma { i } => lemmas
+            .get(*i as usize)
+            .map(|th| (*th).clone())
+            .ok_or_else(|| RuleError { rule: "lemma", reason: format!("no cited lemma {i}") }),
         Eval { t: a } => Theorem::eval(t(*a)?),
         Farkas { premises } => {
             let ps = premises.iter().map(|&(i, c)| s(i).map(|th| (th, c))).collect::<Result<Vec<_>, _>>()?;

@@ -41,13 +41,21 @@ fn mk(rule: &'static str, sym: Sym, args: Vec<Term>) -> Result<Term, RuleError> 
 
 fn formula(rule: &'static str, p: &Term) -> Result<(), RuleError> {
     closed(rule, p)?;
-    if p.sort() == Sort::Bool { Ok(()) } else { Err(fail(rule, "not a formula")) }
+    if p.sort() == Sort::Bool {
+        Ok(())
+    } else {
+        Err(fail(rule, "not a formula"))
+    }
 }
 
 /// Rules take only locally closed terms: a loose bound variable would be a
 /// name that generalization could capture.
 fn closed(rule: &'static str, t: &Term) -> Result<(), RuleError> {
-    if t.is_closed() { Ok(()) } else { Err(fail(rule, "a term with a loose bound variable")) }
+    if t.is_closed() {
+        Ok(())
+    } else {
+        Err(fail(rule, "a term with a loose bound variable"))
+    }
 }
 
 /// Union of two duplicate-free hypothesis lists (they are short).
@@ -281,8 +289,16 @@ pub fn axioms() -> &'static [(&'static str, Term)] {
 fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
     use Sort::*;
     use Sym::*;
-    let (p, s, t, a, n, m, x, y) =
-        (Term::var(0, Pkt), Term::var(1, Set), Term::var(2, Set), Term::var(3, Addr), Term::var(4, Prefix), Term::var(5, Prefix), Term::var(6, Num), Term::var(7, Num));
+    let (p, s, t, a, n, m, x, y) = (
+        Term::var(0, Pkt),
+        Term::var(1, Set),
+        Term::var(2, Set),
+        Term::var(3, Addr),
+        Term::var(4, Prefix),
+        Term::var(5, Prefix),
+        Term::var(6, Num),
+        Term::var(7, Num),
+    );
     let f = |sym: Sym, args: &[&Term]| Term::app(sym, args.iter().map(|t| (*t).clone()).collect());
     let imp = |a: Term, b: Term| Term::app(Imp, vec![a, b]);
     let and = |a: Term, b: Term| Term::app(And, vec![a, b]);
@@ -417,7 +433,9 @@ mod tests {
         let m = Term::var(1, Sort::Num);
         let le = |a: Term, b: Term| Term::app(Sym::Le, vec![a, b]).unwrap();
         let h1 = Theorem::assume(&le(n.clone(), Term::num(9))).unwrap();
-        let h2 = Theorem::assume(&Term::app(Sym::Eq, vec![m.clone(), Term::app(Sym::Add, vec![n.clone(), Term::num(1)]).unwrap()]).unwrap()).unwrap();
+        let h2 =
+            Theorem::assume(&Term::app(Sym::Eq, vec![m.clone(), Term::app(Sym::Add, vec![n.clone(), Term::num(1)]).unwrap()]).unwrap())
+                .unwrap();
         let h3 = Theorem::assume(&le(Term::num(11), m.clone())).unwrap();
         let f = Theorem::farkas(&[(&h1, 1), (&h2, 1), (&h3, 1)]).unwrap();
         assert_eq!(f.hyps().len(), 3);

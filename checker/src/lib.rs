@@ -45,7 +45,11 @@ pub use policy::Policy;
 
 /// The netmask of a prefix length (0..=32), host byte order.
 pub fn netmask(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - len.min(32) as u32) }
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32) as u32)
+    }
 }
 
 /// A module that [`check`] accepted against a policy. Only this crate can make
@@ -136,7 +140,10 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
     let (life, d) = (module.header.lifetime_secs, b.declared);
     let facts = [
         (vc.complexity <= policy.complexity_up, format!("complexity {} exceeds complexity_up {}", vc.complexity, policy.complexity_up)),
-        (vc.cost <= policy.cost_up, format!("cost {} (complexity {} x lifetime {life} s) exceeds cost_up {}", vc.cost, vc.complexity, policy.cost_up)),
+        (
+            vc.cost <= policy.cost_up,
+            format!("cost {} (complexity {} x lifetime {life} s) exceeds cost_up {}", vc.cost, vc.complexity, policy.cost_up),
+        ),
         (life <= policy.max_lifetime_secs, format!("lifetime {life} s exceeds max_lifetime {} s", policy.max_lifetime_secs)),
         (d.complexity == vc.complexity, format!("declared complexity {} but the checker derives {}", d.complexity, vc.complexity)),
         (d.cost == vc.cost, format!("declared cost {} but the checker derives {}", d.cost, vc.cost)),

@@ -42,16 +42,48 @@ pub enum Sort {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Sym {
     // Connectives. `Eq` and `Ite` take any one sort.
-    True, False, Not, And, Or, Imp, Eq, Ite,
+    True,
+    False,
+    Not,
+    And,
+    Or,
+    Imp,
+    Eq,
+    Ite,
     // The client and the program's parameters (symbolic: proofs hold for all values).
-    ThisIp, ThisNet, Param(u16, Sort),
+    ThisIp,
+    ThisNet,
+    Param(u16, Sort),
     // Packet sets. `GDst(S, k)` is the group of S with destination k, `GSrc` by source.
-    All, FDst, FDstP, FSrc, FSrcP, GDst, GSrc,
-    Mem, Dst, Src, Sub, Conf, ConfP,
+    All,
+    FDst,
+    FDstP,
+    FSrc,
+    FSrcP,
+    GDst,
+    GSrc,
+    Mem,
+    Dst,
+    Src,
+    Sub,
+    Conf,
+    ConfP,
     // Addresses and prefixes.
-    In, PSub, Mask, NMask, Net,
+    In,
+    PSub,
+    Mask,
+    NMask,
+    Net,
     // Naturals and strings; `Contains` is the VM's CONTAINS_STRING, left uninterpreted.
-    Add, Monus, Mul, Le, Lt, Count, NDst, Contains, Concat,
+    Add,
+    Monus,
+    Mul,
+    Le,
+    Lt,
+    Count,
+    NDst,
+    Contains,
+    Concat,
 }
 
 impl Sym {
@@ -255,12 +287,19 @@ impl Term {
             return Err(format!("cannot instantiate a {sort:?} variable with this {:?} term", t.sort()));
         }
         let sort = *sort;
-        let r = body.replace(&|x, depth| match x.kind() {
-            Kind::Bound(i) if *i == depth && x.sort() == sort => Some(Ok(t.clone())),
-            Kind::Bound(i) if *i == depth => Some(Err("a bound variable of another sort".into())),
-            _ => None,
-        }, 0)?;
-        if r.sort() != Sort::Bool { Err("not a formula".into()) } else { Ok(r) }
+        let r = body.replace(
+            &|x, depth| match x.kind() {
+                Kind::Bound(i) if *i == depth && x.sort() == sort => Some(Ok(t.clone())),
+                Kind::Bound(i) if *i == depth => Some(Err("a bound variable of another sort".into())),
+                _ => None,
+            },
+            0,
+        )?;
+        if r.sort() != Sort::Bool {
+            Err("not a formula".into())
+        } else {
+            Ok(r)
+        }
     }
 
     /// Rebuild, replacing each subterm for which `f(subterm, binders above)` gives a term.
@@ -356,7 +395,13 @@ impl Term {
             Or => B(b(0)? || b(1)?),
             Imp => B(!b(0)? || b(1)?),
             Eq => B(v(0)? == v(1)?),
-            Ite => if b(0)? { v(1)? } else { v(2)? },
+            Ite => {
+                if b(0)? {
+                    v(1)?
+                } else {
+                    v(2)?
+                }
+            }
             Add => V(Lit::Num(num(0)?.checked_add(num(1)?)?)),
             Monus => V(Lit::Num(num(0)?.saturating_sub(num(1)?))),
             Mul => V(Lit::Num(num(0)?.checked_mul(num(1)?)?)),

@@ -322,7 +322,7 @@ impl Gen<'_> {
         let mut body_cost = self.block(body.0, body.1, &mut inner)?;
         self.frames.pop();
         add(&mut body_cost, &Poly::from([(vec![], 1)])).map_err(|e| self.fail(at, e))?; // one unit per iteration
-        // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
+                                                                                        // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
         let mut cost = Poly::new();
         let w = self.policy.window_packets as u128;
         for (mono, c) in body_cost {
@@ -341,7 +341,9 @@ impl Gen<'_> {
         Ok(cost)
     }
 
-    fn while_(&mut self, at: usize, cond: Reg, bound: u32, rank: &crate::bytecode::Rank, subs: &[(usize, usize)], vals: &mut Vec<Val>) -> Result<Poly, VcError> {
+    fn while_(
+        &mut self, at: usize, cond: Reg, bound: u32, rank: &crate::bytecode::Rank, subs: &[(usize, usize)], vals: &mut Vec<Val>,
+    ) -> Result<Poly, VcError> {
         let (cond_block, body) = (subs[0], subs[1]);
         let mut written = vec![false; vals.len()];
         let mut cond_writes = vec![false; vals.len()];

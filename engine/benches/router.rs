@@ -81,7 +81,14 @@ unsafe fn huge_alloc(size: usize) -> *mut u8 {
     // boundary; the slack before it is unmapped.
     // SAFETY: an anonymous private mapping; checked for failure.
     unsafe {
-        let raw = libc::mmap(std::ptr::null_mut(), len + PAGE2M, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        let raw = libc::mmap(
+            std::ptr::null_mut(),
+            len + PAGE2M,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
         if raw == libc::MAP_FAILED {
             return std::ptr::null_mut();
         }
@@ -363,7 +370,10 @@ fn fixtures() -> Fixtures {
 
 fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())).unwrap_or_else(|| "unknown CPU".into());
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{model}, {cores} cores visible, one used")
 }
@@ -385,7 +395,11 @@ fn main() {
     println!("# vinet runtime benchmark\n");
     println!("- machine: {}", cpu_model());
     println!("- buffer: {} (built in {:.1} s)", buf.mix, t0.elapsed().as_secs_f64());
-    let huge = if std::env::args().any(|a| a == "--no-huge-pages") { "4 KiB pages (--no-huge-pages)" } else { "allocations of 4 MiB and more on 2 MiB pages (madvise)" };
+    let huge = if std::env::args().any(|a| a == "--no-huge-pages") {
+        "4 KiB pages (--no-huge-pages)"
+    } else {
+        "allocations of 4 MiB and more on 2 MiB pages (madvise)"
+    };
     println!("- buffer memory: {huge}");
     println!("- each figure: median of {reps} passes over the whole buffer\n");
 
@@ -487,7 +501,8 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     let mut jit = rbpf::EbpfVmRaw::new(Some(&prog)).expect("rbpf vm");
     jit.jit_compile().expect("jit");
     // SAFETY: the program reads 8 bytes at r1 and each record is 8 bytes.
-    let run_jit = |records: &mut [u8]| records.chunks_exact_mut(8).map(|r| unsafe { jit.execute_program_jit(r) }.expect("runs")).sum::<u64>();
+    let run_jit =
+        |records: &mut [u8]| records.chunks_exact_mut(8).map(|r| unsafe { jit.execute_program_jit(r) }.expect("runs")).sum::<u64>();
     let (t_jit, d_jit) = time(reps, || run_jit(&mut records));
     let (t_native, d_native) = time(reps, native);
     let (t_vm, d_vm) = time(reps, &mut vm);
@@ -583,7 +598,12 @@ fn end_to_end(buf: &mut Buffer, fx: &Fixtures, reps: usize, configs: &[u32]) {
                     router.stats().discarded - before
                 });
                 let ns = t * 1e9 / buf.recs.len() as f64;
-                println!("| 1 | {label}, copying (`Runner::push`) | {:.1} | {:.1} | {:.2}x | 1.0 | - |", buf.recs.len() as f64 / t / 1e6, ns, ns / base);
+                println!(
+                    "| 1 | {label}, copying (`Runner::push`) | {:.1} | {:.1} | {:.2}x | 1.0 | - |",
+                    buf.recs.len() as f64 / t / 1e6,
+                    ns,
+                    ns / base
+                );
             }
         }
         drop(router);

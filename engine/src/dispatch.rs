@@ -618,15 +618,8 @@ impl std::fmt::Debug for Dispatch {
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn decide_end_users(
-    exact: &mut ExactIndex,
-    plans: &[DirectPlan],
-    hot: &[Hot],
-    installs: &mut [Option<Installed>],
-    src: &[u32],
-    dst: &[u32],
-    ep32: u32,
-    win_drops: &mut [u64],
-    rest: &mut Vec<(u32, u32)>,
+    exact: &mut ExactIndex, plans: &[DirectPlan], hot: &[Hot], installs: &mut [Option<Installed>], src: &[u32], dst: &[u32], ep32: u32,
+    win_drops: &mut [u64], rest: &mut Vec<(u32, u32)>,
 ) -> u32 {
     let mut buckets = 0u32;
     let n = src.len().min(dst.len());
@@ -1013,64 +1006,87 @@ impl Dispatch {
         // twice, so that the pass without direct clients pays nothing for
         // them.)
         macro_rules! bucket_pass {
-            ($direct_mode:expr) =>         {
-            let Dispatch { exact, prefixes, hot, installs, touched, counts, pairs, touch, direct, win_drops, rest, .. } = self;
-            let (src_col, dst_col) = (&window.cols.src, &window.cols.dst);
-            // The work of one (packet, client) hit: a macro, not a closure,
-            // so that it is always inlined into the loop.
-            macro_rules! hit {
-                ($d:expr, $i:expr) => {{
-                    let (d, i): (u32, usize) = ($d, $i);
-                    'hit: {
-                        let Some(e) = hot.get_mut(d as usize) else { break 'hit };
-                        if e.epoch != epoch {
-                            e.epoch = epoch;
-                            e.local = touched.len() as u32;
-                            touched.push(d);
-                            counts.push(0);
-                            direct.push(Direct::default());
-                            // Read the installation's line now, so that it is
-                            // in the cache when the program runs (a prefetch
-                            // in safe code).
-                            if !$direct_mode {
+            ($direct_mode:expr) => {
+                let Dispatch { exact, prefixes, hot, installs, touched, counts, pairs, touch, direct, win_drops, rest, .. } = self;
+                let (src_col, dst_col) = (&window.cols.src, &window.cols.dst);
+                // The work of one (packet, client) hit: a macro, not a closure,
+                // so that it is always inlined into the loop.
+                macro_rules! hit {
+                    ($d:expr, $i:expr) => {{
+                        let (d, i): (u32, usize) = ($d, $i);
+                        'hit: {
+                            let Some(e) = hot.get_mut(d as usize) else { break 'hit };
+                            if e.epoch != epoch {
+                                e.epoch = epoch;
+                                e.local = touched.len() as u32;
+                                touched.push(d);
+                                counts.push(0);
+                                direct.push(Direct::default());
+                                // Read the installation's line now, so that it is
+                                // in the cache when the program runs (a prefetch
+                                // in safe code).
+                                if !$direct_mode {
+                                    if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
+                                        *touch ^= inst.stats.windows;
+                                    }
+                                }
+                            }
+                            if $direct_mode && e.first & DIRECT != 0 {
                                 if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
-                                    *touch ^= inst.stats.windows;
+                                    let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i]);
+                                    let acc = &mut direct[e.local as usize];
+                                    acc.packets += 1;
+                                    acc.cost += cost;
+                                    if drop {
+                                        acc.dropped += 1;
+                                        win_drops[i / 64] |= 1 << (i % 64);
+                                    }
+                                    break 'hit;
+                                }
+                            }
+                            counts[e.local as usize] += 1;
+                            pairs.push((e.local, i as u32));
+                        }
+                    }};
+                }
+                if $direct_mode {
+                    // The other hits of the packets (end users not decided
+                    // during the pass, edge routers), in packet order.
+                    if prefixes.is_empty() {
+                        for &(i, d) in rest.iter() {
+                            hit!(d, i as usize);
+                        }
+                    } else {
+                        let mut r = rest.iter().peekable();
+                        for (i, &dst) in dst_col.iter().enumerate() {
+                            if let Some(&&(j, d)) = r.peek() {
+                                if j as usize == i {
+                                    hit!(d, i);
+                                    r.next();
+                                }
+                            }
+                            for (len, map) in prefixes.iter() {
+                                if let Some(&d) = map.get(&(dst & netmask(*len))) {
+                                    hit!(d, i);
                                 }
                             }
                         }
-                        if $direct_mode && e.first & DIRECT != 0 {
-                            if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
-                                let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i]);
-                                let acc = &mut direct[e.local as usize];
-                                acc.packets += 1;
-                                acc.cost += cost;
-                                if drop {
-                                    acc.dropped += 1;
-                                    win_drops[i / 64] |= 1 << (i % 64);
-                                }
-                                break 'hit;
-                            }
-                        }
-                        counts[e.local as usize] += 1;
-                        pairs.push((e.local, i as u32));
-                    }
-                }};
-            }
-            if $direct_mode {
-                // The other hits of the packets (end users not decided
-                // during the pass, edge routers), in packet order.
-                if prefixes.is_empty() {
-                    for &(i, d) in rest.iter() {
-                        hit!(d, i as usize);
                     }
                 } else {
-                    let mut r = rest.iter().peekable();
+                    // Consecutive packets to one address are common (a flow, a
+                    // busy client): the last exact lookup is kept.
+                    let mut last: Option<(u32, Option<u32>)> = None;
                     for (i, &dst) in dst_col.iter().enumerate() {
-                        if let Some(&&(j, d)) = r.peek() {
-                            if j as usize == i {
-                                hit!(d, i);
-                                r.next();
+                        let found = match last {
+                            Some((a, d)) if a == dst => d,
+                            _ => {
+                                let d = exact.find(dst).and_then(|k| exact.slots.get(k)).map(|s| s.d);
+                                last = Some((dst, d));
+                                d
                             }
+                        };
+                        if let Some(d) = found {
+                            hit!(d, i);
                         }
                         for (len, map) in prefixes.iter() {
                             if let Some(&d) = map.get(&(dst & netmask(*len))) {
@@ -1079,30 +1095,7 @@ impl Dispatch {
                         }
                     }
                 }
-            } else {
-                // Consecutive packets to one address are common (a flow, a
-                // busy client): the last exact lookup is kept.
-                let mut last: Option<(u32, Option<u32>)> = None;
-                for (i, &dst) in dst_col.iter().enumerate() {
-                    let found = match last {
-                        Some((a, d)) if a == dst => d,
-                        _ => {
-                            let d = exact.find(dst).and_then(|k| exact.slots.get(k)).map(|s| s.d);
-                            last = Some((dst, d));
-                            d
-                        }
-                    };
-                    if let Some(d) = found {
-                        hit!(d, i);
-                    }
-                    for (len, map) in prefixes.iter() {
-                        if let Some(&d) = map.get(&(dst & netmask(*len))) {
-                            hit!(d, i);
-                        }
-                    }
-                }
-            }
-        };
+            };
         }
         if direct_mode {
             // End users decided during the pass first: one tight loop (see

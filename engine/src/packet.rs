@@ -35,7 +35,6 @@
 //!   `LinuxSllHeaderSlice` refuses hardware types (loopback, tun, PPP) that do
 //!   carry IPv4 in real captures.
 
-
 /// The link-layer types vinet reads (tcpdump.org LINKTYPE_ values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkType {
@@ -155,7 +154,11 @@ pub fn parse_frame(link: LinkType, frame: &[u8]) -> Parsed {
                 LinkType::Loop => u32::from_be_bytes(fam) == 2,
                 _ => u32::from_le_bytes(fam) == 2 || u32::from_be_bytes(fam) == 2,
             };
-            if inet { ipv4(frame, 4) } else { Parsed::NotIpv4 }
+            if inet {
+                ipv4(frame, 4)
+            } else {
+                Parsed::NotIpv4
+            }
         }
         LinkType::LinuxSll => {
             // packet type (2), ARPHRD (2), address length (2), address (8), protocol (2)
@@ -177,7 +180,11 @@ pub fn parse_frame(link: LinkType, frame: &[u8]) -> Parsed {
 
 fn sll_next(hatype: u16, proto: u16, frame: &[u8], off: usize) -> Parsed {
     const ARPHRD_NETLINK: u16 = 824;
-    if hatype != ARPHRD_NETLINK && proto == ETHERTYPE_IPV4 { ipv4(frame, off) } else { Parsed::NotIpv4 }
+    if hatype != ARPHRD_NETLINK && proto == ETHERTYPE_IPV4 {
+        ipv4(frame, off)
+    } else {
+        Parsed::NotIpv4
+    }
 }
 
 #[inline]
@@ -196,7 +203,11 @@ fn ethernet(frame: &[u8]) -> Parsed {
         ty = u16::from_be_bytes([a, b]);
         off += 4;
     }
-    if ty == ETHERTYPE_IPV4 { ipv4(frame, off) } else { Parsed::NotIpv4 }
+    if ty == ETHERTYPE_IPV4 {
+        ipv4(frame, off)
+    } else {
+        Parsed::NotIpv4
+    }
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -413,66 +424,69 @@ mod oracle {
     use super::{Fields, Parsed, ETHERTYPE_IPV4, ETHERTYPE_VLAN, MAX_VLAN_TAGS, PROTO_TCP, PROTO_UDP};
     use etherparse::{Ethernet2HeaderSlice, Ipv4HeaderSlice, SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
 
-pub(super) fn ethernet(frame: &[u8]) -> Parsed {
-    let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else { return Parsed::Unparsed };
-    let mut ty = eth.ether_type().0;
-    let mut off = eth.slice().len();
-    let mut tags = 0;
-    while ETHERTYPE_VLAN.contains(&ty) {
-        tags += 1;
-        if tags > MAX_VLAN_TAGS {
+    pub(super) fn ethernet(frame: &[u8]) -> Parsed {
+        let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else { return Parsed::Unparsed };
+        let mut ty = eth.ether_type().0;
+        let mut off = eth.slice().len();
+        let mut tags = 0;
+        while ETHERTYPE_VLAN.contains(&ty) {
+            tags += 1;
+            if tags > MAX_VLAN_TAGS {
+                return Parsed::Unparsed;
+            }
+            let Some(rest) = frame.get(off..) else { return Parsed::Unparsed };
+            let Ok(vlan) = SingleVlanHeaderSlice::from_slice(rest) else { return Parsed::Unparsed };
+            ty = vlan.ether_type().0;
+            off += vlan.slice().len();
+        }
+        if ty == ETHERTYPE_IPV4 {
+            ipv4(frame, off)
+        } else {
+            Parsed::NotIpv4
+        }
+    }
+
+    /// The etherparse-based parser the hand-written one replaced.
+    pub(super) fn ipv4(frame: &[u8], off: usize) -> Parsed {
+        let Some(ip) = frame.get(off..) else { return Parsed::Unparsed };
+        let Ok(h) = Ipv4HeaderSlice::from_slice(ip) else { return Parsed::Unparsed };
+        let hlen = h.slice().len();
+        let total = h.total_len() as usize;
+        if total < hlen {
             return Parsed::Unparsed;
         }
-        let Some(rest) = frame.get(off..) else { return Parsed::Unparsed };
-        let Ok(vlan) = SingleVlanHeaderSlice::from_slice(rest) else { return Parsed::Unparsed };
-        ty = vlan.ether_type().0;
-        off += vlan.slice().len();
+        let ip_len = total.min(ip.len());
+        let ip = &ip[..ip_len];
+        let [a, b, c, d] = h.source();
+        let src = u32::from_be_bytes([a, b, c, d]);
+        let [a, b, c, d] = h.destination();
+        let dst = u32::from_be_bytes([a, b, c, d]);
+        let proto = h.protocol().0;
+        let mut f = Fields { src, dst, proto, ..Fields::default() };
+        let first_fragment = h.fragments_offset().value() == 0;
+        let l4 = &ip[hlen..];
+        let mut start = hlen;
+        if first_fragment && proto == PROTO_TCP {
+            let Ok(t) = TcpHeaderSlice::from_slice(l4) else { return Parsed::Unparsed };
+            f.sport = t.source_port();
+            f.dport = t.destination_port();
+            f.seq = t.sequence_number();
+            start += t.slice().len();
+        } else if first_fragment && proto == PROTO_UDP {
+            let Ok(u) = UdpHeaderSlice::from_slice(l4) else { return Parsed::Unparsed };
+            f.sport = u.source_port();
+            f.dport = u.destination_port();
+            start += u.slice().len();
+        }
+        // Frames are at most a few hundred KiB (the capture reader's buffer is
+        // 8 MB), so offsets fit in u32; a frame that does not is refused.
+        let (Ok(s), Ok(l)) = (u32::try_from(off + start), u32::try_from(ip_len - start)) else {
+            return Parsed::Unparsed;
+        };
+        f.payload_start = s;
+        f.payload_len = l;
+        Parsed::Ipv4(f)
     }
-    if ty == ETHERTYPE_IPV4 { ipv4(frame, off) } else { Parsed::NotIpv4 }
-}
-
-/// The etherparse-based parser the hand-written one replaced.
-pub(super) fn ipv4(frame: &[u8], off: usize) -> Parsed {
-    let Some(ip) = frame.get(off..) else { return Parsed::Unparsed };
-    let Ok(h) = Ipv4HeaderSlice::from_slice(ip) else { return Parsed::Unparsed };
-    let hlen = h.slice().len();
-    let total = h.total_len() as usize;
-    if total < hlen {
-        return Parsed::Unparsed;
-    }
-    let ip_len = total.min(ip.len());
-    let ip = &ip[..ip_len];
-    let [a, b, c, d] = h.source();
-    let src = u32::from_be_bytes([a, b, c, d]);
-    let [a, b, c, d] = h.destination();
-    let dst = u32::from_be_bytes([a, b, c, d]);
-    let proto = h.protocol().0;
-    let mut f = Fields { src, dst, proto, ..Fields::default() };
-    let first_fragment = h.fragments_offset().value() == 0;
-    let l4 = &ip[hlen..];
-    let mut start = hlen;
-    if first_fragment && proto == PROTO_TCP {
-        let Ok(t) = TcpHeaderSlice::from_slice(l4) else { return Parsed::Unparsed };
-        f.sport = t.source_port();
-        f.dport = t.destination_port();
-        f.seq = t.sequence_number();
-        start += t.slice().len();
-    } else if first_fragment && proto == PROTO_UDP {
-        let Ok(u) = UdpHeaderSlice::from_slice(l4) else { return Parsed::Unparsed };
-        f.sport = u.source_port();
-        f.dport = u.destination_port();
-        start += u.slice().len();
-    }
-    // Frames are at most a few hundred KiB (the capture reader's buffer is
-    // 8 MB), so offsets fit in u32; a frame that does not is refused.
-    let (Ok(s), Ok(l)) = (u32::try_from(off + start), u32::try_from(ip_len - start)) else {
-        return Parsed::Unparsed;
-    };
-    f.payload_start = s;
-    f.payload_len = l;
-    Parsed::Ipv4(f)
-}
-
 }
 
 #[cfg(test)]

@@ -179,11 +179,7 @@ pub struct ReplayStats {
 /// time, whichever first), calling `on_window` on each full window and on the
 /// last partial one. At most `max_frames` frames are read.
 pub fn replay<R: Read>(
-    reader: &mut CaptureReader<R>,
-    cfg: &WindowConfig,
-    max_frames: u64,
-    window: &mut Window,
-    mut on_window: impl FnMut(&mut Window),
+    reader: &mut CaptureReader<R>, cfg: &WindowConfig, max_frames: u64, window: &mut Window, mut on_window: impl FnMut(&mut Window),
 ) -> ReplayStats {
     let mut st = ReplayStats::default();
     window.clear();

@@ -76,15 +76,10 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     }
     for name in raw.unit_costs.keys() {
         if !ROUTINES.contains(&name.as_str()) {
-            return Err(PolicyError::Value(format!(
-                "[unit_costs]: unknown routine {name:?} (the routines are {})",
-                ROUTINES.join(", ")
-            )));
+            return Err(PolicyError::Value(format!("[unit_costs]: unknown routine {name:?} (the routines are {})", ROUTINES.join(", "))));
         }
     }
-    let cost = |name: &str| {
-        raw.unit_costs.get(name).copied().ok_or_else(|| PolicyError::Value(format!("[unit_costs]: missing {name}")))
-    };
+    let cost = |name: &str| raw.unit_costs.get(name).copied().ok_or_else(|| PolicyError::Value(format!("[unit_costs]: missing {name}")));
     let unit_costs = UnitCosts {
         discard: cost("DISCARD")?,
         group_by_destination: cost("GROUP_BY_DESTINATION")?,
@@ -179,8 +174,18 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (s, v) in [("1 second", 1), ("90 seconds", 90), ("2 minutes", 120), ("1 minute", 60), ("5 hrs", 18_000),
-            ("1 hr", 3600), ("3 hours", 10_800), ("1 day", 86_400), ("30 days", 2_592_000), ("  7   days ", 604_800)] {
+        for (s, v) in [
+            ("1 second", 1),
+            ("90 seconds", 90),
+            ("2 minutes", 120),
+            ("1 minute", 60),
+            ("5 hrs", 18_000),
+            ("1 hr", 3600),
+            ("3 hours", 10_800),
+            ("1 day", 86_400),
+            ("30 days", 2_592_000),
+            ("  7   days ", 604_800),
+        ] {
             assert_eq!(parse_duration(s), Ok(v), "{s}");
         }
         assert!(parse_duration("99999999999999999999 days").is_err());

@@ -38,7 +38,14 @@ fn compile(name: &str, params: &[(&str, &str)]) -> vinet_lang::Compiled {
 }
 
 fn packet() -> impl Strategy<Value = RefPacket> {
-    (0..SRCS.len(), 0..DSTS.len(), prop_oneof![Just(6u8), Just(17u8), Just(1u8)], 1..3u16, 0..4u32, prop::collection::vec(0..PIECES.len(), 0..3))
+    (
+        0..SRCS.len(),
+        0..DSTS.len(),
+        prop_oneof![Just(6u8), Just(17u8), Just(1u8)],
+        1..3u16,
+        0..4u32,
+        prop::collection::vec(0..PIECES.len(), 0..3),
+    )
         .prop_map(|(s, d, proto, port, seq, pieces)| {
             let payload: Vec<u8> = pieces.iter().flat_map(|&i| PIECES[i].iter().copied()).collect();
             let tcp_udp = proto != 1;

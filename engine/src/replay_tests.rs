@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use vinet_checker::bytecode::{Class, Const, Insn, Ty};
 use vinet_checker::policy::ClientKind;
 
-use crate::pcap::{CaptureError, CaptureReader, PcapOut};
 use crate::pcap::Frame;
+use crate::pcap::{CaptureError, CaptureReader, PcapOut};
 use crate::runner::Runner;
 use crate::vm::tests::{firewall, multicast, policy, spam_filter, Asm};
 use crate::vm::{Binding, Program};
@@ -27,9 +27,8 @@ const MAX_FRAMES_PER_FILE: u64 = 200_000;
 
 fn corpus() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/pcap");
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!("capture corpus {} is missing ({e}); it ships in the repository", dir.display())
-    });
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("capture corpus {} is missing ({e}); it ships in the repository", dir.display()));
     let mut v: Vec<PathBuf> = entries
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))

@@ -402,7 +402,8 @@ impl LocalPlan {
             }
         }
         let chain = LocalPlan::chain_of(&ops);
-        let prefix_slots = scalars.iter().enumerate().fold(0u64, |m, (i, _)| m | u64::from(prefix_slot.get(i).copied().unwrap_or(false)) << i);
+        let prefix_slots =
+            scalars.iter().enumerate().fold(0u64, |m, (i, _)| m | u64::from(prefix_slot.get(i).copied().unwrap_or(false)) << i);
         Some(LocalPlan { scalars, ops, chain, prefix_slots, steps: module.code.len() as u64 })
     }
 
@@ -824,7 +825,9 @@ impl Instance {
                 let base = w * 64;
                 let bits = match col.get(base..base + 64) {
                     Some(full) => match_bits(full, net, mask),
-                    None => col.get(base..).unwrap_or(&[]).iter().enumerate().fold(0u64, |b, (j, &x)| b | (u64::from(x & mask == net) << j)),
+                    None => {
+                        col.get(base..).unwrap_or(&[]).iter().enumerate().fold(0u64, |b, (j, &x)| b | (u64::from(x & mask == net) << j))
+                    }
                 };
                 *word &= bits;
             }
@@ -1597,9 +1600,8 @@ impl Run<'_, '_> {
             if v.proto[pos] != TCP {
                 return;
             }
-            let same = |q: usize| {
-                v.src[q] == v.src[pos] && v.dst[q] == v.dst[pos] && v.sport[q] == v.sport[pos] && v.dport[q] == v.dport[pos]
-            };
+            let same =
+                |q: usize| v.src[q] == v.src[pos] && v.dst[q] == v.dst[pos] && v.sport[q] == v.sport[pos] && v.dport[q] == v.dport[pos];
             let h = (u64::from(v.src[pos]) << 32 | u64::from(v.dst[pos]))
                 ^ (u64::from(v.sport[pos]) << 16 | u64::from(v.dport[pos])).wrapping_mul(0xff51_afd7_ed55_8ccd);
             let new = tmp3.len() as u32;

@@ -189,7 +189,8 @@ impl<'a> View<'a> {
     /// entry per packet. (Payload ranges outside `bytes` read as empty.)
     pub fn from_columns(c: ColumnSlices<'a>) -> Option<View<'a>> {
         let n = c.src.len();
-        let same = [c.dst.len(), c.proto.len(), c.sport.len(), c.dport.len(), c.seq.len(), c.pay_off.len(), c.pay_len.len(), c.origin.len()];
+        let same =
+            [c.dst.len(), c.proto.len(), c.sport.len(), c.dport.len(), c.seq.len(), c.pay_off.len(), c.pay_len.len(), c.origin.len()];
         same.iter().all(|&k| k == n).then_some(View {
             src: c.src,
             dst: c.dst,

@@ -257,11 +257,17 @@ impl Background {
         for k in 0..6u8 {
             let client = ip(192, 0, 2, 10 + k);
             let server = ip(10, 0, 0, 20 + k % 3);
-            web.push((Flow::new(client, server, 40_000 + u16::from(k), 80, 1000 * u32::from(k)), Flow::new(server, client, 80, 40_000 + u16::from(k), 7_000_000)));
+            web.push((
+                Flow::new(client, server, 40_000 + u16::from(k), 80, 1000 * u32::from(k)),
+                Flow::new(server, client, 80, 40_000 + u16::from(k), 7_000_000),
+            ));
         }
         // A web client of the client 10.0.0.7 itself (the firewall and the
         // spam filter must leave it alone).
-        web.push((Flow::new(ip(192, 0, 2, 77), ip(10, 0, 0, 7), 51_000, 443, 42), Flow::new(ip(10, 0, 0, 7), ip(192, 0, 2, 77), 443, 51_000, 9_000_000)));
+        web.push((
+            Flow::new(ip(192, 0, 2, 77), ip(10, 0, 0, 7), 51_000, 443, 42),
+            Flow::new(ip(10, 0, 0, 7), ip(192, 0, 2, 77), 443, 51_000, 9_000_000),
+        ));
         Background { r: Rng(seed), web, n: 0 }
     }
 
@@ -416,12 +422,8 @@ fn firewall() -> (Vec<u8>, Facts) {
 /// The spam filter's client.
 pub const SPAM_CLIENT: u32 = ip(10, 0, 0, 7);
 /// Spam sources, by burst, whose packets to the client are all dropped.
-pub const SPAMMERS: [(u32, usize, u64); 4] = [
-    (ip(198, 51, 100, 10), 0, 3),
-    (ip(198, 51, 100, 11), 1, 4),
-    (ip(198, 51, 100, 14), 1, 2),
-    (ip(198, 51, 100, 17), 3, 3),
-];
+pub const SPAMMERS: [(u32, usize, u64); 4] =
+    [(ip(198, 51, 100, 10), 0, 3), (ip(198, 51, 100, 11), 1, 4), (ip(198, 51, 100, 14), 1, 2), (ip(198, 51, 100, 17), 3, 3)];
 
 fn spam() -> (Vec<u8>, Facts) {
     let mut r = Rng(0x5a4d_0001);
@@ -560,7 +562,9 @@ fn worm() -> (Vec<u8>, Facts) {
 /// Every shipped capture: file name, bytes and facts.
 pub fn captures() -> Vec<(&'static str, Vec<u8>, Facts)> {
     let mut v = Vec::new();
-    for (name, (bytes, facts)) in [("firewall.pcap", firewall()), ("spam.pcap", spam()), ("multicast.pcap", multicast()), ("worm.pcap", worm())] {
+    for (name, (bytes, facts)) in
+        [("firewall.pcap", firewall()), ("spam.pcap", spam()), ("multicast.pcap", multicast()), ("worm.pcap", worm())]
+    {
         v.push((name, bytes, facts));
     }
     v

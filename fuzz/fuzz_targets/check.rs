@@ -25,7 +25,16 @@ fn policy(client: ClientKind) -> Policy {
         complexity_up: 20_000,
         cost_up: 5_000_000_000,
         window_packets: 256,
-        unit_costs: UnitCosts { discard: 1, group_by_destination: 1, group_by_source: 2, group_by_content: 8, contains_string: 6, generate: 4, count: 1, distinct_destinations: 3 },
+        unit_costs: UnitCosts {
+            discard: 1,
+            group_by_destination: 1,
+            group_by_source: 2,
+            group_by_content: 8,
+            contains_string: 6,
+            generate: 4,
+            count: 1,
+            distinct_destinations: 3,
+        },
     }
 }
 

@@ -195,15 +195,9 @@ mod tests {
     fn refusals() {
         let changed = HashSet::from([0]);
         assert_eq!(find(&cmp(CmpOp::Ne, var(0), num(10)), &changed, &Known::new()), Err(BoundError::NoGuard));
-        assert!(matches!(
-            find(&cmp(CmpOp::Lt, var(0), num(10)), &changed, &Known::new()),
-            Err(BoundError::NotConstant { .. })
-        ));
+        assert!(matches!(find(&cmp(CmpOp::Lt, var(0), num(10)), &changed, &Known::new()), Err(BoundError::NotConstant { .. })));
         let known = Known::from([(0, 0)]);
-        assert!(matches!(
-            find(&cmp(CmpOp::Lt, var(0), num(u64::MAX)), &changed, &known),
-            Err(BoundError::TooLarge(_))
-        ));
+        assert!(matches!(find(&cmp(CmpOp::Lt, var(0), num(u64::MAX)), &changed, &known), Err(BoundError::TooLarge(_))));
         // Started past its limit: zero iterations.
         let known = Known::from([(0, 50)]);
         assert_eq!(find(&cmp(CmpOp::Lt, var(0), num(10)), &changed, &known).unwrap().1, 0);

@@ -47,14 +47,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error with this headline.
     pub fn error(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Error,
-            message: message.into(),
-            primary: None,
-            secondary: vec![],
-            notes: vec![],
-            help: vec![],
-        }
+        Diagnostic { severity: Severity::Error, message: message.into(), primary: None, secondary: vec![], notes: vec![], help: vec![] }
     }
 
     /// A warning with this headline.
@@ -231,11 +224,7 @@ impl Diagnostics {
 
     /// Write all to stderr, in colour when stderr is a terminal.
     pub fn emit(&self) {
-        let color = if std::io::stderr().is_terminal() {
-            termcolor::ColorChoice::Auto
-        } else {
-            termcolor::ColorChoice::Never
-        };
+        let color = if std::io::stderr().is_terminal() { termcolor::ColorChoice::Auto } else { termcolor::ColorChoice::Never };
         let stream = termcolor::StandardStream::stderr(color);
         let mut out = stream.lock();
         let file = SimpleFile::new(&self.file_name, &self.source);

@@ -154,8 +154,7 @@ pub fn parse_param_arg(arg: &str) -> Result<(String, String), String> {
         return Err(format!("`{arg}` is not NAME=VALUE"));
     };
     let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok {
         return Err(format!("`{name}` is not a valid name (letters, digits and `_`, not starting with a digit)"));
     }
@@ -181,9 +180,9 @@ pub fn parse_param_value(value: &str) -> Result<Const, String> {
         return value.parse().map(Const::Num).map_err(|_| "number too large".to_string());
     }
     if let Some(body) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        return tokens::unescape(body).map(Const::Str).map_err(|(kind, _)| {
-            parser::lex_diagnostic(&tokens::LexError { kind, span: Span::default() }).message
-        });
+        return tokens::unescape(body)
+            .map(Const::Str)
+            .map_err(|(kind, _)| parser::lex_diagnostic(&tokens::LexError { kind, span: Span::default() }).message);
     }
     Ok(Const::Str(value.to_string()))
 }

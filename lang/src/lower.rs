@@ -11,9 +11,7 @@
 
 use std::collections::HashMap;
 
-use vinet_checker::bytecode::{
-    ArithOp, Const, Header, Insn, Module, Param, Rank, Reg, Ty, FORMAT_VERSION, MAX_ITEMS,
-};
+use vinet_checker::bytecode::{ArithOp, Const, Header, Insn, Module, Param, Rank, Reg, Ty, FORMAT_VERSION, MAX_ITEMS};
 
 use crate::ast::Span;
 use crate::diagnostics::Diagnostic;
@@ -60,15 +58,8 @@ pub fn lower(p: &Program, source: &str) -> Result<Lowered, Box<Diagnostic>> {
     if regs.len() > MAX_ITEMS {
         return Err(too_large("registers", p.vars.last().map_or(Span::default(), |v| v.span)));
     }
-    let mut l = Lower {
-        line_starts: &line_starts,
-        regs,
-        consts: vec![],
-        const_ix: HashMap::new(),
-        code: vec![],
-        lines: vec![],
-        spans: vec![],
-    };
+    let mut l =
+        Lower { line_starts: &line_starts, regs, consts: vec![], const_ix: HashMap::new(), code: vec![], lines: vec![], spans: vec![] };
     l.block(&p.body)?;
     if l.code.len() > MAX_ITEMS {
         return Err(too_large("instructions", l.spans.get(MAX_ITEMS).copied().unwrap_or_default()));

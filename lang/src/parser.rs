@@ -33,8 +33,7 @@ pub fn parse(source: &str) -> Parsed {
     let mut diags = Vec::new();
     let mut recovered = Vec::new();
     let result = crate::grammar::ProgramParser::new().parse(&mut recovered, &mut diags, tokens.iter().cloned());
-    let mut syntax: Vec<ParseError<usize, Token<'_>, std::convert::Infallible>> =
-        recovered.into_iter().map(|r| r.error).collect();
+    let mut syntax: Vec<ParseError<usize, Token<'_>, std::convert::Infallible>> = recovered.into_iter().map(|r| r.error).collect();
     let program = match result {
         Ok(p) => Some(p),
         Err(e) => {
@@ -42,11 +41,7 @@ pub fn parse(source: &str) -> Parsed {
             None
         }
     };
-    let stray: Vec<Span> = lex_errors
-        .iter()
-        .filter(|e| matches!(e.kind, LexErrorKind::UnexpectedChar(_)))
-        .map(|e| e.span)
-        .collect();
+    let stray: Vec<Span> = lex_errors.iter().filter(|e| matches!(e.kind, LexErrorKind::UnexpectedChar(_))).map(|e| e.span).collect();
     for e in syntax.into_iter().take(MAX_SYNTAX_ERRORS) {
         if follows_stray_char(&e, &tokens, &stray) {
             continue;
@@ -68,14 +63,12 @@ pub fn lex_diagnostic(e: &LexError) -> Diagnostic {
         LexErrorKind::BadPrefixLength(text) => Diagnostic::error(format!("`{text}` has a prefix length above 32"))
             .at(e.span, "not an IPv4 prefix")
             .help("a prefix length is 0 to 32, like 10.1.0.0/16"),
-        LexErrorKind::HostBitsSet { text, fixed } => {
-            Diagnostic::error(format!("the prefix `{text}` has host bits set"))
-                .at(e.span, "bits past the prefix length must be zero")
-                .help(format!("did you mean `{fixed}`?"))
+        LexErrorKind::HostBitsSet { text, fixed } => Diagnostic::error(format!("the prefix `{text}` has host bits set"))
+            .at(e.span, "bits past the prefix length must be zero")
+            .help(format!("did you mean `{fixed}`?")),
+        LexErrorKind::NumberTooLarge => {
+            Diagnostic::error("number too large").at(e.span, "does not fit 64 bits").note(format!("the largest number is {}", u64::MAX))
         }
-        LexErrorKind::NumberTooLarge => Diagnostic::error("number too large")
-            .at(e.span, "does not fit 64 bits")
-            .note(format!("the largest number is {}", u64::MAX)),
         LexErrorKind::UnterminatedString => Diagnostic::error("unterminated string")
             .at(e.span, "this string has no closing `\"` on its line")
             .help("close the string with `\"`; write `\\n` for a line break inside it"),
@@ -93,11 +86,7 @@ pub fn lex_diagnostic(e: &LexError) -> Diagnostic {
 
 /// A syntax error at the first token after a stray character is an echo of
 /// that character's error: it is not reported again.
-fn follows_stray_char(
-    e: &ParseError<usize, Token<'_>, std::convert::Infallible>,
-    tokens: &[Spanned<'_>],
-    stray: &[Span],
-) -> bool {
+fn follows_stray_char(e: &ParseError<usize, Token<'_>, std::convert::Infallible>, tokens: &[Spanned<'_>], stray: &[Span]) -> bool {
     let at = match e {
         ParseError::UnrecognizedToken { token: (l, _, _), .. } => *l,
         ParseError::UnrecognizedEof { location, .. } => *location,
@@ -179,28 +168,21 @@ fn unclosed_paren(tokens: &[Spanned<'_>], at: usize) -> Option<Span> {
     open.pop()
 }
 
-fn syntax_diagnostic(
-    e: &ParseError<usize, Token<'_>, std::convert::Infallible>,
-    tokens: &[Spanned<'_>],
-    eof: usize,
-) -> Diagnostic {
+fn syntax_diagnostic(e: &ParseError<usize, Token<'_>, std::convert::Infallible>, tokens: &[Spanned<'_>], eof: usize) -> Diagnostic {
     let (span, found, expected) = match e {
         ParseError::UnrecognizedToken { token: (l, t, r), expected } => (Span::new(*l, *r), Some(t), expected),
         ParseError::UnrecognizedEof { location, expected } => (Span::new(*location, *location), None, expected),
         ParseError::ExtraToken { token: (l, t, r) } => {
             return Diagnostic::error(format!("unexpected {}", t.describe())).at(Span::new(*l, *r), "not expected here")
         }
-        ParseError::InvalidToken { location } => {
-            return Diagnostic::error("invalid token").at(Span::new(*location, *location + 1), "here")
-        }
+        ParseError::InvalidToken { location } => return Diagnostic::error("invalid token").at(Span::new(*location, *location + 1), "here"),
         ParseError::User { error } => match *error {},
     };
     let wants = |s: &str| expected.iter().any(|e| e.trim_matches('"') == s);
     let found_text = found.map_or("the end of the file".to_string(), |t| t.describe());
     let open = unclosed_paren(tokens, span.start.min(eof));
     if wants(")") && !matches!(found, Some(Token::Comma)) && open.is_some() && !wants("name") {
-        let mut d = Diagnostic::error(format!("missing `)`: expected `)`, found {found_text}"))
-            .at(span, "expected `)` before this");
+        let mut d = Diagnostic::error(format!("missing `)`: expected `)`, found {found_text}")).at(span, "expected `)` before this");
         if let Some(open) = open {
             d = d.also(open, "this `(` is not closed");
         }

@@ -140,15 +140,7 @@ pub fn run(program: &Program, window: &[RefPacket], env: &RefEnv) -> Result<RefE
         };
         params.push(Value::of_const(value));
     }
-    let mut m = Machine {
-        window,
-        env,
-        params,
-        vars: vec![None; program.vars.len()],
-        dropped: HashSet::new(),
-        generated: vec![],
-        cost: 0,
-    };
+    let mut m = Machine { window, env, params, vars: vec![None; program.vars.len()], dropped: HashSet::new(), generated: vec![], cost: 0 };
     m.block(&program.body)?;
     let mut dropped: Vec<usize> = m.dropped.into_iter().collect();
     dropped.sort_unstable();

@@ -95,9 +95,17 @@ pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 enum Binding {
     Var(VarId),
     /// A grouping index `i`: the grouping variable and its two families.
-    Index { groups: VarId, key: VarId, set: VarId, span: Span },
+    Index {
+        groups: VarId,
+        key: VarId,
+        set: VarId,
+        span: Span,
+    },
     /// A family `Key(i)` or `Set(i)`.
-    Family { index: String, var: VarId },
+    Family {
+        index: String,
+        var: VarId,
+    },
 }
 
 /// How each family name is used in the program, to tell keys from sets.
@@ -313,8 +321,7 @@ pub fn check(program: &ast::Program, cli_params: &[(String, Const)]) -> (Option<
         nesting: 0,
     };
     let header = c.header(program, cli_params);
-    let stmts: Vec<&ast::Stmt> =
-        program.items.iter().filter_map(|i| if let Item::Stmt(s) = i { Some(s) } else { None }).collect();
+    let stmts: Vec<&ast::Stmt> = program.items.iter().filter_map(|i| if let Item::Stmt(s) = i { Some(s) } else { None }).collect();
     for s in &stmts {
         c.votes.collect_stmt(s);
     }
@@ -415,9 +422,7 @@ impl Checker {
         if lifetime_seen.is_none() {
             let at = program.items.first().map_or(Span::new(0, 0), |i| match i {
                 Item::Stmt(s) => Span::new(s.span.start, s.span.start),
-                Item::Class { span, .. } | Item::Param { span, .. } | Item::Lifetime { span, .. } => {
-                    Span::new(span.start, span.start)
-                }
+                Item::Class { span, .. } | Item::Param { span, .. } | Item::Lifetime { span, .. } => Span::new(span.start, span.start),
             });
             self.error(
                 Diagnostic::error("missing LIFETIME")
@@ -530,9 +535,10 @@ impl Checker {
                 self.param_ix.insert(name.clone(), self.params.len());
                 self.params.push(ParamDecl { name: name.clone(), value: value.clone(), span: None });
             } else {
-                self.diags.push(Diagnostic::warning(format!("--param {name} is not used by the program")).note(
-                    "the program neither declares nor reads it, so it is left out of the module",
-                ));
+                self.diags.push(
+                    Diagnostic::warning(format!("--param {name} is not used by the program"))
+                        .note("the program neither declares nor reads it, so it is left out of the module"),
+                );
             }
         }
     }
@@ -670,8 +676,7 @@ impl Checker {
                 let (assigned, known) = (self.assigned.clone(), self.known.clone());
                 let mut t = vec![];
                 self.stmt(then, &mut t);
-                let (after_then, known_then) =
-                    (std::mem::replace(&mut self.assigned, assigned), std::mem::replace(&mut self.known, known));
+                let (after_then, known_then) = (std::mem::replace(&mut self.assigned, assigned), std::mem::replace(&mut self.known, known));
                 self.assigned.resize(self.vars.len(), false);
                 let mut e = vec![];
                 if let Some(els) = els {
@@ -780,11 +785,9 @@ impl Checker {
                     .at(span, "not a constant")
                     .help("a loop's bound must be known when the program is built: use a number")
             }
-            BoundError::NotConstant { span, param: false } => {
-                Diagnostic::error("the loop's bound is not known when the loop starts")
-                    .at(span.to(cond.span), "the counter or the limit has no constant value here")
-                    .help("set the counter and the limit to numbers before the loop, like `n = 0; while n < 10 do ...`")
-            }
+            BoundError::NotConstant { span, param: false } => Diagnostic::error("the loop's bound is not known when the loop starts")
+                .at(span.to(cond.span), "the counter or the limit has no constant value here")
+                .help("set the counter and the limit to numbers before the loop, like `n = 0; while n < 10 do ...`"),
             BoundError::TooLarge(n) => Diagnostic::error(format!(
                 "this loop may run {n} times; at most {} iterations are allowed",
                 vinet_checker::bytecode::MAX_LOOP_BOUND
@@ -818,10 +821,7 @@ impl Checker {
             _ => {
                 let mut d = Diagnostic::error(format!("`{}` is not the index of a grouping", index.name))
                     .at(index.span, "no grouping is indexed by this")
-                    .help(format!(
-                        "make a grouping first: `Source({i}), Packets({i}) = GROUP_BY_SOURCE(MyPackets);`",
-                        i = index.name
-                    ));
+                    .help(format!("make a grouping first: `Source({i}), Packets({i}) = GROUP_BY_SOURCE(MyPackets);`", i = index.name));
                 if let Some(span) = self.dead.get(&index.name) {
                     d = d.also(*span, "it was local to this foreach");
                 }
@@ -856,8 +856,7 @@ impl Checker {
                     self.error(Diagnostic::error("the two results need two names").at(c.span, "same name twice"));
                     return;
                 }
-                let (Some(dests), Some(content)) = (self.assign_var(d, Type::AddrList), self.assign_var(c, Type::Content))
-                else {
+                let (Some(dests), Some(content)) = (self.assign_var(d, Type::AddrList), self.assign_var(c, Type::Content)) else {
                     return;
                 };
                 out.push(Stmt { kind: StmtKind::GroupContent { dests, content, of }, span });
@@ -901,7 +900,9 @@ impl Checker {
                 self.error(
                     Diagnostic::error(format!("{} values assigned, but the right side gives one", targets.len()))
                         .at(first.to(last), "several targets")
-                        .help("only GROUP_BY_CONTENT(S) and the one-argument GROUP_BY_DESTINATION(S) / GROUP_BY_SOURCE(S) give two results"),
+                        .help(
+                            "only GROUP_BY_CONTENT(S) and the one-argument GROUP_BY_DESTINATION(S) / GROUP_BY_SOURCE(S) give two results",
+                        ),
                 );
             }
         }
@@ -1010,11 +1011,7 @@ impl Checker {
                 }
                 let src = self.expect(&args[0], &[Type::Addr], "GENERATE's source is");
                 let dst = self.expect(&args[1], &[Type::Addr], "GENERATE's destination is");
-                let payload = self.expect(
-                    &args[2],
-                    &[Type::Str, Type::AddrList, Type::Content],
-                    "GENERATE's payload is",
-                );
+                let payload = self.expect(&args[2], &[Type::Str, Type::AddrList, Type::Content], "GENERATE's payload is");
                 self.generates.get_or_insert(e.span);
                 Some(StmtKind::Generate { src, dst, payload })
             }
@@ -1041,8 +1038,7 @@ impl Checker {
         let plural = if want == 1 { "argument" } else { "arguments" };
         let were = if got == 1 { "was" } else { "were" };
         self.error(
-            Diagnostic::error(format!("{r} takes {want} {plural} ({what}), but {got} {were} given"))
-                .at(span, format!("{got} given")),
+            Diagnostic::error(format!("{r} takes {want} {plural} ({what}), but {got} {were} given")).at(span, format!("{got} given")),
         );
     }
 
@@ -1065,9 +1061,8 @@ impl Checker {
             AK::Name(n) => format!("`{}` is {}", n.name, x.ty.words()),
             _ => format!("this is {}", x.ty.words()),
         };
-        let mut d = Diagnostic::error(format!("expected {wanted}, found {}", x.ty.words()))
-            .at(e.span, label)
-            .note(format!("{context} {wanted}"));
+        let mut d =
+            Diagnostic::error(format!("expected {wanted}, found {}", x.ty.words())).at(e.span, label).note(format!("{context} {wanted}"));
         if let AK::Name(n) = &e.kind {
             let candidates: Vec<&str> = self
                 .scope
@@ -1155,9 +1150,7 @@ impl Checker {
         }
         if let Some(r) = routine(&n.name) {
             self.error(
-                Diagnostic::error(format!("{r} is a routine, not a value"))
-                    .at(span, "a routine")
-                    .help(format!("call it: `{r}(...)`")),
+                Diagnostic::error(format!("{r} is a routine, not a value")).at(span, "a routine").help(format!("call it: `{r}(...)`")),
             );
             return Self::err(span);
         }

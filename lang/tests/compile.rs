@@ -122,9 +122,7 @@ fn nested_groupings_and_masks() {
 #[test]
 fn while_loops_carry_bound_and_rank() {
     let c = ok("LIFETIME = 1 days\nk = 2; n = k * 3;\nwhile n > k do n = n - 1;");
-    let Some(Insn::While { bound, rank, .. }) = c.module.code.iter().find(|i| matches!(i, Insn::While { .. })) else {
-        panic!()
-    };
+    let Some(Insn::While { bound, rank, .. }) = c.module.code.iter().find(|i| matches!(i, Insn::While { .. })) else { panic!() };
     assert_eq!(*bound, 4);
     assert_eq!(rank.terms.len(), 2);
     // The guard may be one conjunct of several.
@@ -137,10 +135,7 @@ fn while_loops_carry_bound_and_rank() {
 #[test]
 fn class_is_inferred_or_checked() {
     assert_eq!(ok("LIFETIME = 1 days\nn = COUNT(AllPackets);").module.header.class, Class::Monitoring);
-    assert_eq!(
-        ok("LIFETIME = 1 days\nCLASS = multicast\nn = COUNT(AllPackets);").module.header.class,
-        Class::Multicast
-    );
+    assert_eq!(ok("LIFETIME = 1 days\nCLASS = multicast\nn = COUNT(AllPackets);").module.header.class, Class::Multicast);
     let e = errors("LIFETIME = 1 days\nCLASS = filtering\nGENERATE(THIS_IP, THIS_IP, \"x\");");
     assert!(e.contains("its CLASS must be multicast"), "{e}");
 }

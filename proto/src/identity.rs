@@ -219,7 +219,9 @@ fn check_subject(s: &Subject) -> Result<(), IdentityError> {
 
 /// Issue an identity: `authority` binds `client` to `subject` for
 /// `[not_before, not_after)`.
-pub fn issue(authority: &SigningKey, client: &VerifyingKey, subject: Subject, not_before: u64, not_after: u64) -> Result<SignedIdentity, IdentityError> {
+pub fn issue(
+    authority: &SigningKey, client: &VerifyingKey, subject: Subject, not_before: u64, not_after: u64,
+) -> Result<SignedIdentity, IdentityError> {
     check_subject(&subject)?;
     if not_after <= not_before {
         return Err(bad("identity", "it expires before it starts"));

@@ -64,4 +64,3 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
     let mut f = o.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
 }
-

@@ -332,7 +332,8 @@ fn noise_err(e: snow::Error) -> WireError {
 
 /// An X25519 static key pair for the router.
 pub fn generate_router_key() -> Result<([u8; 32], [u8; 32]), String> {
-    let kp = snow::Builder::new(NOISE_PARAMS.parse().map_err(|e: snow::Error| e.to_string())?).generate_keypair().map_err(|e| e.to_string())?;
+    let kp =
+        snow::Builder::new(NOISE_PARAMS.parse().map_err(|e: snow::Error| e.to_string())?).generate_keypair().map_err(|e| e.to_string())?;
     let private: [u8; 32] = kp.private.as_slice().try_into().map_err(|_| "key length")?;
     let public: [u8; 32] = kp.public.as_slice().try_into().map_err(|_| "key length")?;
     Ok((private, public))
@@ -414,8 +415,7 @@ impl Channel {
         write_noise(&mut stream, &buf[..n])?;
         let mut rbuf = [0u8; NOISE_MAX];
         let msg = read_noise(&mut stream, &mut rbuf)?;
-        hs.read_message(msg, &mut buf)
-            .map_err(|e| WireError::Noise(format!("{e} (is --router-key the router's key?)")))?;
+        hs.read_message(msg, &mut buf).map_err(|e| WireError::Noise(format!("{e} (is --router-key the router's key?)")))?;
         Channel::new(stream, hs, MAX_REPLY)
     }
 
@@ -573,7 +573,8 @@ pub fn open(s: &SignedRequest) -> Result<Authentic, (Refusal, String)> {
     if request.version != PROTOCOL_VERSION {
         return Err((Refusal::Malformed, format!("request version {} (this router speaks {PROTOCOL_VERSION})", request.version)));
     }
-    let key = VerifyingKey::from_bytes(&request.client).map_err(|_| (Refusal::Malformed, "the request's client key is not an ed25519 key".into()))?;
+    let key = VerifyingKey::from_bytes(&request.client)
+        .map_err(|_| (Refusal::Malformed, "the request's client key is not an ed25519 key".into()))?;
     let sig = <[u8; 64]>::try_from(s.signature.as_slice())
         .map(|b| Signature::from_bytes(&b))
         .map_err(|_| (Refusal::BadSignature, "the request's signature is not 64 bytes".into()))?;
@@ -592,7 +593,15 @@ mod tests {
     fn request(op: Op) -> (Request, SigningKey) {
         let client = SigningKey::from_bytes(&[2; 32]);
         let id = issue(&SigningKey::from_bytes(&[1; 32]), &client.verifying_key(), Subject::EndUser { ip: 7 }, 0, 10).unwrap();
-        let r = Request { version: PROTOCOL_VERSION, router: [5; 32], seq: 1, timestamp_ms: 0, client: client.verifying_key().to_bytes(), identity: id, op };
+        let r = Request {
+            version: PROTOCOL_VERSION,
+            router: [5; 32],
+            seq: 1,
+            timestamp_ms: 0,
+            client: client.verifying_key().to_bytes(),
+            identity: id,
+            op,
+        };
         (r, client)
     }
 

@@ -19,7 +19,9 @@ fn bench(c: &mut Criterion) {
     let library = encode_file(&prover.lemmas().library, LIBRARY_MAGIC);
     let mut warm = LemmaCache::new();
     warm.admit_library(&library).unwrap();
-    for (name, pol) in [("firewall", "end-user"), ("spam_filter", "end-user"), ("multicast", "edge-router"), ("worm_blocker", "edge-router")] {
+    for (name, pol) in
+        [("firewall", "end-user"), ("spam_filter", "end-user"), ("multicast", "edge-router"), ("worm_blocker", "edge-router")]
+    {
         let path = format!("{}/../examples/{name}.vinet", env!("CARGO_MANIFEST_DIR"));
         let compiled = vinet_lang::compile(&path, &std::fs::read(&path).unwrap(), &[]).unwrap();
         let pol = policy(pol);

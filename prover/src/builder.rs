@@ -39,7 +39,15 @@ pub struct Builder<'c> {
 impl<'c> Builder<'c> {
     /// A builder citing lemmas from `cache`.
     pub fn new(cache: &'c LemmaCache) -> Builder<'c> {
-        Builder { cache, terms: vec![], index: HashMap::new(), steps: vec![], lemmas: vec![], lemma_index: HashMap::new(), memo: HashMap::new() }
+        Builder {
+            cache,
+            terms: vec![],
+            index: HashMap::new(),
+            steps: vec![],
+            lemmas: vec![],
+            lemma_index: HashMap::new(),
+            memo: HashMap::new(),
+        }
     }
 
     /// The lemma cache this builder cites from.
@@ -211,7 +219,8 @@ impl<'c> Builder<'c> {
     }
     /// A cached lemma by hash.
     pub fn lemma(&mut self, h: LemmaHash) -> BResult<Pf> {
-        let th = self.cache.get(&h).cloned().ok_or_else(|| RuleError { rule: "lemma", reason: format!("lemma {h} is not in the cache") })?;
+        let th =
+            self.cache.get(&h).cloned().ok_or_else(|| RuleError { rule: "lemma", reason: format!("lemma {h} is not in the cache") })?;
         let next = self.lemmas.len() as u32;
         let i = *self.lemma_index.entry(h).or_insert(next);
         if i == next {

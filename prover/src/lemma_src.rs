@@ -52,7 +52,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
 
 /// Build a library from sources `(file name, text)`, in order.
 pub fn build(files: &[(&str, &str)]) -> Result<LemmaSet, String> {
-    let mut set = LemmaSet { library: Library { version: CERT_VERSION, lemmas: vec![] }, cache: LemmaCache::new(), by_name: HashMap::new() };
+    let mut set =
+        LemmaSet { library: Library { version: CERT_VERSION, lemmas: vec![] }, cache: LemmaCache::new(), by_name: HashMap::new() };
     for (file, src) in files {
         for form in parse(src).map_err(|e| format!("{file}: {e}"))? {
             let lemma = elaborate(&form, &set).map_err(|e| format!("{file}: {e}"))?;
@@ -81,7 +82,12 @@ fn elaborate(form: &Sexp, set: &LemmaSet) -> Result<Lemma, String> {
     let st = cx.term(statement).map_err(|e| format!("lemma `{name}`: {e}"))?;
     let pf = cx.proof(proof).map_err(|e| format!("lemma `{name}`: {e}"))?;
     if pf.concl() != &st || !pf.th.hyps().is_empty() {
-        return Err(format!("line {line}: lemma `{name}`: the proof concludes {} (with {} hypotheses), not the statement {}", show(pf.concl()), pf.th.hyps().len(), show(&st)));
+        return Err(format!(
+            "line {line}: lemma `{name}`: the proof concludes {} (with {} hypotheses), not the statement {}",
+            show(pf.concl()),
+            pf.th.hyps().len(),
+            show(&st)
+        ));
     }
     let mut proof = b.finish(&pf);
     let statement = crate::builder::add_term(&mut proof, &st);
@@ -112,12 +118,43 @@ fn sort_of(s: &str) -> Option<Sort> {
 pub fn sym_of(s: &str) -> Option<Sym> {
     use Sym::*;
     Some(match s {
-        "True" => True, "False" => False, "Not" => Not, "And" => And, "Or" => Or, "Imp" | "->" => Imp, "Eq" | "=" => Eq,
-        "Ite" => Ite, "ThisIp" => ThisIp, "ThisNet" => ThisNet, "All" => All, "FDst" => FDst, "FDstP" => FDstP,
-        "FSrc" => FSrc, "FSrcP" => FSrcP, "GDst" => GDst, "GSrc" => GSrc, "Mem" => Mem, "Dst" => Dst, "Src" => Src,
-        "Sub" => Sub, "Conf" => Conf, "ConfP" => ConfP, "In" => In, "PSub" => PSub, "Mask" => Mask, "NMask" => NMask,
-        "Net" => Net, "Add" => Add, "Monus" => Monus, "Mul" => Mul, "Le" => Le, "Lt" => Lt, "Count" => Count,
-        "NDst" => NDst, "Contains" => Contains, "Concat" => Concat,
+        "True" => True,
+        "False" => False,
+        "Not" => Not,
+        "And" => And,
+        "Or" => Or,
+        "Imp" | "->" => Imp,
+        "Eq" | "=" => Eq,
+        "Ite" => Ite,
+        "ThisIp" => ThisIp,
+        "ThisNet" => ThisNet,
+        "All" => All,
+        "FDst" => FDst,
+        "FDstP" => FDstP,
+        "FSrc" => FSrc,
+        "FSrcP" => FSrcP,
+        "GDst" => GDst,
+        "GSrc" => GSrc,
+        "Mem" => Mem,
+        "Dst" => Dst,
+        "Src" => Src,
+        "Sub" => Sub,
+        "Conf" => Conf,
+        "ConfP" => ConfP,
+        "In" => In,
+        "PSub" => PSub,
+        "Mask" => Mask,
+        "NMask" => NMask,
+        "Net" => Net,
+        "Add" => Add,
+        "Monus" => Monus,
+        "Mul" => Mul,
+        "Le" => Le,
+        "Lt" => Lt,
+        "Count" => Count,
+        "NDst" => NDst,
+        "Contains" => Contains,
+        "Concat" => Concat,
         _ => return None,
     })
 }

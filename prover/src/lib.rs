@@ -144,7 +144,14 @@ impl Prover {
         let root = root.expect("there are always cost facts");
         let proof: Proof = b.finish(&root);
         let module_bytes = module.encode();
-        let stats = Stats { obligations: all.len(), steps: proof.steps.len(), terms: proof.terms.len(), lemmas: proof.lemmas.len(), complexity: vc.complexity, cost: vc.cost };
+        let stats = Stats {
+            obligations: all.len(),
+            steps: proof.steps.len(),
+            terms: proof.terms.len(),
+            lemmas: proof.lemmas.len(),
+            complexity: vc.complexity,
+            cost: vc.cost,
+        };
         let certificate = Certificate { version: CERT_VERSION, module: Module::id_of(&module_bytes), proof };
         let bundle = Bundle { module: module_bytes, declared, certificate };
         let bytes = encode_file(&bundle, BUNDLE_MAGIC);
@@ -200,9 +207,21 @@ fn cost_failures(module: &Module, policy: &Policy, vc: &vcgen::Vc) -> Vec<Failur
     let life = module.header.lifetime_secs;
     let loops = "inside a `foreach`, touch the current group (it costs its own size, since groups partition their set); touching a whole set there costs the window size once per group";
     let facts = [
-        (vc.complexity > policy.complexity_up, format!("complexity {} units per window exceeds the policy's complexity_up {}", vc.complexity, policy.complexity_up), loops),
-        (vc.cost > policy.cost_up, format!("cost {} (complexity {} x lifetime {life} s) exceeds the policy's cost_up {}", vc.cost, vc.complexity, policy.cost_up), "shorten LIFETIME, or make the program cheaper"),
-        (life > policy.max_lifetime_secs, format!("LIFETIME of {life} seconds exceeds the policy's max_lifetime of {} seconds", policy.max_lifetime_secs), "shorten LIFETIME"),
+        (
+            vc.complexity > policy.complexity_up,
+            format!("complexity {} units per window exceeds the policy's complexity_up {}", vc.complexity, policy.complexity_up),
+            loops,
+        ),
+        (
+            vc.cost > policy.cost_up,
+            format!("cost {} (complexity {} x lifetime {life} s) exceeds the policy's cost_up {}", vc.cost, vc.complexity, policy.cost_up),
+            "shorten LIFETIME, or make the program cheaper",
+        ),
+        (
+            life > policy.max_lifetime_secs,
+            format!("LIFETIME of {life} seconds exceeds the policy's max_lifetime of {} seconds", policy.max_lifetime_secs),
+            "shorten LIFETIME",
+        ),
     ];
     let failing: Vec<_> = facts.into_iter().filter(|f| f.0).collect();
     if failing.is_empty() {
@@ -230,7 +249,10 @@ fn dearest_statement(module: &Module, policy: &Policy) -> usize {
         prefix.code.truncate(end);
         prefix.lines.truncate(end);
         let (gen, dis) = prefix.code.iter().fold((false, false), |(g, d), x| {
-            (g || matches!(x, vinet_checker::bytecode::Insn::Generate { .. }), d || matches!(x, vinet_checker::bytecode::Insn::Discard { .. }))
+            (
+                g || matches!(x, vinet_checker::bytecode::Insn::Generate { .. }),
+                d || matches!(x, vinet_checker::bytecode::Insn::Discard { .. }),
+            )
         });
         prefix.header.class = match (gen, dis) {
             (true, _) => vinet_checker::bytecode::Class::Multicast,
@@ -290,14 +312,20 @@ fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params:
                 notes.push(format!("with {name} = {value}"));
             }
             match (what, cx.packet) {
-                (What::Confined(_), Some((src, dst))) => format!("{} a packet {} -> {}, and {} is not {me}", routine_verb(what), ip(src), ip(dst), ip(dst)),
+                (What::Confined(_), Some((src, dst))) => {
+                    format!("{} a packet {} -> {}, and {} is not {me}", routine_verb(what), ip(src), ip(dst), ip(dst))
+                }
                 (What::NoLeak, _) => {
                     let key = cx.values.iter().find(|(n, _)| n.starts_with("the group key")).map(|(_, v)| v.clone()).unwrap_or_default();
-                    format!("this effect could happen in the group of {key}, which is not {me}: it would depend on another client's traffic")
+                    format!(
+                        "this effect could happen in the group of {key}, which is not {me}: it would depend on another client's traffic"
+                    )
                 }
                 (What::GenerateTo, _) => format!("GENERATE here could send to an address that is not {me}"),
                 (What::LoopEntry, _) => "this loop could start above its bound".into(),
-                (What::LoopPositive | What::LoopDecrease, _) => "this loop's counter does not move toward its limit on every iteration".into(),
+                (What::LoopPositive | What::LoopDecrease, _) => {
+                    "this loop's counter does not move toward its limit on every iteration".into()
+                }
                 _ => format!("this {what:?} obligation fails"),
             }
         }

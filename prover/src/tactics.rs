@@ -121,7 +121,8 @@ impl<'b, 'c> Tactics<'b, 'c> {
     /// `Conf(set, THIS_IP)` or `ConfP(set, THIS_SUBNET_IP)`, following the set's structure.
     fn conf(&mut self, facts: &[Pf], set: &Term) -> TResult<Pf> {
         let edge = self.client == ClientKind::EdgeRouter;
-        let (me, conf_, inherit) = if edge { (Self::this_net(), "confp", "confp_inherit") } else { (Self::this_ip(), "conf", "conf_inherit") };
+        let (me, conf_, inherit) =
+            if edge { (Self::this_net(), "confp", "confp_inherit") } else { (Self::this_ip(), "conf", "conf_inherit") };
         let Kind::App(sym, args) = set.kind() else {
             return Err("a set of unknown packets (assigned in a loop) is not known to be confined".into());
         };
@@ -140,8 +141,12 @@ impl<'b, 'c> Tactics<'b, 'c> {
         // The operator itself confines: filtering or grouping to the client's destination.
         let own = match (sym, edge) {
             (Sym::FDst | Sym::GDst, false) if *k == me => self.lemma(&format!("conf_{op}"), &[s.clone(), me.clone()], &[]),
-            (Sym::FDst | Sym::GDst, false) => self.eq(facts, k, &me).and_then(|e| self.lemma(&format!("conf_{op}_eq"), &[s.clone(), k.clone(), me.clone()], &[&e])),
-            (Sym::FDst | Sym::GDst, true) => self.in_net(facts, k).and_then(|i| self.lemma(&format!("confp_{op}_in"), &[s.clone(), k.clone(), me.clone()], &[&i])),
+            (Sym::FDst | Sym::GDst, false) => {
+                self.eq(facts, k, &me).and_then(|e| self.lemma(&format!("conf_{op}_eq"), &[s.clone(), k.clone(), me.clone()], &[&e]))
+            }
+            (Sym::FDst | Sym::GDst, true) => {
+                self.in_net(facts, k).and_then(|i| self.lemma(&format!("confp_{op}_in"), &[s.clone(), k.clone(), me.clone()], &[&i]))
+            }
             (Sym::FDstP, true) if *k == me => self.lemma("confp_fdstp", &[s.clone(), me.clone()], &[]),
             _ => Err(String::new()),
         };
@@ -338,14 +343,20 @@ impl<'b, 'c> Tactics<'b, 'c> {
                         // not (x <= y) gives y < x; not (x < y) gives y <= x
                         let (x, y) = (b[0].clone(), b[1].clone());
                         let (want, other) = if *s == Sym::Le { (Sym::Lt, Sym::Le) } else { (Sym::Le, Sym::Lt) };
-                        let total = if *s == Sym::Le { self.axiom("le_total", &[x.clone(), y.clone()], &[])? } else { self.axiom("le_total", &[y.clone(), x.clone()], &[])? };
+                        let total = if *s == Sym::Le {
+                            self.axiom("le_total", &[x.clone(), y.clone()], &[])?
+                        } else {
+                            self.axiom("le_total", &[y.clone(), x.clone()], &[])?
+                        };
                         let goal = app(want, vec![y.clone(), x.clone()])?;
                         let bad = app(other, vec![x.clone(), y.clone()])?;
                         let hb = self.b.assume(&bad).map_err(rule)?;
                         let fls = self.b.not_elim(f, &hb).map_err(rule)?;
                         let c_bad = self.b.false_elim(&fls, &goal).map_err(rule)?;
                         let c_good = self.b.assume(&goal).map_err(rule)?;
-                        let p = if *s == Sym::Le { self.b.or_elim(&total, &c_bad, &c_good) } else { self.b.or_elim(&total, &c_good, &c_bad) }.map_err(rule)?;
+                        let p =
+                            if *s == Sym::Le { self.b.or_elim(&total, &c_bad, &c_good) } else { self.b.or_elim(&total, &c_good, &c_bad) }
+                                .map_err(rule)?;
                         lits.push(p);
                     }
                     _ => lits.push(f.clone()),

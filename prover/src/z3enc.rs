@@ -67,7 +67,10 @@ pub fn farkas_coefficients(premises: &[Term]) -> TResult<Vec<i64>> {
     match solver.check() {
         SatResult::Sat => {
             let model = solver.get_model().ok_or("z3 gave no model")?;
-            lambdas.iter().map(|l| model.eval(l, true).and_then(|v| v.as_i64()).ok_or_else(|| "z3 gave no coefficient".to_string())).collect()
+            lambdas
+                .iter()
+                .map(|l| model.eval(l, true).and_then(|v| v.as_i64()).ok_or_else(|| "z3 gave no coefficient".to_string()))
+                .collect()
         }
         _ => Err("the arithmetic facts are consistent (no Farkas combination refutes them)".into()),
     }
@@ -136,7 +139,16 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
         wish.push(n.eq(bv(0x0a00_0000)));
     }
     for (i, d) in prefs.defaults.iter().enumerate() {
-        let t = Term::app(Sym::Param(i as u16, match d { Some(Lit::Addr(_)) => Sort::Addr, _ => Sort::Num }), vec![]);
+        let t = Term::app(
+            Sym::Param(
+                i as u16,
+                match d {
+                    Some(Lit::Addr(_)) => Sort::Addr,
+                    _ => Sort::Num,
+                },
+            ),
+            vec![],
+        );
         if let (Some(Lit::Addr(a)), Ok(t)) = (d, &t) {
             if let Some(v) = e.atoms.get(t).and_then(|x| x.as_bv()) {
                 wish.push(v.eq(bv(*a)));
@@ -159,7 +171,11 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
                 kept = trial;
             }
         }
-        if kept.is_empty() { solver.check() } else { solver.check_assumptions(&kept) }
+        if kept.is_empty() {
+            solver.check()
+        } else {
+            solver.check_assumptions(&kept)
+        }
     };
     match outcome {
         SatResult::Unsat => Decision::Valid,
@@ -353,7 +369,11 @@ impl Enc<'_> {
             Kind::Lit(Lit::Prefix(n, l)) => Ok((bv(*n), bv(vinet_checker::netmask(*l)))),
             Kind::App(Sym::ThisNet, _) => {
                 if self.this_net.is_none() {
-                    let (n, m, l) = (BV::new_const("THIS_SUBNET_IP.net", 32), BV::new_const("THIS_SUBNET_IP.mask", 32), BV::new_const("THIS_SUBNET_IP.len", 32));
+                    let (n, m, l) = (
+                        BV::new_const("THIS_SUBNET_IP.net", 32),
+                        BV::new_const("THIS_SUBNET_IP.mask", 32),
+                        BV::new_const("THIS_SUBNET_IP.len", 32),
+                    );
                     self.side.push(well_formed(&n, &m, &l));
                     self.this_net = Some((n, m));
                 }
@@ -365,7 +385,8 @@ impl Enc<'_> {
                     let bv = d.as_bv().ok_or("sort")?;
                     return Ok((bv.extract(63, 32), bv.extract(31, 0)));
                 }
-                let (n, m, l) = (BV::new_const(self.name("net"), 32), BV::new_const(self.name("mask"), 32), BV::new_const(self.name("len"), 32));
+                let (n, m, l) =
+                    (BV::new_const(self.name("net"), 32), BV::new_const(self.name("mask"), 32), BV::new_const(self.name("len"), 32));
                 self.side.push(well_formed(&n, &m, &l));
                 self.atoms.insert(key, n.concat(&m).into());
                 Ok((n, m))

@@ -51,7 +51,12 @@ fn inlined_proofs_replay_without_the_library() {
     let lib: HashMap<LemmaHash, &Lemma> = prover.lemmas().library.lemmas.iter().map(|l| (l.hash(), l)).collect();
     let mut cache = LemmaCache::new();
     cache.admit_library(&encode_file(&prover.lemmas().library, LIBRARY_MAGIC)).unwrap();
-    for (name, client) in [("firewall", ClientKind::EndUser), ("spam_filter", ClientKind::EndUser), ("multicast", ClientKind::EdgeRouter), ("worm_blocker", ClientKind::EdgeRouter)] {
+    for (name, client) in [
+        ("firewall", ClientKind::EndUser),
+        ("spam_filter", ClientKind::EndUser),
+        ("multicast", ClientKind::EdgeRouter),
+        ("worm_blocker", ClientKind::EdgeRouter),
+    ] {
         let proof = prover.prove(&compile(name).module, &policy(client)).unwrap().bundle.certificate.proof;
         let inlined = vinet_prover::builder::inline_lemmas(&proof, &lib).unwrap();
         assert!(inlined.lemmas.is_empty());

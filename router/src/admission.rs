@@ -45,15 +45,15 @@ use vinet_checker::policy::ClientKind;
 use vinet_checker::{netmask, CheckError, Checked, Module, ModuleId, Policy};
 
 use crate::config::{class_name, Config};
-use vinet_proto::identity::{hex, ip4, IdentityError, SignedIdentity, Subject};
 use crate::live::PacketPath;
 use crate::metrics::{labels, Metrics};
-use vinet_proto::clock::now_ms;
-use vinet_proto::protocol::{self, LeaseInfo, Op, Refusal, Reply, Status, Wire};
 use crate::scheduler::{price, Load, Queues};
 use crate::sources::discarded_sources;
 use crate::store::{NewLease, Store};
 use vinet_engine::vm::{Binding, Program};
+use vinet_proto::clock::now_ms;
+use vinet_proto::identity::{hex, ip4, IdentityError, SignedIdentity, Subject};
+use vinet_proto::protocol::{self, LeaseInfo, Op, Refusal, Reply, Status, Wire};
 
 type InstanceKey = (ModuleId, [u8; 32], Vec<u8>);
 
@@ -142,7 +142,11 @@ fn internal(e: impl std::fmt::Display) -> Refused {
 
 fn dest_text(s: &Subject) -> String {
     let (n, l) = s.dest();
-    if l == 32 { ip4(n).to_string() } else { format!("{}/{l}", ip4(n)) }
+    if l == 32 {
+        ip4(n).to_string()
+    } else {
+        format!("{}/{l}", ip4(n))
+    }
 }
 
 fn kind_of(s: &Subject) -> ClientKind {
@@ -168,7 +172,10 @@ fn resolve_params(module: &Module, given: &[(String, Const)]) -> Result<Vec<Cons
     for (n, _) in given {
         if !module.params.iter().any(|p| &p.name == n) {
             let names: Vec<&str> = module.params.iter().map(|p| p.name.as_str()).collect();
-            return Err(format!("the program has no parameter {n} (it declares: {})", if names.is_empty() { "none".into() } else { names.join(", ") }));
+            return Err(format!(
+                "the program has no parameter {n} (it declares: {})",
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            ));
         }
     }
     module
@@ -287,7 +294,8 @@ impl Admission {
                 let policy = *self.cfg.policy(kind_of(&v.subject)).ok_or("no policy for its client kind")?;
                 let params: Vec<Const> = protocol::decode(&row.params)?;
                 let t0 = Instant::now();
-                let checked = vinet_checker::check(&bundle, &policy, &self.lemmas.read().unwrap_or_else(|p| p.into_inner())).map_err(|e| format!("re-check failed: {e}"))?;
+                let checked = vinet_checker::check(&bundle, &policy, &self.lemmas.read().unwrap_or_else(|p| p.into_inner()))
+                    .map_err(|e| format!("re-check failed: {e}"))?;
                 self.observe_check(t0);
                 let program = Arc::new(Program::new(&checked));
                 program.instantiate(&params).map_err(|e| e.to_string())?;
@@ -295,7 +303,12 @@ impl Admission {
                 let st = self.lock();
                 let shared = st.instances.contains_key(&key);
                 if !shared && !st.load.fits(checked.complexity()) {
-                    return Err(format!("complexity {} no longer fits (capacity {}, load {})", checked.complexity(), st.load.capacity, st.load.load));
+                    return Err(format!(
+                        "complexity {} no longer fits (capacity {}, load {})",
+                        checked.complexity(),
+                        st.load.capacity,
+                        st.load.load
+                    ));
                 }
                 drop(st);
                 self.packets.install(row.id, program, binding(&v.subject, params.clone()))?;
@@ -396,15 +409,28 @@ impl Admission {
         if id.client != a.key {
             return refused((
                 Refusal::KeyMismatch,
-                format!("the request is signed by key {} but the identity binds key {}", hex(&a.key.as_bytes()[..8]), hex(&id.client.as_bytes()[..8])),
+                format!(
+                    "the request is signed by key {} but the identity binds key {}",
+                    hex(&a.key.as_bytes()[..8]),
+                    hex(&id.client.as_bytes()[..8])
+                ),
             ));
         }
         let dest = id.subject.dest();
         if !self.cfg.serves.is_empty() && !self.cfg.serves.iter().any(|&p| contains(p, dest)) {
-            return refused((Refusal::NotServed, format!("this router does not serve {} (the identity's {})", dest_text(&id.subject), id.subject)));
+            return refused((
+                Refusal::NotServed,
+                format!("this router does not serve {} (the identity's {})", dest_text(&id.subject), id.subject),
+            ));
         }
         let Some(policy) = self.cfg.policy(kind_of(&id.subject)).copied() else {
-            return refused((Refusal::NotServed, format!("this router takes no programs from {} clients", if kind_of(&id.subject) == ClientKind::EndUser { "end-user" } else { "edge-router" })));
+            return refused((
+                Refusal::NotServed,
+                format!(
+                    "this router takes no programs from {} clients",
+                    if kind_of(&id.subject) == ClientKind::EndUser { "end-user" } else { "edge-router" }
+                ),
+            ));
         };
         let client = a.key.to_bytes();
         let grant = self
@@ -443,7 +469,10 @@ impl Admission {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn upload(&self, client: [u8; 32], identity: &SignedIdentity, subject: Subject, policy: Policy, bundle: Vec<u8>, pay: u64, given: &[(String, Const)]) -> Reply {
+    fn upload(
+        &self, client: [u8; 32], identity: &SignedIdentity, subject: Subject, policy: Policy, bundle: Vec<u8>, pay: u64,
+        given: &[(String, Const)],
+    ) -> Reply {
         let b: Bundle = match decode_file(&bundle, BUNDLE_MAGIC, "bundle") {
             Ok(b) => b,
             Err(e) => return refused((Refusal::Malformed, format!("not a bundle: {e}"))),
@@ -459,7 +488,13 @@ impl Admission {
         let cost = b.declared.cost;
         let p = price(cost, self.cfg.cost_units_per_credit);
         if pay < p {
-            return refused((Refusal::Payment, format!("pays {pay} credits, but the price of declared cost {cost} is {p} (1 credit per {} cost units)", self.cfg.cost_units_per_credit)));
+            return refused((
+                Refusal::Payment,
+                format!(
+                    "pays {pay} credits, but the price of declared cost {cost} is {p} (1 credit per {} cost units)",
+                    self.cfg.cost_units_per_credit
+                ),
+            ));
         }
         {
             let lemmas = self.lemmas.read().unwrap_or_else(|p| p.into_inner());
@@ -484,13 +519,30 @@ impl Admission {
                 return refused((Refusal::Payment, format!("the balance ({avail} credits available) cannot cover the payment of {pay}")));
             }
             if st.pending.get(&client).copied().unwrap_or(0) >= self.cfg.max_pending_per_client {
-                return refused((Refusal::Busy, format!("this client already has {} requests waiting; try again later", self.cfg.max_pending_per_client)));
+                return refused((
+                    Refusal::Busy,
+                    format!("this client already has {} requests waiting; try again later", self.cfg.max_pending_per_client),
+                ));
             }
             st.arrivals += 1;
             let arrival = st.arrivals;
-            let job = Job { client, identity: identity.to_file(), subject, policy, bundle, module, complexity: b.declared.complexity, params, pay, reply: tx };
+            let job = Job {
+                client,
+                identity: identity.to_file(),
+                subject,
+                policy,
+                bundle,
+                module,
+                complexity: b.declared.complexity,
+                params,
+                pay,
+                reply: tx,
+            };
             if st.queues.push(arrival, pay, cost, job).is_err() {
-                return refused((Refusal::Busy, format!("the router's admission queue is full ({} requests waiting); try again later", self.cfg.max_queue)));
+                return refused((
+                    Refusal::Busy,
+                    format!("the router's admission queue is full ({} requests waiting); try again later", self.cfg.max_queue),
+                ));
             }
             *st.reserved.entry(client).or_default() += pay;
             *st.pending.entry(client).or_default() += 1;
@@ -552,14 +604,23 @@ impl Admission {
             if !shared && !st.load.fits(job.complexity) {
                 return refused((
                     Refusal::Capacity,
-                    format!("complexity {} does not fit: capacity {}, load {} ({} free)", job.complexity, st.load.capacity, st.load.load, st.load.capacity.saturating_sub(st.load.load)),
+                    format!(
+                        "complexity {} does not fit: capacity {}, load {} ({} free)",
+                        job.complexity,
+                        st.load.capacity,
+                        st.load.load,
+                        st.load.capacity.saturating_sub(st.load.load)
+                    ),
                 ));
             }
             let quota = self.cfg.quota(class);
             for &x in &sources {
                 let others = st.class_discards.get(&(class, x)).map_or(0, |d| d.len() - usize::from(d.contains_key(&dest)));
                 if others >= quota {
-                    return refused((Refusal::Quota, format!("the quota of {} programs against source {} is full ({quota} destinations)", class_name(class), ip4(x))));
+                    return refused((
+                        Refusal::Quota,
+                        format!("the quota of {} programs against source {} is full ({quota} destinations)", class_name(class), ip4(x)),
+                    ));
                 }
             }
             shared
@@ -601,7 +662,16 @@ impl Admission {
         let end_ms = now.saturating_add(lifetime_ms);
         let params = protocol::encode(&job.params);
         let mut st = self.lock();
-        let nl = NewLease { id, client: job.client, identity: &job.identity, bundle: &job.bundle, params: &params, start_ms: now, end_ms, paid: job.pay };
+        let nl = NewLease {
+            id,
+            client: job.client,
+            identity: &job.identity,
+            bundle: &job.bundle,
+            params: &params,
+            start_ms: now,
+            end_ms,
+            paid: job.pay,
+        };
         let balance = match st.store.admit(&nl, now) {
             Ok((_, b)) => b,
             Err(e) => {
@@ -628,7 +698,15 @@ impl Admission {
         }
         self.update_blocks(&mut st);
         self.metrics.inc("vinet_admissions_total", "");
-        Reply::Admitted { lease: id, module: checked.id().to_string(), complexity: checked.complexity(), expires_ms: end_ms, shared, paid: job.pay, balance }
+        Reply::Admitted {
+            lease: id,
+            module: checked.id().to_string(),
+            complexity: checked.complexity(),
+            expires_ms: end_ms,
+            shared,
+            paid: job.pay,
+            balance,
+        }
     }
 
     fn expire(&self, st: &mut State) {
@@ -707,7 +785,10 @@ impl Admission {
             }
         }
         if let Some(h) = hashes.iter().find(|h| !wanted.contains(h)) {
-            return refused((Refusal::Lemma, format!("lemma {h} was not asked for (the router takes only the lemmas it asked for and what they cite)")));
+            return refused((
+                Refusal::Lemma,
+                format!("lemma {h} was not asked for (the router takes only the lemmas it asked for and what they cite)"),
+            ));
         }
         let mut new = 0;
         for (l, h) in lemmas.iter().zip(&hashes) {
@@ -946,10 +1027,10 @@ fn describe(m: &Metrics) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vinet_proto::identity::{issue, SigningKey};
     use crate::live::LiveSource;
-    use vinet_engine::window::WindowConfig;
     use proptest::prelude::*;
+    use vinet_engine::window::WindowConfig;
+    use vinet_proto::identity::{issue, SigningKey};
 
     /// An admission side over a scratch database, no live traffic.
     fn admission(name: &str, authority: &SigningKey) -> (Arc<Admission>, std::path::PathBuf) {
@@ -970,7 +1051,15 @@ mod tests {
     fn status_request(authority: &SigningKey, seq: u64) -> Vec<u8> {
         let k = SigningKey::from_bytes(&[3; 32]);
         let id = issue(authority, &k.verifying_key(), Subject::EndUser { ip: 0x0a00_0001 }, 0, u64::MAX / 2).unwrap();
-        let r = protocol::Request { version: protocol::PROTOCOL_VERSION, router: [9; 32], seq, timestamp_ms: 0, client: k.verifying_key().to_bytes(), identity: id, op: Op::Status };
+        let r = protocol::Request {
+            version: protocol::PROTOCOL_VERSION,
+            router: [9; 32],
+            seq,
+            timestamp_ms: 0,
+            client: k.verifying_key().to_bytes(),
+            identity: id,
+            op: Op::Status,
+        };
         protocol::encode(&Wire::Signed(protocol::sign(&r, &k)))
     }
 
@@ -981,11 +1070,23 @@ mod tests {
         let auth = SigningKey::from_bytes(&[1; 32]);
         let (a, dir) = admission("lemmas", &auth);
         // |- true, a valid lemma nobody asked for.
-        let lemma = Lemma { name: "spam".into(), statement: 0, proof: Proof { lemmas: vec![], terms: vec![TermNode::App(Sym::True, vec![])], steps: vec![Step::Truth] } };
+        let lemma = Lemma {
+            name: "spam".into(),
+            statement: 0,
+            proof: Proof { lemmas: vec![], terms: vec![TermNode::App(Sym::True, vec![])], steps: vec![Step::Truth] },
+        };
         let k = SigningKey::from_bytes(&[3; 32]);
         let id = issue(&auth, &k.verifying_key(), Subject::EndUser { ip: 0x0a00_0001 }, 0, u64::MAX / 2).unwrap();
         let send = |seq: u64, lemmas: Vec<Lemma>| {
-            let r = protocol::Request { version: protocol::PROTOCOL_VERSION, router: [9; 32], seq, timestamp_ms: 0, client: k.verifying_key().to_bytes(), identity: id.clone(), op: Op::Lemmas { lemmas } };
+            let r = protocol::Request {
+                version: protocol::PROTOCOL_VERSION,
+                router: [9; 32],
+                seq,
+                timestamp_ms: 0,
+                client: k.verifying_key().to_bytes(),
+                identity: id.clone(),
+                op: Op::Lemmas { lemmas },
+            };
             a.handle(&protocol::encode(&Wire::Signed(protocol::sign(&r, &k))))
         };
         assert!(matches!(send(1, vec![lemma.clone()]), Reply::Refused { reason: Refusal::Lemma, .. }));

@@ -252,9 +252,15 @@ impl Config {
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         let serves = raw.serves.iter().map(|s| parse_prefix(s).map_err(|e| err(format!("serves: {e}")))).collect::<Result<Vec<_>, _>>()?;
-        let grants = raw.grants.iter().map(|g| parse_prefix(&g.prefix).map(|p| (p, g.credits)).map_err(|e| err(format!("grants: {e}")))).collect::<Result<Vec<_>, _>>()?;
+        let grants = raw
+            .grants
+            .iter()
+            .map(|g| parse_prefix(&g.prefix).map(|p| (p, g.credits)).map_err(|e| err(format!("grants: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         if raw.drop_for_everyone == 0 {
-            return Err(err("drop_for_everyone must be at least 1 (the source is dropped when MORE than N destinations discard it)".into()));
+            return Err(
+                err("drop_for_everyone must be at least 1 (the source is dropped when MORE than N destinations discard it)".into()),
+            );
         }
         if raw.cost_units_per_credit == 0 {
             return Err(err("cost_units_per_credit must be at least 1".into()));

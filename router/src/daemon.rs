@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use crate::admission::Admission;
 use crate::config::{Config, LiveMode};
-use vinet_proto::identity::hex;
-use vinet_proto::keyfile;
 use crate::live::{LiveSource, PacketPath};
 use crate::metrics::Metrics;
-use vinet_proto::protocol::{self, Channel, Refusal, Reply, WireError};
 use vinet_engine::window::WindowConfig;
+use vinet_proto::identity::hex;
+use vinet_proto::keyfile;
+use vinet_proto::protocol::{self, Channel, Refusal, Reply, WireError};
 
 /// A running daemon.
 pub struct Daemon {
@@ -58,9 +58,11 @@ impl Daemon {
         let source = match cfg.live {
             LiveMode::None => LiveSource::None,
             #[cfg(target_os = "linux")]
-            LiveMode::Nfqueue { queue, fail_open } => LiveSource::Nfqueue(
-                crate::live::nfqueue::NfQueue::open(queue, fail_open).map_err(|e| format!("cannot bind NFQUEUE {queue}: {e} (vinetd needs root or CAP_NET_ADMIN, and the nfnetlink_queue module)"))?,
-            ),
+            LiveMode::Nfqueue { queue, fail_open } => {
+                LiveSource::Nfqueue(crate::live::nfqueue::NfQueue::open(queue, fail_open).map_err(|e| {
+                    format!("cannot bind NFQUEUE {queue}: {e} (vinetd needs root or CAP_NET_ADMIN, and the nfnetlink_queue module)")
+                })?)
+            }
             #[cfg(not(target_os = "linux"))]
             LiveMode::Nfqueue { .. } => return Err("NFQUEUE is available on Linux only".into()),
         };
@@ -87,7 +89,8 @@ impl Daemon {
             None => None,
         };
         let adm = Arc::clone(&admission);
-        let scheduler = std::thread::Builder::new().name("vinet-scheduler".into()).spawn(move || adm.run_scheduler()).map_err(|e| e.to_string())?;
+        let scheduler =
+            std::thread::Builder::new().name("vinet-scheduler".into()).spawn(move || adm.run_scheduler()).map_err(|e| e.to_string())?;
         let adm = Arc::clone(&admission);
         let active = Arc::new(AtomicUsize::new(0));
         let accept = std::thread::Builder::new()

@@ -141,7 +141,11 @@ pub fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync
                 } else {
                     ("404 Not Found", "not found\n".to_string())
                 };
-                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             });
         }
     })?;

@@ -124,7 +124,8 @@ mod tests {
         // A prefix is not one source; a set that is only grouped is not discarded.
         let m = module("LIFETIME = 1 hours\nDISCARD(GROUP_BY_SOURCE(GROUP_BY_DESTINATION(AllPackets, THIS_IP), 192.0.2.0/24));");
         assert!(discarded_sources(&m, &[]).is_empty());
-        let m = module("LIFETIME = 1 hours\nCLASS = monitoring\nX = GROUP_BY_SOURCE(GROUP_BY_DESTINATION(AllPackets, THIS_IP), 192.0.2.1);");
+        let m =
+            module("LIFETIME = 1 hours\nCLASS = monitoring\nX = GROUP_BY_SOURCE(GROUP_BY_DESTINATION(AllPackets, THIS_IP), 192.0.2.1);");
         assert!(discarded_sources(&m, &[]).is_empty());
     }
 }

@@ -144,7 +144,8 @@ impl Store {
     /// is not greater than the last accepted, else the balance.
     pub fn accept_seq(&mut self, key: &[u8; 32], seq: u64, grant: u64, now_ms: u64) -> Result<Result<u64, u64>, StoreError> {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(i64, i64)> = tx.query_row("SELECT last_seq, balance FROM clients WHERE key = ?1", [&key[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let row: Option<(i64, i64)> =
+            tx.query_row("SELECT last_seq, balance FROM clients WHERE key = ?1", [&key[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
         let balance = match row {
             Some((last, _)) if u(last) >= seq => return Ok(Err(u(last))),
             Some((_, b)) => {
@@ -198,13 +199,18 @@ impl Store {
 
     /// End a lease (withdrawn, expired, or refused on reload).
     pub fn end_lease(&mut self, lease: u64, now_ms: u64, reason: &str) -> Result<(), StoreError> {
-        self.db.execute("UPDATE leases SET ended_ms = ?2, end_reason = ?3 WHERE id = ?1 AND ended_ms IS NULL", params![i(lease), i(now_ms), reason])?;
+        self.db.execute(
+            "UPDATE leases SET ended_ms = ?2, end_reason = ?3 WHERE id = ?1 AND ended_ms IS NULL",
+            params![i(lease), i(now_ms), reason],
+        )?;
         Ok(())
     }
 
     /// The leases not ended, oldest first.
     pub fn active_leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
-        let mut st = self.db.prepare("SELECT id, client, identity, bundle, params, start_ms, end_ms, paid FROM leases WHERE ended_ms IS NULL ORDER BY id")?;
+        let mut st = self.db.prepare(
+            "SELECT id, client, identity, bundle, params, start_ms, end_ms, paid FROM leases WHERE ended_ms IS NULL ORDER BY id",
+        )?;
         let rows = st.query_map([], |r| {
             Ok(LeaseRow {
                 id: u(r.get(0)?),

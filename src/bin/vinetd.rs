@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use vinet_proto::identity::hex;
+use vinet_proto::keyfile::router_key;
 use vinet_router::config::Config;
 use vinet_router::daemon::Daemon;
-use vinet_proto::keyfile::router_key;
-use vinet_proto::identity::hex;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -41,7 +41,9 @@ pub fn decide(bytes: &[u8], policy: &vinet_checker::Policy) -> Result<vinet_anal
     };
     let v = vinet_analyzer::analyze(&module, policy).map_err(|e| e.to_string())?;
     match declared {
-        Some(d) if d.complexity != v.complexity => Err(format!("declared complexity {} but the analysis derives {}", d.complexity, v.complexity)),
+        Some(d) if d.complexity != v.complexity => {
+            Err(format!("declared complexity {} but the analysis derives {}", d.complexity, v.complexity))
+        }
         Some(d) if d.cost != v.cost => Err(format!("declared cost {} but the analysis derives {}", d.cost, v.cost)),
         _ => Ok(v),
     }
@@ -55,7 +57,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     match decide(&bytes, &policy) {
         Ok(v) => {
             match args.format {
-                Format::Json => println!("{}", serde_json::json!({"accepted": true, "bundle": shown, "complexity": v.complexity, "cost": v.cost})),
+                Format::Json => {
+                    println!("{}", serde_json::json!({"accepted": true, "bundle": shown, "complexity": v.complexity, "cost": v.cost}))
+                }
                 Format::Text => println!("accepted {shown} by static analysis: complexity {} units/window, cost {}", v.complexity, v.cost),
             }
             Ok(())

@@ -60,14 +60,23 @@ pub fn run(args: Args) -> Result<(), Failure> {
                     "{}",
                     serde_json::json!({"accepted": true, "bundle": args.bundle.display().to_string(), "module": c.id().to_string(), "complexity": c.complexity(), "cost": c.cost(), "lifetime_secs": c.module().header.lifetime_secs})
                 ),
-                Format::Text => println!("accepted {}: module {}, complexity {} units/window, cost {}", args.bundle.display(), c.id(), c.complexity(), c.cost()),
+                Format::Text => println!(
+                    "accepted {}: module {}, complexity {} units/window, cost {}",
+                    args.bundle.display(),
+                    c.id(),
+                    c.complexity(),
+                    c.cost()
+                ),
             }
             Ok(())
         }
         Err(e) => {
             let reason = format!("rejected {}: {e}", args.bundle.display());
             if let Format::Json = args.format {
-                println!("{}", serde_json::json!({"accepted": false, "bundle": args.bundle.display().to_string(), "reason": e.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"accepted": false, "bundle": args.bundle.display().to_string(), "reason": e.to_string()})
+                );
             }
             Err(Failure::Rejected(reason))
         }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use vinet_router::config::parse_prefix;
-use vinet_proto::identity::{hex, issue, parse_public_key, parse_secret_key, SignedIdentity, Subject};
 use vinet_proto::clock::unix_now;
+use vinet_proto::identity::{hex, issue, parse_public_key, parse_secret_key, SignedIdentity, Subject};
+use vinet_router::config::parse_prefix;
 
 use super::{read_input, Failure};
 
@@ -76,7 +76,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     match args.command {
         Cmd::Issue(a) => issue_cmd(a),
         Cmd::Show { identity } => {
-            let id = SignedIdentity::from_file(&read_input(&identity)?).map_err(|e| Failure::Usage(format!("{}: {e}", identity.display())))?;
+            let id =
+                SignedIdentity::from_file(&read_input(&identity)?).map_err(|e| Failure::Usage(format!("{}: {e}", identity.display())))?;
             println!("{}", describe(&id));
             Ok(())
         }
@@ -103,7 +104,9 @@ fn issue_cmd(a: IssueArgs) -> Result<(), Failure> {
     let client = parse_public_key(&client_text).map_err(|e| Failure::Usage(format!("--client: {e}")))?;
     let subject = match (a.address, &a.prefix, a.router_ip) {
         (Some(ip), None, _) => Subject::EndUser { ip: ip.into() },
-        (None, Some(p), Some(r)) => Subject::EdgeRouter { prefix: parse_prefix(p).map_err(|e| Failure::Usage(format!("--prefix: {e}")))?, router_ip: r.into() },
+        (None, Some(p), Some(r)) => {
+            Subject::EdgeRouter { prefix: parse_prefix(p).map_err(|e| Failure::Usage(format!("--prefix: {e}")))?, router_ip: r.into() }
+        }
         _ => return Err(Failure::Usage("give --address IP (an end user) or --prefix NET/LEN with --router-ip IP (an edge router)".into())),
     };
     let secs = vinet_engine::policy_file::parse_duration(&a.valid_for).map_err(|e| Failure::Usage(format!("--valid-for: {e}")))?;

@@ -37,7 +37,8 @@ pub struct Args {
 type Format = (&'static str, fn(&[u8]) -> Result<String, String>);
 
 /// The kinds of file inspect knows, tried in order.
-const FORMATS: &[Format] = &[("bundle", super::inspect_bundle::list_bundle), ("lemma library", super::inspect_bundle::list_library), ("module", list_module)];
+const FORMATS: &[Format] =
+    &[("bundle", super::inspect_bundle::list_bundle), ("lemma library", super::inspect_bundle::list_library), ("module", list_module)];
 
 /// Run `vinetc inspect`.
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -177,10 +178,15 @@ fn list_block(m: &Module, start: usize, end: usize, depth: usize, w: &mut String
             Insn::While { cond, bound, rank, .. } => {
                 let mut r = rank.constant.to_string();
                 for (reg, c) in &rank.terms {
-                    let _ = write!(r, " {} {}r{reg}", if *c < 0 { '-' } else { '+' }, match c.unsigned_abs() {
-                        1 => String::new(),
-                        n => format!("{n}*"),
-                    });
+                    let _ = write!(
+                        r,
+                        " {} {}r{reg}",
+                        if *c < 0 { '-' } else { '+' },
+                        match c.unsigned_abs() {
+                            1 => String::new(),
+                            n => format!("{n}*"),
+                        }
+                    );
                 }
                 row(m, pc, depth, &format!("while (at most {bound} times, rank {r})"), w);
                 list_block(m, subs[0].0, subs[0].1, depth + 1, w);

@@ -22,8 +22,20 @@ pub fn list_bundle(bytes: &[u8]) -> Result<String, String> {
     let proof_bytes = postcard::to_allocvec(&cert.proof).map_err(|e| e.to_string())?.len();
     let id = Module::id_of(&b.module);
     let mut s = String::new();
-    let _ = writeln!(s, "bundle: {} bytes (bytecode {} bytes, certificate {} bytes)", bytes.len(), b.module.len(), bytes.len() - b.module.len());
-    let _ = writeln!(s, "certificate: version {}, for module {}{}", cert.version, cert.module, if cert.module == id { "" } else { "  (NOT this bundle's module!)" });
+    let _ = writeln!(
+        s,
+        "bundle: {} bytes (bytecode {} bytes, certificate {} bytes)",
+        bytes.len(),
+        b.module.len(),
+        bytes.len() - b.module.len()
+    );
+    let _ = writeln!(
+        s,
+        "certificate: version {}, for module {}{}",
+        cert.version,
+        cert.module,
+        if cert.module == id { "" } else { "  (NOT this bundle's module!)" }
+    );
     let _ = writeln!(s, "  proof: {} steps, {} terms, {} bytes", cert.proof.steps.len(), cert.proof.terms.len(), proof_bytes);
     let names = known_lemmas();
     let _ = writeln!(s, "  lemmas cited: {}", cert.proof.lemmas.len());
@@ -52,7 +64,12 @@ pub fn derive(bytes: &[u8], policy: &vinet_checker::Policy) -> String {
     let Ok(b) = decode_file::<Bundle>(bytes, BUNDLE_MAGIC, "bundle") else { return String::new() };
     let Ok(m) = Module::decode(&b.module) else { return "checker: the module does not decode\n".into() };
     let mut s = match vinet_checker::vcgen::generate(&m, policy) {
-        Ok(vc) => format!("derived under the policy: complexity {} units/window, cost {}, {} obligations\n", vc.complexity, vc.cost, vc.obligations.len() + 1),
+        Ok(vc) => format!(
+            "derived under the policy: complexity {} units/window, cost {}, {} obligations\n",
+            vc.complexity,
+            vc.cost,
+            vc.obligations.len() + 1
+        ),
         Err(e) => format!("derived under the policy: none ({e})\n"),
     };
     let verdict = match super::check::lemma_cache(None) {

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use vinet_proto::keyfile::write_private;
 use vinet_proto::identity::{generate_key, public_key_text, secret_key_text};
+use vinet_proto::keyfile::write_private;
 
 use super::Failure;
 

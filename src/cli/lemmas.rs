@@ -58,6 +58,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let output = output.unwrap_or_else(|| dir.join("library.vnl"));
     std::fs::write(&output, &bytes).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", output.display())))?;
     let steps: usize = set.library.lemmas.iter().map(|l| l.proof.steps.len()).sum();
-    println!("built {}: {} lemmas, {} proof steps, {} bytes, each checked by the kernel", output.display(), set.library.lemmas.len(), steps, bytes.len());
+    println!(
+        "built {}: {} lemmas, {} proof steps, {} bytes, each checked by the kernel",
+        output.display(),
+        set.library.lemmas.len(),
+        steps,
+        bytes.len()
+    );
     Ok(())
 }

@@ -15,17 +15,17 @@ use clap::{Parser, Subcommand};
 pub mod analyze;
 pub mod build;
 pub mod check;
+pub mod identity;
 pub mod inspect;
 pub mod inspect_bundle;
+pub mod keygen;
 pub mod lemmas;
 pub mod prove;
-pub mod run;
-pub mod keygen;
-pub mod identity;
-pub mod upload;
 pub mod renew;
-pub mod withdraw;
+pub mod run;
 pub mod status;
+pub mod upload;
+pub mod withdraw;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -160,7 +160,12 @@ pub fn fmt_lifetime(secs: u64) -> String {
 pub fn quiet_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let text = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
         if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
             std::process::exit(141);
         }

@@ -62,7 +62,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 })
                 .collect();
             compiled.render(diags).action("prove").emit();
-            return Err(Failure::Rejected(format!("{name} is not safe under {} ({n} problem{})", args.policy.display(), if n == 1 { "" } else { "s" })));
+            return Err(Failure::Rejected(format!(
+                "{name} is not safe under {} ({n} problem{})",
+                args.policy.display(),
+                if n == 1 { "" } else { "s" }
+            )));
         }
     };
     let elapsed = started.elapsed();

@@ -33,7 +33,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     match args.conn.request(&mut c, Op::Renew { lease: args.lease, pay: args.pay })? {
         Reply::Renewed { lease, expires_ms, balance } => {
             match args.conn.format {
-                Format::Json => println!("{}", serde_json::json!({"ok": true, "lease": lease, "expires_ms": expires_ms, "balance": balance})),
+                Format::Json => {
+                    println!("{}", serde_json::json!({"ok": true, "lease": lease, "expires_ms": expires_ms, "balance": balance}))
+                }
                 Format::Text => println!("renewed lease {lease}: expires in {}; balance {balance}", until(expires_ms)),
             }
             Ok(())

@@ -174,7 +174,8 @@ struct Request {
 
 fn manifest_requests(path: &Path, default_policy: &Path) -> Result<Vec<Request>, Failure> {
     let text = String::from_utf8(read_input(path)?).map_err(|_| Failure::Usage(format!("{}: not UTF-8", path.display())))?;
-    let m: Manifest = toml::from_str(&text).map_err(|e| Failure::Usage(format!("manifest {}: {}", path.display(), e.to_string().trim_end())))?;
+    let m: Manifest =
+        toml::from_str(&text).map_err(|e| Failure::Usage(format!("manifest {}: {}", path.display(), e.to_string().trim_end())))?;
     if m.install.is_empty() {
         return Err(Failure::Usage(format!("manifest {}: no [[install]] entry", path.display())));
     }
@@ -269,7 +270,10 @@ impl Out {
     fn writer(&mut self, link: LinkType) -> Option<&mut PcapOut<BufWriter<File>>> {
         if self.w.is_none() && self.error.is_none() {
             let path = self.path.as_ref()?;
-            match File::create(path).map_err(|e| e.to_string()).and_then(|f| PcapOut::new(BufWriter::new(f), link).map_err(|e| e.to_string())) {
+            match File::create(path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| PcapOut::new(BufWriter::new(f), link).map_err(|e| e.to_string()))
+            {
                 Ok(w) => self.w = Some(w),
                 Err(e) => self.error = Some(format!("cannot write {}: {e}", path.display())),
             }
@@ -318,7 +322,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let (Some(bundle), Some(ip)) = (args.bundle.clone(), args.this_ip) else {
                 return Err(Failure::Usage("give BUNDLE.vpc and --this-ip, or --install MANIFEST.toml".into()));
             };
-            vec![Request { bundle, policy: args.policy.clone(), this_ip: u32::from(ip), this_subnet: args.this_subnet, params: args.params.clone() }]
+            vec![Request {
+                bundle,
+                policy: args.policy.clone(),
+                this_ip: u32::from(ip),
+                this_subnet: args.this_subnet,
+                params: args.params.clone(),
+            }]
         }
     };
     if args.window_ms == 0 {
@@ -483,7 +493,18 @@ fn print_text(args: &Args, rows: &[Row], st: &RunnerStats, cfg: WindowConfig, el
     let shown = rows.len().min(50);
     println!(
         "{:<28} {:<18} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "program", "client", "in", "discarded", "forwarded", "generated", "windows", "faults", "cost max", "cost mean", "bound", "bound/max"
+        "program",
+        "client",
+        "in",
+        "discarded",
+        "forwarded",
+        "generated",
+        "windows",
+        "faults",
+        "cost max",
+        "cost mean",
+        "bound",
+        "bound/max"
     );
     for r in &rows[..shown] {
         let name = Path::new(&r.bundle).file_name().map_or_else(|| r.bundle.clone(), |n| n.to_string_lossy().into_owned());
@@ -540,12 +561,7 @@ fn print_text(args: &Args, rows: &[Row], st: &RunnerStats, cfg: WindowConfig, el
 }
 
 fn print_json(
-    args: &Args,
-    rows: &[Row],
-    st: &RunnerStats,
-    cfg: WindowConfig,
-    elapsed: std::time::Duration,
-    capture_error: Option<&CaptureError>,
+    args: &Args, rows: &[Row], st: &RunnerStats, cfg: WindowConfig, elapsed: std::time::Duration, capture_error: Option<&CaptureError>,
 ) {
     use serde_json::json;
     let programs: Vec<_> = rows

@@ -44,7 +44,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
             );
         }
         Format::Text => {
-            println!("load {} of capacity {} cost units/window; {} programs installed ({} distinct instances)", s.load, s.capacity, s.installed, s.instances);
+            println!(
+                "load {} of capacity {} cost units/window; {} programs installed ({} distinct instances)",
+                s.load, s.capacity, s.installed, s.instances
+            );
             let q: u64 = s.queues.iter().map(|x| x.1).sum();
             println!("queued uploads: {q}{}", if q > 0 { format!(" {:?} (cost class, count)", s.queues) } else { String::new() });
             if !s.blocked_sources.is_empty() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use vinet_checker::cert::{Lemma, LemmaHash};
 use vinet_proto::client::Client;
-use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::identity::{parse_secret_key, SignedIdentity};
+use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::protocol::{Op, Reply};
 
 use super::{read_input, Failure, Format};
@@ -69,7 +69,8 @@ impl Conn {
         };
         let text = std::fs::read_to_string(&rk).unwrap_or(rk);
         let router = parse_router_public(&text).map_err(|e| Failure::Usage(format!("--router-key: {e}")))?;
-        let mut c = Client::connect(&self.router, router, Duration::from_secs(self.timeout)).map_err(|e| Failure::Usage(format!("cannot reach the router at {}: {e}", self.router)))?;
+        let mut c = Client::connect(&self.router, router, Duration::from_secs(self.timeout))
+            .map_err(|e| Failure::Usage(format!("cannot reach the router at {}: {e}", self.router)))?;
         if signed || self.key.is_some() {
             let (Some(kp), Some(ip)) = (&self.key, &self.identity) else {
                 return Err(Failure::Usage("--key KEY and --identity ID.vid are needed".into()));
@@ -111,7 +112,11 @@ pub fn until(ms: u64) -> String {
     let s = ms.saturating_sub(vinet_proto::clock::now_ms()).div_ceil(1000);
     let parts = [(s / 86_400, "d"), (s / 3600 % 24, "h"), (s / 60 % 60, "m"), (s % 60, "s")];
     let v: Vec<String> = parts.iter().skip_while(|(n, _)| *n == 0).map(|(n, u)| format!("{n}{u}")).collect();
-    if v.is_empty() { "0s".into() } else { v.join(" ") }
+    if v.is_empty() {
+        "0s".into()
+    } else {
+        v.join(" ")
+    }
 }
 
 /// Arguments of `vinetc upload`.
@@ -151,8 +156,12 @@ fn lemmas_for(library: &[Lemma], hashes: &[LemmaHash]) -> Vec<Lemma> {
 
 fn library(path: Option<&PathBuf>) -> Result<Vec<Lemma>, Failure> {
     let lib = match path {
-        Some(p) => vinet_checker::cert::decode_file::<vinet_checker::cert::Library>(&read_input(p)?, vinet_checker::cert::LIBRARY_MAGIC, "lemma library")
-            .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?,
+        Some(p) => vinet_checker::cert::decode_file::<vinet_checker::cert::Library>(
+            &read_input(p)?,
+            vinet_checker::cert::LIBRARY_MAGIC,
+            "lemma library",
+        )
+        .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?,
         None => vinet_prover::lemma_src::build(vinet_prover::lemma_src::BUILTIN).map_err(Failure::Usage)?.library,
     };
     Ok(lib.lemmas)

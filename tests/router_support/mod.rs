@@ -52,7 +52,11 @@ pub struct Run {
 
 impl Run {
     fn from(o: Output) -> Run {
-        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
     }
     /// Assert success and return stdout.
     pub fn ok(&self) -> &str {
@@ -192,7 +196,11 @@ impl Env {
         let key = pubkey.split_whitespace().nth(1).unwrap().to_string();
         let listen = self.listen.replace("127.0.0.1", &s.listen_host);
         let lemmas = s.lemmas.as_ref().map_or(String::new(), |l| format!("lemmas = \"{}\"\n", l.display()));
-        let serves = if s.serves.is_empty() { String::new() } else { format!("serves = [{}]\n", s.serves.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", ")) };
+        let serves = if s.serves.is_empty() {
+            String::new()
+        } else {
+            format!("serves = [{}]\n", s.serves.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", "))
+        };
         let text = format!(
             r#"listen = "{listen}"
 metrics = "{metrics}"
@@ -293,7 +301,10 @@ monitoring = 100
 
     /// A metric's value (0 if absent).
     pub fn metric(&self, series: &str) -> f64 {
-        self.metrics().lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
     }
 }
 
@@ -325,7 +336,9 @@ impl Vinetd {
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!("vinetd exited ({st}) before it was ready:\n{}", self.log_text());
             }
-            if self.log_text().get(from..).is_some_and(|t| t.contains("vinetd ready")) && (listen.is_empty() || TcpStream::connect(listen).is_ok()) {
+            if self.log_text().get(from..).is_some_and(|t| t.contains("vinetd ready"))
+                && (listen.is_empty() || TcpStream::connect(listen).is_ok())
+            {
                 return;
             }
             assert!(t0.elapsed() < Duration::from_secs(30), "vinetd not ready after 30 s:\n{}", self.log_text());
@@ -345,7 +358,11 @@ impl Vinetd {
 
     /// Lines of the log containing `what`.
     pub fn log_lines(&self, what: &str) -> Vec<String> {
-        std::io::BufReader::new(std::fs::File::open(&self.log).unwrap()).lines().map_while(Result::ok).filter(|l| l.contains(what)).collect()
+        std::io::BufReader::new(std::fs::File::open(&self.log).unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains(what))
+            .collect()
     }
 }
 

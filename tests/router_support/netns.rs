@@ -184,7 +184,9 @@ pub fn setup(tag: &str) -> Result<Net, String> {
 pub fn helper(net_ns: &str, role: &str) -> Command {
     let exe = std::env::current_exe().unwrap();
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", net_ns]).arg(exe).args(["--exact", "helper_entry", "--nocapture", "--test-threads=1", "-q"]).env(HELPER_ENV, role);
+    c.args(["netns", "exec", net_ns])
+        .arg(exe)
+        .args(["--exact", "helper_entry", "--nocapture", "--test-threads=1", "-q"])
+        .env(HELPER_ENV, role);
     c
 }
-

@@ -454,7 +454,10 @@ fn slab_reads_ahead_change_no_verdict() {
         at.push((off, f.len()));
     }
     fn frames<'a>(slab: &'a [u8], at: &[(usize, usize)]) -> Vec<Frame<'a>> {
-        at.iter().enumerate().map(|(i, &(o, n))| Frame { link: LinkType::Ethernet, ts_ns: i as u64, orig_len: n as u32, data: &slab[o..o + n] }).collect()
+        at.iter()
+            .enumerate()
+            .map(|(i, &(o, n))| Frame { link: LinkType::Ethernet, ts_ns: i as u64, orig_len: n as u32, data: &slab[o..o + n] })
+            .collect()
     }
     let router = || {
         let mut r = Runner::new(WindowConfig::new(256, 1000));

@@ -298,10 +298,12 @@ fn count_distinct_and_prefixes() {
     let p = program(a.module(Class::Monitoring), 100);
     let mut m = Machine::new();
     let st = run(&p, &w, &mut m).unwrap();
-    let sc = |r: Reg| m.scal[match p.slots[r as usize] {
-        Slot::Scalar(i) => i as usize,
-        _ => unreachable!(),
-    }];
+    let sc = |r: Reg| {
+        m.scal[match p.slots[r as usize] {
+            Slot::Scalar(i) => i as usize,
+            _ => unreachable!(),
+        }]
+    };
     assert_eq!(sc(c), 4);
     assert_eq!(sc(d), 4);
     assert_eq!(sc(masked), 0x0a00_0000);
@@ -489,7 +491,11 @@ fn match_bits_agrees_with_the_naive_loop() {
         let col: Vec<u32> = (0..len)
             .map(|_| {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if x.is_multiple_of(3) { 0x0a00_0001 } else { x }
+                if x.is_multiple_of(3) {
+                    0x0a00_0001
+                } else {
+                    x
+                }
             })
             .collect();
         for (net, mask) in [(0x0a00_0001, u32::MAX), (0x0a00_0000, 0xff00_0000), (0, 0)] {
@@ -545,10 +551,12 @@ fn boolean_and_string_operations() {
     udp(&mut w, BAD, ME, b"cheap viagra");
     let mut m = Machine::new();
     run(&p, &w, &mut m).unwrap();
-    let sc = |r: Reg| m.scal[match p.slots[r as usize] {
-        Slot::Scalar(i) => i as usize,
-        _ => unreachable!(),
-    }];
+    let sc = |r: Reg| {
+        m.scal[match p.slots[r as usize] {
+            Slot::Scalar(i) => i as usize,
+            _ => unreachable!(),
+        }]
+    };
     assert_eq!((sc(hit), sc(eq), sc(ne), sc(not_eq), sc(r)), (1, 1, 1, 0, 1));
     let si = match p.slots[copy as usize] {
         Slot::Str(i) => i as usize,

@@ -114,7 +114,15 @@ impl PacketPath {
             LiveSource::Nfqueue(_) => Some(rawsock::RawSender::open()?),
         };
         let thread = std::thread::Builder::new().name("vinet-packets".into()).spawn(move || {
-            let mut p = Path { router: Runner::new(cfg), installs: HashMap::new(), blocked: BTreeSet::new(), snap, stats: Snapshot::default(), raw, last_publish: Instant::now() };
+            let mut p = Path {
+                router: Runner::new(cfg),
+                installs: HashMap::new(),
+                blocked: BTreeSet::new(),
+                snap,
+                stats: Snapshot::default(),
+                raw,
+                last_publish: Instant::now(),
+            };
             match source {
                 LiveSource::None => p.run_idle(rx),
                 #[cfg(target_os = "linux")]
@@ -351,7 +359,9 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/benches/fixtures");
         let mut cache = vinet_checker::cert::LemmaCache::new();
         cache.admit_library(&std::fs::read(dir.join("lemmas.lib")).unwrap()).unwrap();
-        let policy = vinet_engine::policy_file::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/end-user.toml")).unwrap();
+        let policy =
+            vinet_engine::policy_file::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/end-user.toml"))
+                .unwrap();
         let checked = vinet_checker::check(&std::fs::read(dir.join("firewall.vpc")).unwrap(), &policy, &cache).unwrap();
         Arc::new(Program::new(&checked))
     }
