@@ -1,0 +1,2 @@
+//! Placeholder until the harness move lands.
+fn main() {}
