@@ -1,4 +1,4 @@
-//! The two verifiers agree on every program of the test corpus (DESIGN
+//! The two verifiers agree on every program of the test corpus (CONTRACT
 //! section 5): proof-carrying code (prove, then `check`) and the static
 //! analyzer (`analyze`, no certificate).
 //!

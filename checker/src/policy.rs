@@ -33,7 +33,7 @@ pub struct UnitCosts {
     pub distinct_destinations: u64,
 }
 
-/// A router's safety policy (DESIGN section 4).
+/// A router's safety policy (CONTRACT section 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Policy {
     /// End user or edge router.
