@@ -414,7 +414,8 @@ impl Operands {
 /// - every operand register and constant exists and has the type its instruction needs;
 /// - every block lies inside its parent, nesting is at most [`MAX_NESTING`];
 /// - every register is written before it is read, on every path; registers a
-///   `Foreach` body writes are dead after the loop, and a body writes only
+///   `Foreach` writes (its key and set, and its body's) are dead after the loop,
+///   its key and set are not assigned before it, and a body writes only
 ///   registers of its own (nothing computed from the groups escapes the loop);
 /// - `While` bounds are at most [`MAX_LOOP_BOUND`] and its rank reads numeric registers;
 /// - the class agrees with the effects: GENERATE needs `Multicast`, DISCARD
@@ -499,8 +500,13 @@ impl<'m> Validator<'m> {
                     }
                     pc = else_end;
                 }
-                Insn::Foreach { body_len, .. } => {
+                Insn::Foreach { body_len, key, set, .. } => {
                     let body_end = sub(*body_len, pc + 1)?;
+                    // The key and set registers live in the loop only: after it the VM holds
+                    // the last group's, so a value from before the loop must not survive it.
+                    if let Some(r) = [*key, *set].into_iter().find(|&r| self.assigned[r as usize]) {
+                        return Err(at(pc, format!("foreach writes r{r}, which is already assigned before the loop")));
+                    }
                     let before = self.assigned.clone();
                     self.write_at(pc, &ops)?;
                     let outer = std::mem::replace(&mut self.outer, before.clone());
@@ -651,6 +657,44 @@ mod tests {
         m.code.pop();
         m.lines.pop();
         m.validate().unwrap();
+    }
+
+    /// Issue 9, finding 1: a foreach whose key register already holds THIS_IP.
+    /// After the loop the VM holds the last sender's address there, so a GENERATE
+    /// to it would go wherever a spoofed source points; the validator refuses the
+    /// module before any proof is looked at. The same for the set register.
+    #[test]
+    fn foreach_key_or_set_assigned_before_the_loop_is_refused() {
+        let mut m = firewall();
+        m.header.class = Class::Multicast;
+        m.consts = vec![Const::Str("x".into())];
+        m.regs = vec![Ty::Set, Ty::Groups, Ty::Addr, Ty::Set, Ty::Str, Ty::Addr];
+        m.code = vec![
+            Insn::AllPackets { dst: 0 },
+            Insn::ThisIp { dst: 2 },
+            Insn::GroupSrc { dst: 1, set: 0 },
+            Insn::Foreach { groups: 1, key: 2, set: 3, body_len: 0 },
+            Insn::Const { dst: 4, k: 0 },
+            Insn::ThisIp { dst: 5 },
+            Insn::Generate { src: 5, dst: 2, payload: 4 },
+        ];
+        m.lines = vec![0; m.code.len()];
+        assert!(m.validate().unwrap_err().to_string().contains("foreach writes r2, which is already assigned before the loop"));
+        // The set register: a DISCARD of the last group after the loop.
+        m.header.class = Class::Filtering;
+        m.code = vec![
+            Insn::AllPackets { dst: 0 },
+            Insn::AllPackets { dst: 3 },
+            Insn::GroupSrc { dst: 1, set: 0 },
+            Insn::Foreach { groups: 1, key: 2, set: 3, body_len: 0 },
+            Insn::Discard { set: 3 },
+        ];
+        m.lines = vec![0; m.code.len()];
+        assert!(m.validate().unwrap_err().to_string().contains("foreach writes r3, which is already assigned before the loop"));
+        // Fresh registers are fine, and still dead after the loop.
+        m.code.remove(1);
+        m.lines.pop();
+        assert!(m.validate().unwrap_err().to_string().contains("r3 is read before it is written"));
     }
 
     #[test]
