@@ -640,10 +640,10 @@ fn vinetc_run_replays_every_shared_capture() {
 /// The runtime benchmark runs bundles proved ahead of time (it may not link
 /// the prover): they must still be accepted by the checker, with their own
 /// lemma library and with the one vinetc ships. If this fails, run
-/// `runtime/benches/fixtures/regenerate.sh`.
+/// `engine/benches/fixtures/regenerate.sh`.
 #[test]
 fn benchmark_fixtures_are_still_accepted() {
-    let dir = root().join("runtime/benches/fixtures");
+    let dir = root().join("engine/benches/fixtures");
     let lib = dir.join("lemmas.lib");
     for (bundle, policy) in [("firewall", END_USER), ("spam_filter", END_USER), ("multicast", EDGE), ("worm_blocker", EDGE)] {
         let b = dir.join(format!("{bundle}.vpc"));
@@ -653,7 +653,7 @@ fn benchmark_fixtures_are_still_accepted() {
                 args.extend(["--lemmas", s(l)]);
             }
             let o = vinetc(&args);
-            assert_eq!(o.status.code(), Some(0), "{bundle}: {} (run runtime/benches/fixtures/regenerate.sh)", text(&o.stderr));
+            assert_eq!(o.status.code(), Some(0), "{bundle}: {} (run engine/benches/fixtures/regenerate.sh)", text(&o.stderr));
         }
     }
 }
