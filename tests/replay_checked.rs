@@ -61,7 +61,7 @@ fn checked_examples_replay_every_capture_within_their_certified_cost() {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut reader = match CaptureReader::open(path) {
             Ok(r) => r,
-            Err(CaptureError::Format(_)) => continue, // counted by the runtime's own replay test
+            Err(CaptureError::Format(_)) => continue, // counted by the engine's own replay test
             Err(e) => panic!("{name}: {e}"),
         };
         let mut router = Runner::new(cfg);

@@ -7,7 +7,7 @@
 //! addresses and payloads).
 //!
 //! The drop predicates below are written from the scenario, independently of
-//! the runtime (frames are decoded here by hand), and each is also held to
+//! the engine (frames are decoded here by hand), and each is also held to
 //! the number counted by hand in the generator's documentation.
 //!
 //! Also here: `vinetc run` over every capture of `tests/data/pcap`, with
@@ -637,7 +637,7 @@ fn vinetc_run_replays_every_shared_capture() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The runtime benchmark runs bundles proved ahead of time (it may not link
+/// The engine benchmark runs bundles proved ahead of time (it may not link
 /// the prover): they must still be accepted by the checker, with their own
 /// lemma library and with the one vinetc ships. If this fails, run
 /// `engine/benches/fixtures/regenerate.sh`.

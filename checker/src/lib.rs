@@ -28,7 +28,7 @@
 //! - lemmas: each cited lemma was itself checked, from the axioms and earlier lemmas.
 //!
 //! Deliberately not checked here: that the policy file is sensible (it is the
-//! operator's own), identities and signatures (the runtime's admission
+//! operator's own), identities and signatures (the router's admission
 //! pipeline), and anything about the VM's implementation of the routines.
 //!
 //! The crate depends on serde, postcard, blake3 and thiserror only: no solver,

@@ -1,5 +1,5 @@
 //! The router's safety policy as a typed value. Reading it from TOML happens
-//! outside the trusted base (in the runtime and the command line).
+//! outside the trusted base (in the packet engine and the command line).
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! (docs/SEMANTICS.md), written to be obviously right rather than fast.
 //!
 //! It runs the checked tree, not the bytecode, one packet at a time with
-//! plain vectors and hash sets, over a whole window. The runtime's property
+//! plain vectors and hash sets, over a whole window. The engine's property
 //! tests compare the VM against it on random windows; if the two disagree,
 //! this file is the one that is easy to read.
 
