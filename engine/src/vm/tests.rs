@@ -1,11 +1,12 @@
 //! VM unit tests on hand-made windows and hand-written modules (built through
 //! the test-only `Program::unchecked`, since no checked bundle exists yet).
 
+use super::bits::match_bits;
 use super::*;
 use crate::packet::tests::{ipv4_bytes, tcp_bytes, udp_bytes};
 use crate::packet::LinkType;
 use crate::window::Window;
-use vinet_checker::bytecode::{Class, Header, Param, Rank, FORMAT_VERSION};
+use vinet_checker::bytecode::{ArithOp, Class, CmpOp, Header, Param, Rank, Reg, FORMAT_VERSION};
 use vinet_checker::policy::ClientKind;
 use vinet_checker::Policy;
 
@@ -299,7 +300,7 @@ fn count_distinct_and_prefixes() {
     let mut m = Machine::new();
     let st = run(&p, &w, &mut m).unwrap();
     let sc = |r: Reg| {
-        m.scal[match p.slots[r as usize] {
+        m.scalars[match p.slots[r as usize] {
             Slot::Scalar(i) => i as usize,
             _ => unreachable!(),
         }]
@@ -325,7 +326,7 @@ fn contains_string_across_contiguous_tcp_segments_only() {
         let (p, r) = needle_prog(word);
         let mut m = Machine::new();
         run(&p, w, &mut m).unwrap();
-        m.scal[match p.slots[r as usize] {
+        m.scalars[match p.slots[r as usize] {
             Slot::Scalar(i) => i as usize,
             _ => unreachable!(),
         }] == 1
@@ -552,7 +553,7 @@ fn boolean_and_string_operations() {
     let mut m = Machine::new();
     run(&p, &w, &mut m).unwrap();
     let sc = |r: Reg| {
-        m.scal[match p.slots[r as usize] {
+        m.scalars[match p.slots[r as usize] {
             Slot::Scalar(i) => i as usize,
             _ => unreachable!(),
         }]

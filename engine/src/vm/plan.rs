@@ -1,0 +1,458 @@
+//! Packet-local plans: a program built only of address and prefix loads,
+//! `AllPackets`, keyed filters and DISCARD decides each packet on its own
+//! (see the module documentation of [`super`]), and runs here without the
+//! interpreter, metered exactly as the VM meters it.
+
+use vinet_checker::bytecode::{Const, Insn, Reg, Ty};
+use vinet_checker::policy::UnitCosts;
+use vinet_checker::{netmask, Module};
+
+use super::bits::{dec_prefix, enc_prefix, match_bits, popcount};
+use super::{Instance, Machine, RunStats, This, MAX_STEPS};
+use crate::window::View;
+
+/// Most scalars a [`LocalPlan`] run keeps (on the stack); more, and the VM runs.
+const LOCAL_SCALARS: usize = 16;
+
+/// Where a scalar of a [`LocalPlan`] comes from (loaded once per run).
+#[derive(Clone, Copy, Debug)]
+enum ScalarSrc {
+    /// A constant, encoded as the VM's scalar registers hold it.
+    Value(u64),
+    /// A (non-string) parameter.
+    Param(u16),
+    /// THIS_IP.
+    ThisIp,
+    /// THIS_SUBNET_IP.
+    ThisSubnet,
+}
+
+/// One step of a [`LocalPlan`], on one packet. Set registers are bits of a
+/// `u64`, scalars are slots loaded at the start of the run.
+#[derive(Clone, Copy, Debug)]
+enum LocalOp {
+    /// `AllPackets`: the packet is in `dst`.
+    All { dst: u8 },
+    /// Set copy.
+    Copy { dst: u8, src: u8 },
+    /// GROUP_BY_DESTINATION / GROUP_BY_SOURCE keyed by scalar `by` (an
+    /// address or a prefix): charges `unit` when the packet is in `set`.
+    Filter { dst: u8, set: u8, by: u8, on_dst: bool, unit: u64 },
+    /// DISCARD: charges `unit` and drops the packet when it is in `set`.
+    Discard { set: u8, unit: u64 },
+}
+
+/// A packet-local program: see the module documentation. Built only for
+/// straight-line code of loads, `AllPackets`, set copies, keyed filters and
+/// DISCARD, where every scalar register is assigned once, before any use.
+#[derive(Clone, Debug)]
+pub(crate) struct LocalPlan {
+    /// Scalar slots, in assignment order.
+    scalars: Vec<ScalarSrc>,
+    ops: Vec<LocalOp>,
+    /// The common shape `DISCARD(F_k(...F_1(AllPackets, a_1)..., a_k))`
+    /// (the firewall): the filters in order, and DISCARD's unit.
+    chain: Option<(Vec<ChainStep>, u64)>,
+    /// Bit i: scalar slot i holds a prefix (else an address or a number).
+    prefix_slots: u64,
+    /// Instructions of the module (each runs once: the code is straight).
+    steps: u64,
+}
+
+/// The key of a chain filter once the parameters are bound.
+#[derive(Clone, Copy, Debug)]
+enum ChainKey {
+    /// A constant or parameter: network and mask.
+    Fixed(u32, u32),
+    /// THIS_IP.
+    ThisIp,
+    /// THIS_SUBNET_IP.
+    ThisSubnet,
+}
+
+/// A chain filter of an [`Instance`]: key, column, unit.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BoundStep {
+    key: ChainKey,
+    on_dst: bool,
+    unit: u64,
+}
+
+/// A chain filter as an end user's packet meets it (see
+/// [`Instance::end_user_chain`]): the packet passes when its column (`on_dst`:
+/// the destination, else the source) masked with `mask` equals `net`, or,
+/// for a THIS_IP / THIS_SUBNET_IP key (`this`), the packet's destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EndUserStep {
+    pub(crate) net: u32,
+    pub(crate) mask: u32,
+    pub(crate) on_dst: bool,
+    pub(crate) this: bool,
+    pub(crate) unit: u64,
+}
+
+/// One filter of a chain: key slot, column, unit.
+#[derive(Clone, Copy, Debug)]
+struct ChainStep {
+    by: u8,
+    on_dst: bool,
+    unit: u64,
+}
+
+impl LocalPlan {
+    pub(super) fn compile(module: &Module, units: &UnitCosts) -> Option<LocalPlan> {
+        if module.code.len() as u64 >= MAX_STEPS {
+            return None;
+        }
+        // Costs are summed in u64 over at most 64 packets.
+        let dearest = units.group_by_destination.max(units.group_by_source).max(units.discard);
+        if dearest > u64::MAX / (64 * (module.code.len() as u64 + 1)) {
+            return None;
+        }
+        let mut scalar_slot: Vec<Option<u8>> = vec![None; module.regs.len()];
+        let mut set_bit: Vec<Option<u8>> = vec![None; module.regs.len()];
+        let mut sets = 0u8;
+        let mut scalars = Vec::new();
+        let mut prefix_slot = Vec::new();
+        let mut ops = Vec::new();
+        let ty = |r: Reg| module.regs.get(r as usize).copied();
+        let mut set = |r: Reg, set_bit: &mut Vec<Option<u8>>| -> Option<u8> {
+            if ty(r)? != Ty::Set {
+                return None;
+            }
+            let cell = set_bit.get_mut(r as usize)?;
+            if cell.is_none() {
+                if sets == 64 {
+                    return None;
+                }
+                *cell = Some(sets);
+                sets += 1;
+            }
+            *cell
+        };
+        let mut load = |dst: Reg, src: ScalarSrc, scalar_slot: &mut Vec<Option<u8>>| -> Option<()> {
+            // Assigned once, and never a string.
+            let cell = scalar_slot.get_mut(dst as usize)?;
+            if cell.is_some() || scalars.len() >= 255 || !matches!(ty(dst)?, Ty::Addr | Ty::Prefix | Ty::Num | Ty::Bool) {
+                return None;
+            }
+            *cell = Some(scalars.len() as u8);
+            prefix_slot.push(ty(dst)? == Ty::Prefix);
+            scalars.push(src);
+            Some(())
+        };
+        for insn in &module.code {
+            match *insn {
+                Insn::Const { dst, k } => {
+                    let v = match module.consts.get(k as usize)? {
+                        Const::Addr(a) => u64::from(*a),
+                        Const::Prefix(n, l) => enc_prefix(*n, *l),
+                        Const::Num(n) => *n,
+                        Const::Str(_) => return None,
+                    };
+                    load(dst, ScalarSrc::Value(v), &mut scalar_slot)?;
+                }
+                Insn::Bool { dst, value } => load(dst, ScalarSrc::Value(u64::from(value)), &mut scalar_slot)?,
+                Insn::Param { dst, p } => {
+                    if matches!(module.params.get(p as usize)?.default, Const::Str(_)) {
+                        return None;
+                    }
+                    load(dst, ScalarSrc::Param(p), &mut scalar_slot)?;
+                }
+                Insn::ThisIp { dst } => load(dst, ScalarSrc::ThisIp, &mut scalar_slot)?,
+                Insn::ThisSubnet { dst } => load(dst, ScalarSrc::ThisSubnet, &mut scalar_slot)?,
+                Insn::AllPackets { dst } => ops.push(LocalOp::All { dst: set(dst, &mut set_bit)? }),
+                Insn::Copy { dst, src } => {
+                    let src = set(src, &mut set_bit)?;
+                    ops.push(LocalOp::Copy { dst: set(dst, &mut set_bit)?, src });
+                }
+                Insn::FilterDst { dst, set: s, by } | Insn::FilterSrc { dst, set: s, by } => {
+                    let on_dst = matches!(insn, Insn::FilterDst { .. });
+                    if !matches!(ty(by)?, Ty::Addr | Ty::Prefix) {
+                        return None;
+                    }
+                    // The key must have been loaded already (a read before
+                    // any assignment would see the VM's zeroed register).
+                    let by = (*scalar_slot.get(by as usize)?)?;
+                    let unit = if on_dst { units.group_by_destination } else { units.group_by_source };
+                    let s = set(s, &mut set_bit)?;
+                    ops.push(LocalOp::Filter { dst: set(dst, &mut set_bit)?, set: s, by, on_dst, unit });
+                }
+                Insn::Discard { set: s } => ops.push(LocalOp::Discard { set: set(s, &mut set_bit)?, unit: units.discard }),
+                _ => return None,
+            }
+        }
+        let chain = LocalPlan::chain_of(&ops);
+        let prefix_slots =
+            scalars.iter().enumerate().fold(0u64, |m, (i, _)| m | u64::from(prefix_slot.get(i).copied().unwrap_or(false)) << i);
+        Some(LocalPlan { scalars, ops, chain, prefix_slots, steps: module.code.len() as u64 })
+    }
+
+    /// The chain shape: `All{a}`, filters each reading the set the one
+    /// before wrote (every set written once), then one DISCARD of the last.
+    fn chain_of(ops: &[LocalOp]) -> Option<(Vec<ChainStep>, u64)> {
+        let (LocalOp::All { dst: first }, rest) = ops.split_first()? else { return None };
+        let (LocalOp::Discard { set: last, unit: du }, filters) = rest.split_last()? else { return None };
+        let mut written = 1u64 << first;
+        let mut cur = *first;
+        let mut steps = Vec::new();
+        for op in filters {
+            let LocalOp::Filter { dst, set, by, on_dst, unit } = *op else { return None };
+            if set != cur || written >> dst & 1 == 1 {
+                return None;
+            }
+            written |= 1 << dst;
+            cur = dst;
+            steps.push(ChainStep { by, on_dst, unit });
+        }
+        (*last == cur).then_some((steps, *du))
+    }
+}
+
+impl LocalPlan {
+    /// The chain plan with the parameter values `values` bound: each
+    /// filter's key, and DISCARD's unit. `None` when the plan is not a
+    /// chain.
+    pub(super) fn bind_chain(&self, values: &[Const]) -> Option<(Vec<BoundStep>, u64)> {
+        let plan = self;
+        let (steps, du) = plan.chain.as_ref()?;
+        let bound = steps.iter().map(|st| {
+            let prefix = plan.prefix_slots >> st.by & 1 == 1;
+            let fixed = |v: u64| {
+                if prefix {
+                    let (n, l) = dec_prefix(v);
+                    ChainKey::Fixed(n, netmask(l))
+                } else {
+                    ChainKey::Fixed(v as u32, u32::MAX)
+                }
+            };
+            let key = match plan.scalars.get(st.by as usize)? {
+                ScalarSrc::Value(v) => fixed(*v),
+                ScalarSrc::Param(p) => match values.get(*p as usize)? {
+                    Const::Addr(a) => fixed(u64::from(*a)),
+                    Const::Prefix(n, l) => fixed(enc_prefix(*n, *l)),
+                    Const::Num(n) => fixed(*n),
+                    Const::Str(_) => return None,
+                },
+                ScalarSrc::ThisIp => ChainKey::ThisIp,
+                ScalarSrc::ThisSubnet => ChainKey::ThisSubnet,
+            };
+            Some(BoundStep { key, on_dst: st.on_dst, unit: st.unit })
+        });
+        Some((bound.collect::<Option<Vec<_>>>()?, *du))
+    }
+}
+
+impl Instance {
+    /// Run the packet-local plan over packets `rows` (at most 64) of the
+    /// columns `src` and `dst`, on behalf of `this`: the run's statistics and
+    /// a bitmap of the dropped rows (bit k: `rows[k]`). `None` when the
+    /// program has no plan, when there are more than 64 rows, or when the
+    /// run would cost more than the certified complexity (the VM must then
+    /// run it, to stop it where it faults); nothing is changed in that case.
+    pub(crate) fn run_local(&self, this: This, src: &[u32], dst: &[u32], rows: &[u32]) -> Option<(RunStats, u64)> {
+        if rows.len() > 64 {
+            return None;
+        }
+        if self.chain.is_some() {
+            return self.run_chain(this, src, dst, rows);
+        }
+        let plan = self.program.local.as_ref()?;
+        if plan.scalars.len() > LOCAL_SCALARS {
+            return None;
+        }
+        // Every scalar as a (net, mask) key, as the VM's filter reads it
+        // (an address is its own net with a full mask).
+        let mut keys = [(0u32, 0u32); LOCAL_SCALARS];
+        for (i, (k, s)) in keys.iter_mut().zip(&plan.scalars).enumerate() {
+            let v = match *s {
+                ScalarSrc::Value(x) => x,
+                ScalarSrc::ThisIp => u64::from(this.ip),
+                ScalarSrc::ThisSubnet => enc_prefix(this.subnet.0, this.subnet.1),
+                ScalarSrc::Param(p) => match self.params.get(p as usize) {
+                    Some(Const::Addr(a)) => u64::from(*a),
+                    Some(Const::Prefix(n, l)) => enc_prefix(*n, *l),
+                    Some(Const::Num(n)) => *n,
+                    _ => 0,
+                },
+            };
+            *k = if plan.prefix_slots >> i & 1 == 1 {
+                let (n, l) = dec_prefix(v);
+                (n, netmask(l))
+            } else {
+                (v as u32, u32::MAX)
+            };
+        }
+        let mut cost = 0u64;
+        let mut drops = 0u64;
+        {
+            for (k, &row) in rows.iter().enumerate() {
+                let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
+                let mut bits = 0u64;
+                let mut dropped = 0u64;
+                for op in &plan.ops {
+                    match *op {
+                        LocalOp::All { dst } => bits |= 1 << dst,
+                        LocalOp::Copy { dst, src } => bits = bits & !(1 << dst) | (bits >> src & 1) << dst,
+                        LocalOp::Filter { dst, set, by, on_dst, unit } => {
+                            let inside = bits >> set & 1;
+                            cost += unit * inside;
+                            let (net, mask) = keys[by as usize];
+                            let col = if on_dst { d_addr } else { s_addr };
+                            let hit = inside & u64::from(col & mask == net);
+                            bits = bits & !(1 << dst) | hit << dst;
+                        }
+                        LocalOp::Discard { set, unit } => {
+                            let inside = bits >> set & 1;
+                            cost += unit * inside;
+                            dropped |= inside;
+                        }
+                    }
+                }
+                drops |= dropped << k;
+            }
+        }
+        if cost > self.program.complexity {
+            return None;
+        }
+        Some((RunStats { cost, steps: plan.steps, dropped: drops.count_ones(), generated: 0 }, drops))
+    }
+
+    /// The most one packet can cost under the chain plan (every filter's unit
+    /// and DISCARD's), if the program has one.
+    pub(crate) fn chain_packet_bound(&self) -> Option<u64> {
+        let (chain, du) = self.chain.as_ref()?;
+        chain.iter().try_fold(*du, |a, f| a.checked_add(f.unit))
+    }
+
+    /// The chain plan's decision for one packet (source, destination): its
+    /// cost and whether it is dropped. `(0, false)` without a chain plan.
+    #[inline]
+    pub(crate) fn chain_packet(&self, this: This, s_addr: u32, d_addr: u32) -> (u64, bool) {
+        let Some((chain, du)) = self.chain.as_ref() else { return (0, false) };
+        let mut cost = 0u64;
+        for f in chain {
+            cost += f.unit;
+            let (net, mask) = match f.key {
+                ChainKey::Fixed(n, m) => (n, m),
+                ChainKey::ThisIp => (this.ip, u32::MAX),
+                ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
+            };
+            if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
+                return (cost, false);
+            }
+        }
+        (cost + du, true)
+    }
+
+    /// The chain plan's filters for an end user's packets, whose THIS_IP
+    /// (and THIS_SUBNET_IP, the same address as a /32) is the packet's
+    /// destination: each as [`EndUserStep`], with DISCARD's unit. The
+    /// decision of [`Instance::chain_packet`] with `this` = the destination.
+    pub(crate) fn end_user_chain(&self) -> Option<(Vec<EndUserStep>, u64)> {
+        let (chain, du) = self.chain.as_ref()?;
+        let steps = chain
+            .iter()
+            .map(|f| {
+                let (net, mask, this) = match f.key {
+                    ChainKey::Fixed(n, m) => (n, m, false),
+                    ChainKey::ThisIp | ChainKey::ThisSubnet => (0, u32::MAX, true),
+                };
+                EndUserStep { net, mask, on_dst: f.on_dst, this, unit: f.unit }
+            })
+            .collect();
+        Some((steps, *du))
+    }
+
+    /// The certified complexity of its program.
+    pub(crate) fn complexity(&self) -> u64 {
+        self.program.complexity
+    }
+
+    /// [`Instance::run_local`] for a program of the chain shape: the same
+    /// answers, small enough to inline into the dispatch loop.
+    #[inline]
+    pub(crate) fn run_chain(&self, this: This, src: &[u32], dst: &[u32], rows: &[u32]) -> Option<(RunStats, u64)> {
+        let (chain, du) = self.chain.as_ref()?;
+        if rows.len() > 64 {
+            return None;
+        }
+        let mut cost = 0u64;
+        let mut drops = 0u64;
+        for (k, &row) in rows.iter().enumerate() {
+            let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
+            let mut pass = true;
+            for f in chain {
+                cost += f.unit;
+                let (net, mask) = match f.key {
+                    ChainKey::Fixed(n, m) => (n, m),
+                    ChainKey::ThisIp => (this.ip, u32::MAX),
+                    ChainKey::ThisSubnet => {
+                        let len = u32::from(this.subnet.1.min(32));
+                        (this.subnet.0, u32::MAX.checked_shl(32 - len).unwrap_or(0))
+                    }
+                };
+                if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
+                    pass = false;
+                    break;
+                }
+            }
+            if pass {
+                cost += du;
+                drops |= 1 << k;
+            }
+        }
+        if cost > self.program.complexity {
+            return None;
+        }
+        let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
+        Some((RunStats { cost, steps, dropped: drops.count_ones(), generated: 0 }, drops))
+    }
+
+    /// A chain plan over a whole view, a word of 64 packets at a time (the
+    /// VM's own set representation and filter, without the interpretation):
+    /// the run's effects in `m` as [`Instance::run`] leaves them. `None`
+    /// (and nothing changed that matters) when the program is not a chain
+    /// or the run would cost more than the certified complexity.
+    pub(super) fn run_chain_view(&self, this: This, v: View<'_>, m: &mut Machine) -> Option<RunStats> {
+        let (chain, du) = self.chain.as_ref()?;
+        let n = v.len();
+        let nw = n.div_ceil(64);
+        let limit = self.program.complexity;
+        let set = &mut m.effects.drops;
+        set.clear();
+        set.resize(nw, u64::MAX);
+        if !n.is_multiple_of(64) {
+            set[nw - 1] = (1u64 << (n % 64)) - 1;
+        }
+        let mut cost = 0u64;
+        for f in chain {
+            cost = f.unit.checked_mul(popcount(set)).and_then(|c| c.checked_add(cost)).filter(|&c| c <= limit)?;
+            let (net, mask) = match f.key {
+                ChainKey::Fixed(n, m) => (n, m),
+                ChainKey::ThisIp => (this.ip, u32::MAX),
+                ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
+            };
+            let col = if f.on_dst { v.dst } else { v.src };
+            for (w, word) in set.iter_mut().enumerate() {
+                if *word == 0 {
+                    continue;
+                }
+                let base = w * 64;
+                let bits = match col.get(base..base + 64) {
+                    Some(full) => match_bits(full, net, mask),
+                    None => {
+                        col.get(base..).unwrap_or(&[]).iter().enumerate().fold(0u64, |b, (j, &x)| b | (u64::from(x & mask == net) << j))
+                    }
+                };
+                *word &= bits;
+            }
+        }
+        let dropped = popcount(set);
+        cost = du.checked_mul(dropped).and_then(|c| c.checked_add(cost)).filter(|&c| c <= limit)?;
+        m.effects.gen_bytes.clear();
+        m.effects.gen.clear();
+        let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
+        Some(RunStats { cost, steps, dropped: dropped as u32, generated: 0 })
+    }
+}
