@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use vinet_checker::bytecode::{Class, CmpOp, Const, MAX_NESTING};
+use vinet_vocab::names::{class_name, class_named, class_names};
 
 use crate::ast::{self, ExprKind as AK, Ident, Item, Literal, Span, StmtKind as SK};
 use crate::bounds::{self, BoundError, Known};
@@ -24,33 +25,13 @@ use crate::diagnostics::Diagnostic;
 use crate::types::{BinOp, Expr, ExprKind, Field, ParamDecl, Program, Routine, Stmt, StmtKind, Type, Var, VarId};
 
 /// The routines, as they are written (matched case-insensitively).
-pub const ROUTINES: &[&str] = &[
-    "DISCARD",
-    "GENERATE",
-    "GROUP_BY_DESTINATION",
-    "GROUP_BY_SOURCE",
-    "GROUP_BY_CONTENT",
-    "CONTAINS_STRING",
-    "COUNT",
-    "DISTINCT_DESTINATIONS",
-];
+pub const ROUTINES: &[&str] = &vinet_vocab::names::ROUTINE_NAMES;
 
 /// The built-in names, as they are written (matched case-insensitively).
 pub const BUILTINS: &[&str] = &["AllPackets", "THIS_IP", "THIS_SUBNET_IP"];
 
 /// The LIFETIME units and their length in seconds.
-const UNITS: &[(&str, u64)] = &[
-    ("second", 1),
-    ("seconds", 1),
-    ("minute", 60),
-    ("minutes", 60),
-    ("hr", 3600),
-    ("hrs", 3600),
-    ("hour", 3600),
-    ("hours", 3600),
-    ("day", 86_400),
-    ("days", 86_400),
-];
+const UNITS: &[(&str, u64)] = &vinet_vocab::names::LIFETIME_UNITS;
 
 const MINIMAL_PROGRAM: &str = "LIFETIME = 1 days\n      MyPackets = GROUP_BY_DESTINATION(AllPackets, THIS_IP);";
 
@@ -394,15 +375,13 @@ impl Checker {
                         );
                         continue;
                     }
-                    let c = match value.name.to_ascii_lowercase().as_str() {
-                        "filtering" => Some(Class::Filtering),
-                        "multicast" => Some(Class::Multicast),
-                        "monitoring" => Some(Class::Monitoring),
-                        _ => {
+                    let c = match class_named(&value.name.to_ascii_lowercase()) {
+                        Some(c) => Some(c),
+                        None => {
                             let mut d = Diagnostic::error(format!("unknown CLASS `{}`", value.name))
                                 .at(value.span, "not a class")
                                 .help("the classes are filtering, multicast and monitoring");
-                            if let Some(s) = closest(&value.name, ["filtering", "multicast", "monitoring"]) {
+                            if let Some(s) = closest(&value.name, class_names()) {
                                 d = d.help(format!("did you mean `{s}`?"));
                             }
                             self.error(d);
@@ -553,8 +532,8 @@ impl Checker {
         };
         let Some((class, span)) = given else { return Some(inferred) };
         let clash = match (self.generates, self.discards) {
-            (Some(g), _) if class != Class::Multicast => Some((g, "GENERATEs", "multicast")),
-            (None, Some(d)) if class != Class::Filtering => Some((d, "DISCARDs", "filtering")),
+            (Some(g), _) if class != Class::Multicast => Some((g, "GENERATEs", class_name(Class::Multicast))),
+            (None, Some(d)) if class != Class::Filtering => Some((d, "DISCARDs", class_name(Class::Filtering))),
             _ => None,
         };
         if let Some((at, does, must)) = clash {
@@ -1379,14 +1358,6 @@ fn plural(t: Type) -> &'static str {
         Type::Groups => "groupings",
         Type::AddrList | Type::Content => "lists",
         Type::Error => "errors",
-    }
-}
-
-fn class_name(c: Class) -> &'static str {
-    match c {
-        Class::Filtering => "filtering",
-        Class::Multicast => "multicast",
-        Class::Monitoring => "monitoring",
     }
 }
 
