@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use vinet_checker::policy::{ClientKind, UnitCosts};
+use vinet_checker::policy::ClientKind;
 use vinet_checker::Policy;
+use vinet_vocab::names::{self, parse_duration, Routine, ROUTINE_NAMES};
 
 /// Why a policy file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,18 +44,6 @@ struct Raw {
     unit_costs: BTreeMap<String, u64>,
 }
 
-/// The routines of `[unit_costs]`, all required.
-pub const ROUTINES: [&str; 8] = [
-    "DISCARD",
-    "GROUP_BY_DESTINATION",
-    "GROUP_BY_SOURCE",
-    "GROUP_BY_CONTENT",
-    "CONTAINS_STRING",
-    "GENERATE",
-    "COUNT",
-    "DISTINCT_DESTINATIONS",
-];
-
 /// Read a policy file.
 pub fn load(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
     let path = path.as_ref();
@@ -75,21 +64,16 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         return Err(PolicyError::Value("window_packets must be at least 1".into()));
     }
     for name in raw.unit_costs.keys() {
-        if !ROUTINES.contains(&name.as_str()) {
-            return Err(PolicyError::Value(format!("[unit_costs]: unknown routine {name:?} (the routines are {})", ROUTINES.join(", "))));
+        if Routine::named(name).is_none() {
+            return Err(PolicyError::Value(format!(
+                "[unit_costs]: unknown routine {name:?} (the routines are {})",
+                ROUTINE_NAMES.join(", ")
+            )));
         }
     }
-    let cost = |name: &str| raw.unit_costs.get(name).copied().ok_or_else(|| PolicyError::Value(format!("[unit_costs]: missing {name}")));
-    let unit_costs = UnitCosts {
-        discard: cost("DISCARD")?,
-        group_by_destination: cost("GROUP_BY_DESTINATION")?,
-        group_by_source: cost("GROUP_BY_SOURCE")?,
-        group_by_content: cost("GROUP_BY_CONTENT")?,
-        contains_string: cost("CONTAINS_STRING")?,
-        generate: cost("GENERATE")?,
-        count: cost("COUNT")?,
-        distinct_destinations: cost("DISTINCT_DESTINATIONS")?,
-    };
+    let unit_costs = names::unit_costs(|r| {
+        raw.unit_costs.get(r.name()).copied().ok_or_else(|| PolicyError::Value(format!("[unit_costs]: missing {}", r.name())))
+    })?;
     Ok(Policy {
         client,
         max_lifetime_secs,
@@ -98,24 +82,6 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         window_packets: raw.window_packets,
         unit_costs,
     })
-}
-
-/// `"30 days"` into seconds. Units: seconds, minutes, hrs, hours, days, each
-/// also singular (`1 day`, `1 hr`).
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let mut it = s.split_whitespace();
-    let (Some(n), Some(unit), None) = (it.next(), it.next(), it.next()) else {
-        return Err(format!("{s:?} is not \"<number> <unit>\" (for example \"30 days\")"));
-    };
-    let n: u64 = n.replace('_', "").parse().map_err(|_| format!("{n:?} is not a whole number"))?;
-    let per = match unit {
-        "second" | "seconds" => 1,
-        "minute" | "minutes" => 60,
-        "hr" | "hrs" | "hour" | "hours" => 3600,
-        "day" | "days" => 86_400,
-        other => return Err(format!("unknown unit {other:?} (use seconds, minutes, hrs, hours or days)")),
-    };
-    n.checked_mul(per).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 #[cfg(test)]
@@ -133,7 +99,9 @@ mod tests {
         assert_eq!(p.client, ClientKind::EndUser);
         assert_eq!(p.max_lifetime_secs, 30 * 86_400);
         assert_eq!((p.complexity_up, p.cost_up, p.window_packets), (20_000, 5_000_000_000, 256));
-        assert_eq!((p.unit_costs.group_by_source, p.unit_costs.distinct_destinations), (2, 3));
+        let u = p.unit_costs;
+        assert_eq!((u.discard, u.group_by_destination, u.group_by_source, u.group_by_content), (1, 1, 2, 8));
+        assert_eq!((u.contains_string, u.generate, u.count, u.distinct_destinations), (6, 4, 1, 3));
         let q = parse(&example("edge-router.toml")).unwrap();
         assert_eq!(q.client, ClientKind::EdgeRouter);
         assert_eq!(q.unit_costs, p.unit_costs);
@@ -152,7 +120,7 @@ mod tests {
         let e = err(&good.replace("complexity_up = 20_000", ""));
         assert!(e.contains("missing field `complexity_up`"), "{e}");
         let e = err(&good.replace("COUNT = 1", "COUNT = 1\nSORT = 2"));
-        assert!(e.contains("unknown routine \"SORT\""), "{e}");
+        assert!(e.contains("unknown routine \"SORT\" (the routines are DISCARD, GENERATE, GROUP_BY_DESTINATION,"), "{e}");
         let e = err(&good.replace("COUNT = 1\n", ""));
         assert!(e.contains("missing COUNT"), "{e}");
         let e = err(&good.replace("\"30 days\"", "\"30 fortnights\""));
@@ -170,26 +138,5 @@ mod tests {
         let e = err(&good.replace("cost_up = 5_000_000_000", "cost_up = -1"));
         assert!(e.contains("cost_up"), "{e}");
         assert!(err("client = ").contains("invalid policy"));
-    }
-
-    #[test]
-    fn durations() {
-        for (s, v) in [
-            ("1 second", 1),
-            ("90 seconds", 90),
-            ("2 minutes", 120),
-            ("1 minute", 60),
-            ("5 hrs", 18_000),
-            ("1 hr", 3600),
-            ("3 hours", 10_800),
-            ("1 day", 86_400),
-            ("30 days", 2_592_000),
-            ("  7   days ", 604_800),
-        ] {
-            assert_eq!(parse_duration(s), Ok(v), "{s}");
-        }
-        assert!(parse_duration("99999999999999999999 days").is_err());
-        assert!(parse_duration("1 days extra").is_err());
-        assert!(parse_duration("-1 days").is_err());
     }
 }
