@@ -20,7 +20,7 @@ use ed25519_dalek::{Signature, Signer, Verifier};
 /// The key types of this module's API (ed25519-dalek's).
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use vinet_checker::netmask;
+use vinet_vocab::Ipv4Prefix;
 
 /// Magic of an identity file.
 pub const IDENTITY_MAGIC: &[u8; 4] = b"VID1";
@@ -41,8 +41,10 @@ pub enum Subject {
     },
     /// An edge router acting as a client: THIS_SUBNET_IP and its own address.
     EdgeRouter {
-        /// THIS_SUBNET_IP: network (host bits zero) and length.
-        prefix: (u32, u8),
+        /// THIS_SUBNET_IP. On the wire, (network, length) as postcard writes
+        /// a pair; one with host bits set does not decode.
+        #[serde(with = "wire_prefix")]
+        prefix: Ipv4Prefix,
         /// THIS_IP: the client router's address (GENERATE's only destination).
         router_ip: u32,
     },
@@ -58,12 +60,13 @@ impl Subject {
     }
 
     /// The destinations the client's programs are confined to, as a prefix
-    /// (a /32 for an end user).
+    /// (a /32 for an end user): (network, length), the router's key for them.
     pub fn dest(&self) -> (u32, u8) {
         match *self {
-            Subject::EndUser { ip } => (ip, 32),
+            Subject::EndUser { ip } => Ipv4Prefix::host(ip),
             Subject::EdgeRouter { prefix, .. } => prefix,
         }
+        .into()
     }
 }
 
@@ -71,8 +74,24 @@ impl std::fmt::Display for Subject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             Subject::EndUser { ip } => write!(f, "end user {}", ip4(ip)),
-            Subject::EdgeRouter { prefix: (n, l), router_ip } => write!(f, "edge router {} for {}/{l}", ip4(router_ip), ip4(n)),
+            Subject::EdgeRouter { prefix, router_ip } => write!(f, "edge router {} for {prefix}", ip4(router_ip)),
         }
+    }
+}
+
+/// A prefix on the wire: the pair (network, length), refused on decode when
+/// it is not a prefix (host bits set, a length over 32).
+mod wire_prefix {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use vinet_vocab::Ipv4Prefix;
+
+    pub fn serialize<S: Serializer>(p: &Ipv4Prefix, s: S) -> Result<S::Ok, S::Error> {
+        <(u32, u8)>::from(*p).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Prefix, D::Error> {
+        let pair = <(u32, u8)>::deserialize(d)?;
+        Ipv4Prefix::try_from(pair).map_err(serde::de::Error::custom)
     }
 }
 
@@ -207,22 +226,11 @@ fn signed_bytes(cert: &IdentityCert) -> Vec<u8> {
     m
 }
 
-/// Check a subject's own shape (prefix host bits, lengths).
-fn check_subject(s: &Subject) -> Result<(), IdentityError> {
-    if let Subject::EdgeRouter { prefix: (net, len), .. } = *s {
-        if len > 32 || net & !netmask(len) != 0 {
-            return Err(bad("identity", format!("prefix {}/{len} has host bits set or a length over 32", ip4(net))));
-        }
-    }
-    Ok(())
-}
-
 /// Issue an identity: `authority` binds `client` to `subject` for
 /// `[not_before, not_after)`.
 pub fn issue(
     authority: &SigningKey, client: &VerifyingKey, subject: Subject, not_before: u64, not_after: u64,
 ) -> Result<SignedIdentity, IdentityError> {
-    check_subject(&subject)?;
     if not_after <= not_before {
         return Err(bad("identity", "it expires before it starts"));
     }
@@ -270,7 +278,6 @@ impl SignedIdentity {
             .map(|b| Signature::from_bytes(&b))
             .map_err(|_| IdentityError::BadSignature(hex(&c.authority[..8])))?;
         authority.verify(&signed_bytes(c), &sig).map_err(|_| IdentityError::BadSignature(hex(&c.authority[..8])))?;
-        check_subject(&c.subject)?;
         if now < c.not_before {
             return Err(IdentityError::NotYetValid { not_before: c.not_before, now });
         }
@@ -339,12 +346,39 @@ mod tests {
     #[test]
     fn edge_router_subjects_and_bad_prefixes() {
         let auth = key(1);
-        let s = Subject::EdgeRouter { prefix: (0x0a01_0000, 16), router_ip: 0x0a01_0001 };
+        let net: Ipv4Prefix = "10.1.0.0/16".parse().unwrap();
+        let s = Subject::EdgeRouter { prefix: net, router_ip: 0x0a01_0001 };
         let id = issue(&auth, &key(3).verifying_key(), s, 0, 10).unwrap();
         assert_eq!(id.verify(&[auth.verifying_key()], 5).unwrap().subject.dest(), (0x0a01_0000, 16));
-        let bad = Subject::EdgeRouter { prefix: (0x0a01_0001, 16), router_ip: 1 };
-        assert!(issue(&auth, &key(3).verifying_key(), bad, 0, 10).is_err());
+        assert_eq!(s.to_string(), "edge router 10.1.0.1 for 10.1.0.0/16");
+        assert_eq!(Subject::EndUser { ip: 0x0a01_0007 }.dest(), (0x0a01_0007, 32));
         assert!(issue(&auth, &key(3).verifying_key(), s, 10, 10).is_err());
+    }
+
+    /// The wire form of a subject is what it was when the prefix was a bare
+    /// (network, length) pair, and a pair that is no prefix does not decode.
+    #[test]
+    fn prefixes_on_the_wire() {
+        #[derive(Serialize)]
+        enum Pair {
+            #[allow(dead_code)]
+            EndUser {
+                ip: u32,
+            },
+            EdgeRouter {
+                prefix: (u32, u8),
+                router_ip: u32,
+            },
+        }
+        let good = postcard::to_allocvec(&Pair::EdgeRouter { prefix: (0x0a01_0000, 16), router_ip: 7 }).unwrap();
+        let s = Subject::EdgeRouter { prefix: "10.1.0.0/16".parse().unwrap(), router_ip: 7 };
+        assert_eq!(postcard::to_allocvec(&s).unwrap(), good);
+        assert_eq!(postcard::from_bytes::<Subject>(&good).unwrap(), s);
+        for bad in [(0x0a01_0001, 16), (0x0a01_0000, 33)] {
+            let b = postcard::to_allocvec(&Pair::EdgeRouter { prefix: bad, router_ip: 7 }).unwrap();
+            let e = postcard::from_bytes::<Subject>(&b).unwrap_err();
+            assert!(matches!(e, postcard::Error::SerdeDeCustom), "{bad:?}: {e}");
+        }
     }
 
     #[test]
