@@ -59,6 +59,10 @@ pub fn analyze(m: &Module, policy: &Policy) -> Result<Verdict, Violation> {
     let cost = a.block(0, m.code.len(), &mut st)?;
     let end = m.code.len().saturating_sub(1);
     let over = |what: &str| Violation { at: end, reason: format!("{what} overflows") };
+    // Group sizes are bound by their foreach and leave with it, so the cost is a constant here.
+    if cost.keys().any(|mono| !mono.is_empty()) {
+        return Err(Violation { at: end, reason: "the cost depends on the size of a group outside its foreach".into() });
+    }
     let complexity = u64::try_from(cost.get(&vec![]).copied().unwrap_or(0)).map_err(|_| over("complexity"))?;
     let lifetime = m.header.lifetime_secs;
     let cost = complexity.checked_mul(lifetime).ok_or_else(|| over("cost"))?;
@@ -127,16 +131,20 @@ impl Affine {
     fn symbol(s: u32) -> Affine {
         Affine { terms: BTreeMap::from([(s, 1)]), constant: 0 }
     }
-    fn add(&self, o: &Affine, k: i128) -> Affine {
+    /// `self + k * o`, or `None` when a coefficient leaves `i128` (a module's
+    /// constants and rank coefficients are its own to choose, so a chain of
+    /// products can get there): callers then know nothing of the value.
+    fn add(&self, o: &Affine, k: i128) -> Option<Affine> {
         let mut r = self.clone();
         for (s, c) in &o.terms {
-            *r.terms.entry(*s).or_insert(0) += c * k;
+            let e = r.terms.entry(*s).or_insert(0);
+            *e = e.checked_add(c.checked_mul(k)?)?;
         }
         r.terms.retain(|_, c| *c != 0);
-        r.constant += o.constant * k;
-        r
+        r.constant = r.constant.checked_add(o.constant.checked_mul(k)?)?;
+        Some(r)
     }
-    fn scale(&self, k: i128) -> Affine {
+    fn scale(&self, k: i128) -> Option<Affine> {
         Affine::default().add(self, k)
     }
     fn as_constant(&self) -> Option<i128> {
@@ -222,10 +230,7 @@ impl Path {
             return true; // every symbol is a natural
         }
         self.facts.iter().any(|f| match f {
-            Fact::NonNeg(y) => {
-                let d = x.add(y, -1);
-                d.terms.values().all(|c| *c >= 0) && d.constant >= 0
-            }
+            Fact::NonNeg(y) => x.add(y, -1).is_some_and(|d| d.terms.values().all(|c| *c >= 0) && d.constant >= 0),
             _ => false,
         })
     }
@@ -256,14 +261,46 @@ fn refuse<T>(at: usize, reason: impl Into<String>) -> Result<T, Violation> {
     Err(Violation { at, reason: reason.into() })
 }
 
-fn plus(a: &mut Poly, b: &Poly) {
+/// The refusal of a loop whose rank leaves the analysis's range (`i128`).
+fn rank_overflows(at: usize) -> Violation {
+    Violation { at, reason: "this loop's rank overflows".into() }
+}
+
+/// The refusal of a cost past the analysis's range, in the VC generator's words.
+fn cost_overflows(at: usize) -> Violation {
+    Violation { at, reason: "cost overflows".into() }
+}
+
+/// `a += b`, refused (at `at`) past `u128`.
+fn plus(at: usize, a: &mut Poly, b: &Poly) -> Result<(), Violation> {
     for (k, v) in b {
-        *a.entry(k.clone()).or_insert(0) += v;
+        let e = a.entry(k.clone()).or_insert(0);
+        *e = e.checked_add(*v).ok_or_else(|| cost_overflows(at))?;
     }
+    Ok(())
+}
+
+/// `k * p`, refused (at `at`) past `u128`.
+fn times(at: usize, p: &Poly, k: u128) -> Result<Poly, Violation> {
+    p.iter().map(|(m, c)| c.checked_mul(k).map(|c| (m.clone(), c)).ok_or_else(|| cost_overflows(at))).collect()
+}
+
+/// Facts of both lists, each once: a boolean built from itself (`b = b and b`)
+/// must not double its facts at every step.
+fn both(x: Vec<Fact>, y: Vec<Fact>) -> Vec<Fact> {
+    let mut r = x;
+    for f in y {
+        if !r.contains(&f) {
+            r.push(f);
+        }
+    }
+    r
 }
 
 impl Analyzer<'_> {
     fn fresh(&mut self) -> u32 {
+        // At most a few per instruction and enclosing block (each instruction is
+        // visited once), so below 34 x MAX_ITEMS x 2, far from u32::MAX.
         self.next += 1;
         self.next
     }
@@ -327,11 +364,13 @@ impl Analyzer<'_> {
         }
     }
 
-    fn charge(&self, cost: &mut Poly, unit: u64, set: &V) {
-        match Self::extent(set) {
-            Some(g) => plus(cost, &Poly::from([(vec![g], unit as u128)])),
-            None => plus(cost, &Poly::from([(vec![], unit as u128 * self.p.window_packets as u128)])),
-        }
+    /// A routine on `set`: `unit x |g|` inside group `g`, `unit x W` on any other set.
+    fn charge(&self, at: usize, cost: &mut Poly, unit: u64, set: &V) -> Result<(), Violation> {
+        let (mono, k) = match Self::extent(set) {
+            Some(g) => (vec![g], unit as u128),
+            None => (vec![], (unit as u128).checked_mul(self.p.window_packets as u128).ok_or_else(|| cost_overflows(at))?),
+        };
+        plus(at, cost, &Poly::from([(mono, k)]))
     }
 
     fn block(&mut self, start: usize, end: usize, st: &mut State) -> Result<Poly, Violation> {
@@ -379,7 +418,7 @@ impl Analyzer<'_> {
                     self.frames.push(Frame { key: k, grouped: (*grouped).clone(), by_dst });
                     let mut body = self.block(subs[0].0, subs[0].1, &mut inner)?;
                     self.frames.pop();
-                    plus(&mut body, &Poly::from([(vec![], 1)])); // one unit per iteration
+                    plus(pc, &mut body, &Poly::from([(vec![], 1)]))?; // one unit per iteration
                     let mut c = Poly::new();
                     let w = self.p.window_packets as u128;
                     for (mono, coef) in body {
@@ -389,18 +428,18 @@ impl Analyzer<'_> {
                         for _ in 0..n {
                             match outer {
                                 Some(o) => rest.push(o),
-                                None => coef *= w,
+                                None => coef = coef.checked_mul(w).ok_or_else(|| cost_overflows(pc))?,
                             }
                         }
                         rest.sort_unstable();
-                        plus(&mut c, &Poly::from([(rest, coef)]));
+                        plus(pc, &mut c, &Poly::from([(rest, coef)]))?;
                     }
                     c
                 }
                 Insn::While { cond, bound, rank, .. } => self.while_(pc, *cond, *bound, rank, &subs, st)?,
                 insn => self.simple(pc, insn, st)?,
             };
-            plus(&mut cost, &c);
+            plus(pc, &mut cost, &c)?;
             pc = next;
         }
         Ok(cost)
@@ -437,19 +476,24 @@ impl Analyzer<'_> {
         }
     }
 
-    fn rank(&self, st: &State, rank: &vinet_checker::bytecode::Rank) -> Option<Affine> {
+    /// The rank's value: `None` when a term is not affine, refused when it overflows.
+    fn rank(&self, at: usize, st: &State, rank: &vinet_checker::bytecode::Rank) -> Result<Option<Affine>, Violation> {
         let mut a = Affine::constant(rank.constant as i128);
         for (r, c) in &rank.terms {
-            a = a.add(&self.num(st, *r)?, *c as i128);
+            let Some(x) = self.num(st, *r) else { return Ok(None) };
+            a = a.add(&x, *c as i128).ok_or_else(|| rank_overflows(at))?;
         }
-        Some(a)
+        Ok(Some(a))
     }
 
     fn while_(
         &mut self, at: usize, cond: Reg, bound: u32, rank: &vinet_checker::bytecode::Rank, subs: &[(usize, usize)], st: &mut State,
     ) -> Result<Poly, Violation> {
-        let entry = self.rank(st, rank);
-        let ok_entry = entry.as_ref().is_some_and(|e| st.path.dead() || st.path.non_negative(&Affine::constant(bound as i128).add(e, -1)));
+        let entry = match self.rank(at, st, rank)? {
+            Some(e) => Some(Affine::constant(bound as i128).add(&e, -1).ok_or_else(|| rank_overflows(at))?),
+            None => None,
+        };
+        let ok_entry = entry.is_some_and(|room| st.path.dead() || st.path.non_negative(&room));
         if !ok_entry {
             return refuse(at, "cannot show this loop starts within its bound");
         }
@@ -466,7 +510,7 @@ impl Analyzer<'_> {
                 st.regs[r] = self.unknown(self.m.regs[r]);
             }
         }
-        let head = self.rank(st, rank);
+        let head = self.rank(at, st, rank)?;
         let cond_cost = self.block(subs[0].0, subs[0].1, st)?;
         let (t, f) = match &st.regs[cond as usize] {
             V::Bool { when_true, when_false } => (when_true.clone(), when_false.clone()),
@@ -475,23 +519,26 @@ impl Analyzer<'_> {
         let mut body = st.clone();
         body.path.facts.extend(t);
         let body_cost = self.block(subs[1].0, subs[1].1, &mut body)?;
-        let after = self.rank(&body, rank);
+        let after = self.rank(at, &body, rank)?;
         if !body.path.dead() {
             let (Some(h), Some(a)) = (head, after) else {
                 return refuse(at, "cannot follow this loop's rank (it is not affine in the loop's variables)");
             };
-            if !body.path.non_negative(&h.add(&Affine::constant(1), -1)) {
+            let positive = h.add(&Affine::constant(1), -1).ok_or_else(|| rank_overflows(at))?;
+            if !body.path.non_negative(&positive) {
                 return refuse(at, "cannot show this loop's rank is positive whenever its body runs");
             }
-            if !body.path.non_negative(&h.add(&a, -1).add(&Affine::constant(1), -1)) {
+            let decrease = h.add(&a, -1).and_then(|d| d.add(&Affine::constant(1), -1)).ok_or_else(|| rank_overflows(at))?;
+            if !body.path.non_negative(&decrease) {
                 return refuse(at, "cannot show this loop's body decreases its rank");
             }
         }
         st.path.facts.extend(f);
-        let mut cost: Poly = cond_cost.iter().map(|(k, v)| (k.clone(), v * (bound as u128 + 1))).collect();
+        // The condition runs at most bound + 1 times, the body at most bound times.
+        let mut cost = times(at, &cond_cost, bound as u128 + 1)?;
         let mut per_iteration = body_cost;
-        plus(&mut per_iteration, &Poly::from([(vec![], 1)])); // one unit per iteration
-        plus(&mut cost, &per_iteration.iter().map(|(k, v)| (k.clone(), v * bound as u128)).collect());
+        plus(at, &mut per_iteration, &Poly::from([(vec![], 1)]))?; // one unit per iteration
+        plus(at, &mut cost, &times(at, &per_iteration, bound as u128)?)?;
         Ok(cost)
     }
 
@@ -541,7 +588,6 @@ impl Analyzer<'_> {
                 let (V::Bool { when_true: t1, when_false: f1 }, V::Bool { when_true: t2, when_false: f2 }) = (r(a), r(b)) else {
                     return refuse(at, "boolean operands expected");
                 };
-                let both = |x: Vec<Fact>, y: Vec<Fact>| x.into_iter().chain(y).collect();
                 let common = |x: Vec<Fact>, y: Vec<Fact>| x.into_iter().filter(|f| y.contains(f)).collect();
                 (
                     *dst,
@@ -561,8 +607,12 @@ impl Analyzer<'_> {
                     },
                     (V::Num(Some(x)), V::Num(Some(y))) => {
                         // facts as `affine >= 0`; strict comparisons over naturals gain one
+                        // (a fact whose arithmetic overflows is left out: knowing less is sound)
                         let ge = |hi: &Affine, lo: &Affine, strict: bool| {
-                            Fact::NonNeg(hi.add(lo, -1).add(&Affine::constant(if strict { 1 } else { 0 }), -1))
+                            hi.add(lo, -1).and_then(|d| d.add(&Affine::constant(if strict { 1 } else { 0 }), -1)).map(Fact::NonNeg)
+                        };
+                        let fact_bool = |t: Vec<Option<Fact>>, f: Vec<Option<Fact>>| {
+                            fact_bool(t.into_iter().flatten().collect(), f.into_iter().flatten().collect())
                         };
                         match op {
                             CmpOp::Lt => fact_bool(vec![ge(&y, &x, true)], vec![ge(&x, &y, false)]),
@@ -594,15 +644,15 @@ impl Analyzer<'_> {
             Arith { op, dst, a, b } => {
                 let (x, y) = (self.num(st, *a), self.num(st, *b));
                 let v = match (op, x, y) {
-                    (ArithOp::Add, Some(x), Some(y)) => Some(x.add(&y, 1)),
+                    // past i128 the value is unknown (past u64 the run stops anyway)
+                    (ArithOp::Add, Some(x), Some(y)) => x.add(&y, 1),
                     (ArithOp::Mul, Some(x), Some(y)) => match (x.as_constant(), y.as_constant()) {
-                        (Some(c), _) => Some(y.scale(c)),
-                        (_, Some(c)) => Some(x.scale(c)),
+                        (Some(c), _) => y.scale(c),
+                        (_, Some(c)) => x.scale(c),
                         _ => None,
                     },
                     // truncated: exact only where the path shows a >= b
-                    (ArithOp::Sub, Some(x), Some(y)) => {
-                        let d = x.add(&y, -1);
+                    (ArithOp::Sub, Some(x), Some(y)) => x.add(&y, -1).and_then(|d| {
                         if st.path.non_negative(&d) {
                             Some(d)
                         } else if d.as_constant().is_some_and(|c| c < 0) {
@@ -610,7 +660,7 @@ impl Analyzer<'_> {
                         } else {
                             None
                         }
-                    }
+                    }),
                     _ => None,
                 };
                 (*dst, V::Num(v.or_else(|| Some(Affine::symbol(self.fresh())))))
@@ -618,7 +668,7 @@ impl Analyzer<'_> {
             Concat { dst, .. } => (*dst, V::Str),
             FilterDst { dst, set, by } => {
                 let s = r(set);
-                self.charge(&mut cost, u.group_by_destination, &s);
+                self.charge(at, &mut cost, u.group_by_destination, &s)?;
                 let V::Set { dst: mut facts, extent } = s else { return refuse(at, "a set expected") };
                 match r(by) {
                     V::Addr(a) => facts.push(Dst::Is(a)),
@@ -630,24 +680,24 @@ impl Analyzer<'_> {
             FilterSrc { dst, set, .. } => {
                 let s = r(set);
                 self.need_mine(at, &s, st, "GROUP_BY_SOURCE")?;
-                self.charge(&mut cost, u.group_by_source, &s);
+                self.charge(at, &mut cost, u.group_by_source, &s)?;
                 (*dst, s)
             }
             GroupDst { dst, set } => {
                 let s = r(set);
-                self.charge(&mut cost, u.group_by_destination, &s);
+                self.charge(at, &mut cost, u.group_by_destination, &s)?;
                 (*dst, V::Groups { set: Box::new(s), by_dst: true })
             }
             GroupSrc { dst, set } => {
                 let s = r(set);
                 self.need_mine(at, &s, st, "GROUP_BY_SOURCE")?;
-                self.charge(&mut cost, u.group_by_source, &s);
+                self.charge(at, &mut cost, u.group_by_source, &s)?;
                 (*dst, V::Groups { set: Box::new(s), by_dst: false })
             }
             GroupContent { dests, content, set } => {
                 let s = r(set);
                 self.need_mine(at, &s, st, "GROUP_BY_CONTENT")?;
-                self.charge(&mut cost, u.group_by_content, &s);
+                self.charge(at, &mut cost, u.group_by_content, &s)?;
                 st.regs[*dests as usize] = V::List { set: Box::new(s.clone()) };
                 (*content, V::List { set: Box::new(s) })
             }
@@ -659,7 +709,7 @@ impl Analyzer<'_> {
                     _ => ("DISTINCT_DESTINATIONS", u.distinct_destinations),
                 };
                 self.need_mine(at, &s, st, name)?;
-                self.charge(&mut cost, unit, &s);
+                self.charge(at, &mut cost, unit, &s)?;
                 let v = if matches!(insn, ContainsString { .. }) {
                     fact_bool(vec![], vec![])
                 } else {
@@ -671,7 +721,7 @@ impl Analyzer<'_> {
                 let s = r(set);
                 self.need_mine(at, &s, st, "DISCARD")?;
                 self.no_leak(at, st)?;
-                self.charge(&mut cost, u.discard, &s);
+                self.charge(at, &mut cost, u.discard, &s)?;
                 return Ok(cost);
             }
             Generate { dst, payload, .. } => {
@@ -685,9 +735,9 @@ impl Analyzer<'_> {
                 match r(payload) {
                     V::List { set } => {
                         self.need_mine(at, &set, st, "GENERATE")?;
-                        self.charge(&mut cost, u.generate, &set);
+                        self.charge(at, &mut cost, u.generate, &set)?;
                     }
-                    _ => plus(&mut cost, &Poly::from([(vec![], u.generate as u128)])),
+                    _ => plus(at, &mut cost, &Poly::from([(vec![], u.generate as u128)]))?,
                 }
                 self.no_leak(at, st)?;
                 return Ok(cost);
@@ -828,5 +878,160 @@ mod tests {
         };
         assert!(analyze(&gen(true), &policy(ClientKind::EndUser)).is_ok());
         assert!(analyze(&gen(false), &policy(ClientKind::EndUser)).unwrap_err().reason.contains("not THIS_IP"));
+    }
+
+    /// `e = N; one = 1;` then `depth` nested `while v < N do begin ... v = v + 1 end`,
+    /// each counter reset to 0 just before its loop (what the compiler emits).
+    fn while_nest(depth: usize, bound: u32) -> Module {
+        use Insn::*;
+        fn level(i: usize, depth: usize, bound: u32) -> Vec<Insn> {
+            let (v, c) = (2 + 2 * i as u16, 3 + 2 * i as u16);
+            let mut body = if i + 1 < depth { level(i + 1, depth, bound) } else { vec![] };
+            body.push(Arith { op: ArithOp::Add, dst: v, a: v, b: 1 });
+            let rank = Rank { terms: vec![(v, -1)], constant: bound as i64 };
+            let mut code = vec![
+                Const { dst: v, k: 0 },
+                While { cond_len: 1, cond: c, body_len: body.len() as u32, bound, rank },
+                Cmp { op: CmpOp::Lt, dst: c, a: v, b: 0 },
+            ];
+            code.extend(body);
+            code
+        }
+        let mut regs = vec![Ty::Num, Ty::Num];
+        for _ in 0..depth {
+            regs.extend([Ty::Num, Ty::Bool]);
+        }
+        let mut code = vec![Const { dst: 0, k: 1 }, Const { dst: 1, k: 2 }];
+        code.extend(level(0, depth, bound));
+        module(regs, code, Class::Monitoring, vec![K::Num(0), K::Num(bound as u64), K::Num(1)])
+    }
+
+    /// The VC generator's verdict on the same module, for comparison.
+    fn vcgen(m: &Module, p: &Policy) -> Result<Verdict, Violation> {
+        vinet_checker::vcgen::generate(m, p)
+            .map(|vc| Verdict { complexity: vc.complexity, cost: vc.cost })
+            .map_err(|e| Violation { at: e.at, reason: e.reason })
+    }
+
+    #[test]
+    fn while_nests_are_costed_or_refused_as_the_vc_generator_does() {
+        let p = policy(ClientKind::EndUser);
+        let overflow = |at: usize, what: &str| Err(Violation { at, reason: format!("{what} overflows") });
+        // 100 x (100 x 1 + 1): one unit per iteration of each loop.
+        let small = while_nest(2, 100);
+        assert_eq!(analyze(&small, &p), Ok(Verdict { complexity: 10_100, cost: 10_100 * 86_400 }));
+        // About 10^9 units: over complexity_up.
+        let e = analyze(&while_nest(3, 1000), &p).unwrap_err();
+        assert!(e.reason.starts_with("complexity 1001001000 exceeds complexity_up"), "{e}");
+        // About 10^18 units fit u64, but not times the lifetime.
+        let m = while_nest(3, 1_000_000);
+        assert_eq!(analyze(&m, &p), overflow(m.code.len() - 1, "cost"));
+        // About 10^24 units: past u64, within u128.
+        let m = while_nest(4, 1_000_000);
+        assert_eq!(analyze(&m, &p), overflow(m.code.len() - 1, "complexity"));
+        // About 10^48 units: past u128 at the second loop (pc 6), about 10^42 there.
+        let m = while_nest(8, 1_000_000);
+        assert_eq!(analyze(&m, &p), overflow(6, "cost"));
+        for (depth, bound) in [(2, 100), (4, 1_000_000), (8, 1_000_000), (32, 1 << 20)] {
+            let m = while_nest(depth, bound);
+            assert_eq!(analyze(&m, &p), vcgen(&m, &p), "depth {depth}, bound {bound}");
+        }
+    }
+
+    /// `depth` nested foreach loops, each over GROUP_BY_DESTINATION(AllPackets) made in
+    /// the enclosing body, the innermost body empty: every level multiplies the cost by the window.
+    fn foreach_nest(depth: usize) -> Module {
+        use Insn::*;
+        fn level(i: usize, depth: usize) -> Vec<Insn> {
+            let (g, k, s) = (1 + 3 * i as u16, 2 + 3 * i as u16, 3 + 3 * i as u16);
+            let body = if i + 1 < depth { level(i + 1, depth) } else { vec![] };
+            let mut code = vec![GroupDst { dst: g, set: 0 }, Foreach { groups: g, key: k, set: s, body_len: body.len() as u32 }];
+            code.extend(body);
+            code
+        }
+        let mut regs = vec![Ty::Set];
+        for _ in 0..depth {
+            regs.extend([Ty::Groups, Ty::Addr, Ty::Set]);
+        }
+        let mut code = vec![AllPackets { dst: 0 }];
+        code.extend(level(0, depth));
+        module(regs, code, Class::Monitoring, vec![])
+    }
+
+    #[test]
+    fn foreach_nests_past_u128_are_refused_as_the_vc_generator_does() {
+        let p = Policy { complexity_up: u64::MAX, cost_up: u64::MAX, ..policy(ClientKind::EndUser) };
+        // 256 (grouping) + 256 x 1 (iteration), then 256 x that and 256 for the outer grouping.
+        assert_eq!(analyze(&foreach_nest(1), &p).unwrap().complexity, 256 + 256);
+        assert_eq!(analyze(&foreach_nest(2), &p).unwrap().complexity, 256 + 256 * (256 + 256 + 1));
+        // About 2^64 units at depth 8.
+        assert_eq!(analyze(&foreach_nest(8), &p).unwrap_err().reason, "complexity overflows");
+        let e = analyze(&foreach_nest(20), &p).unwrap_err();
+        assert_eq!(e.reason, "cost overflows", "{e}");
+        for depth in [1, 3, 8, 15, 16, 17, 20, 31] {
+            let m = foreach_nest(depth);
+            assert_eq!(analyze(&m, &p), vcgen(&m, &p), "depth {depth}");
+        }
+    }
+
+    #[test]
+    fn a_window_past_u64_units_is_refused_not_wrapped() {
+        let mut p = policy(ClientKind::EndUser);
+        p.window_packets = u32::MAX;
+        p.unit_costs.group_by_destination = u64::MAX;
+        let e = analyze(&foreach_nest(1), &p).unwrap_err();
+        assert_eq!(e.reason, "complexity overflows", "{e}");
+        assert_eq!(analyze(&foreach_nest(1), &p), vcgen(&foreach_nest(1), &p));
+    }
+
+    #[test]
+    fn products_past_i128_make_an_unknown_number() {
+        use Insn::*;
+        // n = 2^64 - 1; n = n * n; n = n * n; n = n + n; c = n < n: before, the second product panicked.
+        let m = module(
+            vec![Ty::Num, Ty::Bool],
+            vec![
+                Const { dst: 0, k: 0 },
+                Arith { op: ArithOp::Mul, dst: 0, a: 0, b: 0 },
+                Arith { op: ArithOp::Mul, dst: 0, a: 0, b: 0 },
+                Arith { op: ArithOp::Add, dst: 0, a: 0, b: 0 },
+                Arith { op: ArithOp::Sub, dst: 0, a: 0, b: 0 },
+                Cmp { op: CmpOp::Lt, dst: 1, a: 0, b: 0 },
+            ],
+            Class::Monitoring,
+            vec![K::Num(u64::MAX)],
+        );
+        assert_eq!(analyze(&m, &policy(ClientKind::EndUser)), Ok(Verdict { complexity: 0, cost: 0 }));
+    }
+
+    #[test]
+    fn a_rank_past_i128_is_refused() {
+        use Insn::*;
+        // rank = (2^63 - 1) n + (2^63 - 1) n with n = 2^64 - 1: about 2^128.
+        let big = Rank { terms: vec![(0, i64::MAX), (0, i64::MAX)], constant: 0 };
+        let m = module(
+            vec![Ty::Num, Ty::Bool],
+            vec![
+                Const { dst: 0, k: 0 },
+                While { cond_len: 1, cond: 1, body_len: 0, bound: 1, rank: big },
+                Cmp { op: CmpOp::Lt, dst: 1, a: 0, b: 0 },
+            ],
+            Class::Monitoring,
+            vec![K::Num(u64::MAX)],
+        );
+        m.validate().unwrap();
+        let e = analyze(&m, &policy(ClientKind::EndUser)).unwrap_err();
+        assert_eq!(e, Violation { at: 1, reason: "this loop's rank overflows".into() });
+    }
+
+    #[test]
+    fn a_boolean_built_from_itself_keeps_each_fact_once() {
+        use Insn::*;
+        // b = x == THIS_IP; then b = b and b, 64 times: 2^64 facts if each step doubled them.
+        let mut code = vec![ThisIp { dst: 0 }, Param { dst: 1, p: 0 }, Cmp { op: CmpOp::Eq, dst: 2, a: 0, b: 1 }];
+        code.extend((0..64).map(|_| And { dst: 2, a: 2, b: 2 }));
+        code.extend([Not { dst: 3, a: 2 }, Or { dst: 3, a: 3, b: 3 }, If { cond: 2, then_len: 1, else_len: 0 }, AllPackets { dst: 4 }]);
+        let m = module(vec![Ty::Addr, Ty::Addr, Ty::Bool, Ty::Bool, Ty::Set], code, Class::Monitoring, vec![]);
+        assert_eq!(analyze(&m, &policy(ClientKind::EndUser)), Ok(Verdict { complexity: 0, cost: 0 }));
     }
 }
