@@ -1,6 +1,8 @@
 //! Dispatch tests: exact and prefix clients, nested prefixes, sharing,
 //! faults, removal, and the router on top.
 
+use super::index::DirectPlan;
+use super::pass::DIRECT_CLIENTS;
 use super::*;
 use crate::packet::LinkType;
 use crate::runner::{NullSink, Runner};
