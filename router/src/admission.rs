@@ -159,7 +159,7 @@ fn kind_of(s: &Subject) -> ClientKind {
 fn binding(s: &Subject, params: Vec<Const>) -> Binding {
     match *s {
         Subject::EndUser { ip } => Binding { this_ip: ip, this_subnet: None, params },
-        Subject::EdgeRouter { prefix, router_ip } => Binding { this_ip: router_ip, this_subnet: Some(prefix), params },
+        Subject::EdgeRouter { prefix, router_ip } => Binding { this_ip: router_ip, this_subnet: Some(prefix.into()), params },
     }
 }
 
@@ -417,7 +417,7 @@ impl Admission {
             ));
         }
         let dest = id.subject.dest();
-        if !self.cfg.serves.is_empty() && !self.cfg.serves.iter().any(|&p| contains(p, dest)) {
+        if !self.cfg.serves.is_empty() && !self.cfg.serves.iter().any(|&p| contains(p.into(), dest)) {
             return refused((
                 Refusal::NotServed,
                 format!("this router does not serve {} (the identity's {})", dest_text(&id.subject), id.subject),
@@ -437,7 +437,7 @@ impl Admission {
             .cfg
             .grants
             .iter()
-            .find(|(p, _)| contains(*p, dest))
+            .find(|(p, _)| contains((*p).into(), dest))
             .map(|g| g.1)
             .or_else(|| self.cfg.authorities.iter().find(|x| x.key == id.authority).map(|x| x.grant))
             .unwrap_or(0);

@@ -11,9 +11,12 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use vinet_checker::bytecode::Class;
 use vinet_checker::policy::ClientKind;
-use vinet_checker::{netmask, Policy};
-
+use vinet_checker::Policy;
 use vinet_proto::identity::parse_public_key;
+/// The class names and indices are the vocabulary's (re-exported for the
+/// router's modules, which name classes in refusals, logs and metrics).
+pub use vinet_vocab::names::{class_index, class_name};
+use vinet_vocab::Ipv4Prefix;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +166,7 @@ pub struct Config {
     /// A lemma library to verify and cache at start.
     pub lemmas: Option<PathBuf>,
     /// Client destinations this router serves (empty: any).
-    pub serves: Vec<(u32, u8)>,
+    pub serves: Vec<Ipv4Prefix>,
     /// Largest request, bytes.
     pub max_request_bytes: usize,
     /// Most connections served at once.
@@ -190,23 +193,11 @@ pub struct Config {
     /// Trusted authorities.
     pub authorities: Vec<Authority>,
     /// Credit grants by client prefix (first match wins over the authority's grant).
-    pub grants: Vec<((u32, u8), u64)>,
+    pub grants: Vec<(Ipv4Prefix, u64)>,
     /// Most destinations per source, per functionality class.
     pub quotas: [usize; 3],
     /// Live packets.
     pub live: LiveMode,
-}
-
-/// Parse `a.b.c.d/len` (or an address, as /32).
-pub fn parse_prefix(s: &str) -> Result<(u32, u8), String> {
-    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
-    let a: std::net::Ipv4Addr = a.trim().parse().map_err(|_| format!("{s:?} is not an IPv4 address or prefix"))?;
-    let l: u8 = l.trim().parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("{s:?}: prefix length must be 0..=32"))?;
-    let a = u32::from(a);
-    if a & !netmask(l) != 0 {
-        return Err(format!("{s:?} has host bits set"));
-    }
-    Ok((a, l))
 }
 
 impl Config {
@@ -251,11 +242,11 @@ impl Config {
                 Ok(Authority { name: a.name, key, grant: a.grant })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let serves = raw.serves.iter().map(|s| parse_prefix(s).map_err(|e| err(format!("serves: {e}")))).collect::<Result<Vec<_>, _>>()?;
+        let serves = raw.serves.iter().map(|s| s.parse().map_err(|e| err(format!("serves: {e}")))).collect::<Result<Vec<_>, _>>()?;
         let grants = raw
             .grants
             .iter()
-            .map(|g| parse_prefix(&g.prefix).map(|p| (p, g.credits)).map_err(|e| err(format!("grants: {e}"))))
+            .map(|g| g.prefix.parse().map(|p| (p, g.credits)).map_err(|e| err(format!("grants: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         if raw.drop_for_everyone == 0 {
             return Err(
@@ -301,6 +292,7 @@ impl Config {
             policy_edge_router,
             authorities,
             grants,
+            // In class_index order.
             quotas: [raw.quotas.filtering, raw.quotas.multicast, raw.quotas.monitoring],
             live,
         })
@@ -323,20 +315,6 @@ impl Config {
     pub fn quota(&self, class: Class) -> usize {
         self.quotas[class_index(class)]
     }
-}
-
-/// 0 filtering, 1 multicast, 2 monitoring.
-pub fn class_index(c: Class) -> usize {
-    match c {
-        Class::Filtering => 0,
-        Class::Multicast => 1,
-        Class::Monitoring => 2,
-    }
-}
-
-/// The class's name in configs, logs and metrics.
-pub fn class_name(c: Class) -> &'static str {
-    ["filtering", "multicast", "monitoring"][class_index(c)]
 }
 
 #[cfg(test)]
@@ -364,14 +342,11 @@ mod tests {
         assert!(e(&text.replace("capacity =", "capacty =")).contains("unknown field"));
         assert!(e(&text.replace("mode = \"none\"", "mode = \"pcap\"")).contains("[live] mode"));
         assert!(e(&text.replace("cost_units_per_credit = 1_000_000", "cost_units_per_credit = 0")).contains("cost_units_per_credit"));
-        assert!(e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.0.1/8\"]")).contains("host bits"));
+        let host_bits = e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.0.1/8\"]"));
+        assert!(host_bits.contains("serves: `10.0.0.1/8` has host bits set (did you mean 10.0.0.0/8?)"), "{host_bits}");
         assert!(e(&text.replace("drop_for_everyone = 3", "drop_for_everyone = 0")).contains("drop_for_everyone"));
-        let ok = Config::parse(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.3.0/24\"]"), &dir).unwrap();
-        assert_eq!(ok.serves, vec![(0x0a00_0300, 24)]);
-        assert_eq!(parse_prefix("10.1.0.0/16"), Ok((0x0a01_0000, 16)));
-        assert_eq!(parse_prefix("10.1.0.7"), Ok((0x0a01_0007, 32)));
-        assert!(parse_prefix("10.1.0.0/33").is_err());
-        assert!(parse_prefix("10.1.0.1/16").is_err());
-        assert!(parse_prefix("ten").is_err());
+        let ok = Config::parse(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.3.0/24\", \"10.0.4.7\"]"), &dir).unwrap();
+        assert_eq!(ok.serves.iter().map(|p| <(u32, u8)>::from(*p)).collect::<Vec<_>>(), [(0x0a00_0300, 24), (0x0a00_0407, 32)]);
+        assert!(e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"ten\"]")).contains("serves: `ten` is not an IPv4"));
     }
 }
