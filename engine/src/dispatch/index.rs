@@ -51,8 +51,6 @@ pub(super) struct Hot {
     pub(super) first: u32,
 }
 
-/// Counters of runs not yet folded into an installation's stats.
-
 /// [`ExactSlot::d`] of a free slot.
 pub(super) const EMPTY: u32 = u32::MAX;
 
@@ -60,8 +58,8 @@ pub(super) const EMPTY: u32 = u32::MAX;
 /// client decided packet by packet during the bucketing pass (`plan` set),
 /// it also holds everything the pass reads and writes for it: the plan, the
 /// window it last had packets in, and its counters since they were last
-/// folded into its installation's [`ProgramStats`] (see
-/// [`Dispatch::fold`]). The counters are narrow: such a client's program
+/// folded into its installation's [`super::ProgramStats`] (see
+/// [`super::Dispatch::fold`]). The counters are narrow: such a client's program
 /// costs at most `u16::MAX` a window (checked when the plan is set), so
 /// `windows` windows cost less than `2^32`, and they are folded before
 /// `windows` wraps.
@@ -73,9 +71,9 @@ pub(super) struct ExactSlot {
     /// The client's [`DestEntry`] index; [`EMPTY`] for a free slot.
     pub(super) d: u32,
     /// Low 32 bits of the last window the client had packets in (0: none
-    /// since the epochs last wrapped; see [`Dispatch::run_window_with`]).
+    /// since the epochs last wrapped; see [`super::Dispatch::run_window_with`]).
     pub(super) epoch: u32,
-    /// 1 + index in [`Dispatch::plans`] of its instance when the client is
+    /// 1 + index in [`super::Dispatch::plans`] of its instance when the client is
     /// decided during the pass; 0 when not.
     pub(super) plan: u16,
     /// Pending: windows with packets.

@@ -421,7 +421,7 @@ impl Dispatch {
         Some(inst.stats)
     }
 
-    /// Move an end user's pending counters (see [`ExactSlot`]) into its
+    /// Move an end user's pending counters (see [`index::ExactSlot`]) into its
     /// installation's stats.
     fn fold(&mut self, d: usize) {
         let Some(Some(e)) = self.dests.get(d) else { return };
@@ -435,7 +435,7 @@ impl Dispatch {
     }
 
     /// An installation's stats, with the counters still pending in its
-    /// client's [`ExactSlot`].
+    /// client's [`index::ExactSlot`].
     fn current(&self, i: &Installed) -> ProgramStats {
         let mut st = i.stats;
         if self.hot.get(i.dest as usize).is_some_and(|h| h.first & !DIRECT == i.id.slot) {
@@ -449,7 +449,7 @@ impl Dispatch {
     }
 
     /// Keep a client's [`Hot::first`] (and for an end user its
-    /// [`ExactSlot::plan`]) in step with its installations.
+    /// [`index::ExactSlot::plan`]) in step with its installations.
     fn refresh_hot(&mut self, d: usize) {
         self.fold(d);
         let dest = self.dests.get(d).and_then(Option::as_ref).map(|e| e.dest);

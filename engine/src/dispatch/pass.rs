@@ -32,7 +32,7 @@ impl Direct {
 
 /// The end users decided during the bucketing pass, over a window's
 /// packets (columns `src`, `dst`): each packet to such a client is decided by
-/// its [`DirectPlan`] and counted in its [`ExactSlot`]; the other exact hits
+/// its [`DirectPlan`] and counted in its [`super::index::ExactSlot`]; the other exact hits
 /// go to `rest` as (packet, client), in packet order. Returns the number of
 /// such clients with packets (each one bucket and one run). Kept apart from
 /// the general pass, so that this loop stays small.
