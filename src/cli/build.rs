@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use vinet_checker::bytecode::Class;
 use vinet_checker::Module;
 
 use super::{fmt_lifetime, read_input, Failure};
@@ -60,11 +59,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 /// One line about a module: id prefix, sizes, class, lifetime.
 pub fn summary(m: &Module, bytes: &[u8]) -> String {
     let id = Module::id_of(bytes).to_string();
-    let class = match m.header.class {
-        Class::Filtering => "filtering",
-        Class::Multicast => "multicast",
-        Class::Monitoring => "monitoring",
-    };
+    let class = vinet_vocab::names::class_name(m.header.class);
     let n = |count: usize, what: &str| format!("{count} {what}{}", if count == 1 { "" } else { "s" });
     format!(
         "module {}, {}, {}, {}, {}, class {class}, lifetime {}",

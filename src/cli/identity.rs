@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use vinet_proto::clock::unix_now;
 use vinet_proto::identity::{hex, issue, parse_public_key, parse_secret_key, SignedIdentity, Subject};
-use vinet_router::config::parse_prefix;
+use vinet_vocab::names::parse_duration;
+use vinet_vocab::Ipv4Prefix;
 
 use super::{read_input, Failure};
 
@@ -55,8 +56,8 @@ pub struct IssueArgs {
     #[arg(long, value_name = "IP", conflicts_with = "prefix")]
     pub address: Option<std::net::Ipv4Addr>,
     /// An edge router's prefix (THIS_SUBNET_IP).
-    #[arg(long, value_name = "NET/LEN", requires = "router_ip")]
-    pub prefix: Option<String>,
+    #[arg(long, value_name = "NET/LEN", requires = "router_ip", value_parser = prefix_arg)]
+    pub prefix: Option<Ipv4Prefix>,
     /// The edge router's own address (its THIS_IP).
     #[arg(long, value_name = "IP")]
     pub router_ip: Option<std::net::Ipv4Addr>,
@@ -69,6 +70,10 @@ pub struct IssueArgs {
     /// Where to write the identity.
     #[arg(short, long, value_name = "ID.vid")]
     pub output: PathBuf,
+}
+
+fn prefix_arg(s: &str) -> Result<Ipv4Prefix, String> {
+    s.parse().map_err(|e: vinet_vocab::PrefixError| e.to_string())
 }
 
 /// Run `vinetc identity`.
@@ -102,14 +107,12 @@ fn issue_cmd(a: IssueArgs) -> Result<(), Failure> {
     let authority = parse_secret_key(&text).map_err(|e| Failure::Usage(format!("{}: {e}", a.authority.display())))?;
     let client_text = std::fs::read_to_string(&a.client).unwrap_or_else(|_| a.client.clone());
     let client = parse_public_key(&client_text).map_err(|e| Failure::Usage(format!("--client: {e}")))?;
-    let subject = match (a.address, &a.prefix, a.router_ip) {
+    let subject = match (a.address, a.prefix, a.router_ip) {
         (Some(ip), None, _) => Subject::EndUser { ip: ip.into() },
-        (None, Some(p), Some(r)) => {
-            Subject::EdgeRouter { prefix: parse_prefix(p).map_err(|e| Failure::Usage(format!("--prefix: {e}")))?, router_ip: r.into() }
-        }
+        (None, Some(prefix), Some(r)) => Subject::EdgeRouter { prefix, router_ip: r.into() },
         _ => return Err(Failure::Usage("give --address IP (an end user) or --prefix NET/LEN with --router-ip IP (an edge router)".into())),
     };
-    let secs = vinet_engine::policy_file::parse_duration(&a.valid_for).map_err(|e| Failure::Usage(format!("--valid-for: {e}")))?;
+    let secs = parse_duration(&a.valid_for).map_err(|e| Failure::Usage(format!("--valid-for: {e}")))?;
     let nb = a.not_before.unwrap_or_else(unix_now);
     let id = issue(&authority, &client, subject, nb, nb.saturating_add(secs)).map_err(|e| Failure::Usage(e.to_string()))?;
     std::fs::write(&a.output, id.to_file()).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", a.output.display())))?;

@@ -75,7 +75,10 @@ pub fn describe(bytes: &[u8]) -> Result<String, String> {
 fn const_text(c: &Const) -> String {
     match c {
         Const::Addr(a) => addr(*a),
-        Const::Prefix(n, l) => format!("{}/{l}", addr(*n)),
+        // A module inspect reads is not checked: show a malformed prefix as it is.
+        Const::Prefix(n, l) => {
+            vinet_vocab::Ipv4Prefix::new(*n, *l).map_or_else(|_| format!("{}/{l} (not a prefix)", addr(*n)), |p| p.to_string())
+        }
         Const::Str(s) => format!("{s:?}"),
         Const::Num(n) => n.to_string(),
     }
@@ -101,11 +104,7 @@ fn list_module(bytes: &[u8]) -> Result<String, String> {
     let w = &mut out;
     let _ = writeln!(w, "vinet module {}", Module::id_of(bytes));
     let _ = writeln!(w, "  format version {}, {} bytes", m.version, bytes.len());
-    let class = match m.header.class {
-        vinet_checker::bytecode::Class::Filtering => "filtering",
-        vinet_checker::bytecode::Class::Multicast => "multicast",
-        vinet_checker::bytecode::Class::Monitoring => "monitoring",
-    };
+    let class = vinet_vocab::names::class_name(m.header.class);
     let _ = writeln!(w, "  class     {class}");
     let _ = writeln!(w, "  lifetime  {} ({} s)", fmt_lifetime(m.header.lifetime_secs), m.header.lifetime_secs);
     let _ = writeln!(w, "params ({}):", m.params.len());

@@ -143,6 +143,16 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))
 }
 
+/// A `--param` value written in double quotes, as the language reads a
+/// string literal (its escapes): the `unquote` of
+/// [`vinet_vocab::params::bind_params`], which leaves that syntax to the front end.
+pub fn unquote(value: &str) -> Result<String, String> {
+    match vinet_lang::parse_param_value(value)? {
+        vinet_checker::bytecode::Const::Str(s) => Ok(s),
+        _ => Err(format!("{value} is not a string literal")),
+    }
+}
+
 /// A lifetime in seconds, in the largest unit that divides it.
 pub fn fmt_lifetime(secs: u64) -> String {
     let plural = |n: u64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };

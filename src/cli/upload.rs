@@ -6,13 +6,17 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vinet_checker::cert::{Lemma, LemmaHash};
+use vinet_checker::bytecode::Const;
+use vinet_checker::cert::{decode_file, Bundle, Lemma, LemmaHash, BUNDLE_MAGIC};
+use vinet_checker::Module;
 use vinet_proto::client::Client;
 use vinet_proto::identity::{parse_secret_key, SignedIdentity};
 use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::protocol::{Op, Reply};
 
-use super::{read_input, Failure, Format};
+use vinet_vocab::params::{bind_params, ParamError};
+
+use super::{read_input, unquote, Failure, Format};
 
 const AFTER_HELP: &str = "\
 Example:
@@ -132,8 +136,8 @@ pub struct Args {
     /// Credits to pay (at least the price of the bundle's declared cost).
     #[arg(long, value_name = "N")]
     pub pay: u64,
-    /// Bind a parameter at install.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::build::param)]
+    /// Bind a parameter at install, typed by the program's declaration.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = vinet_lang::parse_param_arg)]
     pub params: Vec<(String, String)>,
     /// The lemma library to send lemmas from [default: the shipped library].
     #[arg(long, value_name = "LIB")]
@@ -167,20 +171,45 @@ fn library(path: Option<&PathBuf>) -> Result<Vec<Lemma>, Failure> {
     Ok(lib.lemmas)
 }
 
+/// The module of a bundle, to read its parameter declarations (the router
+/// checks it; here it only types the values).
+fn bundle_module(bundle: &[u8]) -> Result<Module, String> {
+    let b: Bundle = decode_file(bundle, BUNDLE_MAGIC, "bundle").map_err(|e| format!("cannot read its parameters: {e}"))?;
+    Module::decode(&b.module).map_err(|e| format!("cannot read its parameters: {e}"))
+}
+
+/// The `--param` values to send, by name, each typed by the module's
+/// declaration exactly as `vinetc run` types it (one binding, vinet-vocab's);
+/// the parameters not given are left to their defaults.
+fn params_to_send(module: &Module, given: &[(String, String)]) -> Result<Vec<(String, Const)>, ParamError> {
+    let values = bind_params(&module.params, given, unquote)?;
+    Ok(module
+        .params
+        .iter()
+        .zip(values)
+        .filter(|(p, _)| given.iter().any(|(n, _)| n == &p.name))
+        .map(|(p, v)| (p.name.clone(), v))
+        .collect())
+}
+
 /// Run `vinetc upload`.
 pub fn run(args: Args) -> Result<(), Failure> {
-    let mut c = args.conn.connect(args.send_raw.is_none())?;
     if let Some(raw) = &args.send_raw {
+        let mut c = args.conn.connect(false)?;
         let bytes = read_input(raw)?;
         let r = c.exchange(&bytes).map_err(|e| Failure::Usage(format!("no answer from the router: {e}")))?;
         return Err(refusal(r, args.conn.format));
     }
+    // The parameters are typed before connecting: a value the program cannot
+    // take is a usage error, and nothing is sent.
     let bundle = read_input(&args.bundle)?;
-    let params = args
-        .params
-        .iter()
-        .map(|(n, v)| vinet_lang::parse_param_value(v).map(|c| (n.clone(), c)).map_err(|e| Failure::Usage(format!("--param {n}: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let params = if args.params.is_empty() {
+        Vec::new()
+    } else {
+        let module = bundle_module(&bundle).map_err(|e| Failure::Usage(format!("{}: {e}", args.bundle.display())))?;
+        params_to_send(&module, &args.params).map_err(|e| Failure::Usage(format!("{}: {e}", args.bundle.display())))?
+    };
+    let mut c = args.conn.connect(true)?;
     let op = || Op::Upload { bundle: bundle.clone(), pay: args.pay, params: params.clone() };
     let mut reply = args.conn.request(&mut c, op())?;
     let mut sent = 0;
@@ -220,5 +249,34 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Ok(())
         }
         other => Err(refusal(other, args.conn.format)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spam_filter() -> Module {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/spam_filter.vinet");
+        let src = std::fs::read(path).unwrap();
+        vinet_lang::compile(path, &src, &[]).unwrap_or_else(|d| panic!("{d:?}")).module
+    }
+
+    fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn upload_types_params_by_the_declaration() {
+        let m = spam_filter();
+        // Word1 is declared a string: 42 is the string "42", not a number.
+        assert_eq!(params_to_send(&m, &given(&[("Word1", "42")])), Ok(vec![("Word1".into(), Const::Str("42".into()))]));
+        assert_eq!(
+            params_to_send(&m, &given(&[("Word2", "\"a b\""), ("Word1", "10.0.0.1")])),
+            Ok(vec![("Word1".into(), Const::Str("10.0.0.1".into())), ("Word2".into(), Const::Str("a b".into()))])
+        );
+        let e = params_to_send(&m, &given(&[("Nope", "1")])).unwrap_err().to_string();
+        assert_eq!(e, "the program declares no parameter Nope (its parameters: Word1, Word2)");
+        assert!(bundle_module(b"not a bundle").unwrap_err().contains("cannot read its parameters"));
     }
 }
