@@ -27,22 +27,13 @@ mod router_support;
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use router_support::netns::{self, cannot_run, helper, ns, setup};
+use router_support::netns::{cannot_run, ns, setup, start_ready, traffic};
 use router_support::*;
-
-/// Not a test: the entry point of the helper processes this test runs inside
-/// the namespaces (a UDP/TCP sink on C, senders on A and B). Without the
-/// environment variable it does nothing.
-#[test]
-fn helper_entry() {
-    netns::helper_main();
-}
 
 /// Send from a host; returns whether its TCP connection got through.
 fn send_from(host: &str, tag: &str) -> bool {
-    let o = helper(host, &format!("send 10.0.3.2 5000 5001 {tag} 5")).output().unwrap();
+    let o = traffic(host, &["send", "--to", "10.0.3.2", "--udp", "5000", "--tcp", "5001", "--tag", tag, "--count", "5"]).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "sender failed: {out} {}", String::from_utf8_lossy(&o.stderr));
     out.contains("tcp connected")
@@ -55,16 +46,39 @@ fn received(sink: &std::path::Path, tag: &str) -> (usize, usize) {
     (lines.iter().filter(|l| l.starts_with("udp ")).count(), lines.iter().filter(|l| l.starts_with("tcp ")).count())
 }
 
-/// One round of traffic from A and B; returns what C got from each.
-fn round(a: &str, b: &str, sink: &std::path::Path, n: &str) -> ((usize, usize, bool), (usize, usize, bool)) {
-    let (ta, tb) = (format!("A{n}"), format!("B{n}"));
-    let ca = send_from(a, &ta);
-    let cb = send_from(b, &tb);
-    std::thread::sleep(Duration::from_millis(300));
-    let (ua, pa) = received(sink, &ta);
-    let (ub, pb) = received(sink, &tb);
-    eprintln!("round {n}: C got from A {ua} UDP datagrams, {pa} TCP payloads (connect: {ca}); from B {ub} UDP, {pb} TCP (connect: {cb})");
-    ((ua, pa, ca), (ub, pb, cb))
+/// One round of traffic from each of `hosts` (name, whether its traffic
+/// should reach C); returns what C got from each: (UDP datagrams, TCP
+/// payloads, whether the TCP connection opened).
+///
+/// The round waits for the event rather than for a while: every host that
+/// should get through has all of its traffic at C, and the router has counted
+/// (in `dropped`, the owner's leases' dropped packets) at least 6 more drops
+/// (5 datagrams and a SYN) for each host that should not. Only then is what C
+/// got read. If the router does the wrong thing the wait ends at its hang
+/// deadline and the caller's assertion says what went wrong.
+fn round(hosts: &[(&str, bool)], sink: &std::path::Path, n: &str, dropped: &dyn Fn() -> u64) -> Vec<(usize, usize, bool)> {
+    let before = dropped();
+    let tags: Vec<String> = hosts.iter().map(|(h, _)| format!("{}{n}", &h[h.len() - 1..].to_uppercase())).collect();
+    let connected: Vec<bool> = hosts.iter().zip(&tags).map(|((h, _), t)| send_from(h, t)).collect();
+    let blocked = hosts.iter().filter(|(_, pass)| !pass).count() as u64;
+    let settled = wait_until(HANG, || {
+        hosts.iter().zip(&tags).all(|((_, pass), t)| !pass || received(sink, t) == (5, 1)) && dropped() >= before + 6 * blocked
+    });
+    let got: Vec<(usize, usize, bool)> = tags
+        .iter()
+        .zip(connected)
+        .map(|(t, c)| {
+            let (u, p) = received(sink, t);
+            (u, p, c)
+        })
+        .collect();
+    for ((t, (u, p, c)), (_, pass)) in tags.iter().zip(&got).zip(hosts) {
+        eprintln!("round {n}: C got from {t} {u} UDP datagrams, {p} TCP payloads (connect: {c}; expected to get through: {pass})");
+    }
+    if !settled {
+        eprintln!("round {n}: the expected traffic and drops were not all seen within the hang deadline ({HANG:?})");
+    }
+    got
 }
 
 #[test]
@@ -98,14 +112,10 @@ fn netns_firewall_end_to_end() {
     let mut d = vinetd_in_r();
     ns(&r, &["iptables", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0"]).unwrap();
     let sink = env.dir.path("sink.txt");
-    net.procs.push(helper(&c, &format!("sink 5000 5001 {}", sink.display())).stdout(Stdio::null()).spawn().unwrap());
-    std::thread::sleep(Duration::from_millis(300));
+    let sink_arg = sink.display().to_string();
+    let (sink_proc, _) = start_ready(&c, &["sink", "--udp", "5000", "--tcp", "5001", "--out", &sink_arg]);
+    net.procs.push(sink_proc);
 
-    // Before any program: vinetd forwards everything.
-    let ((ua, pa, ca), (ub, pb, cb)) = round(&a, &b, &sink, "0");
-    assert!(ua == 5 && pa == 1 && ca && ub == 5 && pb == 1 && cb, "without programs C must get everything");
-
-    // C's owner uploads the firewall against A (from C, to R's address).
     let owner = env.client("owner", "10.0.3.2");
     let fw = env.firewall("fw", "2 days");
     let vinetc_in = |host: &str, args: Vec<String>| {
@@ -118,6 +128,21 @@ fn netns_firewall_end_to_end() {
             stderr: String::from_utf8_lossy(&o.stderr).into(),
         }
     };
+    let status = || {
+        let mut v: Vec<String> = vec!["status".into()];
+        v.extend(env.conn(&owner));
+        v.extend(["--format".into(), "json".into()]);
+        let r = vinetc_in(&c, v);
+        serde_json::from_str::<serde_json::Value>(r.ok()).unwrap()
+    };
+    // The packets the owner's programs dropped, as the router reports them.
+    let dropped = || status()["leases"].as_array().unwrap().iter().map(|l| l["dropped"].as_u64().unwrap()).sum::<u64>();
+
+    // Before any program: vinetd forwards everything.
+    let got = round(&[(&a, true), (&b, true)], &sink, "0", &dropped);
+    assert_eq!(got, vec![(5, 1, true), (5, 1, true)], "without programs C must get everything");
+
+    // C's owner uploads the firewall against A (from C, to R's address).
     let upload = |host: &str, who: &ClientFiles, bundle: &str, extra: &[&str]| {
         let mut v: Vec<String> = vec!["upload".into(), bundle.into()];
         v.extend(env.conn(who));
@@ -128,9 +153,9 @@ fn netns_firewall_end_to_end() {
     let saved = env.p("upload.req");
     let r1 = upload(&c, &owner, &fw, &["--param", "SrcIP=10.0.1.2", "--save-request", &saved]);
     eprintln!("upload: {}", r1.ok().trim());
-    let ((ua, pa, ca), (ub, pb, cb)) = round(&a, &b, &sink, "1");
-    assert_eq!((ua, pa, ca), (0, 0, false), "C must receive none of A's traffic");
-    assert_eq!((ub, pb, cb), (5, 1, true), "C must receive B's traffic");
+    let got = round(&[(&a, false), (&b, true)], &sink, "1", &dropped);
+    assert_eq!(got[0], (0, 0, false), "C must receive none of A's traffic");
+    assert_eq!(got[1], (5, 1, true), "C must receive B's traffic");
 
     // The same upload by a key whose identity names another address.
     let other = env.client("other", "10.0.2.2");
@@ -146,36 +171,23 @@ fn netns_firewall_end_to_end() {
     // kill -9 and restart: the firewall still holds.
     d.kill9();
     d = vinetd_in_r();
-    let ((ua, pa, ca), (ub, pb, cb)) = round(&a, &b, &sink, "2");
-    assert_eq!((ua, pa, ca), (0, 0, false), "after kill -9 and restart, A must still be blocked");
-    assert_eq!((ub, pb, cb), (5, 1, true), "after kill -9 and restart, B must get through");
+    let got = round(&[(&a, false), (&b, true)], &sink, "2", &dropped);
+    assert_eq!(got[0], (0, 0, false), "after kill -9 and restart, A must still be blocked");
+    assert_eq!(got[1], (5, 1, true), "after kill -9 and restart, B must get through");
     assert!(d.log_text().contains("resumed=1"), "{}", d.log_text());
 
-    // A lease that ends frees its load: an 8-second firewall against B.
+    // A lease that ends frees its load: an 8-second firewall against B. (The
+    // round below must fit in its 8 s; it takes about 3.5 s, most of it B's
+    // TCP connect timing out.)
     let short = env.firewall("short", "8 seconds");
-    let t0 = Instant::now();
     eprintln!("short lease: {}", upload(&c, &owner, &short, &["--param", "SrcIP=10.0.2.2"]).ok().trim());
-    let status = || {
-        let mut v: Vec<String> = vec!["status".into()];
-        v.extend(env.conn(&owner));
-        v.extend(["--format".into(), "json".into()]);
-        let r = vinetc_in(&c, v);
-        serde_json::from_str::<serde_json::Value>(r.ok()).unwrap()
-    };
     assert_eq!(status()["load"].as_u64(), Some(2048));
-    let cb = send_from(&b, "B3");
-    std::thread::sleep(Duration::from_millis(300));
-    let (ub, pb) = received(&sink, "B3");
-    eprintln!("round 3 (short lease running): C got from B {ub} UDP, {pb} TCP (connect: {cb})");
-    assert_eq!((ub, pb, cb), (0, 0, false), "while the short lease runs, B is blocked too");
-    while status()["load"].as_u64() != Some(1024) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the short lease did not end");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!("short lease ended after {:.1} s; load back to 1024", t0.elapsed().as_secs_f64());
-    let ((ua, pa, ca), (ub, pb, cb)) = round(&a, &b, &sink, "4");
-    assert_eq!((ua, pa, ca), (0, 0, false));
-    assert_eq!((ub, pb, cb), (5, 1, true), "after the lease ended, B gets through again");
+    let got = round(&[(&b, false)], &sink, "3", &dropped);
+    assert_eq!(got[0], (0, 0, false), "while the short lease runs, B is blocked too");
+    wait_for("the short lease to end (load back to 1024)", HANG, || status()["load"].as_u64() == Some(1024));
+    let got = round(&[(&a, false), (&b, true)], &sink, "4", &dropped);
+    assert_eq!(got[0], (0, 0, false), "A stays blocked");
+    assert_eq!(got[1], (5, 1, true), "after the lease ended, B gets through again");
     let page = ns(&c, &[VINETC, "status", "--router", &env.listen, "--router-key", &env.p("router.key.pub")]).unwrap();
     eprintln!("{page}");
     drop(d);

@@ -15,6 +15,33 @@ use std::time::{Duration, Instant};
 pub const VINETC: &str = env!("CARGO_BIN_EXE_vinetc");
 pub const VINETD: &str = env!("CARGO_BIN_EXE_vinetd");
 
+/// How long a test waits for something that should happen before it calls
+/// it a hang. Tests wait for events (a line in a log, a lease gone from the
+/// status, a packet counted), never for a fixed time, and this deadline is
+/// only there so a real hang fails instead of running for ever: it is far
+/// longer than anything takes on a loaded machine, and a test never asserts
+/// that something happened quickly.
+pub const HANG: Duration = Duration::from_secs(120);
+
+/// Poll `done` every 20 ms until it holds (true) or `deadline` passes (false).
+pub fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if t0.elapsed() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_until`], failing the test with "hang" and `what` at the deadline.
+pub fn wait_for(what: &str, deadline: Duration, done: impl FnMut() -> bool) {
+    assert!(wait_until(deadline, done), "hang: still waiting for {what} after the {deadline:?} hang deadline");
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -331,19 +358,14 @@ impl Vinetd {
     }
 
     fn wait_ready(&mut self, listen: &str, from: usize) {
-        let t0 = Instant::now();
-        loop {
+        let ready = wait_until(HANG, || {
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!("vinetd exited ({st}) before it was ready:\n{}", self.log_text());
             }
-            if self.log_text().get(from..).is_some_and(|t| t.contains("vinetd ready"))
+            self.log_text().get(from..).is_some_and(|t| t.contains("vinetd ready"))
                 && (listen.is_empty() || TcpStream::connect(listen).is_ok())
-            {
-                return;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "vinetd not ready after 30 s:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
+        assert!(ready, "hang: vinetd not ready after the {HANG:?} hang deadline:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {

@@ -1,112 +1,11 @@
-//! Network namespaces for the live tests: hosts and a router joined by veth
-//! pairs, removed by a drop guard, and the helper processes (traffic sinks
-//! and senders) that run inside them: the test binary itself, re-invoked
-//! with `--exact helper_entry` and a role in VINET_NETNS_HELPER.
+//! Network namespaces for the live tests and the live benchmark: hosts and a
+//! router joined by veth pairs, removed by a drop guard, and the traffic
+//! helpers that run inside them (the `vinet-traffic` binary, run with
+//! `ip netns exec`).
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Run the helper role named in the environment, if any (the body of each
-/// netns test file's `helper_entry`).
-pub fn helper_main() {
-    let Ok(role) = std::env::var(HELPER_ENV) else { return };
-    let a: Vec<&str> = role.split_whitespace().collect();
-    match a[0] {
-        "sink" => sink(a[1].parse().unwrap(), a[2].parse().unwrap(), a[3]),
-        "send" => send(a[1], a[2].parse().unwrap(), a[3].parse().unwrap(), a[4], a[5].parse().unwrap()),
-        "flood" => flood(a[1], a[2].parse().unwrap(), a[3].parse().unwrap(), a[4].parse().unwrap()),
-        "count" => count(a[1].parse().unwrap(), a[2].parse().unwrap()),
-        other => panic!("unknown helper role {other}"),
-    }
-}
-
-/// Send UDP datagrams of `size` bytes to dst:port as fast as possible for `secs`.
-fn flood(dst: &str, port: u16, secs: f64, size: usize) {
-    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
-    let buf = vec![0x5au8; size];
-    let t0 = Instant::now();
-    let mut n = 0u64;
-    while t0.elapsed().as_secs_f64() < secs {
-        for _ in 0..64 {
-            if u.send_to(&buf, (dst, port)).is_ok() {
-                n += 1;
-            }
-        }
-    }
-    println!("sent {n} in {:.3} s", t0.elapsed().as_secs_f64());
-}
-
-/// Count UDP datagrams on `port` from the first one for `secs` seconds (or
-/// until 2 s of silence); prints the count and the rate.
-fn count(port: u16, secs: f64) {
-    let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-    let _ = u.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut buf = [0u8; 2048];
-    if u.recv_from(&mut buf).is_err() {
-        println!("received 0 in 0 s: rate 0");
-        return;
-    }
-    let _ = u.set_read_timeout(Some(Duration::from_secs(2)));
-    let t0 = Instant::now();
-    let mut n = 0u64;
-    while t0.elapsed().as_secs_f64() < secs {
-        match u.recv_from(&mut buf) {
-            Ok(_) => n += 1,
-            Err(_) => break,
-        }
-    }
-    let s = t0.elapsed().as_secs_f64();
-    println!("received {n} in {s:.3} s: rate {:.0}", n as f64 / s);
-}
-
-pub const HELPER_ENV: &str = "VINET_NETNS_HELPER";
-
-pub fn sink(udp: u16, tcp: u16, out: &str) {
-    let out = std::sync::Arc::new(std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap()));
-    let u = UdpSocket::bind(("0.0.0.0", udp)).unwrap();
-    let t = TcpListener::bind(("0.0.0.0", tcp)).unwrap();
-    let o = out.clone();
-    std::thread::spawn(move || {
-        for c in t.incoming() {
-            let Ok(mut c) = c else { continue };
-            let o = o.clone();
-            std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut s = String::new();
-                let _ = c.read_to_string(&mut s);
-                let peer = c.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
-                let mut f = o.lock().unwrap();
-                let _ = writeln!(f, "tcp {peer} {}", s.trim());
-            });
-        }
-    });
-    let mut buf = [0u8; 2048];
-    loop {
-        let (n, from) = u.recv_from(&mut buf).unwrap();
-        let mut f = out.lock().unwrap();
-        let _ = writeln!(f, "udp {} {}", from.ip(), String::from_utf8_lossy(&buf[..n]).trim());
-    }
-}
-
-pub fn send(dst: &str, udp: u16, tcp: u16, tag: &str, count: usize) {
-    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
-    for i in 0..count {
-        u.send_to(format!("{tag} udp {i}").as_bytes(), (dst, udp)).unwrap();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let addr = format!("{dst}:{tcp}").parse().unwrap();
-    match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
-        Ok(mut s) => {
-            s.write_all(format!("{tag} tcp").as_bytes()).unwrap();
-            drop(s);
-            println!("tcp connected");
-        }
-        Err(e) => println!("tcp failed: {e}"),
-    }
-}
+use std::io::BufRead;
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// Namespaces and processes, removed on drop.
 pub struct Net {
@@ -181,12 +80,29 @@ pub fn setup(tag: &str) -> Result<Net, String> {
     Ok(net)
 }
 
-pub fn helper(net_ns: &str, role: &str) -> Command {
-    let exe = std::env::current_exe().unwrap();
+/// The traffic tool (`src/bin/vinet-traffic.rs`).
+pub const TRAFFIC: &str = env!("CARGO_BIN_EXE_vinet-traffic");
+
+/// `vinet-traffic ARGS..` inside the namespace `net_ns`.
+pub fn traffic(net_ns: &str, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", net_ns])
-        .arg(exe)
-        .args(["--exact", "helper_entry", "--nocapture", "--test-threads=1", "-q"])
-        .env(HELPER_ENV, role);
+    c.args(["netns", "exec", net_ns, TRAFFIC]).args(args).stdin(Stdio::null());
     c
+}
+
+/// Start `vinet-traffic ARGS..` (a `sink` or a `count`) in `net_ns` and
+/// wait until it says `ready` (its sockets are bound). Returns the child and
+/// the rest of its stdout.
+pub fn start_ready(net_ns: &str, args: &[&str]) -> (Child, std::io::BufReader<ChildStdout>) {
+    let mut child = traffic(net_ns, args).stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot run {TRAFFIC}: {e}"));
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // Blocks until the line comes or the process ends (end of file): no
+    // deadline is needed, the helper's own time limit bounds it.
+    let _ = out.read_line(&mut line);
+    if line.trim() != "ready" {
+        let st = child.wait();
+        panic!("vinet-traffic {} in {net_ns} did not get ready ({st:?}): {line:?}", args.join(" "));
+    }
+    (child, out)
 }
