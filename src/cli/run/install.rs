@@ -90,9 +90,9 @@ pub(super) fn binding(req: &Request, checked: &Checked) -> Result<Binding, Failu
     let subnet = match (policy.client, req.this_subnet) {
         (ClientKind::EdgeRouter, None) => {
             return Err(Failure::Usage(format!(
-                "{} is checked against an edge-router policy: give the client's prefix, THIS_SUBNET_IP, with --this-subnet (e.g. --this-subnet {}/24)",
+                "{} is checked against an edge-router policy: give the client's prefix, THIS_SUBNET_IP, with --this-subnet (e.g. --this-subnet {})",
                 req.bundle.display(),
-                Ipv4Addr::from(req.this_ip & netmask(24))
+                Ipv4Prefix::new(req.this_ip & netmask(24), 24).map_or_else(|e| e.to_string(), |p| p.to_string())
             )))
         }
         (ClientKind::EndUser, Some(_)) => {
