@@ -30,14 +30,17 @@ pub(super) fn for_each_bit(words: &[u64], mut f: impl FnMut(usize)) {
     }
 }
 
+#[inline]
 pub(super) fn popcount(words: &[u64]) -> u64 {
     words.iter().map(|w| u64::from(w.count_ones())).sum()
 }
 
+#[inline]
 pub(super) fn enc_prefix(net: u32, len: u8) -> u64 {
     (u64::from(net) << 8) | u64::from(len)
 }
 
+#[inline]
 pub(super) fn dec_prefix(x: u64) -> (u32, u8) {
     ((x >> 8) as u32, x as u8)
 }
