@@ -6,10 +6,46 @@
 //! abstract interpretation over the module's (structured) control-flow graph,
 //! in the style of the paper's reaching-definitions example.
 //!
-//! The one big decision: **it shares nothing with the proof path but the
-//! bytecode and policy types.** It has its own domains and its own cost
-//! derivation, so that agreement between the two verifiers on a test corpus
-//! means something.
+//! ## What it shares with the VC generator, and what it does not
+//!
+//! The one big decision: **it shares no reasoning code with the proof path**
+//! (only the bytecode types with their validator, `blocks` and `operands`, and
+//! the policy type), but it shares, deliberately, the *rules* that define
+//! what the policy means, each written again here:
+//!
+//! - the cost model: a routine on a set inside a `foreach` group `g` costs
+//!   `unit x |g|`, on any other set `unit x W` (the window); every loop
+//!   iteration costs one unit; a `while`'s condition is charged `bound + 1`
+//!   times and its body `bound` times; an `if` costs the larger of its
+//!   branches, term by term; leaving a `foreach` over the groups of a set of
+//!   extent `E` turns `|g|^k` into `E^k` and multiplies the other terms by `E`
+//!   (the groups partition the set); complexity is the result, cost is
+//!   complexity x lifetime, and a count past the integers is refused in the
+//!   same words ("complexity overflows", "cost overflows");
+//! - the confinement definition: which routines need their set to be the
+//!   client's, that a set is the client's when all its packets go to THIS_IP
+//!   (end user) or into THIS_SUBNET_IP (edge router), that GENERATE sends only
+//!   to THIS_IP, and that an effect inside a `foreach` over destination groups
+//!   is in the client's own group unless the grouped set is already the
+//!   client's;
+//! - the loop rule: the module's own rank and bound, with the same three
+//!   conditions (starts within the bound, positive whenever the body runs,
+//!   decreased by every iteration).
+//!
+//! What it derives independently is whether a module meets those rules: its
+//! own abstract domains and path facts (below) decide confinement and the rank
+//! conditions, where the proof path generates formulas and has the prover prove
+//! them and the kernel check the proof. So the two verifiers' agreement on the
+//! corpus (`tests/verifiers_agree.rs`) is evidence that each *decides* the
+//! rules correctly there, and that two implementations of the cost model
+//! compute the same numbers; it is no evidence that the rules themselves are
+//! right (a wrong cost rule or a too-weak confinement definition would be
+//! wrong in both, and they would still agree), nor of agreement outside the
+//! corpus (the analyzer is less precise, so it may refuse programs the prover
+//! proves), nor of anything the shared validator gets wrong. One loop rule is
+//! the VC generator's alone: it refuses a loop whose condition block writes a
+//! rank register; the analyzer measures the rank at the loop head, before the
+//! condition runs, and does not need it.
 //!
 //! Domains:
 //! - a packet set is the list of facts known of the destination of all its
