@@ -424,12 +424,22 @@ impl Operands {
 /// It does not check confinement or cost: that is the proof's job.
 pub struct Validator<'m> {
     m: &'m Module,
-    assigned: Vec<bool>,
-    /// Registers assigned when the innermost enclosing foreach began: its body may not write them.
-    outer: Vec<bool>,
+    /// For each register, the position in `log` at which it became assigned
+    /// on every path so far, or [`UNSET`].
+    since: Vec<u32>,
+    /// The registers assigned so far, in order; a block's assignments are its
+    /// tail, so leaving a branch undoes just those (never the whole file).
+    log: Vec<Reg>,
+    /// The length of `log` when the innermost enclosing foreach's body began:
+    /// registers assigned before it may not be written in the body.
+    outer: u32,
+    /// Scratch marks for the meet of two branches (all false between uses).
+    marks: Vec<bool>,
     discards: bool,
     generates: bool,
 }
+
+const UNSET: u32 = u32::MAX;
 
 fn at(at: usize, reason: impl Into<String>) -> BytecodeError {
     BytecodeError::At { at, reason: reason.into() }
@@ -454,7 +464,8 @@ impl<'m> Validator<'m> {
                 }
             }
         }
-        Ok(Validator { m, assigned: vec![false; m.regs.len()], outer: vec![], discards: false, generates: false })
+        let n = m.regs.len();
+        Ok(Validator { m, since: vec![UNSET; n], log: vec![], outer: 0, marks: vec![false; n], discards: false, generates: false })
     }
 
     fn run(mut self) -> Result<(), BytecodeError> {
@@ -469,6 +480,26 @@ impl<'m> Validator<'m> {
         Ok(())
     }
 
+    fn assigned(&self, r: Reg) -> bool {
+        self.since[r as usize] != UNSET
+    }
+
+    fn assign(&mut self, r: Reg) {
+        if !self.assigned(r) {
+            self.since[r as usize] = self.log.len() as u32;
+            self.log.push(r);
+        }
+    }
+
+    /// Forget the assignments made since `mark`; returns them.
+    fn undo(&mut self, mark: usize) -> Vec<Reg> {
+        let tail = self.log.split_off(mark);
+        for &r in &tail {
+            self.since[r as usize] = UNSET;
+        }
+        tail
+    }
+
     /// Check the instructions in `[start, end)`, a block at nesting `depth`.
     fn block(&mut self, start: usize, end: usize, depth: usize) -> Result<(), BytecodeError> {
         if depth > MAX_NESTING {
@@ -478,41 +509,44 @@ impl<'m> Validator<'m> {
         while pc < end {
             let insn = &self.m.code[pc];
             let ops = operands(insn, &self.m.regs, &self.m.consts, &self.m.params).map_err(|e| at(pc, e))?;
-            for &(r, _) in &ops.reads {
-                if !self.assigned[r as usize] {
-                    return Err(at(pc, format!("register r{r} is read before it is written")));
-                }
+            if let Some(&(r, _)) = ops.reads.iter().find(|(r, _)| !self.assigned(*r)) {
+                return Err(at(pc, format!("register r{r} is read before it is written")));
             }
             let sub = |len: u32, from: usize| -> Result<usize, BytecodeError> {
                 let e = from.checked_add(len as usize).filter(|&e| e <= end);
                 e.ok_or_else(|| at(pc, "block extends past its parent"))
             };
+            let mark = self.log.len();
             match insn {
                 Insn::If { then_len, else_len, .. } => {
                     let then_end = sub(*then_len, pc + 1)?;
                     let else_end = sub(*else_len, then_end)?;
-                    let before = self.assigned.clone();
                     self.block(pc + 1, then_end, depth + 1)?;
-                    let after_then = std::mem::replace(&mut self.assigned, before);
+                    let then_regs = self.undo(mark);
                     self.block(then_end, else_end, depth + 1)?;
-                    for (a, t) in self.assigned.iter_mut().zip(after_then) {
-                        *a &= t;
+                    let else_regs = self.undo(mark);
+                    // After the `if`, what both branches assigned.
+                    else_regs.iter().for_each(|&r| self.marks[r as usize] = true);
+                    for &r in &then_regs {
+                        if self.marks[r as usize] {
+                            self.assign(r);
+                        }
                     }
+                    else_regs.iter().for_each(|&r| self.marks[r as usize] = false);
                     pc = else_end;
                 }
                 Insn::Foreach { body_len, key, set, .. } => {
                     let body_end = sub(*body_len, pc + 1)?;
                     // The key and set registers live in the loop only: after it the VM holds
                     // the last group's, so a value from before the loop must not survive it.
-                    if let Some(r) = [*key, *set].into_iter().find(|&r| self.assigned[r as usize]) {
+                    if let Some(r) = [*key, *set].into_iter().find(|&r| self.assigned(r)) {
                         return Err(at(pc, format!("foreach writes r{r}, which is already assigned before the loop")));
                     }
-                    let before = self.assigned.clone();
                     self.write_at(pc, &ops)?;
-                    let outer = std::mem::replace(&mut self.outer, before.clone());
+                    let outer = std::mem::replace(&mut self.outer, mark as u32);
                     self.block(pc + 1, body_end, depth + 1)?;
                     self.outer = outer;
-                    self.assigned = before;
+                    self.undo(mark);
                     pc = body_end;
                 }
                 Insn::While { cond_len, cond, body_len, bound, rank } => {
@@ -522,17 +556,17 @@ impl<'m> Validator<'m> {
                         return Err(at(pc, format!("loop bound {bound} exceeds {MAX_LOOP_BOUND}")));
                     }
                     for &(r, _) in &rank.terms {
-                        if self.m.regs.get(r as usize) != Some(&Ty::Num) || !self.assigned[r as usize] {
+                        if self.m.regs.get(r as usize) != Some(&Ty::Num) || !self.assigned(r) {
                             return Err(at(pc, format!("rank term r{r} is not an assigned number")));
                         }
                     }
                     self.block(pc + 1, cond_end, depth + 1)?;
-                    if self.m.regs.get(*cond as usize) != Some(&Ty::Bool) || !self.assigned[*cond as usize] {
+                    if self.m.regs.get(*cond as usize) != Some(&Ty::Bool) || !self.assigned(*cond) {
                         return Err(at(pc, format!("loop condition r{cond} is not an assigned boolean")));
                     }
-                    let after_cond = self.assigned.clone();
+                    let after_cond = self.log.len();
                     self.block(cond_end, body_end, depth + 1)?;
-                    self.assigned = after_cond;
+                    self.undo(after_cond);
                     pc = body_end;
                 }
                 _ => {
@@ -548,10 +582,10 @@ impl<'m> Validator<'m> {
 
     fn write_at(&mut self, pc: usize, ops: &Operands) -> Result<(), BytecodeError> {
         for &(r, _) in &ops.writes {
-            if self.outer.get(r as usize) == Some(&true) {
+            if self.since[r as usize] < self.outer {
                 return Err(at(pc, format!("register r{r} lives outside the enclosing foreach and cannot be written in its body")));
             }
-            self.assigned[r as usize] = true;
+            self.assign(r);
         }
         Ok(())
     }

@@ -58,8 +58,14 @@ fn closed(rule: &'static str, t: &Term) -> Result<(), RuleError> {
     }
 }
 
-/// Union of two duplicate-free hypothesis lists (they are short).
+/// Most hypotheses a theorem may rest on (real proofs use a handful).
+pub const MAX_HYPS: usize = 64;
+/// Most premises of one `farkas` step.
+pub const MAX_PREMISES: usize = 64;
+
+/// Union of two duplicate-free hypothesis lists (short: [`MAX_HYPS`]).
 fn union(a: &[Term], b: &[Term]) -> Vec<Term> {
+    crate::logic::charge((a.len() * b.len()) as u64);
     let mut out = a.to_vec();
     for t in b {
         if !out.contains(t) {
@@ -79,8 +85,16 @@ impl Theorem {
         &self.concl
     }
 
-    fn new(hyps: Vec<Term>, concl: Term) -> Theorem {
-        Theorem { hyps, concl }
+    /// Every theorem is made here: at most [`MAX_HYPS`] hypotheses, each
+    /// carried over charged to the work budget.
+    fn new(hyps: Vec<Term>, concl: Term) -> Thm {
+        if hyps.len() > MAX_HYPS {
+            return Err(fail("hyps", format!("more than {MAX_HYPS} hypotheses")));
+        }
+        if !crate::logic::charge(1 + hyps.len() as u64) {
+            return Err(fail("budget", "the proof's work exceeds its budget (it is too costly for its size)"));
+        }
+        Ok(Theorem { hyps, concl })
     }
 
     fn without(&self, p: &Term) -> Vec<Term> {
@@ -90,19 +104,19 @@ impl Theorem {
     /// `p |- p`
     pub fn assume(p: &Term) -> Thm {
         formula("assume", p)?;
-        Ok(Theorem::new(vec![p.clone()], p.clone()))
+        Theorem::new(vec![p.clone()], p.clone())
     }
 
     /// From `G |- q` infer `G - {p} |- p -> q`.
     pub fn imp_intro(p: &Term, th: &Theorem) -> Thm {
         formula("imp_intro", p)?;
-        Ok(Theorem::new(th.without(p), mk("imp_intro", Sym::Imp, vec![p.clone(), th.concl.clone()])?))
+        Theorem::new(th.without(p), mk("imp_intro", Sym::Imp, vec![p.clone(), th.concl.clone()])?)
     }
 
     /// From `G |- p -> q` and `D |- p` infer `G u D |- q` (modus ponens).
     pub fn imp_elim(pq: &Theorem, p: &Theorem) -> Thm {
         match pq.concl.args_of(Sym::Imp) {
-            Some([a, b]) if *a == p.concl => Ok(Theorem::new(union(&pq.hyps, &p.hyps), b.clone())),
+            Some([a, b]) if *a == p.concl => Theorem::new(union(&pq.hyps, &p.hyps), b.clone()),
             Some(_) => Err(fail("imp_elim", "the antecedent does not match the second premise")),
             None => Err(fail("imp_elim", "the first premise is not an implication")),
         }
@@ -111,13 +125,13 @@ impl Theorem {
     /// From `G |- p` and `D |- q` infer `G u D |- p and q`.
     pub fn and_intro(p: &Theorem, q: &Theorem) -> Thm {
         let c = mk("and_intro", Sym::And, vec![p.concl.clone(), q.concl.clone()])?;
-        Ok(Theorem::new(union(&p.hyps, &q.hyps), c))
+        Theorem::new(union(&p.hyps, &q.hyps), c)
     }
 
     /// From `G |- p and q` infer `G |- p` (`right` false) or `G |- q` (`right` true).
     pub fn and_elim(th: &Theorem, right: bool) -> Thm {
         match th.concl.args_of(Sym::And) {
-            Some([a, b]) => Ok(Theorem::new(th.hyps.clone(), if right { b } else { a }.clone())),
+            Some([a, b]) => Theorem::new(th.hyps.clone(), if right { b } else { a }.clone()),
             _ => Err(fail("and_elim", "the premise is not a conjunction")),
         }
     }
@@ -126,7 +140,7 @@ impl Theorem {
     pub fn or_intro(th: &Theorem, other: &Term, on_left: bool) -> Thm {
         formula("or_intro", other)?;
         let args = if on_left { vec![th.concl.clone(), other.clone()] } else { vec![other.clone(), th.concl.clone()] };
-        Ok(Theorem::new(th.hyps.clone(), mk("or_intro", Sym::Or, args)?))
+        Theorem::new(th.hyps.clone(), mk("or_intro", Sym::Or, args)?)
     }
 
     /// From `G |- p or q`, `D1 |- r` and `D2 |- r` infer `G u (D1 - p) u (D2 - q) |- r`.
@@ -138,7 +152,7 @@ impl Theorem {
             return Err(fail("or_elim", "the two cases conclude different formulas"));
         }
         let hyps = union(&union(&pq.hyps, &from_p.without(p)), &from_q.without(q));
-        Ok(Theorem::new(hyps, from_p.concl.clone()))
+        Theorem::new(hyps, from_p.concl.clone())
     }
 
     /// From `G |- false` infer `G - {p} |- not p`.
@@ -147,13 +161,13 @@ impl Theorem {
             return Err(fail("not_intro", "the premise does not conclude false"));
         }
         formula("not_intro", p)?;
-        Ok(Theorem::new(th.without(p), mk("not_intro", Sym::Not, vec![p.clone()])?))
+        Theorem::new(th.without(p), mk("not_intro", Sym::Not, vec![p.clone()])?)
     }
 
     /// From `G |- not p` and `D |- p` infer `G u D |- false`.
     pub fn not_elim(np: &Theorem, p: &Theorem) -> Thm {
         match np.concl.args_of(Sym::Not) {
-            Some([a]) if *a == p.concl => Ok(Theorem::new(union(&np.hyps, &p.hyps), mk("not_elim", Sym::False, vec![])?)),
+            Some([a]) if *a == p.concl => Theorem::new(union(&np.hyps, &p.hyps), mk("not_elim", Sym::False, vec![])?),
             _ => Err(fail("not_elim", "the premises are not `not p` and `p`")),
         }
     }
@@ -164,25 +178,25 @@ impl Theorem {
         if th.concl.args_of(Sym::False).is_none() {
             return Err(fail("false_elim", "the premise does not conclude false"));
         }
-        Ok(Theorem::new(th.hyps.clone(), q.clone()))
+        Theorem::new(th.hyps.clone(), q.clone())
     }
 
     /// `|- p or not p`
     pub fn excluded_middle(p: &Term) -> Thm {
         formula("excluded_middle", p)?;
         let np = mk("excluded_middle", Sym::Not, vec![p.clone()])?;
-        Ok(Theorem::new(vec![], mk("excluded_middle", Sym::Or, vec![p.clone(), np])?))
+        Theorem::new(vec![], mk("excluded_middle", Sym::Or, vec![p.clone(), np])?)
     }
 
     /// `|- true`
     pub fn truth() -> Thm {
-        Ok(Theorem::new(vec![], mk("truth", Sym::True, vec![])?))
+        Theorem::new(vec![], mk("truth", Sym::True, vec![])?)
     }
 
     /// `|- t = t`
     pub fn refl(t: &Term) -> Thm {
         closed("refl", t)?;
-        Ok(Theorem::new(vec![], mk("refl", Sym::Eq, vec![t.clone(), t.clone()])?))
+        Theorem::new(vec![], mk("refl", Sym::Eq, vec![t.clone(), t.clone()])?)
     }
 
     /// From `G |- s = t` and `D |- P[x := s]` infer `G u D |- P[x := t]`.
@@ -199,7 +213,7 @@ impl Theorem {
             return Err(fail("eq_subst", "the template does not give the second premise"));
         }
         let at_t = template.subst(x, t).map_err(|e| fail("eq_subst", e))?;
-        Ok(Theorem::new(union(&eq.hyps, &th.hyps), at_t))
+        Theorem::new(union(&eq.hyps, &th.hyps), at_t)
     }
 
     /// From `G |- c` infer `G |- ite(c, x, y) = x`; from `G |- not c`, `G |- ite(c, x, y) = y`.
@@ -213,7 +227,7 @@ impl Theorem {
             return Err(fail("ite", "the premise is neither the condition nor its negation"));
         };
         let ite = mk("ite", Sym::Ite, vec![c.clone(), x.clone(), y.clone()])?;
-        Ok(Theorem::new(th.hyps.clone(), mk("ite", Sym::Eq, vec![ite, pick.clone()])?))
+        Theorem::new(th.hyps.clone(), mk("ite", Sym::Eq, vec![ite, pick.clone()])?)
     }
 
     /// From `G |- p`, with `x` free in no hypothesis, infer `G |- forall x. p`.
@@ -221,13 +235,13 @@ impl Theorem {
         if th.hyps.iter().any(|h| h.has_free(x)) {
             return Err(fail("all_intro", "the variable is free in a hypothesis"));
         }
-        Ok(Theorem::new(th.hyps.clone(), Term::all(x.clone(), th.concl.clone()).map_err(|e| fail("all_intro", e))?))
+        Theorem::new(th.hyps.clone(), Term::all(x.clone(), th.concl.clone()).map_err(|e| fail("all_intro", e))?)
     }
 
     /// From `G |- forall x. p` infer `G |- p[x := t]`.
     pub fn all_elim(th: &Theorem, t: &Term) -> Thm {
         match th.concl.kind() {
-            Kind::All(..) => Ok(Theorem::new(th.hyps.clone(), th.concl.instantiate(t).map_err(|e| fail("all_elim", e))?)),
+            Kind::All(..) => Theorem::new(th.hyps.clone(), th.concl.instantiate(t).map_err(|e| fail("all_elim", e))?),
             _ => Err(fail("all_elim", "the premise is not universally quantified")),
         }
     }
@@ -235,14 +249,14 @@ impl Theorem {
     /// `|- axioms()[n]`
     pub fn axiom(n: usize) -> Thm {
         let a = axioms().get(n).ok_or_else(|| fail("axiom", format!("there is no axiom {n}")))?;
-        Ok(Theorem::new(vec![], a.1.clone()))
+        Theorem::new(vec![], a.1.clone())
     }
 
     /// `|- p` for a ground formula `p` that computes to true.
     pub fn eval(p: &Term) -> Thm {
         closed("eval", p)?;
         match p.eval() {
-            Some(Value::B(true)) => Ok(Theorem::new(vec![], p.clone())),
+            Some(Value::B(true)) => Theorem::new(vec![], p.clone()),
             Some(Value::B(false)) => Err(fail("eval", "the formula computes to false")),
             _ => Err(fail("eval", "the formula is not ground")),
         }
@@ -254,6 +268,9 @@ impl Theorem {
     /// strict `<`) is a positive constant: the premises cannot all hold over the
     /// integers (Farkas).
     pub fn farkas(premises: &[(&Theorem, i64)]) -> Thm {
+        if premises.len() > MAX_PREMISES {
+            return Err(fail("farkas", format!("more than {MAX_PREMISES} premises")));
+        }
         let mut sum = Linear::default();
         let mut hyps = Vec::new();
         for (th, c) in premises {
@@ -274,7 +291,7 @@ impl Theorem {
         if !sum.terms.is_empty() || sum.constant <= 0 {
             return Err(fail("farkas", "the combination is not a positive constant"));
         }
-        Ok(Theorem::new(hyps, mk("farkas", Sym::False, vec![])?))
+        Theorem::new(hyps, mk("farkas", Sym::False, vec![])?)
     }
 }
 
@@ -283,7 +300,10 @@ impl Theorem {
 /// operators by membership and the predicates `Sub`, `Conf` and `ConfP`.
 pub fn axioms() -> &'static [(&'static str, Term)] {
     static AXIOMS: OnceLock<Vec<(&'static str, Term)>> = OnceLock::new();
-    AXIOMS.get_or_init(|| build_axioms().expect("the axioms are well-sorted"))
+    AXIOMS.get_or_init(|| {
+        let _unmetered = crate::logic::Budget::new(u64::MAX); // built once, whichever check comes first
+        build_axioms().expect("the axioms are well-sorted")
+    })
 }
 
 fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {

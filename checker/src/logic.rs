@@ -7,16 +7,73 @@
 //! each node caches its sort, a structural hash, its tree size, its depth and
 //! how many binders it needs around it (0: locally closed). Every constructor
 //! checks sorts and the size and depth caps, so no term the kernel handles can
-//! make it recurse deeply or work for long, whatever a certificate contains.
+//! make it recurse deeply, whatever a certificate contains.
+//!
+//! Terms share subterms, so a term of a few nodes can stand for a tree of
+//! millions. Every walk (substitution, free-variable tests, equality,
+//! evaluation) therefore visits each *distinct* node once (memoised), and
+//! charges what it does to the thread's [`Budget`]: building a node, visiting
+//! one, a byte of a computed string. [`crate::check`] and the lemma cache set
+//! the budget from the size of what they were sent, so the checker's work is
+//! bounded by the input's size whatever its shape (README, "The trusted base").
 
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+thread_local! {
+    /// Work units (used, limit) of the current thread's budget.
+    static WORK: Cell<(u64, u64)> = const { Cell::new((0, u64::MAX)) };
+}
+
+/// A limit on the work of the term operations on this thread while it lives
+/// (nested budgets each keep their own count and the outer one resumes).
+#[derive(Debug)]
+pub struct Budget {
+    saved: (u64, u64),
+}
+
+impl Budget {
+    /// Allow `limit` work units from now on.
+    pub fn new(limit: u64) -> Budget {
+        Budget { saved: WORK.with(|w| w.replace((0, limit))) }
+    }
+    /// Units used so far.
+    pub fn used(&self) -> u64 {
+        WORK.with(|w| w.get().0)
+    }
+    /// Whether the limit was passed (every operation since has failed or been refused).
+    pub fn exhausted(&self) -> bool {
+        WORK.with(|w| w.get().0 > w.get().1)
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        WORK.with(|w| w.set(self.saved));
+    }
+}
+
+/// Charge `n` units; false once the budget is passed.
+pub fn charge(n: u64) -> bool {
+    WORK.with(|w| {
+        let (used, limit) = w.get();
+        let used = used.saturating_add(n);
+        w.set((used, limit));
+        used <= limit
+    })
+}
+
+const OVER: &str = "the proof's work exceeds its budget (it is too costly for its size)";
 
 /// Deepest term allowed.
 pub const MAX_DEPTH: u32 = 400;
 /// Largest term (in nodes, counting shared subterms each time) allowed.
 pub const MAX_SIZE: u64 = 1 << 20;
+/// Longest string `eval` computes (the VM's strings are shorter).
+pub const MAX_STR: usize = 1 << 16;
 
 /// Sorts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -173,7 +230,12 @@ struct Node {
     size: u64,
     depth: u32,
     loose: u32,
+    /// Bit `id % 64` for each free variable `id` below (a filter: no bit, no variable).
+    free: u64,
 }
+
+/// Terms of at most this many tree nodes are walked without memoising.
+const SMALL: u64 = 32;
 
 /// A well-sorted term within the size and depth caps.
 #[derive(Clone, Debug)]
@@ -181,8 +243,36 @@ pub struct Term(Arc<Node>);
 
 impl PartialEq for Term {
     fn eq(&self, other: &Term) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || (self.0.hash == other.0.hash && self.0.sort == other.0.sort && self.0.kind == other.0.kind)
+        same(self, other, &mut HashSet::new())
     }
+}
+
+fn ptr(t: &Term) -> usize {
+    Arc::as_ptr(&t.0) as usize
+}
+
+/// Structural equality, each distinct pair of large nodes compared once.
+fn same(a: &Term, b: &Term, seen: &mut HashSet<(usize, usize)>) -> bool {
+    let (x, y) = (&a.0, &b.0);
+    if Arc::ptr_eq(x, y) {
+        return true;
+    }
+    if x.hash != y.hash || x.sort != y.sort || x.size != y.size || x.free != y.free || !charge(1) {
+        return false;
+    }
+    let key = (ptr(a), ptr(b));
+    if x.size > SMALL && seen.contains(&key) {
+        return true;
+    }
+    let r = match (&x.kind, &y.kind) {
+        (Kind::App(s, p), Kind::App(t, q)) => s == t && p.len() == q.len() && p.iter().zip(q).all(|(p, q)| same(p, q, seen)),
+        (Kind::All(s, p), Kind::All(t, q)) => s == t && same(p, q, seen),
+        (p, q) => p == q,
+    };
+    if r && x.size > SMALL {
+        seen.insert(key);
+    }
+    r
 }
 impl Eq for Term {}
 impl Hash for Term {
@@ -208,20 +298,39 @@ fn hash_of<T: Hash>(x: &T) -> u64 {
 impl Term {
     fn make(kind: Kind, sort: Sort, children: &[&Term], seed: u64, loose: u32) -> TermResult {
         let (mut size, mut depth, mut hash) = (1u64, 0u32, mix(seed, sort as u64));
+        let mut free = match kind {
+            Kind::Var(id) => 1u64 << (id % 64),
+            _ => 0,
+        };
         for c in children {
             size = size.saturating_add(c.0.size);
             depth = depth.max(c.0.depth);
             hash = mix(hash, c.0.hash);
+            free |= c.0.free;
         }
         if size > MAX_SIZE || depth >= MAX_DEPTH {
             return Err(format!("term exceeds the size or depth limit ({size} nodes, depth {})", depth + 1));
         }
-        Ok(Term(Arc::new(Node { kind, sort, hash, size, depth: depth + 1, loose })))
+        if !charge(1 + children.len() as u64) {
+            return Err(OVER.into());
+        }
+        Ok(Term(Arc::new(Node { kind, sort, hash, size, depth: depth + 1, loose, free })))
     }
 
     /// A free variable.
     pub fn var(id: u32, sort: Sort) -> Term {
-        Term::make(Kind::Var(id), sort, &[], mix(1, id as u64), 0).expect("a variable is small")
+        Term::leaf(Kind::Var(id), sort, mix(1, id as u64))
+    }
+
+    /// A leaf of size 1: never over the caps, and charged (once over budget,
+    /// whatever uses it fails at the next node built or the next step).
+    fn leaf(kind: Kind, sort: Sort, seed: u64) -> Term {
+        let free = match kind {
+            Kind::Var(id) => 1u64 << (id % 64),
+            _ => 0,
+        };
+        charge(1);
+        Term(Arc::new(Node { kind, sort, hash: mix(seed, sort as u64), size: 1, depth: 1, loose: 0, free }))
     }
 
     /// A bound variable (de Bruijn index), of a sort.
@@ -233,7 +342,7 @@ impl Term {
     /// A literal.
     pub fn lit(l: Lit) -> Term {
         let (sort, seed) = (l.sort(), mix(2, hash_of(&l)));
-        Term::make(Kind::Lit(l), sort, &[], seed, 0).expect("a literal is small")
+        Term::leaf(Kind::Lit(l), sort, seed)
     }
 
     /// A natural-number literal.
@@ -277,7 +386,8 @@ impl Term {
         if !matches!(v.kind(), Kind::Var(_)) || !body.is_closed() {
             return Err("forall needs a variable and a locally closed formula".into());
         }
-        Term::all_raw(v.sort(), body.replace(&|t, depth| if *t == v { Some(Term::bound(depth, v.sort())) } else { None }, 0)?)
+        let absent = |t: &Term| !t.may_have(&v);
+        Term::all_raw(v.sort(), body.replace(&|t, depth| if *t == v { Some(Term::bound(depth, v.sort())) } else { None }, &absent)?)
     }
 
     /// The body of `forall x. body` with `t` for `x`; `t` must be locally closed and of `x`'s sort.
@@ -293,7 +403,7 @@ impl Term {
                 Kind::Bound(i) if *i == depth => Some(Err("a bound variable of another sort".into())),
                 _ => None,
             },
-            0,
+            &|x| x.is_closed(),
         )?;
         if r.sort() != Sort::Bool {
             Err("not a formula".into())
@@ -302,16 +412,39 @@ impl Term {
         }
     }
 
-    /// Rebuild, replacing each subterm for which `f(subterm, binders above)` gives a term.
-    fn replace(&self, f: &dyn Fn(&Term, u32) -> Option<TermResult>, depth: u32) -> TermResult {
+    /// Rebuild, replacing each subterm for which `f(subterm, binders above)`
+    /// gives a term; `skip(subterm)` says that nothing below can be replaced.
+    /// Each distinct (node, binder depth) is rebuilt once.
+    fn replace(&self, f: &dyn Fn(&Term, u32) -> Option<TermResult>, skip: &dyn Fn(&Term) -> bool) -> TermResult {
+        self.replace_in(f, skip, 0, &mut HashMap::new())
+    }
+
+    fn replace_in(
+        &self, f: &dyn Fn(&Term, u32) -> Option<TermResult>, skip: &dyn Fn(&Term) -> bool, depth: u32,
+        memo: &mut HashMap<(usize, u32), Term>,
+    ) -> TermResult {
+        if skip(self) {
+            return Ok(self.clone());
+        }
+        if !charge(1) {
+            return Err(OVER.into());
+        }
         if let Some(r) = f(self, depth) {
             return r;
         }
-        match self.kind() {
-            Kind::App(s, args) => Term::app(*s, args.iter().map(|a| a.replace(f, depth)).collect::<Result<_, _>>()?),
-            Kind::All(s, body) => Term::all_raw(*s, body.replace(f, depth + 1)?),
-            _ => Ok(self.clone()),
+        let key = (ptr(self), depth);
+        if let Some(t) = memo.get(&key) {
+            return Ok(t.clone());
         }
+        let t = match self.kind() {
+            Kind::App(s, args) => Term::app(*s, args.iter().map(|a| a.replace_in(f, skip, depth, memo)).collect::<Result<_, _>>()?)?,
+            Kind::All(s, body) => Term::all_raw(*s, body.replace_in(f, skip, depth + 1, memo)?)?,
+            _ => self.clone(),
+        };
+        if self.0.size > 1 {
+            memo.insert(key, t.clone());
+        }
+        Ok(t)
     }
 
     /// Whether no bound variable is loose (the only terms rules accept).
@@ -340,14 +473,30 @@ impl Term {
         }
     }
 
+    /// Whether the free variable `v` may occur (false: it certainly does not).
+    fn may_have(&self, v: &Term) -> bool {
+        self.0.free & v.0.free != 0
+    }
+
     /// Whether free variable `v` occurs.
     pub fn has_free(&self, v: &Term) -> bool {
-        match self.kind() {
-            Kind::Var(_) => self == v,
-            Kind::App(_, args) => args.iter().any(|a| a.has_free(v)),
-            Kind::All(_, body) => body.has_free(v),
-            _ => false,
+        self.has_free_in(v, &mut HashSet::new())
+    }
+
+    fn has_free_in(&self, v: &Term, without: &mut HashSet<usize>) -> bool {
+        if !self.may_have(v) || without.contains(&ptr(self)) || !charge(1) {
+            return false;
         }
+        let r = match self.kind() {
+            Kind::Var(_) => self == v,
+            Kind::App(_, args) => args.iter().any(|a| a.has_free_in(v, without)),
+            Kind::All(_, body) => body.has_free_in(v, without),
+            _ => false,
+        };
+        if !r {
+            without.insert(ptr(self));
+        }
+        r
     }
 
     /// Replace the free variable `v` by the locally closed `t` (no capture can occur).
@@ -358,19 +507,42 @@ impl Term {
         if !self.has_free(v) {
             return Ok(self.clone());
         }
-        self.replace(&|x, _| if x == v { Some(Ok(t.clone())) } else { None }, 0)
+        self.replace(&|x, _| if x == v { Some(Ok(t.clone())) } else { None }, &|x| !x.may_have(v))
     }
 
     /// The value of a ground term (literals and interpreted symbols only).
+    /// Strings longer than [`MAX_STR`] bytes have no value.
     pub fn eval(&self) -> Option<Value> {
-        use Sym::*;
-        use Value::*;
-        let (sym, args) = match self.kind() {
-            Kind::Lit(l) => return Some(V(l.clone())),
-            Kind::App(s, a) => (*s, a),
+        self.eval_in(&mut HashMap::new())
+    }
+
+    fn eval_in(&self, memo: &mut HashMap<usize, Option<Value>>) -> Option<Value> {
+        let args = match self.kind() {
+            Kind::Lit(l) => return Some(Value::V(l.clone())),
+            Kind::App(_, a) => a,
             _ => return None,
         };
-        let v = |i: usize| args[i].eval();
+        if !charge(1) {
+            return None;
+        }
+        if let Some(v) = memo.get(&ptr(self)) {
+            return v.clone();
+        }
+        let vals: Vec<Option<Value>> = args.iter().map(|a| a.eval_in(memo)).collect();
+        let r = self.apply(&vals);
+        if let Some(Value::V(Lit::Str(s))) = &r {
+            charge(s.len() as u64 / 8);
+        }
+        memo.insert(ptr(self), r.clone());
+        r
+    }
+
+    /// This application's value, given its arguments' values.
+    fn apply(&self, vals: &[Option<Value>]) -> Option<Value> {
+        use Sym::*;
+        use Value::*;
+        let Kind::App(sym, _) = self.kind() else { return None };
+        let v = |i: usize| vals[i].clone();
         let num = |i: usize| match v(i)? {
             V(Lit::Num(n)) => Some(n),
             _ => None,
@@ -387,7 +559,7 @@ impl Term {
             V(Lit::Prefix(n, l)) => Some((n, l)),
             _ => None,
         };
-        Some(match sym {
+        Some(match *sym {
             True => B(true),
             False => B(false),
             Not => B(!b(0)?),
@@ -419,7 +591,7 @@ impl Term {
                 B(l1 >= l2 && n1 & crate::netmask(l2) == n2)
             }
             Concat => match (v(0)?, v(1)?) {
-                (V(Lit::Str(a)), V(Lit::Str(b))) => V(Lit::Str(a + &b)),
+                (V(Lit::Str(a)), V(Lit::Str(b))) if a.len() + b.len() <= MAX_STR => V(Lit::Str(a + &b)),
                 _ => return None,
             },
             _ => return None,
@@ -450,6 +622,9 @@ impl Linear {
     /// The linear form of a `Num` term, scaled by `k`, added into `self`.
     pub fn add_term(&mut self, t: &Term, k: i128) -> Result<(), String> {
         let over = || "linear arithmetic overflows".to_string();
+        if !charge(1 + self.terms.len() as u64) {
+            return Err(OVER.into());
+        }
         if let Some(Value::V(Lit::Num(n))) = t.eval() {
             self.constant = (n as i128).checked_mul(k).and_then(|x| x.checked_add(self.constant)).ok_or_else(over)?;
             return Ok(());

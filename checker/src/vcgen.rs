@@ -276,19 +276,38 @@ impl Gen<'_> {
         Ok(cost)
     }
 
-    fn if_(&mut self, at: usize, cond: Reg, subs: &[(usize, usize)], vals: &mut [Val]) -> Result<Poly, VcError> {
+    /// The registers the instructions in `[start, end)` write, sorted, each once.
+    /// Blocks run in place and put back only these, so an `if` or a loop costs
+    /// what its code writes, never the size of the register file.
+    fn writes(&self, start: usize, end: usize) -> Result<Vec<Reg>, VcError> {
+        let mut w = vec![];
+        for pc in start..end {
+            let ops = operands(&self.m.code[pc], &self.m.regs, &self.m.consts, &self.m.params).map_err(|e| self.fail(pc, e))?;
+            w.extend(ops.writes.iter().map(|&(r, _)| r));
+        }
+        w.sort_unstable();
+        w.dedup();
+        Ok(w)
+    }
+
+    /// Run `[start, end)` under `cond`, in place; returns its cost and the
+    /// values it left in `regs`, and puts back what `regs` held before.
+    fn branch(&mut self, cond: Term, (start, end): (usize, usize), regs: &[Reg], vals: &mut Vec<Val>) -> Result<(Poly, Vec<Val>), VcError> {
+        let saved: Vec<Val> = regs.iter().map(|&r| vals[r as usize].clone()).collect();
+        self.path.push(cond);
+        let cost = self.block(start, end, vals)?;
+        self.path.pop();
+        let left = regs.iter().zip(saved).map(|(&r, v)| std::mem::replace(&mut vals[r as usize], v)).collect();
+        Ok((cost, left))
+    }
+
+    fn if_(&mut self, at: usize, cond: Reg, subs: &[(usize, usize)], vals: &mut Vec<Val>) -> Result<Poly, VcError> {
         let c = self.term(at, vals, cond)?;
-        let branch = |g: &mut Self, cond: Term, (s, e): (usize, usize)| -> Result<(Vec<Val>, Poly), VcError> {
-            let mut v = vals.to_vec();
-            g.path.push(cond);
-            let cost = g.block(s, e, &mut v)?;
-            g.path.pop();
-            Ok((v, cost))
-        };
-        let (tv, tc) = branch(self, c.clone(), subs[0])?;
-        let (ev, ec) = branch(self, app(at, Sym::Not, vec![c.clone()])?, subs[1])?;
-        for (r, (t, e)) in tv.into_iter().zip(ev).enumerate() {
-            vals[r] = match (t, e) {
+        let regs = self.writes(subs[0].0, subs[1].1)?;
+        let (tc, tv) = self.branch(c.clone(), subs[0], &regs, vals)?;
+        let (ec, ev) = self.branch(app(at, Sym::Not, vec![c.clone()])?, subs[1], &regs, vals)?;
+        for (&r, (t, e)) in regs.iter().zip(tv.into_iter().zip(ev)) {
+            vals[r as usize] = match (t, e) {
                 (t, e) if t == e => t,
                 (Val::T(a), Val::T(b)) => Val::T(app(at, Sym::Ite, vec![c.clone(), a, b])?),
                 (Val::List(a), Val::List(b)) => Val::List(app(at, Sym::Ite, vec![c.clone(), a, b])?),
@@ -307,20 +326,25 @@ impl Gen<'_> {
         Ok(cost)
     }
 
-    fn foreach(&mut self, at: usize, groups: Reg, key: Reg, set: Reg, body: (usize, usize), vals: &[Val]) -> Result<Poly, VcError> {
+    fn foreach(&mut self, at: usize, groups: Reg, key: Reg, set: Reg, body: (usize, usize), vals: &mut Vec<Val>) -> Result<Poly, VcError> {
         let Val::Groups { set: grouped, by_dst } = vals[groups as usize].clone() else {
             return Err(self.fail(at, "foreach over a value that is not a grouping"));
         };
         let k = self.var(Sort::Addr);
         let key_id = self.fresh;
         let group = app(at, if by_dst { Sym::GDst } else { Sym::GSrc }, vec![grouped.clone(), k.clone()])?;
-        let mut inner = vals.to_vec();
-        inner[key as usize] = Val::T(k.clone());
-        inner[set as usize] = Val::T(group);
+        // The body runs in place; everything it and the loop write is dead after it.
+        let regs = self.writes(at, body.1)?;
+        let saved: Vec<Val> = regs.iter().map(|&r| vals[r as usize].clone()).collect();
+        vals[key as usize] = Val::T(k.clone());
+        vals[set as usize] = Val::T(group);
         let extent = self.extent(&grouped);
         self.frames.push(Frame { key: k, key_id, set: grouped, by_dst });
-        let mut body_cost = self.block(body.0, body.1, &mut inner)?;
+        let mut body_cost = self.block(body.0, body.1, vals)?;
         self.frames.pop();
+        for (&r, v) in regs.iter().zip(saved) {
+            vals[r as usize] = v;
+        }
         add(&mut body_cost, &Poly::from([(vec![], 1)])).map_err(|e| self.fail(at, e))?; // one unit per iteration
                                                                                         // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
         let mut cost = Poly::new();
@@ -345,32 +369,27 @@ impl Gen<'_> {
         &mut self, at: usize, cond: Reg, bound: u32, rank: &crate::bytecode::Rank, subs: &[(usize, usize)], vals: &mut Vec<Val>,
     ) -> Result<Poly, VcError> {
         let (cond_block, body) = (subs[0], subs[1]);
-        let mut written = vec![false; vals.len()];
-        let mut cond_writes = vec![false; vals.len()];
-        for pc in cond_block.0..body.1 {
-            let ops = operands(&self.m.code[pc], &self.m.regs, &self.m.consts, &self.m.params).map_err(|e| self.fail(pc, e))?;
-            for (r, _) in ops.writes {
-                written[r as usize] = true;
-                cond_writes[r as usize] |= pc < cond_block.1;
-            }
-        }
-        if let Some(&(r, _)) = rank.terms.iter().find(|(r, _)| cond_writes[*r as usize]) {
+        let written = self.writes(cond_block.0, body.1)?;
+        let cond_writes = self.writes(cond_block.0, cond_block.1)?;
+        if let Some(&(r, _)) = rank.terms.iter().find(|(r, _)| cond_writes.binary_search(r).is_ok()) {
             return Err(self.fail(at, format!("the loop condition's block writes rank register r{r}")));
         }
         let entry = self.rank(at, rank, vals)?;
         self.oblige(at, What::LoopEntry, le(at, entry, (vec![], bound as i128))?)?;
-        for (r, w) in written.iter().enumerate() {
-            if *w {
-                vals[r] = self.fresh_val(self.m.regs[r]);
-            }
+        for &r in &written {
+            vals[r as usize] = self.fresh_val(self.m.regs[r as usize]);
         }
         let head = self.rank(at, rank, vals)?;
         let cond_cost = self.block(cond_block.0, cond_block.1, vals)?;
         let c = self.term(at, vals, cond)?;
-        let mut inner = vals.clone();
+        let body_regs = self.writes(body.0, body.1)?;
+        let saved: Vec<Val> = body_regs.iter().map(|&r| vals[r as usize].clone()).collect();
         self.path.push(c.clone());
-        let body_cost = self.block(body.0, body.1, &mut inner)?;
-        let after = self.rank(at, rank, &inner)?;
+        let body_cost = self.block(body.0, body.1, vals)?;
+        let after = self.rank(at, rank, vals)?;
+        for (&r, v) in body_regs.iter().zip(saved) {
+            vals[r as usize] = v;
+        }
         self.oblige(at, What::LoopPositive, le(at, (vec![], 1), head.clone())?)?;
         let (mut after_plus_one, head2) = (after, head);
         after_plus_one.1 += 1;
