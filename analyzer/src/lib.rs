@@ -1041,6 +1041,38 @@ mod tests {
     }
 
     #[test]
+    fn a_comparison_past_i128_knows_nothing() {
+        use Insn::*;
+        let mul = |dst, a, b| Arith { op: ArithOp::Mul, dst, a, b };
+        // c = (2^126 + 2^126 - 1) n = i128::MAX n; if c <= 0 then d = 0 - c (exact: -c);
+        // then c < d compares c - d = 2 i128::MAX n: before, a panic.
+        let mut m = module(
+            vec![Ty::Num, Ty::Num, Ty::Num, Ty::Num, Ty::Num, Ty::Num, Ty::Num, Ty::Bool, Ty::Num, Ty::Bool],
+            vec![
+                Param { dst: 0, p: 0 },
+                Const { dst: 1, k: 0 },
+                Const { dst: 2, k: 1 },
+                Const { dst: 3, k: 2 },
+                Const { dst: 4, k: 3 },
+                mul(5, 0, 1),
+                mul(5, 5, 1),
+                mul(6, 0, 2),
+                mul(6, 6, 3),
+                Arith { op: ArithOp::Add, dst: 5, a: 5, b: 6 },
+                Cmp { op: CmpOp::Le, dst: 7, a: 5, b: 4 },
+                If { cond: 7, then_len: 2, else_len: 0 },
+                Arith { op: ArithOp::Sub, dst: 8, a: 4, b: 5 },
+                Cmp { op: CmpOp::Lt, dst: 9, a: 5, b: 8 },
+            ],
+            Class::Monitoring,
+            vec![K::Num(1 << 63), K::Num((1 << 63) - 1), K::Num((1 << 63) + 1), K::Num(0)],
+        );
+        m.params = vec![vinet_checker::bytecode::Param { name: "N".into(), default: K::Num(1) }];
+        m.validate().unwrap();
+        assert_eq!(analyze(&m, &policy(ClientKind::EndUser)), Ok(Verdict { complexity: 0, cost: 0 }));
+    }
+
+    #[test]
     fn a_rank_past_i128_is_refused() {
         use Insn::*;
         // rank = (2^63 - 1) n + (2^63 - 1) n with n = 2^64 - 1: about 2^128.
