@@ -33,13 +33,12 @@ fn median(v: &mut [f64]) -> f64 {
 /// Flood A -> C for `secs`; the rate C received.
 fn measure(a: &str, c: &str, secs: f64, size: usize) -> f64 {
     let secs_arg = secs.to_string();
-    let (counter, out) = start_ready(c, &["count", "--port", "6000", "--for", &secs_arg]);
+    let (mut counter, out) = start_ready(c, &["count", "--port", "6000", "--for", &secs_arg]);
     let flood_secs = (secs + 0.5).to_string();
     let sent = traffic(a, &["flood", "--to", "10.0.3.2", "--port", "6000", "--for", &flood_secs, "--size", &size.to_string()])
         .output()
         .unwrap_or_else(|e| panic!("cannot run vinet-traffic flood: {e}"));
     assert!(sent.status.success(), "flood failed: {}", String::from_utf8_lossy(&sent.stderr));
-    let mut counter = counter;
     let st = counter.wait().unwrap();
     assert!(st.success(), "count failed ({st})");
     let rest = std::io::read_to_string(out).unwrap_or_default();

@@ -8,7 +8,7 @@
 //! checker certified (a `Fault::OverBudget` would fail the test).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vinet_checker::bytecode::Const;
 use vinet_checker::{check, Checked, Policy};
@@ -108,5 +108,4 @@ fn checked_examples_replay_every_capture_within_their_certified_cost() {
         files.len()
     );
     assert!(dropped > 0 && generated > 0 && runs > 0);
-    assert!(took < Duration::from_secs(120), "took {took:?}");
 }

@@ -384,7 +384,9 @@ mod tests {
                 assert_eq!(s.programs[&1].certified, 1024);
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(5), "{s:?}");
+            // A hang deadline, not a speed requirement: the packet thread
+            // applies the commands in order, this only stops a real hang.
+            assert!(t0.elapsed() < Duration::from_secs(120), "hang: the packet thread did not apply the commands in 120 s: {s:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
         drop(p);
