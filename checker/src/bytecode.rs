@@ -25,28 +25,15 @@ pub const MAX_LOOP_BOUND: u32 = 1 << 20;
 /// A register index.
 pub type Reg = u16;
 
-/// The type of a register.
+/// The type of a register: `Bool`; `Num`, a natural (u64: arithmetic that overflows
+/// stops the run); `Addr`, an IPv4 address; `Prefix`, an IPv4 prefix (`10.1.0.0/16`);
+/// `Str`, a byte string; `Set`, a set of packets of the current window; `Groups`, the
+/// non-empty groups of a set by destination or source; `AddrList` and `Content`, the
+/// distinct destinations and payloads of a set (GROUP_BY_CONTENT).
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Ty {
-    /// true / false.
-    Bool,
-    /// A natural number (u64; arithmetic that overflows stops the run).
-    Num,
-    /// An IPv4 address.
-    Addr,
-    /// An IPv4 prefix, `10.1.0.0/16`.
-    Prefix,
-    /// A byte string.
-    Str,
-    /// A set of packets of the current window.
-    Set,
-    /// A grouping: the non-empty groups of a set by destination or source.
-    Groups,
-    /// The distinct destination addresses of a set (GROUP_BY_CONTENT).
-    AddrList,
-    /// The distinct payloads of a set (GROUP_BY_CONTENT).
-    Content,
-}
+#[rustfmt::skip]
+pub enum Ty { Bool, Num, Addr, Prefix, Str, Set, Groups, AddrList, Content }
 
 /// A constant of the pool.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,16 +60,13 @@ impl Const {
     }
 }
 
-/// The functionality class of a program (the paper's quotas are per class).
+/// The functionality class of a program (the paper's quotas are per class):
+/// `Filtering` programs DISCARD (firewalls, spam filters, worm blockers), `Multicast`
+/// programs GENERATE (multicast aggregators), `Monitoring` programs touch no traffic.
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Class {
-    /// Programs that DISCARD (firewalls, spam filters, worm blockers).
-    Filtering,
-    /// Programs that GENERATE (multicast aggregators).
-    Multicast,
-    /// Programs with no effect on traffic.
-    Monitoring,
-}
+#[rustfmt::skip]
+pub enum Class { Filtering, Multicast, Monitoring }
 
 /// Module header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,33 +86,17 @@ pub struct Param {
     pub default: Const,
 }
 
-/// Comparison operators.
+/// Comparison operators: `==`, `!=`, and `<`, `<=`, `>`, `>=` on numbers.
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum CmpOp {
-    /// `==`
-    Eq,
-    /// `!=`
-    Ne,
-    /// `<` (numbers)
-    Lt,
-    /// `<=` (numbers)
-    Le,
-    /// `>` (numbers)
-    Gt,
-    /// `>=` (numbers)
-    Ge,
-}
+#[rustfmt::skip]
+pub enum CmpOp { Eq, Ne, Lt, Le, Gt, Ge }
 
-/// Arithmetic operators on naturals. `Sub` is truncated at zero.
+/// Arithmetic operators on naturals: `+`, `-` (truncated at zero), `*`.
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ArithOp {
-    /// `+`
-    Add,
-    /// `-`, truncated at zero
-    Sub,
-    /// `*`
-    Mul,
-}
+#[rustfmt::skip]
+pub enum ArithOp { Add, Sub, Mul }
 
 /// A linear ranking function over numeric registers: `constant + sum(c * r)`.
 /// A `While` must decrease it by at least one per iteration and keep it at
@@ -239,10 +207,7 @@ impl std::fmt::Debug for ModuleId {
 
 impl std::fmt::Display for ModuleId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -256,11 +221,8 @@ pub enum BytecodeError {
     #[error("malformed module: {0} trailing bytes")]
     Trailing(usize),
     /// Another format version.
-    #[error("unsupported bytecode version {found} (this checker reads {FORMAT_VERSION})")]
-    Version {
-        /// The version found.
-        found: u16,
-    },
+    #[error("unsupported bytecode version {0} (this checker reads {FORMAT_VERSION})")]
+    Version(u16),
     /// A structural rule is broken at an instruction.
     #[error("instruction {at}: {reason}")]
     At {
@@ -448,7 +410,7 @@ fn at(at: usize, reason: impl Into<String>) -> BytecodeError {
 impl<'m> Validator<'m> {
     fn new(m: &'m Module) -> Result<Self, BytecodeError> {
         if m.version != FORMAT_VERSION {
-            return Err(BytecodeError::Version { found: m.version });
+            return Err(BytecodeError::Version(m.version));
         }
         let too_many = [m.code.len(), m.regs.len(), m.consts.len(), m.params.len()].iter().any(|&n| n > MAX_ITEMS);
         if too_many {

@@ -43,87 +43,28 @@ pub enum TermNode {
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Step {
-    Assume {
-        t: u32,
-    },
-    ImpIntro {
-        t: u32,
-        s: u32,
-    },
-    ImpElim {
-        s1: u32,
-        s2: u32,
-    },
-    AndIntro {
-        s1: u32,
-        s2: u32,
-    },
-    AndElim {
-        s: u32,
-        right: bool,
-    },
-    OrIntro {
-        s: u32,
-        t: u32,
-        on_left: bool,
-    },
-    OrElim {
-        s1: u32,
-        s2: u32,
-        s3: u32,
-    },
-    NotIntro {
-        t: u32,
-        s: u32,
-    },
-    NotElim {
-        s1: u32,
-        s2: u32,
-    },
-    FalseElim {
-        s: u32,
-        t: u32,
-    },
-    ExcludedMiddle {
-        t: u32,
-    },
+    Assume { t: u32 },
+    ImpIntro { t: u32, s: u32 },
+    ImpElim { s1: u32, s2: u32 },
+    AndIntro { s1: u32, s2: u32 },
+    AndElim { s: u32, right: bool },
+    OrIntro { s: u32, t: u32, on_left: bool },
+    OrElim { s1: u32, s2: u32, s3: u32 },
+    NotIntro { t: u32, s: u32 },
+    NotElim { s1: u32, s2: u32 },
+    FalseElim { s: u32, t: u32 },
+    ExcludedMiddle { t: u32 },
     Truth,
-    Refl {
-        t: u32,
-    },
-    EqSubst {
-        s1: u32,
-        s2: u32,
-        var: u32,
-        template: u32,
-    },
-    Ite {
-        s: u32,
-        c: u32,
-        x: u32,
-        y: u32,
-    },
-    AllIntro {
-        s: u32,
-        var: u32,
-    },
-    AllElim {
-        s: u32,
-        t: u32,
-    },
-    Axiom {
-        n: u16,
-    },
-    /// A lemma, by its index in the proof's list of cited lemma hashes.
-    Lemma {
-        i: u32,
-    },
-    Eval {
-        t: u32,
-    },
-    Farkas {
-        premises: Vec<(u32, i64)>,
-    },
+    Refl { t: u32 },
+    EqSubst { s1: u32, s2: u32, var: u32, template: u32 },
+    Ite { s: u32, c: u32, x: u32, y: u32 },
+    AllIntro { s: u32, var: u32 },
+    AllElim { s: u32, t: u32 },
+    Axiom { n: u16 },
+    // `Lemma { i }`: a lemma, by its index in the proof's list of cited lemma hashes.
+    Lemma { i: u32 },
+    Eval { t: u32 },
+    Farkas { premises: Vec<(u32, i64)> },
 }
 
 /// A proof: a term pool and steps. The last step's theorem is what it proves.
@@ -293,7 +234,18 @@ pub fn build_terms(pool: &[TermNode]) -> Result<Vec<Term>, ProofError> {
     Ok(terms)
 }
 
+/// Work units a checker may spend per byte it was sent (honest proofs spend 1 to 3).
+pub const WORK_PER_BYTE: u64 = 8;
+/// Work units every check may spend besides (the axioms, the cost facts).
+pub const WORK_BASE: u64 = 1 << 12;
+
+/// The budget for checking `bytes` bytes: linear in them, whatever their shape.
+pub fn budget(bytes: usize) -> crate::logic::Budget {
+    crate::logic::Budget::new(WORK_BASE + WORK_PER_BYTE * bytes as u64)
+}
+
 /// Replay a proof; returns the theorem of its last step, and the pool's terms.
+/// Under a [`budget`], a proof that passes it is refused at the step that does.
 pub fn replay(proof: &Proof, cache: &LemmaCache) -> Result<(Theorem, Vec<Term>), ProofError> {
     let terms = build_terms(&proof.terms)?;
     let lemmas = proof.lemmas.iter().map(|h| cache.get(h).ok_or(ProofError::MissingLemma(*h))).collect::<Result<Vec<_>, _>>()?;
@@ -303,6 +255,9 @@ pub fn replay(proof: &Proof, cache: &LemmaCache) -> Result<(Theorem, Vec<Term>),
     let mut done: Vec<Theorem> = Vec::with_capacity(proof.steps.len());
     for (index, step) in proof.steps.iter().enumerate() {
         let th = apply(step, &terms, &done, &lemmas).map_err(|e| ProofError::Step { index, rule: e.rule, reason: e.reason })?;
+        if crate::logic::over_budget() {
+            return Err(ProofError::Step { index, rule: "budget", reason: crate::logic::OVER.into() });
+        }
         done.push(th);
     }
     let last = done.pop().ok_or(ProofError::Malformed { what: "proof", reason: "no steps".into() })?;
@@ -348,7 +303,7 @@ fn apply(step: &Step, terms: &[Term], done: &[Theorem], lemmas: &[&Theorem]) -> 
 /// [`LemmaCache::admit`], which replays its proof.
 #[derive(Clone, Debug, Default)]
 pub struct LemmaCache {
-    theorems: HashMap<LemmaHash, (String, Theorem)>,
+    theorems: HashMap<LemmaHash, Theorem>,
 }
 
 impl LemmaCache {
@@ -359,22 +314,7 @@ impl LemmaCache {
 
     /// The theorem of a verified lemma.
     pub fn get(&self, h: &LemmaHash) -> Option<&Theorem> {
-        self.theorems.get(h).map(|(_, th)| th)
-    }
-
-    /// The name of a verified lemma.
-    pub fn name(&self, h: &LemmaHash) -> Option<&str> {
-        self.theorems.get(h).map(|(n, _)| n.as_str())
-    }
-
-    /// How many lemmas are verified.
-    pub fn len(&self) -> usize {
-        self.theorems.len()
-    }
-
-    /// Whether no lemma is verified.
-    pub fn is_empty(&self) -> bool {
-        self.theorems.is_empty()
+        self.theorems.get(h)
     }
 
     /// Verify a lemma from the axioms and the lemmas already cached, and cache it.
@@ -384,12 +324,13 @@ impl LemmaCache {
             return Ok(hash);
         }
         let err = |reason: String| ProofError::Lemma { name: lemma.name.clone(), hash, reason };
+        let _budget = budget(postcard::to_allocvec(lemma).map_or(0, |b| b.len()));
         let (th, terms) = replay(&lemma.proof, self).map_err(|e| err(e.to_string()))?;
         let statement = terms.get(lemma.statement as usize).ok_or_else(|| err("no statement term".into()))?;
         if !th.hyps().is_empty() || th.concl() != statement {
             return Err(err("the proof does not prove the statement".into()));
         }
-        self.theorems.insert(hash, (lemma.name.clone(), th));
+        self.theorems.insert(hash, th);
         Ok(hash)
     }
 

@@ -41,21 +41,13 @@ fn mk(rule: &'static str, sym: Sym, args: Vec<Term>) -> Result<Term, RuleError> 
 
 fn formula(rule: &'static str, p: &Term) -> Result<(), RuleError> {
     closed(rule, p)?;
-    if p.sort() == Sort::Bool {
-        Ok(())
-    } else {
-        Err(fail(rule, "not a formula"))
-    }
+    (p.sort() == Sort::Bool).then_some(()).ok_or_else(|| fail(rule, "not a formula"))
 }
 
 /// Rules take only locally closed terms: a loose bound variable would be a
 /// name that generalization could capture.
 fn closed(rule: &'static str, t: &Term) -> Result<(), RuleError> {
-    if t.is_closed() {
-        Ok(())
-    } else {
-        Err(fail(rule, "a term with a loose bound variable"))
-    }
+    t.is_closed().then_some(()).ok_or_else(|| fail(rule, "a term with a loose bound variable"))
 }
 
 /// Most hypotheses a theorem may rest on (real proofs use a handful).
@@ -92,7 +84,7 @@ impl Theorem {
             return Err(fail("hyps", format!("more than {MAX_HYPS} hypotheses")));
         }
         if !crate::logic::charge(1 + hyps.len() as u64) {
-            return Err(fail("budget", "the proof's work exceeds its budget (it is too costly for its size)"));
+            return Err(fail("budget", crate::logic::OVER));
         }
         Ok(Theorem { hyps, concl })
     }
@@ -309,16 +301,13 @@ pub fn axioms() -> &'static [(&'static str, Term)] {
 fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
     use Sort::*;
     use Sym::*;
-    let (p, s, t, a, n, m, x, y) = (
-        Term::var(0, Pkt),
-        Term::var(1, Set),
-        Term::var(2, Set),
-        Term::var(3, Addr),
-        Term::var(4, Prefix),
-        Term::var(5, Prefix),
-        Term::var(6, Num),
-        Term::var(7, Num),
-    );
+    let [p, s, t, a, n, m, x, y] = [Pkt, Set, Set, Addr, Prefix, Prefix, Num, Num]
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Term::var(i as u32, s))
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("eight");
     let f = |sym: Sym, args: &[&Term]| Term::app(sym, args.iter().map(|t| (*t).clone()).collect());
     let imp = |a: Term, b: Term| Term::app(Imp, vec![a, b]);
     let and = |a: Term, b: Term| Term::app(And, vec![a, b]);

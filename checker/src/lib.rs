@@ -45,11 +45,7 @@ pub use policy::Policy;
 
 /// The netmask of a prefix length (0..=32), host byte order.
 pub fn netmask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - len.min(32) as u32)
-    }
+    u32::MAX.checked_shl(32 - len.min(32) as u32).unwrap_or(0)
 }
 
 /// A module that [`check`] accepted against a policy. Only this crate can make
@@ -127,6 +123,7 @@ pub enum CheckError {
 /// Check a bundle against the router's policy and verified lemmas. On success,
 /// the module may run: this is the only way to make a [`Checked`].
 pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Checked, CheckError> {
+    let _budget = cert::budget(bundle.len());
     let b: Bundle = decode_file(bundle, BUNDLE_MAGIC, "bundle").map_err(|e| CheckError::Format(e.to_string()))?;
     if b.certificate.version != CERT_VERSION {
         return Err(CheckError::Format(format!("certificate version {} (this checker reads {CERT_VERSION})", b.certificate.version)));
@@ -137,16 +134,16 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
         return Err(CheckError::WrongModule { cert: b.certificate.module, module: id });
     }
     let vc = vcgen::generate(&module, policy)?;
-    let (life, d) = (module.header.lifetime_secs, b.declared);
+    if logic::over_budget() {
+        return Err(CheckError::Format("the module's conditions exceed the work budget of its size".into()));
+    }
+    let (life, d, cx, cost) = (module.header.lifetime_secs, b.declared, vc.complexity, vc.cost);
     let facts = [
-        (vc.complexity <= policy.complexity_up, format!("complexity {} exceeds complexity_up {}", vc.complexity, policy.complexity_up)),
-        (
-            vc.cost <= policy.cost_up,
-            format!("cost {} (complexity {} x lifetime {life} s) exceeds cost_up {}", vc.cost, vc.complexity, policy.cost_up),
-        ),
+        (cx <= policy.complexity_up, format!("complexity {cx} exceeds complexity_up {}", policy.complexity_up)),
+        (cost <= policy.cost_up, format!("cost {cost} (complexity {cx} x lifetime {life} s) exceeds cost_up {}", policy.cost_up)),
         (life <= policy.max_lifetime_secs, format!("lifetime {life} s exceeds max_lifetime {} s", policy.max_lifetime_secs)),
-        (d.complexity == vc.complexity, format!("declared complexity {} but the checker derives {}", d.complexity, vc.complexity)),
-        (d.cost == vc.cost, format!("declared cost {} but the checker derives {}", d.cost, vc.cost)),
+        (d.complexity == cx, format!("declared complexity {} but the checker derives {cx}", d.complexity)),
+        (d.cost == cost, format!("declared cost {} but the checker derives {cost}", d.cost)),
     ];
     if let Some((_, why)) = facts.into_iter().find(|(ok, _)| !ok) {
         return Err(CheckError::Cost(why));

@@ -28,8 +28,8 @@ thread_local! {
     static WORK: Cell<(u64, u64)> = const { Cell::new((0, u64::MAX)) };
 }
 
-/// A limit on the work of the term operations on this thread while it lives
-/// (nested budgets each keep their own count and the outer one resumes).
+/// A limit on the work of the checker on this thread while it lives; the
+/// previous limit and count come back when it is dropped.
 #[derive(Debug)]
 pub struct Budget {
     saved: (u64, u64),
@@ -44,10 +44,6 @@ impl Budget {
     pub fn used(&self) -> u64 {
         WORK.with(|w| w.get().0)
     }
-    /// Whether the limit was passed (every operation since has failed or been refused).
-    pub fn exhausted(&self) -> bool {
-        WORK.with(|w| w.get().0 > w.get().1)
-    }
 }
 
 impl Drop for Budget {
@@ -60,13 +56,18 @@ impl Drop for Budget {
 pub fn charge(n: u64) -> bool {
     WORK.with(|w| {
         let (used, limit) = w.get();
-        let used = used.saturating_add(n);
-        w.set((used, limit));
-        used <= limit
+        w.set((used.saturating_add(n), limit));
+        used.saturating_add(n) <= limit
     })
 }
 
-const OVER: &str = "the proof's work exceeds its budget (it is too costly for its size)";
+/// Whether this thread's budget is passed. Past it, walks give up early and
+/// may answer wrongly, so every result since is void: the caller refuses.
+pub fn over_budget() -> bool {
+    !charge(0)
+}
+
+pub(crate) const OVER: &str = "the proof's work exceeds its budget (it is too costly for its size)";
 
 /// Deepest term allowed.
 pub const MAX_DEPTH: u32 = 400;
@@ -75,72 +76,28 @@ pub const MAX_SIZE: u64 = 1 << 20;
 /// Longest string `eval` computes (the VM's strings are shorter).
 pub const MAX_STR: usize = 1 << 16;
 
-/// Sorts.
+/// Sorts: `Bool` (formulas), `Num` (naturals), `Addr` and `Prefix` (IPv4 addresses and
+/// prefixes), `Str` (byte strings), `Set` (sets of packets), `Pkt` (packets).
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Sort {
-    /// Formulas.
-    Bool,
-    /// Naturals.
-    Num,
-    /// IPv4 addresses.
-    Addr,
-    /// IPv4 prefixes.
-    Prefix,
-    /// Byte strings.
-    Str,
-    /// Sets of packets.
-    Set,
-    /// Packets.
-    Pkt,
-}
+#[rustfmt::skip]
+pub enum Sort { Bool, Num, Addr, Prefix, Str, Set, Pkt }
 
 /// Function and predicate symbols. Their signatures are in [`Sym::signature`].
 #[allow(missing_docs)]
+#[rustfmt::skip] // a table: one line a group
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Sym {
     // Connectives. `Eq` and `Ite` take any one sort.
-    True,
-    False,
-    Not,
-    And,
-    Or,
-    Imp,
-    Eq,
-    Ite,
+    True, False, Not, And, Or, Imp, Eq, Ite,
     // The client and the program's parameters (symbolic: proofs hold for all values).
-    ThisIp,
-    ThisNet,
-    Param(u16, Sort),
+    ThisIp, ThisNet, Param(u16, Sort),
     // Packet sets. `GDst(S, k)` is the group of S with destination k, `GSrc` by source.
-    All,
-    FDst,
-    FDstP,
-    FSrc,
-    FSrcP,
-    GDst,
-    GSrc,
-    Mem,
-    Dst,
-    Src,
-    Sub,
-    Conf,
-    ConfP,
+    All, FDst, FDstP, FSrc, FSrcP, GDst, GSrc, Mem, Dst, Src, Sub, Conf, ConfP,
     // Addresses and prefixes.
-    In,
-    PSub,
-    Mask,
-    NMask,
-    Net,
+    In, PSub, Mask, NMask, Net,
     // Naturals and strings; `Contains` is the VM's CONTAINS_STRING, left uninterpreted.
-    Add,
-    Monus,
-    Mul,
-    Le,
-    Lt,
-    Count,
-    NDst,
-    Contains,
-    Concat,
+    Add, Monus, Mul, Le, Lt, Count, NDst, Contains, Concat,
 }
 
 impl Sym {
@@ -298,10 +255,7 @@ fn hash_of<T: Hash>(x: &T) -> u64 {
 impl Term {
     fn make(kind: Kind, sort: Sort, children: &[&Term], seed: u64, loose: u32) -> TermResult {
         let (mut size, mut depth, mut hash) = (1u64, 0u32, mix(seed, sort as u64));
-        let mut free = match kind {
-            Kind::Var(id) => 1u64 << (id % 64),
-            _ => 0,
-        };
+        let mut free = if let Kind::Var(id) = kind { 1u64 << (id % 64) } else { 0 };
         for c in children {
             size = size.saturating_add(c.0.size);
             depth = depth.max(c.0.depth);
@@ -311,26 +265,15 @@ impl Term {
         if size > MAX_SIZE || depth >= MAX_DEPTH {
             return Err(format!("term exceeds the size or depth limit ({size} nodes, depth {})", depth + 1));
         }
-        if !charge(1 + children.len() as u64) {
-            return Err(OVER.into());
+        if !charge(children.len() as u64) {
+            return Err(OVER.into()); // leaves are free: each comes from a pool entry or a rule's own constant
         }
         Ok(Term(Arc::new(Node { kind, sort, hash, size, depth: depth + 1, loose, free })))
     }
 
     /// A free variable.
     pub fn var(id: u32, sort: Sort) -> Term {
-        Term::leaf(Kind::Var(id), sort, mix(1, id as u64))
-    }
-
-    /// A leaf of size 1: never over the caps, and charged (once over budget,
-    /// whatever uses it fails at the next node built or the next step).
-    fn leaf(kind: Kind, sort: Sort, seed: u64) -> Term {
-        let free = match kind {
-            Kind::Var(id) => 1u64 << (id % 64),
-            _ => 0,
-        };
-        charge(1);
-        Term(Arc::new(Node { kind, sort, hash: mix(seed, sort as u64), size: 1, depth: 1, loose: 0, free }))
+        Term::make(Kind::Var(id), sort, &[], mix(1, id as u64), 0).expect("a variable is small")
     }
 
     /// A bound variable (de Bruijn index), of a sort.
@@ -342,7 +285,7 @@ impl Term {
     /// A literal.
     pub fn lit(l: Lit) -> Term {
         let (sort, seed) = (l.sort(), mix(2, hash_of(&l)));
-        Term::leaf(Kind::Lit(l), sort, seed)
+        Term::make(Kind::Lit(l), sort, &[], seed, 0).expect("a literal is small")
     }
 
     /// A natural-number literal.
@@ -405,11 +348,7 @@ impl Term {
             },
             &|x| x.is_closed(),
         )?;
-        if r.sort() != Sort::Bool {
-            Err("not a formula".into())
-        } else {
-            Ok(r)
-        }
+        (r.sort() == Sort::Bool).then_some(r).ok_or_else(|| "not a formula".into())
     }
 
     /// Rebuild, replacing each subterm for which `f(subterm, binders above)`
@@ -567,13 +506,7 @@ impl Term {
             Or => B(b(0)? || b(1)?),
             Imp => B(!b(0)? || b(1)?),
             Eq => B(v(0)? == v(1)?),
-            Ite => {
-                if b(0)? {
-                    v(1)?
-                } else {
-                    v(2)?
-                }
-            }
+            Ite => v(if b(0)? { 1 } else { 2 })?,
             Add => V(Lit::Num(num(0)?.checked_add(num(1)?)?)),
             Monus => V(Lit::Num(num(0)?.saturating_sub(num(1)?))),
             Mul => V(Lit::Num(num(0)?.checked_mul(num(1)?)?)),
