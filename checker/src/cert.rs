@@ -234,14 +234,18 @@ pub fn build_terms(pool: &[TermNode]) -> Result<Vec<Term>, ProofError> {
     Ok(terms)
 }
 
-/// Work units a checker may spend per byte it was sent (honest proofs spend 1 to 3).
+/// Work units a checker may spend per byte it was sent (honest bundles spend
+/// at most 2.4, the library's lemmas at most 5).
 pub const WORK_PER_BYTE: u64 = 8;
 /// Work units every check may spend besides (the axioms, the cost facts).
 pub const WORK_BASE: u64 = 1 << 12;
+/// Work units no check may pass, whatever its size: about half a million
+/// term nodes, so that a check's memory stays under 64 MiB.
+pub const WORK_MAX: u64 = 3 << 20;
 
 /// The budget for checking `bytes` bytes: linear in them, whatever their shape.
 pub fn budget(bytes: usize) -> crate::logic::Budget {
-    crate::logic::Budget::new(WORK_BASE + WORK_PER_BYTE * bytes as u64)
+    crate::logic::Budget::new((WORK_BASE + WORK_PER_BYTE * bytes as u64).min(WORK_MAX))
 }
 
 /// Replay a proof; returns the theorem of its last step, and the pool's terms.
@@ -254,11 +258,11 @@ pub fn replay(proof: &Proof, cache: &LemmaCache) -> Result<(Theorem, Vec<Term>),
     }
     let mut done: Vec<Theorem> = Vec::with_capacity(proof.steps.len());
     for (index, step) in proof.steps.iter().enumerate() {
-        let th = apply(step, &terms, &done, &lemmas).map_err(|e| ProofError::Step { index, rule: e.rule, reason: e.reason })?;
+        let th = apply(step, &terms, &done, &lemmas);
         if crate::logic::over_budget() {
             return Err(ProofError::Step { index, rule: "budget", reason: crate::logic::OVER.into() });
         }
-        done.push(th);
+        done.push(th.map_err(|e| ProofError::Step { index, rule: e.rule, reason: e.reason })?);
     }
     let last = done.pop().ok_or(ProofError::Malformed { what: "proof", reason: "no steps".into() })?;
     Ok((last, terms))

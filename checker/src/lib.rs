@@ -134,11 +134,9 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
         return Err(CheckError::WrongModule { cert: b.certificate.module, module: id });
     }
     let vc = vcgen::generate(&module, policy)?;
-    if logic::over_budget() {
-        return Err(CheckError::Format("the module's conditions exceed the work budget of its size".into()));
-    }
     let (life, d, cx, cost) = (module.header.lifetime_secs, b.declared, vc.complexity, vc.cost);
     let facts = [
+        (!logic::over_budget(), "generating its conditions exceeds the work budget of the bundle's size".into()),
         (cx <= policy.complexity_up, format!("complexity {cx} exceeds complexity_up {}", policy.complexity_up)),
         (cost <= policy.cost_up, format!("cost {cost} (complexity {cx} x lifetime {life} s) exceeds cost_up {}", policy.cost_up)),
         (life <= policy.max_lifetime_secs, format!("lifetime {life} s exceeds max_lifetime {} s", policy.max_lifetime_secs)),
