@@ -232,7 +232,8 @@ fn a_weaker_statement_is_refused() {
 #[test]
 fn malformed_proofs_name_the_step_and_rule() {
     let (_, c, pol, b) = firewall();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Proof)>)> = vec![
+    type Tamper = Box<dyn Fn(&mut Proof)>;
+    let cases: Vec<(&str, Tamper)> = vec![
         ("forward step", Box::new(|p: &mut Proof| p.steps[0] = Step::AndIntro { s1: 5, s2: 6 })),
         ("forward term", Box::new(|p: &mut Proof| p.terms[0] = TermNode::App(Sym::Not, vec![p.terms.len() as u32]))),
         ("ill-sorted term", Box::new(|p: &mut Proof| p.terms.push(TermNode::App(Sym::Not, vec![0])))),

@@ -120,9 +120,11 @@ struct Reported {
 /// `error: ...` or `warning: ...`, and its position is on its `┌─ FILE:L:C`
 /// line. Blocks with no position (the closing count) are left out.
 fn reported(stderr: &str) -> Vec<Reported> {
+    /// A block being read: (is an error, its text, its line and column).
+    type Block = Option<(bool, String, Option<(usize, usize)>)>;
     let mut out: Vec<Reported> = vec![];
-    let mut current: Option<(bool, String, Option<(usize, usize)>)> = None;
-    let flush = |c: Option<(bool, String, Option<(usize, usize)>)>, out: &mut Vec<Reported>| {
+    let mut current: Block = None;
+    let flush = |c: Block, out: &mut Vec<Reported>| {
         if let Some((error, text, Some((line, col)))) = c {
             out.push(Reported { error, line, col, text });
         }

@@ -163,8 +163,11 @@ fn binding(kind: ClientKind) -> Binding {
     Binding { this_ip: ME, this_subnet: (kind == ClientKind::EdgeRouter).then_some(NET), params: vec![] }
 }
 
+/// Generated packets: (source, destination, payload).
+type Generated = Vec<(u32, u32, Vec<u8>)>;
+
 /// What the VM does to a window when the checked program is installed for the client.
-fn vm_run(checked: &Checked, kind: ClientKind, packets: &[RefPacket]) -> (Vec<usize>, Vec<(u32, u32, Vec<u8>)>) {
+fn vm_run(checked: &Checked, kind: ClientKind, packets: &[RefPacket]) -> (Vec<usize>, Generated) {
     let mut w = Window::new();
     for p in packets {
         w.push(LinkType::Raw, 0, 0, &frame(p));

@@ -381,7 +381,7 @@ mod tests {
         let e = Theorem::imp_elim(&pq, &Theorem::assume(&q).unwrap()).unwrap_err();
         assert_eq!(e.rule, "imp_elim");
         let th = Theorem::imp_elim(&pq, &Theorem::refl(&addr(1)).unwrap()).unwrap();
-        assert_eq!(th.hyps(), &[q.clone()]);
+        assert_eq!(th.hyps(), std::slice::from_ref(&q));
         assert_eq!(th.concl(), &q);
     }
 

@@ -196,7 +196,7 @@ impl<R: Read> NgReader<R> {
                     res = if v & 0x80 == 0 { Resol::Dec(v) } else { Resol::Bin(v & 0x7f) };
                 }
             }
-            at += 4 + (usize::from(len) + 3) / 4 * 4;
+            at += 4 + usize::from(len).div_ceil(4) * 4;
         }
         res
     }
