@@ -303,6 +303,9 @@ fn apply(step: &Step, terms: &[Term], done: &[Theorem], lemmas: &[&Theorem]) -> 
     }
 }
 
+/// A lemma's theorem, verified by [`LemmaCache::verify`] (the only way to make one).
+pub struct Verified(LemmaHash, Theorem);
+
 /// Lemmas this checker has verified, by hash. A lemma enters only through
 /// [`LemmaCache::admit`], which replays its proof.
 #[derive(Clone, Debug, Default)]
@@ -323,9 +326,15 @@ impl LemmaCache {
 
     /// Verify a lemma from the axioms and the lemmas already cached, and cache it.
     pub fn admit(&mut self, lemma: &Lemma) -> Result<LemmaHash, ProofError> {
+        Ok(self.insert(self.verify(lemma)?))
+    }
+
+    /// Verify a lemma against this cache without changing it (a router holds
+    /// only a read lock meanwhile); [`LemmaCache::insert`] then caches it.
+    pub fn verify(&self, lemma: &Lemma) -> Result<Verified, ProofError> {
         let hash = lemma.hash();
-        if self.theorems.contains_key(&hash) {
-            return Ok(hash);
+        if let Some(th) = self.theorems.get(&hash) {
+            return Ok(Verified(hash, th.clone()));
         }
         let err = |reason: String| ProofError::Lemma { name: lemma.name.clone(), hash, reason };
         let _budget = budget(postcard::to_allocvec(lemma).map_or(0, |b| b.len()));
@@ -334,8 +343,13 @@ impl LemmaCache {
         if !th.hyps().is_empty() || th.concl() != statement {
             return Err(err("the proof does not prove the statement".into()));
         }
-        self.theorems.insert(hash, th);
-        Ok(hash)
+        Ok(Verified(hash, th))
+    }
+
+    /// Cache a lemma that [`LemmaCache::verify`] verified.
+    pub fn insert(&mut self, v: Verified) -> LemmaHash {
+        self.theorems.insert(v.0, v.1);
+        v.0
     }
 
     /// Verify every lemma of a library file, in order.

@@ -58,13 +58,7 @@ pub const MAX_PREMISES: usize = 64;
 /// Union of two duplicate-free hypothesis lists (short: [`MAX_HYPS`]).
 fn union(a: &[Term], b: &[Term]) -> Vec<Term> {
     crate::logic::charge((a.len() * b.len()) as u64);
-    let mut out = a.to_vec();
-    for t in b {
-        if !out.contains(t) {
-            out.push(t.clone());
-        }
-    }
-    out
+    a.iter().chain(b.iter().filter(|t| !a.contains(t))).cloned().collect()
 }
 
 impl Theorem {

@@ -67,8 +67,6 @@ pub fn over_budget() -> bool {
     !charge(0)
 }
 
-/// Work units of building a node, per child (a visit is one unit).
-const NODE: u64 = 4;
 pub(crate) const OVER: &str = "the proof's work exceeds its budget (it is too costly for its size)";
 
 /// Deepest term allowed.
@@ -267,8 +265,10 @@ impl Term {
         if size > MAX_SIZE || depth >= MAX_DEPTH {
             return Err(format!("term exceeds the size or depth limit ({size} nodes, depth {})", depth + 1));
         }
-        if !charge(NODE * children.len() as u64) {
-            return Err(OVER.into()); // leaves are free: each comes from a pool entry or a rule's own constant
+        // Building costs 4 units a child (a visit costs 1); leaves are free: each comes from
+        // a pool entry or a rule's own constant.
+        if !charge(4 * children.len() as u64) {
+            return Err(OVER.into());
         }
         Ok(Term(Arc::new(Node { kind, sort, hash, size, depth: depth + 1, loose, free })))
     }

@@ -792,14 +792,19 @@ impl Admission {
         }
         let mut new = 0;
         for (l, h) in lemmas.iter().zip(&hashes) {
-            let mut cache = self.lemmas.write().unwrap_or_else(|p| p.into_inner());
-            if cache.get(h).is_some() {
-                continue;
-            }
-            if let Err(e) = cache.admit(l) {
-                return refused((Refusal::Lemma, format!("lemma refused: {e}")));
-            }
-            drop(cache);
+            // Replayed under the read lock, so that checks of other clients' bundles
+            // go on meanwhile; only the insertion takes the write lock.
+            let verified = {
+                let cache = self.lemmas.read().unwrap_or_else(|p| p.into_inner());
+                if cache.get(h).is_some() {
+                    continue;
+                }
+                cache.verify(l)
+            };
+            match verified {
+                Ok(v) => self.lemmas.write().unwrap_or_else(|p| p.into_inner()).insert(v),
+                Err(e) => return refused((Refusal::Lemma, format!("lemma refused: {e}"))),
+            };
             if let Err(e) = self.lock().store.add_lemma(&h.0, &protocol::encode(l)) {
                 return refused(internal(e));
             }

@@ -1,0 +1,390 @@
+//! The differential soundness oracle over generated modules: each valid
+//! module is proved under both example policies, the bundle checked, the
+//! module analyzed; what the checker accepts is run by the VM over random
+//! windows, over the whole window and bucketed by the dispatch table as the
+//! router runs it, and held to the safety oracle:
+//! - it drops only the client's packets and generates only to THIS_IP;
+//! - changing every other client's packet changes neither its drops nor what
+//!   it generates;
+//! - the whole-window run, the interpreter-only run and the bucketed run have
+//!   the same effects (and faults);
+//! - its metered cost never exceeds the certified complexity, and no run of
+//!   it stops on a metering fault (over budget, past a loop bound, step limit).
+
+use std::sync::Arc;
+
+use super::gen::{self, Rng};
+use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
+use vinet_checker::policy::{ClientKind, Policy};
+use vinet_checker::{Checked, Module};
+use vinet_engine::dispatch::Dispatch;
+use vinet_engine::packet::LinkType;
+use vinet_engine::vm::{Binding, Fault, Machine, Program, This};
+use vinet_engine::window::Window;
+
+/// THIS_IP of the client: 10.0.0.7.
+pub const ME: u32 = 0x0a00_0007;
+/// THIS_SUBNET_IP of an edge-router client: 10.0.0.0/24.
+pub const NET: (u32, u8) = (0x0a00_0000, 24);
+
+/// The figures of a run of the oracle.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    /// Modules generated.
+    pub generated: u64,
+    /// Of which `Module::validate` accepted.
+    pub valid: u64,
+    /// Valid modules with a register written before a loop and inside it.
+    pub reuse_loop: u64,
+    /// Valid modules with a register written before an `if` and in a branch, or in both branches.
+    pub reuse_branch: u64,
+    /// (module, policy) pairs tried.
+    pub pairs: u64,
+    /// Pairs the prover certified.
+    pub proved: u64,
+    /// Pairs whose bundle the checker accepted.
+    pub checked: u64,
+    /// Pairs the prover certified and the checker refused (a prover bug, not unsound).
+    pub proved_not_checked: u64,
+    /// Pairs the analyzer accepted.
+    pub analyzed: u64,
+    /// Pairs both verifiers accepted / refused.
+    pub both_accept: u64,
+    /// Pairs both verifiers refused.
+    pub both_refuse: u64,
+    /// Pairs only the checker accepted (the analyzer is less precise).
+    pub checker_only: u64,
+    /// Pairs only the analyzer accepted: each is listed in `analyzer_only_cases`.
+    pub analyzer_only: u64,
+    /// Modules accepted by at least one verifier under some policy.
+    pub accepted_modules: u64,
+    /// Windows run (each: whole, interpreted, bucketed, and both again with other clients' packets changed).
+    pub windows: u64,
+    /// Runs that stopped on a fault that is not metering (overflow, payload too large), identically everywhere.
+    pub benign_faults: u64,
+    /// Oracle violations, described.
+    pub violations: Vec<String>,
+    /// Analyzer-only acceptances, described.
+    pub analyzer_only_cases: Vec<String>,
+    /// Pairs both accepted with different derived costs, described.
+    pub cost_mismatches: Vec<String>,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} modules generated, {} valid ({} invalid, dropped); register reuse at a loop boundary in {}, at a branch boundary in {}; \
+             {} (module, policy) pairs: {} proved, {} accepted by the checker ({} proved but refused), {} accepted by the analyzer; \
+             verifiers agree on {} ({} both accept, {} both refuse), disagree on {} ({} checker only, {} analyzer only), {} cost mismatches; \
+             {} modules accepted by some verifier; {} windows run ({} benign faults); {} oracle violations",
+            self.generated,
+            self.valid,
+            self.generated - self.valid,
+            self.reuse_loop,
+            self.reuse_branch,
+            self.pairs,
+            self.proved,
+            self.checked,
+            self.proved_not_checked,
+            self.analyzed,
+            self.both_accept + self.both_refuse,
+            self.both_accept,
+            self.both_refuse,
+            self.checker_only + self.analyzer_only,
+            self.checker_only,
+            self.analyzer_only,
+            self.cost_mismatches.len(),
+            self.accepted_modules,
+            self.windows,
+            self.benign_faults,
+            self.violations.len()
+        )
+    }
+}
+
+/// The verifiers and the policies.
+pub struct Env {
+    prover: vinet_prover::Prover,
+    cache: LemmaCache,
+    policies: [Policy; 2],
+}
+
+impl Env {
+    /// The shipped prover and lemma library, and the example policies (end user, edge router).
+    pub fn new(end_user: Policy, edge_router: Policy) -> Env {
+        assert_eq!((end_user.client, edge_router.client), (ClientKind::EndUser, ClientKind::EdgeRouter));
+        let prover = vinet_prover::Prover::new().expect("the shipped lemma library builds");
+        let mut cache = LemmaCache::new();
+        cache.admit_library(&encode_file(&prover.lemmas().library, LIBRARY_MAGIC)).expect("the shipped library is admitted");
+        Env { prover, cache, policies: [end_user, edge_router] }
+    }
+
+    /// Generate one module from `r`, put it through the verifiers under both
+    /// policies, and run what the checker accepts over `windows` windows.
+    /// `label` names the case in reports (the seed, or "fuzz input").
+    pub fn one(&self, r: &mut Rng, windows: usize, label: &str, t: &mut Tally) {
+        let g = gen::module(r);
+        t.generated += 1;
+        let m = g.module;
+        if m.validate().is_err() {
+            return;
+        }
+        t.valid += 1;
+        let reuse = gen::reuse(&m);
+        t.reuse_loop += reuse.loop_boundary as u64;
+        t.reuse_branch += reuse.branch_boundary as u64;
+        let mut accepted = false;
+        for policy in &self.policies {
+            t.pairs += 1;
+            let proved = self.prover.prove(&m, policy).ok();
+            t.proved += proved.is_some() as u64;
+            let checked = proved.as_ref().and_then(|p| vinet_checker::check(&p.bytes, policy, &self.cache).ok());
+            t.proved_not_checked += (proved.is_some() && checked.is_none()) as u64;
+            t.checked += checked.is_some() as u64;
+            let analyzed = vinet_analyzer::analyze(&m, policy).ok();
+            t.analyzed += analyzed.is_some() as u64;
+            let what = format!("{label} under the {:?} policy", policy.client);
+            match (&checked, analyzed) {
+                (Some(c), Some(v)) => {
+                    t.both_accept += 1;
+                    if (c.complexity(), c.cost()) != (v.complexity, v.cost) {
+                        let (cc, vc) = ((c.complexity(), c.cost()), (v.complexity, v.cost));
+                        t.cost_mismatches.push(format!("{what}: checker {cc:?}, analyzer {vc:?}: {m:?}"));
+                    }
+                }
+                (None, None) => t.both_refuse += 1,
+                (Some(_), None) => t.checker_only += 1,
+                (None, Some(_)) => {
+                    t.analyzer_only += 1;
+                    t.analyzer_only_cases.push(format!("{what}: {m:?}"));
+                }
+            }
+            accepted |= checked.is_some() || analyzed.is_some();
+            if let Some(c) = checked {
+                let prog = Arc::new(Program::new(&c));
+                for _ in 0..windows {
+                    let seed = r.next_u64();
+                    match exercise(&c, &prog, seed) {
+                        Ok(faulted) => t.benign_faults += faulted as u64,
+                        Err(e) => t.violations.push(format!("{what}, window seed {seed:#x}: {e}\n  module: {m:?}")),
+                    }
+                    t.windows += 1;
+                }
+            }
+        }
+        t.accepted_modules += accepted as u64;
+    }
+}
+
+/// One packet of a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pkt {
+    src: u32,
+    dst: u32,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    payload: Vec<u8>,
+}
+
+const WORDS: [&[u8]; 8] = [b"viagra", b"via", b"gra", b"attack", b"hello", b"", b"x", b"lottery"];
+/// Sources: the client itself and its subnet neighbours (spoofed or not), and the world.
+const SOURCES: [u32; 8] = [ME, 0x0a00_0005, 0x0a00_0042, 0xcb00_7109, 0xc633_6407, 0xc633_6417, 0x0808_0808, 0xffff_ffff];
+/// Destinations: the client (often), its subnet neighbours, other clients, the world.
+const DESTS: [u32; 10] = [ME, ME, ME, 0x0a00_0005, 0x0a00_0009, 0x0a00_0107, 0x0a09_0909, 0xc000_0201, 0xc633_6407, 0x0b00_0007];
+
+fn mine(kind: ClientKind, dst: u32) -> bool {
+    match kind {
+        ClientKind::EndUser => dst == ME,
+        ClientKind::EdgeRouter => dst & 0xffff_ff00 == NET.0,
+    }
+}
+
+fn packet(r: &mut Rng, dsts: &[u32]) -> Pkt {
+    let proto = r.pick(&[6u8, 17, 17, 1]);
+    let payload: Vec<u8> = (0..r.below(3)).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
+    Pkt {
+        src: r.pick(&SOURCES),
+        dst: r.pick(dsts),
+        proto,
+        sport: if proto == 1 { 0 } else { 1000 + r.below(3) as u16 },
+        dport: if proto == 1 { 0 } else { 80 },
+        seq: if proto == 6 { 1000 + 3 * r.below(4) as u32 } else { 0 },
+        payload,
+    }
+}
+
+/// An IPv4 frame (TCP, UDP, or bare IP for other protocols).
+fn frame(p: &Pkt) -> Vec<u8> {
+    let mut l4 = vec![];
+    match p.proto {
+        6 => {
+            l4.extend(p.sport.to_be_bytes());
+            l4.extend(p.dport.to_be_bytes());
+            l4.extend(p.seq.to_be_bytes());
+            l4.extend([0, 0, 0, 0, 0x50, 0x18, 0x04, 0x00, 0, 0, 0, 0]);
+        }
+        17 => {
+            l4.extend(p.sport.to_be_bytes());
+            l4.extend(p.dport.to_be_bytes());
+            l4.extend((8 + p.payload.len() as u16).to_be_bytes());
+            l4.extend([0, 0]);
+        }
+        _ => {}
+    }
+    let total = (20 + l4.len() + p.payload.len()) as u16;
+    let mut h = vec![0x45, 0];
+    h.extend(total.to_be_bytes());
+    h.extend([0, 0, 0x40, 0, 64, p.proto, 0, 0]);
+    h.extend(p.src.to_be_bytes());
+    h.extend(p.dst.to_be_bytes());
+    let sum = h.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).sum::<u32>();
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    h.extend(l4);
+    h.extend(&p.payload);
+    h
+}
+
+/// A generated packet: source, destination, UDP payload.
+type Sent = (u32, u32, Vec<u8>);
+
+fn sent(b: &[u8]) -> Sent {
+    let a = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let ihl = (b[0] & 15) as usize * 4;
+    (a(12), a(16), b[ihl + 8..].to_vec())
+}
+
+/// What a run did: drops (packet indices), generated packets (sorted), cost; or its fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Ran { dropped: Vec<usize>, generated: Vec<Sent>, cost: u64 },
+    Faulted(Fault),
+}
+
+fn window_of(packets: &[Pkt]) -> Window {
+    let mut w = Window::new();
+    for p in packets {
+        w.push(LinkType::Raw, 0, 0, &frame(p));
+    }
+    assert_eq!(w.packet_count(), packets.len(), "every test frame parses");
+    w
+}
+
+fn this(c: &Checked) -> This {
+    match c.policy().client {
+        ClientKind::EndUser => This { ip: ME, subnet: (ME, 32) },
+        ClientKind::EdgeRouter => This { ip: ME, subnet: NET },
+    }
+}
+
+/// The VM over the whole window as one view.
+fn whole(c: &Checked, prog: &Arc<Program>, packets: &[Pkt], interpret_only: bool) -> Outcome {
+    let w = window_of(packets);
+    let inst = prog.instantiate(&[]).expect("default parameters bind");
+    let mut m = Machine::new();
+    m.set_interpret_only(interpret_only);
+    match inst.run(this(c), w.view(), &mut m) {
+        Ok(st) => {
+            let e = m.effects();
+            let dropped = (0..packets.len()).filter(|&i| e.is_dropped(i)).collect();
+            let mut generated: Vec<Sent> = e.generated().map(sent).collect();
+            generated.sort();
+            Outcome::Ran { dropped, generated, cost: st.cost }
+        }
+        Err(f) => Outcome::Faulted(f),
+    }
+}
+
+/// The VM as the router runs it: the program installed for the client in the dispatch table.
+fn bucketed(c: &Checked, packets: &[Pkt]) -> Outcome {
+    let mut w = window_of(packets);
+    let mut d = Dispatch::new(c.policy().window_packets);
+    let binding = Binding { this_ip: ME, this_subnet: (c.policy().client == ClientKind::EdgeRouter).then_some(NET), params: vec![] };
+    let id = d.install(c, &binding).expect("a checked program installs");
+    let rep = d.run_window(&mut w);
+    if rep.faults > 0 {
+        let f = d.list().find_map(|i| i.last_fault.cloned()).expect("a faulted run leaves its fault");
+        return Outcome::Faulted(f);
+    }
+    let dropped = (0..packets.len()).filter(|&i| w.is_dropped(i as u32)).collect();
+    let mut generated: Vec<Sent> = w.generated().map(sent).collect();
+    generated.sort();
+    Outcome::Ran { dropped, generated, cost: d.stats(id).expect("installed").max_cost }
+}
+
+fn safe(c: &Checked, packets: &[Pkt], o: &Outcome, run: &str) -> Result<(), String> {
+    let kind = c.policy().client;
+    match o {
+        Outcome::Faulted(f @ (Fault::OverBudget { .. } | Fault::LoopBound { .. } | Fault::StepLimit { .. })) => {
+            Err(format!("{run}: a checked program stopped on a metering fault: {f}"))
+        }
+        Outcome::Faulted(_) => Ok(()),
+        Outcome::Ran { dropped, generated, cost } => {
+            if let Some(&i) = dropped.iter().find(|&&i| !mine(kind, packets[i].dst)) {
+                return Err(format!("{run}: dropped packet {i}, to {:#x}, not the client's", packets[i].dst));
+            }
+            if let Some(g) = generated.iter().find(|g| g.1 != ME) {
+                return Err(format!("{run}: generated to {:#x}, not THIS_IP", g.1));
+            }
+            if *cost > c.complexity() {
+                return Err(format!("{run}: metered cost {cost} exceeds the certified complexity {}", c.complexity()));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The same effects (drops and generated packets; or the same fault kind).
+fn same_effects(a: &Outcome, b: &Outcome) -> bool {
+    match (a, b) {
+        (Outcome::Ran { dropped: d1, generated: g1, .. }, Outcome::Ran { dropped: d2, generated: g2, .. }) => d1 == d2 && g1 == g2,
+        (Outcome::Faulted(f1), Outcome::Faulted(f2)) => std::mem::discriminant(f1) == std::mem::discriminant(f2),
+        _ => false,
+    }
+}
+
+/// One window through the oracle; whether the runs stopped on a (benign, identical) fault.
+fn exercise(c: &Checked, prog: &Arc<Program>, seed: u64) -> Result<bool, String> {
+    let kind = c.policy().client;
+    let mut r = Rng::seeded(seed);
+    let w = c.policy().window_packets as usize;
+    let n = r.pick(&[0, 1, 2, 7, 31, 64, 200, w]).min(w);
+    let packets: Vec<Pkt> = (0..n).map(|_| packet(&mut r, &DESTS)).collect();
+    let whole_run = whole(c, prog, &packets, false);
+    let interpreted = whole(c, prog, &packets, true);
+    let router = bucketed(c, &packets);
+    safe(c, &packets, &whole_run, "whole window")?;
+    safe(c, &packets, &interpreted, "whole window, interpreted")?;
+    safe(c, &packets, &router, "bucketed")?;
+    if whole_run != interpreted {
+        return Err(format!("the compiled plans and the interpreter differ: {whole_run:?} vs {interpreted:?}"));
+    }
+    if !same_effects(&whole_run, &router) {
+        return Err(format!("whole-window and bucketed runs differ: {whole_run:?} vs {router:?}"));
+    }
+    // Non-interference: every other client's packet changes, in place.
+    let mut others = packets.clone();
+    for q in others.iter_mut().filter(|q| !mine(kind, q.dst)) {
+        let fresh = packet(&mut r, &[0x0a09_0909, 0xc000_0201, 0x0a00_0107, 0x0b00_0007, 0x0a00_0005]);
+        *q = Pkt { dst: if mine(kind, fresh.dst) { 0x0b00_0001 } else { fresh.dst }, ..fresh };
+    }
+    let whole_again = whole(c, prog, &others, false);
+    safe(c, &others, &whole_again, "whole window, others changed")?;
+    if !same_effects(&whole_run, &whole_again) {
+        return Err(format!("other clients' packets changed what it does: {whole_run:?} vs {whole_again:?}"));
+    }
+    let router_again = bucketed(c, &others);
+    safe(c, &others, &router_again, "bucketed, others changed")?;
+    if !same_effects(&router, &router_again) {
+        return Err(format!("other clients' packets changed what it does, bucketed: {router:?} vs {router_again:?}"));
+    }
+    Ok(matches!(whole_run, Outcome::Faulted(_)))
+}
+
+/// The module of a violation, re-made from its seed (for minimising by hand).
+pub fn module_of(seed: u64) -> Module {
+    gen::module(&mut Rng::seeded(seed)).module
+}
