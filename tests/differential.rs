@@ -41,6 +41,12 @@ fn generated_modules_are_refused_or_run_safely() {
     for c in &t.analyzer_only_cases {
         eprintln!("analyzer only: {c}");
     }
+    let mut kinds: Vec<&str> = t.violations.iter().map(|v| v.split(": ").nth(1).unwrap_or(v)).collect();
+    kinds.sort();
+    kinds.dedup();
+    for k in &kinds {
+        eprintln!("violation kind: {k}");
+    }
     assert!(t.violations.is_empty(), "{} oracle violations; the first: {}", t.violations.len(), t.violations[0]);
     assert!(t.cost_mismatches.is_empty(), "the verifiers derive different costs: {}", t.cost_mismatches[0]);
     assert_eq!(t.proved_not_checked, 0, "the checker refused a bundle the prover made");

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vinet_checker::bytecode::{Class, Const, Insn, Ty};
 use vinet_checker::policy::ClientKind;
@@ -162,7 +162,6 @@ fn replay_every_capture() {
     }
     assert!(frames > 3000, "the corpus has over 3,000 frames, replayed {frames}");
     assert!(dropped > 0 && generated > 0, "programs should have acted on real traffic");
-    assert!(took < Duration::from_secs(120), "replay took {took:?}");
 }
 
 /// The paper's programs for the first three destinations of `frames`.
