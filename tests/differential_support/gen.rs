@@ -89,7 +89,11 @@ enum Info {
     Plain,
     /// A packet set: confined to the client, the whole window, the extent
     /// (0: the window; otherwise the id of the foreach group it lies in).
-    Set { mine: bool, all: bool, ext: u32 },
+    Set {
+        mine: bool,
+        all: bool,
+        ext: u32,
+    },
     /// An address equal to THIS_IP.
     This,
     /// THIS_SUBNET_IP.
@@ -97,11 +101,20 @@ enum Info {
     /// The key of foreach `ctx`.
     Key(u32),
     /// A boolean: `key == THIS_IP` (eq) or `key in THIS_SUBNET_IP` (!eq) of foreach `ctx`.
-    Guard { ctx: u32, eq: bool },
+    Guard {
+        ctx: u32,
+        eq: bool,
+    },
     /// A grouping of a set.
-    Groups { mine: bool, by_dst: bool, ext: u32 },
+    Groups {
+        mine: bool,
+        by_dst: bool,
+        ext: u32,
+    },
     /// An address list or content of a set.
-    List { mine: bool },
+    List {
+        mine: bool,
+    },
 }
 
 struct Ctx {
@@ -113,12 +126,10 @@ struct Ctx {
     guard_in: bool,
 }
 
-/// A generated module and what the generator meant it to be.
+/// A generated module (not yet validated), aimed at one client kind; both policies are tried.
 pub struct Generated {
-    /// The module (not yet validated).
+    /// The module.
     pub module: Module,
-    /// The client kind the generator aimed at (both policies are tried).
-    pub kind: ClientKind,
 }
 
 struct Gen<'r> {
@@ -146,6 +157,10 @@ struct Gen<'r> {
 }
 
 const MAX_DEPTH: usize = 4;
+
+/// What entering a key guard changed: the context's index, its guard flags before, and the
+/// registers whose info it changed, with their info before.
+type GuardSave = (usize, bool, bool, Vec<(Reg, Info)>);
 
 /// Generate one module.
 pub fn module(r: &mut Rng) -> Generated {
@@ -192,7 +207,8 @@ pub fn module(r: &mut Rng) -> Generated {
         Class::Monitoring
     };
     if g.r.chance(3) {
-        class = g.r.pick(&[Class::Filtering, Class::Multicast, Class::Monitoring]); // maybe wrong
+        class = g.r.pick(&[Class::Filtering, Class::Multicast, Class::Monitoring]);
+        // maybe wrong
     }
     let lifetime_secs = if g.r.chance(3) { 90 * 86_400 } else { g.r.pick(&[3_600, 86_400, 172_800]) };
     let n = g.code.len();
@@ -205,7 +221,7 @@ pub fn module(r: &mut Rng) -> Generated {
         code: g.code,
         lines: (1..=n as u32).collect(),
     };
-    Generated { module, kind }
+    Generated { module }
 }
 
 impl Gen<'_> {
@@ -780,7 +796,7 @@ impl Gen<'_> {
     }
 
     /// Entering the then branch of a key guard: the group is the client's.
-    fn enter_guard(&mut self, cond: Reg) -> Option<(usize, bool, bool, Vec<(Reg, Info)>)> {
+    fn enter_guard(&mut self, cond: Reg) -> Option<GuardSave> {
         let Info::Guard { ctx, eq } = self.info[cond as usize] else { return None };
         let c = self.ctxs.iter().position(|c| c.id == ctx)?;
         let saved = (c, self.ctxs[c].guard_eq, self.ctxs[c].guard_in);
@@ -807,7 +823,7 @@ impl Gen<'_> {
         Some((saved.0, saved.1, saved.2, changed))
     }
 
-    fn leave_guard(&mut self, saved: Option<(usize, bool, bool, Vec<(Reg, Info)>)>) {
+    fn leave_guard(&mut self, saved: Option<GuardSave>) {
         let Some((c, eq, inn, changed)) = saved else { return };
         self.ctxs[c].guard_eq = eq;
         self.ctxs[c].guard_in = inn;
@@ -825,7 +841,13 @@ impl Gen<'_> {
             Some(g) if self.r.chance(40) => g,
             _ => {
                 let by_dst = self.r.chance(60);
-                let s = if by_dst && self.r.chance(50) { self.all() } else if by_dst { self.any_set() } else { self.mine_set() };
+                let s = if by_dst && self.r.chance(50) {
+                    self.all()
+                } else if by_dst {
+                    self.any_set()
+                } else {
+                    self.mine_set()
+                };
                 let Info::Set { mine, ext, .. } = self.info[s as usize] else { unreachable!("a set") };
                 let d = self.dst(Ty::Groups);
                 self.emit(if by_dst { Insn::GroupDst { dst: d, set: s } } else { Insn::GroupSrc { dst: d, set: s } });
@@ -843,8 +865,8 @@ impl Gen<'_> {
         let at = self.code.len();
         self.emit(Insn::Foreach { groups, key, set, body_len: 0 });
         let (live0, info0, frozen0, ww0) = (self.live.clone(), self.info.clone(), self.frozen.clone(), self.while_writable.take());
-        for r in 0..live0.len() {
-            self.frozen[r] |= live0[r];
+        for (f, &l) in self.frozen.iter_mut().zip(&live0) {
+            *f |= l;
         }
         let id = self.next_ctx;
         self.next_ctx += 1;
@@ -930,7 +952,7 @@ impl Gen<'_> {
         };
         let cond_end = self.code.len();
         let live_after_cond = self.live.clone();
-        let ww0 = std::mem::replace(&mut self.while_writable, Some(outer.clone()));
+        let ww0 = self.while_writable.replace(outer.clone());
         let n = self.r.below(self.budget.min(8) as u64) as usize;
         self.block(n);
         self.while_writable = ww0;
@@ -940,8 +962,7 @@ impl Gen<'_> {
         }
         self.protected.truncate(protected0);
         let end = self.code.len();
-        self.code[at] =
-            Insn::While { cond_len: (cond_end - at - 1) as u32, cond: c, body_len: (end - cond_end) as u32, bound, rank };
+        self.code[at] = Insn::While { cond_len: (cond_end - at - 1) as u32, cond: c, body_len: (end - cond_end) as u32, bound, rank };
         let grown = self.regs.len();
         let mut live = live_after_cond;
         live.resize(grown, false);
