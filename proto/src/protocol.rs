@@ -27,7 +27,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -368,11 +368,31 @@ fn write_noise(stream: &mut TcpStream, msg: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
-fn read_noise<'b>(stream: &mut TcpStream, buf: &'b mut [u8; NOISE_MAX]) -> Result<&'b [u8], WireError> {
+/// Fill `buf` by `deadline`: the socket's timeout is what is left of it before
+/// every read, so a peer that dribbles a byte at a time gains nothing.
+fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<(), WireError> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request did not arrive whole in time").into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn read_noise<'b>(stream: &mut TcpStream, buf: &'b mut [u8; NOISE_MAX], deadline: Instant) -> Result<&'b [u8], WireError> {
     let mut len = [0u8; 2];
-    stream.read_exact(&mut len)?;
+    read_by(stream, &mut len, deadline)?;
     let n = u16::from_be_bytes(len) as usize;
-    stream.read_exact(&mut buf[..n])?;
+    read_by(stream, &mut buf[..n], deadline)?;
     Ok(&buf[..n])
 }
 
@@ -381,6 +401,9 @@ pub struct Channel {
     stream: TcpStream,
     noise: TransportState,
     max_message: usize,
+    /// How long a whole message may take to arrive, from its first byte (and
+    /// the handshake, from the connection).
+    timeout: Duration,
     cbuf: Box<[u8; NOISE_MAX]>,
     pbuf: Box<[u8; NOISE_MAX]>,
 }
@@ -392,9 +415,9 @@ impl std::fmt::Debug for Channel {
 }
 
 impl Channel {
-    fn new(stream: TcpStream, hs: HandshakeState, max_message: usize) -> Result<Channel, WireError> {
+    fn new(stream: TcpStream, hs: HandshakeState, max_message: usize, timeout: Duration) -> Result<Channel, WireError> {
         let noise = hs.into_transport_mode().map_err(noise_err)?;
-        Ok(Channel { stream, noise, max_message, cbuf: Box::new([0; NOISE_MAX]), pbuf: Box::new([0; NOISE_MAX]) })
+        Ok(Channel { stream, noise, max_message, timeout, cbuf: Box::new([0; NOISE_MAX]), pbuf: Box::new([0; NOISE_MAX]) })
     }
 
     /// Client side: connect and authenticate the router by its pinned static key.
@@ -414,13 +437,16 @@ impl Channel {
         let n = hs.write_message(&[], &mut buf).map_err(noise_err)?;
         write_noise(&mut stream, &buf[..n])?;
         let mut rbuf = [0u8; NOISE_MAX];
-        let msg = read_noise(&mut stream, &mut rbuf)?;
+        let msg = read_noise(&mut stream, &mut rbuf, Instant::now() + timeout)?;
         hs.read_message(msg, &mut buf).map_err(|e| WireError::Noise(format!("{e} (is --router-key the router's key?)")))?;
-        Channel::new(stream, hs, MAX_REPLY)
+        Channel::new(stream, hs, MAX_REPLY, timeout)
     }
 
-    /// Router side: complete the handshake on an accepted connection.
+    /// Router side: complete the handshake on an accepted connection. The
+    /// handshake must arrive whole within `timeout` of the call, and so must
+    /// every later message from its first byte.
     pub fn accept(mut stream: TcpStream, private: &[u8; 32], timeout: Duration, max_message: usize) -> Result<Channel, WireError> {
+        let deadline = Instant::now() + timeout;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
@@ -431,11 +457,11 @@ impl Channel {
             .map_err(noise_err)?;
         let mut rbuf = [0u8; NOISE_MAX];
         let mut buf = [0u8; NOISE_MAX];
-        let msg = read_noise(&mut stream, &mut rbuf)?;
+        let msg = read_noise(&mut stream, &mut rbuf, deadline)?;
         hs.read_message(msg, &mut buf).map_err(noise_err)?;
         let n = hs.write_message(&[], &mut buf).map_err(noise_err)?;
         write_noise(&mut stream, &buf[..n])?;
-        Channel::new(stream, hs, max_message)
+        Channel::new(stream, hs, max_message, timeout)
     }
 
     /// The peer's address.
@@ -466,17 +492,21 @@ impl Channel {
     }
 
     /// Receive one application message. `Ok(None)` when the peer closed the
-    /// connection cleanly between messages.
+    /// connection cleanly between messages. Between messages the peer may stay silent for the channel's timeout;
+    /// once a message's first byte is in, the whole message must arrive
+    /// within the timeout.
     pub fn recv(&mut self) -> Result<Option<Vec<u8>>, WireError> {
         let mut len = [0u8; 2];
+        self.stream.set_read_timeout(Some(self.timeout))?;
         match self.stream.read(&mut len[..1]) {
             Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
-        self.stream.read_exact(&mut len[1..])?;
+        let deadline = Instant::now() + self.timeout;
+        read_by(&mut self.stream, &mut len[1..], deadline)?;
         let n = u16::from_be_bytes(len) as usize;
-        self.stream.read_exact(&mut self.cbuf[..n])?;
+        read_by(&mut self.stream, &mut self.cbuf[..n], deadline)?;
         let p = self.noise.read_message(&self.cbuf[..n], &mut self.pbuf[..]).map_err(noise_err)?;
         if p < 4 {
             return Err(WireError::Malformed("first chunk shorter than its length prefix".into()));
@@ -491,7 +521,7 @@ impl Channel {
         let mut msg = Vec::with_capacity(total);
         msg.extend_from_slice(&self.pbuf[4..p]);
         while msg.len() < total {
-            let chunk = read_noise(&mut self.stream, &mut self.cbuf)?;
+            let chunk = read_noise(&mut self.stream, &mut self.cbuf, deadline)?;
             let p = self.noise.read_message(chunk, &mut self.pbuf[..]).map_err(noise_err)?;
             if p == 0 || msg.len() + p > total {
                 return Err(WireError::Malformed("chunks do not add up to the announced length".into()));

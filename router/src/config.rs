@@ -175,7 +175,8 @@ pub struct Config {
     pub max_queue: usize,
     /// Most requests of one client waiting for the scheduler.
     pub max_pending_per_client: usize,
-    /// Read/write timeout of a connection, seconds.
+    /// Seconds a request (the handshake too) has to arrive whole from its first
+    /// byte, and that a connection may stay silent between requests.
     pub request_timeout_secs: u64,
     /// Price: credits = ceil(declared cost / this).
     pub cost_units_per_credit: u64,
