@@ -53,3 +53,55 @@ fn a_dribbled_handshake_is_cut_off_at_the_request_deadline() {
     let c = env.client("c", "10.0.5.1");
     assert!(env.status(&c)["leases"].as_array().is_some());
 }
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Renewals used to stack without limit: a 2-day lease renewed 16 times ran
+/// 33 days, past the 30-day `max_lifetime` its certificate was checked
+/// against. Now the lease's end never passes its start plus `max_lifetime`,
+/// the renewal that would is refused for its lifetime, and it is not charged.
+#[test]
+fn renewals_stop_at_the_policys_max_lifetime() {
+    let env = Env::new("router-renew-cap");
+    let cfg = env.config(&Settings::default());
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client("c", "10.0.5.1");
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    let s = env.status(&c);
+    let start = s["leases"][0]["expires_ms"].as_u64().unwrap() - 2 * DAY_MS;
+    let mut renewed = 0;
+    let mut refusal = None;
+    for _ in 0..16 {
+        let r = env.run("renew", &["--lease", "1", "--pay", "177"], &c, &[]);
+        if r.code == 0 {
+            renewed += 1;
+        } else {
+            refusal = Some(r.refused("lifetime").to_string());
+            break;
+        }
+    }
+    let s = env.status(&c);
+    let end = s["leases"][0]["expires_ms"].as_u64().unwrap();
+    assert_eq!(renewed, 14, "2 days + 14 renewals of 2 days = the 30-day max_lifetime");
+    assert_eq!(end, start + 30 * DAY_MS, "the lease ends at its start plus max_lifetime");
+    assert!(refusal.unwrap().contains("nothing was charged"));
+    assert_eq!(s["balance"].as_u64(), Some(10_000 - 15 * 177), "the refused renewal was not charged");
+}
+
+/// A lease outlived the identity it was admitted under. Now it ends when
+/// the identity does, and cannot be renewed past it.
+#[test]
+fn a_lease_ends_with_its_identity() {
+    let env = Env::new("router-renew-identity");
+    let cfg = env.config(&Settings::default());
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client_by("c", "10.0.5.1", &env.operator.clone(), &["--valid-for", "1 day"]);
+    let shown = vinetc(&["identity", "show", c.id.to_str().unwrap()]);
+    let not_after: u64 = shown.ok().split("..").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap();
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    let s = env.status(&c);
+    assert_eq!(s["leases"][0]["expires_ms"].as_u64(), Some(not_after * 1000), "the 2-day lease ends with its 1-day identity");
+    env.run("renew", &["--lease", "1", "--pay", "177"], &c, &[]).refused("lifetime");
+}

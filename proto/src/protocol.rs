@@ -159,6 +159,9 @@ pub enum Refusal {
     NoSuchLease,
     /// The router failed internally (storage); nothing was admitted.
     Internal,
+    /// A renewal would carry a lease past the policy's `max_lifetime` from its
+    /// start, or past its identity's validity.
+    Lifetime,
 }
 
 impl Refusal {
@@ -181,11 +184,12 @@ impl Refusal {
             Refusal::Lemma => "lemma",
             Refusal::NoSuchLease => "no_such_lease",
             Refusal::Internal => "internal",
+            Refusal::Lifetime => "lifetime",
         }
     }
 
     /// Every refusal, for metrics.
-    pub const ALL: [Refusal; 16] = [
+    pub const ALL: [Refusal; 17] = [
         Refusal::Malformed,
         Refusal::Oversized,
         Refusal::UnknownAuthority,
@@ -202,6 +206,7 @@ impl Refusal {
         Refusal::Lemma,
         Refusal::NoSuchLease,
         Refusal::Internal,
+        Refusal::Lifetime,
     ];
 }
 

@@ -70,11 +70,22 @@ struct Lease {
     instance: InstanceKey,
     sources: BTreeSet<u32>,
     end_ms: u64,
+    /// The latest end any renewal may give it: the policy's `max_lifetime`
+    /// from its start, and the end of its identity's validity.
+    limit_ms: u64,
+}
+
+/// The latest end of a lease that began at `start_ms` under `policy` for an
+/// identity valid until `not_after` (seconds).
+fn lease_limit(start_ms: u64, policy: &Policy, not_after: u64) -> u64 {
+    start_ms.saturating_add(policy.max_lifetime_secs.saturating_mul(1000)).min(not_after.saturating_mul(1000))
 }
 
 struct Job {
     client: [u8; 32],
     identity: Vec<u8>,
+    /// The end of the identity's validity (seconds).
+    not_after: u64,
     subject: Subject,
     policy: Policy,
     bundle: Vec<u8>,
@@ -325,6 +336,7 @@ impl Admission {
                     instance: key.clone(),
                     sources: discarded_sources(module, &params),
                     end_ms: row.end_ms,
+                    limit_ms: lease_limit(row.start_ms, &policy, v.not_after),
                 };
                 st.add_lease(row.id, lease);
                 if self.cfg.check_cache {
@@ -529,6 +541,7 @@ impl Admission {
             let job = Job {
                 client,
                 identity: identity.to_file(),
+                not_after: identity.cert.not_after,
                 subject,
                 policy,
                 bundle,
@@ -659,7 +672,8 @@ impl Admission {
         }
         let now = now_ms();
         let lifetime_ms = checked.module().header.lifetime_secs.saturating_mul(1000);
-        let end_ms = now.saturating_add(lifetime_ms);
+        let limit_ms = lease_limit(now, &job.policy, job.not_after);
+        let end_ms = now.saturating_add(lifetime_ms).min(limit_ms);
         let params = protocol::encode(&job.params);
         let mut st = self.lock();
         let nl = NewLease {
@@ -691,6 +705,7 @@ impl Admission {
             instance: key,
             sources,
             end_ms,
+            limit_ms,
         };
         st.add_lease(id, lease);
         if self.cfg.check_cache {
@@ -757,7 +772,17 @@ impl Admission {
             return refused((Refusal::Payment, format!("the balance ({avail} credits available) cannot cover the payment of {pay}")));
         }
         let now = now_ms();
-        let end_ms = l.end_ms.max(now).saturating_add(l.lifetime_ms);
+        let end_ms = l.end_ms.max(now).saturating_add(l.lifetime_ms).min(l.limit_ms);
+        if end_ms <= l.end_ms {
+            return refused((
+                Refusal::Lifetime,
+                format!(
+                    "lease {lease} already runs to {} ms, the latest this router allows it (the policy's max_lifetime from its start, \
+                     and its identity's validity); nothing was charged",
+                    l.limit_ms
+                ),
+            ));
+        }
         match st.store.renew(lease, client, end_ms, pay, now) {
             Ok(balance) => {
                 if let Some(x) = st.leases.get_mut(&lease) {
