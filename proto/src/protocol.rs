@@ -313,7 +313,7 @@ pub enum Reply {
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     /// The socket failed or closed.
-    #[error("connection: {0}")]
+    #[error("connection: {}", io_text(.0))]
     Io(#[from] std::io::Error),
     /// Noise failed (handshake, or a message that does not authenticate).
     #[error("secure channel: {0}")]
@@ -329,6 +329,29 @@ pub enum WireError {
     /// The bytes are not a message.
     #[error("malformed message: {0}")]
     Malformed(String),
+}
+
+/// An I/O error in words a person reads (not "os error 11").
+fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        WouldBlock | TimedOut => "timed out: the other side sent nothing in time".into(),
+        ConnectionRefused => "refused: nothing listens at that address (is vinetd running there?)".into(),
+        ConnectionReset | ConnectionAborted | BrokenPipe => "the other side closed the connection".into(),
+        UnexpectedEof => "the other side closed the connection in the middle of a message".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// A decoding error in words a person reads (not "Serde Deserialization Error").
+fn decode_text(e: postcard::Error) -> String {
+    use postcard::Error::*;
+    match e {
+        DeserializeUnexpectedEnd => "it ends before the message does (truncated)".into(),
+        DeserializeBadEnum => "it names a kind of message this vinet does not know (another version?)".into(),
+        DeserializeBadUtf8 | DeserializeBadChar => "it holds text that is not UTF-8".into(),
+        e => format!("it is not a message of this vinet version ({e})"),
+    }
 }
 
 fn noise_err(e: snow::Error) -> WireError {
@@ -572,9 +595,9 @@ impl Channel {
 
 /// Decode a value with nothing left over.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    let (v, rest) = postcard::take_from_bytes(bytes).map_err(decode_text)?;
     if !rest.is_empty() {
-        return Err(format!("{} trailing bytes", rest.len()));
+        return Err(format!("{} bytes follow the message", rest.len()));
     }
     Ok(v)
 }
@@ -622,6 +645,16 @@ pub fn open(s: &SignedRequest) -> Result<Authentic, (Refusal, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_read_as_sentences() {
+        let e = WireError::from(std::io::Error::from(std::io::ErrorKind::WouldBlock)).to_string();
+        assert_eq!(e, "connection: timed out: the other side sent nothing in time");
+        assert!(!e.contains("os error"));
+        let bad = decode::<Wire>(&[0xff, 0xff]).unwrap_err();
+        assert!(!bad.contains("Serde") && bad.starts_with("it "), "{bad}");
+        assert_eq!(decode::<Wire>(&[]).unwrap_err(), "it ends before the message does (truncated)");
+    }
     use crate::identity::{issue, Subject};
     use proptest::prelude::*;
 

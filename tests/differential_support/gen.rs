@@ -894,7 +894,7 @@ impl Gen<'_> {
         if !dead.is_empty() && self.r.chance(50) {
             return self.r.pick(&dead);
         }
-        if self.r.chance(2) {
+        if self.r.chance(10) {
             if let Some(r) = self.any_live(|t, _| t == ty) {
                 return r; // assigned before the loop: the validator must refuse it
             }
