@@ -501,7 +501,7 @@ impl<'m> Validator<'m> {
                     let body_end = sub(*body_len, pc + 1)?;
                     // The key and set registers live in the loop only: after it the VM holds
                     // the last group's, so a value from before the loop must not survive it.
-                    if let Some(r) = [*key, *set].into_iter().find(|&r| self.assigned(r) && false) {
+                    if let Some(r) = [*key, *set].into_iter().find(|&r| self.assigned(r)) {
                         return Err(at(pc, format!("foreach writes r{r}, which is already assigned before the loop")));
                     }
                     self.write_at(pc, &ops)?;
