@@ -164,9 +164,12 @@ fn netns_firewall_end_to_end() {
     // C's identity presented by another key.
     let thief = ClientFiles { key: other.key.clone(), id: owner.id.clone() };
     eprintln!("stolen identity: {}", upload(&b, &thief, &fw, &["--param", "SrcIP=10.0.1.2"]).refused("key_mismatch").trim());
-    // A replay of the owner's upload.
+    // A replay of the owner's upload is a retry: the first answer, the same
+    // lease, nothing admitted or charged twice.
     let e = upload(&c, &owner, &fw, &["--send-raw", &saved]);
-    eprintln!("replay: {}", e.refused("replay").trim());
+    let first_lease = r1.stdout.split("lease ").nth(1).and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next()).unwrap_or("?").to_string();
+    assert!(e.ok().contains(&format!("lease: {first_lease},")), "the retry names the first lease {first_lease}: {e:?}");
+    eprintln!("replay: {}", e.stdout.trim());
 
     // kill -9 and restart: the firewall still holds.
     d.kill9();

@@ -64,8 +64,11 @@ fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
     req[n - 1] ^= 1; // the last byte of the request signature
     std::fs::write(env.p("bad-sig.bin"), &req).unwrap();
     env.upload(&fw, &c, 1, &["--send-raw", &env.p("bad-sig.bin")]).refused("bad_signature");
-    // A replayed request, and a reordered (older) sequence number.
-    env.upload(&fw, &c, 1, &["--send-raw", &saved]).refused("replay");
+    // A replayed request is a retry: it gets the first answer again, and
+    // nothing is done twice. A sequence number far below the ones taken is a
+    // replay, refused.
+    let again = env.upload(&fw, &c, 1, &["--send-raw", &saved]);
+    assert!(again.ok().starts_with("answer: Status("), "{again:?}");
     env.upload(&fw, &c, 200, &["--seq", "5"]).refused("replay");
     // Another key presenting c's identity.
     let thief = env.client("thief", "10.0.9.9");

@@ -49,7 +49,7 @@ use crate::live::PacketPath;
 use crate::metrics::{labels, Metrics};
 use crate::scheduler::{price, Load, Queues};
 use crate::sources::discarded_sources;
-use crate::store::{NewLease, Store};
+use crate::store::{NewLease, Store, Taken};
 use vinet_engine::vm::{Binding, Program};
 use vinet_proto::clock::now_ms;
 use vinet_proto::identity::{hex, ip4, IdentityError, SignedIdentity, Subject};
@@ -75,6 +75,11 @@ struct Lease {
     limit_ms: u64,
 }
 
+/// How far a request's timestamp may be from this router's clock: outside
+/// it, a request is refused as a possible replay (its sequence number may
+/// have left the replay window).
+const MAX_CLOCK_SKEW_MS: u64 = 300_000;
+
 /// The latest end of a lease that began at `start_ms` under `policy` for an
 /// identity valid until `not_after` (seconds).
 fn lease_limit(start_ms: u64, policy: &Policy, not_after: u64) -> u64 {
@@ -83,6 +88,8 @@ fn lease_limit(start_ms: u64, policy: &Policy, not_after: u64) -> u64 {
 
 struct Job {
     client: [u8; 32],
+    /// The request's sequence number, under which the answer is stored.
+    seq: u64,
     identity: Vec<u8>,
     /// The end of the identity's validity (seconds).
     not_after: u64,
@@ -453,36 +460,55 @@ impl Admission {
             .map(|g| g.1)
             .or_else(|| self.cfg.authorities.iter().find(|x| x.key == id.authority).map(|x| x.grant))
             .unwrap_or(0);
-        {
-            let mut st = self.lock();
-            match st.store.accept_seq(&client, req.seq, grant, now_ms()) {
-                Ok(Ok(_)) => {}
-                Ok(Err(last)) => {
-                    return refused((Refusal::Replay, format!("sequence number {} is not greater than {last}, the last this router accepted from this key (a replayed or reordered request)", req.seq)))
-                }
-                Err(e) => return refused(internal(e)),
+        let skew = req.timestamp_ms.abs_diff(now_ms());
+        if skew > MAX_CLOCK_SKEW_MS {
+            return refused((
+                Refusal::Replay,
+                format!("the request was signed {} s from this router's clock (at most {} s are taken)", skew / 1000, MAX_CLOCK_SKEW_MS / 1000),
+            ));
+        }
+        let hash = *blake3::hash(&protocol::encode(s)).as_bytes();
+        let taken = self.lock().store.accept_seq(&client, req.seq, &hash, grant, now_ms());
+        match taken {
+            Ok(Taken::Fresh(_)) => {}
+            Ok(Taken::Answered(bytes)) => {
+                // A retry: the first answer, and nothing done or charged again.
+                self.metrics.inc("vinet_retries_answered_total", "");
+                return protocol::decode(&bytes).unwrap_or_else(|e| refused(internal(e)));
             }
+            Ok(Taken::InFlight) => {
+                return refused((Refusal::Busy, "this request is still being acted on; send it again for its answer".into()));
+            }
+            Ok(Taken::Refused(why)) => return refused((Refusal::Replay, why)),
+            Err(e) => return refused(internal(e)),
         }
         let who = dest_text(&id.subject);
-        match req.op {
+        let seq = req.seq;
+        let reply = match req.op {
             Op::Status => Reply::Status(self.status(Some(&client))),
             Op::Withdraw { lease } => self.withdraw(&client, lease),
-            Op::Renew { lease, pay } => self.renew(&client, lease, pay),
+            Op::Renew { lease, pay } => self.renew(&client, seq, lease, pay),
             Op::Lemmas { lemmas } => self.admit_lemmas(&client, &lemmas),
             Op::Upload { bundle, pay, params } => {
                 let t0 = Instant::now();
-                let r = self.upload(client, &req.identity, id.subject, policy, bundle, pay, &params);
+                let r = self.upload(client, seq, &req.identity, id.subject, policy, bundle, pay, &params);
                 if let Reply::Admitted { lease, shared, complexity, .. } = &r {
                     tracing::info!(lease, client = %who, complexity, shared, ms = t0.elapsed().as_secs_f64() * 1e3, "admitted");
                 }
                 r
             }
+        };
+        // Admissions and renewals stored their answer with their effects.
+        if let Err(e) = self.lock().store.answer(&client, seq, &protocol::encode(&reply)) {
+            tracing::error!(error = %e, "the answer to a request could not be stored; a retry will be served afresh");
         }
+        reply
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn upload(
-        &self, client: [u8; 32], identity: &SignedIdentity, subject: Subject, policy: Policy, bundle: Vec<u8>, pay: u64,
+        &self, client: [u8; 32], seq: u64, identity: &SignedIdentity, subject: Subject, policy: Policy, bundle: Vec<u8>, pay: u64,
         given: &[(String, Const)],
     ) -> Reply {
         let b: Bundle = match decode_file(&bundle, BUNDLE_MAGIC, "bundle") {
@@ -540,6 +566,7 @@ impl Admission {
             let arrival = st.arrivals;
             let job = Job {
                 client,
+                seq,
                 identity: identity.to_file(),
                 not_after: identity.cert.not_after,
                 subject,
@@ -686,7 +713,9 @@ impl Admission {
             end_ms,
             paid: job.pay,
         };
-        let balance = match st.store.admit(&nl, now) {
+        let (module, complexity, paid) = (checked.id().to_string(), checked.complexity(), job.pay);
+        let answer = |balance| protocol::encode(&Reply::Admitted { lease: id, module, complexity, expires_ms: end_ms, shared, paid, balance });
+        let balance = match st.store.admit(&nl, now, job.seq, answer) {
             Ok((_, b)) => b,
             Err(e) => {
                 drop(st);
@@ -754,7 +783,7 @@ impl Admission {
         Reply::Withdrawn { lease }
     }
 
-    fn renew(&self, client: &[u8; 32], lease: u64, pay: u64) -> Reply {
+    fn renew(&self, client: &[u8; 32], seq: u64, lease: u64, pay: u64) -> Reply {
         let mut st = self.lock();
         let Some(l) = st.leases.get(&lease).filter(|l| &l.client == client).cloned() else {
             return refused((Refusal::NoSuchLease, format!("no lease {lease} of this client is running")));
@@ -783,7 +812,8 @@ impl Admission {
                 ),
             ));
         }
-        match st.store.renew(lease, client, end_ms, pay, now) {
+        let answer = |balance| protocol::encode(&Reply::Renewed { lease, expires_ms: end_ms, balance });
+        match st.store.renew(lease, client, end_ms, pay, now, seq, answer) {
             Ok(balance) => {
                 if let Some(x) = st.leases.get_mut(&lease) {
                     let old = std::mem::replace(&mut x.end_ms, end_ms);
@@ -1085,7 +1115,7 @@ mod tests {
             version: protocol::PROTOCOL_VERSION,
             router: [9; 32],
             seq,
-            timestamp_ms: 0,
+            timestamp_ms: now_ms(),
             client: k.verifying_key().to_bytes(),
             identity: id,
             op: Op::Status,
@@ -1112,7 +1142,7 @@ mod tests {
                 version: protocol::PROTOCOL_VERSION,
                 router: [9; 32],
                 seq,
-                timestamp_ms: 0,
+                timestamp_ms: now_ms(),
                 client: k.verifying_key().to_bytes(),
                 identity: id.clone(),
                 op: Op::Lemmas { lemmas },
@@ -1153,8 +1183,9 @@ mod tests {
                 let ok = status_request(&auth, 1_000_000 + seq);
                 let r = a.handle(&ok);
                 prop_assert!(matches!(r, Reply::Status(_)), "{:?}", r);
-                let r = a.handle(&ok);
-                prop_assert!(matches!(r, Reply::Refused { reason: Refusal::Replay, .. }), "{:?}", r);
+                // The same request again is a retry: the same answer, nothing done twice.
+                let again = a.handle(&ok);
+                prop_assert_eq!(protocol::encode(&again), protocol::encode(&r));
                 Ok(())
             })?;
         }

@@ -13,8 +13,25 @@
 //! re-admits each lemma through the kernel and re-checks each bundle with the
 //! checker when it starts ([`crate::admission`]).
 //!
-//! Schema (`PRAGMA user_version = 1`):
-//! - `clients(key PK, last_seq, balance)`
+//! **Requests are idempotent.** Every signed request the router acts on is
+//! recorded by (client, sequence number) with the hash of its bytes, and its
+//! reply is stored in the same transaction as its effects (an admission's
+//! lease and debit, a renewal's). A retried request gets the stored reply and
+//! is never acted on, or charged, twice; a request a stop interrupted was
+//! never answered and committed nothing, so its row is dropped on open and a
+//! retry is served afresh.
+//!
+//! **Replay window.** A sequence number is taken once, in any order, if it is
+//! above the client's floor and within [`SEQ_WINDOW`] of the highest taken
+//! (the client numbers requests in microseconds); the newest
+//! [`KEPT_REQUESTS`] requests of a client are kept, and the floor rises past
+//! the ones dropped.
+//!
+//! Schema (`PRAGMA user_version = 2`):
+//! - `clients(key PK, last_seq, balance, floor)`: the highest sequence number
+//!   taken, the balance, and the number at or below which none is taken
+//! - `requests(client, seq, request, reply)`: blake3 of each taken request,
+//!   and its reply once answered
 //! - `ledger(id PK, client, at_ms, delta, balance, what, lease)`: every credit
 //!   and debit, with the balance after it
 //! - `bundles(hash PK, bytes)`: blake3 of the bundle file, its bytes
@@ -105,6 +122,26 @@ fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// How far below the highest sequence number taken a new one may be (60 s
+/// of the client's microsecond numbering): requests sent at once may arrive
+/// in any order.
+pub const SEQ_WINDOW: u64 = 60_000_000;
+/// Requests of one client whose replies are kept for its retries.
+pub const KEPT_REQUESTS: i64 = 1024;
+
+/// What [`Store::accept_seq`] made of a request's sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// A new request: act on it. The client's balance.
+    Fresh(u64),
+    /// A retry of a request already answered: this was the answer.
+    Answered(Vec<u8>),
+    /// A retry of a request still being acted on.
+    InFlight,
+    /// A sequence number that cannot be taken: why.
+    Refused(String),
+}
+
 impl Store {
     /// Open (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -125,8 +162,20 @@ impl Store {
                  end_ms INTEGER NOT NULL, paid INTEGER NOT NULL, ended_ms INTEGER, end_reason TEXT);
              CREATE INDEX IF NOT EXISTS leases_active ON leases(ended_ms);
              CREATE TABLE IF NOT EXISTS lemmas(n INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB UNIQUE NOT NULL, bytes BLOB NOT NULL);
-             PRAGMA user_version = 1;",
+             CREATE TABLE IF NOT EXISTS requests(client BLOB NOT NULL, seq INTEGER NOT NULL, request BLOB NOT NULL, reply BLOB,
+                 PRIMARY KEY(client, seq));",
         )?;
+        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < 2 {
+            // From the high-water mark of version 1: nothing at or below it is taken.
+            let has_floor = db.prepare("SELECT floor FROM clients LIMIT 0").is_ok();
+            if !has_floor {
+                db.execute_batch("ALTER TABLE clients ADD COLUMN floor INTEGER NOT NULL DEFAULT 0; UPDATE clients SET floor = last_seq;")?;
+            }
+            db.execute_batch("PRAGMA user_version = 2;")?;
+        }
+        // A request a stop interrupted committed nothing and was never answered.
+        db.execute("DELETE FROM requests WHERE reply IS NULL", [])?;
         Ok(Store { db })
     }
 
@@ -138,37 +187,77 @@ impl Store {
             .optional()?)
     }
 
-    /// Record `seq` as the client's last sequence number if it is greater
-    /// than the stored one; a client seen for the first time is created with
-    /// `grant` credits (a ledger entry). Returns `Ok(Err(last))` when `seq`
-    /// is not greater than the last accepted, else the balance.
-    pub fn accept_seq(&mut self, key: &[u8; 32], seq: u64, grant: u64, now_ms: u64) -> Result<Result<u64, u64>, StoreError> {
+    /// Take request `seq` of `key` (whose bytes hash to `request`), or say
+    /// why not, or give the stored answer of a retry. A client seen for the
+    /// first time is created with `grant` credits (a ledger entry).
+    pub fn accept_seq(&mut self, key: &[u8; 32], seq: u64, request: &[u8; 32], grant: u64, now_ms: u64) -> Result<Taken, StoreError> {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(i64, i64)> =
-            tx.query_row("SELECT last_seq, balance FROM clients WHERE key = ?1", [&key[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-        let balance = match row {
-            Some((last, _)) if u(last) >= seq => return Ok(Err(u(last))),
-            Some((_, b)) => {
-                tx.execute("UPDATE clients SET last_seq = ?2 WHERE key = ?1", params![&key[..], i(seq)])?;
-                u(b)
-            }
+        let row: Option<(i64, i64, i64)> = tx
+            .query_row("SELECT last_seq, balance, floor FROM clients WHERE key = ?1", [&key[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let (last, balance, floor) = match row {
+            Some((l, b, f)) => (u(l), u(b), u(f)),
             None => {
-                tx.execute("INSERT INTO clients(key, last_seq, balance) VALUES (?1, ?2, ?3)", params![&key[..], i(seq), i(grant)])?;
+                tx.execute("INSERT INTO clients(key, last_seq, balance, floor) VALUES (?1, 0, ?2, 0)", params![&key[..], i(grant)])?;
                 tx.execute(
                     "INSERT INTO ledger(client, at_ms, delta, balance, what) VALUES (?1, ?2, ?3, ?3, 'grant')",
                     params![&key[..], i(now_ms), i(grant)],
                 )?;
-                grant
+                (0, grant, 0)
+            }
+        };
+        let seen: Option<(Vec<u8>, Option<Vec<u8>>)> = tx
+            .query_row("SELECT request, reply FROM requests WHERE client = ?1 AND seq = ?2", params![&key[..], i(seq)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let taken = match seen {
+            Some((h, reply)) if h == request[..] => reply.map_or(Taken::InFlight, Taken::Answered),
+            Some(_) => Taken::Refused(format!("sequence number {seq} was already used by another request of this key (a replay)")),
+            None if seq <= floor => {
+                Taken::Refused(format!("sequence number {seq} is at or below {floor}, the oldest this router still takes from this key"))
+            }
+            None if seq.saturating_add(SEQ_WINDOW) <= last => Taken::Refused(format!(
+                "sequence number {seq} is more than {SEQ_WINDOW} below {last}, the highest this router took from this key (a replay)"
+            )),
+            None => {
+                tx.execute("INSERT INTO requests(client, seq, request) VALUES (?1, ?2, ?3)", params![&key[..], i(seq), &request[..]])?;
+                tx.execute("UPDATE clients SET last_seq = MAX(last_seq, ?2) WHERE key = ?1", params![&key[..], i(seq)])?;
+                // Keep the newest requests; the floor rises past the others.
+                let old: Option<i64> = tx
+                    .query_row(
+                        "SELECT seq FROM requests WHERE client = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+                        params![&key[..], KEPT_REQUESTS],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(old) = old {
+                    tx.execute("DELETE FROM requests WHERE client = ?1 AND seq <= ?2", params![&key[..], old])?;
+                    tx.execute("UPDATE clients SET floor = MAX(floor, ?2) WHERE key = ?1", params![&key[..], old])?;
+                }
+                Taken::Fresh(balance)
             }
         };
         tx.commit()?;
-        Ok(Ok(balance))
+        Ok(taken)
+    }
+
+    /// Store the reply to request `seq` of `key`, unless it has one (an
+    /// admission or a renewal stores its own with its effects).
+    pub fn answer(&mut self, key: &[u8; 32], seq: u64, reply: &[u8]) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE requests SET reply = ?3 WHERE client = ?1 AND seq = ?2 AND reply IS NULL",
+            params![&key[..], i(seq), reply],
+        )?;
+        Ok(())
     }
 
     /// Admit: store the bundle, the lease and the debit in one transaction.
     /// Returns the lease id and the balance after the debit. Fails (and
     /// changes nothing) if the balance does not cover the payment.
-    pub fn admit(&mut self, l: &NewLease<'_>, now_ms: u64) -> Result<(u64, u64), StoreError> {
+    /// `reply(balance)` is stored as request `seq`'s answer in the same
+    /// transaction.
+    pub fn admit(&mut self, l: &NewLease<'_>, now_ms: u64, seq: u64, reply: impl FnOnce(u64) -> Vec<u8>) -> Result<(u64, u64), StoreError> {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let hash = blake3::hash(l.bundle);
         tx.execute("INSERT OR IGNORE INTO bundles(hash, bytes) VALUES (?1, ?2)", params![&hash.as_bytes()[..], l.bundle])?;
@@ -178,12 +267,17 @@ impl Store {
         )?;
         let lease = l.id;
         let balance = debit(&tx, &l.client, l.paid, now_ms, "upload", lease)?;
+        store_reply(&tx, &l.client, seq, &reply(balance))?;
         tx.commit()?;
         Ok((lease, balance))
     }
 
-    /// Renew: set a lease's end and debit the payment, in one transaction.
-    pub fn renew(&mut self, lease: u64, client: &[u8; 32], end_ms: u64, paid: u64, now_ms: u64) -> Result<u64, StoreError> {
+    /// Renew: set a lease's end and debit the payment, and store
+    /// `reply(balance)` as request `seq`'s answer, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn renew(
+        &mut self, lease: u64, client: &[u8; 32], end_ms: u64, paid: u64, now_ms: u64, seq: u64, reply: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<u64, StoreError> {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE leases SET end_ms = ?2, paid = paid + ?3 WHERE id = ?1 AND ended_ms IS NULL AND client = ?4",
@@ -193,6 +287,7 @@ impl Store {
             return Err(StoreError(format!("lease {lease} is not active")));
         }
         let balance = debit(&tx, client, paid, now_ms, "renew", lease)?;
+        store_reply(&tx, client, seq, &reply(balance))?;
         tx.commit()?;
         Ok(balance)
     }
@@ -265,6 +360,11 @@ impl Store {
     }
 }
 
+fn store_reply(tx: &rusqlite::Transaction<'_>, client: &[u8; 32], seq: u64, reply: &[u8]) -> Result<(), StoreError> {
+    tx.execute("UPDATE requests SET reply = ?3 WHERE client = ?1 AND seq = ?2", params![&client[..], i(seq), reply])?;
+    Ok(())
+}
+
 fn debit(tx: &rusqlite::Transaction<'_>, client: &[u8; 32], paid: u64, now_ms: u64, what: &str, lease: u64) -> Result<u64, StoreError> {
     let balance: i64 = tx.query_row("SELECT balance FROM clients WHERE key = ?1", [&client[..]], |r| r.get(0))?;
     let after = u(balance).checked_sub(paid).ok_or_else(|| StoreError(format!("balance {balance} does not cover {paid}")))?;
@@ -291,21 +391,35 @@ mod tests {
         let p = tmp("seq");
         let mut s = Store::open(&p).unwrap();
         let k = [7u8; 32];
-        assert_eq!(s.accept_seq(&k, 5, 100, 1).unwrap(), Ok(100));
-        assert_eq!(s.accept_seq(&k, 5, 100, 2).unwrap(), Err(5), "replay");
-        assert_eq!(s.accept_seq(&k, 4, 100, 2).unwrap(), Err(5), "reordered");
-        assert_eq!(s.accept_seq(&k, 6, 100, 3).unwrap(), Ok(100), "granted once");
+        let (h5, h6, h4) = ([5u8; 32], [6u8; 32], [4u8; 32]);
+        assert_eq!(s.accept_seq(&k, 5, &h5, 100, 1).unwrap(), Taken::Fresh(100));
+        assert_eq!(s.accept_seq(&k, 5, &h5, 100, 2).unwrap(), Taken::InFlight, "a retry before the answer");
+        s.answer(&k, 5, b"five").unwrap();
+        assert_eq!(s.accept_seq(&k, 5, &h5, 100, 2).unwrap(), Taken::Answered(b"five".to_vec()), "a retry gets the answer");
+        assert!(matches!(s.accept_seq(&k, 5, &h6, 100, 2).unwrap(), Taken::Refused(_)), "another request with a used number");
+        assert_eq!(s.accept_seq(&k, 6, &h6, 100, 3).unwrap(), Taken::Fresh(100), "granted once");
+        assert_eq!(s.accept_seq(&k, 4, &h4, 100, 3).unwrap(), Taken::Fresh(100), "reordered within the window");
+        assert!(matches!(s.accept_seq(&k, 6 + SEQ_WINDOW, &[9; 32], 100, 3).unwrap(), Taken::Fresh(_)));
+        assert!(matches!(s.accept_seq(&k, 3, &[3; 32], 100, 3).unwrap(), Taken::Refused(_)), "below the window");
+        for n in 0..KEPT_REQUESTS as u64 {
+            assert!(matches!(s.accept_seq(&k, 10 + SEQ_WINDOW + n, &[1; 32], 100, 3).unwrap(), Taken::Fresh(_)));
+        }
+        assert!(matches!(s.accept_seq(&k, 6 + SEQ_WINDOW, &[9; 32], 100, 3).unwrap(), Taken::Refused(_)), "dropped: under the floor");
+        let k = [8u8; 32];
+        s.accept_seq(&k, 1, &[1; 32], 100, 1).unwrap();
         let l = NewLease { id: 1, client: k, identity: b"id", bundle: b"bundle", params: b"", start_ms: 10, end_ms: 20, paid: 30 };
-        assert_eq!(s.admit(&l, 4).unwrap(), (1, 70));
-        assert!(s.admit(&NewLease { id: 2, paid: 71, ..l.clone() }, 5).is_err(), "overdraft refused");
-        assert!(s.admit(&NewLease { paid: 1, ..l.clone() }, 5).is_err(), "ids are never reused");
+        assert_eq!(s.admit(&l, 4, 1, |b| format!("admitted, {b} left").into_bytes()).unwrap(), (1, 70));
+        assert_eq!(s.accept_seq(&k, 1, &[1; 32], 100, 5).unwrap(), Taken::Answered(b"admitted, 70 left".to_vec()));
+        assert!(s.admit(&NewLease { id: 2, paid: 71, ..l.clone() }, 5, 2, |_| vec![]).is_err(), "overdraft refused");
+        assert!(s.admit(&NewLease { paid: 1, ..l.clone() }, 5, 2, |_| vec![]).is_err(), "ids are never reused");
         assert_eq!(s.max_lease_id().unwrap(), 1);
-        assert_eq!(s.renew(1, &k, 40, 20, 6).unwrap(), 50);
-        assert!(s.renew(1, &[8; 32], 40, 20, 6).is_err(), "not the owner");
+        s.accept_seq(&k, 2, &[2; 32], 100, 6).unwrap();
+        assert_eq!(s.renew(1, &k, 40, 20, 6, 2, |_| vec![]).unwrap(), 50);
+        assert!(s.renew(1, &[9; 32], 40, 20, 6, 2, |_| vec![]).is_err(), "not the owner");
         drop(s);
         // Reopen: everything is there.
         let mut s = Store::open(&p).unwrap();
-        assert_eq!(s.client(&k).unwrap(), Some((6, 50)));
+        assert_eq!(s.client(&k).unwrap(), Some((2, 50)));
         let a = s.active_leases().unwrap();
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].end_ms, a[0].paid), (40, 50));
@@ -314,7 +428,7 @@ mod tests {
         assert_eq!(led.iter().map(|e| e.0).collect::<Vec<_>>(), vec![100, -30, -20]);
         s.end_lease(1, 50, "withdrawn").unwrap();
         assert!(s.active_leases().unwrap().is_empty());
-        assert!(s.renew(1, &k, 60, 1, 7).is_err());
+        assert!(s.renew(1, &k, 60, 1, 7, 2, |_| vec![]).is_err());
         s.add_lemma(&[1; 32], b"a").unwrap();
         s.add_lemma(&[2; 32], b"b").unwrap();
         s.add_lemma(&[1; 32], b"a").unwrap();

@@ -142,7 +142,7 @@ pub struct Args {
     /// The lemma library to send lemmas from [default: the shipped library].
     #[arg(long, value_name = "LIB")]
     pub lemmas: Option<PathBuf>,
-    /// Send FILE's bytes as the request, unchanged (testing the router).
+    /// Send FILE's bytes as the request, unchanged, and print the answer (testing the router).
     #[arg(long, hide = true, value_name = "FILE")]
     pub send_raw: Option<PathBuf>,
 }
@@ -198,7 +198,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let mut c = args.conn.connect(false)?;
         let bytes = read_input(raw)?;
         let r = c.exchange(&bytes).map_err(|e| Failure::Usage(format!("no answer from the router: {e}")))?;
-        return Err(refusal(r, args.conn.format));
+        return match r {
+            Reply::Refused { .. } => Err(refusal(r, args.conn.format)),
+            answer => {
+                println!("answer: {answer:?}");
+                Ok(())
+            }
+        };
     }
     // The parameters are typed before connecting: a value the program cannot
     // take is a usage error, and nothing is sent.
