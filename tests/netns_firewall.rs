@@ -167,7 +167,8 @@ fn netns_firewall_end_to_end() {
     // A replay of the owner's upload is a retry: the first answer, the same
     // lease, nothing admitted or charged twice.
     let e = upload(&c, &owner, &fw, &["--send-raw", &saved]);
-    let first_lease = r1.stdout.split("lease ").nth(1).and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next()).unwrap_or("?").to_string();
+    let first_lease =
+        r1.stdout.split("lease ").nth(1).and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next()).unwrap_or("?").to_string();
     assert!(e.ok().contains(&format!("lease: {first_lease},")), "the retry names the first lease {first_lease}: {e:?}");
     eprintln!("replay: {}", e.stdout.trim());
 

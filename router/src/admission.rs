@@ -464,7 +464,11 @@ impl Admission {
         if skew > MAX_CLOCK_SKEW_MS {
             return refused((
                 Refusal::Replay,
-                format!("the request was signed {} s from this router's clock (at most {} s are taken)", skew / 1000, MAX_CLOCK_SKEW_MS / 1000),
+                format!(
+                    "the request was signed {} s from this router's clock (at most {} s are taken)",
+                    skew / 1000,
+                    MAX_CLOCK_SKEW_MS / 1000
+                ),
             ));
         }
         let hash = *blake3::hash(&protocol::encode(s)).as_bytes();
@@ -714,7 +718,8 @@ impl Admission {
             paid: job.pay,
         };
         let (module, complexity, paid) = (checked.id().to_string(), checked.complexity(), job.pay);
-        let answer = |balance| protocol::encode(&Reply::Admitted { lease: id, module, complexity, expires_ms: end_ms, shared, paid, balance });
+        let answer =
+            |balance| protocol::encode(&Reply::Admitted { lease: id, module, complexity, expires_ms: end_ms, shared, paid, balance });
         let balance = match st.store.admit(&nl, now, job.seq, answer) {
             Ok((_, b)) => b,
             Err(e) => {

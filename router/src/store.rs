@@ -245,10 +245,8 @@ impl Store {
     /// Store the reply to request `seq` of `key`, unless it has one (an
     /// admission or a renewal stores its own with its effects).
     pub fn answer(&mut self, key: &[u8; 32], seq: u64, reply: &[u8]) -> Result<(), StoreError> {
-        self.db.execute(
-            "UPDATE requests SET reply = ?3 WHERE client = ?1 AND seq = ?2 AND reply IS NULL",
-            params![&key[..], i(seq), reply],
-        )?;
+        self.db
+            .execute("UPDATE requests SET reply = ?3 WHERE client = ?1 AND seq = ?2 AND reply IS NULL", params![&key[..], i(seq), reply])?;
         Ok(())
     }
 
