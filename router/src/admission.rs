@@ -1107,7 +1107,7 @@ mod tests {
             .unwrap()
             .replace("/var/lib/vinet/", &format!("{}/", dir.display()))
             .replace("\"policies/", &format!("\"{}/examples/policies/", root.display()))
-            .replace("e8aa8c88c08f6e554083cb47e90e525f4a312f97e96b044aa7509465b77e5e70", &hex(authority.verifying_key().as_bytes()));
+            .replace("key_file = \"operator.key.pub\"", &format!("key = \"{}\"", hex(authority.verifying_key().as_bytes())));
         let cfg = Config::parse(&text, &dir).unwrap();
         let packets = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
         (Admission::start(cfg, [9; 32], packets, Arc::new(Metrics::default())).unwrap(), dir)

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use vinet_checker::bytecode::Class;
 use vinet_checker::policy::ClientKind;
 use vinet_checker::Policy;
-use vinet_proto::identity::parse_public_key;
+use vinet_proto::identity::{parse_public_key, parse_secret_key};
 /// The class names and indices are the vocabulary's (re-exported for the
 /// router's modules, which name classes in refusals, logs and metrics).
 pub use vinet_vocab::names::{class_index, class_name};
@@ -94,7 +94,10 @@ struct RawPolicies {
 #[serde(deny_unknown_fields)]
 struct RawAuthority {
     name: String,
-    key: String,
+    /// The public key in hex (or a public key file's text).
+    key: Option<String>,
+    /// A public key file (`vinetc keygen`'s `.pub`); exactly one of the two.
+    key_file: Option<PathBuf>,
     grant: u64,
 }
 
@@ -121,6 +124,33 @@ struct RawLive {
     queue: u16,
     #[serde(default)]
     fail_open: bool,
+}
+
+/// An authority's public key, from exactly one of `key` (hex) and `key_file`
+/// (a path taken through `rel`, the config's relative-path rule).
+fn authority_key(a: &RawAuthority, rel: &dyn Fn(&Path) -> PathBuf) -> Result<VerifyingKey, String> {
+    match (&a.key, &a.key_file) {
+        (Some(hex), None) => parse_public_key(hex).map_err(|e| e.to_string()),
+        (None, Some(file)) => {
+            let path = rel(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => match path.to_str().and_then(|p| p.strip_suffix(".pub")) {
+                    Some(secret) => format!("key_file {} does not exist (`vinetc keygen -o {secret}` makes it)", path.display()),
+                    None => format!("key_file {} does not exist (`vinetc keygen -o KEY` makes KEY.pub)", path.display()),
+                },
+                _ => format!("cannot read key_file {}: {e}", path.display()),
+            })?;
+            if parse_secret_key(&text).is_ok() {
+                return Err(format!(
+                    "key_file {} is a secret key: point key_file at its public half (the .pub file), and keep the secret one off the router",
+                    path.display()
+                ));
+            }
+            parse_public_key(&text).map_err(|e| format!("key_file {}: {e}", path.display()))
+        }
+        (Some(_), Some(_)) => Err("has both `key` and `key_file`: give exactly one".into()),
+        (None, None) => Err("has no key: give `key_file = \"FILE.pub\"` (a `vinetc keygen` public key file) or `key = \"HEX\"`".into()),
+    }
 }
 
 /// A trusted authority.
@@ -239,7 +269,7 @@ impl Config {
             .authorities
             .into_iter()
             .map(|a| {
-                let key = parse_public_key(&a.key).map_err(|e| err(format!("authority {}: {e}", a.name)))?;
+                let key = authority_key(&a, &rel).map_err(|e| err(format!("authority {}: {e}", a.name)))?;
                 Ok(Authority { name: a.name, key, grant: a.grant })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -321,24 +351,91 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vinet_proto::identity::{public_key_text, secret_key_text, SigningKey};
 
     fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
+    /// A scratch copy of `examples/` as the README's steps leave it: the
+    /// example config, its policies, and the operator's public key file that
+    /// `vinetc keygen -o examples/operator.key` writes. Returns the config's
+    /// directory and the operator key.
+    fn examples(name: &str) -> (PathBuf, SigningKey) {
+        let dir = std::env::temp_dir().join(format!("vinet-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::copy(root().join("examples/router.toml"), dir.join("router.toml")).unwrap();
+        for p in ["end-user.toml", "edge-router.toml"] {
+            std::fs::copy(root().join("examples/policies").join(p), dir.join("policies").join(p)).unwrap();
+        }
+        let operator = SigningKey::from_bytes(&[7; 32]);
+        std::fs::write(dir.join("operator.key.pub"), public_key_text(&operator.verifying_key())).unwrap();
+        (dir, operator)
+    }
+
     #[test]
     fn example_config_parses() {
-        let c = Config::load(&root().join("examples/router.toml")).unwrap();
+        let (dir, operator) = examples("parses");
+        let c = Config::load(&dir.join("router.toml")).unwrap();
         assert!(c.policy(ClientKind::EndUser).is_some());
         assert_eq!(c.window_packets(), 256);
-        assert!(!c.authorities.is_empty());
-        assert!(c.database.is_absolute() || c.database.starts_with(root().join("examples")));
+        // The README's steps run as a user who is not root: the example's
+        // state lives under the config's directory, its authority is the key
+        // file those steps create, and it has no live packet path.
+        assert_eq!(c.database, dir.join("state/router.db"));
+        assert_eq!(c.router_key, dir.join("state/router.key"));
+        assert_eq!(c.authorities.len(), 1);
+        assert_eq!(c.authorities[0].key, operator.verifying_key());
+        assert_eq!(c.live, LiveMode::None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_authority_is_given_by_exactly_one_of_key_and_key_file() {
+        let (dir, operator) = examples("authority");
+        let text = std::fs::read_to_string(dir.join("router.toml")).unwrap();
+        let by_file = "key_file = \"operator.key.pub\"";
+        assert!(text.contains(by_file), "the example config names its authority by {by_file}");
+        let parse = |t: &str| Config::parse(t, &dir).map(|c| c.authorities[0].key).map_err(|e| e.to_string());
+        let hex = vinet_proto::identity::hex(operator.verifying_key().as_bytes());
+
+        // By hex, and by a file relative to the config's directory: the same key.
+        assert_eq!(parse(&text.replace(by_file, &format!("key = \"{hex}\""))), Ok(operator.verifying_key()));
+        assert_eq!(parse(&text), Ok(operator.verifying_key()));
+        // An absolute path is taken as it is.
+        let absolute = format!("key_file = \"{}\"", dir.join("operator.key.pub").display());
+        assert_eq!(parse(&text.replace(by_file, &absolute)), Ok(operator.verifying_key()));
+
+        let both = parse(&text.replace(by_file, &format!("{by_file}\nkey = \"{hex}\""))).unwrap_err();
+        assert_eq!(both, "invalid router config: authority operator: has both `key` and `key_file`: give exactly one");
+        let neither = parse(&text.replace(by_file, "")).unwrap_err();
+        assert_eq!(
+            neither,
+            "invalid router config: authority operator: has no key: give `key_file = \"FILE.pub\"` (a `vinetc keygen` public key file) or `key = \"HEX\"`"
+        );
+        let missing = parse(&text.replace(by_file, "key_file = \"nobody.key.pub\"")).unwrap_err();
+        assert_eq!(
+            missing,
+            format!(
+                "invalid router config: authority operator: key_file {} does not exist (`vinetc keygen -o {}` makes it)",
+                dir.join("nobody.key.pub").display(),
+                dir.join("nobody.key").display()
+            )
+        );
+        std::fs::write(dir.join("operator.key"), secret_key_text(&operator)).unwrap();
+        let secret = parse(&text.replace(by_file, "key_file = \"operator.key\"")).unwrap_err();
+        assert!(secret.contains("operator.key is a secret key: point key_file at its public half"), "{secret}");
+        std::fs::write(dir.join("garbled.pub"), "vinet-public-key-v1 00ff\n").unwrap();
+        let garbled = parse(&text.replace(by_file, "key_file = \"garbled.pub\"")).unwrap_err();
+        assert!(garbled.contains("garbled.pub: ") && garbled.contains("expected 64 hex digits"), "{garbled}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn bad_configs_say_what_is_wrong() {
-        let text = std::fs::read_to_string(root().join("examples/router.toml")).unwrap();
-        let dir = root().join("examples");
+        let (dir, _) = examples("bad");
+        let text = std::fs::read_to_string(dir.join("router.toml")).unwrap();
         let e = |t: &str| Config::parse(t, &dir).unwrap_err().to_string();
         assert!(e(&text.replace("capacity =", "capacty =")).contains("unknown field"));
         assert!(e(&text.replace("mode = \"none\"", "mode = \"pcap\"")).contains("[live] mode"));
@@ -349,5 +446,6 @@ mod tests {
         let ok = Config::parse(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.3.0/24\", \"10.0.4.7\"]"), &dir).unwrap();
         assert_eq!(ok.serves.iter().map(|p| <(u32, u8)>::from(*p)).collect::<Vec<_>>(), [(0x0a00_0300, 24), (0x0a00_0407, 32)]);
         assert!(e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"ten\"]")).contains("serves: `ten` is not an IPv4"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
