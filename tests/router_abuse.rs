@@ -169,3 +169,44 @@ fn a_retried_upload_gets_the_first_answer_and_pays_once() {
         d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     }
 }
+
+/// Whether the router has closed `s` (a read sees the end within 200 ms).
+fn closed_by_router(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    match s.read(&mut [0u8; 16]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+fn connect_from(last_octet: u8, to: &str) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = format!("127.0.0.{last_octet}:0").parse().unwrap();
+    sock.bind(&from.into()).unwrap();
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    sock.connect(&to.into()).unwrap();
+    sock.into()
+}
+
+/// With `max_connections = 8`, forty silent connections from forty addresses
+/// used to fill every slot, and a real client got "busy". Now a newcomer
+/// takes the slot of the connection that has waited longest for its client,
+/// so the real client is served; and one address may hold at most a quarter
+/// of the slots.
+#[test]
+fn silent_connections_cannot_keep_a_real_client_out() {
+    let env = Env::new("router-shed");
+    let cfg = env.config(&Settings { max_connections: 8, ..Settings::default() });
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let c = env.client("c", "10.0.5.1");
+    env.status(&c); // the client exists
+    let mut silent: Vec<TcpStream> = (0..40).map(|i| connect_from(10 + i, &env.listen)).collect();
+    env.run("status", &[], &c, &[]).ok();
+    let shed = env.metric("vinet_connections_shed_total");
+    assert!(shed >= 32.0, "the newcomers took the oldest silent slots: {shed} shed\n{}", env.metrics());
+    // One address: its third connection (a quarter of 8 is 2) is closed unanswered.
+    let mut mine: Vec<TcpStream> = (0..3).map(|_| connect_from(99, &env.listen)).collect();
+    wait_for("the third connection from one address to be closed", HANG, || closed_by_router(&mut mine[2]));
+    silent.clear();
+}

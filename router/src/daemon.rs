@@ -3,19 +3,27 @@
 //! - the **packet thread** ([`crate::live`]): windows, programs, verdicts;
 //! - the **scheduler thread** ([`Admission::run_scheduler`]): queued uploads
 //!   through capacity, quotas, the checker and install; lease expiry;
-//! - the **accept thread** and one thread per connection (at most
-//!   `max_connections`; the next ones, up to as many again, are answered
-//!   "busy" and closed; beyond that a connection is closed at once);
+//! - the **accept thread** and one thread per connection ([`Conns`]): at
+//!   most `max_connections` served at once, and at most a quarter of them
+//!   from one address (more from it are closed at once). When every slot is
+//!   taken, the newcomer takes the slot of the connection that has waited
+//!   longest for bytes from its client (a handshake or request being
+//!   dribbled, or an idle one), so that slow or silent clients cannot keep
+//!   real ones out; only when every slot is busy being answered are the next
+//!   ones, up to as many again, answered "busy", and beyond that closed
+//!   (and at most four times `max_connections` threads, those being cut off
+//!   included);
 //! - the **metrics thread** ([`crate::metrics::serve`]).
 //!
 //! The router's Noise static key lives in `router_key`
 //! ([`vinet_proto::keyfile::router_key`] creates it on first start).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::admission::Admission;
 use crate::config::{Config, LiveMode};
@@ -93,22 +101,35 @@ impl Daemon {
             std::thread::Builder::new().name("vinet-scheduler".into()).spawn(move || adm.run_scheduler()).map_err(|e| e.to_string())?;
         let adm = Arc::clone(&admission);
         let active = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(Conns::default());
+        let per_address = max_conn.div_ceil(4).max(1);
         let accept = std::thread::Builder::new()
             .name("vinet-accept".into())
             .spawn(move || {
                 for conn in listener.incoming() {
                     let Ok(stream) = conn else { continue };
-                    let n = active.load(Ordering::SeqCst);
-                    if n >= 2 * max_conn {
+                    let Ok(peer) = stream.peer_addr().map(|a| a.ip()) else { continue };
+                    if conns.from(peer) >= per_address {
+                        adm.count_refusal(Refusal::Busy, &format!("{peer} holds {per_address} connections already: closed unanswered"));
+                        continue;
+                    }
+                    if conns.len() >= max_conn && conns.shed() {
+                        adm.metrics().inc("vinet_connections_shed_total", "");
+                    }
+                    // Threads of connections just cut off may not have ended yet: the
+                    // cap on threads leaves room for them.
+                    if conns.len() >= 2 * max_conn || active.load(Ordering::SeqCst) >= 4 * max_conn {
                         adm.count_refusal(Refusal::Busy, "too many connections: closed unanswered");
                         continue;
                     }
+                    let busy = conns.len() >= max_conn;
+                    let Some(id) = conns.open(peer, &stream) else { continue };
                     active.fetch_add(1, Ordering::SeqCst);
                     adm.metrics().inc("vinet_connections_total", "");
-                    let (adm, active) = (Arc::clone(&adm), Arc::clone(&active));
-                    let busy = n >= max_conn;
+                    let (adm, active, conns) = (Arc::clone(&adm), Arc::clone(&active), Arc::clone(&conns));
                     let spawned = std::thread::Builder::new().name("vinet-conn".into()).spawn(move || {
-                        serve_connection(&adm, stream, &private, timeout, max_req, busy);
+                        serve_connection(&adm, stream, &private, timeout, max_req, busy, &|waiting| conns.waiting(id, waiting));
+                        conns.close(id);
                         active.fetch_sub(1, Ordering::SeqCst);
                     });
                     if spawned.is_err() {
@@ -138,7 +159,55 @@ impl Drop for Daemon {
     }
 }
 
-fn serve_connection(adm: &Admission, stream: TcpStream, private: &[u8; 32], timeout: Duration, max_req: usize, busy: bool) {
+/// The connections being served: each one's address, a handle that cuts it
+/// off, and since when it has been waiting for bytes from its client (none
+/// while the router works on its request).
+#[derive(Default)]
+struct Conns {
+    open: Mutex<(u64, HashMap<u64, (IpAddr, TcpStream, Option<Instant>)>)>,
+}
+
+impl Conns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, (IpAddr, TcpStream, Option<Instant>)>)> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn len(&self) -> usize {
+        self.lock().1.len()
+    }
+    fn from(&self, ip: IpAddr) -> usize {
+        self.lock().1.values().filter(|c| c.0 == ip).count()
+    }
+    fn open(&self, ip: IpAddr, stream: &TcpStream) -> Option<u64> {
+        let handle = stream.try_clone().ok()?;
+        let mut g = self.lock();
+        g.0 += 1;
+        let id = g.0;
+        g.1.insert(id, (ip, handle, Some(Instant::now())));
+        Some(id)
+    }
+    fn close(&self, id: u64) {
+        self.lock().1.remove(&id);
+    }
+    /// Mark a connection waiting for its client (`true`) or being answered.
+    fn waiting(&self, id: u64, waiting: bool) {
+        if let Some(c) = self.lock().1.get_mut(&id) {
+            c.2 = if waiting { Some(c.2.unwrap_or_else(Instant::now)) } else { None };
+        }
+    }
+    /// Cut off the connection that has waited longest for its client, if any.
+    fn shed(&self) -> bool {
+        let mut g = self.lock();
+        let Some(id) = g.1.iter().filter_map(|(id, c)| c.2.map(|t| (t, *id))).min().map(|(_, id)| id) else { return false };
+        if let Some((_, s, _)) = g.1.remove(&id) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        true
+    }
+}
+
+fn serve_connection(
+    adm: &Admission, stream: TcpStream, private: &[u8; 32], timeout: Duration, max_req: usize, busy: bool, waiting: &dyn Fn(bool),
+) {
     let peer = stream.peer_addr().ok();
     let mut ch = match Channel::accept(stream, private, timeout, max_req) {
         Ok(c) => c,
@@ -149,7 +218,10 @@ fn serve_connection(adm: &Admission, stream: TcpStream, private: &[u8; 32], time
         }
     };
     loop {
-        let reply = match ch.recv() {
+        waiting(true);
+        let got = ch.recv();
+        waiting(false);
+        let reply = match got {
             Ok(None) => return,
             Ok(Some(_)) if busy => {
                 let m = "the router is serving too many connections; try again later";

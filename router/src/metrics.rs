@@ -113,43 +113,66 @@ impl Metrics {
     }
 }
 
+/// Connections the metrics endpoint serves at once; more are closed at once.
+pub const METRICS_CONNECTIONS: usize = 8;
+
 /// Serve `GET /metrics` on `listener` with the page `render` makes, until
-/// the process ends. Anything else gets 404.
+/// the process ends. Anything else gets 404. At most
+/// [`METRICS_CONNECTIONS`] are served at once, and each request must arrive
+/// whole within 5 s, so a scraper that never finishes cannot pile up threads.
 pub fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) -> std::io::Result<()> {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new().name("vinet-metrics".into()).spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut s) = conn else { continue };
-            let render = Arc::clone(&render);
-            let _ = std::thread::Builder::new().name("vinet-metrics-conn".into()).spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-                let mut buf = [0u8; 2048];
-                let mut n = 0;
-                while n < buf.len() {
-                    match s.read(&mut buf[n..]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") || buf[..n].windows(2).any(|w| w == b"\n\n") {
-                        break;
-                    }
-                }
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let path = req.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = if req.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                    ("200 OK", render())
-                } else {
-                    ("404 Not Found", "not found\n".to_string())
-                };
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+            if active.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= METRICS_CONNECTIONS {
+                active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                continue; // dropped: closed unanswered
+            }
+            let (render, done) = (Arc::clone(&render), Arc::clone(&active));
+            let spawned = std::thread::Builder::new().name("vinet-metrics-conn".into()).spawn(move || {
+                answer(&mut s, &*render);
+                done.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             });
+            if spawned.is_err() {
+                // The closure (and its count) was not run: nothing to undo but the count.
+                active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
         }
     })?;
     Ok(())
+}
+
+fn answer(s: &mut std::net::TcpStream, render: &dyn Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while n < buf.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => n += k,
+        }
+        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") || buf[..n].windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+    }
+    let req = String::from_utf8_lossy(&buf[..n]);
+    let path = req.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = if req.starts_with("GET ") && (path == "/metrics" || path == "/") {
+        ("200 OK", render())
+    } else {
+        ("404 Not Found", "not found\n".to_string())
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 #[cfg(test)]
@@ -176,5 +199,44 @@ mod tests {
         let mut page = String::new();
         s.read_to_string(&mut page).unwrap();
         assert!(page.starts_with("HTTP/1.1 200 OK") && page.contains("vinet_load 1024"), "{page}");
+    }
+
+    /// A scraper that connects and never sends used to hold a thread each, without
+    /// limit; now at most METRICS_CONNECTIONS are served, and each request must
+    /// arrive within 5 s.
+    #[test]
+    fn the_endpoint_serves_a_bounded_number_of_connections() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        serve(l, Arc::new(|| "page\n".to_string())).unwrap();
+        let idle: Vec<std::net::TcpStream> = (0..METRICS_CONNECTIONS).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        // Each one is counted once the metrics thread accepted it: wait for the
+        // next to be refused (closed unanswered), within a hang deadline.
+        let t0 = std::time::Instant::now();
+        loop {
+            let mut extra = std::net::TcpStream::connect(addr).unwrap();
+            extra.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+            let mut page = String::new();
+            let _ = extra.read_to_string(&mut page);
+            if page.is_empty() {
+                break; // closed unanswered: the endpoint is full
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "hang: the endpoint never refused a connection over its limit");
+        }
+        // Silent connections are dropped at their 5 s deadline, and the endpoint serves again.
+        drop(idle);
+        let t0 = std::time::Instant::now();
+        loop {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+            let mut page = String::new();
+            let _ = s.read_to_string(&mut page);
+            if page.ends_with("page\n") {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "hang: the endpoint did not serve again");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
