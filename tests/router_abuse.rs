@@ -210,3 +210,28 @@ fn silent_connections_cannot_keep_a_real_client_out() {
     wait_for("the third connection from one address to be closed", HANG, || closed_by_router(&mut mine[2]));
     silent.clear();
 }
+
+/// With several firewalls, a client could not tell from its status which
+/// lease was which: now each lease shows its parameters, its end and the
+/// latest end a renewal may give it.
+#[test]
+fn status_shows_each_leases_parameters_and_limits() {
+    let env = Env::new("router-status-params");
+    let cfg = env.config(&Settings::default());
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client("c", "10.0.5.1");
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.3"]).ok();
+    let s = env.status(&c);
+    let ls = s["leases"].as_array().unwrap();
+    let srcs: Vec<&str> = ls.iter().map(|l| l["params"][0]["value"].as_str().unwrap()).collect();
+    assert_eq!(srcs, ["10.0.1.2", "10.0.1.3"]);
+    assert!(ls.iter().all(|l| l["params"][0]["name"] == "SrcIP"));
+    for l in ls {
+        let (end, limit) = (l["expires_ms"].as_u64().unwrap(), l["limit_ms"].as_u64().unwrap());
+        assert_eq!(limit - end, 28 * DAY_MS, "30 days from the start, 2 of them used");
+    }
+    let text = env.run("status", &[], &c, &[]);
+    assert!(text.ok().contains("(SrcIP=10.0.1.3)"), "{text:?}");
+}

@@ -225,6 +225,10 @@ pub struct LeaseInfo {
     pub shared: bool,
     /// Lease end, ms since the epoch.
     pub expires_ms: u64,
+    /// The latest end a renewal may give it, ms since the epoch.
+    pub limit_ms: u64,
+    /// Its program's parameters as bound: (name, value as `--param` takes it).
+    pub params: Vec<(String, String)>,
     /// Packets seen by it.
     pub packets: u64,
     /// Packets it dropped.

@@ -70,6 +70,8 @@ struct Lease {
     instance: InstanceKey,
     sources: BTreeSet<u32>,
     end_ms: u64,
+    /// Its parameters as bound: (name, value as text), for the client's status.
+    params: Vec<(String, String)>,
     /// The latest end any renewal may give it: the policy's `max_lifetime`
     /// from its start, and the end of its identity's validity.
     limit_ms: u64,
@@ -79,6 +81,11 @@ struct Lease {
 /// it, a request is refused as a possible replay (its sequence number may
 /// have left the replay window).
 const MAX_CLOCK_SKEW_MS: u64 = 300_000;
+
+/// A module's parameters, named, with their bound values as text.
+fn named(m: &Module, values: &[Const]) -> Vec<(String, String)> {
+    m.params.iter().zip(values).map(|(p, v)| (p.name.clone(), vinet_vocab::params::value_text(v))).collect()
+}
 
 /// The latest end of a lease that began at `start_ms` under `policy` for an
 /// identity valid until `not_after` (seconds).
@@ -343,6 +350,7 @@ impl Admission {
                     instance: key.clone(),
                     sources: discarded_sources(module, &params),
                     end_ms: row.end_ms,
+                    params: named(module, &params),
                     limit_ms: lease_limit(row.start_ms, &policy, v.not_after),
                 };
                 st.add_lease(row.id, lease);
@@ -739,6 +747,7 @@ impl Admission {
             instance: key,
             sources,
             end_ms,
+            params: named(&job.module, &job.params),
             limit_ms,
         };
         st.add_lease(id, lease);
@@ -933,6 +942,8 @@ impl Admission {
                         complexity: l.complexity,
                         shared: st.instances.get(&l.instance).is_some_and(|i| i.1 > 1),
                         expires_ms: l.end_ms,
+                        limit_ms: l.limit_ms,
+                        params: l.params.clone(),
                         packets: ps.packets_in,
                         dropped: ps.discarded,
                         generated: ps.generated,

@@ -36,7 +36,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let leases: Vec<_> = s
                 .leases
                 .iter()
-                .map(|l| serde_json::json!({"lease": l.lease, "dest": l.dest, "module": l.module, "complexity": l.complexity, "shared": l.shared, "expires_ms": l.expires_ms, "packets": l.packets, "dropped": l.dropped, "generated": l.generated}))
+                .map(|l| serde_json::json!({"lease": l.lease, "dest": l.dest, "module": l.module, "complexity": l.complexity, "shared": l.shared, "expires_ms": l.expires_ms, "limit_ms": l.limit_ms, "params": l.params.iter().map(|(n, v)| serde_json::json!({"name": n, "value": v})).collect::<Vec<_>>(), "packets": l.packets, "dropped": l.dropped, "generated": l.generated}))
                 .collect();
             println!(
                 "{}",
@@ -57,14 +57,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 println!("balance: {b} credits");
             }
             for l in &s.leases {
+                let params: Vec<String> = l.params.iter().map(|(n, v)| format!("{n}={v}")).collect();
                 println!(
-                    "lease {} for {}: module {}, complexity {}{}, expires in {}; {} packets seen, {} dropped, {} generated",
+                    "lease {} for {}: module {}{}, complexity {}{}, expires in {} (renewable up to {}); {} packets seen, {} dropped, {} generated",
                     l.lease,
                     l.dest,
                     &l.module[..12.min(l.module.len())],
+                    if params.is_empty() { String::new() } else { format!(" ({})", params.join(", ")) },
                     l.complexity,
                     if l.shared { " (shared)" } else { "" },
                     until(l.expires_ms),
+                    until(l.limit_ms),
                     l.packets,
                     l.dropped,
                     l.generated

@@ -50,6 +50,17 @@ fn names(declared: &[String]) -> String {
     }
 }
 
+/// A parameter's value as text, the way `--param` takes it (strings bare).
+pub fn value_text(c: &Const) -> String {
+    match c {
+        Const::Addr(a) => Ipv4Addr::from(*a).to_string(),
+        // A checked module's prefixes are prefixes (the validator refuses host bits).
+        Const::Prefix(n, l) => Ipv4Prefix::new(*n, *l).map_or_else(|e| e.to_string(), |p| p.to_string()),
+        Const::Num(n) => n.to_string(),
+        Const::Str(s) => s.clone(),
+    }
+}
+
 /// A value of the type of `declared` (a parameter's default) from its text:
 /// an address `a.b.c.d`, a prefix (see [`Ipv4Prefix`]'s parser), a decimal
 /// number, or a string. A string is the text itself; text in double quotes

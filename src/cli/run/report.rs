@@ -3,7 +3,6 @@
 //! the router's totals, as text or JSON.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 use vinet_checker::bytecode::Const;
@@ -11,18 +10,11 @@ use vinet_engine::dispatch::ProgramStats;
 use vinet_engine::pcap::CaptureError;
 use vinet_engine::runner::RunnerStats;
 use vinet_engine::window::WindowConfig;
-use vinet_vocab::Ipv4Prefix;
 
 use super::Args;
 
 pub(super) fn show_const(c: &Const) -> String {
-    match c {
-        Const::Addr(a) => Ipv4Addr::from(*a).to_string(),
-        // A checked module's prefixes are prefixes (the validator refuses host bits).
-        Const::Prefix(n, l) => Ipv4Prefix::new(*n, *l).map_or_else(|e| e.to_string(), |p| p.to_string()),
-        Const::Num(n) => n.to_string(),
-        Const::Str(s) => s.clone(),
-    }
+    vinet_vocab::params::value_text(c)
 }
 
 pub(super) struct Row {
