@@ -235,3 +235,23 @@ fn status_shows_each_leases_parameters_and_limits() {
     let text = env.run("status", &[], &c, &[]);
     assert!(text.ok().contains("(SrcIP=10.0.1.3)"), "{text:?}");
 }
+
+/// The price was known only after paying. Now `vinetc upload --quote` asks
+/// the router's rate and says the price, uploading and charging nothing.
+#[test]
+fn a_quote_says_the_price_and_pays_nothing() {
+    let env = Env::new("router-quote");
+    let cfg = env.config(&Settings::default());
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client("c", "10.0.5.1");
+    let q = env.run("upload", &[&fw, "--quote"], &c, &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(q.ok().trim()).unwrap();
+    assert_eq!(v["price"], 177, "1,024 units x 2 days at 1 credit per 1,000,000: {v}");
+    assert_eq!(v["balance"], 10_000);
+    let s = env.status(&c);
+    assert!(s["leases"].as_array().unwrap().is_empty(), "a quote uploads nothing");
+    assert_eq!(s["balance"], 10_000, "and charges nothing");
+    // Paying the quoted price is enough.
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+}

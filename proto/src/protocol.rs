@@ -256,6 +256,14 @@ pub struct Status {
     pub balance: Option<u64>,
     /// The asking client's leases (signed status only).
     pub leases: Vec<LeaseInfo>,
+    /// The router's price: credits per this many cost units ([`price`]).
+    pub cost_units_per_credit: u64,
+}
+
+/// The price of a declared cost, in credits, at a router's rate: what an
+/// upload or a renewal must pay at least.
+pub fn price(cost: u64, cost_units_per_credit: u64) -> u64 {
+    cost.div_ceil(cost_units_per_credit.max(1)).max(1)
 }
 
 /// What the router answers.

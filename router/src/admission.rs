@@ -926,6 +926,7 @@ impl Admission {
             blocked_sources: st.blocked.iter().map(|&x| ip4(x).to_string()).collect(),
             balance: None,
             leases: vec![],
+            cost_units_per_credit: self.cfg.cost_units_per_credit,
         };
         if let Some(c) = client {
             s.balance = st.store.client(c).ok().flatten().map(|x| x.1);

@@ -22,10 +22,7 @@ pub fn cost_class(cost: u64) -> u32 {
     64 - cost.leading_zeros()
 }
 
-/// The price of a declared cost, in credits.
-pub fn price(cost: u64, cost_units_per_credit: u64) -> u64 {
-    cost.div_ceil(cost_units_per_credit.max(1)).max(1)
-}
+pub use vinet_proto::protocol::price;
 
 struct Entry<J> {
     arrival: u64,

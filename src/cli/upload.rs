@@ -133,9 +133,14 @@ pub struct Args {
     /// Connection and signing.
     #[command(flatten)]
     pub conn: Conn,
-    /// Credits to pay (at least the price of the bundle's declared cost).
-    #[arg(long, value_name = "N")]
-    pub pay: u64,
+    /// Credits to pay (at least the price of the bundle's declared cost;
+    /// `--quote` tells it).
+    #[arg(long, value_name = "N", required_unless_present = "quote")]
+    pub pay: Option<u64>,
+    /// Ask the router its price for this bundle (and, with --key and
+    /// --identity, your balance) and upload nothing.
+    #[arg(long)]
+    pub quote: bool,
     /// Bind a parameter at install, typed by the program's declaration.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = vinet_lang::parse_param_arg)]
     pub params: Vec<(String, String)>,
@@ -192,6 +197,37 @@ fn params_to_send(module: &Module, given: &[(String, String)]) -> Result<Vec<(St
         .collect())
 }
 
+/// `vinetc upload --quote`: the router's price for the bundle's declared
+/// cost, from its status; nothing is uploaded or paid.
+fn quote(args: &Args, bundle: &[u8]) -> Result<(), Failure> {
+    let b: Bundle = decode_file(bundle, BUNDLE_MAGIC, "bundle").map_err(|e| Failure::Usage(format!("{}: {e}", args.bundle.display())))?;
+    let mut c = args.conn.connect(false)?;
+    let reply = if args.conn.key.is_some() {
+        args.conn.request(&mut c, Op::Status)?
+    } else {
+        c.public_status().map_err(|e| Failure::Usage(format!("no answer from the router: {e}")))?
+    };
+    let Reply::Status(s) = reply else { return Err(refusal(reply, args.conn.format)) };
+    let p = vinet_proto::protocol::price(b.declared.cost, s.cost_units_per_credit);
+    match args.conn.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"price": p, "declared_cost": b.declared.cost, "cost_units_per_credit": s.cost_units_per_credit, "balance": s.balance, "capacity": s.capacity, "load": s.load, "complexity": b.declared.complexity})
+        ),
+        Format::Text => {
+            println!(
+                "price: {p} credits (declared cost {} at 1 credit per {} cost units); complexity {} of the router's {} free units{}; nothing was uploaded",
+                b.declared.cost,
+                s.cost_units_per_credit,
+                b.declared.complexity,
+                s.capacity.saturating_sub(s.load),
+                s.balance.map_or(String::new(), |b| format!("; your balance: {b} credits")),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Run `vinetc upload`.
 pub fn run(args: Args) -> Result<(), Failure> {
     if let Some(raw) = &args.send_raw {
@@ -215,8 +251,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let module = bundle_module(&bundle).map_err(|e| Failure::Usage(format!("{}: {e}", args.bundle.display())))?;
         params_to_send(&module, &args.params).map_err(|e| Failure::Usage(format!("{}: {e}", args.bundle.display())))?
     };
+    if args.quote {
+        return quote(&args, &bundle);
+    }
+    let pay = args.pay.unwrap_or(0);
     let mut c = args.conn.connect(true)?;
-    let op = || Op::Upload { bundle: bundle.clone(), pay: args.pay, params: params.clone() };
+    let op = || Op::Upload { bundle: bundle.clone(), pay, params: params.clone() };
     let mut reply = args.conn.request(&mut c, op())?;
     let mut sent = 0;
     for _ in 0..3 {
