@@ -117,8 +117,8 @@ fn main() -> ExitCode {
         assert!(matches!(r, Reply::Admitted { .. }), "{r:?}");
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let checks = env.metric("vinet_check_seconds_count");
-    let check_ms = env.metric("vinet_check_seconds_sum") / checks * 1e3;
+    let checks = env.metric("vinet_check_duration_seconds_count");
+    let check_ms = env.metric("vinet_check_duration_seconds_sum") / checks * 1e3;
     println!(
         "uploads admitted per second, end to end: median {:.0}/s over {rounds} rounds ({clients} concurrent clients); one client sequentially: median {:.2} ms per upload; checker: {checks} checks, mean {check_ms:.3} ms",
         median(&mut rates),

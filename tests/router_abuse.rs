@@ -255,3 +255,36 @@ fn a_quote_says_the_price_and_pays_nothing() {
     // Paying the quoted price is enough.
     env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
 }
+
+/// Metrics followed no convention: check time as two counters, no kernel
+/// queue drops or unparsed frames, labels by lease and source without bound,
+/// refusal reasons appearing only once seen. Now: histograms for durations,
+/// counters ending in `_total`, bounded label sets, and every refusal reason
+/// there from the start.
+#[test]
+fn metrics_follow_prometheus_conventions() {
+    let env = Env::new("router-metrics");
+    let cfg = env.config(&Settings::default());
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let page = env.metrics();
+    for reason in vinet_proto::protocol::Refusal::ALL {
+        assert!(page.contains(&format!("vinet_refusals_total{{reason=\"{}\"}} 0\n", reason.label())), "{reason:?} not pre-initialised");
+    }
+    for family in ["vinet_frames_unparsed_total", "vinet_frames_not_ipv4_total", "vinet_program_faults_total"] {
+        assert!(page.lines().any(|l| l.starts_with(&format!("{family} "))), "{family} missing");
+    }
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client("c", "10.0.5.1");
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    let page = env.metrics();
+    assert!(page.contains("# TYPE vinet_check_duration_seconds histogram\n"), "{page}");
+    assert!(page.contains("vinet_check_duration_seconds_bucket{le=\"+Inf\"} 1\n"), "{page}");
+    assert!(page.contains("# TYPE vinet_request_duration_seconds histogram\n"), "{page}");
+    for l in page.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = l.split_once(' ').unwrap();
+        assert!(kind != "counter" || name.ends_with("_total"), "counter {name} does not end in _total");
+    }
+    for unbounded in ["lease=", "source=", "client=", "module="] {
+        assert!(!page.contains(unbounded), "a label set that grows with the leases or sources ({unbounded}):\n{page}");
+    }
+}

@@ -44,7 +44,7 @@ use vinet_checker::cert::{decode_file, Bundle, Lemma, LemmaCache, LemmaHash, Pro
 use vinet_checker::policy::ClientKind;
 use vinet_checker::{netmask, CheckError, Checked, Module, ModuleId, Policy};
 
-use crate::config::{class_name, Config};
+use crate::config::{class_name, Config, LiveMode};
 use crate::live::PacketPath;
 use crate::metrics::{labels, Metrics};
 use crate::scheduler::{price, Load, Queues};
@@ -375,9 +375,7 @@ impl Admission {
     }
 
     fn observe_check(&self, t0: Instant) {
-        let s = t0.elapsed().as_secs_f64();
-        self.metrics.add("vinet_check_seconds_sum", "", s);
-        self.metrics.inc("vinet_check_seconds_count", "");
+        self.metrics.observe("vinet_check_duration_seconds", t0.elapsed().as_secs_f64());
     }
 
     /// Handle one request message; never panics on any bytes.
@@ -388,7 +386,12 @@ impl Admission {
                 self.metrics.inc("vinet_requests_total", &labels(&[("op", "public_status")]));
                 Reply::Status(self.status(None))
             }
-            Ok(Wire::Signed(s)) => self.signed(&s),
+            Ok(Wire::Signed(s)) => {
+                let t0 = Instant::now();
+                let r = self.signed(&s);
+                self.metrics.observe("vinet_request_duration_seconds", t0.elapsed().as_secs_f64());
+                r
+            }
         };
         if let Reply::Refused { reason, message } = &reply {
             self.metrics.inc("vinet_refusals_total", &labels(&[("reason", reason.label())]));
@@ -969,18 +972,7 @@ impl Admission {
             for (c, n) in st.queues.lengths() {
                 extra.push(("vinet_queue_length", labels(&[("class", &c.to_string())]), n as f64));
             }
-            for &x in &st.blocked {
-                extra.push(("vinet_source_blocked", labels(&[("source", &ip4(x).to_string())]), 1.0));
-            }
-            for (id, l) in &st.leases {
-                let ps = snap.programs.get(id).copied().unwrap_or_default();
-                let m = l.module.to_string();
-                let lb = labels(&[("lease", &id.to_string()), ("module", &m[..16]), ("client", &dest_text(&l.subject))]);
-                extra.push(("vinet_program_packets_total", lb.clone(), ps.packets_in as f64));
-                extra.push(("vinet_program_dropped_total", lb.clone(), ps.discarded as f64));
-                extra.push(("vinet_program_generated_total", lb.clone(), ps.generated as f64));
-                extra.push(("vinet_program_faults_total", lb, ps.faults as f64));
-            }
+            extra.push(("vinet_sources_blocked", String::new(), st.blocked.len() as f64));
         }
         let r = snap.router;
         for (n, v) in [
@@ -990,12 +982,22 @@ impl Admission {
             ("vinet_frames_dropped_total", r.discarded),
             ("vinet_packets_generated_total", r.generated),
             ("vinet_windows_total", r.windows),
+            ("vinet_frames_unparsed_total", r.unparsed),
+            ("vinet_frames_not_ipv4_total", r.not_ipv4),
+            ("vinet_program_runs_total", r.runs),
+            ("vinet_program_faults_total", r.faults),
             ("vinet_blocked_source_dropped_total", snap.blocked_dropped),
             ("vinet_generated_sent_total", snap.generated_sent),
             ("vinet_generated_failed_total", snap.generated_failed),
             ("vinet_verdict_errors_total", snap.verdict_errors),
         ] {
             extra.push((n, String::new(), v as f64));
+        }
+        if let LiveMode::Nfqueue { queue, .. } = self.cfg.live {
+            if let Some((full, user)) = nfqueue_drops(queue) {
+                extra.push(("vinet_nfqueue_dropped_total", labels(&[("reason", "queue_full")]), full as f64));
+                extra.push(("vinet_nfqueue_dropped_total", labels(&[("reason", "user")]), user as f64));
+            }
         }
         self.metrics.render(&extra)
     }
@@ -1063,13 +1065,33 @@ impl State {
     }
 }
 
+/// The kernel's drop counts of an NFQUEUE queue: (dropped because the queue
+/// was full, dropped because vinetd's socket could not take them), from
+/// `/proc/net/netfilter/nfnetlink_queue` (absent while nothing is bound).
+fn nfqueue_drops(queue: u16) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<u64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        (f.len() >= 7 && f[0] == u64::from(queue)).then(|| (f[5], f[6]))
+    })
+}
+
 fn describe(m: &Metrics) {
+    m.describe_histogram("vinet_check_duration_seconds", "Seconds the checker took over a bundle.");
+    m.describe_histogram("vinet_request_duration_seconds", "Seconds from a signed request's arrival to its answer.");
+    // Every label value known in advance is there from the start, at zero.
+    for r in Refusal::ALL {
+        m.add("vinet_refusals_total", &labels(&[("reason", r.label())]), 0.0);
+    }
+    for op in ["upload", "renew", "withdraw", "status", "lemmas", "public_status"] {
+        m.add("vinet_requests_total", &labels(&[("op", op)]), 0.0);
+    }
     for (n, k, h) in [
         ("vinet_requests_total", "counter", "Requests received, by operation."),
         ("vinet_admissions_total", "counter", "Programs admitted and installed."),
         ("vinet_refusals_total", "counter", "Requests refused, by reason."),
-        ("vinet_check_seconds_sum", "counter", "Seconds spent in the checker."),
-        ("vinet_check_seconds_count", "counter", "Bundles checked."),
+        ("vinet_retries_answered_total", "counter", "Retried requests answered with their first answer."),
+        ("vinet_connections_shed_total", "counter", "Connections cut off to make room: the ones that waited longest for their client."),
         ("vinet_leases_ended_total", "counter", "Leases ended, by reason."),
         ("vinet_alerts_total", "counter", "Alerts raised (sources dropped for everyone)."),
         ("vinet_lemmas_admitted_total", "counter", "Lemmas received from clients, verified and cached."),
@@ -1081,11 +1103,12 @@ fn describe(m: &Metrics) {
         ("vinet_instances", "gauge", "Distinct program instances running."),
         ("vinet_queued_requests", "gauge", "Uploads waiting for the scheduler."),
         ("vinet_queue_length", "gauge", "Uploads waiting, by cost class."),
-        ("vinet_source_blocked", "gauge", "Sources dropped for everyone."),
-        ("vinet_program_packets_total", "counter", "Packets seen by a program."),
-        ("vinet_program_dropped_total", "counter", "Packets a program discarded."),
-        ("vinet_program_generated_total", "counter", "Packets a program generated."),
-        ("vinet_program_faults_total", "counter", "Runs of a program that faulted."),
+        ("vinet_sources_blocked", "gauge", "Sources dropped for everyone (which ones: vinetc status)."),
+        ("vinet_program_runs_total", "counter", "Program runs (one a window and installed client with packets)."),
+        ("vinet_program_faults_total", "counter", "Program runs that faulted (their effects thrown away)."),
+        ("vinet_frames_unparsed_total", "counter", "Frames that did not parse (forwarded untouched)."),
+        ("vinet_frames_not_ipv4_total", "counter", "Frames that parsed but are not IPv4 (forwarded untouched)."),
+        ("vinet_nfqueue_dropped_total", "counter", "Packets the kernel dropped before vinetd saw them, by reason."),
         ("vinet_packets_received_total", "counter", "Packets received from the live source."),
         ("vinet_frames_total", "counter", "Frames that entered a window."),
         ("vinet_frames_forwarded_total", "counter", "Frames accepted."),

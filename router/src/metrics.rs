@@ -5,6 +5,11 @@
 //! updates per request, nothing per packet); the packet path's counters come
 //! from its published [`crate::live::Snapshot`] when the page is rendered, so
 //! scraping never touches the packet thread.
+//!
+//! Conventions (Prometheus'): counters end in `_total`; durations are
+//! histograms in seconds ([`BUCKETS`]); every label set is bounded (reasons,
+//! operations, classes: never a lease, a client or an address), and the known
+//! label values are there from the start, at zero.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,11 +24,23 @@ struct Family {
     kind: &'static str,
 }
 
-/// Counters and gauges by name and label set.
+/// Upper bounds (seconds) of the duration histograms' buckets, `+Inf` after.
+pub const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// One histogram: counts per bucket (the last is `+Inf`), the sum and the count.
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+/// Counters, gauges and histograms by name and label set.
 #[derive(Default)]
 pub struct Metrics {
     values: Mutex<BTreeMap<(&'static str, String), f64>>,
     families: Mutex<BTreeMap<&'static str, Family>>,
+    histograms: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -58,6 +75,25 @@ impl Metrics {
     pub fn add(&self, name: &'static str, labels: &str, v: f64) {
         if let Ok(mut m) = self.values.lock() {
             *m.entry((name, labels.to_string())).or_default() += v;
+        }
+    }
+
+    /// Declare a histogram of durations in seconds.
+    pub fn describe_histogram(&self, name: &'static str, help: &'static str) {
+        self.describe(name, "histogram", help);
+        if let Ok(mut h) = self.histograms.lock() {
+            h.entry(name).or_default();
+        }
+    }
+
+    /// Observe a duration (seconds) in a histogram.
+    pub fn observe(&self, name: &'static str, secs: f64) {
+        if let Ok(mut h) = self.histograms.lock() {
+            let h = h.entry(name).or_default();
+            let b = BUCKETS.iter().position(|&le| secs <= le).unwrap_or(BUCKETS.len());
+            h.counts[b] += 1;
+            h.sum += secs;
+            h.count += 1;
         }
     }
 
@@ -107,6 +143,24 @@ impl Metrics {
             }
             for (l, v) in series {
                 let _ = writeln!(out, "{n}{l} {v}");
+            }
+        }
+        if let Ok(hs) = self.histograms.lock() {
+            for (n, h) in hs.iter() {
+                if let Ok(f) = &fams {
+                    if let Some(fam) = f.get(n) {
+                        let _ = writeln!(out, "# HELP {n} {}", fam.help);
+                    }
+                }
+                let _ = writeln!(out, "# TYPE {n} histogram");
+                let mut cumulative = 0;
+                for (i, c) in h.counts.iter().enumerate() {
+                    cumulative += c;
+                    let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+                    let _ = writeln!(out, "{n}_bucket{{le=\"{le}\"}} {cumulative}");
+                }
+                let _ = writeln!(out, "{n}_sum {}", h.sum);
+                let _ = writeln!(out, "{n}_count {}", h.count);
             }
         }
         out
@@ -178,6 +232,25 @@ fn answer(s: &mut std::net::TcpStream, render: &dyn Fn() -> String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_render_cumulative_buckets_in_order() {
+        let m = Metrics::default();
+        m.describe_histogram("vinet_check_duration_seconds", "Seconds a bundle took to check.");
+        m.observe("vinet_check_duration_seconds", 0.0002);
+        m.observe("vinet_check_duration_seconds", 0.003);
+        m.observe("vinet_check_duration_seconds", 7.0);
+        let t = m.render(&[]);
+        assert!(t.contains("# TYPE vinet_check_duration_seconds histogram\n"), "{t}");
+        assert!(t.contains("vinet_check_duration_seconds_bucket{le=\"0.0001\"} 0\n"), "{t}");
+        assert!(t.contains("vinet_check_duration_seconds_bucket{le=\"0.00025\"} 1\n"), "{t}");
+        assert!(t.contains("vinet_check_duration_seconds_bucket{le=\"0.005\"} 2\n"), "{t}");
+        assert!(t.contains("vinet_check_duration_seconds_bucket{le=\"+Inf\"} 3\n"), "{t}");
+        assert!(t.contains("vinet_check_duration_seconds_count 3\n"), "{t}");
+        let les: Vec<&str> = t.lines().filter(|l| l.contains("_bucket")).collect();
+        assert_eq!(les.len(), BUCKETS.len() + 1);
+        assert!(les.last().unwrap().contains("+Inf"));
+    }
 
     #[test]
     fn render_and_serve() {
