@@ -164,11 +164,15 @@ impl Drop for Daemon {
 /// while the router works on its request).
 #[derive(Default)]
 struct Conns {
-    open: Mutex<(u64, HashMap<u64, (IpAddr, TcpStream, Option<Instant>)>)>,
+    open: Mutex<(u64, HashMap<u64, Conn>)>,
 }
 
+/// A served connection: its client's address, a handle that cuts it off, and
+/// since when it has waited for its client.
+type Conn = (IpAddr, TcpStream, Option<Instant>);
+
 impl Conns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, (IpAddr, TcpStream, Option<Instant>)>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, Conn>)> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
     fn len(&self) -> usize {
