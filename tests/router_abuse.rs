@@ -288,3 +288,58 @@ fn metrics_follow_prometheus_conventions() {
         assert!(!page.contains(unbounded), "a label set that grows with the leases or sources ({unbounded}):\n{page}");
     }
 }
+
+fn ctl(cfg: &std::path::Path, words: &[&str]) -> Run {
+    let o = std::process::Command::new(VINETD).arg("--config").arg(cfg).arg("ctl").args(words).output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+fn key_hex(c: &ClientFiles) -> String {
+    std::fs::read_to_string(format!("{}.pub", c.key.display())).unwrap().split_whitespace().last().unwrap().to_string()
+}
+
+/// An operator could not list, evict or ban, and there was no way to revoke
+/// a key. Now `vinetd ctl` does each over a socket only the operator can
+/// reach; a ban ends the client's leases, refuses its requests at once, and
+/// holds across a kill -9; the config's `revoked_keys` revokes too.
+#[test]
+fn the_operator_lists_evicts_bans_and_unbans() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("router-operator");
+    let cfg = env.config(&Settings::default());
+    let mut d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let sock = env.dir.path("operator.sock");
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600, "only the operator reaches the socket");
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client("c", "10.0.5.1");
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.3"]).ok();
+    let leases = ctl(&cfg, &["leases"]);
+    assert!(leases.ok().contains("lease 1:") && leases.stdout.contains("SrcIP=10.0.1.3"), "{leases:?}");
+    assert!(ctl(&cfg, &["evict", "1"]).ok().contains("lease 1 evicted"));
+    assert_eq!(env.status(&c)["leases"].as_array().unwrap().len(), 1);
+    assert!(ctl(&cfg, &["evict", "1"]).stderr.contains("no lease 1"));
+    let k = key_hex(&c);
+    assert!(ctl(&cfg, &["clients"]).ok().contains(&k));
+    assert!(ctl(&cfg, &["ban", &k, "abuse", "report", "42"]).ok().contains("1 of its leases ended"));
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.4"]).refused("revoked");
+    d.kill9();
+    d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let r = env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.4"]);
+    assert!(r.refused("revoked").contains("abuse report 42"), "the ban and its reason hold across a restart: {r:?}");
+    assert!(ctl(&cfg, &["refusals"]).ok().contains("revoked"));
+    assert!(ctl(&cfg, &["unban", &k]).ok().contains("unbanned"));
+    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.4"]).ok();
+    assert!(ctl(&cfg, &["frobnicate"]).stderr.contains("unknown command"));
+    drop(d);
+    // The config's revocation list: the key is refused from the start.
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen("[policies]", &format!("revoked_keys = [\"{k}\"]\n\n[policies]"), 1);
+    std::fs::write(&cfg, text).unwrap();
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    assert!(env.run("status", &[], &c, &[]).refused("revoked").contains("revoked_keys"));
+    assert!(ctl(&cfg, &["unban", &k]).stderr.contains("remove it there"));
+}

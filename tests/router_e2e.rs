@@ -333,6 +333,15 @@ fn sharing_capacity_quotas_and_drop_for_everyone() {
     assert_eq!(env.metric("vinet_alerts_total{kind=\"source_dropped_for_everyone\"}"), 1.0);
     assert_eq!(env.metric("vinet_sources_blocked"), 1.0);
     assert_eq!(d.log_lines("ALERT").len(), 1);
+    // The operator sees who asked for the block.
+    let o = std::process::Command::new(VINETD).arg("--config").arg(&cfg).args(["ctl", "blocks"]).output().unwrap();
+    let blocks = String::from_utf8_lossy(&o.stdout);
+    assert!(blocks.contains("source 10.66.0.1: DROPPED FOR EVERYONE; 3 destinations discard it"), "{blocks}");
+    // And can lift it.
+    let o = std::process::Command::new(VINETD).arg("--config").arg(&cfg).args(["ctl", "lift", "10.66.0.1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("block is lifted"), "{o:?}");
+    assert_eq!(env.status(&cs[0])["blocked_sources"], serde_json::json!([]));
+    assert_eq!(env.metric("vinet_sources_blocked"), 0.0);
     // The quota (3 destinations per source for filtering) is full.
     env.upload(&fw, &cs[3], 200, &["--param", "SrcIP=10.66.0.1"]).refused("quota");
     // Another source: a second instance fits (2048); a third does not, and

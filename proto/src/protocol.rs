@@ -162,6 +162,8 @@ pub enum Refusal {
     /// A renewal would carry a lease past the policy's `max_lifetime` from its
     /// start, or past its identity's validity.
     Lifetime,
+    /// The operator revoked (banned) the client's key.
+    Revoked,
 }
 
 impl Refusal {
@@ -185,11 +187,12 @@ impl Refusal {
             Refusal::NoSuchLease => "no_such_lease",
             Refusal::Internal => "internal",
             Refusal::Lifetime => "lifetime",
+            Refusal::Revoked => "revoked",
         }
     }
 
     /// Every refusal, for metrics.
-    pub const ALL: [Refusal; 17] = [
+    pub const ALL: [Refusal; 18] = [
         Refusal::Malformed,
         Refusal::Oversized,
         Refusal::UnknownAuthority,
@@ -207,6 +210,7 @@ impl Refusal {
         Refusal::NoSuchLease,
         Refusal::Internal,
         Refusal::Lifetime,
+        Refusal::Revoked,
     ];
 }
 

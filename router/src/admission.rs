@@ -133,8 +133,30 @@ struct State {
     discards: HashMap<u32, HashMap<(u32, u8), usize>>,
     /// The same per functionality class (the quotas).
     class_discards: HashMap<(Class, u32), HashMap<(u32, u8), usize>>,
+    /// Client keys the operator banned (revoked), and why.
+    banned: BTreeMap<[u8; 32], String>,
+    /// Sources whose drop-for-everyone block the operator lifted.
+    lifted: BTreeSet<u32>,
+    /// The latest refusals, newest last: (ms, reason, message).
+    refusals: std::collections::VecDeque<(u64, &'static str, String)>,
     stopping: bool,
 }
+
+/// What `vinetd ctl help` says.
+pub const OPERATOR_HELP: &str = "\
+commands:
+  leases                  every running lease: client, destination, module, parameters, end
+  clients                 every client seen: balance, leases, whether banned
+  blocks                  sources dropped for everyone (and lifted ones), with who discards them
+  evict LEASE             end a lease now
+  ban KEY [REASON...]     revoke a client key: its leases end, its requests are refused (kept across restarts)
+  unban KEY               take a ban back
+  lift SOURCE             lift a source's drop-for-everyone block (kept across restarts)
+  refusals                the latest refusals, newest last
+";
+
+/// Refusals kept for the operator's `refusals` command.
+const KEPT_REFUSALS: usize = 100;
 
 /// The router's admission side. Shared by the connection threads and the
 /// scheduler thread.
@@ -239,6 +261,22 @@ impl Admission {
         }
         let trusted = cfg.authorities.iter().map(|a| a.key).collect();
         let next_lease = store.max_lease_id().map_err(|e| e.to_string())? + 1;
+        let mut banned: BTreeMap<[u8; 32], String> = BTreeMap::new();
+        for (k, _, note) in store.marks("ban").map_err(|e| e.to_string())? {
+            if let Ok(k) = <[u8; 32]>::try_from(k.as_slice()) {
+                banned.insert(k, note);
+            }
+        }
+        for k in &cfg.revoked_keys {
+            banned.insert(*k, "revoked by the router's config (revoked_keys)".into());
+        }
+        let lifted = store
+            .marks("lift")
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|(x, ..)| x.as_slice().try_into().ok())
+            .map(u32::from_be_bytes)
+            .collect();
         let state = State {
             store,
             queues: Queues::new(cfg.max_queue),
@@ -255,6 +293,9 @@ impl Admission {
             ends: BTreeSet::new(),
             discards: HashMap::new(),
             class_discards: HashMap::new(),
+            banned,
+            lifted,
+            refusals: Default::default(),
             stopping: false,
         };
         let adm = Arc::new(Admission {
@@ -298,6 +339,13 @@ impl Admission {
                 tracing::warn!(lease = row.id, reason = why, "stored lease not resumed");
                 let _ = st.store.end_lease(row.id, now, why);
             };
+            let banned = self.lock().banned.get(&row.client).cloned(); // (the guard ends here)
+            if let Some(why) = banned {
+                end(&mut self.lock(), "banned");
+                tracing::warn!(lease = row.id, %why, "its client is banned");
+                ended += 1;
+                continue;
+            }
             if row.end_ms <= now {
                 end(&mut self.lock(), "expired while the router was down");
                 self.metrics.inc("vinet_leases_ended_total", &labels(&[("reason", "expired")]));
@@ -394,6 +442,12 @@ impl Admission {
             }
         };
         if let Reply::Refused { reason, message } = &reply {
+            let mut st = self.lock();
+            st.refusals.push_back((now_ms(), reason.label(), message.clone()));
+            if st.refusals.len() > KEPT_REFUSALS {
+                st.refusals.pop_front();
+            }
+            drop(st);
             self.metrics.inc("vinet_refusals_total", &labels(&[("reason", reason.label())]));
             tracing::warn!(reason = reason.label(), %message, "request refused");
         }
@@ -471,6 +525,10 @@ impl Admission {
             .map(|g| g.1)
             .or_else(|| self.cfg.authorities.iter().find(|x| x.key == id.authority).map(|x| x.grant))
             .unwrap_or(0);
+        let banned = self.lock().banned.get(&client).cloned();
+        if let Some(why) = banned {
+            return refused((Refusal::Revoked, format!("this router's operator revoked this key: {why}")));
+        }
         let skew = req.timestamp_ms.abs_diff(now_ms());
         if skew > MAX_CLOCK_SKEW_MS {
             return refused((
@@ -900,7 +958,7 @@ impl Admission {
     /// The sources more than N destinations discard are dropped for everyone.
     fn update_blocks(&self, st: &mut State) {
         let n = self.cfg.drop_for_everyone;
-        let blocked: BTreeSet<u32> = st.discards.iter().filter(|(_, d)| d.len() > n).map(|(&x, _)| x).collect();
+        let blocked: BTreeSet<u32> = st.discards.iter().filter(|(x, d)| d.len() > n && !st.lifted.contains(x)).map(|(&x, _)| x).collect();
         if blocked == st.blocked {
             return;
         }
@@ -1000,6 +1058,116 @@ impl Admission {
             }
         }
         self.metrics.render(&extra)
+    }
+
+    /// One operator command (`vinetd ctl`, over the local socket only the
+    /// operator can reach): the answer's lines, or why the command failed.
+    pub fn operate(&self, words: &[&str]) -> Result<String, String> {
+        use std::fmt::Write as _;
+        let key = |w: Option<&&str>| -> Result<[u8; 32], String> {
+            let w = w.ok_or("which client? give the hex of its key (as `clients` lists it)")?;
+            vinet_proto::identity::unhex::<32>(w).map_err(|e| format!("{w:?} is not a client key: {e}"))
+        };
+        let source = |w: Option<&&str>| -> Result<u32, String> {
+            let w = w.ok_or("which source? give its address")?;
+            w.parse::<std::net::Ipv4Addr>().map(u32::from).map_err(|_| format!("{w:?} is not an IPv4 address"))
+        };
+        let now = now_ms();
+        let mut out = String::new();
+        match words.first().copied().unwrap_or("help") {
+            "leases" => {
+                let st = self.lock();
+                for (id, l) in &st.leases {
+                    let params: Vec<String> = l.params.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "lease {id}: client {} for {}, module {}, {} complexity {}, ends in {} s (renewable to {} s){}",
+                        vinet_proto::identity::hex(&l.client),
+                        dest_text(&l.subject),
+                        &l.module.to_string()[..16],
+                        class_name(l.class),
+                        l.complexity,
+                        l.end_ms.saturating_sub(now) / 1000,
+                        l.limit_ms.saturating_sub(now) / 1000,
+                        if params.is_empty() { String::new() } else { format!(", {}", params.join(" ")) }
+                    );
+                }
+            }
+            "clients" => {
+                let st = self.lock();
+                for (k, seq, balance) in st.store.clients().map_err(|e| e.to_string())? {
+                    let leases = st.leases.values().filter(|l| l.client == k).count();
+                    let ban = st.banned.get(&k).map_or(String::new(), |why| format!(", BANNED: {why}"));
+                    let _ = writeln!(
+                        out,
+                        "client {}: balance {balance}, {leases} leases, last request {seq}{ban}",
+                        vinet_proto::identity::hex(&k)
+                    );
+                }
+            }
+            "blocks" => {
+                let st = self.lock();
+                for (&x, d) in &st.discards {
+                    let state = if st.blocked.contains(&x) {
+                        "DROPPED FOR EVERYONE"
+                    } else if st.lifted.contains(&x) {
+                        "lifted by the operator"
+                    } else {
+                        continue;
+                    };
+                    let dests: Vec<String> =
+                        d.keys().map(|&(n, l)| vinet_vocab::Ipv4Prefix::new(n, l).map_or(String::new(), |p| p.to_string())).collect();
+                    let _ = writeln!(out, "source {}: {state}; {} destinations discard it: {}", ip4(x), d.len(), dests.join(", "));
+                }
+            }
+            "evict" => {
+                let id: u64 = words.get(1).and_then(|w| w.parse().ok()).ok_or("which lease? give its number (as `leases` lists it)")?;
+                let mut st = self.lock();
+                if !st.leases.contains_key(&id) {
+                    return Err(format!("no lease {id} is running"));
+                }
+                self.end(&mut st, id, "evicted");
+                let _ = writeln!(out, "lease {id} evicted");
+            }
+            "ban" => {
+                let k = key(words.get(1))?;
+                let why = if words.len() > 2 { words[2..].join(" ") } else { "banned by the operator".into() };
+                let mut st = self.lock();
+                st.store.mark("ban", &k, now, &why).map_err(|e| e.to_string())?;
+                st.banned.insert(k, why);
+                let ids: Vec<u64> = st.leases.iter().filter(|(_, l)| l.client == k).map(|(&i, _)| i).collect();
+                for &id in &ids {
+                    self.end(&mut st, id, "banned");
+                }
+                let _ = writeln!(out, "client {} banned; {} of its leases ended", vinet_proto::identity::hex(&k), ids.len());
+            }
+            "unban" => {
+                let k = key(words.get(1))?;
+                if self.cfg.revoked_keys.contains(&k) {
+                    return Err("this key is revoked by the router's config (revoked_keys): remove it there".into());
+                }
+                let mut st = self.lock();
+                let was = st.store.unmark("ban", &k).map_err(|e| e.to_string())?;
+                st.banned.remove(&k);
+                let _ = writeln!(out, "client {} {}", vinet_proto::identity::hex(&k), if was { "unbanned" } else { "was not banned" });
+            }
+            "lift" => {
+                let x = source(words.get(1))?;
+                let mut st = self.lock();
+                st.store.mark("lift", &x.to_be_bytes(), now, "lifted by the operator").map_err(|e| e.to_string())?;
+                st.lifted.insert(x);
+                self.update_blocks(&mut st);
+                let _ = writeln!(out, "source {}: the drop-for-everyone block is lifted", ip4(x));
+            }
+            "refusals" => {
+                for (at, reason, message) in &self.lock().refusals {
+                    let _ = writeln!(out, "{} s ago: {reason}: {message}", now.saturating_sub(*at) / 1000);
+                }
+            }
+            "help" => out.push_str(OPERATOR_HELP),
+            other => return Err(format!("unknown command {other:?}\n{OPERATOR_HELP}")),
+        }
+        Ok(out)
     }
 
     /// Lease ids and ends of a client (tests).

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use vinet_checker::bytecode::Class;
 use vinet_checker::policy::ClientKind;
 use vinet_checker::Policy;
-use vinet_proto::identity::{parse_public_key, parse_secret_key};
+use vinet_proto::identity::{parse_public_key, parse_secret_key, unhex};
 /// The class names and indices are the vocabulary's (re-exported for the
 /// router's modules, which name classes in refusals, logs and metrics).
 pub use vinet_vocab::names::{class_index, class_name};
@@ -55,6 +55,10 @@ struct Raw {
     authorities: Vec<RawAuthority>,
     #[serde(default)]
     grants: Vec<RawGrant>,
+    #[serde(default)]
+    revoked_keys: Vec<String>,
+    #[serde(default)]
+    operator_socket: Option<PathBuf>,
     quotas: RawQuotas,
     live: RawLive,
 }
@@ -225,6 +229,11 @@ pub struct Config {
     pub authorities: Vec<Authority>,
     /// Credit grants by client prefix (first match wins over the authority's grant).
     pub grants: Vec<(Ipv4Prefix, u64)>,
+    /// Client keys revoked by the operator's config: refused, their leases ended.
+    pub revoked_keys: Vec<[u8; 32]>,
+    /// The operator's local socket (`vinetd ctl`), mode 0600; by default
+    /// `operator.sock` beside the database.
+    pub operator_socket: PathBuf,
     /// Most destinations per source, per functionality class.
     pub quotas: [usize; 3],
     /// Live packets.
@@ -274,6 +283,11 @@ impl Config {
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         let serves = raw.serves.iter().map(|s| s.parse().map_err(|e| err(format!("serves: {e}")))).collect::<Result<Vec<_>, _>>()?;
+        let revoked_keys = raw
+            .revoked_keys
+            .iter()
+            .map(|k| unhex::<32>(k.trim()).map_err(|e| err(format!("revoked_keys: {k:?}: {e} (the hex of a client's key.pub)"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let grants = raw
             .grants
             .iter()
@@ -304,6 +318,7 @@ impl Config {
         Ok(Config {
             listen: raw.listen,
             metrics: raw.metrics,
+            operator_socket: raw.operator_socket.as_deref().map_or_else(|| rel(&raw.database).with_file_name("operator.sock"), rel),
             database: rel(&raw.database),
             router_key: rel(&raw.router_key),
             capacity: raw.capacity,
@@ -323,6 +338,7 @@ impl Config {
             policy_edge_router,
             authorities,
             grants,
+            revoked_keys,
             // In class_index order.
             quotas: [raw.quotas.filtering, raw.quotas.multicast, raw.quotas.monitoring],
             live,

@@ -83,6 +83,7 @@ impl Daemon {
         let timeout = Duration::from_secs(cfg.request_timeout_secs);
         let (max_conn, max_req) = (cfg.max_connections, cfg.max_request_bytes);
         let listen_at = cfg.listen.clone();
+        let operator_socket = cfg.operator_socket.clone();
         // Reload (re-check and re-install every lease) before accepting requests.
         let admission = Admission::start(cfg, public, packets, Arc::clone(&metrics))?;
         let listener = TcpListener::bind(&listen_at).map_err(|e| format!("cannot listen on {listen_at}: {e}"))?;
@@ -96,6 +97,8 @@ impl Daemon {
             }
             None => None,
         };
+        #[cfg(unix)]
+        crate::operator::serve(&operator_socket, Arc::clone(&admission))?;
         let adm = Arc::clone(&admission);
         let scheduler =
             std::thread::Builder::new().name("vinet-scheduler".into()).spawn(move || adm.run_scheduler()).map_err(|e| e.to_string())?;

@@ -30,6 +30,8 @@ pub mod config;
 pub mod daemon;
 pub mod live;
 pub mod metrics;
+#[cfg(unix)]
+pub mod operator;
 pub mod scheduler;
 pub mod sources;
 pub mod store;

@@ -30,6 +30,9 @@
 //! Schema (`PRAGMA user_version = 2`):
 //! - `clients(key PK, last_seq, balance, floor)`: the highest sequence number
 //!   taken, the balance, and the number at or below which none is taken
+//! - `marks(kind, subject, at_ms, note)`: the operator's decisions: `ban` (a
+//!   client key, revoked until unbanned) and `lift` (a source the operator
+//!   lifted the drop-for-everyone block of)
 //! - `requests(client, seq, request, reply)`: blake3 of each taken request,
 //!   and its reply once answered
 //! - `ledger(id PK, client, at_ms, delta, balance, what, lease)`: every credit
@@ -162,6 +165,8 @@ impl Store {
                  end_ms INTEGER NOT NULL, paid INTEGER NOT NULL, ended_ms INTEGER, end_reason TEXT);
              CREATE INDEX IF NOT EXISTS leases_active ON leases(ended_ms);
              CREATE TABLE IF NOT EXISTS lemmas(n INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB UNIQUE NOT NULL, bytes BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS marks(kind TEXT NOT NULL, subject BLOB NOT NULL, at_ms INTEGER NOT NULL, note TEXT NOT NULL,
+                 PRIMARY KEY(kind, subject));
              CREATE TABLE IF NOT EXISTS requests(client BLOB NOT NULL, seq INTEGER NOT NULL, request BLOB NOT NULL, reply BLOB,
                  PRIMARY KEY(client, seq));",
         )?;
@@ -340,6 +345,34 @@ impl Store {
     pub fn lemmas(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut st = self.db.prepare("SELECT bytes FROM lemmas ORDER BY n")?;
         let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The subjects marked `kind` by the operator, with when and why.
+    pub fn marks(&self, kind: &str) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError> {
+        let mut st = self.db.prepare("SELECT subject, at_ms, note FROM marks WHERE kind = ?1 ORDER BY at_ms")?;
+        let rows = st.query_map([kind], |r| Ok((r.get(0)?, u(r.get(1)?), r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Mark `subject` as `kind` (again: the note is replaced).
+    pub fn mark(&mut self, kind: &str, subject: &[u8], now_ms: u64, note: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO marks(kind, subject, at_ms, note) VALUES (?1, ?2, ?3, ?4)",
+            params![kind, subject, i(now_ms), note],
+        )?;
+        Ok(())
+    }
+
+    /// Unmark; whether it was marked.
+    pub fn unmark(&mut self, kind: &str, subject: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.db.execute("DELETE FROM marks WHERE kind = ?1 AND subject = ?2", params![kind, subject])? > 0)
+    }
+
+    /// Every client the router has seen: key, highest sequence number, balance.
+    pub fn clients(&self) -> Result<Vec<([u8; 32], u64, u64)>, StoreError> {
+        let mut st = self.db.prepare("SELECT key, last_seq, balance FROM clients ORDER BY key")?;
+        let rows = st.query_map([], |r| Ok((key32(r.get(0)?)?, u(r.get(1)?), u(r.get(2)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -19,6 +19,7 @@ const AFTER_HELP: &str = "\
 Examples:
   vinetd --config examples/router.toml
   vinetd --config examples/router.toml --print-key     # the key clients pin with --router-key
+  vinetd --config examples/router.toml ctl leases      # operator commands, over the local socket (ctl help)
 
 Logs go to stderr (VINET_LOG=error|warn|info|debug|trace, default info; the
 config's log_format = \"json\" gives one JSON object a line). Metrics are served
@@ -35,6 +36,20 @@ struct Args {
     /// Print the router's public key (creating the key if needed) and exit.
     #[arg(long)]
     print_key: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Send an operator command to the running router, over its local socket
+    /// (`vinetd --config ROUTER.toml ctl help` lists them).
+    Ctl {
+        /// The command and its arguments: leases, clients, blocks, evict LEASE,
+        /// ban KEY [REASON], unban KEY, lift SOURCE, refusals, help.
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +61,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    #[cfg(unix)]
+    if let Some(Cmd::Ctl { words }) = &args.cmd {
+        return match vinet_router::operator::command(&cfg.operator_socket, words) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vinetd ctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if args.print_key {
         return match router_key(&cfg.router_key) {
             Ok((_, public)) => {
