@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         capacity: u64::MAX / 2,
         check_cache: false,
         max_connections: 128,
+        max_connections_per_address: Some(128),
         grant: 1 << 40,
         ..Settings::default()
     });

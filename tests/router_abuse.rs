@@ -205,9 +205,9 @@ fn silent_connections_cannot_keep_a_real_client_out() {
     env.run("status", &[], &c, &[]).ok();
     let shed = env.metric("vinet_connections_shed_total");
     assert!(shed >= 32.0, "the newcomers took the oldest silent slots: {shed} shed\n{}", env.metrics());
-    // One address: its third connection (a quarter of 8 is 2) is closed unanswered.
-    let mut mine: Vec<TcpStream> = (0..3).map(|_| connect_from(99, &env.listen)).collect();
-    wait_for("the third connection from one address to be closed", HANG, || closed_by_router(&mut mine[2]));
+    // One address: its fifth connection (a quarter of the slots, at least 4) is closed unanswered.
+    let mut mine: Vec<TcpStream> = (0..5).map(|_| connect_from(99, &env.listen)).collect();
+    wait_for("the fifth connection from one address to be closed", HANG, || closed_by_router(&mut mine[4]));
     silent.clear();
 }
 
@@ -342,4 +342,22 @@ fn the_operator_lists_evicts_bans_and_unbans() {
     let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     assert!(env.run("status", &[], &c, &[]).refused("revoked").contains("revoked_keys"));
     assert!(ctl(&cfg, &["unban", &k]).stderr.contains("remove it there"));
+}
+
+/// Four identities paying in one network shut a source off for everyone.
+/// Now the rule counts independent networks (each /24 once): many
+/// destinations in one network do not set it off.
+#[test]
+fn many_identities_in_one_network_cannot_drop_a_source_for_everyone() {
+    let env = Env::new("router-dfe");
+    let cfg = env.config(&Settings { drop_for_everyone: 2, ..Settings::default() });
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    for i in 1..=6 {
+        let c = env.client(&format!("c{i}"), &format!("10.0.7.{i}"));
+        let r = env.upload(&fw, &c, 177, &["--param", "SrcIP=10.66.0.9"]);
+        assert!(!r.ok().is_empty() && !r.stderr.contains("notice"), "{r:?}");
+    }
+    let c = env.client("c1", "10.0.7.1");
+    assert_eq!(env.status(&c)["blocked_sources"], serde_json::json!([]), "six destinations, one network: no block");
 }

@@ -25,7 +25,7 @@ fn leases(s: &serde_json::Value) -> Vec<u64> {
 #[test]
 fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
     let env = Env::new("router-bad");
-    let cfg = env.config(&Settings { max_request_bytes: 64 << 10, max_connections: 2, ..Settings::default() });
+    let cfg = env.config(&Settings { max_request_bytes: 64 << 10, max_connections: 8, ..Settings::default() });
     let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let fw = env.firewall("fw", "2 days");
     let c = env.client("c", "10.0.3.2");
@@ -110,22 +110,36 @@ fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
     assert!(e.contains("65536"), "{e}");
     // A client that disconnects mid-upload.
     let rk = parse_router_public(&std::fs::read_to_string(env.p("router.key.pub")).unwrap()).unwrap();
+    // (A connection is let in once the ones before it from this address are
+    // gone: one address holds at most 4 of the 8 slots.)
+    let connect = || {
+        let mut c = None;
+        wait_for("a connection to be let in", HANG, || {
+            c = Client::connect(&env.listen, rk, Duration::from_secs(5)).ok();
+            c.is_some()
+        });
+        c.unwrap()
+    };
     for keep in [0usize, 1, 5, 40] {
-        let mut cl = Client::connect(&env.listen, rk, Duration::from_secs(5)).unwrap();
+        let mut cl = connect();
         let msg = encode(&Wire::PublicStatus);
         cl.channel().send_partial(&msg, keep).unwrap();
         drop(cl);
     }
     // A TCP connection that never completes the handshake.
     drop(std::net::TcpStream::connect(&env.listen).unwrap());
-    // A flood: while max_connections (2) connections are held open, the
-    // next upload is answered "busy". (The router counts a connection when it
-    // accepts it, before its side of the handshake, so once `connect` has
-    // returned both are counted.)
-    let h1 = Client::connect(&env.listen, rk, Duration::from_secs(5)).unwrap();
-    let h2 = Client::connect(&env.listen, rk, Duration::from_secs(5)).unwrap();
-    env.upload(&fw, &c, 200, &[]).refused("busy");
-    drop((h1, h2));
+    // A flood from one address: it holds at most its share of the slots (4
+    // of the 8 here), and its next connection is closed unanswered, counted
+    // "busy". (The router counts a connection when it accepts it, before its
+    // side of the handshake, so once `connect` has returned it is counted.)
+    // The four clients that left mid-upload, and the one that never
+    // finished its handshake, are counted once their threads see them go.
+    wait_for("4 disconnects to be counted", HANG, || env.metric("vinet_disconnects_total") >= 4.0);
+    let held: Vec<Client> = (0..4).map(|_| connect()).collect();
+    let e = env.upload(&fw, &c, 200, &[]);
+    assert_eq!(e.code, 2, "the fifth connection from one address is closed: {e:?}");
+    wait_for("the closed connection to be counted", HANG, || env.metric("vinet_refusals_total{reason=\"busy\"}") >= 1.0);
+    drop(held);
 
     // Nothing changed: same leases, load, balance (asked once the router has
     // seen the held connections close and answers again).
@@ -156,9 +170,6 @@ fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
         assert!(env.metric(&format!("vinet_refusals_total{{reason=\"{reason}\"}}")) >= 1.0, "{reason} not counted:\n{}", env.metrics());
         assert!(!_d.log_lines(&format!("reason=\"{reason}\"")).is_empty(), "{reason} not logged");
     }
-    // The four clients that left mid-upload are counted by the connection
-    // threads once they see them go.
-    wait_for("4 disconnects to be counted", HANG, || env.metric("vinet_disconnects_total") >= 4.0);
     assert_eq!(env.metric("vinet_admissions_total"), 2.0);
 }
 
@@ -319,17 +330,24 @@ fn sharing_capacity_quotas_and_drop_for_everyone() {
         env.config(&Settings { lemmas: Some(lib.into()), capacity: 2048, drop_for_everyone: 2, quota_filtering: 3, ..Settings::default() });
     let d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let fw = env.firewall("fw", "2 days");
-    let cs: Vec<ClientFiles> = (0..5).map(|i| env.client(&format!("c{i}"), &format!("10.0.6.{}", i + 1))).collect();
+    // Each client in a network of its own: the rule counts independent networks.
+    let cs: Vec<ClientFiles> = (0..5).map(|i| env.client(&format!("c{i}"), &format!("10.0.{}.1", 6 + i))).collect();
     // Three clients discard 10.66.0.1 with the same program and parameters:
     // one instance, load 1024, shared.
     for (i, c) in cs.iter().take(3).enumerate() {
-        let out = env.upload(&fw, c, 200, &["--param", "SrcIP=10.66.0.1"]).ok().to_string();
+        let r = env.upload(&fw, c, 200, &["--param", "SrcIP=10.66.0.1"]);
+        let out = r.ok().to_string();
         assert_eq!(out.contains("shares a running instance"), i > 0, "{out}");
+        // The uploader whose program sets the block off is told.
+        assert_eq!(r.stderr.contains("notice: with this program more than 2 networks discard 10.66.0.1"), i == 2, "{r:?}");
     }
     let s = env.status(&cs[0]);
     assert_eq!((s["load"].as_u64(), s["instances"].as_u64(), s["installed"].as_u64()), (Some(1024), Some(1), Some(3)));
     // More than N = 2 destinations discard 10.66.0.1: dropped for everyone, alert.
     assert_eq!(s["blocked_sources"], serde_json::json!(["10.66.0.1"]));
+    // The source's owner sees why, in the public status.
+    let public = vinetc(&["status", "--router", &env.listen, "--router-key", &env.p("router.key.pub")]);
+    assert!(public.ok().contains("10.66.0.1: 3 destinations in 3 networks discard it, more than this router's 2"), "{public:?}");
     assert_eq!(env.metric("vinet_alerts_total{kind=\"source_dropped_for_everyone\"}"), 1.0);
     assert_eq!(env.metric("vinet_sources_blocked"), 1.0);
     assert_eq!(d.log_lines("ALERT").len(), 1);

@@ -33,7 +33,13 @@ fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
     let env = Env::new("router-load");
     let lib = env.p("lib.vnl");
     vinetc(&["lemmas", "build", root().join("lemmas").to_str().unwrap(), "-o", &lib]).ok();
-    let cfg = env.config(&Settings { lemmas: Some(lib.into()), capacity: FIT * COMPLEXITY, max_connections: 128, ..Settings::default() });
+    let cfg = env.config(&Settings {
+        lemmas: Some(lib.into()),
+        capacity: FIT * COMPLEXITY,
+        max_connections: 128,
+        max_connections_per_address: Some(128),
+        ..Settings::default()
+    });
     let mut d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let bundle = Arc::new(std::fs::read(env.firewall("fw", "2 days")).unwrap());
     let router = parse_router_public(&std::fs::read_to_string(env.p("router.key.pub")).unwrap()).unwrap();

@@ -256,6 +256,9 @@ pub struct Status {
     pub queues: Vec<(u32, u64)>,
     /// Sources dropped for everyone.
     pub blocked_sources: Vec<String>,
+    /// Why each of them is (one line each, in the same order): the source's
+    /// owner can see what blocked it.
+    pub block_reasons: Vec<String>,
     /// The asking client's balance (signed status only).
     pub balance: Option<u64>,
     /// The asking client's leases (signed status only).
@@ -289,6 +292,9 @@ pub enum Reply {
         paid: u64,
         /// Balance after payment.
         balance: u64,
+        /// What the admission set off, if anything: a source it made the
+        /// router drop for everyone, and why.
+        notice: Option<String>,
     },
     /// A lease was extended.
     Renewed {

@@ -82,6 +82,17 @@ struct Lease {
 /// have left the replay window).
 const MAX_CLOCK_SKEW_MS: u64 = 300_000;
 
+/// How many independent networks the destinations discarding a source are
+/// in: each /24 once (a prefix longer than /24 counts as its /24, a shorter
+/// one as itself), so that many identities in one network count once.
+fn networks(destinations: &HashMap<(u32, u8), usize>) -> usize {
+    destinations.keys().map(|&(a, l)| if l >= 24 { (a & 0xffff_ff00, 24) } else { (a, l) }).collect::<BTreeSet<_>>().len()
+}
+
+fn prefix_text(a: u32, l: u8) -> String {
+    vinet_vocab::Ipv4Prefix::new(a, l).map_or_else(|e| e.to_string(), |p| p.to_string())
+}
+
 /// A module's parameters, named, with their bound values as text.
 fn named(m: &Module, values: &[Const]) -> Vec<(String, String)> {
     m.params.iter().zip(values).map(|(p, v)| (p.name.clone(), vinet_vocab::params::value_text(v))).collect()
@@ -787,8 +798,11 @@ impl Admission {
             paid: job.pay,
         };
         let (module, complexity, paid) = (checked.id().to_string(), checked.complexity(), job.pay);
-        let answer =
-            |balance| protocol::encode(&Reply::Admitted { lease: id, module, complexity, expires_ms: end_ms, shared, paid, balance });
+        let notice = self.would_block(&st, &sources, job.subject.dest());
+        let stored = notice.clone();
+        let answer = |balance| {
+            protocol::encode(&Reply::Admitted { lease: id, module, complexity, expires_ms: end_ms, shared, paid, balance, notice: stored })
+        };
         let balance = match st.store.admit(&nl, now, job.seq, answer) {
             Ok((_, b)) => b,
             Err(e) => {
@@ -825,6 +839,7 @@ impl Admission {
             shared,
             paid: job.pay,
             balance,
+            notice,
         }
     }
 
@@ -956,22 +971,56 @@ impl Admission {
     }
 
     /// The sources more than N destinations discard are dropped for everyone.
-    fn update_blocks(&self, st: &mut State) {
+    /// The notice an admission from `dest` discarding `sources` would set off:
+    /// a source it would make the router drop for everyone.
+    fn would_block(&self, st: &State, sources: &BTreeSet<u32>, dest: (u32, u8)) -> Option<String> {
         let n = self.cfg.drop_for_everyone;
-        let blocked: BTreeSet<u32> = st.discards.iter().filter(|(x, d)| d.len() > n && !st.lifted.contains(x)).map(|(&x, _)| x).collect();
+        let hit: Vec<String> = sources
+            .iter()
+            .filter(|x| !st.blocked.contains(x) && !st.lifted.contains(x))
+            .filter(|x| {
+                let mut d = st.discards.get(x).cloned().unwrap_or_default();
+                *d.entry(dest).or_default() += 1;
+                networks(&d) > n
+            })
+            .map(|&x| ip4(x).to_string())
+            .collect();
+        (!hit.is_empty()).then(|| {
+            format!(
+                "with this program more than {n} networks discard {}: the router now drops it for everyone, and its operator is alerted",
+                hit.join(", ")
+            )
+        })
+    }
+
+    /// The sources more than N independent networks discard are dropped for
+    /// everyone (see [`networks`]); returns the alerts raised.
+    fn update_blocks(&self, st: &mut State) -> Vec<String> {
+        let n = self.cfg.drop_for_everyone;
+        let blocked: BTreeSet<u32> =
+            st.discards.iter().filter(|(x, d)| networks(d) > n && !st.lifted.contains(x)).map(|(&x, _)| x).collect();
         if blocked == st.blocked {
-            return;
+            return vec![];
         }
+        let mut alerts = vec![];
         for &x in blocked.difference(&st.blocked) {
-            let d = st.discards.get(&x).map_or(0, |d| d.len());
-            tracing::warn!(alert = "source_dropped_for_everyone", source = %ip4(x), destinations = d, threshold = n, "ALERT: {d} destinations pay to discard {}: it is dropped for everyone", ip4(x));
+            let d = st.discards.get(&x).map(|d| d.keys().map(|&(a, l)| prefix_text(a, l)).collect::<Vec<_>>()).unwrap_or_default();
+            let why = format!(
+                "source {} is dropped for everyone: {} destinations in more than {n} networks discard it ({})",
+                ip4(x),
+                d.len(),
+                d.join(", ")
+            );
+            tracing::warn!(alert = "source_dropped_for_everyone", source = %ip4(x), threshold = n, "ALERT: {why}");
             self.metrics.inc("vinet_alerts_total", &labels(&[("kind", "source_dropped_for_everyone")]));
+            alerts.push(why);
         }
         for &x in st.blocked.difference(&blocked) {
             tracing::info!(source = %ip4(x), "source no longer dropped for everyone");
         }
         st.blocked = blocked.clone();
         self.packets.block(blocked);
+        alerts
     }
 
     /// The status, with a client's balance and leases if given.
@@ -985,6 +1034,19 @@ impl Admission {
             instances: st.instances.len() as u64,
             queues: st.queues.lengths(),
             blocked_sources: st.blocked.iter().map(|&x| ip4(x).to_string()).collect(),
+            block_reasons: st
+                .blocked
+                .iter()
+                .map(|x| {
+                    let d = st.discards.get(x).map_or(0, |d| d.len());
+                    let nets = st.discards.get(x).map_or(0, networks);
+                    format!(
+                        "{}: {d} destinations in {nets} networks discard it, more than this router's {} (drop_for_everyone); its operator can lift the block",
+                        ip4(*x),
+                        self.cfg.drop_for_everyone
+                    )
+                })
+                .collect(),
             balance: None,
             leases: vec![],
             cost_units_per_credit: self.cfg.cost_units_per_credit,

@@ -39,6 +39,8 @@ struct Raw {
     max_request_bytes: usize,
     #[serde(default = "d_max_connections")]
     max_connections: usize,
+    #[serde(default)]
+    max_connections_per_address: Option<usize>,
     #[serde(default = "d_max_queue")]
     max_queue: usize,
     #[serde(default = "d_max_pending")]
@@ -205,6 +207,9 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Connections one address may hold at once (default: a quarter of
+    /// `max_connections`, at least 4).
+    pub max_connections_per_address: usize,
     /// Most requests waiting for the scheduler.
     pub max_queue: usize,
     /// Most requests of one client waiting for the scheduler.
@@ -327,6 +332,10 @@ impl Config {
             serves,
             max_request_bytes: raw.max_request_bytes,
             max_connections: raw.max_connections,
+            max_connections_per_address: raw
+                .max_connections_per_address
+                .unwrap_or_else(|| raw.max_connections.div_ceil(4).max(4))
+                .clamp(1, raw.max_connections),
             max_queue: raw.max_queue,
             max_pending_per_client: raw.max_pending_per_client,
             request_timeout_secs: raw.request_timeout_secs.max(1),

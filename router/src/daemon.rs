@@ -4,8 +4,9 @@
 //! - the **scheduler thread** ([`Admission::run_scheduler`]): queued uploads
 //!   through capacity, quotas, the checker and install; lease expiry;
 //! - the **accept thread** and one thread per connection ([`Conns`]): at
-//!   most `max_connections` served at once, and at most a quarter of them
-//!   from one address (more from it are closed at once). When every slot is
+//!   most `max_connections` served at once, and at most
+//!   `max_connections_per_address` from one address (by default a quarter of
+//!   them, at least 4; more from it are closed at once). When every slot is
 //!   taken, the newcomer takes the slot of the connection that has waited
 //!   longest for bytes from its client (a handshake or request being
 //!   dribbled, or an idle one), so that slow or silent clients cannot keep
@@ -81,7 +82,7 @@ impl Daemon {
         };
         let metrics = Arc::new(Metrics::default());
         let timeout = Duration::from_secs(cfg.request_timeout_secs);
-        let (max_conn, max_req) = (cfg.max_connections, cfg.max_request_bytes);
+        let (max_conn, max_req, per_address) = (cfg.max_connections, cfg.max_request_bytes, cfg.max_connections_per_address);
         let listen_at = cfg.listen.clone();
         let operator_socket = cfg.operator_socket.clone();
         // Reload (re-check and re-install every lease) before accepting requests.
@@ -105,7 +106,6 @@ impl Daemon {
         let adm = Arc::clone(&admission);
         let active = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(Conns::default());
-        let per_address = max_conn.div_ceil(4).max(1);
         let accept = std::thread::Builder::new()
             .name("vinet-accept".into())
             .spawn(move || {

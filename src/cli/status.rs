@@ -40,7 +40,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 .collect();
             println!(
                 "{}",
-                serde_json::json!({"capacity": s.capacity, "load": s.load, "installed": s.installed, "instances": s.instances, "queues": s.queues, "blocked_sources": s.blocked_sources, "balance": s.balance, "leases": leases})
+                serde_json::json!({"capacity": s.capacity, "load": s.load, "installed": s.installed, "instances": s.instances, "queues": s.queues, "blocked_sources": s.blocked_sources, "block_reasons": s.block_reasons, "balance": s.balance, "leases": leases})
             );
         }
         Format::Text => {
@@ -50,8 +50,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             );
             let q: u64 = s.queues.iter().map(|x| x.1).sum();
             println!("queued uploads: {q}{}", if q > 0 { format!(" {:?} (cost class, count)", s.queues) } else { String::new() });
-            if !s.blocked_sources.is_empty() {
-                println!("dropped for everyone: {}", s.blocked_sources.join(", "));
+            for why in &s.block_reasons {
+                println!("dropped for everyone: {why}");
             }
             if let Some(b) = s.balance {
                 println!("balance: {b} credits");

@@ -273,11 +273,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
         reply = args.conn.request(&mut c, op())?;
     }
     match reply {
-        Reply::Admitted { lease, module, complexity, expires_ms, shared, paid, balance } => {
+        Reply::Admitted { lease, module, complexity, expires_ms, shared, paid, balance, notice } => {
+            if let Some(n) = &notice {
+                eprintln!("vinetc: notice: {n}");
+            }
             match args.conn.format {
                 Format::Json => println!(
                     "{}",
-                    serde_json::json!({"ok": true, "lease": lease, "module": module, "complexity": complexity, "expires_ms": expires_ms, "shared": shared, "paid": paid, "balance": balance, "lemmas_sent": sent})
+                    serde_json::json!({"ok": true, "lease": lease, "module": module, "complexity": complexity, "expires_ms": expires_ms, "shared": shared, "paid": paid, "balance": balance, "lemmas_sent": sent, "notice": notice})
                 ),
                 Format::Text => {
                     if sent > 0 {

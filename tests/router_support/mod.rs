@@ -112,6 +112,7 @@ pub struct Settings {
     pub capacity: u64,
     pub max_request_bytes: usize,
     pub max_connections: usize,
+    pub max_connections_per_address: Option<usize>,
     pub max_queue: usize,
     pub drop_for_everyone: usize,
     pub quota_filtering: usize,
@@ -130,6 +131,7 @@ impl Default for Settings {
             capacity: 100_000,
             max_request_bytes: 1 << 20,
             max_connections: 64,
+            max_connections_per_address: None,
             max_queue: 1024,
             drop_for_everyone: 100,
             quota_filtering: 100,
@@ -239,6 +241,7 @@ cost_units_per_credit = 1_000_000
 drop_for_everyone = {dfe}
 max_request_bytes = {mrb}
 max_connections = {mc}
+max_connections_per_address = {mpa}
 max_queue = {mq}
 request_timeout_secs = 5
 check_cache = {cc}
@@ -268,6 +271,7 @@ monitoring = 100
             dfe = s.drop_for_everyone,
             mrb = s.max_request_bytes,
             mc = s.max_connections,
+            mpa = s.max_connections_per_address.unwrap_or(s.max_connections.div_ceil(4).max(4)).min(s.max_connections),
             mq = s.max_queue,
             cc = s.check_cache,
             root = root().display(),
