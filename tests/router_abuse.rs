@@ -361,3 +361,19 @@ fn many_identities_in_one_network_cannot_drop_a_source_for_everyone() {
     let c = env.client("c1", "10.0.7.1");
     assert_eq!(env.status(&c)["blocked_sources"], serde_json::json!([]), "six destinations, one network: no block");
 }
+
+/// An overpayment was kept. Now only the price is charged; the rest of what
+/// the client offered stays in its balance.
+#[test]
+fn an_overpayment_stays_in_the_balance() {
+    let env = Env::new("router-overpay");
+    let cfg = env.config(&Settings::default());
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    let c = env.client("c", "10.0.5.1");
+    let r = env.upload(&fw, &c, 5_000, &["--param", "SrcIP=10.0.1.2"]);
+    assert!(r.ok().contains("paid 177, balance 9823"), "{r:?}");
+    let r = env.run("renew", &["--lease", "1", "--pay", "5000"], &c, &[]);
+    assert!(r.ok().contains("renewed"), "{r:?}");
+    assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 177));
+}

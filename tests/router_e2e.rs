@@ -35,7 +35,7 @@ fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
     let out = r.ok();
     assert!(out.contains("lemmas the router lacked") && out.contains("admitted") && out.contains("lease 1"), "{out}");
     let before = env.status(&c);
-    assert_eq!((before["load"].as_u64(), before["balance"].as_u64()), (Some(1024), Some(10_000 - 200)));
+    assert_eq!((before["load"].as_u64(), before["balance"].as_u64()), (Some(1024), Some(10_000 - 177)), "pays 200, charged the price, 177");
     // A second upload needs no lemmas any more.
     let fw2 = env.firewall("fw2", "1 days");
     let out = env.upload(&fw2, &c, 100, &["--param", "SrcIP=10.0.1.3"]).ok().to_string();
@@ -242,7 +242,7 @@ fn kill_9_at_any_moment_loses_nothing_admitted() {
                 assert!(have.contains(l), "round {round}: admitted lease {l} of client {i} lost; has {have:?}");
             }
             // The ledger: every lease present was paid for, and nothing else.
-            assert_eq!(s["balance"].as_u64().unwrap(), 10_000 - 200 * have.len() as u64, "round {round}, client {i}: {s}");
+            assert_eq!(s["balance"].as_u64().unwrap(), 10_000 - 177 * have.len() as u64, "round {round}, client {i}: {s}");
         }
     }
     assert!(!admitted.is_empty());
@@ -472,7 +472,7 @@ fn the_router_does_not_trust_its_own_disk() {
     let d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let s = env.status(&c);
     assert_eq!((s["installed"].as_u64(), s["load"].as_u64()), (Some(0), Some(0)), "{s}");
-    assert_eq!(s["balance"].as_u64(), Some(10_000 - 400), "the ledger is what it was");
+    assert_eq!(s["balance"].as_u64(), Some(10_000 - 2 * 177), "the ledger is what it was");
     assert!(d.log_text().contains("re-check failed: cost: declared complexity"), "{}", d.log_text());
     assert!(d.log_text().contains("does not match its hash"), "{}", d.log_text());
     assert!(d.log_text().contains("resumed=0 ended=2"), "{}", d.log_text());

@@ -7,9 +7,12 @@
 //!   the identity certificate by a trusted authority, valid now; the two
 //!   keys equal; the identity's destination served here. THIS_IP and
 //!   THIS_SUBNET_IP come from the verified identity and nowhere else.
-//! - **Replay.** The sequence number must exceed the client's last accepted
-//!   one, which is stored (one transaction) before anything else happens.
-//! - **Payment.** `pay` must cover the price of the declared cost and the
+//! - **Replay.** A sequence number is taken once, in any order, within the
+//!   store's window, and recorded (one transaction) before anything else
+//!   happens; a retry of a request gets its first answer
+//!   ([`crate::store`]).
+//! - **Payment.** `pay` (the most the client agrees to pay) must cover the
+//!   price of the declared cost, which is what is charged, and the
 //!   client's balance minus what its queued requests have reserved. Nothing
 //!   is debited until the admission commits, in the same transaction as the
 //!   lease; a refusal (scheduler, quota, checker) releases the reservation,
@@ -618,6 +621,8 @@ impl Admission {
                 ),
             ));
         }
+        // Only the price is charged: what the client offered beyond it stays in its balance.
+        let pay = p;
         {
             let lemmas = self.lemmas.read().unwrap_or_else(|p| p.into_inner());
             let missing: Vec<LemmaHash> = b.certificate.proof.lemmas.iter().filter(|h| lemmas.get(h).is_none()).copied().collect();
@@ -882,6 +887,7 @@ impl Admission {
         if pay < p {
             return refused((Refusal::Payment, format!("pays {pay} credits, but renewing costs {p}")));
         }
+        let pay = p; // only the price is charged
         let balance = match st.store.client(client) {
             Ok(c) => c.map_or(0, |c| c.1),
             Err(e) => return refused(internal(e)),
