@@ -1004,7 +1004,7 @@ impl Admission {
     fn update_blocks(&self, st: &mut State) -> Vec<String> {
         let n = self.cfg.drop_for_everyone;
         let blocked: BTreeSet<u32> =
-            st.discards.iter().filter(|(x, d)| networks(d) > n && !st.lifted.contains(x)).map(|(&x, _)| x).collect();
+            st.discards.iter().filter(|(x, d)| d.len() > n && networks(d) > n && !st.lifted.contains(x)).map(|(&x, _)| x).collect();
         if blocked == st.blocked {
             return vec![];
         }
