@@ -377,3 +377,22 @@ fn an_overpayment_stays_in_the_balance() {
     assert!(r.ok().contains("renewed"), "{r:?}");
     assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 177));
 }
+
+/// A block the operator lifted stays lifted across a kill -9.
+#[test]
+fn a_lifted_block_stays_lifted_across_a_kill_9() {
+    let env = Env::new("router-lift");
+    let cfg = env.config(&Settings { drop_for_everyone: 2, ..Settings::default() });
+    let mut d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    let fw = env.firewall("fw", "2 days");
+    let cs: Vec<ClientFiles> = (0..3).map(|i| env.client(&format!("c{i}"), &format!("10.0.{}.1", 20 + i))).collect();
+    for c in &cs {
+        env.upload(&fw, c, 177, &["--param", "SrcIP=10.66.0.7"]).ok();
+    }
+    assert_eq!(env.status(&cs[0])["blocked_sources"], serde_json::json!(["10.66.0.7"]), "three networks: blocked");
+    ctl(&cfg, &["lift", "10.66.0.7"]).ok();
+    d.kill9();
+    let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
+    assert_eq!(env.status(&cs[0])["blocked_sources"], serde_json::json!([]), "still lifted after the restart");
+    assert!(ctl(&cfg, &["blocks"]).ok().contains("source 10.66.0.7: lifted by the operator"));
+}
