@@ -376,6 +376,14 @@ fn an_overpayment_stays_in_the_balance() {
     let r = env.run("renew", &["--lease", "1", "--pay", "5000"], &c, &[]);
     assert!(r.ok().contains("renewed"), "{r:?}");
     assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 177));
+    // Offering more than the balance is fine while the price fits in it; a
+    // price above what is left is refused. (30 days cost 2,655 credits.)
+    let long = env.firewall("fw30", "30 days");
+    for i in 0..3 {
+        env.upload(&long, &c, 1_000_000, &["--param", &format!("SrcIP=10.0.2.{i}")]).ok();
+    }
+    env.upload(&long, &c, 1_000_000, &["--param", "SrcIP=10.0.2.9"]).refused("payment");
+    assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 177 - 3 * 2_655));
 }
 
 /// A block the operator lifted stays lifted across a kill -9.
