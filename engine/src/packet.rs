@@ -20,8 +20,12 @@
 //! Choices the semantics leaves to the parser, made here once:
 //! - **Truncation.** The IPv4 packet's bytes are the captured bytes, clipped to
 //!   the header's total length (Ethernet padding is not payload). A payload cut
-//!   short by the snap length is clipped; an IPv4, TCP or UDP header cut short
-//!   makes the frame `Unparsed`.
+//!   short by the snap length is clipped; an IPv4 header cut short makes the
+//!   frame `Unparsed`, but a TCP or UDP header cut short does not: a packet
+//!   whose IPv4 header is valid is subject to its destination's programs
+//!   whatever follows it, so it is a packet of the window with ports and `seq`
+//!   0 and no payload (a firewall drops it; it carries no word past a spam
+//!   filter).
 //! - **Total length shorter than the IPv4 header is `Unparsed`**, 0 included.
 //!   Linux GSO / BIG TCP captures write 0 for host-stack super-packets over
 //!   64 KiB; tcpdump reads those as "as long as the capture", but such a
@@ -222,6 +226,20 @@ fn be32(b: &[u8], at: usize) -> u32 {
 /// by hand, after exactly the length and content checks of etherparse's
 /// header slices (which this replaced on the hot path; a property test holds
 /// the two to the same answers).
+/// A packet whose IPv4 header is valid but whose TCP or UDP header is cut
+/// short: it is still a packet of the window (its destination's programs see
+/// it, so a firewall drops it), with ports and `seq` 0 and no payload.
+fn no_transport(mut f: Fields, off: usize, ip_len: usize) -> Parsed {
+    (f.sport, f.dport, f.seq, f.payload_len) = (0, 0, 0, 0);
+    match u32::try_from(off + ip_len) {
+        Ok(s) => {
+            f.payload_start = s;
+            Parsed::Ipv4(f)
+        }
+        Err(_) => Parsed::Unparsed,
+    }
+}
+
 #[inline]
 fn ipv4(frame: &[u8], off: usize) -> Parsed {
     let Some(ip) = frame.get(off..) else { return Parsed::Unparsed };
@@ -243,12 +261,9 @@ fn ipv4(frame: &[u8], off: usize) -> Parsed {
     let mut start = hlen;
     if first_fragment && proto == PROTO_TCP {
         // 20 bytes at least, and the whole header its data offset gives.
-        if l4.len() < 20 {
-            return Parsed::Unparsed;
-        }
-        let tlen = usize::from(l4[12] & 0xf0) >> 2;
-        if tlen < 20 || l4.len() < tlen {
-            return Parsed::Unparsed;
+        let tlen = l4.get(12).map_or(0, |b| usize::from(b & 0xf0) >> 2);
+        if l4.len() < 20 || tlen < 20 || l4.len() < tlen {
+            return no_transport(f, off, ip_len);
         }
         f.sport = be16(l4, 0);
         f.dport = be16(l4, 2);
@@ -256,7 +271,7 @@ fn ipv4(frame: &[u8], off: usize) -> Parsed {
         start += tlen;
     } else if first_fragment && proto == PROTO_UDP {
         if l4.len() < 8 {
-            return Parsed::Unparsed;
+            return no_transport(f, off, ip_len);
         }
         f.sport = be16(l4, 0);
         f.dport = be16(l4, 2);
@@ -384,8 +399,13 @@ pub(crate) mod tests {
         // Payload cut by the snap length: clipped.
         let f = fields(parse_frame(LinkType::Raw, &ip[..ip.len() - 4]));
         assert_eq!(f.payload_len, 6);
-        // TCP header cut off: unparsed.
-        assert_eq!(parse_frame(LinkType::Raw, &ip[..30]), Parsed::Unparsed);
+        // TCP header cut off: still a packet of the window (its IPv4 header is
+        // valid), with no ports and no payload; the same for UDP.
+        let f = fields(parse_frame(LinkType::Raw, &ip[..30]));
+        assert_eq!((f.src, f.dst, f.proto, f.sport, f.dport, f.seq, f.payload_len), (A, B, 6, 0, 0, 0, 0));
+        let udp = ipv4_bytes(A, B, 17, &udp_bytes(1, 2, b"word"));
+        let f = fields(parse_frame(LinkType::Raw, &udp[..24]));
+        assert_eq!((f.src, f.proto, f.sport, f.payload_len), (A, 17, 0, 0));
         // IPv4 header cut off: unparsed.
         assert_eq!(parse_frame(LinkType::Raw, &ip[..12]), Parsed::Unparsed);
         // Total length shorter than the header: unparsed.
@@ -467,13 +487,13 @@ mod oracle {
         let l4 = &ip[hlen..];
         let mut start = hlen;
         if first_fragment && proto == PROTO_TCP {
-            let Ok(t) = TcpHeaderSlice::from_slice(l4) else { return Parsed::Unparsed };
+            let Ok(t) = TcpHeaderSlice::from_slice(l4) else { return super::no_transport(f, off, ip_len) };
             f.sport = t.source_port();
             f.dport = t.destination_port();
             f.seq = t.sequence_number();
             start += t.slice().len();
         } else if first_fragment && proto == PROTO_UDP {
-            let Ok(u) = UdpHeaderSlice::from_slice(l4) else { return Parsed::Unparsed };
+            let Ok(u) = UdpHeaderSlice::from_slice(l4) else { return super::no_transport(f, off, ip_len) };
             f.sport = u.source_port();
             f.dport = u.destination_port();
             start += u.slice().len();
