@@ -25,11 +25,6 @@ use std::process::{Command, ExitCode, Stdio};
 use router_support::netns::{cannot_run, ns, setup, start_ready, traffic};
 use router_support::*;
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Flood A -> C for `secs`; the rate C received.
 fn measure(a: &str, c: &str, secs: f64, size: usize) -> f64 {
     let secs_arg = secs.to_string();
@@ -55,21 +50,10 @@ fn measure(a: &str, c: &str, secs: f64, size: usize) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let mut quick = std::env::var("VINET_BENCH_QUICK").as_deref() == Ok("1");
-    let mut bench = false;
-    for a in std::env::args().skip(1) {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--bench" => bench = true,
-            other => {
-                eprintln!("live: unknown argument {other:?} (the options are --quick; cargo passes --bench)");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    if !bench {
-        quick = true;
-    }
+    let quick = match bench_quick("live") {
+        Ok(q) => q,
+        Err(code) => return code,
+    };
     if let Some(why) = cannot_run() {
         if std::env::var("VINET_SKIP_NETNS").as_deref() == Ok("1") {
             eprintln!("\n*** SKIPPED the live benchmark: {why} (VINET_SKIP_NETNS=1) ***\n");

@@ -26,25 +26,12 @@ use vinet_proto::identity::{issue, parse_secret_key, Subject};
 use vinet_proto::keyfile::parse_router_public;
 use vinet_proto::protocol::{Op, Reply};
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> ExitCode {
-    let mut quick = std::env::var("VINET_BENCH_QUICK").as_deref() == Ok("1");
-    let mut bench = false;
-    for a in std::env::args().skip(1) {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--bench" => bench = true,
-            other => {
-                eprintln!("uploads: unknown argument {other:?} (the options are --quick; cargo passes --bench)");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let full = bench && !quick;
+    let quick = match bench_quick("uploads") {
+        Ok(q) => q,
+        Err(code) => return code,
+    };
+    let full = !quick;
     let (rounds, clients, per_client) = if full { (5, 16, 125) } else { (1, 8, 25) };
     let env = Env::new("router-bench");
     let lib = env.p("lib.vnl");

@@ -397,3 +397,28 @@ impl Drop for Vinetd {
         self.kill9();
     }
 }
+
+/// The median (the upper one of an even count) of measurements.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A bench binary's arguments: whether to run the quick version (`--quick`,
+/// `VINET_BENCH_QUICK=1`, or run other than by `cargo bench`, which passes
+/// `--bench`), or the exit code for an argument it does not know.
+pub fn bench_quick(name: &str) -> Result<bool, std::process::ExitCode> {
+    let mut quick = std::env::var("VINET_BENCH_QUICK").as_deref() == Ok("1");
+    let mut bench = false;
+    for a in std::env::args().skip(1) {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--bench" => bench = true,
+            other => {
+                eprintln!("{name}: unknown argument {other:?} (the options are --quick; cargo passes --bench)");
+                return Err(std::process::ExitCode::from(2));
+            }
+        }
+    }
+    Ok(quick || !bench)
+}
