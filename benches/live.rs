@@ -83,7 +83,6 @@ fn main() -> ExitCode {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &r, VINETD]);
         let d = Vinetd::start_with(cmd, &cfg, "", env.dir.path("vinetd.log"));
-        ns(&r, &["iptables", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0"]).unwrap();
         if round == 0 {
             let mut v: Vec<String> = vec!["netns".into(), "exec".into(), c.clone(), VINETC.into(), "upload".into(), fw.clone()];
             v.extend(env.conn(&owner));
@@ -92,7 +91,6 @@ fn main() -> ExitCode {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
         with.push(measure(&a, &c, secs, size));
-        ns(&r, &["iptables", "-D", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0"]).unwrap();
         drop(d);
     }
     let (p, w) = (median(&mut plain), median(&mut with));

@@ -110,7 +110,6 @@ fn netns_firewall_end_to_end() {
         Vinetd::start_with(cmd, &cfg, "", env.dir.path("vinetd.log"))
     };
     let mut d = vinetd_in_r();
-    ns(&r, &["iptables", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0"]).unwrap();
     let sink = env.dir.path("sink.txt");
     let sink_arg = sink.display().to_string();
     let (sink_proc, _) = start_ready(&c, &["sink", "--udp", "5000", "--tcp", "5001", "--out", &sink_arg]);
@@ -195,5 +194,4 @@ fn netns_firewall_end_to_end() {
     let page = ns(&c, &[VINETC, "status", "--router", &env.listen, "--router-key", &env.p("router.key.pub")]).unwrap();
     eprintln!("{page}");
     drop(d);
-    let _ = ns(&r, &["iptables", "-D", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0"]);
 }

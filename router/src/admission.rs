@@ -1029,6 +1029,15 @@ impl Admission {
         alerts
     }
 
+    /// Start taking live traffic (after [`Admission::start`] reloaded every
+    /// stored lease): vinetd's kernel hooks, then its queues.
+    pub fn go_live(&self) -> Result<(), String> {
+        self.packets.go_live()?;
+        let (local, windowed) = self.packets.lanes();
+        tracing::info!(local_lanes = local, windowed_lanes = windowed, "taking live traffic");
+        Ok(())
+    }
+
     /// The status, with a client's balance and leases if given.
     pub fn status(&self, client: Option<&[u8; 32]>) -> Status {
         let snap = self.packets.snapshot();
@@ -1119,10 +1128,33 @@ impl Admission {
         ] {
             extra.push((n, String::new(), v as f64));
         }
-        if let LiveMode::Nfqueue { queue, .. } = self.cfg.live {
-            if let Some((full, user)) = nfqueue_drops(queue) {
-                extra.push(("vinet_nfqueue_dropped_total", labels(&[("reason", "queue_full")]), full as f64));
-                extra.push(("vinet_nfqueue_dropped_total", labels(&[("reason", "user")]), user as f64));
+        extra.push(("vinet_nfqueue_malformed_total", String::new(), snap.malformed as f64));
+        extra.push(("vinet_read_batches_total", String::new(), snap.batches as f64));
+        #[cfg(target_os = "linux")]
+        if let LiveMode::Nfqueue(n) = self.cfg.live {
+            let queues = if n.hooks { n.queue..=n.queue + n.threads } else { n.queue..=n.queue };
+            let (mut full, mut user) = (0, 0);
+            for q in queues {
+                if let Some((f, u)) = nfqueue_drops(q) {
+                    full += f;
+                    user += u;
+                }
+            }
+            extra.push(("vinet_nfqueue_dropped_total", labels(&[("reason", "queue_full")]), full as f64));
+            extra.push(("vinet_nfqueue_dropped_total", labels(&[("reason", "user")]), user as f64));
+            if n.hooks {
+                // The kernel's own counts, from vinetd's nftables table.
+                for (name, packets) in crate::live::hooks::counters().unwrap_or_default() {
+                    let metric = match name.as_str() {
+                        "blocked" => "vinet_kernel_blocked_dropped_total",
+                        "window" => "vinet_kernel_queued_windowed_total",
+                        "local" => "vinet_kernel_queued_local_total",
+                        "ipv6" if n.ipv6_drop => "vinet_ipv6_dropped_total",
+                        "ipv6" => "vinet_ipv6_forwarded_total",
+                        _ => continue,
+                    };
+                    extra.push((metric, String::new(), packets as f64));
+                }
             }
         }
         self.metrics.render(&extra)
@@ -1355,6 +1387,13 @@ fn describe(m: &Metrics) {
         ("vinet_generated_sent_total", "counter", "Generated packets sent."),
         ("vinet_generated_failed_total", "counter", "Generated packets the raw socket refused."),
         ("vinet_verdict_errors_total", "counter", "Verdicts the kernel refused."),
+        ("vinet_nfqueue_malformed_total", "counter", "Messages from NFQUEUE that were not whole packets."),
+        ("vinet_read_batches_total", "counter", "Batches of packets read from NFQUEUE (a packet-local lane decides each at once)."),
+        ("vinet_kernel_blocked_dropped_total", "counter", "Packets from sources dropped for everyone, dropped in the kernel."),
+        ("vinet_kernel_queued_windowed_total", "counter", "Packets the kernel queued to the windowed lane."),
+        ("vinet_kernel_queued_local_total", "counter", "Packets the kernel queued to the packet-local lanes."),
+        ("vinet_ipv6_forwarded_total", "counter", "Forwarded IPv6 packets, which programs do not see (ipv6 = \"forward\")."),
+        ("vinet_ipv6_dropped_total", "counter", "Forwarded IPv6 packets dropped (ipv6 = \"drop\")."),
     ] {
         m.describe(n, k, h);
     }

@@ -128,8 +128,32 @@ struct RawLive {
     mode: String,
     #[serde(default)]
     queue: u16,
-    #[serde(default)]
-    fail_open: bool,
+    #[serde(default = "one")]
+    threads: u16,
+    #[serde(default = "yes")]
+    hooks: bool,
+    #[serde(default = "closed")]
+    down: String,
+    #[serde(default = "drop_word")]
+    queue_full: String,
+    #[serde(default = "forward_word")]
+    ipv6: String,
+}
+
+fn one() -> u16 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn closed() -> String {
+    "closed".into()
+}
+fn drop_word() -> String {
+    "drop".into()
+}
+fn forward_word() -> String {
+    "forward".into()
 }
 
 /// An authority's public key, from exactly one of `key` (hex) and `key_file`
@@ -175,13 +199,30 @@ pub struct Authority {
 pub enum LiveMode {
     /// No live traffic (admission only; tests, or a router fed otherwise).
     None,
-    /// Packets the kernel hands over through NFQUEUE `queue`.
-    Nfqueue {
-        /// The queue number of the iptables rule.
-        queue: u16,
-        /// Let packets through while the queue is full (the kernel's fail-open).
-        fail_open: bool,
-    },
+    /// Packets the kernel hands over through NFQUEUE.
+    Nfqueue(NfqueueConfig),
+}
+
+/// `[live]` with `mode = "nfqueue"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfqueueConfig {
+    /// The first queue: packet-local lanes read `queue .. queue + threads`,
+    /// the windowed lane `queue + threads`.
+    pub queue: u16,
+    /// Packet-local lanes (threads), 1 to 64.
+    pub threads: u16,
+    /// vinetd installs and keeps its own kernel hooks (else the operator
+    /// queues every packet to `queue`, read by one windowed lane).
+    pub hooks: bool,
+    /// While vinetd is down, packets to clients with programs pass
+    /// (`down = "open"`) instead of being dropped (`"closed"`).
+    pub down_open: bool,
+    /// While a queue is full, packets pass (`queue_full = "accept"`)
+    /// instead of being dropped (`"drop"`).
+    pub queue_full_accept: bool,
+    /// Forwarded IPv6 is dropped (`ipv6 = "drop"`) instead of forwarded
+    /// untouched (`"forward"`); programs do not see IPv6 yet.
+    pub ipv6_drop: bool,
 }
 
 /// The router's configuration.
@@ -317,7 +358,25 @@ impl Config {
         }
         let live = match raw.live.mode.as_str() {
             "none" => LiveMode::None,
-            "nfqueue" => LiveMode::Nfqueue { queue: raw.live.queue, fail_open: raw.live.fail_open },
+            "nfqueue" => {
+                let l = &raw.live;
+                let word = |field: &str, v: &str, no: &str, yes: &str| match v {
+                    x if x == no => Ok(false),
+                    x if x == yes => Ok(true),
+                    other => Err(err(format!("[live] {field} = {other:?}: expected {no:?} or {yes:?}"))),
+                };
+                if !(1..=64).contains(&l.threads) || u32::from(l.queue) + u32::from(l.threads) > u32::from(u16::MAX) {
+                    return Err(err(format!("[live] threads = {}: expected 1 to 64, with queue + threads at most 65535", l.threads)));
+                }
+                LiveMode::Nfqueue(NfqueueConfig {
+                    queue: l.queue,
+                    threads: l.threads,
+                    hooks: l.hooks,
+                    down_open: word("down", &l.down, "closed", "open")?,
+                    queue_full_accept: word("queue_full", &l.queue_full, "drop", "accept")?,
+                    ipv6_drop: word("ipv6", &l.ipv6, "forward", "drop")?,
+                })
+            }
             other => return Err(err(format!("[live] mode = {other:?}: expected \"none\" or \"nfqueue\""))),
         };
         Ok(Config {
@@ -464,6 +523,15 @@ mod tests {
         let e = |t: &str| Config::parse(t, &dir).unwrap_err().to_string();
         assert!(e(&text.replace("capacity =", "capacty =")).contains("unknown field"));
         assert!(e(&text.replace("mode = \"none\"", "mode = \"pcap\"")).contains("[live] mode"));
+        let nfq = text.replace("mode = \"none\"", "mode = \"nfqueue\"");
+        let live = Config::parse(&nfq.replace("down = \"closed\"", "down = \"open\"").replace("threads = 1 ", "threads = 2 "), &dir).unwrap().live;
+        assert_eq!(
+            live,
+            LiveMode::Nfqueue(NfqueueConfig { queue: 0, threads: 2, hooks: true, down_open: true, queue_full_accept: false, ipv6_drop: false })
+        );
+        assert!(e(&nfq.replace("down = \"closed\"", "down = \"ajar\"")).contains("[live] down = \"ajar\": expected \"closed\" or \"open\""));
+        assert!(e(&nfq.replace("ipv6 = \"forward\"", "ipv6 = \"see\"")).contains("[live] ipv6"));
+        assert!(e(&nfq.replace("threads = 1 ", "threads = 0 ")).contains("[live] threads = 0"));
         assert!(e(&text.replace("cost_units_per_credit = 1_000_000", "cost_units_per_credit = 0")).contains("cost_units_per_credit"));
         let host_bits = e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.0.1/8\"]"));
         assert!(host_bits.contains("serves: `10.0.0.1/8` has host bits set (did you mean 10.0.0.0/8?)"), "{host_bits}");

@@ -67,15 +67,21 @@ impl Daemon {
         let source = match cfg.live {
             LiveMode::None => LiveSource::None,
             #[cfg(target_os = "linux")]
-            LiveMode::Nfqueue { queue, fail_open } => {
-                LiveSource::Nfqueue(crate::live::nfqueue::NfQueue::open(queue, fail_open).map_err(|e| {
-                    format!("cannot bind NFQUEUE {queue}: {e} (vinetd needs root or CAP_NET_ADMIN, and the nfnetlink_queue module)")
-                })?)
-            }
+            LiveMode::Nfqueue(n) => LiveSource::Nfqueue(crate::live::NfqueueSource {
+                hooks: crate::live::hooks::HookConfig {
+                    first_queue: n.queue,
+                    local_lanes: n.threads,
+                    down_open: n.down_open,
+                    ipv6_drop: n.ipv6_drop,
+                },
+                manage_hooks: n.hooks,
+                queue_full_accept: n.queue_full_accept,
+            }),
             #[cfg(not(target_os = "linux"))]
-            LiveMode::Nfqueue { .. } => return Err("NFQUEUE is available on Linux only".into()),
+            LiveMode::Nfqueue(_) => return Err("NFQUEUE is available on Linux only".into()),
         };
-        let packets = PacketPath::start(wcfg, source).map_err(|e| format!("cannot start the packet path: {e}"))?;
+        let packets = PacketPath::start(wcfg, source)
+            .map_err(|e| format!("cannot start the packet path: {e} (NFQUEUE needs root or CAP_NET_ADMIN, and the nfnetlink_queue module)"))?;
         let metrics_listener = match &cfg.metrics {
             Some(m) => Some(TcpListener::bind(m).map_err(|e| format!("cannot serve metrics on {m}: {e}"))?),
             None => None,
@@ -87,6 +93,8 @@ impl Daemon {
         let operator_socket = cfg.operator_socket.clone();
         // Reload (re-check and re-install every lease) before accepting requests.
         let admission = Admission::start(cfg, public, packets, Arc::clone(&metrics))?;
+        // Only now, with every stored lease in force, does traffic flow.
+        admission.go_live()?;
         let listener = TcpListener::bind(&listen_at).map_err(|e| format!("cannot listen on {listen_at}: {e}"))?;
         let listen = listener.local_addr().map_err(|e| e.to_string())?;
         let metrics_addr = match metrics_listener {

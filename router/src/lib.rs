@@ -22,7 +22,10 @@
 //! **Architecture Invariant:** THIS_IP and THIS_SUBNET_IP come from the
 //! verified identity certificate and nowhere else.
 
-#![forbid(unsafe_code)]
+//! **Architecture Invariant:** no unsafe code but the system calls of
+//! `live::nfqueue` (netlink, `recvmmsg`, `poll`), each block with its reason.
+
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod admission;

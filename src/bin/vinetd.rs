@@ -20,6 +20,7 @@ Examples:
   vinetd --config examples/router.toml
   vinetd --config examples/router.toml --print-key     # the key clients pin with --router-key
   vinetd --config examples/router.toml ctl leases      # operator commands, over the local socket (ctl help)
+  vinetd --config examples/router.toml unhook          # remove the kernel hooks vinetd left in place
 
 Logs go to stderr (VINET_LOG=error|warn|info|debug|trace, default info; the
 config's log_format = \"json\" gives one JSON object a line). Metrics are served
@@ -50,6 +51,10 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,
     },
+    /// Remove vinetd's kernel hooks (its nftables table `inet vinet` and its
+    /// iptables NFQUEUE rules), which outlive vinetd so that its down-behaviour
+    /// holds while it is down. Run it when the router stops running vinet.
+    Unhook,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +75,19 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("vinetd ctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(Cmd::Unhook) = &args.cmd {
+        return match vinet_router::live::hooks::remove() {
+            Ok(()) => {
+                println!("removed vinetd's kernel hooks: table inet vinet, and its iptables NFQUEUE rules");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vinetd unhook: {e}");
                 ExitCode::from(1)
             }
         };

@@ -1,59 +1,64 @@
-//! The packet path of `vinetd`: one thread that owns the [`Runner`] (window
-//! and dispatch table), reads packets, runs windows and gives verdicts.
+//! The packet path of `vinetd`: lanes, each a thread that owns a
+//! [`Runner`] (window and dispatch table), reads packets from its own
+//! NFQUEUE queue in batches, and gives its verdicts in batches.
+//!
+//! - **Packet-local lanes** (`[live] threads` of them) run the clients all
+//!   of whose programs are packet-local (the firewall, a worm blocker that
+//!   filters by source): each batch read is a window of its own, decided at
+//!   once, so a packet waits for nothing but its own batch. The kernel
+//!   spreads their traffic over the lanes by flow (`--queue-balance`).
+//! - **The windowed lane** runs the clients with a program that reads a
+//!   window (the spam filter, counts, GENERATE): a window closes at W
+//!   packets or `window_millis` after its first packet, which is the
+//!   deadline of its verdicts.
+//! - A client whose destination overlaps a windowed client's (an end user
+//!   inside an edge router's prefix) runs in the windowed lane too, so that
+//!   every program whose client a packet belongs to sees it.
 //!
 //! **Architecture Invariant:** nothing on the admission side ever holds a
-//! lock the packet path needs. Admissions prepare a program (checked, bound,
-//! validated) and send an [`Command`] over a channel; the packet thread
-//! applies pending commands between packets and windows, and acknowledges
-//! installs so that "admitted" means "running". Statistics flow back as a
-//! [`Snapshot`] the thread publishes a few times a second.
+//! lock a lane needs. Admissions prepare a program (checked, bound,
+//! validated) and hand it to [`PacketPath::install`], which sends it to its
+//! lane and waits for the lane's acknowledgement, then puts the client's
+//! destination in the kernel's set (`hooks.rs`), so that "admitted" means
+//! "running": the first packet the kernel queues for it meets it.
 //!
-//! Sources: [`LiveSource::Nfqueue`] (Linux: the packets an iptables
-//! `NFQUEUE` rule hands over; see `nfqueue.rs`), or [`LiveSource::None`] (no
-//! live traffic: the thread only keeps the dispatch table, for routers under
-//! test or fed otherwise; offline captures go through `vinetc run`).
-//!
-//! A window closes at W packets or T ms after its first packet, whichever
-//! first; then every packet of the window gets its verdict (accept, or drop
-//! when a program discarded it), and generated packets leave through a raw
-//! socket toward their destination. Sources dropped for everyone (the
-//! paper's alert rule) are dropped before they enter a window.
+//! Sources: [`LiveSource::Nfqueue`] (Linux: packets vinetd's own hooks
+//! queue; see `nfqueue.rs` and `hooks.rs`), or [`LiveSource::None`] (no live
+//! traffic: the lanes only keep their dispatch tables, for routers under
+//! test or fed otherwise; offline captures go through `vinetc run`). No lane
+//! takes a packet before [`PacketPath::go_live`], which the daemon calls
+//! once every stored lease is installed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vinet_engine::dispatch::{InstallId, ProgramStats};
+use vinet_checker::netmask;
+use vinet_checker::policy::ClientKind;
+use vinet_engine::dispatch::{Dest, InstallId, ProgramStats};
 use vinet_engine::runner::{Runner, RunnerStats};
 use vinet_engine::vm::{Binding, Program};
 use vinet_engine::window::{FrameMeta, Sink, WindowConfig};
 
 #[cfg(target_os = "linux")]
+pub mod hooks;
+#[cfg(target_os = "linux")]
 pub mod nfqueue;
 pub mod rawsock;
 
-/// What the admission side asks of the packet path.
-pub enum Command {
+/// What the admission side asks of a lane.
+enum Command {
     /// Install a prepared program for a lease; the ack says whether it runs.
-    Install {
-        /// The lease.
-        lease: u64,
-        /// The program (made from a `Checked`).
-        program: Arc<Program>,
-        /// THIS_IP / THIS_SUBNET_IP from the identity, and parameter values.
-        binding: Binding,
-        /// Where to acknowledge.
-        ack: Sender<Result<(), String>>,
-    },
-    /// Remove a lease's installation.
-    Remove {
-        /// The lease.
-        lease: u64,
-    },
+    Install { lease: u64, program: Arc<Program>, binding: Binding, ack: Sender<Result<(), String>> },
+    /// Remove a lease's installation; its last counters go to `ack`.
+    Remove { lease: u64, ack: Option<Sender<Option<ProgramStats>>> },
     /// The sources dropped for everyone.
-    Block(BTreeSet<u32>),
+    Block(HashSet<u32>),
+    /// Bind the lane's queue: packets start to flow.
+    #[cfg(target_os = "linux")]
+    Bind { queue_full_accept: bool, ack: Sender<Result<(), String>> },
     /// Stop the thread (after the current window).
     Stop,
 }
@@ -73,105 +78,491 @@ pub struct Snapshot {
     pub generated_failed: u64,
     /// Verdicts the kernel refused.
     pub verdict_errors: u64,
-    /// Packets received from the source.
+    /// Packets received from the kernel.
     pub received: u64,
+    /// Netlink messages from the queue that were not whole packets.
+    pub malformed: u64,
+    /// Read batches (a packet-local lane decides each as a window).
+    pub batches: u64,
+}
+
+impl Snapshot {
+    fn add(&mut self, o: &Snapshot) {
+        let (a, b) = (&mut self.router, &o.router);
+        a.frames_in += b.frames_in;
+        a.packets_in += b.packets_in;
+        a.forwarded += b.forwarded;
+        a.discarded += b.discarded;
+        a.generated += b.generated;
+        a.unparsed += b.unparsed;
+        a.not_ipv4 += b.not_ipv4;
+        a.windows += b.windows;
+        a.runs += b.runs;
+        a.faults += b.faults;
+        for (&l, p) in &o.programs {
+            let e = self.programs.entry(l).or_default();
+            *e = merge(*e, *p);
+        }
+        self.blocked_dropped += o.blocked_dropped;
+        self.generated_sent += o.generated_sent;
+        self.generated_failed += o.generated_failed;
+        self.verdict_errors += o.verdict_errors;
+        self.received += o.received;
+        self.malformed += o.malformed;
+        self.batches += o.batches;
+    }
+}
+
+/// The counters of one installation run in two places (lanes, or before
+/// and after a move).
+fn merge(a: ProgramStats, b: ProgramStats) -> ProgramStats {
+    ProgramStats {
+        windows: a.windows + b.windows,
+        packets_in: a.packets_in + b.packets_in,
+        discarded: a.discarded + b.discarded,
+        total_cost: a.total_cost + b.total_cost,
+        max_cost: a.max_cost.max(b.max_cost),
+        generated: a.generated + b.generated,
+        faults: a.faults + b.faults,
+        certified: a.certified.max(b.certified),
+    }
 }
 
 /// Where live packets come from.
 pub enum LiveSource {
     /// None: only commands.
     None,
-    /// An NFQUEUE queue.
+    /// NFQUEUE queues.
     #[cfg(target_os = "linux")]
-    Nfqueue(nfqueue::NfQueue),
+    Nfqueue(NfqueueSource),
 }
 
-/// The running packet path.
-pub struct PacketPath {
+/// The NFQUEUE side of the config.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Debug)]
+pub struct NfqueueSource {
+    /// Queues and down-behaviour of the hooks.
+    pub hooks: hooks::HookConfig,
+    /// vinetd installs its hooks (else the operator queues every packet to
+    /// `hooks.first_queue`, read by one windowed lane).
+    pub manage_hooks: bool,
+    /// While a queue is full, the kernel lets packets pass.
+    pub queue_full_accept: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LaneKind {
+    Local,
+    Window,
+}
+
+struct LaneHandle {
+    kind: LaneKind,
     tx: Sender<Command>,
+    #[cfg(unix)]
+    wake: std::os::unix::net::UnixDatagram,
     snapshot: Arc<Mutex<Snapshot>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for PacketPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PacketPath").finish_non_exhaustive()
+impl LaneHandle {
+    fn send(&self, c: Command) -> bool {
+        let ok = self.tx.send(c).is_ok();
+        #[cfg(unix)]
+        let _ = self.wake.send(&[1]);
+        ok
     }
 }
 
-/// How long an install may wait for the packet thread.
-const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// One installation as the packet path places it.
+struct Entry {
+    program: Arc<Program>,
+    binding: Binding,
+    dest: Dest,
+    local: bool,
+    lane: LaneKind,
+}
 
-impl PacketPath {
-    /// Start the packet thread.
-    pub fn start(cfg: WindowConfig, source: LiveSource) -> std::io::Result<PacketPath> {
-        let (tx, rx) = mpsc::channel();
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let snap = Arc::clone(&snapshot);
-        let raw = match source {
-            LiveSource::None => None,
-            #[cfg(target_os = "linux")]
-            LiveSource::Nfqueue(_) => Some(rawsock::RawSender::open()?),
-        };
-        let thread = std::thread::Builder::new().name("vinet-packets".into()).spawn(move || {
-            let mut p = Path {
-                router: Runner::new(cfg),
-                installs: HashMap::new(),
-                blocked: BTreeSet::new(),
-                snap,
-                stats: Snapshot::default(),
-                raw,
-                last_publish: Instant::now(),
-            };
-            match source {
-                LiveSource::None => p.run_idle(rx),
-                #[cfg(target_os = "linux")]
-                LiveSource::Nfqueue(q) => p.run_nfqueue(rx, q),
-            }
-        })?;
-        Ok(PacketPath { tx, snapshot, thread: Some(thread) })
+fn overlaps(a: Dest, b: Dest) -> bool {
+    let (an, al) = match a {
+        Dest::Exact(x) => (x, 32),
+        Dest::Prefix(n, l) => (n, l),
+    };
+    let (bn, bl) = match b {
+        Dest::Exact(x) => (x, 32),
+        Dest::Prefix(n, l) => (n, l),
+    };
+    let m = netmask(al.min(bl));
+    an & m == bn & m
+}
+
+/// Which lane runs what, and the kernel's sets.
+struct Placement {
+    entries: HashMap<u64, Entry>,
+    /// Counters of installations that moved lanes, from the lane they left.
+    carried: HashMap<u64, ProgramStats>,
+    blocked: BTreeSet<u32>,
+    #[cfg(target_os = "linux")]
+    hooks: hooks::Hooks,
+    /// Whether lanes of both kinds exist (else everything is windowed).
+    split: bool,
+}
+
+impl Placement {
+    /// The lane an entry belongs in: packet-local, unless it or a client
+    /// whose destination overlaps its own reads windows.
+    fn lane_of(&self, lease: u64, dest: Dest, local: bool) -> LaneKind {
+        if !self.split || !local {
+            return LaneKind::Window;
+        }
+        let windowed = self.entries.iter().any(|(&l, e)| l != lease && !e.local && overlaps(e.dest, dest));
+        if windowed {
+            LaneKind::Window
+        } else {
+            LaneKind::Local
+        }
     }
 
-    /// Install, and wait until the packet thread runs it.
+    #[cfg(target_os = "linux")]
+    fn sets(&self) -> (BTreeSet<(u32, u8)>, BTreeSet<(u32, u8)>, BTreeSet<(u32, u8)>) {
+        let of = |k: LaneKind| hooks::minimal(self.entries.values().filter(|e| e.lane == k).map(|e| e.dest));
+        (of(LaneKind::Local), of(LaneKind::Window), self.blocked.iter().map(|&s| (s, 32)).collect())
+    }
+}
+
+/// The running packet path.
+pub struct PacketPath {
+    lanes: Vec<LaneHandle>,
+    placement: Mutex<Placement>,
+    #[cfg(target_os = "linux")]
+    nfqueue: Option<NfqueueSource>,
+}
+
+impl std::fmt::Debug for PacketPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketPath").field("lanes", &self.lanes.len()).finish_non_exhaustive()
+    }
+}
+
+/// How long an install may wait for a lane.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a lane publishes its counters while packets flow.
+const PUBLISH: Duration = Duration::from_millis(100);
+
+/// Where an edge-router or end-user program's bucket is, as the dispatch
+/// table keys it.
+fn dest_of(program: &Program, binding: &Binding) -> Result<Dest, String> {
+    match program.client_kind() {
+        ClientKind::EndUser => Ok(Dest::Exact(binding.this_ip)),
+        ClientKind::EdgeRouter => {
+            let (net, len) = binding.this_subnet.ok_or("an edge-router program needs THIS_SUBNET_IP")?;
+            Ok(Dest::Prefix(net, len.min(32)))
+        }
+    }
+}
+
+impl PacketPath {
+    /// Start the lanes (their queues opened, not bound).
+    pub fn start(cfg: WindowConfig, source: LiveSource) -> std::io::Result<PacketPath> {
+        let mut lanes = vec![];
+        #[cfg(target_os = "linux")]
+        let mut nfq_cfg = None;
+        let plan: Vec<(LaneKind, Option<u16>)> = match &source {
+            LiveSource::None => vec![(LaneKind::Local, None), (LaneKind::Window, None)],
+            #[cfg(target_os = "linux")]
+            LiveSource::Nfqueue(n) => {
+                nfq_cfg = Some(n.clone());
+                if n.manage_hooks {
+                    let mut v: Vec<_> = (0..n.hooks.local_lanes.max(1)).map(|i| (LaneKind::Local, Some(n.hooks.first_queue + i))).collect();
+                    v.push((LaneKind::Window, Some(n.hooks.window_queue())));
+                    v
+                } else {
+                    vec![(LaneKind::Window, Some(n.hooks.first_queue))]
+                }
+            }
+        };
+        let split = plan.iter().any(|p| p.0 == LaneKind::Local);
+        for (i, (kind, queue)) in plan.into_iter().enumerate() {
+            #[cfg(target_os = "linux")]
+            let q = queue.map(nfqueue::NfQueue::open).transpose()?;
+            #[cfg(not(target_os = "linux"))]
+            let _ = queue;
+            let raw = match queue {
+                Some(_) => Some(rawsock::RawSender::open()?),
+                None => None,
+            };
+            let (tx, rx) = mpsc::channel();
+            #[cfg(unix)]
+            let (wake, wake_rx) = std::os::unix::net::UnixDatagram::pair()?;
+            #[cfg(unix)]
+            wake_rx.set_nonblocking(true)?;
+            let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+            let snap = Arc::clone(&snapshot);
+            let thread = std::thread::Builder::new().name(format!("vinet-lane{i}")).spawn(move || {
+                let mut lane = Lane {
+                    kind,
+                    runner: Runner::new(cfg),
+                    installs: HashMap::new(),
+                    blocked: HashSet::new(),
+                    snap,
+                    stats: Snapshot::default(),
+                    raw,
+                    last_publish: Instant::now(),
+                    dirty: false,
+                };
+                #[cfg(target_os = "linux")]
+                if let Some(q) = q {
+                    lane.run_nfqueue(rx, q, wake_rx);
+                    return;
+                }
+                lane.run_idle(rx);
+            })?;
+            lanes.push(LaneHandle {
+                kind,
+                tx,
+                #[cfg(unix)]
+                wake,
+                snapshot,
+                thread: Some(thread),
+            });
+        }
+        let placement = Placement {
+            entries: HashMap::new(),
+            carried: HashMap::new(),
+            blocked: BTreeSet::new(),
+            #[cfg(target_os = "linux")]
+            hooks: hooks::Hooks::unmanaged(),
+            split,
+        };
+        Ok(PacketPath {
+            lanes,
+            placement: Mutex::new(placement),
+            #[cfg(target_os = "linux")]
+            nfqueue: nfq_cfg,
+        })
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        self.placement.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Install on every lane of `kind` and wait for their acks.
+    fn install_on(&self, kind: LaneKind, lease: u64, program: &Arc<Program>, binding: &Binding) -> Result<(), String> {
+        let mut acks = vec![];
+        for l in self.lanes.iter().filter(|l| l.kind == kind) {
+            let (ack, rx) = mpsc::channel();
+            if !l.send(Command::Install { lease, program: Arc::clone(program), binding: binding.clone(), ack }) {
+                return Err("the packet path has stopped".into());
+            }
+            acks.push(rx);
+        }
+        let mut result = Ok(());
+        for rx in acks {
+            let r = rx.recv_timeout(ACK_TIMEOUT).map_err(|_| "the packet path did not answer".to_string()).and_then(|r| r);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        if result.is_err() {
+            self.remove_from(kind, lease);
+        }
+        result
+    }
+
+    /// Remove from every lane of `kind`; their last counters, merged.
+    fn remove_from(&self, kind: LaneKind, lease: u64) -> Option<ProgramStats> {
+        let mut acks = vec![];
+        for l in self.lanes.iter().filter(|l| l.kind == kind) {
+            let (ack, rx) = mpsc::channel();
+            if l.send(Command::Remove { lease, ack: Some(ack) }) {
+                acks.push(rx);
+            }
+        }
+        acks.into_iter().filter_map(|rx| rx.recv_timeout(ACK_TIMEOUT).ok().flatten()).reduce(merge)
+    }
+
+    /// Bring the kernel's sets in step with the placement.
+    fn sync_hooks(&self, p: &mut Placement) -> Result<(), String> {
+        #[cfg(target_os = "linux")]
+        {
+            let (local, window, blocked) = p.sets();
+            p.hooks.update(Some(local), Some(window), Some(blocked))?;
+        }
+        let _ = p;
+        Ok(())
+    }
+
+    /// Install, and wait until the lane runs it and the kernel sends its
+    /// client's packets there.
     pub fn install(&self, lease: u64, program: Arc<Program>, binding: Binding) -> Result<(), String> {
-        let (ack, rx) = mpsc::channel();
-        self.tx.send(Command::Install { lease, program, binding, ack }).map_err(|_| "the packet path has stopped".to_string())?;
-        rx.recv_timeout(ACK_TIMEOUT).map_err(|_| "the packet path did not answer".to_string())?
+        let dest = dest_of(&program, &binding)?;
+        let local = program.instantiate(&binding.params).map_err(|e| e.to_string())?.is_packet_local();
+        let mut p = self.placement();
+        let lane = p.lane_of(lease, dest, local);
+        self.install_on(lane, lease, &program, &binding)?;
+        // A windowed program pulls the packet-local clients it overlaps into
+        // the windowed lane: installed there first, moved in the kernel's
+        // sets, then removed from where they were.
+        let moving: Vec<u64> = if local {
+            vec![]
+        } else {
+            p.entries.iter().filter(|(_, e)| e.lane == LaneKind::Local && overlaps(e.dest, dest)).map(|(&l, _)| l).collect()
+        };
+        let mut moved = vec![];
+        for l in moving {
+            let e = &p.entries[&l];
+            if self.install_on(LaneKind::Window, l, &e.program, &e.binding).is_ok() {
+                moved.push(l);
+            }
+        }
+        for l in &moved {
+            if let Some(e) = p.entries.get_mut(l) {
+                e.lane = LaneKind::Window;
+            }
+        }
+        let old = p.entries.insert(lease, Entry { program, binding, dest, local, lane });
+        let synced = self.sync_hooks(&mut p);
+        for l in moved {
+            if let Some(s) = self.remove_from(LaneKind::Local, l) {
+                let c = p.carried.entry(l).or_default();
+                *c = merge(*c, s);
+            }
+        }
+        if let Some(o) = old.filter(|o| o.lane != lane) {
+            self.remove_from(o.lane, lease);
+        }
+        synced
     }
 
     /// Remove a lease's program.
     pub fn remove(&self, lease: u64) {
-        let _ = self.tx.send(Command::Remove { lease });
+        let mut p = self.placement();
+        let Some(e) = p.entries.remove(&lease) else { return };
+        p.carried.remove(&lease);
+        // Out of the kernel's sets first: nothing is queued for it after.
+        if let Err(err) = self.sync_hooks(&mut p) {
+            tracing::error!(error = %err, "cannot update vinetd's kernel sets");
+        }
+        self.remove_from(e.lane, lease);
+        // Clients it held in the windowed lane may go back to a packet-local one.
+        if !e.local {
+            let back: Vec<u64> = p
+                .entries
+                .iter()
+                .filter(|(&l, x)| x.lane == LaneKind::Window && x.local && overlaps(x.dest, e.dest) && p.lane_of(l, x.dest, true) == LaneKind::Local)
+                .map(|(&l, _)| l)
+                .collect();
+            let mut moved = vec![];
+            for l in back {
+                let x = &p.entries[&l];
+                if self.install_on(LaneKind::Local, l, &x.program, &x.binding).is_ok() {
+                    moved.push(l);
+                }
+            }
+            for l in &moved {
+                if let Some(x) = p.entries.get_mut(l) {
+                    x.lane = LaneKind::Local;
+                }
+            }
+            if let Err(err) = self.sync_hooks(&mut p) {
+                tracing::error!(error = %err, "cannot update vinetd's kernel sets");
+            }
+            for l in moved {
+                if let Some(s) = self.remove_from(LaneKind::Window, l) {
+                    let c = p.carried.entry(l).or_default();
+                    *c = merge(*c, s);
+                }
+            }
+        }
     }
 
-    /// Set the sources dropped for everyone.
+    /// Set the sources dropped for everyone (in the kernel's set, and in
+    /// every lane for packets that reach it anyway).
     pub fn block(&self, sources: BTreeSet<u32>) {
-        let _ = self.tx.send(Command::Block(sources));
+        let mut p = self.placement();
+        p.blocked = sources.clone();
+        if let Err(err) = self.sync_hooks(&mut p) {
+            tracing::error!(error = %err, "cannot update vinetd's kernel sets");
+        }
+        let set: HashSet<u32> = sources.into_iter().collect();
+        for l in &self.lanes {
+            l.send(Command::Block(set.clone()));
+        }
     }
 
-    /// The latest counters.
+    /// Start taking traffic: install the kernel hooks (when vinetd manages
+    /// them) with every installed client in its set, then bind the queues.
+    /// Until this returns, the hooks' down-behaviour applies.
+    pub fn go_live(&self) -> Result<(), String> {
+        #[cfg(target_os = "linux")]
+        if let Some(n) = &self.nfqueue {
+            let mut p = self.placement();
+            if n.manage_hooks {
+                let (local, window, blocked) = p.sets();
+                p.hooks = hooks::Hooks::install(n.hooks.clone(), local, window, blocked)?;
+            }
+            drop(p);
+            let mut acks = vec![];
+            for l in &self.lanes {
+                let (ack, rx) = mpsc::channel();
+                l.send(Command::Bind { queue_full_accept: n.queue_full_accept, ack });
+                acks.push(rx);
+            }
+            for rx in acks {
+                rx.recv_timeout(ACK_TIMEOUT).map_err(|_| "a lane did not answer".to_string())??;
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest counters, over every lane.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut s = Snapshot::default();
+        for l in &self.lanes {
+            if let Ok(x) = l.snapshot.lock() {
+                s.add(&x);
+            }
+        }
+        let p = self.placement();
+        for (lease, c) in &p.carried {
+            if let Some(e) = s.programs.get_mut(lease) {
+                *e = merge(*e, *c);
+            }
+        }
+        s
+    }
+
+    /// The lanes: (packet-local, windowed).
+    pub fn lanes(&self) -> (usize, usize) {
+        let local = self.lanes.iter().filter(|l| l.kind == LaneKind::Local).count();
+        (local, self.lanes.len() - local)
     }
 }
 
 impl Drop for PacketPath {
     fn drop(&mut self) {
-        let _ = self.tx.send(Command::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        for l in &self.lanes {
+            l.send(Command::Stop);
+        }
+        for l in &mut self.lanes {
+            if let Some(t) = l.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }
 
-struct Path {
-    router: Runner,
+struct Lane {
+    kind: LaneKind,
+    runner: Runner,
     installs: HashMap<u64, InstallId>,
-    blocked: BTreeSet<u32>,
+    blocked: HashSet<u32>,
     snap: Arc<Mutex<Snapshot>>,
     stats: Snapshot,
     raw: Option<rawsock::RawSender>,
     last_publish: Instant,
+    dirty: bool,
 }
 
 /// Collects a window's verdicts (in frame order) and generated packets.
@@ -193,36 +584,52 @@ impl Sink for Verdicts {
     }
 }
 
-impl Path {
-    /// Apply one command; false on Stop.
-    fn apply(&mut self, cmd: Command) -> bool {
+/// The IPv4 source of a packet, if it is IPv4.
+fn ipv4_source(data: &[u8]) -> Option<u32> {
+    (data.len() >= 20 && data[0] >> 4 == 4).then(|| u32::from_be_bytes([data[12], data[13], data[14], data[15]]))
+}
+
+impl Lane {
+    /// Apply one command; false on Stop. (`bind`: the lane's queue.)
+    fn apply(&mut self, cmd: Command, bind: &mut dyn FnMut(bool) -> Result<(), String>) -> bool {
         match cmd {
             Command::Install { lease, program, binding, ack } => {
-                let r = self.router.dispatch_mut().install_program(program, &binding).map(|id| {
+                if let Some(id) = self.installs.remove(&lease) {
+                    self.runner.dispatch_mut().remove(id);
+                }
+                let r = self.runner.dispatch_mut().install_program(program, &binding).map(|id| {
                     self.installs.insert(lease, id);
                 });
                 let _ = ack.send(r.map_err(|e| e.to_string()));
             }
-            Command::Remove { lease } => {
-                if let Some(id) = self.installs.remove(&lease) {
-                    self.router.dispatch_mut().remove(id);
-                    self.stats.programs.remove(&lease);
+            Command::Remove { lease, ack } => {
+                let stats = self.installs.remove(&lease).and_then(|id| self.runner.dispatch_mut().remove(id));
+                self.stats.programs.remove(&lease);
+                if let Some(a) = ack {
+                    let _ = a.send(stats);
                 }
             }
             Command::Block(s) => self.blocked = s,
+            #[cfg(target_os = "linux")]
+            Command::Bind { queue_full_accept, ack } => {
+                let _ = ack.send(bind(queue_full_accept));
+            }
             Command::Stop => return false,
         }
-        self.publish(false);
+        let _ = bind;
+        self.dirty = true;
+        self.publish(true);
         true
     }
 
     fn publish(&mut self, now: bool) {
-        if !now && self.last_publish.elapsed() < Duration::from_millis(100) {
+        if !now && (!self.dirty || self.last_publish.elapsed() < PUBLISH) {
             return;
         }
         self.last_publish = Instant::now();
-        self.stats.router = self.router.stats();
-        let d = self.router.dispatch();
+        self.dirty = false;
+        self.stats.router = self.runner.stats();
+        let d = self.runner.dispatch();
         self.stats.programs = self.installs.iter().filter_map(|(&l, &id)| d.stats(id).map(|s| (l, s))).collect();
         if let Ok(mut s) = self.snap.lock() {
             *s = self.stats.clone();
@@ -230,10 +637,11 @@ impl Path {
     }
 
     fn run_idle(&mut self, rx: Receiver<Command>) {
+        let mut no_bind = |_| Err("this packet path has no queue".to_string());
         loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
+            match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(cmd) => {
-                    if !self.apply(cmd) {
+                    if !self.apply(cmd, &mut no_bind) {
                         return;
                     }
                 }
@@ -253,21 +661,25 @@ impl Path {
     }
 
     #[cfg(target_os = "linux")]
-    fn run_nfqueue(&mut self, rx: Receiver<Command>, mut q: nfqueue::NfQueue) {
+    fn run_nfqueue(&mut self, rx: Receiver<Command>, mut q: nfqueue::NfQueue, wake: std::os::unix::net::UnixDatagram) {
+        use std::os::fd::AsRawFd;
         use vinet_engine::packet::LinkType;
         use vinet_engine::pcap::Frame;
-        let t = Duration::from_millis(self.router.config().millis.max(1));
-        let mut pending: std::collections::VecDeque<nfqueue::Msg> = std::collections::VecDeque::new();
+        let t = Duration::from_millis(self.runner.config().millis.max(1));
+        let mut pending: VecDeque<u32> = VecDeque::new();
         let mut opened: Option<Instant> = None;
         let mut v = Verdicts::default();
+        let mut batch = Vec::with_capacity(nfqueue::BATCH);
         let epoch = Instant::now();
         let wall0 = wall_ns();
+        let mut drain = [0u8; 64];
         loop {
             loop {
                 match rx.try_recv() {
                     Ok(cmd) => {
-                        if !self.apply(cmd) {
-                            self.router.flush(&mut v);
+                        let mut bind = |accept: bool| q.bind(accept).map_err(|e| format!("cannot bind NFQUEUE {}: {e}", q.num()));
+                        if !self.apply(cmd, &mut bind) {
+                            self.runner.flush(&mut v);
                             self.verdicts(&mut q, &mut pending, &mut v);
                             return;
                         }
@@ -277,65 +689,91 @@ impl Path {
                 }
             }
             // Close a window whose time is up.
-            if let Some(o) = opened {
-                if o.elapsed() >= t {
-                    self.router.flush(&mut v);
-                    self.verdicts(&mut q, &mut pending, &mut v);
-                    opened = None;
-                }
+            if opened.is_some_and(|o| o.elapsed() >= t) {
+                self.runner.flush(&mut v);
+                self.verdicts(&mut q, &mut pending, &mut v);
+                opened = None;
             }
-            let wait = match opened {
-                Some(o) => t.saturating_sub(o.elapsed()),
-                // Idle: come back soon for commands (an install waits for its ack).
-                None => Duration::from_millis(2),
-            };
-            match q.recv(wait) {
-                Ok(Some(msg)) => {
-                    self.stats.received += 1;
-                    let data = msg.payload();
-                    let src = (data.len() >= 20 && data[0] >> 4 == 4).then(|| u32::from_be_bytes([data[12], data[13], data[14], data[15]]));
-                    if src.is_some_and(|s| self.blocked.contains(&s)) {
-                        self.stats.blocked_dropped += 1;
-                        if q.verdict(msg, false).is_err() {
-                            self.stats.verdict_errors += 1;
-                        }
-                        continue;
-                    }
-                    let ts_ns = wall0 + epoch.elapsed().as_nanos() as u64;
-                    let orig_len = u32::try_from(msg.original_len()).unwrap_or(u32::MAX);
-                    let frame = Frame { link: LinkType::Raw, ts_ns, orig_len, data: msg.payload() };
-                    // The router may close the previous window (T elapsed in
-                    // packet time) before taking this frame: the verdicts
-                    // gathered are for the oldest pending messages.
-                    self.router.push(frame, &mut v);
-                    pending.push_back(msg);
-                    let closed = !v.accept.is_empty();
-                    if closed {
-                        self.verdicts(&mut q, &mut pending, &mut v);
-                    }
-                    // A window is open while messages wait; it began with this
-                    // packet if the router just closed the previous one.
-                    opened = match (pending.is_empty(), closed, opened) {
-                        (true, _, _) => None,
-                        (false, true, _) | (false, false, None) => Some(Instant::now()),
-                        (false, false, o) => o,
-                    };
-                }
-                Ok(None) => {}
+            // Asleep until a packet, a command, the window's deadline, or the
+            // next publication of counters that changed.
+            let mut timeout = opened.map(|o| t.saturating_sub(o.elapsed()));
+            if self.dirty {
+                let p = PUBLISH.saturating_sub(self.last_publish.elapsed());
+                timeout = Some(timeout.map_or(p, |x| x.min(p)));
+            }
+            match q.wait(wake.as_raw_fd(), timeout) {
+                Ok(true) => while wake.recv(&mut drain).is_ok() {},
+                Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "NFQUEUE receive failed");
+                    tracing::error!(error = %e, "waiting on NFQUEUE failed");
                     std::thread::sleep(Duration::from_millis(10));
                 }
+            }
+            if let Err(e) = q.recv_batch(&mut batch) {
+                tracing::error!(error = %e, "NFQUEUE receive failed");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            if batch.is_empty() {
+                self.publish(false);
+                continue;
+            }
+            self.dirty = true;
+            self.stats.batches += 1;
+            self.stats.malformed = q.malformed;
+            for m in &batch {
+                self.stats.received += 1;
+                let data = q.payload(m);
+                if ipv4_source(data).is_some_and(|s| self.blocked.contains(&s)) {
+                    self.stats.blocked_dropped += 1;
+                    if q.verdict(m.id, false).is_err() {
+                        self.stats.verdict_errors += 1;
+                    }
+                    continue;
+                }
+                let ts_ns = wall0 + epoch.elapsed().as_nanos() as u64;
+                // The runner may close the previous window (W reached, or T
+                // elapsed in packet time) before taking this frame: the
+                // verdicts gathered are for the oldest pending packets.
+                self.runner.push(Frame { link: LinkType::Raw, ts_ns, orig_len: m.original_len, data }, &mut v);
+                pending.push_back(m.id);
+                let closed = !v.accept.is_empty();
+                if closed {
+                    self.verdicts(&mut q, &mut pending, &mut v);
+                }
+                opened = match (pending.is_empty(), closed, opened) {
+                    (true, _, _) => None,
+                    (false, true, _) | (false, false, None) => Some(Instant::now()),
+                    (false, false, o) => o,
+                };
+            }
+            // A packet-local lane decides every batch at once.
+            if self.kind == LaneKind::Local && !pending.is_empty() {
+                self.runner.flush(&mut v);
+                self.verdicts(&mut q, &mut pending, &mut v);
+                opened = None;
             }
             self.publish(false);
         }
     }
 
+    /// A closed window's verdicts: its drops one by one, then one batch
+    /// verdict that accepts the rest (every packet up to its last id).
     #[cfg(target_os = "linux")]
-    fn verdicts(&mut self, q: &mut nfqueue::NfQueue, pending: &mut std::collections::VecDeque<nfqueue::Msg>, v: &mut Verdicts) {
+    fn verdicts(&mut self, q: &mut nfqueue::NfQueue, pending: &mut VecDeque<u32>, v: &mut Verdicts) {
+        let mut last = None;
+        let mut accepted = false;
         for accept in v.accept.drain(..) {
-            let Some(msg) = pending.pop_front() else { break };
-            if q.verdict(msg, accept).is_err() {
+            let Some(id) = pending.pop_front() else { break };
+            last = Some(id);
+            if accept {
+                accepted = true;
+            } else if q.verdict(id, false).is_err() {
+                self.stats.verdict_errors += 1;
+            }
+        }
+        if let (Some(id), true) = (last, accepted) {
+            if q.accept_through(id).is_err() {
                 self.stats.verdict_errors += 1;
             }
         }

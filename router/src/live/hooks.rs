@@ -1,0 +1,333 @@
+//! vinetd's own kernel hooks: an nftables table `inet vinet` and iptables
+//! NFQUEUE rules in the mangle table's FORWARD chain, written from the
+//! config and kept in step with the installed programs. Operators write no
+//! rule by hand.
+//!
+//! ```text
+//! table inet vinet {
+//!     set blocked4 { type ipv4_addr; flags interval; }   sources dropped for everyone
+//!     set window4  { type ipv4_addr; flags interval; }   destinations with a windowed program
+//!     set local4   { type ipv4_addr; flags interval; }   destinations whose programs are all packet-local
+//!     chain forward {
+//!         type filter hook forward priority mangle - 10; policy accept;
+//!         ct state untracked counter name untracked       (registers the kernel's defragmenter)
+//!         ip saddr @blocked4 counter name blocked drop
+//!         ip daddr @window4 meta mark set mark | WINDOW counter name window accept
+//!         ip daddr @local4 meta mark set mark | LOCAL counter name local accept
+//!         meta nfproto ipv6 counter name ipv6 [drop]
+//!     }
+//! }
+//! iptables -t mangle -A FORWARD -m mark --mark LOCAL/LOCAL -j NFQUEUE --queue-balance Q:Q+n-1 [--queue-bypass]
+//! iptables -t mangle -A FORWARD -m mark --mark WINDOW/WINDOW -j NFQUEUE --queue-num Q+n [--queue-bypass]
+//! ```
+//!
+//! - **The fast path.** A packet to a destination with no program matches
+//!   no set: it never leaves the kernel's forwarding path.
+//! - **Fragments.** The `ct` rule makes the kernel reassemble IPv4 and IPv6
+//!   fragments before the forward hook (its defragmenter, with its limits:
+//!   `net.ipv4.ipfrag_*`), so a program sees and decides whole datagrams,
+//!   and the kernel fragments them again on the way out.
+//! - **Down.** The hooks outlive vinetd: after a crash, a kill -9 or a stop,
+//!   packets to clients with programs meet a queue nobody reads, and the
+//!   kernel drops them (`down = "closed"`) or lets them pass (`"open"`,
+//!   iptables' `--queue-bypass`); blocked sources stay dropped either way.
+//!   `vinetd unhook` removes the hooks.
+//! - **Start.** vinetd installs every stored lease first, then replaces the
+//!   table in one nftables transaction, and only then binds its queues.
+//!
+//! nftables' own `queue` statement needs `nft_queue`, which not every kernel
+//! has (this one does not); iptables' NFQUEUE target works with both its
+//! back ends, hence the mark. The mangle table's FORWARD chain runs before
+//! the filter table's, so the operator's own filter rules still apply to
+//! what vinetd accepts.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use vinet_engine::dispatch::Dest;
+
+/// The mark bit of packets for the packet-local lanes.
+pub const LOCAL_MARK: u32 = 0x1000_0000;
+/// The mark bit of packets for the windowed lane.
+pub const WINDOW_MARK: u32 = 0x2000_0000;
+/// The comment on vinetd's iptables rules (how it finds its own).
+const COMMENT: &str = "vinetd";
+
+/// What the hooks are made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookConfig {
+    /// The first queue of the packet-local lanes.
+    pub first_queue: u16,
+    /// Packet-local lanes (queues `first_queue ..`); the windowed lane's
+    /// queue comes after them.
+    pub local_lanes: u16,
+    /// While vinetd is down, let packets to clients with programs pass.
+    pub down_open: bool,
+    /// Drop forwarded IPv6 (else forward it untouched); counted either way.
+    pub ipv6_drop: bool,
+}
+
+impl HookConfig {
+    /// The windowed lane's queue.
+    pub fn window_queue(&self) -> u16 {
+        self.first_queue + self.local_lanes
+    }
+
+    fn iptables_rules(&self) -> Vec<Vec<String>> {
+        let n = self.local_lanes.max(1);
+        let local = if n == 1 {
+            vec!["--queue-num".to_string(), self.first_queue.to_string()]
+        } else {
+            vec!["--queue-balance".to_string(), format!("{}:{}", self.first_queue, self.first_queue + n - 1)]
+        };
+        let window = vec!["--queue-num".to_string(), self.window_queue().to_string()];
+        [(LOCAL_MARK, local), (WINDOW_MARK, window)]
+            .into_iter()
+            .map(|(mark, target)| {
+                let mut r: Vec<String> = ["FORWARD", "-m", "mark", "--mark", &format!("0x{mark:x}/0x{mark:x}"), "-m", "comment", "--comment", COMMENT, "-j", "NFQUEUE"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                r.extend(target);
+                if self.down_open {
+                    r.push("--queue-bypass".into());
+                }
+                r
+            })
+            .collect()
+    }
+}
+
+/// The elements of an interval set: no element inside another (nftables
+/// refuses overlapping intervals), their union the union of `dests`.
+pub fn minimal(dests: impl IntoIterator<Item = Dest>) -> BTreeSet<(u32, u8)> {
+    let mut all: Vec<(u32, u8)> = dests
+        .into_iter()
+        .map(|d| match d {
+            Dest::Exact(a) => (a, 32),
+            Dest::Prefix(n, l) => (n & vinet_checker::netmask(l), l),
+        })
+        .collect();
+    // Shortest prefixes first: each later one is dropped if one kept holds it.
+    all.sort_by_key(|&(n, l)| (l, n));
+    let mut kept: BTreeSet<(u32, u8)> = BTreeSet::new();
+    let mut lens: BTreeSet<u8> = BTreeSet::new();
+    for (n, l) in all {
+        let covered = lens.iter().any(|&k| k <= l && kept.contains(&(n & vinet_checker::netmask(k), k)));
+        if !covered {
+            kept.insert((n, l));
+            lens.insert(l);
+        }
+    }
+    kept
+}
+
+fn element(&(n, l): &(u32, u8)) -> String {
+    let a = std::net::Ipv4Addr::from(n);
+    if l == 32 {
+        a.to_string()
+    } else {
+        format!("{a}/{l}")
+    }
+}
+
+fn elements(set: &BTreeSet<(u32, u8)>) -> String {
+    set.iter().map(element).collect::<Vec<_>>().join(", ")
+}
+
+/// Run `nft -f -` over `script` (one transaction: all of it or nothing).
+fn nft(script: &str) -> Result<(), String> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e} (vinetd installs its hooks with nftables: install the nftables package)"))?;
+    child.stdin.take().map(|mut i| i.write_all(script.as_bytes())).transpose().map_err(|e| format!("nft: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("nft refused vinetd's rules: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+fn iptables(args: &[String]) -> Result<String, String> {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", "mangle"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run iptables: {e} (vinetd queues packets with iptables' NFQUEUE target: install iptables)"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into())
+    } else {
+        Err(format!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// vinetd's iptables rules now in the kernel, as `-A ...` argument lists.
+fn installed_rules() -> Result<Vec<Vec<String>>, String> {
+    let text = iptables(&["-S".into(), "FORWARD".into()])?;
+    Ok(text
+        .lines()
+        .filter(|l| l.contains(&format!("--comment {COMMENT}")))
+        .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+        .collect())
+}
+
+/// The sets as the kernel holds them.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    cfg: Option<HookConfig>,
+    local: BTreeSet<(u32, u8)>,
+    window: BTreeSet<(u32, u8)>,
+    blocked: BTreeSet<(u32, u8)>,
+}
+
+impl Hooks {
+    /// Hooks that vinetd does not manage (none installed, every update a no-op).
+    pub fn unmanaged() -> Hooks {
+        Hooks::default()
+    }
+
+    /// Replace the table in one transaction with these sets, then make the
+    /// iptables rules those of `cfg` (new ones added before old ones go).
+    pub fn install(cfg: HookConfig, local: BTreeSet<(u32, u8)>, window: BTreeSet<(u32, u8)>, blocked: BTreeSet<(u32, u8)>) -> Result<Hooks, String> {
+        let set = |name: &str, s: &BTreeSet<(u32, u8)>| {
+            let els = if s.is_empty() { String::new() } else { format!(" elements = {{ {} }};", elements(s)) };
+            format!("    set {name} {{ type ipv4_addr; flags interval;{els} }}\n")
+        };
+        let script = format!(
+            "table inet vinet {{}}\ndelete table inet vinet\ntable inet vinet {{\n{}{}{}    counter untracked {{}}\n    counter blocked {{}}\n    counter window {{}}\n    counter local {{}}\n    counter ipv6 {{}}\n    chain forward {{\n        type filter hook forward priority mangle - 10; policy accept;\n        ct state untracked counter name untracked\n        ip saddr @blocked4 counter name blocked drop\n        ip daddr @window4 meta mark set mark | 0x{WINDOW_MARK:x} counter name window accept\n        ip daddr @local4 meta mark set mark | 0x{LOCAL_MARK:x} counter name local accept\n        meta nfproto ipv6 counter name ipv6 {}\n    }}\n}}\n",
+            set("blocked4", &blocked),
+            set("window4", &window),
+            set("local4", &local),
+            if cfg.ipv6_drop { "drop" } else { "accept" },
+        );
+        nft(&script)?;
+        let want = cfg.iptables_rules();
+        let have = installed_rules()?;
+        for r in want.iter().filter(|r| !have.contains(r)) {
+            let mut a = vec!["-A".to_string()];
+            a.extend(r.iter().cloned());
+            iptables(&a)?;
+        }
+        for r in have.iter().filter(|r| !want.contains(r)) {
+            let mut d = vec!["-D".to_string()];
+            d.extend(r.iter().cloned());
+            iptables(&d)?;
+        }
+        Ok(Hooks { cfg: Some(cfg), local, window, blocked })
+    }
+
+    /// Whether vinetd manages the hooks.
+    pub fn managed(&self) -> bool {
+        self.cfg.is_some()
+    }
+
+    /// Bring the sets to these contents, in one transaction.
+    pub fn update(
+        &mut self,
+        local: Option<BTreeSet<(u32, u8)>>,
+        window: Option<BTreeSet<(u32, u8)>>,
+        blocked: Option<BTreeSet<(u32, u8)>>,
+    ) -> Result<(), String> {
+        if self.cfg.is_none() {
+            return Ok(());
+        }
+        let mut script = String::new();
+        // Deletions first: the sets must never hold overlapping intervals.
+        let mut adds = String::new();
+        for (name, old, new) in [("local4", &self.local, &local), ("window4", &self.window, &window), ("blocked4", &self.blocked, &blocked)] {
+            let Some(new) = new else { continue };
+            let gone: BTreeSet<_> = old.difference(new).copied().collect();
+            let come: BTreeSet<_> = new.difference(old).copied().collect();
+            if !gone.is_empty() {
+                script.push_str(&format!("delete element inet vinet {name} {{ {} }}\n", elements(&gone)));
+            }
+            if !come.is_empty() {
+                adds.push_str(&format!("add element inet vinet {name} {{ {} }}\n", elements(&come)));
+            }
+        }
+        script.push_str(&adds);
+        if script.is_empty() {
+            return Ok(());
+        }
+        nft(&script)?;
+        if let Some(l) = local {
+            self.local = l;
+        }
+        if let Some(w) = window {
+            self.window = w;
+        }
+        if let Some(b) = blocked {
+            self.blocked = b;
+        }
+        Ok(())
+    }
+}
+
+/// Remove vinetd's hooks (`vinetd unhook`): its table and its iptables rules.
+pub fn remove() -> Result<(), String> {
+    nft("table inet vinet {}\ndelete table inet vinet\n")?;
+    for r in installed_rules()? {
+        let mut d = vec!["-D".to_string()];
+        d.extend(r);
+        iptables(&d)?;
+    }
+    Ok(())
+}
+
+/// The table's counters (packets): untracked, blocked, window, local, ipv6.
+pub fn counters() -> Option<Vec<(String, u64)>> {
+    let out = Command::new("nft").args(["-j", "list", "counters", "table", "inet", "vinet"]).stdin(Stdio::null()).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(
+        v["nftables"]
+            .as_array()?
+            .iter()
+            .filter_map(|o| {
+                let c = o.get("counter")?;
+                Some((c["name"].as_str()?.to_string(), c["packets"].as_u64()?))
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_sets_have_no_nested_elements() {
+        let m = minimal([
+            Dest::Exact(0x0a00_0302),
+            Dest::Prefix(0x0a00_0300, 24),
+            Dest::Exact(0x0a00_0402),
+            Dest::Prefix(0x0a00_0000, 16),
+            Dest::Exact(0x0b00_0001),
+            Dest::Exact(0x0b00_0001),
+        ]);
+        assert_eq!(m, BTreeSet::from([(0x0a00_0000, 16), (0x0b00_0001, 32)]));
+        assert_eq!(elements(&m), "10.0.0.0/16, 11.0.0.1");
+        assert!(minimal([]).is_empty());
+        // Host bits of a prefix are cleared.
+        assert_eq!(minimal([Dest::Prefix(0x0a00_0307, 24)]), BTreeSet::from([(0x0a00_0300, 24)]));
+    }
+
+    #[test]
+    fn rules_follow_the_config() {
+        let c = HookConfig { first_queue: 3, local_lanes: 2, down_open: false, ipv6_drop: false };
+        let r = c.iptables_rules();
+        assert_eq!(r[0].join(" "), "FORWARD -m mark --mark 0x10000000/0x10000000 -m comment --comment vinetd -j NFQUEUE --queue-balance 3:4");
+        assert_eq!(r[1].join(" "), "FORWARD -m mark --mark 0x20000000/0x20000000 -m comment --comment vinetd -j NFQUEUE --queue-num 5");
+        let open = HookConfig { local_lanes: 1, down_open: true, ..c };
+        assert!(open.iptables_rules()[0].join(" ").ends_with("--queue-num 3 --queue-bypass"));
+    }
+}
