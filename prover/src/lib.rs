@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod builder;
+pub mod cost_site;
 pub mod lemma_src;
 pub mod sexp;
 pub mod tactics;
@@ -227,45 +228,8 @@ fn cost_failures(module: &Module, policy: &Policy, vc: &vcgen::Vc) -> Vec<Failur
     if failing.is_empty() {
         return vec![];
     }
-    let at = dearest_statement(module, policy);
+    let at = cost_site::dearest_statement(module, policy);
     failing.into_iter().map(|(_, message, help)| Failure { at, message, notes: vec![], help: Some(help.to_string()) }).collect()
-}
-
-/// The top-level statement that adds the most to the complexity (where a
-/// cost diagnostic points): the complexity of each prefix of the program's
-/// top-level statements, differenced.
-fn dearest_statement(module: &Module, policy: &Policy) -> usize {
-    let mut starts = vec![];
-    let mut pc = 0;
-    while pc < module.code.len() {
-        starts.push(pc);
-        pc = vinet_checker::bytecode::blocks(&module.code, pc).1;
-    }
-    let mut best = (0, 0);
-    let mut before = 0;
-    for (i, &start) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).copied().unwrap_or(module.code.len());
-        let mut prefix = module.clone();
-        prefix.code.truncate(end);
-        prefix.lines.truncate(end);
-        let (gen, dis) = prefix.code.iter().fold((false, false), |(g, d), x| {
-            (
-                g || matches!(x, vinet_checker::bytecode::Insn::Generate { .. }),
-                d || matches!(x, vinet_checker::bytecode::Insn::Discard { .. }),
-            )
-        });
-        prefix.header.class = match (gen, dis) {
-            (true, _) => vinet_checker::bytecode::Class::Multicast,
-            (false, true) => vinet_checker::bytecode::Class::Filtering,
-            _ => prefix.header.class,
-        };
-        let Ok(vc) = vcgen::generate(&prefix, policy) else { break };
-        if vc.complexity - before.min(vc.complexity) > best.1 {
-            best = (start, vc.complexity - before);
-        }
-        before = vc.complexity;
-    }
-    best.0
 }
 
 /// The goal under `n` path antecedents.
