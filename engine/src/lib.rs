@@ -41,6 +41,7 @@ pub mod pcap;
 mod pcapng;
 pub mod policy_file;
 pub mod runner;
+pub mod stream;
 pub mod vm;
 pub mod window;
 

@@ -8,6 +8,7 @@
 //! current window at the end of input.
 
 use crate::dispatch::Dispatch;
+use crate::stream::{note_window, Streams};
 use crate::pcap::Frame;
 use crate::window::{FrameKind, FrameMeta, Sink, Window, WindowConfig};
 
@@ -82,6 +83,7 @@ pub struct Runner {
     window: Window,
     dispatch: Dispatch,
     stats: RunnerStats,
+    pub(crate) streams: Streams,
 }
 
 impl Runner {
@@ -89,7 +91,14 @@ impl Runner {
     /// `window_packets`: programs checked for smaller windows are refused at
     /// install).
     pub fn new(cfg: WindowConfig) -> Runner {
-        Runner { touch: 0, cfg, window: Window::new(), dispatch: Dispatch::new(cfg.packets), stats: RunnerStats::default() }
+        Runner {
+            touch: 0,
+            cfg,
+            window: Window::new(),
+            dispatch: Dispatch::new(cfg.packets),
+            stats: RunnerStats::default(),
+            streams: Streams::default(),
+        }
     }
 
     /// The dispatch table (install, remove, list).
@@ -191,6 +200,12 @@ impl Runner {
     fn close_with(&mut self, slab: &[u8], sink: &mut dyn Sink) {
         if self.window.frame_count() == 0 {
             return;
+        }
+        if self.dispatch.searches() {
+            // TCP flows to clients that search for words, across windows.
+            self.window.materialize();
+            let d = &self.dispatch;
+            note_window(&mut self.streams, &mut self.window, slab, &|dst, f| d.search_words(dst, f));
         }
         let rep = self.dispatch.run_window_with(&mut self.window, slab);
         self.stats.runs += u64::from(rep.runs);

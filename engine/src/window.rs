@@ -21,6 +21,7 @@
 //! window was filled from (enforced by the push methods, the only writers).
 
 use crate::packet::{parse_frame, LinkType, Parsed};
+use crate::stream::StreamNotes;
 
 /// When a window closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,8 +125,9 @@ impl Columns {
         col(&mut self.origin, &from.origin, perm);
     }
 
-    /// A view of rows `[start, end)` over payload arena `bytes`.
-    pub(crate) fn view<'a>(&'a self, bytes: &'a [u8], start: usize, end: usize) -> View<'a> {
+    /// A view of rows `[start, end)` over payload arena `bytes`, with the
+    /// window's stream notes.
+    pub(crate) fn view<'a>(&'a self, bytes: &'a [u8], notes: &'a StreamNotes, start: usize, end: usize) -> View<'a> {
         View {
             src: &self.src[start..end],
             dst: &self.dst[start..end],
@@ -137,6 +139,7 @@ impl Columns {
             pay_len: &self.pay_len[start..end],
             origin: &self.origin[start..end],
             bytes,
+            notes: (!notes.is_empty()).then_some(notes),
         }
     }
 }
@@ -156,6 +159,9 @@ pub struct View<'a> {
     pub(crate) pay_len: &'a [u32],
     pub(crate) origin: &'a [u32],
     pub(crate) bytes: &'a [u8],
+    /// What the router's stream tracker noted, by window packet (none for
+    /// views of caller-held columns, and for windows not run by a router).
+    pub(crate) notes: Option<&'a StreamNotes>,
 }
 
 /// Packet columns held by the caller, to make a [`View`] of (for packet
@@ -202,6 +208,7 @@ impl<'a> View<'a> {
             pay_len: c.pay_len,
             origin: c.origin,
             bytes: c.bytes,
+            notes: None,
         })
     }
 
@@ -246,6 +253,8 @@ pub struct Window {
     gen: Vec<(u32, u32)>,
     unparsed: u32,
     not_ipv4: u32,
+    /// The stream tracker's notes on this window's TCP packets.
+    pub(crate) notes: StreamNotes,
 }
 
 impl Window {
@@ -267,6 +276,7 @@ impl Window {
         self.gen.clear();
         self.unparsed = 0;
         self.not_ipv4 = 0;
+        self.notes.clear();
     }
 
     /// Whether a frame captured at `ts_ns` may join this window; if not, the
@@ -449,7 +459,7 @@ impl Window {
     /// The whole window as one view, the window's frames borrowed from `slab`.
     pub(crate) fn view_with<'a>(&'a self, slab: &'a [u8]) -> View<'a> {
         debug_assert!(self.pending.is_empty(), "a view of a window whose rows are not in its columns");
-        self.cols.view(self.bytes_with(slab), 0, self.cols.len())
+        self.cols.view(self.bytes_with(slab), &self.notes, 0, self.cols.len())
     }
 
     /// The bytes frame offsets refer to: the arena, or the slab.

@@ -235,6 +235,10 @@ pub struct Dispatch {
     rest: Vec<(u32, u32)>,
     /// Packet-local plans on small buckets (off only in tests, to compare).
     fast_paths: bool,
+    /// The instances that search for words, by destination (for the
+    /// router's stream tracker), and the prefix lengths among them.
+    searching: HashMap<Dest, Vec<Arc<Instance>>>,
+    searching_lens: Vec<u8>,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -275,6 +279,8 @@ impl Dispatch {
             direct: Vec::new(),
             rest: Vec::new(),
             fast_paths: true,
+            searching: HashMap::new(),
+            searching_lens: Vec::new(),
         }
     }
 
@@ -310,6 +316,10 @@ impl Dispatch {
         let fresh = program.instantiate(&binding.params)?;
         let ikey = (pkey, fresh.params().to_vec());
         let instance = Arc::clone(self.instances.entry(ikey).or_insert_with(|| Arc::new(fresh)));
+        if instance.searches() {
+            self.searching.entry(dest).or_default().push(Arc::clone(&instance));
+            self.refresh_searching_lens();
+        }
         let d = self.dest_slot(dest);
         let slot = match self.free_installs.pop() {
             Some(s) => s,
@@ -376,7 +386,17 @@ impl Dispatch {
             _ => return None,
         };
         self.fold(d);
+        let dest = self.dests[d].as_ref().map(|e| e.dest);
         let inst = self.installs.get_mut(id.slot as usize)?.take()?;
+        if let Some(list) = dest.and_then(|x| self.searching.get_mut(&x)) {
+            if let Some(k) = list.iter().position(|i| Arc::ptr_eq(i, &inst.instance)) {
+                list.swap_remove(k);
+            }
+            if list.is_empty() {
+                self.searching.retain(|_, l| !l.is_empty());
+                self.refresh_searching_lens();
+            }
+        }
         self.gens[id.slot as usize] = self.gens[id.slot as usize].wrapping_add(1);
         self.free_installs.push(id.slot);
         self.live -= 1;
@@ -485,6 +505,30 @@ impl Dispatch {
                 self.plans.release(old);
             } else {
                 self.plans.release(new);
+            }
+        }
+    }
+
+    fn refresh_searching_lens(&mut self) {
+        let mut lens: Vec<u8> = self.searching.keys().filter_map(|d| if let Dest::Prefix(_, l) = d { Some(*l) } else { None }).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        self.searching_lens = lens;
+    }
+
+    /// Whether any installation searches for words.
+    pub(crate) fn searches(&self) -> bool {
+        !self.searching.is_empty()
+    }
+
+    /// Call `f` on each search word of the programs whose clients packets
+    /// to `dst` belong to.
+    pub(crate) fn search_words(&self, dst: u32, f: &mut dyn FnMut(&memchr::memmem::Finder<'static>)) {
+        let exact = self.searching.get(&Dest::Exact(dst));
+        let prefixes = self.searching_lens.iter().filter_map(|&l| self.searching.get(&Dest::Prefix(dst & netmask(l), l)));
+        for list in exact.into_iter().chain(prefixes) {
+            for inst in list {
+                inst.search_words().for_each(&mut *f);
             }
         }
     }

@@ -164,7 +164,8 @@ impl Dispatch {
                     self.buckets.gather(cols, rows);
                     gathered = true;
                 }
-                let view = if identity { cols.view(bytes, 0, n) } else { self.buckets.view(bytes, 0, rows.len()) };
+                let notes = &window.notes;
+                let view = if identity { cols.view(bytes, notes, 0, n) } else { self.buckets.view(bytes, notes, 0, rows.len()) };
                 match inst.instance.run(inst.this, view, &mut self.machine) {
                     Ok(st) => {
                         Tally::run(rows.len(), &st).add_to(&mut inst.stats);

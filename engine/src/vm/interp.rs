@@ -431,8 +431,39 @@ impl Run<'_, '_> {
         };
         let mut found = false;
         for_each_bit(words, |pos| found = found || finder.find(v.payload(pos)).is_some());
-        if found || sv.bytes.len() < 2 {
-            return found;
+        if found {
+            return true;
+        }
+        // Across windows (SEMANTICS): a packet's flow held the word before
+        // it, or the word straddles the bytes before it and its payload.
+        if let Some(notes) = v.notes {
+            let h = crate::stream::word_hash(&sv.bytes);
+            let reach = sv.bytes.len() - 1;
+            for_each_bit(words, |pos| {
+                if found || v.proto[pos] != 6 {
+                    return;
+                }
+                let Some(p) = v.origin(pos) else { return };
+                if notes.held(p, h) {
+                    found = true;
+                    return;
+                }
+                let before = notes.before(p);
+                if before.is_empty() || reach == 0 {
+                    return;
+                }
+                let payload = v.payload(pos);
+                stream.clear();
+                stream.extend_from_slice(&before[before.len().saturating_sub(reach)..]);
+                stream.extend_from_slice(&payload[..payload.len().min(reach)]);
+                found = finder.find(stream).is_some();
+            });
+            if found {
+                return true;
+            }
+        }
+        if sv.bytes.len() < 2 {
+            return false;
         }
         // Across contiguous segments of one TCP flow (SEMANTICS): flows of
         // the TCP packets of S, members in arrival order, runs of continuing

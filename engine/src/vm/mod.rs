@@ -244,6 +244,8 @@ pub struct Program {
     const_finders: Vec<Option<Finder<'static>>>,
     snapshot: Vec<bool>,
     local: Option<LocalPlan>,
+    /// Whether it has a CONTAINS_STRING (its strings are search words).
+    searches: bool,
 }
 
 impl std::fmt::Debug for Program {
@@ -307,7 +309,9 @@ impl Program {
             })
             .collect();
         let local = LocalPlan::compile(&module, &policy.unit_costs);
+        let searches = code.iter().any(|i| matches!(i, Insn::ContainsString { .. }));
         Program {
+            searches,
             local,
             id,
             module,
@@ -412,6 +416,19 @@ impl Instance {
     /// Its parameter values.
     pub fn params(&self) -> &[Const] {
         &self.params
+    }
+
+    /// The search words of its CONTAINS_STRINGs (every string constant and
+    /// string parameter of a program that has one), for the router's stream
+    /// tracker.
+    pub(crate) fn search_words(&self) -> impl Iterator<Item = &Finder<'static>> + '_ {
+        let on = self.program.searches;
+        self.program.const_finders.iter().chain(self.param_finders.iter()).filter(move |_| on).flatten()
+    }
+
+    /// Whether it searches for words.
+    pub(crate) fn searches(&self) -> bool {
+        self.program.searches
     }
 
     /// Whether the program has a packet-local plan (see the module

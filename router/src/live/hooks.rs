@@ -47,6 +47,9 @@ use std::process::{Command, Stdio};
 
 use vinet_engine::dispatch::Dest;
 
+/// The elements of one of vinetd's nftables sets: (network, prefix length).
+pub type Elements = BTreeSet<(u32, u8)>;
+
 /// The mark bit of packets for the packet-local lanes.
 pub const LOCAL_MARK: u32 = 0x1000_0000;
 /// The mark bit of packets for the windowed lane.
@@ -101,7 +104,7 @@ impl HookConfig {
 
 /// The elements of an interval set: no element inside another (nftables
 /// refuses overlapping intervals), their union the union of `dests`.
-pub fn minimal(dests: impl IntoIterator<Item = Dest>) -> BTreeSet<(u32, u8)> {
+pub fn minimal(dests: impl IntoIterator<Item = Dest>) -> Elements {
     let mut all: Vec<(u32, u8)> = dests
         .into_iter()
         .map(|d| match d {
@@ -111,7 +114,7 @@ pub fn minimal(dests: impl IntoIterator<Item = Dest>) -> BTreeSet<(u32, u8)> {
         .collect();
     // Shortest prefixes first: each later one is dropped if one kept holds it.
     all.sort_by_key(|&(n, l)| (l, n));
-    let mut kept: BTreeSet<(u32, u8)> = BTreeSet::new();
+    let mut kept = Elements::new();
     let mut lens: BTreeSet<u8> = BTreeSet::new();
     for (n, l) in all {
         let covered = lens.iter().any(|&k| k <= l && kept.contains(&(n & vinet_checker::netmask(k), k)));
@@ -132,7 +135,7 @@ fn element(&(n, l): &(u32, u8)) -> String {
     }
 }
 
-fn elements(set: &BTreeSet<(u32, u8)>) -> String {
+fn elements(set: &Elements) -> String {
     set.iter().map(element).collect::<Vec<_>>().join(", ")
 }
 
@@ -182,9 +185,9 @@ fn installed_rules() -> Result<Vec<Vec<String>>, String> {
 #[derive(Debug, Default)]
 pub struct Hooks {
     cfg: Option<HookConfig>,
-    local: BTreeSet<(u32, u8)>,
-    window: BTreeSet<(u32, u8)>,
-    blocked: BTreeSet<(u32, u8)>,
+    local: Elements,
+    window: Elements,
+    blocked: Elements,
 }
 
 impl Hooks {
@@ -195,8 +198,8 @@ impl Hooks {
 
     /// Replace the table in one transaction with these sets, then make the
     /// iptables rules those of `cfg` (new ones added before old ones go).
-    pub fn install(cfg: HookConfig, local: BTreeSet<(u32, u8)>, window: BTreeSet<(u32, u8)>, blocked: BTreeSet<(u32, u8)>) -> Result<Hooks, String> {
-        let set = |name: &str, s: &BTreeSet<(u32, u8)>| {
+    pub fn install(cfg: HookConfig, local: Elements, window: Elements, blocked: Elements) -> Result<Hooks, String> {
+        let set = |name: &str, s: &Elements| {
             let els = if s.is_empty() { String::new() } else { format!(" elements = {{ {} }};", elements(s)) };
             format!("    set {name} {{ type ipv4_addr; flags interval;{els} }}\n")
         };
@@ -231,9 +234,9 @@ impl Hooks {
     /// Bring the sets to these contents, in one transaction.
     pub fn update(
         &mut self,
-        local: Option<BTreeSet<(u32, u8)>>,
-        window: Option<BTreeSet<(u32, u8)>>,
-        blocked: Option<BTreeSet<(u32, u8)>>,
+        local: Option<Elements>,
+        window: Option<Elements>,
+        blocked: Option<Elements>,
     ) -> Result<(), String> {
         if self.cfg.is_none() {
             return Ok(());

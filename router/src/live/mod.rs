@@ -224,7 +224,7 @@ impl Placement {
     }
 
     #[cfg(target_os = "linux")]
-    fn sets(&self) -> (BTreeSet<(u32, u8)>, BTreeSet<(u32, u8)>, BTreeSet<(u32, u8)>) {
+    fn sets(&self) -> (hooks::Elements, hooks::Elements, hooks::Elements) {
         let of = |k: LaneKind| hooks::minimal(self.entries.values().filter(|e| e.lane == k).map(|e| e.dest));
         (of(LaneKind::Local), of(LaneKind::Window), self.blocked.iter().map(|&s| (s, 32)).collect())
     }
