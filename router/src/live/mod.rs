@@ -432,7 +432,13 @@ impl PacketPath {
         if let Some(o) = old.filter(|o| o.lane != lane) {
             self.remove_from(o.lane, lease);
         }
-        synced
+        if let Err(e) = synced {
+            // Not admitted, so not running: undone, lane and kernel set.
+            drop(p);
+            self.remove(lease);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Remove a lease's program.
