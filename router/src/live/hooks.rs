@@ -10,23 +10,24 @@
 //!     set local4   { type ipv4_addr; flags interval; }   destinations whose programs are all packet-local
 //!     chain forward {
 //!         type filter hook forward priority mangle - 10; policy accept;
-//!         ct state untracked counter name untracked       (registers the kernel's defragmenter)
 //!         ip saddr @blocked4 counter name blocked drop
 //!         ip daddr @window4 meta mark set mark | WINDOW counter name window accept
 //!         ip daddr @local4 meta mark set mark | LOCAL counter name local accept
 //!         meta nfproto ipv6 counter name ipv6 [drop]
 //!     }
 //! }
+//! iptables -t mangle -A PREROUTING -m mark --mark BOTH/BOTH -m socket --nowildcard -j RETURN   (turns on the defragmenter)
 //! iptables -t mangle -A FORWARD -m mark --mark LOCAL/LOCAL -j NFQUEUE --queue-balance Q:Q+n-1 [--queue-bypass]
 //! iptables -t mangle -A FORWARD -m mark --mark WINDOW/WINDOW -j NFQUEUE --queue-num Q+n [--queue-bypass]
 //! ```
 //!
 //! - **The fast path.** A packet to a destination with no program matches
 //!   no set: it never leaves the kernel's forwarding path.
-//! - **Fragments.** The `ct` rule makes the kernel reassemble IPv4 and IPv6
-//!   fragments before the forward hook (its defragmenter, with its limits:
-//!   `net.ipv4.ipfrag_*`), so a program sees and decides whole datagrams,
-//!   and the kernel fragments them again on the way out.
+//! - **Fragments.** The PREROUTING rule's socket match makes the kernel
+//!   reassemble IPv4 fragments before the forward hook (its defragmenter,
+//!   with its limits: `net.ipv4.ipfrag_*`), without connection tracking, so
+//!   a program sees and decides whole datagrams, and the kernel fragments
+//!   them again on the way out.
 //! - **Down.** The hooks outlive vinetd: after a crash, a kill -9 or a stop,
 //!   packets to clients with programs meet a queue nobody reads, and the
 //!   kernel drops them (`down = "closed"`) or lets them pass (`"open"`,
@@ -85,7 +86,31 @@ impl HookConfig {
             vec!["--queue-balance".to_string(), format!("{}:{}", self.first_queue, self.first_queue + n - 1)]
         };
         let window = vec!["--queue-num".to_string(), self.window_queue().to_string()];
-        [(LOCAL_MARK, local), (WINDOW_MARK, window)]
+        // The socket match turns on the kernel's defragmenter in this
+        // namespace (without connection tracking); behind a mark test that
+        // never holds (both of vinetd's bits, before either is set), the
+        // rule itself never runs a socket lookup.
+        let both = LOCAL_MARK | WINDOW_MARK;
+        let defrag: Vec<String> = [
+            "PREROUTING",
+            "-m",
+            "mark",
+            "--mark",
+            &format!("0x{both:x}/0x{both:x}"),
+            "-m",
+            "socket",
+            "--nowildcard",
+            "-m",
+            "comment",
+            "--comment",
+            COMMENT,
+            "-j",
+            "RETURN",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let queues = [(LOCAL_MARK, local), (WINDOW_MARK, window)]
             .into_iter()
             .map(|(mark, target)| {
                 let mut r: Vec<String> = ["FORWARD", "-m", "mark", "--mark", &format!("0x{mark:x}/0x{mark:x}"), "-m", "comment", "--comment", COMMENT, "-j", "NFQUEUE"]
@@ -97,8 +122,8 @@ impl HookConfig {
                     r.push("--queue-bypass".into());
                 }
                 r
-            })
-            .collect()
+            });
+        std::iter::once(defrag).chain(queues).collect()
     }
 }
 
@@ -173,7 +198,7 @@ fn iptables(args: &[String]) -> Result<String, String> {
 
 /// vinetd's iptables rules now in the kernel, as `-A ...` argument lists.
 fn installed_rules() -> Result<Vec<Vec<String>>, String> {
-    let text = iptables(&["-S".into(), "FORWARD".into()])?;
+    let text = iptables(&["-S".into()])?;
     Ok(text
         .lines()
         .filter(|l| l.contains(&format!("--comment {COMMENT}")))
@@ -204,7 +229,7 @@ impl Hooks {
             format!("    set {name} {{ type ipv4_addr; flags interval;{els} }}\n")
         };
         let script = format!(
-            "table inet vinet {{}}\ndelete table inet vinet\ntable inet vinet {{\n{}{}{}    counter untracked {{}}\n    counter blocked {{}}\n    counter window {{}}\n    counter local {{}}\n    counter ipv6 {{}}\n    chain forward {{\n        type filter hook forward priority mangle - 10; policy accept;\n        ct state untracked counter name untracked\n        ip saddr @blocked4 counter name blocked drop\n        ip daddr @window4 meta mark set mark | 0x{WINDOW_MARK:x} counter name window accept\n        ip daddr @local4 meta mark set mark | 0x{LOCAL_MARK:x} counter name local accept\n        meta nfproto ipv6 counter name ipv6 {}\n    }}\n}}\n",
+            "table inet vinet {{}}\ndelete table inet vinet\ntable inet vinet {{\n{}{}{}    counter blocked {{}}\n    counter window {{}}\n    counter local {{}}\n    counter ipv6 {{}}\n    chain forward {{\n        type filter hook forward priority mangle - 10; policy accept;\n        ip saddr @blocked4 counter name blocked drop\n        ip daddr @window4 meta mark set mark | 0x{WINDOW_MARK:x} counter name window accept\n        ip daddr @local4 meta mark set mark | 0x{LOCAL_MARK:x} counter name local accept\n        meta nfproto ipv6 counter name ipv6 {}\n    }}\n}}\n",
             set("blocked4", &blocked),
             set("window4", &window),
             set("local4", &local),
@@ -284,7 +309,7 @@ pub fn remove() -> Result<(), String> {
     Ok(())
 }
 
-/// The table's counters (packets): untracked, blocked, window, local, ipv6.
+/// The table's counters (packets): blocked, window, local, ipv6.
 pub fn counters() -> Option<Vec<(String, u64)>> {
     let out = Command::new("nft").args(["-j", "list", "counters", "table", "inet", "vinet"]).stdin(Stdio::null()).output().ok()?;
     if !out.status.success() {
@@ -328,9 +353,10 @@ mod tests {
     fn rules_follow_the_config() {
         let c = HookConfig { first_queue: 3, local_lanes: 2, down_open: false, ipv6_drop: false };
         let r = c.iptables_rules();
-        assert_eq!(r[0].join(" "), "FORWARD -m mark --mark 0x10000000/0x10000000 -m comment --comment vinetd -j NFQUEUE --queue-balance 3:4");
-        assert_eq!(r[1].join(" "), "FORWARD -m mark --mark 0x20000000/0x20000000 -m comment --comment vinetd -j NFQUEUE --queue-num 5");
+        assert!(r[0].join(" ").starts_with("PREROUTING -m mark --mark 0x30000000/0x30000000 -m socket"));
+        assert_eq!(r[1].join(" "), "FORWARD -m mark --mark 0x10000000/0x10000000 -m comment --comment vinetd -j NFQUEUE --queue-balance 3:4");
+        assert_eq!(r[2].join(" "), "FORWARD -m mark --mark 0x20000000/0x20000000 -m comment --comment vinetd -j NFQUEUE --queue-num 5");
         let open = HookConfig { local_lanes: 1, down_open: true, ..c };
-        assert!(open.iptables_rules()[0].join(" ").ends_with("--queue-num 3 --queue-bypass"));
+        assert!(open.iptables_rules()[1].join(" ").ends_with("--queue-num 3 --queue-bypass"));
     }
 }

@@ -836,6 +836,53 @@ mod tests {
         drop(p);
     }
 
+    fn fixture(name: &str) -> Arc<Program> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/benches/fixtures");
+        let mut cache = vinet_checker::cert::LemmaCache::new();
+        cache.admit_library(&std::fs::read(dir.join("lemmas.lib")).unwrap()).unwrap();
+        let policy =
+            vinet_engine::policy_file::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/end-user.toml"))
+                .unwrap();
+        let checked = vinet_checker::check(&std::fs::read(dir.join(name)).unwrap(), &policy, &cache).unwrap();
+        Arc::new(Program::new(&checked))
+    }
+
+    /// Which lanes have the lease installed: (packet-local, windowed).
+    fn placed(p: &PacketPath, lease: u64) -> (bool, bool) {
+        let t0 = Instant::now();
+        loop {
+            let on = |k: LaneKind| {
+                p.lanes.iter().filter(|l| l.kind == k).any(|l| l.snapshot.lock().unwrap().programs.contains_key(&lease))
+            };
+            let got = (on(LaneKind::Local), on(LaneKind::Window));
+            // Lanes publish after each command; wait for the last one.
+            if got.0 != got.1 || t0.elapsed() > Duration::from_secs(120) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn windowed_programs_pull_overlapping_clients_into_the_windowed_lane() {
+        let p = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
+        let me = Binding { this_ip: 0x0a00_0007, this_subnet: None, params: vec![Const::Addr(0x0a00_0102)] };
+        let other = Binding { this_ip: 0x0a00_0008, ..me.clone() };
+        p.install(1, fixture("firewall.vpc"), me.clone()).unwrap();
+        p.install(2, fixture("firewall.vpc"), other.clone()).unwrap();
+        assert_eq!(placed(&p, 1), (true, false), "a firewall alone is decided packet by packet");
+        // A spam filter for the same client: both now read its windows.
+        p.install(3, fixture("spam_filter.vpc"), Binding { params: vec![], ..me.clone() }).unwrap();
+        assert_eq!(placed(&p, 3), (false, true));
+        assert_eq!(placed(&p, 1), (false, true), "the firewall of a client with a windowed program moves with it");
+        assert_eq!(placed(&p, 2), (true, false), "another client's firewall stays packet-local");
+        // Without the spam filter, the firewall goes back.
+        p.remove(3);
+        assert_eq!(placed(&p, 1), (true, false));
+        let s = p.snapshot();
+        assert_eq!((s.programs.len(), s.programs[&1].certified), (2, 1024));
+    }
+
     #[test]
     fn verdicts_follow_frame_order() {
         let mut v = Verdicts::default();
