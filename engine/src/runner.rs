@@ -8,8 +8,8 @@
 //! current window at the end of input.
 
 use crate::dispatch::Dispatch;
-use crate::stream::{note_window, Streams};
 use crate::pcap::Frame;
+use crate::stream::{note_window, Streams};
 use crate::window::{FrameKind, FrameMeta, Sink, Window, WindowConfig};
 
 /// Runner-wide counters. Every frame is accounted for:

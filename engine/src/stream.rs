@@ -250,12 +250,7 @@ impl Streams {
 
 /// Note `window`'s packets (its rows materialized) with `streams`, over
 /// payload bytes `slab` when borrowed.
-pub(crate) fn note_window(
-    streams: &mut Streams,
-    window: &mut Window,
-    slab: &[u8],
-    words: &Words<'_>,
-) {
+pub(crate) fn note_window(streams: &mut Streams, window: &mut Window, slab: &[u8], words: &Words<'_>) {
     let mut notes = std::mem::take(&mut window.notes);
     streams.note(&window.view_with(slab), &mut notes, words);
     window.notes = notes;

@@ -524,10 +524,18 @@ mod tests {
         assert!(e(&text.replace("capacity =", "capacty =")).contains("unknown field"));
         assert!(e(&text.replace("mode = \"none\"", "mode = \"pcap\"")).contains("[live] mode"));
         let nfq = text.replace("mode = \"none\"", "mode = \"nfqueue\"");
-        let live = Config::parse(&nfq.replace("down = \"closed\"", "down = \"open\"").replace("threads = 1 ", "threads = 2 "), &dir).unwrap().live;
+        let live =
+            Config::parse(&nfq.replace("down = \"closed\"", "down = \"open\"").replace("threads = 1 ", "threads = 2 "), &dir).unwrap().live;
         assert_eq!(
             live,
-            LiveMode::Nfqueue(NfqueueConfig { queue: 0, threads: 2, hooks: true, down_open: true, queue_full_accept: false, ipv6_drop: false })
+            LiveMode::Nfqueue(NfqueueConfig {
+                queue: 0,
+                threads: 2,
+                hooks: true,
+                down_open: true,
+                queue_full_accept: false,
+                ipv6_drop: false
+            })
         );
         assert!(e(&nfq.replace("down = \"closed\"", "down = \"ajar\"")).contains("[live] down = \"ajar\": expected \"closed\" or \"open\""));
         assert!(e(&nfq.replace("ipv6 = \"forward\"", "ipv6 = \"see\"")).contains("[live] ipv6"));

@@ -80,8 +80,9 @@ impl Daemon {
             #[cfg(not(target_os = "linux"))]
             LiveMode::Nfqueue(_) => return Err("NFQUEUE is available on Linux only".into()),
         };
-        let packets = PacketPath::start(wcfg, source)
-            .map_err(|e| format!("cannot start the packet path: {e} (NFQUEUE needs root or CAP_NET_ADMIN, and the nfnetlink_queue module)"))?;
+        let packets = PacketPath::start(wcfg, source).map_err(|e| {
+            format!("cannot start the packet path: {e} (NFQUEUE needs root or CAP_NET_ADMIN, and the nfnetlink_queue module)")
+        })?;
         let metrics_listener = match &cfg.metrics {
             Some(m) => Some(TcpListener::bind(m).map_err(|e| format!("cannot serve metrics on {m}: {e}"))?),
             None => None,

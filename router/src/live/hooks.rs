@@ -110,19 +110,29 @@ impl HookConfig {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let queues = [(LOCAL_MARK, local), (WINDOW_MARK, window)]
-            .into_iter()
-            .map(|(mark, target)| {
-                let mut r: Vec<String> = ["FORWARD", "-m", "mark", "--mark", &format!("0x{mark:x}/0x{mark:x}"), "-m", "comment", "--comment", COMMENT, "-j", "NFQUEUE"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                r.extend(target);
-                if self.down_open {
-                    r.push("--queue-bypass".into());
-                }
-                r
-            });
+        let queues = [(LOCAL_MARK, local), (WINDOW_MARK, window)].into_iter().map(|(mark, target)| {
+            let mut r: Vec<String> = [
+                "FORWARD",
+                "-m",
+                "mark",
+                "--mark",
+                &format!("0x{mark:x}/0x{mark:x}"),
+                "-m",
+                "comment",
+                "--comment",
+                COMMENT,
+                "-j",
+                "NFQUEUE",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            r.extend(target);
+            if self.down_open {
+                r.push("--queue-bypass".into());
+            }
+            r
+        });
         std::iter::once(defrag).chain(queues).collect()
     }
 }
@@ -257,19 +267,15 @@ impl Hooks {
     }
 
     /// Bring the sets to these contents, in one transaction.
-    pub fn update(
-        &mut self,
-        local: Option<Elements>,
-        window: Option<Elements>,
-        blocked: Option<Elements>,
-    ) -> Result<(), String> {
+    pub fn update(&mut self, local: Option<Elements>, window: Option<Elements>, blocked: Option<Elements>) -> Result<(), String> {
         if self.cfg.is_none() {
             return Ok(());
         }
         let mut script = String::new();
         // Deletions first: the sets must never hold overlapping intervals.
         let mut adds = String::new();
-        for (name, old, new) in [("local4", &self.local, &local), ("window4", &self.window, &window), ("blocked4", &self.blocked, &blocked)] {
+        for (name, old, new) in [("local4", &self.local, &local), ("window4", &self.window, &window), ("blocked4", &self.blocked, &blocked)]
+        {
             let Some(new) = new else { continue };
             let gone: BTreeSet<_> = old.difference(new).copied().collect();
             let come: BTreeSet<_> = new.difference(old).copied().collect();
@@ -354,7 +360,10 @@ mod tests {
         let c = HookConfig { first_queue: 3, local_lanes: 2, down_open: false, ipv6_drop: false };
         let r = c.iptables_rules();
         assert!(r[0].join(" ").starts_with("PREROUTING -m mark --mark 0x30000000/0x30000000 -m socket"));
-        assert_eq!(r[1].join(" "), "FORWARD -m mark --mark 0x10000000/0x10000000 -m comment --comment vinetd -j NFQUEUE --queue-balance 3:4");
+        assert_eq!(
+            r[1].join(" "),
+            "FORWARD -m mark --mark 0x10000000/0x10000000 -m comment --comment vinetd -j NFQUEUE --queue-balance 3:4"
+        );
         assert_eq!(r[2].join(" "), "FORWARD -m mark --mark 0x20000000/0x20000000 -m comment --comment vinetd -j NFQUEUE --queue-num 5");
         let open = HookConfig { local_lanes: 1, down_open: true, ..c };
         assert!(open.iptables_rules()[1].join(" ").ends_with("--queue-num 3 --queue-bypass"));

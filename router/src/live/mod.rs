@@ -456,7 +456,9 @@ impl PacketPath {
             let back: Vec<u64> = p
                 .entries
                 .iter()
-                .filter(|(&l, x)| x.lane == LaneKind::Window && x.local && overlaps(x.dest, e.dest) && p.lane_of(l, x.dest, true) == LaneKind::Local)
+                .filter(|(&l, x)| {
+                    x.lane == LaneKind::Window && x.local && overlaps(x.dest, e.dest) && p.lane_of(l, x.dest, true) == LaneKind::Local
+                })
                 .map(|(&l, _)| l)
                 .collect();
             let mut moved = vec![];
@@ -851,9 +853,7 @@ mod tests {
     fn placed(p: &PacketPath, lease: u64) -> (bool, bool) {
         let t0 = Instant::now();
         loop {
-            let on = |k: LaneKind| {
-                p.lanes.iter().filter(|l| l.kind == k).any(|l| l.snapshot.lock().unwrap().programs.contains_key(&lease))
-            };
+            let on = |k: LaneKind| p.lanes.iter().filter(|l| l.kind == k).any(|l| l.snapshot.lock().unwrap().programs.contains_key(&lease));
             let got = (on(LaneKind::Local), on(LaneKind::Window));
             // Lanes publish after each command; wait for the last one.
             if got.0 != got.1 || t0.elapsed() > Duration::from_secs(120) {

@@ -138,10 +138,9 @@ impl NfQueue {
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         // SAFETY: `addr` is a sockaddr_nl of the length given.
-        cvt(unsafe {
-            libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t)
-        })?;
-        let q = NfQueue { fd, num, bound: false, bufs: (0..BATCH).map(|_| vec![0u8; BUF].into_boxed_slice()).collect(), seq: 0, malformed: 0 };
+        cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t) })?;
+        let q =
+            NfQueue { fd, num, bound: false, bufs: (0..BATCH).map(|_| vec![0u8; BUF].into_boxed_slice()).collect(), seq: 0, malformed: 0 };
         // A larger buffer than the default (SO_RCVBUFFORCE needs CAP_NET_ADMIN;
         // without it SO_RCVBUF takes what the system allows).
         for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
@@ -158,7 +157,13 @@ impl NfQueue {
     fn setsockopt(&self, level: libc::c_int, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
         // SAFETY: `value` is a c_int of the length given.
         cvt(unsafe {
-            libc::setsockopt(self.fd.as_raw_fd(), level, opt, (&raw const value).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                opt,
+                (&raw const value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
         })
         .map(drop)
     }
@@ -304,7 +309,9 @@ impl NfQueue {
             })
             .collect();
         // SAFETY: `msgs` holds BATCH valid headers.
-        let n = unsafe { libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
