@@ -8,7 +8,16 @@
 //!   for each to a file (`udp FROM PAYLOAD`, `tcp FROM PAYLOAD`);
 //! - `send` sends a few tagged UDP datagrams, then one tagged TCP connection;
 //! - `flood` sends UDP datagrams as fast as it can for a while;
-//! - `count` counts the UDP datagrams it receives and prints the rate.
+//! - `count` counts the UDP datagrams it receives and prints the rate;
+//! - `echo` sends every UDP datagram it receives back to its sender, and
+//!   `rtt` measures round trips through it (sequence-numbered probes);
+//! - `craft` sends hand-built IPv4 packets from a raw socket (the IP header
+//!   is ours: truncated UDP and TCP headers, IP options, hand-made
+//!   fragments, an unknown protocol), and IPv6 UDP from an ordinary socket.
+//!
+//! `flood` and `count` also print the CPU time they used (user + system,
+//! from `/proc/self/stat`), so a benchmark can show the sender is not what
+//! limits the rate.
 //!
 //! Every loop is bounded both in count and in time, so a test that loses
 //! track of a helper is not left with a process that runs for ever. `sink`
@@ -31,7 +40,18 @@ Examples:
   vinet-traffic sink --udp 5000 --tcp 5001 --out /tmp/sink.txt
   vinet-traffic send --to 10.0.3.2 --udp 5000 --tcp 5001 --tag A1 --count 5
   vinet-traffic count --port 6000 --for 5
-  vinet-traffic flood --to 10.0.3.2 --port 6000 --for 5.5 --size 64
+  vinet-traffic flood --to 10.0.3.2 --port 6000 --for 5.5 --size 64 [--pps 2000]
+  vinet-traffic echo --port 7000 --for 30
+  vinet-traffic rtt --to 10.0.3.2 --port 7000 --count 1000 --interval-ms 1
+  vinet-traffic craft --from 10.0.1.2 --to 10.0.3.2 --kind truncated-udp --tag T1
+  vinet-traffic craft --to fd00:3::2 --kind udp6 --tag T2
+
+Craft kinds: udp (a well-formed datagram, the control), truncated-udp (IPv4
+total length 20 + 4: the UDP header cut), truncated-tcp (20 + 8), options
+(IHL 6: NOP, NOP, NOP, EOL, then UDP), fragments (a ~3000-byte UDP datagram
+whose payload starts with the tag, as 3 hand-made fragments), unknown-proto
+(IP protocol 253), udp6 (UDP over IPv6, ordinary socket). The raw kinds need
+--from (the sender's own address) and CAP_NET_RAW.
 
 Exit codes: 0 done (for send, also when its TCP connection was refused or
 timed out: that is a result, printed as `tcp failed: ...`); 1 a socket or the
@@ -91,8 +111,8 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = 3.0)]
         connect_timeout: f64,
     },
-    /// Send UDP datagrams of SIZE bytes as fast as possible for SECS seconds;
-    /// prints `sent N in S s`.
+    /// Send UDP datagrams of SIZE bytes as fast as possible (or at --pps)
+    /// for SECS seconds; prints `sent N in S s: rate R cpu_s C`.
     Flood {
         /// The destination address.
         #[arg(long)]
@@ -109,10 +129,14 @@ enum Cmd {
         /// Stop after this many datagrams.
         #[arg(long, value_name = "N", default_value_t = 1_000_000_000)]
         max: u64,
+        /// Send at most this many datagrams a second (paced; default: as
+        /// fast as possible).
+        #[arg(long, value_name = "N")]
+        pps: Option<u64>,
     },
     /// Count UDP datagrams on PORT for SECS seconds from the first one (or
     /// until SILENCE seconds without one); prints `ready` once bound, then
-    /// `received N in S s: rate R`.
+    /// `received N in S s: rate R cpu_s C`.
     Count {
         /// The UDP port to receive on (all addresses).
         #[arg(long)]
@@ -130,6 +154,87 @@ enum Cmd {
         #[arg(long, value_name = "N", default_value_t = 1_000_000_000)]
         max: u64,
     },
+    /// Send back every UDP datagram received on PORT, for SECS seconds;
+    /// prints `ready` once bound, then `echoed N`.
+    Echo {
+        /// The UDP port (all addresses).
+        #[arg(long)]
+        port: u16,
+        /// How long to serve, in seconds.
+        #[arg(long = "for", value_name = "SECS")]
+        secs: f64,
+        /// Stop after this many datagrams.
+        #[arg(long, value_name = "N", default_value_t = 10_000_000)]
+        max: u64,
+    },
+    /// Send COUNT sequence-numbered UDP probes to an `echo` server, one at a
+    /// time, INTERVAL ms apart, each waiting for its echo up to TIMEOUT ms;
+    /// prints `rtt n=N lost=L median_us=M p99_us=P min_us=X max_us=Y`.
+    Rtt {
+        /// The echo server's address.
+        #[arg(long)]
+        to: std::net::IpAddr,
+        /// The echo server's UDP port.
+        #[arg(long)]
+        port: u16,
+        /// How many probes (1 to 100,000).
+        #[arg(long)]
+        count: u32,
+        /// Pause between a probe's answer (or timeout) and the next probe.
+        #[arg(long, value_name = "MS", default_value_t = 1)]
+        interval_ms: u64,
+        /// How long a probe waits for its echo before it counts as lost.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+    /// Send hand-built packets (see the kinds below); prints `sent N packets`.
+    Craft {
+        /// The destination (repeat the flag for several; each gets COUNT).
+        #[arg(long, required = true)]
+        to: Vec<std::net::IpAddr>,
+        /// The source address written into the IPv4 header (raw kinds).
+        #[arg(long)]
+        from: Option<std::net::Ipv4Addr>,
+        /// What to send.
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// The tag the payload starts with (1 to 32 characters, no spaces).
+        #[arg(long)]
+        tag: String,
+        /// The destination port (UDP and TCP kinds).
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        /// How many of the packet (or fragmented datagram) to each
+        /// destination (1 to 1,000).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+}
+
+impl Kind {
+    /// The name on the command line.
+    fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map_or_else(String::new, |v| v.get_name().to_string())
+    }
+}
+
+/// The packets `craft` can build.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A well-formed UDP datagram (the control).
+    Udp,
+    /// IPv4 total length 24: the UDP header cut after 4 bytes.
+    TruncatedUdp,
+    /// IPv4 total length 28: the TCP header cut after 8 bytes.
+    TruncatedTcp,
+    /// IHL 6 (options NOP, NOP, NOP, EOL), then a UDP datagram.
+    Options,
+    /// A ~3000-byte UDP datagram in 3 hand-made IPv4 fragments.
+    Fragments,
+    /// IP protocol 253 (reserved for experiments), the tag as payload.
+    UnknownProto,
+    /// UDP over IPv6 from an ordinary socket.
+    Udp6,
 }
 
 fn main() -> ExitCode {
@@ -145,11 +250,33 @@ fn main() -> ExitCode {
             }
             seconds("--connect-timeout", connect_timeout).and_then(|t| send(to, udp, tcp, &tag, count, t))
         }
-        Cmd::Flood { to, port, secs, size, max } => {
+        Cmd::Flood { to, port, secs, size, max, pps } => {
             if size > 65_000 {
                 return usage("--size is at most 65000");
             }
-            seconds("--for", secs).and_then(|d| flood(SocketAddr::new(to, port), d, size, max))
+            if pps == Some(0) {
+                return usage("--pps must be at least 1");
+            }
+            seconds("--for", secs).and_then(|d| flood(SocketAddr::new(to, port), d, size, max, pps))
+        }
+        Cmd::Echo { port, secs, max } => seconds("--for", secs).and_then(|d| echo(port, d, max)),
+        Cmd::Rtt { to, port, count, interval_ms, timeout_ms } => {
+            if !(1..=100_000).contains(&count) {
+                return usage("--count must be 1 to 100000");
+            }
+            if interval_ms > 10_000 || !(1..=10_000).contains(&timeout_ms) {
+                return usage("--interval-ms is at most 10000 and --timeout-ms 1 to 10000");
+            }
+            rtt(SocketAddr::new(to, port), count, Duration::from_millis(interval_ms), Duration::from_millis(timeout_ms))
+        }
+        Cmd::Craft { to, from, kind, tag, port, count } => {
+            if tag.is_empty() || tag.len() > 32 || tag.contains(char::is_whitespace) {
+                return usage("--tag must be 1 to 32 characters without spaces");
+            }
+            if !(1..=1000).contains(&count) {
+                return usage("--count must be 1 to 1000");
+            }
+            craft(&to, from, kind, &tag, port, count)
         }
         Cmd::Count { port, secs, wait, silence, max } => {
             match (seconds("--for", secs), seconds("--wait", wait), seconds("--silence", silence)) {
@@ -264,22 +391,50 @@ fn send(to: std::net::IpAddr, udp: u16, tcp: u16, tag: &str, count: u32, connect
     Ok(())
 }
 
-fn flood(to: SocketAddr, lifetime: Duration, size: usize, max: u64) -> Result<(), Failure> {
+fn flood(to: SocketAddr, lifetime: Duration, size: usize, max: u64, pps: Option<u64>) -> Result<(), Failure> {
     let u = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).map_err(io("UDP socket"))?;
     let buf = vec![0x5au8; size];
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut n = 0u64;
     // Sends that fail (a full socket buffer, an unreachable destination) are
     // not counted and not retried: a flood measures what gets through.
+    // Paced, it sends in bursts of at most 64 and sleeps until the schedule
+    // (N datagrams by N / pps seconds) allows the next.
     while t0.elapsed() < lifetime && n < max {
-        for _ in 0..64 {
+        let burst = match pps {
+            None => 64,
+            Some(p) => {
+                let due = (t0.elapsed().as_secs_f64() * p as f64) as u64 + 1;
+                if due <= n {
+                    std::thread::sleep(Duration::from_secs_f64(((n + 1) as f64 / p as f64 - t0.elapsed().as_secs_f64()).clamp(0.0, 0.01)));
+                    continue;
+                }
+                (due - n).min(64)
+            }
+        };
+        for _ in 0..burst.min(max - n) {
             if u.send_to(&buf, to).is_ok() {
                 n += 1;
             }
         }
     }
-    println!("sent {n} in {:.3} s", t0.elapsed().as_secs_f64());
+    let s = t0.elapsed().as_secs_f64();
+    println!("sent {n} in {s:.3} s: rate {:.0} cpu_s {:.2}", n as f64 / s, cpu_seconds() - cpu0);
     Ok(())
+}
+
+/// This process's CPU time so far (user + system, all threads), in seconds,
+/// from `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s:
+/// Linux's USER_HZ); 0 where there is no such file.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
 }
 
 fn count(port: u16, lifetime: Duration, wait: Duration, silence: Duration, max: u64) -> Result<(), Failure> {
@@ -288,8 +443,9 @@ fn count(port: u16, lifetime: Duration, wait: Duration, silence: Duration, max: 
     ready()?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut buf = [0u8; 2048];
+    let cpu0 = cpu_seconds();
     if u.recv_from(&mut buf).is_err() {
-        writeln!(out, "received 0 in 0 s: rate 0").map_err(io("stdout"))?;
+        writeln!(out, "received 0 in 0 s: rate 0 cpu_s 0").map_err(io("stdout"))?;
         return Ok(());
     }
     u.set_read_timeout(Some(silence)).map_err(io("UDP socket"))?;
@@ -302,6 +458,299 @@ fn count(port: u16, lifetime: Duration, wait: Duration, silence: Duration, max: 
         }
     }
     let s = t0.elapsed().as_secs_f64();
-    writeln!(out, "received {n} in {s:.3} s: rate {:.0}", n as f64 / s).map_err(io("stdout"))?;
+    writeln!(out, "received {n} in {s:.3} s: rate {:.0} cpu_s {:.2}", n as f64 / s, cpu_seconds() - cpu0).map_err(io("stdout"))?;
     Ok(())
+}
+
+fn echo(port: u16, lifetime: Duration, max: u64) -> Result<(), Failure> {
+    let u = UdpSocket::bind(("0.0.0.0", port)).map_err(io(format!("UDP port {port}")))?;
+    u.set_read_timeout(Some(Duration::from_millis(100))).map_err(io("UDP socket"))?;
+    ready()?;
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    let mut buf = [0u8; 2048];
+    while t0.elapsed() < lifetime && n < max {
+        match u.recv_from(&mut buf) {
+            Ok((len, from)) => {
+                // A reply that cannot be sent is a lost probe for `rtt`.
+                if u.send_to(&buf[..len], from).is_ok() {
+                    n += 1;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(Failure::Io(format!("UDP port {port}: {e}"))),
+        }
+    }
+    println!("echoed {n}");
+    Ok(())
+}
+
+/// The magic that starts an `rtt` probe, then the probe's sequence number.
+const PROBE: &[u8; 4] = b"VRTT";
+
+fn rtt(to: SocketAddr, count: u32, interval: Duration, timeout: Duration) -> Result<(), Failure> {
+    let u = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).map_err(io("UDP socket"))?;
+    u.connect(to).map_err(io(format!("UDP to {to}")))?;
+    let mut samples: Vec<u64> = Vec::with_capacity(count as usize);
+    let mut lost = 0u32;
+    let mut buf = [0u8; 64];
+    for seq in 0..count {
+        let mut probe = PROBE.to_vec();
+        probe.extend_from_slice(&seq.to_be_bytes());
+        let sent = Instant::now();
+        if u.send(&probe).is_err() {
+            lost += 1;
+            continue;
+        }
+        // Wait for this probe's echo; a late echo of an earlier probe (whose
+        // wait had ended) is skipped. Bounded by `timeout` in all.
+        let answered = loop {
+            let left = timeout.saturating_sub(sent.elapsed());
+            if left.is_zero() {
+                break false;
+            }
+            u.set_read_timeout(Some(left)).map_err(io("UDP socket"))?;
+            match u.recv(&mut buf) {
+                Ok(n) if n == 8 && buf[..4] == *PROBE && buf[4..8] == seq.to_be_bytes() => break true,
+                Ok(_) => {}
+                // Refused (an ICMP port unreachable) or timed out: lost.
+                Err(_) => break false,
+            }
+        };
+        if answered {
+            samples.push(sent.elapsed().as_micros() as u64);
+        } else {
+            lost += 1;
+        }
+        std::thread::sleep(interval);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or(0);
+    println!(
+        "rtt n={count} lost={lost} median_us={} p99_us={} min_us={} max_us={}",
+        at(0.5),
+        at(0.99),
+        samples.first().copied().unwrap_or(0),
+        samples.last().copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
+fn craft(to: &[std::net::IpAddr], from: Option<std::net::Ipv4Addr>, kind: Kind, tag: &str, port: u16, count: u32) -> Result<(), Failure> {
+    let mut sent = 0u64;
+    if kind == Kind::Udp6 {
+        let u = UdpSocket::bind("[::]:0").map_err(io("IPv6 UDP socket"))?;
+        for &dst in to {
+            if !dst.is_ipv6() {
+                return Err(Failure::Usage(format!("--kind udp6 needs IPv6 destinations, not {dst}")));
+            }
+            for i in 0..count {
+                u.send_to(format!("{tag} udp6 {i}").as_bytes(), (dst, port)).map_err(io(format!("UDP to [{dst}]:{port}")))?;
+                sent += 1;
+            }
+        }
+        println!("sent {sent} packets");
+        return Ok(());
+    }
+    let Some(src) = from else {
+        return Err(Failure::Usage(format!(
+            "--kind {} builds the IPv4 header itself: give --from (the sender's own address)",
+            kind.name()
+        )));
+    };
+    let raw = vinet_router::live::rawsock::RawSender::open().map_err(io("raw IPv4 socket (needs CAP_NET_RAW)"))?;
+    for &dst in to {
+        let std::net::IpAddr::V4(dst) = dst else {
+            return Err(Failure::Usage(format!("--kind {} is IPv4: {dst} is not an IPv4 address", kind.name())));
+        };
+        for i in 0..count {
+            // A distinct IPv4 id per datagram, so fragments of two datagrams
+            // are never taken for one.
+            let id = (std::process::id() as u16).wrapping_mul(31).wrapping_add(i as u16) | 1;
+            for p in packets::build(kind, src, dst, port, id, tag) {
+                raw.send(&p).map_err(io(format!("raw send to {dst}")))?;
+                sent += 1;
+            }
+        }
+    }
+    println!("sent {sent} packets");
+    Ok(())
+}
+
+/// Hand-built IPv4 packets. The kernel's raw socket (`IPPROTO_RAW`) sends
+/// the header as built except that it always writes the total length (the
+/// buffer's length) and the header checksum, so a "truncated" packet is a
+/// short buffer with a header that is valid for it.
+mod packets {
+    use std::net::Ipv4Addr;
+
+    use super::Kind;
+
+    /// The source port of every crafted UDP and TCP packet.
+    const SPORT: u16 = 40_000;
+    /// The IP payload bytes of the fragmented datagram (a multiple of 8
+    /// plus a tail, split 1480 + 1480 + 40).
+    const FRAGMENTED: usize = 3000;
+
+    /// The ones' complement sum of 16-bit words.
+    fn sum(mut acc: u32, bytes: &[u8]) -> u32 {
+        for c in bytes.chunks(2) {
+            acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        acc
+    }
+
+    fn fold(mut acc: u32) -> u16 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    /// An IPv4 header (with `options`, a multiple of 4 bytes) for a packet
+    /// of `total` bytes.
+    fn header(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, total: usize, id: u16, frag: u16, options: &[u8]) -> Vec<u8> {
+        assert!(options.len() & 3 == 0 && options.len() <= 40, "options are whole 32-bit words, at most 40 bytes");
+        let ihl = (20 + options.len()) / 4;
+        let mut h = vec![0x40 | ihl as u8, 0];
+        h.extend_from_slice(&(total as u16).to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(&frag.to_be_bytes());
+        h.extend_from_slice(&[64, proto, 0, 0]);
+        h.extend_from_slice(&src.octets());
+        h.extend_from_slice(&dst.octets());
+        h.extend_from_slice(options);
+        let c = fold(sum(0, &h));
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h
+    }
+
+    /// A UDP datagram (header and payload) with its checksum.
+    fn udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 8 + payload.len();
+        let mut d = Vec::with_capacity(len);
+        d.extend_from_slice(&SPORT.to_be_bytes());
+        d.extend_from_slice(&dport.to_be_bytes());
+        d.extend_from_slice(&(len as u16).to_be_bytes());
+        d.extend_from_slice(&[0, 0]);
+        d.extend_from_slice(payload);
+        let mut pseudo = Vec::with_capacity(12);
+        pseudo.extend_from_slice(&src.octets());
+        pseudo.extend_from_slice(&dst.octets());
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&(len as u16).to_be_bytes());
+        let c = match fold(sum(sum(0, &pseudo), &d)) {
+            0 => 0xffff,
+            c => c,
+        };
+        d[6..8].copy_from_slice(&c.to_be_bytes());
+        d
+    }
+
+    /// The packets of one `kind`, in sending order.
+    pub(super) fn build(kind: Kind, src: Ipv4Addr, dst: Ipv4Addr, dport: u16, id: u16, tag: &str) -> Vec<Vec<u8>> {
+        let whole = |proto: u8, body: &[u8], options: &[u8]| {
+            let mut p = header(src, dst, proto, 20 + options.len() + body.len(), id, 0, options);
+            p.extend_from_slice(body);
+            p
+        };
+        let payload = |what: &str| format!("{tag} {what}").into_bytes();
+        match kind {
+            Kind::Udp => vec![whole(17, &udp(src, dst, dport, &payload("udp")), &[])],
+            Kind::TruncatedUdp => vec![whole(17, &udp(src, dst, dport, &payload("truncated-udp"))[..4], &[])],
+            Kind::TruncatedTcp => {
+                let mut t = Vec::new();
+                t.extend_from_slice(&SPORT.to_be_bytes());
+                t.extend_from_slice(&dport.to_be_bytes());
+                t.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+                vec![whole(6, &t, &[])]
+            }
+            Kind::Options => vec![whole(17, &udp(src, dst, dport, &payload("options")), &[1, 1, 1, 0])],
+            Kind::UnknownProto => vec![whole(253, &payload("unknown-proto"), &[])],
+            Kind::Fragments => {
+                let mut body = payload("fragments ");
+                body.resize(FRAGMENTED - 8, b'f');
+                let d = udp(src, dst, dport, &body);
+                assert_eq!(d.len(), FRAGMENTED);
+                let mut out = vec![];
+                let mut off = 0;
+                while off < d.len() {
+                    let end = (off + 1480).min(d.len());
+                    let more = if end < d.len() { 0x2000 } else { 0 };
+                    let mut p = header(src, dst, 17, 20 + end - off, id, more | (off / 8) as u16, &[]);
+                    p.extend_from_slice(&d[off..end]);
+                    out.push(p);
+                    off = end;
+                }
+                out
+            }
+            Kind::Udp6 => unreachable!("udp6 is sent from an ordinary socket"),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn parse(p: &[u8]) -> etherless::Ipv4<'_> {
+            etherless::Ipv4(p)
+        }
+
+        /// A tiny reader for the tests (the binary does not depend on a
+        /// packet parser).
+        mod etherless {
+            pub struct Ipv4<'a>(pub &'a [u8]);
+            impl Ipv4<'_> {
+                pub fn ihl(&self) -> usize {
+                    usize::from(self.0[0] & 15) * 4
+                }
+                pub fn total(&self) -> usize {
+                    usize::from(u16::from_be_bytes([self.0[2], self.0[3]]))
+                }
+                pub fn frag(&self) -> (bool, usize) {
+                    let f = u16::from_be_bytes([self.0[6], self.0[7]]);
+                    (f & 0x2000 != 0, usize::from(f & 0x1fff) * 8)
+                }
+            }
+        }
+
+        const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+        const C: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
+
+        #[test]
+        fn headers_are_valid_and_lengths_are_as_documented() {
+            for kind in [Kind::Udp, Kind::TruncatedUdp, Kind::TruncatedTcp, Kind::Options, Kind::UnknownProto, Kind::Fragments] {
+                for p in build(kind, A, C, 5000, 7, "T1") {
+                    let ip = parse(&p);
+                    assert_eq!(ip.total(), p.len(), "{kind:?}");
+                    assert_eq!(fold(sum(0, &p[..ip.ihl()])), 0, "{kind:?}: header checksum");
+                }
+            }
+            assert_eq!(build(Kind::TruncatedUdp, A, C, 5000, 7, "T1")[0].len(), 24);
+            assert_eq!(build(Kind::TruncatedTcp, A, C, 5000, 7, "T1")[0].len(), 28);
+            let o = &build(Kind::Options, A, C, 5000, 7, "T1")[0];
+            assert_eq!((parse(o).ihl(), &o[20..24]), (24, &[1u8, 1, 1, 0][..]));
+            assert_eq!(build(Kind::UnknownProto, A, C, 5000, 7, "T1")[0][9], 253);
+        }
+
+        #[test]
+        fn fragments_reassemble_to_a_checksummed_datagram() {
+            let f = build(Kind::Fragments, A, C, 5000, 7, "T1");
+            assert_eq!(f.len(), 3);
+            let mut d = vec![];
+            for (i, p) in f.iter().enumerate() {
+                let (more, off) = parse(p).frag();
+                assert_eq!((more, off), (i < 2, d.len()));
+                d.extend_from_slice(&p[20..]);
+            }
+            assert_eq!(d.len(), FRAGMENTED);
+            assert_eq!(&d[8..11], b"T1 ");
+            // The UDP checksum over the pseudo-header and the whole datagram.
+            let mut pseudo = A.octets().to_vec();
+            pseudo.extend_from_slice(&C.octets());
+            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&(FRAGMENTED as u16).to_be_bytes());
+            assert_eq!(fold(sum(sum(0, &pseudo), &d)), 0);
+        }
+    }
 }

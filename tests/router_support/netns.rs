@@ -106,3 +106,94 @@ pub fn start_ready(net_ns: &str, args: &[&str]) -> (Child, std::io::BufReader<Ch
     }
     (child, out)
 }
+
+/// Give the hosts and R IPv6 addresses too (`fd00:N::2/64` for host N, R
+/// `fd00:N::1/64`, no duplicate address detection so they are usable at
+/// once), default routes through R, and turn on R's IPv6 forwarding.
+pub fn add_ipv6(net: &Net) -> Result<(), String> {
+    let r = &net.ns[3];
+    for (host, rif, subnet) in [(&net.ns[0], "ra", 1), (&net.ns[1], "rb", 2), (&net.ns[2], "rc", 3)] {
+        ns(r, &["ip", "-6", "addr", "add", &format!("fd00:{subnet}::1/64"), "dev", rif, "nodad"])?;
+        ns(host, &["ip", "-6", "addr", "add", &format!("fd00:{subnet}::2/64"), "dev", "eth0", "nodad"])?;
+        ns(host, &["ip", "-6", "route", "add", "default", "via", &format!("fd00:{subnet}::1")])?;
+    }
+    ns(r, &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])?;
+    Ok(())
+}
+
+/// Count packets arriving in `net_ns` before anything else sees them (a
+/// prerouting hook at priority -500, ahead of the defragmenter and of any
+/// socket, so malformed packets and fragments are counted too): one named
+/// counter per `(name, match)`, e.g. `("from_a", "ip saddr 10.0.1.2")`.
+/// Replaces the namespace's table `inet count`.
+pub fn count_arrivals(net_ns: &str, rules: &[(&str, &str)]) -> Result<(), String> {
+    let mut script = String::from("table inet count {}\ndelete table inet count\ntable inet count {\n");
+    for (name, _) in rules {
+        script.push_str(&format!("    counter {name} {{}}\n"));
+    }
+    script.push_str("    chain in {\n        type filter hook prerouting priority -500; policy accept;\n");
+    for (name, m) in rules {
+        script.push_str(&format!("        {m} counter name {name}\n"));
+    }
+    script.push_str("    }\n}\n");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", net_ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).map_err(|e| format!("nft: {e}"))?;
+    let o = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if !o.status.success() {
+        return Err(format!("nft refused the counting table: {}\n{script}", String::from_utf8_lossy(&o.stderr)));
+    }
+    Ok(())
+}
+
+/// The packets a counter of [`count_arrivals`] has counted.
+pub fn arrivals(net_ns: &str, name: &str) -> u64 {
+    let out = ns(net_ns, &["nft", "list", "counter", "inet", "count", name]).unwrap_or_else(|e| panic!("{e}"));
+    // `... counter NAME { packets N bytes M }`
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in `nft list counter inet count {name}`: {out}"))
+}
+
+/// The metrics page of a vinetd, fetched from inside `net_ns` (with curl).
+pub fn metrics_page(net_ns: &str, addr: &str) -> String {
+    ns(net_ns, &["curl", "-s", "--max-time", "10", &format!("http://{addr}/metrics")])
+        .unwrap_or_else(|e| panic!("cannot read vinetd's metrics: {e}"))
+}
+
+/// A series' value on a metrics page (0 if absent).
+pub fn metric_of(page: &str, series: &str) -> f64 {
+    page.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// A process's CPU time so far (user + system, all its threads), in
+/// seconds, from `/proc/PID/stat` (clock ticks of 1/100 s, Linux's USER_HZ).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// The name of a process (`/proc/PID/comm`), to check a pid is the one meant.
+pub fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+/// A value `key=V` or `key V` on a line of a tool's output.
+pub fn field(text: &str, key: &str) -> Option<f64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.iter().enumerate().find_map(|(i, w)| match w.strip_prefix(key) {
+        Some(rest) if rest.starts_with('=') => rest[1..].trim_end_matches(':').parse().ok(),
+        Some("") => words.get(i + 1).and_then(|v| v.trim_end_matches(':').parse().ok()),
+        _ => None,
+    })
+}
