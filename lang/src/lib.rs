@@ -26,6 +26,7 @@
 pub mod ast;
 pub mod bounds;
 pub mod diagnostics;
+pub mod format;
 pub mod lexer;
 pub mod lower;
 pub mod parser;
