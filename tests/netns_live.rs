@@ -225,11 +225,12 @@ fn crafted_packets_from_a_firewalled_source_never_arrive() {
     let _d = w.vinetd();
     firewall_for_c(&w, A);
     let received = || w.metric("vinet_packets_received_total");
+    let dropped = || w.metric("vinet_frames_dropped_total");
     let kinds = ["udp", "truncated-udp", "truncated-tcp", "options", "fragments", "unknown-proto"];
     let mut table = vec![];
     for (i, kind) in kinds.iter().enumerate() {
         let tag = format!("K{i}");
-        let (a0, b0, r0) = (arrivals(&w.c, "from_a"), arrivals(&w.c, "from_b"), received());
+        let (a0, b0, r0, d0) = (arrivals(&w.c, "from_a"), arrivals(&w.c, "from_b"), received(), dropped());
         w.craft(&w.a, A, C, kind, &tag, 3);
         // The kernel reassembles fragments before the queue: vinetd gets
         // each datagram (3 fragments) as one packet.
@@ -241,16 +242,20 @@ fn crafted_packets_from_a_firewalled_source_never_arrive() {
         // the wait ends at the hang deadline and the table says so.)
         let b_came = wait_until(HANG, || arrivals(&w.c, "from_b") >= b0 + 3);
         let _ = wait_until(HANG, || received() >= r0 + 6);
-        let (a, b) = (arrivals(&w.c, "from_a") - a0, arrivals(&w.c, "from_b") - b0);
+        let (a, b, queued, drops) = (arrivals(&w.c, "from_a") - a0, arrivals(&w.c, "from_b") - b0, received() - r0, dropped() - d0);
         eprintln!(
-            "{kind:>14}: from A (firewalled) {a} arrived at C; from B {b} arrived{}",
+            "{kind:>14}: from A (firewalled) {a} arrived at C; from B {b} arrived{}; vinetd received {queued}, dropped {drops}",
             if b_came { "" } else { " (waited to the hang deadline)" }
         );
-        table.push((kind, a, b));
+        table.push((kind, a, b, queued, drops));
     }
-    for (kind, a, b) in &table {
+    for (kind, a, b, queued, drops) in &table {
         assert_eq!(*a, 0, "{kind} from the firewalled source A must not reach C: {table:?}");
         assert!(*b >= 1, "{kind} from B (not firewalled) must reach C (positive control): {table:?}");
+        // All of them went through vinetd, fragments as whole datagrams
+        // (the kernel reassembles before the queue): 3 from each source.
+        assert_eq!(*queued, 6, "{kind}: vinetd must receive A's 3 and B's 3 (whole datagrams): {table:?}");
+        assert_eq!(*drops, 3, "{kind}: C's firewall drops A's 3: {table:?}");
     }
     // Fragments from B: the reassembled datagram, fragmented again by R on
     // the way out (3 fragments a datagram, whatever R's sizes).
