@@ -13,15 +13,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod batch;
 pub mod build;
 pub mod check;
+pub mod fmt;
 pub mod identity;
 pub mod inspect;
 pub mod inspect_bundle;
 pub mod keygen;
 pub mod lemmas;
+pub mod project;
 pub mod prove;
 pub mod renew;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod upload;
@@ -32,6 +36,8 @@ Examples:
   vinetc build examples/firewall.vinet --param SrcIP=198.51.100.23
   vinetc prove examples/firewall.vinet --policy examples/policies/end-user.toml
   vinetc check examples/firewall.vpc --policy examples/policies/end-user.toml
+  vinetc check --format github      (the project in vinet.toml)
+  vinetc fmt --check examples/firewall.vinet
   vinetc analyze examples/firewall.vpc --policy examples/policies/end-user.toml
   vinetc inspect examples/firewall.vpc
   vinetc lemmas build lemmas/
@@ -57,8 +63,10 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Compile and prove a program safe under a router's policy (.vpc bundle).
     Prove(prove::Args),
-    /// Check a bundle's certificate as a router does (no solver).
+    /// Check programs and bundles against router policies, as a router does (CI: JSON lines, JUnit, SARIF, GitHub).
     Check(check::Args),
+    /// Format VInet programs (or, with --check, fail when one is not formatted).
+    Fmt(fmt::Args),
     /// Decide a bundle by static analysis of its bytecode (no certificate).
     Analyze(analyze::Args),
     /// Build and check the lemma library.
@@ -113,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Prove(args) => prove::run(args),
         Command::Check(args) => check::run(args),
+        Command::Fmt(args) => fmt::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Lemmas(args) => lemmas::run(args),
         Command::Run(args) => run::run(args),
