@@ -65,7 +65,10 @@ fn the_spam_filter_holds_against_split_words() {
     let mut env = Env::new("netns-spam");
     env.listen = "10.0.3.1:7700".into();
     env.metrics = "10.0.3.1:9910".into();
-    let cfg = env.config(&Settings { live: "mode = \"nfqueue\"\nqueue = 0".into(), window_millis: 5, ..Settings::default() });
+    // Two lanes of each kind, so that the test also covers lanes of each
+    // kind side by side (the firewall test runs one of each).
+    let live = "mode = \"nfqueue\"\nqueue = 0\nthreads = 2\nwindow_threads = 2";
+    let cfg = env.config(&Settings { live: live.into(), window_millis: 5, ..Settings::default() });
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &r, VINETD]);
     let d = Vinetd::start_with(cmd, &cfg, "", env.dir.path("vinetd.log"));

@@ -1132,7 +1132,7 @@ impl Admission {
         extra.push(("vinet_read_batches_total", String::new(), snap.batches as f64));
         #[cfg(target_os = "linux")]
         if let LiveMode::Nfqueue(n) = self.cfg.live {
-            let queues = if n.hooks { n.queue..=n.queue + n.threads } else { n.queue..=n.queue };
+            let queues = if n.hooks { n.queue..=n.queue + n.threads + n.window_threads - 1 } else { n.queue..=n.queue };
             let (mut full, mut user) = (0, 0);
             for q in queues {
                 if let Some((f, u)) = nfqueue_drops(q) {

@@ -130,6 +130,8 @@ struct RawLive {
     queue: u16,
     #[serde(default = "one")]
     threads: u16,
+    #[serde(default = "one")]
+    window_threads: u16,
     #[serde(default = "yes")]
     hooks: bool,
     #[serde(default = "closed")]
@@ -211,6 +213,9 @@ pub struct NfqueueConfig {
     pub queue: u16,
     /// Packet-local lanes (threads), 1 to 64.
     pub threads: u16,
+    /// Windowed lanes (threads), 1 to 64; clients are spread over them by
+    /// destination (overlapping destinations on one lane).
+    pub window_threads: u16,
     /// vinetd installs and keeps its own kernel hooks (else the operator
     /// queues every packet to `queue`, read by one windowed lane).
     pub hooks: bool,
@@ -365,12 +370,18 @@ impl Config {
                     x if x == yes => Ok(true),
                     other => Err(err(format!("[live] {field} = {other:?}: expected {no:?} or {yes:?}"))),
                 };
-                if !(1..=64).contains(&l.threads) || u32::from(l.queue) + u32::from(l.threads) > u32::from(u16::MAX) {
-                    return Err(err(format!("[live] threads = {}: expected 1 to 64, with queue + threads at most 65535", l.threads)));
+                for (field, n) in [("threads", l.threads), ("window_threads", l.window_threads)] {
+                    if !(1..=64).contains(&n) {
+                        return Err(err(format!("[live] {field} = {n}: expected 1 to 64")));
+                    }
+                }
+                if u32::from(l.queue) + u32::from(l.threads) + u32::from(l.window_threads) > u32::from(u16::MAX) {
+                    return Err(err("[live] queue + threads + window_threads must be at most 65535".into()));
                 }
                 LiveMode::Nfqueue(NfqueueConfig {
                     queue: l.queue,
                     threads: l.threads,
+                    window_threads: l.window_threads,
                     hooks: l.hooks,
                     down_open: word("down", &l.down, "closed", "open")?,
                     queue_full_accept: word("queue_full", &l.queue_full, "drop", "accept")?,
@@ -524,13 +535,15 @@ mod tests {
         assert!(e(&text.replace("capacity =", "capacty =")).contains("unknown field"));
         assert!(e(&text.replace("mode = \"none\"", "mode = \"pcap\"")).contains("[live] mode"));
         let nfq = text.replace("mode = \"none\"", "mode = \"nfqueue\"");
-        let live =
-            Config::parse(&nfq.replace("down = \"closed\"", "down = \"open\"").replace("threads = 1 ", "threads = 2 "), &dir).unwrap().live;
+        let live = Config::parse(&nfq.replace("down = \"closed\"", "down = \"open\"").replace("\nthreads = 1 ", "\nthreads = 2 "), &dir)
+            .unwrap()
+            .live;
         assert_eq!(
             live,
             LiveMode::Nfqueue(NfqueueConfig {
                 queue: 0,
                 threads: 2,
+                window_threads: 1,
                 hooks: true,
                 down_open: true,
                 queue_full_accept: false,
@@ -539,7 +552,8 @@ mod tests {
         );
         assert!(e(&nfq.replace("down = \"closed\"", "down = \"ajar\"")).contains("[live] down = \"ajar\": expected \"closed\" or \"open\""));
         assert!(e(&nfq.replace("ipv6 = \"forward\"", "ipv6 = \"see\"")).contains("[live] ipv6"));
-        assert!(e(&nfq.replace("threads = 1 ", "threads = 0 ")).contains("[live] threads = 0"));
+        assert!(e(&nfq.replace("\nthreads = 1 ", "\nthreads = 0 ")).contains("[live] threads = 0"));
+        assert!(e(&nfq.replace("window_threads = 1 ", "window_threads = 65 ")).contains("[live] window_threads = 65"));
         assert!(e(&text.replace("cost_units_per_credit = 1_000_000", "cost_units_per_credit = 0")).contains("cost_units_per_credit"));
         let host_bits = e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.0.1/8\"]"));
         assert!(host_bits.contains("serves: `10.0.0.1/8` has host bits set (did you mean 10.0.0.0/8?)"), "{host_bits}");

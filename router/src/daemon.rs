@@ -71,6 +71,7 @@ impl Daemon {
                 hooks: crate::live::hooks::HookConfig {
                     first_queue: n.queue,
                     local_lanes: n.threads,
+                    window_lanes: n.window_threads,
                     down_open: n.down_open,
                     ipv6_drop: n.ipv6_drop,
                 },

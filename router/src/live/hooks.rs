@@ -6,19 +6,19 @@
 //! ```text
 //! table inet vinet {
 //!     set blocked4 { type ipv4_addr; flags interval; }   sources dropped for everyone
-//!     set window4  { type ipv4_addr; flags interval; }   destinations with a windowed program
+//!     set window4_K { type ipv4_addr; flags interval; }  destinations on windowed lane K
 //!     set local4   { type ipv4_addr; flags interval; }   destinations whose programs are all packet-local
 //!     chain forward {
 //!         type filter hook forward priority mangle - 10; policy accept;
 //!         ip saddr @blocked4 counter name blocked drop
-//!         ip daddr @window4 meta mark set mark | WINDOW counter name window accept
-//!         ip daddr @local4 meta mark set mark | LOCAL counter name local accept
+//!         ip daddr @window4_K meta mark set mark & ~OURS | WINDOW_K counter name window accept   (each K)
+//!         ip daddr @local4 meta mark set mark & ~OURS | LOCAL counter name local accept
 //!         meta nfproto ipv6 counter name ipv6 [drop]
 //!     }
 //! }
 //! iptables -t mangle -A PREROUTING -m mark --mark BOTH/BOTH -m socket --nowildcard -j RETURN   (turns on the defragmenter)
 //! iptables -t mangle -A FORWARD -m mark --mark LOCAL/LOCAL -j NFQUEUE --queue-balance Q:Q+n-1 [--queue-bypass]
-//! iptables -t mangle -A FORWARD -m mark --mark WINDOW/WINDOW -j NFQUEUE --queue-num Q+n [--queue-bypass]
+//! iptables -t mangle -A FORWARD -m mark --mark WINDOW_K/WINDOW|SHARD -j NFQUEUE --queue-num Q+n+K [--queue-bypass]   (each K)
 //! ```
 //!
 //! - **The fast path.** A packet to a destination with no program matches
@@ -53,8 +53,18 @@ pub type Elements = BTreeSet<(u32, u8)>;
 
 /// The mark bit of packets for the packet-local lanes.
 pub const LOCAL_MARK: u32 = 0x1000_0000;
-/// The mark bit of packets for the windowed lane.
+/// The mark bit of packets for the windowed lanes (the lane's shard in the
+/// bits of [`SHARD_MASK`]).
 pub const WINDOW_MARK: u32 = 0x2000_0000;
+/// The bits of a windowed lane's shard in the mark.
+pub const SHARD_MASK: u32 = 0x00ff_0000;
+/// Every bit of the mark vinetd sets (it keeps the others).
+const OURS: u32 = LOCAL_MARK | WINDOW_MARK | SHARD_MASK;
+
+/// The mark of windowed lane `k`'s packets.
+fn window_mark(k: u16) -> u32 {
+    WINDOW_MARK | (u32::from(k) << 16) & SHARD_MASK
+}
 /// The comment on vinetd's iptables rules (how it finds its own).
 const COMMENT: &str = "vinetd";
 
@@ -63,9 +73,11 @@ const COMMENT: &str = "vinetd";
 pub struct HookConfig {
     /// The first queue of the packet-local lanes.
     pub first_queue: u16,
-    /// Packet-local lanes (queues `first_queue ..`); the windowed lane's
-    /// queue comes after them.
+    /// Packet-local lanes (queues `first_queue ..`); the windowed lanes'
+    /// queues come after them.
     pub local_lanes: u16,
+    /// Windowed lanes, at most 256.
+    pub window_lanes: u16,
     /// While vinetd is down, let packets to clients with programs pass.
     pub down_open: bool,
     /// Drop forwarded IPv6 (else forward it untouched); counted either way.
@@ -73,9 +85,9 @@ pub struct HookConfig {
 }
 
 impl HookConfig {
-    /// The windowed lane's queue.
-    pub fn window_queue(&self) -> u16 {
-        self.first_queue + self.local_lanes
+    /// Windowed lane `k`'s queue.
+    pub fn window_queue(&self, k: u16) -> u16 {
+        self.first_queue + self.local_lanes.max(1) + k
     }
 
     fn iptables_rules(&self) -> Vec<Vec<String>> {
@@ -85,7 +97,6 @@ impl HookConfig {
         } else {
             vec!["--queue-balance".to_string(), format!("{}:{}", self.first_queue, self.first_queue + n - 1)]
         };
-        let window = vec!["--queue-num".to_string(), self.window_queue().to_string()];
         // The socket match turns on the kernel's defragmenter in this
         // namespace (without connection tracking); behind a mark test that
         // never holds (both of vinetd's bits, before either is set), the
@@ -110,13 +121,15 @@ impl HookConfig {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let queues = [(LOCAL_MARK, local), (WINDOW_MARK, window)].into_iter().map(|(mark, target)| {
+        let windows = (0..self.window_lanes.max(1))
+            .map(|k| (window_mark(k), WINDOW_MARK | SHARD_MASK, vec!["--queue-num".to_string(), self.window_queue(k).to_string()]));
+        let queues = std::iter::once((LOCAL_MARK, LOCAL_MARK, local)).chain(windows).map(|(mark, mask, target)| {
             let mut r: Vec<String> = [
                 "FORWARD",
                 "-m",
                 "mark",
                 "--mark",
-                &format!("0x{mark:x}/0x{mark:x}"),
+                &format!("0x{mark:x}/0x{mask:x}"),
                 "-m",
                 "comment",
                 "--comment",
@@ -221,7 +234,7 @@ fn installed_rules() -> Result<Vec<Vec<String>>, String> {
 pub struct Hooks {
     cfg: Option<HookConfig>,
     local: Elements,
-    window: Elements,
+    windows: Vec<Elements>,
     blocked: Elements,
 }
 
@@ -231,18 +244,25 @@ impl Hooks {
         Hooks::default()
     }
 
-    /// Replace the table in one transaction with these sets, then make the
-    /// iptables rules those of `cfg` (new ones added before old ones go).
-    pub fn install(cfg: HookConfig, local: Elements, window: Elements, blocked: Elements) -> Result<Hooks, String> {
+    /// Replace the table in one transaction with these sets (`windows`:
+    /// one a windowed lane), then make the iptables rules those of `cfg`
+    /// (new ones added before old ones go).
+    pub fn install(cfg: HookConfig, local: Elements, windows: Vec<Elements>, blocked: Elements) -> Result<Hooks, String> {
         let set = |name: &str, s: &Elements| {
             let els = if s.is_empty() { String::new() } else { format!(" elements = {{ {} }};", elements(s)) };
             format!("    set {name} {{ type ipv4_addr; flags interval;{els} }}\n")
         };
+        let keep = !OURS;
+        let mut sets = set("blocked4", &blocked) + &set("local4", &local);
+        let mut marks = String::new();
+        for (k, w) in windows.iter().enumerate() {
+            sets += &set(&format!("window4_{k}"), w);
+            let mark = window_mark(k as u16);
+            marks +=
+                &format!("        ip daddr @window4_{k} meta mark set meta mark & 0x{keep:x} | 0x{mark:x} counter name window accept\n");
+        }
         let script = format!(
-            "table inet vinet {{}}\ndelete table inet vinet\ntable inet vinet {{\n{}{}{}    counter blocked {{}}\n    counter window {{}}\n    counter local {{}}\n    counter ipv6 {{}}\n    chain forward {{\n        type filter hook forward priority mangle - 10; policy accept;\n        ip saddr @blocked4 counter name blocked drop\n        ip daddr @window4 meta mark set mark | 0x{WINDOW_MARK:x} counter name window accept\n        ip daddr @local4 meta mark set mark | 0x{LOCAL_MARK:x} counter name local accept\n        meta nfproto ipv6 counter name ipv6 {}\n    }}\n}}\n",
-            set("blocked4", &blocked),
-            set("window4", &window),
-            set("local4", &local),
+            "table inet vinet {{}}\ndelete table inet vinet\ntable inet vinet {{\n{sets}    counter blocked {{}}\n    counter window {{}}\n    counter local {{}}\n    counter ipv6 {{}}\n    chain forward {{\n        type filter hook forward priority mangle - 10; policy accept;\n        ip saddr @blocked4 counter name blocked drop\n{marks}        ip daddr @local4 meta mark set meta mark & 0x{keep:x} | 0x{LOCAL_MARK:x} counter name local accept\n        meta nfproto ipv6 counter name ipv6 {}\n    }}\n}}\n",
             if cfg.ipv6_drop { "drop" } else { "accept" },
         );
         nft(&script)?;
@@ -258,7 +278,7 @@ impl Hooks {
             d.extend(r.iter().cloned());
             iptables(&d)?;
         }
-        Ok(Hooks { cfg: Some(cfg), local, window, blocked })
+        Ok(Hooks { cfg: Some(cfg), local, windows, blocked })
     }
 
     /// Whether vinetd manages the hooks.
@@ -267,18 +287,29 @@ impl Hooks {
     }
 
     /// Bring the sets to these contents, in one transaction.
-    pub fn update(&mut self, local: Option<Elements>, window: Option<Elements>, blocked: Option<Elements>) -> Result<(), String> {
+    pub fn update(&mut self, local: Option<Elements>, windows: Option<Vec<Elements>>, blocked: Option<Elements>) -> Result<(), String> {
         if self.cfg.is_none() {
             return Ok(());
         }
-        let mut script = String::new();
-        // Deletions first: the sets must never hold overlapping intervals.
-        let mut adds = String::new();
-        for (name, old, new) in [("local4", &self.local, &local), ("window4", &self.window, &window), ("blocked4", &self.blocked, &blocked)]
-        {
-            let Some(new) = new else { continue };
-            let gone: BTreeSet<_> = old.difference(new).copied().collect();
-            let come: BTreeSet<_> = new.difference(old).copied().collect();
+        let mut changes: Vec<(String, &Elements, &Elements)> = vec![];
+        if let Some(l) = &local {
+            changes.push(("local4".into(), &self.local, l));
+        }
+        if let Some(b) = &blocked {
+            changes.push(("blocked4".into(), &self.blocked, b));
+        }
+        let none = Elements::new();
+        if let Some(ws) = &windows {
+            for (k, w) in ws.iter().enumerate() {
+                changes.push((format!("window4_{k}"), self.windows.get(k).unwrap_or(&none), w));
+            }
+        }
+        // Deletions first: a set must never hold overlapping intervals, and
+        // a destination that moves between sets is in one of them at most.
+        let (mut script, mut adds) = (String::new(), String::new());
+        for (name, old, new) in &changes {
+            let gone: Elements = old.difference(new).copied().collect();
+            let come: Elements = new.difference(old).copied().collect();
             if !gone.is_empty() {
                 script.push_str(&format!("delete element inet vinet {name} {{ {} }}\n", elements(&gone)));
             }
@@ -294,8 +325,8 @@ impl Hooks {
         if let Some(l) = local {
             self.local = l;
         }
-        if let Some(w) = window {
-            self.window = w;
+        if let Some(w) = windows {
+            self.windows = w;
         }
         if let Some(b) = blocked {
             self.blocked = b;
@@ -357,14 +388,15 @@ mod tests {
 
     #[test]
     fn rules_follow_the_config() {
-        let c = HookConfig { first_queue: 3, local_lanes: 2, down_open: false, ipv6_drop: false };
+        let c = HookConfig { first_queue: 3, local_lanes: 2, window_lanes: 2, down_open: false, ipv6_drop: false };
         let r = c.iptables_rules();
         assert!(r[0].join(" ").starts_with("PREROUTING -m mark --mark 0x30000000/0x30000000 -m socket"));
         assert_eq!(
             r[1].join(" "),
             "FORWARD -m mark --mark 0x10000000/0x10000000 -m comment --comment vinetd -j NFQUEUE --queue-balance 3:4"
         );
-        assert_eq!(r[2].join(" "), "FORWARD -m mark --mark 0x20000000/0x20000000 -m comment --comment vinetd -j NFQUEUE --queue-num 5");
+        assert_eq!(r[2].join(" "), "FORWARD -m mark --mark 0x20000000/0x20ff0000 -m comment --comment vinetd -j NFQUEUE --queue-num 5");
+        assert_eq!(r[3].join(" "), "FORWARD -m mark --mark 0x20010000/0x20ff0000 -m comment --comment vinetd -j NFQUEUE --queue-num 6");
         let open = HookConfig { local_lanes: 1, down_open: true, ..c };
         assert!(open.iptables_rules()[1].join(" ").ends_with("--queue-num 3 --queue-bypass"));
     }

@@ -156,8 +156,18 @@ enum LaneKind {
     Window,
 }
 
+/// Where an installation runs: on every packet-local lane, or on one
+/// windowed lane (its shard).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Local,
+    Window(u16),
+}
+
 struct LaneHandle {
     kind: LaneKind,
+    /// The windowed lane's shard (0 for packet-local lanes).
+    shard: u16,
     tx: Sender<Command>,
     #[cfg(unix)]
     wake: std::os::unix::net::UnixDatagram,
@@ -180,7 +190,7 @@ struct Entry {
     binding: Binding,
     dest: Dest,
     local: bool,
-    lane: LaneKind,
+    lane: Place,
 }
 
 fn overlaps(a: Dest, b: Dest) -> bool {
@@ -206,27 +216,51 @@ struct Placement {
     hooks: hooks::Hooks,
     /// Whether lanes of both kinds exist (else everything is windowed).
     split: bool,
+    /// Windowed lanes.
+    shards: u16,
+}
+
+fn len_of(d: Dest) -> u8 {
+    match d {
+        Dest::Exact(_) => 32,
+        Dest::Prefix(_, l) => l,
+    }
 }
 
 impl Placement {
-    /// The lane an entry belongs in: packet-local, unless it or a client
-    /// whose destination overlaps its own reads windows.
-    fn lane_of(&self, lease: u64, dest: Dest, local: bool) -> LaneKind {
-        if !self.split || !local {
-            return LaneKind::Window;
+    /// Where an entry belongs: packet-local, unless it or a client whose
+    /// destination overlaps its own reads windows. Then on the windowed lane
+    /// of the widest windowed destination it overlaps (so that every client
+    /// a packet belongs to is on one lane: overlapping destinations pick the
+    /// same widest one).
+    fn place_of(&self, lease: u64, dest: Dest, local: bool) -> Place {
+        let mut root = (!local).then_some(dest);
+        for (&l, e) in &self.entries {
+            if l != lease && !e.local && overlaps(e.dest, dest) && root.is_none_or(|r| len_of(e.dest) < len_of(r)) {
+                root = Some(e.dest);
+            }
         }
-        let windowed = self.entries.iter().any(|(&l, e)| l != lease && !e.local && overlaps(e.dest, dest));
-        if windowed {
-            LaneKind::Window
-        } else {
-            LaneKind::Local
+        match root {
+            None if self.split => Place::Local,
+            None => Place::Window(self.shard(dest)),
+            Some(r) => Place::Window(self.shard(r)),
         }
     }
 
+    fn shard(&self, d: Dest) -> u16 {
+        let (n, l) = match d {
+            Dest::Exact(a) => (a, 32u8),
+            Dest::Prefix(n, l) => (n & netmask(l), l),
+        };
+        let h = (u64::from(n) << 8 | u64::from(l)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        (h % u64::from(self.shards.max(1))) as u16
+    }
+
     #[cfg(target_os = "linux")]
-    fn sets(&self) -> (hooks::Elements, hooks::Elements, hooks::Elements) {
-        let of = |k: LaneKind| hooks::minimal(self.entries.values().filter(|e| e.lane == k).map(|e| e.dest));
-        (of(LaneKind::Local), of(LaneKind::Window), self.blocked.iter().map(|&s| (s, 32)).collect())
+    fn sets(&self) -> (hooks::Elements, Vec<hooks::Elements>, hooks::Elements) {
+        let of = |k: Place| hooks::minimal(self.entries.values().filter(|e| e.lane == k).map(|e| e.dest));
+        let windows = (0..self.shards).map(|k| of(Place::Window(k))).collect();
+        (of(Place::Local), windows, self.blocked.iter().map(|&s| (s, 32)).collect())
     }
 }
 
@@ -265,25 +299,39 @@ fn dest_of(program: &Program, binding: &Binding) -> Result<Dest, String> {
 impl PacketPath {
     /// Start the lanes (their queues opened, not bound).
     pub fn start(cfg: WindowConfig, source: LiveSource) -> std::io::Result<PacketPath> {
-        let mut lanes = vec![];
         #[cfg(target_os = "linux")]
         let mut nfq_cfg = None;
-        let plan: Vec<(LaneKind, Option<u16>)> = match &source {
-            LiveSource::None => vec![(LaneKind::Local, None), (LaneKind::Window, None)],
+        let plan: Vec<(LaneKind, u16, Option<u16>)> = match &source {
+            LiveSource::None => vec![(LaneKind::Local, 0, None), (LaneKind::Window, 0, None)],
             #[cfg(target_os = "linux")]
             LiveSource::Nfqueue(n) => {
                 nfq_cfg = Some(n.clone());
                 if n.manage_hooks {
-                    let mut v: Vec<_> = (0..n.hooks.local_lanes.max(1)).map(|i| (LaneKind::Local, Some(n.hooks.first_queue + i))).collect();
-                    v.push((LaneKind::Window, Some(n.hooks.window_queue())));
+                    let mut v: Vec<_> =
+                        (0..n.hooks.local_lanes.max(1)).map(|i| (LaneKind::Local, 0, Some(n.hooks.first_queue + i))).collect();
+                    v.extend((0..n.hooks.window_lanes.max(1)).map(|k| (LaneKind::Window, k, Some(n.hooks.window_queue(k)))));
                     v
                 } else {
-                    vec![(LaneKind::Window, Some(n.hooks.first_queue))]
+                    vec![(LaneKind::Window, 0, Some(n.hooks.first_queue))]
                 }
             }
         };
+        PacketPath::start_plan(
+            cfg,
+            plan,
+            #[cfg(target_os = "linux")]
+            nfq_cfg,
+        )
+    }
+
+    /// Start lanes of these kinds, shards and queues.
+    fn start_plan(
+        cfg: WindowConfig, plan: Vec<(LaneKind, u16, Option<u16>)>, #[cfg(target_os = "linux")] nfq_cfg: Option<NfqueueSource>,
+    ) -> std::io::Result<PacketPath> {
+        let mut lanes = vec![];
         let split = plan.iter().any(|p| p.0 == LaneKind::Local);
-        for (i, (kind, queue)) in plan.into_iter().enumerate() {
+        let shards = plan.iter().filter(|p| p.0 == LaneKind::Window).count() as u16;
+        for (i, (kind, shard, queue)) in plan.into_iter().enumerate() {
             #[cfg(target_os = "linux")]
             let q = queue.map(nfqueue::NfQueue::open).transpose()?;
             #[cfg(not(target_os = "linux"))]
@@ -320,6 +368,7 @@ impl PacketPath {
             })?;
             lanes.push(LaneHandle {
                 kind,
+                shard,
                 tx,
                 #[cfg(unix)]
                 wake,
@@ -334,6 +383,7 @@ impl PacketPath {
             #[cfg(target_os = "linux")]
             hooks: hooks::Hooks::unmanaged(),
             split,
+            shards,
         };
         Ok(PacketPath {
             lanes,
@@ -347,10 +397,17 @@ impl PacketPath {
         self.placement.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Install on every lane of `kind` and wait for their acks.
-    fn install_on(&self, kind: LaneKind, lease: u64, program: &Arc<Program>, binding: &Binding) -> Result<(), String> {
+    fn lanes_of(&self, place: Place) -> impl Iterator<Item = &LaneHandle> + '_ {
+        self.lanes.iter().filter(move |l| match place {
+            Place::Local => l.kind == LaneKind::Local,
+            Place::Window(k) => l.kind == LaneKind::Window && l.shard == k,
+        })
+    }
+
+    /// Install on the lanes of `place` and wait for their acks.
+    fn install_on(&self, place: Place, lease: u64, program: &Arc<Program>, binding: &Binding) -> Result<(), String> {
         let mut acks = vec![];
-        for l in self.lanes.iter().filter(|l| l.kind == kind) {
+        for l in self.lanes_of(place) {
             let (ack, rx) = mpsc::channel();
             if !l.send(Command::Install { lease, program: Arc::clone(program), binding: binding.clone(), ack }) {
                 return Err("the packet path has stopped".into());
@@ -365,15 +422,15 @@ impl PacketPath {
             }
         }
         if result.is_err() {
-            self.remove_from(kind, lease);
+            self.remove_from(place, lease);
         }
         result
     }
 
-    /// Remove from every lane of `kind`; their last counters, merged.
-    fn remove_from(&self, kind: LaneKind, lease: u64) -> Option<ProgramStats> {
+    /// Remove from the lanes of `place`; their last counters, merged.
+    fn remove_from(&self, place: Place, lease: u64) -> Option<ProgramStats> {
         let mut acks = vec![];
-        for l in self.lanes.iter().filter(|l| l.kind == kind) {
+        for l in self.lanes_of(place) {
             let (ack, rx) = mpsc::channel();
             if l.send(Command::Remove { lease, ack: Some(ack) }) {
                 acks.push(rx);
@@ -386,11 +443,46 @@ impl PacketPath {
     fn sync_hooks(&self, p: &mut Placement) -> Result<(), String> {
         #[cfg(target_os = "linux")]
         {
-            let (local, window, blocked) = p.sets();
-            p.hooks.update(Some(local), Some(window), Some(blocked))?;
+            let (local, windows, blocked) = p.sets();
+            p.hooks.update(Some(local), Some(windows), Some(blocked))?;
         }
         let _ = p;
         Ok(())
+    }
+
+    /// Re-place the entries whose destination overlaps `around` (a windowed
+    /// client came or went): each that moves is installed where it now
+    /// belongs. Returns the moved ones with the place they left, from which
+    /// the caller removes them once the kernel's sets follow.
+    fn rebalance(&self, p: &mut Placement, around: Dest, except: u64) -> Vec<(u64, Place)> {
+        let candidates: Vec<(u64, Place)> = p
+            .entries
+            .iter()
+            .filter(|(&l, e)| l != except && overlaps(e.dest, around))
+            .map(|(&l, e)| (l, p.place_of(l, e.dest, e.local)))
+            .filter(|&(l, to)| p.entries[&l].lane != to)
+            .collect();
+        let mut moved = vec![];
+        for (l, to) in candidates {
+            let e = &p.entries[&l];
+            if self.install_on(to, l, &e.program, &e.binding).is_ok() {
+                moved.push((l, e.lane));
+                if let Some(e) = p.entries.get_mut(&l) {
+                    e.lane = to;
+                }
+            }
+        }
+        moved
+    }
+
+    /// Remove moved entries from the places they left, keeping their counters.
+    fn settle(&self, p: &mut Placement, moved: Vec<(u64, Place)>) {
+        for (l, from) in moved {
+            if let Some(s) = self.remove_from(from, l) {
+                let c = p.carried.entry(l).or_default();
+                *c = merge(*c, s);
+            }
+        }
     }
 
     /// Install, and wait until the lane runs it and the kernel sends its
@@ -399,37 +491,16 @@ impl PacketPath {
         let dest = dest_of(&program, &binding)?;
         let local = program.instantiate(&binding.params).map_err(|e| e.to_string())?.is_packet_local();
         let mut p = self.placement();
-        let lane = p.lane_of(lease, dest, local);
-        self.install_on(lane, lease, &program, &binding)?;
-        // A windowed program pulls the packet-local clients it overlaps into
-        // the windowed lane: installed there first, moved in the kernel's
-        // sets, then removed from where they were.
-        let moving: Vec<u64> = if local {
-            vec![]
-        } else {
-            p.entries.iter().filter(|(_, e)| e.lane == LaneKind::Local && overlaps(e.dest, dest)).map(|(&l, _)| l).collect()
-        };
-        let mut moved = vec![];
-        for l in moving {
-            let e = &p.entries[&l];
-            if self.install_on(LaneKind::Window, l, &e.program, &e.binding).is_ok() {
-                moved.push(l);
-            }
-        }
-        for l in &moved {
-            if let Some(e) = p.entries.get_mut(l) {
-                e.lane = LaneKind::Window;
-            }
-        }
-        let old = p.entries.insert(lease, Entry { program, binding, dest, local, lane });
+        let place = p.place_of(lease, dest, local);
+        self.install_on(place, lease, &program, &binding)?;
+        let old = p.entries.insert(lease, Entry { program, binding, dest, local, lane: place });
+        // A windowed program pulls the clients it overlaps onto its lane:
+        // installed there first, moved in the kernel's sets, then removed
+        // from where they were.
+        let moved = if local { vec![] } else { self.rebalance(&mut p, dest, lease) };
         let synced = self.sync_hooks(&mut p);
-        for l in moved {
-            if let Some(s) = self.remove_from(LaneKind::Local, l) {
-                let c = p.carried.entry(l).or_default();
-                *c = merge(*c, s);
-            }
-        }
-        if let Some(o) = old.filter(|o| o.lane != lane) {
+        self.settle(&mut p, moved);
+        if let Some(o) = old.filter(|o| o.lane != place) {
             self.remove_from(o.lane, lease);
         }
         if let Err(e) = synced {
@@ -446,43 +517,16 @@ impl PacketPath {
         let mut p = self.placement();
         let Some(e) = p.entries.remove(&lease) else { return };
         p.carried.remove(&lease);
-        // Out of the kernel's sets first: nothing is queued for it after.
+        // Clients it held on its lane may go back to a packet-local lane or
+        // to another windowed one: installed there first.
+        let moved = if e.local { vec![] } else { self.rebalance(&mut p, e.dest, lease) };
+        // Out of the kernel's sets before it is removed: nothing is queued
+        // for it after.
         if let Err(err) = self.sync_hooks(&mut p) {
             tracing::error!(error = %err, "cannot update vinetd's kernel sets");
         }
         self.remove_from(e.lane, lease);
-        // Clients it held in the windowed lane may go back to a packet-local one.
-        if !e.local {
-            let back: Vec<u64> = p
-                .entries
-                .iter()
-                .filter(|(&l, x)| {
-                    x.lane == LaneKind::Window && x.local && overlaps(x.dest, e.dest) && p.lane_of(l, x.dest, true) == LaneKind::Local
-                })
-                .map(|(&l, _)| l)
-                .collect();
-            let mut moved = vec![];
-            for l in back {
-                let x = &p.entries[&l];
-                if self.install_on(LaneKind::Local, l, &x.program, &x.binding).is_ok() {
-                    moved.push(l);
-                }
-            }
-            for l in &moved {
-                if let Some(x) = p.entries.get_mut(l) {
-                    x.lane = LaneKind::Local;
-                }
-            }
-            if let Err(err) = self.sync_hooks(&mut p) {
-                tracing::error!(error = %err, "cannot update vinetd's kernel sets");
-            }
-            for l in moved {
-                if let Some(s) = self.remove_from(LaneKind::Window, l) {
-                    let c = p.carried.entry(l).or_default();
-                    *c = merge(*c, s);
-                }
-            }
-        }
+        self.settle(&mut p, moved);
     }
 
     /// Set the sources dropped for everyone (in the kernel's set, and in
@@ -507,8 +551,8 @@ impl PacketPath {
         if let Some(n) = &self.nfqueue {
             let mut p = self.placement();
             if n.manage_hooks {
-                let (local, window, blocked) = p.sets();
-                p.hooks = hooks::Hooks::install(n.hooks.clone(), local, window, blocked)?;
+                let (local, windows, blocked) = p.sets();
+                p.hooks = hooks::Hooks::install(n.hooks.clone(), local, windows, blocked)?;
             }
             drop(p);
             let mut acks = vec![];
@@ -881,6 +925,43 @@ mod tests {
         assert_eq!(placed(&p, 1), (true, false));
         let s = p.snapshot();
         assert_eq!((s.programs.len(), s.programs[&1].certified), (2, 1024));
+    }
+
+    #[test]
+    fn windowed_clients_spread_over_lanes_and_overlapping_ones_share_one() {
+        let plan = vec![(LaneKind::Local, 0, None), (LaneKind::Window, 0, None), (LaneKind::Window, 1, None), (LaneKind::Window, 2, None)];
+        let p = PacketPath::start_plan(
+            WindowConfig::new(256, 5),
+            plan,
+            #[cfg(target_os = "linux")]
+            None,
+        )
+        .unwrap();
+        let spam = fixture("spam_filter.vpc");
+        for i in 0..12u32 {
+            p.install(u64::from(i), Arc::clone(&spam), Binding { this_ip: 0x0a00_0100 + i, this_subnet: None, params: vec![] }).unwrap();
+        }
+        let shards: BTreeSet<u16> = p
+            .placement()
+            .entries
+            .values()
+            .map(|e| match e.lane {
+                Place::Window(k) => k,
+                Place::Local => panic!("a spam filter is windowed"),
+            })
+            .collect();
+        assert!(shards.len() >= 2, "12 clients over 3 windowed lanes: {shards:?}");
+        // A firewall of one of them joins its lane; the lanes agree.
+        p.install(100, fixture("firewall.vpc"), Binding { this_ip: 0x0a00_0105, this_subnet: None, params: vec![Const::Addr(1)] }).unwrap();
+        let pl = p.placement();
+        assert_eq!(pl.entries[&100].lane, pl.entries[&5].lane);
+        drop(pl);
+        // Every installation runs on exactly the lanes of its place.
+        for (&l, e) in p.placement().entries.iter() {
+            let want: Vec<usize> =
+                p.lanes.iter().enumerate().filter(|(_, h)| p.lanes_of(e.lane).any(|x| std::ptr::eq(x, *h))).map(|(i, _)| i).collect();
+            assert_eq!(want.len(), 1, "lease {l}");
+        }
     }
 
     #[test]
