@@ -1,7 +1,6 @@
 //! The end-to-end test in Linux network namespaces: hosts A and B, a router R
 //! forwarding between them and host C, vinetd on R giving the verdicts of the
-//! packets the kernel forwards (an iptables NFQUEUE rule on R's FORWARD
-//! chain).
+//! packets the kernel forwards to C (through the hooks vinetd installs).
 //!
 //! ```text
 //!   A 10.0.1.2 --- 10.0.1.1 .              . 10.0.3.1 --- 10.0.3.2 C
@@ -13,9 +12,11 @@
 //! and B to C; C receives B's traffic and none of A's. The same upload signed
 //! by a key whose identity names another address is refused (R serves
 //! 10.0.3.0/24 only), and so is C's identity presented by another key; a
-//! replay is refused; vinetd is killed with SIGKILL and restarted and the
+//! replay is refused; vinetd is killed with SIGKILL (while it is down its
+//! hooks drop C's traffic: `down = "closed"`) and restarted and the
 //! firewall still holds; a lease that ends frees its load (and B's traffic
-//! flows again).
+//! flows again); with `down = "open"` a killed vinetd lets C's traffic pass;
+//! `vinetd unhook` removes the table and the iptables rules.
 //!
 //! The test creates and removes its namespaces itself (a drop guard removes
 //! them even when it fails). It needs root, network namespaces and iptables
@@ -171,8 +172,12 @@ fn netns_firewall_end_to_end() {
     assert!(e.ok().contains(&format!("lease: {first_lease},")), "the retry names the first lease {first_lease}: {e:?}");
     eprintln!("replay: {}", e.stdout.trim());
 
-    // kill -9 and restart: the firewall still holds.
+    // kill -9 and restart: the firewall still holds. While vinetd is down
+    // its hooks stay, and with `down = "closed"` (the default) C's traffic
+    // is dropped, B's too; B's UDP is given the time to arrive if it could.
     d.kill9();
+    assert!(!send_from(&b, "Bdown"), "while vinetd is down, B's TCP to C must not connect (down = closed)");
+    assert_eq!(received(&sink, "Bdown"), (0, 0), "while vinetd is down, nothing reaches C (down = closed)");
     d = vinetd_in_r();
     let got = round(&[(&a, false), (&b, true)], &sink, "2", &dropped);
     assert_eq!(got[0], (0, 0, false), "after kill -9 and restart, A must still be blocked");
@@ -193,5 +198,31 @@ fn netns_firewall_end_to_end() {
     assert_eq!(got[1], (5, 1, true), "after the lease ended, B gets through again");
     let page = ns(&c, &[VINETC, "status", "--router", &env.listen, "--router-key", &env.p("router.key.pub")]).unwrap();
     eprintln!("{page}");
+
+    // `down = "open"`: killed, the router lets C's traffic pass untouched
+    // (iptables' --queue-bypass), A's included, as configured.
     drop(d);
+    let open_cfg = env.config(&Settings {
+        serves: vec!["10.0.3.0/24".into()],
+        live: "mode = \"nfqueue\"\nqueue = 0\ndown = \"open\"".into(),
+        window_millis: 5,
+        capacity: 4096,
+        ..Settings::default()
+    });
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &r, VINETD]);
+    let mut d = Vinetd::start_with(cmd, &open_cfg, "", env.dir.path("vinetd-open.log"));
+    let got = round(&[(&a, false)], &sink, "5", &dropped);
+    assert_eq!(got[0], (0, 0, false), "with down = open, a running vinetd still drops A");
+    d.kill9();
+    assert!(send_from(&a, "Aopen"), "with down = open and vinetd down, A's TCP to C connects");
+    assert!(wait_until(HANG, || received(&sink, "Aopen") == (5, 1)), "with down = open and vinetd down, A's traffic passes");
+
+    // `vinetd unhook` removes the table and the rules; C's traffic flows
+    // in the kernel alone.
+    let out = ns(&r, &[VINETD, "--config", open_cfg.to_str().unwrap(), "unhook"]).unwrap();
+    assert!(out.contains("removed"), "{out}");
+    assert!(ns(&r, &["nft", "list", "table", "inet", "vinet"]).is_err(), "the table must be gone");
+    let rules = ns(&r, &["iptables", "-t", "mangle", "-S"]).unwrap();
+    assert!(!rules.contains("vinetd"), "vinetd's iptables rules must be gone: {rules}");
 }
