@@ -79,6 +79,13 @@ fn the_example_passes_the_recipe() {
     let o = vinetc(&dir, &["check", "--format", "json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(json_lines(&o).iter().all(|l| l["cached"] == true && l["accepted"] == true));
+    // A cache entry that cannot be read is ignored, and the job is decided again.
+    for e in std::fs::read_dir(dir.join(".vinet-cache")).unwrap().flatten() {
+        std::fs::write(e.path(), b"{not json").unwrap();
+    }
+    let o = vinetc(&dir, &["check", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(json_lines(&o).iter().all(|l| l["cached"] == false && l["accepted"] == true));
     // From a subdirectory: the project is found in the parent, and the files
     // are named from where vinetc runs (what the diagnostics show is part of
     // what is cached, so this is a first run for the cache).

@@ -2,15 +2,21 @@
 //! checked as a router checks it, each bundle checked; independent jobs in
 //! parallel, and a job whose inputs have not changed answered from the cache.
 //!
-//! The cache is a directory of JSON files, one per job, named by the blake3
-//! hash of everything the outcome depends on: the tool (its version and the
-//! hash of its own executable, so a rebuilt vinetc never reads an older one's
-//! answers), the input's name and bytes, its parameters, the policy file's
-//! bytes and the lemma library's. Accepted and refused outcomes are both
-//! kept: the same inputs give the same answer. A cache entry that cannot be
-//! read is ignored and the job is run again; the cache is never trusted for
-//! anything a router relies on, only for CI's verdicts.
+//! The cache is one file in the cache directory, `outcomes.json`: a map from
+//! the blake3 hash of everything a job's outcome depends on (the tool, by its
+//! version and the hash of its own executable, so a rebuilt vinetc never reads
+//! an older one's answers; the input's name and bytes; its parameters; the
+//! policy file's bytes; the lemma library's) to the outcome. Accepted and
+//! refused outcomes are both kept: the same inputs give the same answer. It
+//! is read once before the jobs run and written once after, atomically, with
+//! the outcomes of this run only, so it never grows past one project's jobs
+//! and holds no entry for a program that is gone; one file rather than one per
+//! job because creating a thousand files costs more than proving a thousand
+//! small programs. A cache that cannot be read is ignored (every job is run
+//! again), one that cannot be written only costs the next run its speed; it
+//! is never trusted for anything a router relies on, only for CI's verdicts.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -174,14 +180,15 @@ pub fn run(jobs: Vec<Job>, opts: &Options) -> Result<Vec<Outcome>, Failure> {
         Some(p) => Some(super::read_input(p)?),
         None => None,
     };
-    let tool = tool_identity();
-    if let Some(dir) = &opts.cache {
-        std::fs::create_dir_all(dir).map_err(|e| Failure::Usage(format!("cannot create the cache {}: {e}", dir.display())))?;
-    }
+    let tool = if opts.cache.is_some() { tool_identity() } else { String::new() };
+    let known: HashMap<String, Decided> = match (&opts.cache, opts.keep_bundles) {
+        (Some(dir), false) => read_cache(dir),
+        _ => HashMap::new(),
+    };
     let prover: OnceLock<Result<vinet_prover::Prover, String>> = OnceLock::new();
     let bundle_lemmas: OnceLock<Result<LemmaCache, String>> = OnceLock::new();
     let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Outcome>>> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let slots: Vec<std::sync::Mutex<Option<(Option<String>, Outcome)>>> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let workers = opts.jobs.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -190,11 +197,8 @@ pub fn run(jobs: Vec<Job>, opts: &Options) -> Result<Vec<Outcome>, Failure> {
                 let Some(job) = jobs.get(i) else { break };
                 let (policy, policy_bytes) = &policies[i];
                 let started = Instant::now();
-                let key = cache_key(&tool, job, policy_bytes, library.as_deref());
-                let cached = match &opts.cache {
-                    Some(dir) if !opts.keep_bundles => read_cache(dir, &key),
-                    _ => None,
-                };
+                let key = opts.cache.as_ref().map(|_| cache_key(&tool, job, policy_bytes, library.as_deref()));
+                let cached = key.as_ref().and_then(|k| known.get(k)).cloned();
                 let outcome = match cached {
                     Some(decided) => Outcome { job: job.clone(), decided, cached: true, elapsed: started.elapsed(), proved: None },
                     None => {
@@ -213,20 +217,27 @@ pub fn run(jobs: Vec<Job>, opts: &Options) -> Result<Vec<Outcome>, Failure> {
                         } else {
                             decide_program(job, policy, &prover)
                         };
-                        if let Some(dir) = &opts.cache {
-                            if !matches!(decided.verdict, Verdict::Unreadable { .. }) {
-                                write_cache(dir, &key, &decided);
-                            }
-                        }
                         let proved = if opts.keep_bundles { bundle } else { None };
                         Outcome { job: job.clone(), decided, cached: false, elapsed: started.elapsed(), proved }
                     }
                 };
-                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some((key, outcome));
             });
         }
     });
-    Ok(slots.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect())
+    let done: Vec<(Option<String>, Outcome)> =
+        slots.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    if let Some(dir) = &opts.cache {
+        let entries: HashMap<&str, &Decided> = done
+            .iter()
+            .filter(|(_, o)| !matches!(o.decided.verdict, Verdict::Unreadable { .. }))
+            .filter_map(|(k, o)| Some((k.as_deref()?, &o.decided)))
+            .collect();
+        if let Err(e) = write_cache(dir, &entries) {
+            eprintln!("vinetc: warning: the cache {} is not written: {e}", dir.display());
+        }
+    }
+    Ok(done.into_iter().map(|(_, o)| o).collect())
 }
 
 fn prover_lemmas(prover: &OnceLock<Result<vinet_prover::Prover, String>>) -> Result<&vinet_prover::Prover, String> {
@@ -270,20 +281,23 @@ fn cache_key(tool: &str, job: &Job, policy: &[u8], library: Option<&[u8]>) -> St
     h.finalize().to_hex().to_string()
 }
 
-fn read_cache(dir: &Path, key: &str) -> Option<Decided> {
-    let bytes = std::fs::read(dir.join(format!("{key}.json"))).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// The cache's file in its directory.
+const CACHE_FILE: &str = "outcomes.json";
+
+fn read_cache(dir: &Path) -> HashMap<String, Decided> {
+    std::fs::read(dir.join(CACHE_FILE)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
 }
 
-/// Write an entry atomically (a temporary file renamed into place), so that a
-/// concurrent or interrupted run never leaves half an entry; a cache that
-/// cannot be written only costs speed.
-fn write_cache(dir: &Path, key: &str, decided: &Decided) {
-    let Ok(bytes) = serde_json::to_vec(decided) else { return };
-    let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, dir.join(format!("{key}.json"))).is_err() {
+/// Write the cache atomically (a temporary file renamed into place), so that
+/// a concurrent or interrupted run never leaves half a cache.
+fn write_cache(dir: &Path, entries: &HashMap<&str, &Decided>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = serde_json::to_vec(entries).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{CACHE_FILE}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(CACHE_FILE)).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-    }
+    })
 }
 
 fn unreadable(reason: String) -> Decided {
