@@ -7,13 +7,15 @@
 //!   filters by source): each batch read is a window of its own, decided at
 //!   once, so a packet waits for nothing but its own batch. The kernel
 //!   spreads their traffic over the lanes by flow (`--queue-balance`).
-//! - **The windowed lane** runs the clients with a program that reads a
-//!   window (the spam filter, counts, GENERATE): a window closes at W
+//! - **Windowed lanes** (`[live] window_threads` of them) run the clients
+//!   with a program that reads a window (the spam filter, counts,
+//!   GENERATE), spread over the lanes by destination: a window closes at W
 //!   packets or `window_millis` after its first packet, which is the
 //!   deadline of its verdicts.
 //! - A client whose destination overlaps a windowed client's (an end user
-//!   inside an edge router's prefix) runs in the windowed lane too, so that
-//!   every program whose client a packet belongs to sees it.
+//!   inside an edge router's prefix) runs on that client's windowed lane
+//!   too (overlapping destinations all go to the lane of the widest), so
+//!   that every program whose client a packet belongs to sees it.
 //!
 //! **Architecture Invariant:** nothing on the admission side ever holds a
 //! lock a lane needs. Admissions prepare a program (checked, bound,
