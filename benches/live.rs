@@ -224,15 +224,26 @@ fn main() -> ExitCode {
     let how = format!("64-byte UDP payloads, medians of {rounds} alternated rounds of {secs} s{q}");
     let (ab0, ab1, ac0, ac1) = (med("alone_ab"), med("with_ab"), med("alone_ac"), med("with_ac"));
     let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
+    // The ratio within each round (the two conditions a few seconds apart),
+    // then their median: less sensitive to the machine's load drifting
+    // across the run than the ratio of the medians.
+    let paired = |with: &str, alone: &str| {
+        let (w, a) = (m.get(with).cloned().unwrap_or_default(), m.get(alone).cloned().unwrap_or_default());
+        let mut r: Vec<f64> = w.iter().zip(&a).map(|(w, a)| w / a).collect();
+        let all = r.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ");
+        (median(&mut r), all)
+    };
+    let (pab, pab_all) = paired("with_ab", "alone_ab");
+    let (pac, pac_all) = paired("with_ac", "alone_ac");
     println!(
-        "live fast path A -> B (no program): R alone {ab0:.0} pkt/s [{}]; with vinetd {ab1:.0} pkt/s [{}]; ratio {:.3} (target >= 0.95: {}; {how})",
+        "live fast path A -> B (no program): R alone {ab0:.0} pkt/s [{}]; with vinetd {ab1:.0} pkt/s [{}]; ratio {:.3} (target >= 0.95: {}); round by round {pab:.3} [{pab_all}] ({how})",
         all("alone_ab"),
         all("with_ab"),
         ab1 / ab0,
         verdict(ab1 / ab0 >= 0.95)
     );
     println!(
-        "live through the firewall A -> C (not dropped): R alone {ac0:.0} pkt/s [{}]; with vinetd {ac1:.0} pkt/s [{}]; ratio {:.3} (target >= 0.8: {}; {how})",
+        "live through the firewall A -> C (not dropped): R alone {ac0:.0} pkt/s [{}]; with vinetd {ac1:.0} pkt/s [{}]; ratio {:.3} (target >= 0.8: {}); round by round {pac:.3} [{pac_all}] ({how})",
         all("alone_ac"),
         all("with_ac"),
         ac1 / ac0,
