@@ -172,6 +172,9 @@ fn policies(jobs: &[Job]) -> Result<Vec<(vinet_checker::Policy, Vec<u8>)>, Failu
     Ok(out)
 }
 
+/// Where a worker leaves a job's cache key and outcome.
+type Slot = std::sync::Mutex<Option<(Option<String>, Outcome)>>;
+
 /// Decide every job, in parallel, each from the cache when it can be; the
 /// outcomes in the jobs' order.
 pub fn run(jobs: Vec<Job>, opts: &Options) -> Result<Vec<Outcome>, Failure> {
@@ -188,7 +191,7 @@ pub fn run(jobs: Vec<Job>, opts: &Options) -> Result<Vec<Outcome>, Failure> {
     let prover: OnceLock<Result<vinet_prover::Prover, String>> = OnceLock::new();
     let bundle_lemmas: OnceLock<Result<LemmaCache, String>> = OnceLock::new();
     let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<(Option<String>, Outcome)>>> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let slots: Vec<Slot> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let workers = opts.jobs.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
