@@ -1,0 +1,337 @@
+//! `vinet-emu`: run a scenario of vinet routers in network namespaces.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use vinet_emu::report;
+use vinet_emu::run::{self, Progress, RunError, Tools};
+use vinet_emu::scenario;
+use vinet_emu::topology::{Kind, Plan};
+use vinet_emu::{agent, netns};
+
+const AFTER_HELP: &str = "\
+Examples:
+  vinet-emu check emu/scenarios/worm-partial.toml     # parse and plan, no root needed
+  vinet-emu run emu/scenarios/worm-partial.toml       # every run of its [sweep]; results in emu/out/NAME/
+  vinet-emu run emu/scenarios/worm-partial.toml --single --seed 3
+  vinet-emu clean                                     # namespaces of runs that are gone
+
+The scenario format is documented in emu/README.md. Exit codes: 0 done, 1 a run
+failed, 2 a bad scenario or argument, 130 interrupted (everything torn down).";
+
+/// vinet-emu: a network of vinet routers in Linux network namespaces.
+#[derive(Parser, Debug)]
+#[command(name = "vinet-emu", version, after_help = AFTER_HELP)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a scenario (all of its sweep, unless --single) and write results and plots.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Output directory (default: emu/out/NAME under the repository).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where vinetc and vinetd are (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The repository (for examples/policies; default: where this was built).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// One run, ignoring [sweep].
+        #[arg(long)]
+        single: bool,
+        /// Override the seed (with --single).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Parse and plan a scenario; print what it would build.
+    Check {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+    /// Remove namespaces (and the processes in them) of runs that are gone.
+    Clean {
+        /// Every vinet-emu namespace, even of runs still going.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The traffic agent (run by the emulator inside each host).
+    #[command(hide = true)]
+    Agent {
+        /// Its spec (JSON).
+        spec: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.cmd {
+        Cmd::Agent { spec } => {
+            let text = match std::fs::read_to_string(&spec) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("vinet-emu agent: {}: {e}", spec.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let spec: agent::AgentSpec = match serde_json::from_str(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vinet-emu agent: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match agent::run(spec) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vinet-emu agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Clean { all } => {
+            let removed = netns::clean(all);
+            for n in &removed {
+                println!("removed {n}");
+            }
+            println!("{} namespaces removed", removed.len());
+            ExitCode::SUCCESS
+        }
+        Cmd::Check { scenario } => {
+            let l = match scenario::load(&scenario) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let plan = match Plan::new(&l, None) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            describe(&plan);
+            if let Some(s) = &l.scenario.sweep {
+                let s = s.get_ref();
+                for (f, pl, seed) in combos(&l, s) {
+                    if let Err(e) = Plan::new(&l, Some((f, pl, seed))) {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                }
+                println!("sweep: {} runs", combos(&l, s).len());
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Run { scenario, out, bin_dir, root, single, seed, quiet } => run_cmd(scenario, out, bin_dir, root, single, seed, quiet),
+    }
+}
+
+fn describe(p: &Plan) {
+    let count = |k: Kind| p.nodes.iter().filter(|n| n.kind == k).count();
+    println!(
+        "{}: seed {}, {} s; {} namespaces: {} hosts, {} edge routers ({} with vinet: {}), {} core routers; {} links; {} traffic sources; {} events",
+        p.name,
+        p.seed,
+        p.duration,
+        p.nodes.len(),
+        count(Kind::Host),
+        count(Kind::Edge),
+        p.vinet_routers().count(),
+        p.vinet_routers().map(|r| p.nodes[r].name.clone()).collect::<Vec<_>>().join(","),
+        count(Kind::Core),
+        p.links.len(),
+        p.traffic.len(),
+        p.events.len()
+    );
+}
+
+fn combos(l: &scenario::Loaded, s: &scenario::Sweep) -> Vec<(f64, scenario::Placement, u64)> {
+    let v = l.scenario.vinet.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+    let fr = if s.fraction.is_empty() { vec![v.fraction] } else { s.fraction.clone() };
+    let pl = if s.placement.is_empty() { vec![v.placement] } else { s.placement.clone() };
+    let seeds = if s.seeds.is_empty() { vec![l.scenario.seed] } else { s.seeds.clone() };
+    let mut out = vec![];
+    for (i, p) in pl.iter().enumerate() {
+        for f in &fr {
+            // At 0 and 1 every placement deploys the same routers: run them once.
+            if i > 0 && (*f == 0.0 || *f == 1.0) {
+                continue;
+            }
+            for seed in &seeds {
+                out.push((*f, *p, *seed));
+            }
+        }
+    }
+    out
+}
+
+fn run_cmd(
+    scenario: PathBuf, out: Option<PathBuf>, bin_dir: Option<PathBuf>, root: Option<PathBuf>, single: bool, seed: Option<u64>, quiet: bool,
+) -> ExitCode {
+    let l = match scenario::load(&scenario) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let root = root.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")));
+    let root = root.canonicalize().unwrap_or(root);
+    let emu = std::env::current_exe().expect("current exe");
+    let bin_dir = bin_dir.unwrap_or_else(|| emu.parent().expect("exe dir").to_path_buf());
+    let tools = Tools { vinetc: bin_dir.join("vinetc"), vinetd: bin_dir.join("vinetd"), emu, root: root.clone() };
+    for t in [&tools.vinetc, &tools.vinetd] {
+        if !t.is_file() {
+            eprintln!("vinet-emu: {} is missing: build it (cargo build --release --bins) or pass --bin-dir", t.display());
+            return ExitCode::from(2);
+        }
+    }
+    let runs: Vec<Option<(f64, scenario::Placement, u64)>> = match (&l.scenario.sweep, single) {
+        (Some(s), false) => combos(&l, s.get_ref()).into_iter().map(Some).collect(),
+        _ => vec![seed.map(|s| {
+            let v = l.scenario.vinet.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+            (v.fraction, v.placement, s)
+        })],
+    };
+    let mut plans = vec![];
+    for o in &runs {
+        match Plan::new(&l, *o) {
+            Ok(p) => plans.push(p),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Some(why) = netns::cannot_run() {
+        eprintln!("vinet-emu: cannot run here: {why}");
+        return ExitCode::FAILURE;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
+            eprintln!("vinet-emu: cannot handle SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let out = out.unwrap_or_else(|| root.join("emu/out").join(&l.scenario.name));
+    let runs_dir = out.join("runs");
+    if let Err(e) = std::fs::create_dir_all(&runs_dir) {
+        eprintln!("vinet-emu: {}: {e}", runs_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let progress = Progress::new(!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let mut results = vec![];
+    let mut code = ExitCode::SUCCESS;
+    let sweep = plans.len() > 1;
+    for (i, plan) in plans.iter().enumerate() {
+        if sweep {
+            eprintln!("run {}/{}: fraction {} placement {:?} seed {}", i + 1, plans.len(), plan.deployment.0, plan.deployment.1, plan.seed);
+        }
+        let work = out.join("work");
+        let r = run::run(plan, &tools, &work, &out.join("bundles"), &stop, &progress);
+        progress.finish();
+        // Backstop: nothing of this run's prefix may remain, whatever happened.
+        let prefix = netns::run_prefix();
+        for n in netns::list().into_iter().filter(|n| n.starts_with(&prefix)) {
+            netns::remove_namespace(&n);
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        match r {
+            Ok(r) => {
+                let stem = if sweep {
+                    format!("f{:.2}-{:?}-s{}", plan.deployment.0, plan.deployment.1, plan.seed).to_lowercase()
+                } else {
+                    "run".into()
+                };
+                let json = runs_dir.join(format!("{stem}.json"));
+                let svg = runs_dir.join(format!("{stem}.svg"));
+                if let Err(e) = report::write_json(&r, &json).and_then(|_| report::plot_run(&r, &svg)) {
+                    eprintln!("vinet-emu: {e}");
+                    code = ExitCode::FAILURE;
+                }
+                summarize(&r);
+                eprintln!("  results: {} and {}", json.display(), svg.display());
+                results.push(r);
+            }
+            Err(RunError::Interrupted) => {
+                eprintln!("vinet-emu: interrupted; the network is torn down");
+                return ExitCode::from(130);
+            }
+            Err(e) => {
+                eprintln!("vinet-emu: run failed: {e}");
+                code = ExitCode::FAILURE;
+                if !sweep {
+                    return code;
+                }
+            }
+        }
+    }
+    if sweep && !results.is_empty() {
+        let curves = report::curves(&results, l.scenario.sample_every);
+        let (json, svg) = (out.join("sweep.json"), out.join("infected.svg"));
+        if let Err(e) = report::write_json(&curves, &json).and_then(|_| report::plot_sweep(&l.scenario.name, &curves, &svg)) {
+            eprintln!("vinet-emu: {e}");
+            code = ExitCode::FAILURE;
+        }
+        for c in &curves {
+            let mean_final = c.final_infected.iter().sum::<f64>() / c.final_infected.len().max(1) as f64;
+            println!(
+                "vinet on {:>5.1}% ({:?}): final infected {:.2} (seeds {:?}: {:?})",
+                c.fraction * 100.0,
+                c.placement,
+                mean_final,
+                c.seeds,
+                c.final_infected.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>()
+            );
+        }
+        eprintln!("sweep: {} and {}", json.display(), svg.display());
+    }
+    code
+}
+
+fn summarize(r: &run::RunResult) {
+    let infected = r.infections.len();
+    println!(
+        "{} seed {} ({:.0}% vinet, {:?}): {} namespaces, setup {:.1} s; infected {}/{} hosts ({} vulnerable); events {}/{} ok",
+        r.scenario,
+        r.seed,
+        r.fraction * 100.0,
+        r.placement,
+        r.namespaces,
+        r.setup_secs,
+        infected,
+        r.hosts,
+        r.vulnerable,
+        r.events.iter().filter(|e| e.ok).count(),
+        r.events.len()
+    );
+    for e in r.events.iter().filter(|e| !e.ok) {
+        println!("  event at {:.2}s failed: {}: {}", e.t, e.action, e.outcome.trim());
+    }
+    let mut by_class: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for f in &r.flows {
+        let e = by_class.entry(&f.class).or_default();
+        e.0 += f.sent;
+        e.1 += f.delivered;
+    }
+    for (c, (s, d)) in by_class {
+        println!("  {c}: {d} of {s} datagrams delivered");
+    }
+}

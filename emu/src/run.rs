@@ -1,0 +1,887 @@
+//! One run of a plan: prepare the keys, identities, router configs and
+//! bundles; build the network; start vinetd on the vinet edge routers and an
+//! agent on every host; play the script while sampling; collect what was
+//! measured; tear everything down. Everything started is owned by a guard
+//! ([`Network`], [`Procs`]), so an error, a panic or an interrupt (the `stop`
+//! flag, set by the SIGINT/SIGTERM handler) leaves nothing behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::agent::{AgentSpec, Flow, Summary, Worm};
+use crate::netns::{self, Network, OsError, Procs};
+use crate::scenario::{Placement, TrafficSpec};
+use crate::topology::{Action, Kind, Plan, When, BACKGROUND_PORT, SPAM_PORT};
+
+/// Where the tools and the project's files are.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// vinetc.
+    pub vinetc: PathBuf,
+    /// vinetd.
+    pub vinetd: PathBuf,
+    /// This binary (runs the agents).
+    pub emu: PathBuf,
+    /// The repository (for examples/policies).
+    pub root: PathBuf,
+}
+
+/// A run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The stop flag was set (SIGINT or SIGTERM).
+    #[error("interrupted")]
+    Interrupted,
+    /// Something else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<OsError> for RunError {
+    fn from(e: OsError) -> RunError {
+        if e.0 == "interrupted" {
+            RunError::Interrupted
+        } else {
+            RunError::Failed(e.0)
+        }
+    }
+}
+
+fn fail(m: impl Into<String>) -> RunError {
+    RunError::Failed(m.into())
+}
+
+/// A sample of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds from the start.
+    pub t: f64,
+    /// Hosts infected so far.
+    pub infected: usize,
+}
+
+/// An infection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Infection {
+    /// The host.
+    pub host: String,
+    /// When (seconds; the host's own clock from `go`).
+    pub t: f64,
+    /// By whom ("initial" or the scanner's address).
+    pub by: String,
+}
+
+/// What an event did.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLog {
+    /// When it fired.
+    pub t: f64,
+    /// When it was done.
+    pub done: f64,
+    /// What it was.
+    pub action: String,
+    /// Whether it worked.
+    pub ok: bool,
+    /// What the tools said.
+    pub outcome: String,
+}
+
+/// Packets and bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Count {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (IP, as the kernel counts them).
+    pub bytes: u64,
+}
+
+/// What crossed a link.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkResult {
+    /// "a-b".
+    pub name: String,
+    /// Whether it is a host's link.
+    pub host_link: bool,
+    /// From a to b.
+    pub a_to_b: Count,
+    /// From b to a.
+    pub b_to_a: Count,
+    /// Per class, each direction, where a router sends it (bytes).
+    pub classes: BTreeMap<String, [u64; 2]>,
+}
+
+/// What a host sent and received.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostResult {
+    /// The host.
+    pub name: String,
+    /// Its address.
+    pub addr: String,
+    /// Its edge router.
+    pub router: String,
+    /// Whether the worm could infect it.
+    pub vulnerable: bool,
+    /// The agent's report.
+    pub summary: Summary,
+}
+
+/// Delivery of one sender's flow.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowResult {
+    /// The traffic source.
+    pub traffic: String,
+    /// Its class.
+    pub class: String,
+    /// The sender.
+    pub from: String,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams its receivers got.
+    pub delivered: u64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// The scenario.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// Fraction of edge routers with vinet (as configured).
+    pub fraction: f64,
+    /// Their placement.
+    pub placement: Placement,
+    /// Scenario seconds.
+    pub duration: f64,
+    /// Namespaces the run held.
+    pub namespaces: usize,
+    /// Hosts.
+    pub hosts: usize,
+    /// Edge and core routers.
+    pub routers: usize,
+    /// The routers that ran vinetd.
+    pub vinet_routers: Vec<String>,
+    /// Vulnerable hosts.
+    pub vulnerable: usize,
+    /// Samples.
+    pub samples: Vec<Sample>,
+    /// Infections.
+    pub infections: Vec<Infection>,
+    /// The script as played.
+    pub events: Vec<EventLog>,
+    /// Links.
+    pub links: Vec<LinkResult>,
+    /// Hosts.
+    pub host_results: Vec<HostResult>,
+    /// Flows.
+    pub flows: Vec<FlowResult>,
+    /// Each vinetd's metrics page at the end (series -> value).
+    pub router_metrics: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Seconds it took to build the network and start everything.
+    pub setup_secs: f64,
+}
+
+/// The traffic classes and their ports (the counters' names).
+fn classes(plan: &Plan) -> Vec<(String, u16)> {
+    let mut c = vec![];
+    if plan.traffic.iter().any(|t| matches!(t.spec, TrafficSpec::Background { .. })) {
+        c.push(("background".to_string(), BACKGROUND_PORT));
+    }
+    if plan.traffic.iter().any(|t| matches!(t.spec, TrafficSpec::Spam { .. })) {
+        c.push(("spam".to_string(), SPAM_PORT));
+    }
+    if let Some(w) = plan.worm() {
+        c.push(("worm".to_string(), w.port));
+    }
+    c
+}
+
+fn class_of(spec: &TrafficSpec) -> &'static str {
+    match spec {
+        TrafficSpec::Background { .. } => "background",
+        TrafficSpec::Spam { .. } => "spam",
+        TrafficSpec::Worm { .. } => "worm",
+    }
+}
+
+struct Files {
+    work: PathBuf,
+    operator: PathBuf,
+}
+
+fn vinetc(tools: &Tools, args: &[&str]) -> Result<String, RunError> {
+    let o = Command::new(&tools.vinetc).args(args).stdin(Stdio::null()).output().map_err(|e| fail(format!("vinetc: {e}")))?;
+    if !o.status.success() {
+        return Err(fail(format!(
+            "vinetc {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into())
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().expect("utf-8 path")
+}
+
+/// vinetd's ports on its edge router's address.
+const LISTEN_PORT: u16 = 7700;
+const METRICS_PORT: u16 = 9100;
+
+fn router_config(plan: &Plan, tools: &Tools, files: &Files, r: usize) -> Result<PathBuf, RunError> {
+    let node = &plan.nodes[r];
+    let dir = files.work.join(&node.name);
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    let addr = node.addr.expect("edge address");
+    let pubkey = std::fs::read_to_string(format!("{}.pub", files.operator.display())).map_err(|e| fail(e.to_string()))?;
+    let key = pubkey.split_whitespace().nth(1).ok_or_else(|| fail("operator key.pub has no key"))?;
+    let root = tools.root.display();
+    let text = format!(
+        r#"# written by vinet-emu for router {name}
+listen = "{addr}:{LISTEN_PORT}"
+metrics = "{addr}:{METRICS_PORT}"
+database = "{db}"
+router_key = "{rk}"
+capacity = {cap}
+window_millis = {wm}
+cost_units_per_credit = 1_000_000
+drop_for_everyone = 100
+max_connections = 64
+request_timeout_secs = 10
+
+[policies]
+end-user = "{root}/examples/policies/end-user.toml"
+edge-router = "{root}/examples/policies/edge-router.toml"
+
+[[authorities]]
+name = "operator"
+key = "{key}"
+grant = 1_000_000
+
+[quotas]
+filtering = 100
+multicast = 100
+monitoring = 100
+
+[live]
+mode = "nfqueue"
+queue = 0
+threads = 1
+window_threads = 1
+down = "{down}"
+"#,
+        name = node.name,
+        db = dir.join("router.db").display(),
+        rk = dir.join("router.key").display(),
+        cap = plan.vinet.capacity,
+        wm = plan.vinet.window_millis,
+        down = if plan.vinet.down == crate::scenario::Down::Open { "open" } else { "closed" },
+    );
+    let cfg = dir.join("router.toml");
+    std::fs::write(&cfg, text).map_err(|e| fail(e.to_string()))?;
+    let o = Command::new(&tools.vinetd)
+        .args(["--config", p(&cfg), "--print-key"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| fail(format!("vinetd: {e}")))?;
+    if !o.status.success() {
+        return Err(fail(format!("vinetd --print-key: {}", String::from_utf8_lossy(&o.stderr))));
+    }
+    std::fs::write(dir.join("router.pub"), &o.stdout).map_err(|e| fail(e.to_string()))?;
+    // The subnet's owner: an edge-router identity for the /24, with the router's address.
+    let owner = dir.join("owner.key");
+    vinetc(tools, &["keygen", "-o", p(&owner)])?;
+    let prefix = format!("10.1.{}.0/24", node.subnet.expect("subnet"));
+    vinetc(
+        tools,
+        &[
+            "identity",
+            "issue",
+            "--authority",
+            p(&files.operator),
+            "--client",
+            &format!("{}.pub", owner.display()),
+            "--prefix",
+            &prefix,
+            "--router-ip",
+            &addr.to_string(),
+            "-o",
+            p(&dir.join("owner.vid")),
+        ],
+    )?;
+    Ok(cfg)
+}
+
+struct Router {
+    cfg: PathBuf,
+    log: PathBuf,
+    proc_ix: Option<usize>,
+}
+
+fn start_vinetd(net: &Network, tools: &Tools, r: usize, router: &mut Router, procs: &mut Procs, stop: &AtomicBool) -> Result<(), RunError> {
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(&router.log).map_err(|e| fail(e.to_string()))?;
+    let from = f.metadata().map_or(0, |m| m.len() as usize);
+    let child = Command::new("ip")
+        .args(["netns", "exec", net.of(r)])
+        .arg(&tools.vinetd)
+        .args(["--config", p(&router.cfg)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(f)
+        .spawn()
+        .map_err(|e| fail(format!("vinetd: {e}")))?;
+    let ix = procs.push(format!("vinetd {}", net.of(r)), child);
+    router.proc_ix = Some(ix);
+    let t0 = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(RunError::Interrupted);
+        }
+        let log = std::fs::read_to_string(&router.log).unwrap_or_default();
+        if log.get(from..).is_some_and(|t| t.contains("vinetd ready")) {
+            return Ok(());
+        }
+        if let Ok(Some(st)) = procs.list[ix].1.try_wait() {
+            return Err(fail(format!("vinetd in {} exited ({st}):\n{}", net.of(r), log.get(from..).unwrap_or_default())));
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            return Err(fail(format!("vinetd in {} not ready after 120 s:\n{log}", net.of(r))));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Agent {
+    stdin: ChildStdin,
+}
+
+impl Agent {
+    fn say(&mut self, line: &str) {
+        let _ = writeln!(self.stdin, "{line}");
+        let _ = self.stdin.flush();
+    }
+}
+
+fn agent_spec(plan: &Plan, h: usize) -> AgentSpec {
+    let node = &plan.nodes[h];
+    let addr = node.addr.expect("host address");
+    let mut flows = vec![];
+    let mut listen = vec![];
+    for t in &plan.traffic {
+        let class = class_of(&t.spec);
+        if class != "worm" && !listen.iter().any(|(c, _): &(String, u16)| c == class) {
+            listen.push((class.to_string(), t.port));
+        }
+        let (rate, size, running, text) = match &t.spec {
+            TrafficSpec::Background { rate, size, running, .. } => (*rate, *size, *running, String::new()),
+            TrafficSpec::Spam { rate, size, running, .. } => (*rate, *size, *running, "viagra lottery ".repeat(2)),
+            TrafficSpec::Worm { .. } => continue,
+        };
+        if let Some(k) = t.from.iter().position(|f| *f == h) {
+            let to = t.to[k].iter().map(|x| plan.nodes[*x].addr.expect("address")).collect();
+            flows.push(Flow { traffic: t.spec.name().to_string(), class: class.to_string(), port: t.port, to, rate, size, running, text });
+        }
+    }
+    let worm = plan.worm().map(|w| {
+        let TrafficSpec::Worm { scan_rate, infection_probability, local_preference, scan_space, port, start, .. } = &w.spec else {
+            unreachable!("worm")
+        };
+        Worm {
+            port: *port,
+            scan_rate: *scan_rate,
+            infection_probability: *infection_probability,
+            local_preference: *local_preference,
+            own_subnet: node.subnet.expect("subnet"),
+            subnets: plan.nodes.iter().filter(|n| n.kind == Kind::Edge).filter_map(|n| n.subnet).collect(),
+            scan_space: *scan_space,
+            vulnerable: node.vulnerable,
+            infected: w.initial.contains(&h),
+            start: *start,
+        }
+    });
+    AgentSpec { name: node.name.clone(), addr, seed: plan.seed, max_secs: plan.duration + 30.0, listen, flows, worm }
+}
+
+/// Prove each program the script uploads, once per policy; cached in
+/// `cache` by the program's content and the policy.
+fn bundles(plan: &Plan, tools: &Tools, cache: &Path) -> Result<BTreeMap<(PathBuf, bool), PathBuf>, RunError> {
+    let mut out = BTreeMap::new();
+    std::fs::create_dir_all(cache).map_err(|e| fail(format!("{}: {e}", cache.display())))?;
+    for e in &plan.events {
+        if let Action::Upload { program, client, .. } = &e.action {
+            let edge = client.is_none();
+            if out.contains_key(&(program.clone(), edge)) {
+                continue;
+            }
+            let text = std::fs::read(program).map_err(|e| fail(format!("{}: {e}", program.display())))?;
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in text.iter().chain(if edge { b"edge".iter() } else { b"user".iter() }) {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            let stem = program.file_stem().and_then(|s| s.to_str()).unwrap_or("program");
+            let vpc = cache.join(format!("{stem}-{h:016x}.vpc"));
+            if !vpc.exists() {
+                let policy = tools.root.join(if edge { "examples/policies/edge-router.toml" } else { "examples/policies/end-user.toml" });
+                vinetc(tools, &["prove", p(program), "--policy", p(&policy), "-o", p(&vpc)])?;
+            }
+            out.insert((program.clone(), edge), vpc);
+        }
+    }
+    Ok(out)
+}
+
+fn metrics(ns: &str, addr: &str) -> BTreeMap<String, f64> {
+    let page =
+        netns::sh(&["ip", "netns", "exec", ns, "curl", "-s", "--max-time", "5", &format!("http://{addr}/metrics")]).unwrap_or_default();
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.trim().to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Progress reporting: a bar on a terminal, nothing otherwise.
+pub struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    /// A bar when `show`.
+    pub fn new(show: bool) -> Progress {
+        Progress(show.then(indicatif::ProgressBar::hidden))
+    }
+    fn phase(&self, len: u64, label: &str) {
+        if let Some(b) = &self.0 {
+            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:32}] {pos}/{len} {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.set_length(len);
+            b.set_position(0);
+            b.set_prefix(label.to_string());
+        }
+    }
+    fn set(&self, pos: u64, msg: String) {
+        if let Some(b) = &self.0 {
+            b.set_position(pos);
+            b.set_message(msg);
+        }
+    }
+    fn line(&self, msg: &str) {
+        match &self.0 {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Run a plan. `work` is a scratch directory (removed after), `cache` keeps
+/// proved bundles between runs, `stop` is the interrupt flag.
+pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicBool, progress: &Progress) -> Result<RunResult, RunError> {
+    let t_setup = Instant::now();
+    let check = || if stop.load(Ordering::SeqCst) { Err(RunError::Interrupted) } else { Ok(()) };
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work).map_err(|e| fail(format!("{}: {e}", work.display())))?;
+    let files = Files { work: work.to_path_buf(), operator: work.join("operator.key") };
+    vinetc(tools, &["keygen", "-o", p(&files.operator)])?;
+    let bundles = bundles(plan, tools, cache)?;
+    let mut routers: BTreeMap<usize, Router> = BTreeMap::new();
+    for r in plan.vinet_routers() {
+        check()?;
+        let cfg = router_config(plan, tools, &files, r)?;
+        routers.insert(r, Router { cfg, log: work.join(&plan.nodes[r].name).join("vinetd.log"), proc_ix: None });
+    }
+    // End-user identities of hosts that upload.
+    let mut host_ids: BTreeSet<usize> = BTreeSet::new();
+    for e in &plan.events {
+        if let Action::Upload { client: Some(h), .. } = e.action {
+            if host_ids.insert(h) {
+                let key = work.join(format!("{}.key", plan.nodes[h].name));
+                vinetc(tools, &["keygen", "-o", p(&key)])?;
+                let addr = plan.nodes[h].addr.expect("address").to_string();
+                let id = work.join(format!("{}.vid", plan.nodes[h].name));
+                let pubk = format!("{}.pub", key.display());
+                vinetc(
+                    tools,
+                    &["identity", "issue", "--authority", p(&files.operator), "--client", &pubk, "--address", &addr, "-o", p(&id)],
+                )?;
+            }
+        }
+    }
+
+    let classes = classes(plan);
+    progress.line(&format!(
+        "{} seed {}: {} namespaces ({} hosts, {} routers, {} running vinetd), {} links",
+        plan.name,
+        plan.seed,
+        plan.nodes.len(),
+        plan.hosts().count(),
+        plan.nodes.len() - plan.hosts().count(),
+        routers.len(),
+        plan.links.len()
+    ));
+    let net = Network::build(plan, &netns::run_prefix(), &classes, &|| stop.load(Ordering::SeqCst))?;
+    let mut procs = Procs::default();
+    progress.phase(routers.len() as u64, "vinetd");
+    for (i, (r, router)) in routers.iter_mut().enumerate() {
+        start_vinetd(&net, tools, *r, router, &mut procs, stop)?;
+        progress.set(i as u64 + 1, plan.nodes[*r].name.clone());
+    }
+
+    // Agents.
+    let (tx, rx) = mpsc::channel::<(usize, String)>();
+    let mut agents: BTreeMap<usize, Agent> = BTreeMap::new();
+    let hosts: Vec<usize> = plan.hosts().collect();
+    progress.phase(hosts.len() as u64, "agents");
+    let adir = work.join("agents");
+    std::fs::create_dir_all(&adir).map_err(|e| fail(e.to_string()))?;
+    for h in &hosts {
+        check()?;
+        let spec = agent_spec(plan, *h);
+        let file = adir.join(format!("{}.json", plan.nodes[*h].name));
+        std::fs::write(&file, serde_json::to_string_pretty(&spec).expect("json")).map_err(|e| fail(e.to_string()))?;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", net.of(*h)])
+            .arg(&tools.emu)
+            .args(["agent", p(&file)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| fail(format!("agent: {e}")))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let tx = tx.clone();
+        let hh = *h;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send((hh, line)).is_err() {
+                    break;
+                }
+            }
+        });
+        procs.push(format!("agent {}", net.of(*h)), child);
+        agents.insert(*h, Agent { stdin });
+    }
+    drop(tx);
+    let mut ready = BTreeSet::new();
+    let t0 = Instant::now();
+    while ready.len() < hosts.len() {
+        check()?;
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((h, l)) if l == "ready" => {
+                ready.insert(h);
+                progress.set(ready.len() as u64, plan.nodes[h].name.clone());
+            }
+            Ok((h, l)) => return Err(fail(format!("agent {}: {l}", plan.nodes[h].name))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(fail("the agents ended before they were ready")),
+            Err(mpsc::RecvTimeoutError::Timeout) if t0.elapsed() > Duration::from_secs(60) => {
+                return Err(fail(format!("only {} of {} agents ready after 60 s", ready.len(), hosts.len())))
+            }
+            Err(_) => {}
+        }
+    }
+    let setup_secs = t_setup.elapsed().as_secs_f64();
+
+    // The run.
+    for a in agents.values_mut() {
+        a.say("go");
+    }
+    let start = Instant::now();
+    let ticks = (plan.duration * 10.0).round() as u64;
+    progress.phase(ticks, "running");
+    let mut infections: Vec<Infection> = vec![];
+    let mut infected: BTreeSet<usize> = BTreeSet::new();
+    let mut samples = vec![Sample { t: 0.0, infected: 0 }];
+    let mut fired = vec![false; plan.events.len()];
+    let mut log: Vec<EventLog> = vec![];
+    let mut summaries: BTreeMap<usize, Summary> = BTreeMap::new();
+    let mut next_sample = plan.sample_every;
+    let n_hosts = hosts.len().max(1);
+    let handle =
+        |h: usize, l: String, infections: &mut Vec<Infection>, infected: &mut BTreeSet<usize>, summaries: &mut BTreeMap<usize, Summary>| {
+            let mut w = l.splitn(3, ' ');
+            match (w.next(), w.next(), w.next()) {
+                (Some("infected"), Some(t), Some(by)) if infected.insert(h) => {
+                    infections.push(Infection { host: plan.nodes[h].name.clone(), t: t.parse().unwrap_or(0.0), by: by.to_string() });
+                }
+                (Some("summary"), Some(_), _) => {
+                    if let Ok(s) = serde_json::from_str::<Summary>(&l["summary ".len()..]) {
+                        summaries.insert(h, s);
+                    }
+                }
+                _ => {}
+            }
+        };
+    loop {
+        check()?;
+        let t = start.elapsed().as_secs_f64();
+        while let Ok((h, l)) = rx.try_recv() {
+            handle(h, l, &mut infections, &mut infected, &mut summaries);
+        }
+        if t >= plan.duration {
+            break;
+        }
+        while t >= next_sample && next_sample <= plan.duration + 1e-9 {
+            samples.push(Sample { t: next_sample, infected: infected.len() });
+            next_sample += plan.sample_every;
+        }
+        for (i, e) in plan.events.iter().enumerate() {
+            if fired[i] {
+                continue;
+            }
+            let due = match e.when {
+                When::At(at) => t >= at,
+                When::Infected(f) => infected.len() as f64 / n_hosts as f64 >= f,
+            };
+            if !due {
+                continue;
+            }
+            fired[i] = true;
+            let (ok, action, outcome) = fire(plan, tools, &net, &files, &bundles, &e.action, &mut routers, &mut procs, &mut agents, stop)?;
+            let done = start.elapsed().as_secs_f64();
+            progress.line(&format!("t={t:6.2}s {action}: {}", if ok { "ok" } else { "FAILED" }));
+            log.push(EventLog { t, done, action, ok, outcome });
+        }
+        progress.set(
+            ((t * 10.0) as u64).min(ticks),
+            format!("infected {}/{}, events {}/{}", infected.len(), hosts.len(), fired.iter().filter(|f| **f).count(), plan.events.len()),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while samples.last().is_some_and(|s| s.t + plan.sample_every <= plan.duration + 1e-9) {
+        let t = samples.last().expect("sample").t + plan.sample_every;
+        samples.push(Sample { t, infected: infected.len() });
+    }
+
+    // Collect: the agents' summaries, the counters, the metrics.
+    for a in agents.values_mut() {
+        a.say("end");
+    }
+    let t_end = Instant::now();
+    while summaries.len() < hosts.len() && t_end.elapsed() < Duration::from_secs(15) {
+        check()?;
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((h, l)) => handle(h, l, &mut infections, &mut infected, &mut summaries),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(_) => {}
+        }
+    }
+    if summaries.len() < hosts.len() {
+        return Err(fail(format!("only {} of {} agents reported", summaries.len(), hosts.len())));
+    }
+    let mut router_metrics = BTreeMap::new();
+    for r in routers.keys() {
+        let addr = format!("{}:{METRICS_PORT}", plan.nodes[*r].addr.expect("address"));
+        router_metrics.insert(plan.nodes[*r].name.clone(), metrics(net.of(*r), &addr));
+    }
+    let mut counters: BTreeMap<usize, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
+    let mut ifstats: BTreeMap<usize, BTreeMap<String, [u64; 5]>> = BTreeMap::new();
+    for (i, n) in plan.nodes.iter().enumerate() {
+        if n.kind != Kind::Host {
+            counters.insert(i, netns::counters(net.of(i))?.into_iter().map(|(k, p, b)| (k, (p, b))).collect());
+            ifstats.insert(i, netns::link_stats(net.of(i))?.into_iter().collect());
+        }
+    }
+    let mut links = vec![];
+    for l in &plan.links {
+        let egress = |node: usize, ifn: &str, class: &str| counters.get(&node).and_then(|c| c.get(&format!("c_{ifn}_{class}"))).copied();
+        let a_to_b = egress(l.a, &l.a_if, "all").map_or(Count::default(), |(p, b)| Count { packets: p, bytes: b });
+        let b_to_a = match egress(l.b, &l.b_if, "all") {
+            Some((p, b)) => Count { packets: p, bytes: b },
+            // A host's link: what the router received on it.
+            None => ifstats.get(&l.a).and_then(|s| s.get(&l.a_if)).map_or(Count::default(), |s| Count { packets: s[1], bytes: s[0] }),
+        };
+        let mut cl = BTreeMap::new();
+        for (c, _) in &classes {
+            let ab = egress(l.a, &l.a_if, c).map_or(0, |x| x.1);
+            let ba = egress(l.b, &l.b_if, c).map_or(0, |x| x.1);
+            cl.insert(c.clone(), [ab, ba]);
+        }
+        links.push(LinkResult { name: l.name.clone(), host_link: l.host_link, a_to_b, b_to_a, classes: cl });
+    }
+    let host_results: Vec<HostResult> = hosts
+        .iter()
+        .map(|h| HostResult {
+            name: plan.nodes[*h].name.clone(),
+            addr: plan.nodes[*h].addr.expect("address").to_string(),
+            router: plan.nodes[plan.nodes[*h].router.expect("router")].name.clone(),
+            vulnerable: plan.nodes[*h].vulnerable,
+            summary: summaries.get(h).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let mut flows = vec![];
+    for t in &plan.traffic {
+        let class = class_of(&t.spec);
+        if class == "worm" {
+            continue;
+        }
+        for (k, f) in t.from.iter().enumerate() {
+            let from = plan.nodes[*f].addr.expect("address").to_string();
+            let name = t.spec.name();
+            let sent = summaries.get(f).and_then(|s| s.sent.get(name)).copied().unwrap_or(0);
+            let delivered: u64 =
+                t.to[k].iter().filter_map(|r| summaries.get(r)).filter_map(|s| s.received.get(name).and_then(|m| m.get(&from))).sum();
+            flows.push(FlowResult {
+                traffic: t.spec.name().to_string(),
+                class: class.to_string(),
+                from: plan.nodes[*f].name.clone(),
+                sent,
+                delivered,
+            });
+        }
+    }
+    infections.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let result = RunResult {
+        scenario: plan.name.clone(),
+        seed: plan.seed,
+        fraction: plan.deployment.0,
+        placement: plan.deployment.1,
+        duration: plan.duration,
+        namespaces: plan.nodes.len(),
+        hosts: hosts.len(),
+        routers: plan.nodes.len() - hosts.len(),
+        vinet_routers: routers.keys().map(|r| plan.nodes[*r].name.clone()).collect(),
+        vulnerable: hosts.iter().filter(|h| plan.nodes[**h].vulnerable).count(),
+        samples,
+        infections,
+        events: log,
+        links,
+        host_results,
+        flows,
+        router_metrics,
+        setup_secs,
+    };
+    drop(agents);
+    drop(procs);
+    drop(net);
+    Ok(result)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fire(
+    plan: &Plan, tools: &Tools, net: &Network, files: &Files, bundles: &BTreeMap<(PathBuf, bool), PathBuf>, action: &Action,
+    routers: &mut BTreeMap<usize, Router>, procs: &mut Procs, agents: &mut BTreeMap<usize, Agent>, stop: &AtomicBool,
+) -> Result<(bool, String, String), RunError> {
+    let name = |i: usize| plan.nodes[i].name.clone();
+    Ok(match action {
+        Action::Upload { program, params, routers: targets, client, pay } => {
+            let vpc = &bundles[&(program.clone(), client.is_none())];
+            let mut children = vec![];
+            for r in targets {
+                let dir = files.work.join(&plan.nodes[*r].name);
+                let (ns, key, id) = match client {
+                    None => (net.of(*r), dir.join("owner.key"), dir.join("owner.vid")),
+                    Some(h) => (net.of(*h), files.work.join(format!("{}.key", name(*h))), files.work.join(format!("{}.vid", name(*h)))),
+                };
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(&tools.vinetc).arg("upload").arg(vpc);
+                cmd.args(["--router", &format!("{}:{LISTEN_PORT}", plan.nodes[*r].addr.expect("address"))]);
+                cmd.args(["--router-key", p(&dir.join("router.pub")), "--key", p(&key), "--identity", p(&id), "--pay", &pay.to_string()]);
+                for pa in params {
+                    cmd.args(["--param", pa]);
+                }
+                let child = cmd
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| fail(format!("vinetc: {e}")))?;
+                children.push((*r, child));
+            }
+            let mut ok = true;
+            let mut outcome = String::new();
+            for (r, c) in children {
+                let o = c.wait_with_output().map_err(|e| fail(format!("vinetc: {e}")))?;
+                ok &= o.status.success();
+                let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                outcome.push_str(&format!("{}: {last}\n", name(r)));
+            }
+            let who = client.map_or("owner".to_string(), name);
+            let what = format!(
+                "upload {} ({}) by {who} to {}",
+                program.file_name().and_then(|f| f.to_str()).unwrap_or("?"),
+                params.join(" "),
+                if targets.is_empty() { "no router".to_string() } else { targets.iter().map(|r| name(*r)).collect::<Vec<_>>().join(",") }
+            );
+            (ok, what, outcome)
+        }
+        Action::Start { traffic } | Action::Stop { traffic } => {
+            let verb = if matches!(action, Action::Start { .. }) { "start" } else { "stop" };
+            let t = plan.traffic[*traffic].spec.name();
+            for a in agents.values_mut() {
+                a.say(&format!("{verb} {t}"));
+            }
+            (true, format!("{verb} {t}"), String::new())
+        }
+        Action::LinkDown { link } | Action::LinkUp { link } => {
+            let l = &plan.links[*link];
+            let up = matches!(action, Action::LinkUp { .. });
+            let mut out = String::new();
+            let mut ok = true;
+            for (node, ifn) in [(l.a, &l.a_if), (l.b, &l.b_if)] {
+                if let Err(e) = netns::sh(&["ip", "-n", net.of(node), "link", "set", ifn, if up { "up" } else { "down" }]) {
+                    ok = false;
+                    out.push_str(&e.0);
+                }
+                if up {
+                    // The kernel removed the routes over the device when it went down: put them back.
+                    for r in plan.routes[node].iter().filter(|r| &r.dev == ifn) {
+                        let mut args = vec!["ip", "-n", net.of(node), "route", "replace", &r.to];
+                        let via = r.via.map(|v| v.to_string());
+                        if let Some(v) = &via {
+                            args.extend(["via", v]);
+                        }
+                        args.extend(["dev", &r.dev]);
+                        if let Err(e) = netns::sh(&args) {
+                            ok = false;
+                            out.push_str(&e.0);
+                        }
+                    }
+                }
+            }
+            (ok, format!("link {} {}", l.name, if up { "up" } else { "down" }), out)
+        }
+        Action::KillRouter { router } => {
+            let r = routers.get_mut(router).expect("vinet router");
+            let mut ok = false;
+            if let Some(ix) = r.proc_ix.take() {
+                let c = &mut procs.list[ix].1;
+                ok = c.kill().is_ok();
+                let _ = c.wait();
+            }
+            (ok, format!("kill -9 vinetd on {}", name(*router)), String::new())
+        }
+        Action::RestartRouter { router } => {
+            let r = routers.get_mut(router).expect("vinet router");
+            let res = start_vinetd(net, tools, *router, r, procs, stop);
+            match res {
+                Err(RunError::Interrupted) => return Err(RunError::Interrupted),
+                Err(e) => (false, format!("restart vinetd on {}", name(*router)), e.to_string()),
+                Ok(()) => {
+                    let log = std::fs::read_to_string(&r.log).unwrap_or_default();
+                    let resumed = log.lines().rev().find(|l| l.contains("resumed=")).unwrap_or("").trim().to_string();
+                    (true, format!("restart vinetd on {}", name(*router)), resumed)
+                }
+            }
+        }
+    })
+}

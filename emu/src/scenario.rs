@@ -1,0 +1,560 @@
+//! The scenario file: what network to build, what traffic to run in it, and
+//! what happens when. `emu/README.md` is the reference of the format; this
+//! module parses it (serde, every table `deny_unknown_fields`) and then
+//! checks what serde cannot (names that must exist, numbers in range),
+//! reporting each problem at the line of the table it is in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A problem with a scenario file, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{col}: {msg}")]
+pub struct ScenarioError {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong.
+    pub msg: String,
+}
+
+/// The whole scenario file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The scenario's name (names the output directory).
+    pub name: String,
+    /// The seed every random choice derives from.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Seconds of scenario time, after the network is up.
+    pub duration: f64,
+    /// Seconds between two samples of the measurements.
+    #[serde(default = "d_sample")]
+    pub sample_every: f64,
+    /// A generated topology (instead of, or besides, listed routers and hosts).
+    #[serde(default)]
+    pub generate: Option<Spanned<Generate>>,
+    /// Listed routers.
+    #[serde(default, rename = "router")]
+    pub routers: Vec<Spanned<RouterSpec>>,
+    /// Listed hosts.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<Spanned<HostSpec>>,
+    /// Listed router-to-router links.
+    #[serde(default, rename = "link")]
+    pub links: Vec<Spanned<LinkSpec>>,
+    /// Where vinet runs, and the routers' settings.
+    #[serde(default)]
+    pub vinet: Option<Spanned<VinetSpec>>,
+    /// Traffic sources.
+    #[serde(default, rename = "traffic")]
+    pub traffic: Vec<Spanned<TrafficSpec>>,
+    /// The script of timed events.
+    #[serde(default, rename = "event")]
+    pub events: Vec<Spanned<EventSpec>>,
+    /// Repeat the scenario over deployments and seeds (`vinet-emu run` runs
+    /// every combination and aggregates).
+    #[serde(default)]
+    pub sweep: Option<Spanned<Sweep>>,
+}
+
+fn d_seed() -> u64 {
+    1
+}
+fn d_sample() -> f64 {
+    1.0
+}
+
+/// A generated topology: a core graph of routers, edge routers hanging off
+/// it, hosts hanging off the edge routers.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    /// The core graph's model.
+    pub model: GraphModel,
+    /// Core routers (plain routers: no hosts, no vinet).
+    pub core_routers: usize,
+    /// Barabasi-Albert: links of each new router; Watts-Strogatz: neighbours
+    /// on each side in the ring.
+    #[serde(default = "d_m")]
+    pub m: usize,
+    /// Watts-Strogatz: probability of rewiring each ring link.
+    #[serde(default)]
+    pub rewire: f64,
+    /// Edge routers, each attached to one core router (preferentially to
+    /// well-connected ones).
+    pub edge_routers: usize,
+    /// Hosts, spread over the edge routers by preferential attachment (at
+    /// least one each), so subnet sizes are uneven.
+    pub hosts: usize,
+    /// Bandwidth of core links (e.g. "100mbit"); none: unlimited.
+    #[serde(default)]
+    pub core_bandwidth: Option<String>,
+    /// Bandwidth of edge-to-core uplinks.
+    #[serde(default)]
+    pub uplink_bandwidth: Option<String>,
+    /// Bandwidth of host links.
+    #[serde(default)]
+    pub host_bandwidth: Option<String>,
+}
+
+fn d_m() -> usize {
+    2
+}
+
+/// Core graph models.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraphModel {
+    /// Preferential attachment (AS-like, heavy-tailed degrees).
+    BarabasiAlbert,
+    /// A rewired ring (small world).
+    WattsStrogatz,
+}
+
+/// A listed router.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// Its name (letters, digits, '-' and '_'; at most 12 characters).
+    pub name: String,
+    /// "edge" (has a subnet of hosts) or "core".
+    pub kind: RouterKind,
+    /// Whether an edge router runs vinetd (with `[vinet] placement =
+    /// "listed"`, the default).
+    #[serde(default)]
+    pub vinet: bool,
+}
+
+/// A router's role.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouterKind {
+    /// Has a /24 of hosts behind it; may run vinetd.
+    Edge,
+    /// Forwards only.
+    Core,
+}
+
+/// A listed host.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Its name.
+    pub name: String,
+    /// The edge router it hangs off.
+    pub router: String,
+    /// Its link's bandwidth.
+    #[serde(default)]
+    pub bandwidth: Option<String>,
+    /// Whether the worm can infect it (default: drawn from the worm's
+    /// `vulnerable` fraction).
+    #[serde(default)]
+    pub vulnerable: Option<bool>,
+}
+
+/// A listed link between two routers.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// One end.
+    pub a: String,
+    /// The other end.
+    pub b: String,
+    /// Bandwidth (tc tbf on both ends), e.g. "10mbit".
+    #[serde(default)]
+    pub bandwidth: Option<String>,
+}
+
+/// Where vinetd runs, and how it is configured.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct VinetSpec {
+    /// Which edge routers run vinetd.
+    #[serde(default)]
+    pub placement: Placement,
+    /// With placement "degree" or "random": the fraction of edge routers
+    /// (rounded to the nearest count).
+    #[serde(default = "d_one")]
+    pub fraction: f64,
+    /// vinetd's window deadline, milliseconds.
+    #[serde(default = "d_window")]
+    pub window_millis: u64,
+    /// vinetd's capacity (cost units per window).
+    #[serde(default = "d_capacity")]
+    pub capacity: u64,
+    /// What vinetd's hooks do while it is down (killed, restarting):
+    /// "closed" drops packets to clients with programs, "open" forwards them.
+    #[serde(default)]
+    pub down: Down,
+}
+
+/// vinetd's `[live] down`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Down {
+    /// Drop (vinetd's default).
+    #[default]
+    Closed,
+    /// Forward untouched.
+    Open,
+}
+
+impl Default for VinetSpec {
+    fn default() -> VinetSpec {
+        VinetSpec { placement: Placement::Listed, fraction: 1.0, window_millis: d_window(), capacity: d_capacity(), down: Down::Closed }
+    }
+}
+
+fn d_one() -> f64 {
+    1.0
+}
+fn d_window() -> u64 {
+    1000
+}
+fn d_capacity() -> u64 {
+    1_000_000
+}
+
+/// How the vinet edge routers are chosen.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Each router's own `vinet` field.
+    #[default]
+    Listed,
+    /// The edge routers with the most hosts first (ties by name).
+    Degree,
+    /// At random (from the seed).
+    Random,
+}
+
+/// A traffic source.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TrafficSpec {
+    /// Constant-rate UDP from each sender to one peer drawn from the seed.
+    Background {
+        /// Its name (events start and stop it by name).
+        name: String,
+        /// Datagrams per second per sender.
+        rate: f64,
+        /// Payload bytes.
+        #[serde(default = "d_size")]
+        size: usize,
+        /// Sending hosts (empty: every host).
+        #[serde(default)]
+        from: Vec<String>,
+        /// The hosts each sender's peer is drawn from (empty: every other host).
+        #[serde(default)]
+        to: Vec<String>,
+        /// Whether it runs from t = 0 (else an event starts it).
+        #[serde(default = "d_true")]
+        running: bool,
+    },
+    /// UDP datagrams carrying two spam words, from spammers to victims.
+    Spam {
+        /// Its name.
+        name: String,
+        /// Spamming hosts.
+        from: Vec<String>,
+        /// Receiving hosts (each spammer sends to each, in turn).
+        to: Vec<String>,
+        /// Datagrams per second per spammer.
+        rate: f64,
+        /// Payload bytes (the words come first).
+        #[serde(default = "d_size")]
+        size: usize,
+        /// Whether it runs from t = 0.
+        #[serde(default = "d_true")]
+        running: bool,
+    },
+    /// A scanning worm: each infected host sends scans at `scan_rate` to
+    /// random addresses of the subnets; a vulnerable host that receives one
+    /// is infected with `infection_probability` and starts scanning.
+    Worm {
+        /// Its name.
+        name: String,
+        /// Scans per second per infected host.
+        scan_rate: f64,
+        /// Probability that a scan reaching a vulnerable host infects it.
+        #[serde(default = "d_one")]
+        infection_probability: f64,
+        /// Fraction of hosts that are vulnerable (drawn from the seed; a
+        /// host's own `vulnerable` field wins).
+        #[serde(default = "d_one")]
+        vulnerable: f64,
+        /// Hosts infected at t = 0 (drawn from the vulnerable hosts), unless
+        /// `initial_hosts` names them.
+        #[serde(default = "d_initial")]
+        initial: usize,
+        /// Named initially infected hosts.
+        #[serde(default)]
+        initial_hosts: Vec<String>,
+        /// Probability that a scan goes to the scanner's own subnet (as
+        /// Code Red II preferred nearby addresses).
+        #[serde(default)]
+        local_preference: f64,
+        /// Addresses scanned in each subnet: .2 to .(1 + scan_space).
+        #[serde(default = "d_space")]
+        scan_space: u8,
+        /// The UDP port the worm scans.
+        #[serde(default = "d_worm_port")]
+        port: u16,
+        /// Seconds from the start at which the initial hosts are infected.
+        #[serde(default)]
+        start: f64,
+    },
+}
+
+fn d_size() -> usize {
+    200
+}
+fn d_true() -> bool {
+    true
+}
+fn d_initial() -> usize {
+    1
+}
+fn d_space() -> u8 {
+    64
+}
+fn d_worm_port() -> u16 {
+    4444
+}
+
+impl TrafficSpec {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        match self {
+            TrafficSpec::Background { name, .. } | TrafficSpec::Spam { name, .. } | TrafficSpec::Worm { name, .. } => name,
+        }
+    }
+}
+
+/// One timed event, as written: `action` says which fields it needs.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// Seconds from the start.
+    #[serde(default)]
+    pub at: Option<f64>,
+    /// Instead of `at`: when the fraction of hosts the worm infected first
+    /// reaches this (detection).
+    #[serde(default)]
+    pub when_infected: Option<f64>,
+    /// What happens.
+    pub action: ActionKind,
+    /// start, stop: the traffic source.
+    #[serde(default)]
+    pub traffic: Option<String>,
+    /// link-down, link-up: the link's two ends.
+    #[serde(default)]
+    pub link: Option<[String; 2]>,
+    /// kill-router, restart-router: the router; upload: the router, or
+    /// "vinet" for every router that runs vinetd (the default).
+    #[serde(default)]
+    pub router: Option<String>,
+    /// upload: the program (a .vinet file, relative to the scenario file).
+    #[serde(default)]
+    pub program: Option<String>,
+    /// upload: its parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// upload: who uploads: "owner" (each router's subnet owner, with an
+    /// edge-router identity for the router's /24: the default) or a host
+    /// (an end-user identity for its address).
+    #[serde(default)]
+    pub client: Option<String>,
+    /// upload: credits paid.
+    #[serde(default)]
+    pub pay: Option<u64>,
+}
+
+/// The event kinds.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    /// Prove (before the run) and upload a program.
+    Upload,
+    /// Start a traffic source.
+    Start,
+    /// Stop a traffic source.
+    Stop,
+    /// Take a link down (both ends; routes are static, so its traffic is lost).
+    LinkDown,
+    /// Bring it back.
+    LinkUp,
+    /// SIGKILL a router's vinetd.
+    KillRouter,
+    /// Start it again on its state.
+    RestartRouter,
+}
+
+/// A sweep over deployments and seeds.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// Fractions of edge routers running vinet.
+    #[serde(default)]
+    pub fraction: Vec<f64>,
+    /// Placements.
+    #[serde(default)]
+    pub placement: Vec<Placement>,
+    /// Seeds.
+    #[serde(default)]
+    pub seeds: Vec<u64>,
+}
+
+/// A scenario read from its file, with where it came from (programs are
+/// relative to it).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Its file.
+    pub path: PathBuf,
+    /// Its text (for locating problems found later).
+    pub text: String,
+}
+
+impl Loaded {
+    /// Locate a byte offset of the file.
+    pub fn error_at(&self, offset: usize, msg: impl Into<String>) -> ScenarioError {
+        locate(&self.path, &self.text, offset, msg.into())
+    }
+
+    /// The directory programs are relative to.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+fn locate(path: &Path, text: &str, offset: usize, msg: String) -> ScenarioError {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    ScenarioError { file: path.display().to_string(), line, col, msg }
+}
+
+/// Read and parse a scenario file (its meaning is checked by
+/// [`crate::topology::Plan::new`]).
+pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.display().to_string(),
+        line: 0,
+        col: 0,
+        msg: format!("cannot read: {e}"),
+    })?;
+    parse(path, text)
+}
+
+/// Parse a scenario's text.
+pub fn parse(path: &Path, text: String) -> Result<Loaded, ScenarioError> {
+    match toml::from_str::<Scenario>(&text) {
+        Ok(scenario) => Ok(Loaded { scenario, path: path.to_path_buf(), text }),
+        Err(e) => {
+            let off = e.span().map_or(0, |s| s.start);
+            Err(locate(path, &text, off, e.message().trim().to_string()))
+        }
+    }
+}
+
+/// A bandwidth such as "10mbit", "512kbit", "1gbit" or "2000bit", in bits
+/// per second (tc's units, decimal).
+pub fn bandwidth(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = [("gbit", 1_000_000_000u64), ("mbit", 1_000_000), ("kbit", 1_000), ("bit", 1)]
+        .iter()
+        .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n.trim().to_string(), *m)))
+        .ok_or_else(|| format!("bandwidth {s:?} needs a unit: bit, kbit, mbit or gbit (e.g. \"10mbit\")"))?;
+    let v: f64 = num.parse().map_err(|_| format!("bandwidth {s:?}: {num:?} is not a number"))?;
+    let bits = v * mult as f64;
+    if !(8_000.0..=100e9).contains(&bits) {
+        return Err(format!("bandwidth {s:?} is out of range (8kbit to 100gbit)"));
+    }
+    Ok(bits as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Loaded, ScenarioError> {
+        parse(Path::new("s.toml"), text.to_string())
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_their_line() {
+        let e = p("name = \"x\"\nduration = 5\n\n[[host]]\nname = \"a\"\nrouter = \"r\"\ncolour = \"red\"\n").unwrap_err();
+        assert_eq!((e.line, e.col), (7, 1), "{e}");
+        assert!(e.msg.contains("unknown field `colour`"), "{e}");
+        let e = p("name = \"x\"\nduration = 5\n[[traffic]]\nkind = \"worm\"\nname = \"w\"\nscan_rate = 1\nspeed = 3\n").unwrap_err();
+        assert!(e.msg.contains("speed"), "{e}");
+        assert!(e.line >= 3, "{e}");
+        let e = p("name = \"x\"\nduration = 5\n[[event]]\nat = 1\naction = \"explode\"\n").unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.msg.contains("explode"), "{e}");
+    }
+
+    #[test]
+    fn a_full_scenario_parses() {
+        let l = p(r#"
+name = "x"
+seed = 4
+duration = 10
+[generate]
+model = "barabasi-albert"
+core_routers = 4
+edge_routers = 3
+hosts = 9
+[vinet]
+placement = "degree"
+fraction = 0.5
+[[traffic]]
+kind = "background"
+name = "bg"
+rate = 5
+[[traffic]]
+kind = "worm"
+name = "w"
+scan_rate = 10
+local_preference = 0.5
+[[event]]
+when_infected = 0.1
+action = "upload"
+program = "../../examples/worm_blocker.vinet"
+params = { N = "2" }
+[[event]]
+at = 3
+action = "link-down"
+link = ["c0", "c1"]
+[sweep]
+fraction = [0, 0.5, 1]
+placement = ["degree", "random"]
+seeds = [1, 2]
+"#)
+        .unwrap();
+        let s = &l.scenario;
+        assert_eq!(s.seed, 4);
+        assert_eq!(s.traffic.len(), 2);
+        assert_eq!(s.events[0].get_ref().action, ActionKind::Upload);
+        assert_eq!(s.sweep.as_ref().unwrap().get_ref().placement, vec![Placement::Degree, Placement::Random]);
+    }
+
+    #[test]
+    fn bandwidths() {
+        assert_eq!(bandwidth("10mbit"), Ok(10_000_000));
+        assert_eq!(bandwidth("1.5Mbit"), Ok(1_500_000));
+        assert!(bandwidth("10").unwrap_err().contains("needs a unit"));
+        assert!(bandwidth("fastmbit").unwrap_err().contains("not a number"));
+        assert!(bandwidth("1bit").unwrap_err().contains("out of range"));
+    }
+}
