@@ -360,6 +360,19 @@ fn prove_writes_a_bundle_per_program_and_policy_that_check_accepts() {
     let lines = json_lines(&o);
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| l["accepted"] == true && l["bundle"].as_str().unwrap().ends_with(".vpc")), "{lines:?}");
+    // The whole project: the firewall is listed twice (two parameter sets),
+    // so no bundle overwrites another.
+    let o = vinetc(&dir, &["prove", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(json_lines(&o).len(), 6);
+    for b in ["firewall.end-user.1.vpc", "firewall.end-user.2.vpc", "monitor.vpc", "spam_filter.vpc"] {
+        assert!(dir.join("programs/end-user").join(b).is_file(), "{b}");
+    }
+    let (one, two) = (
+        std::fs::read(dir.join("programs/end-user/firewall.end-user.1.vpc")).unwrap(),
+        std::fs::read(dir.join("programs/end-user/firewall.end-user.2.vpc")).unwrap(),
+    );
+    assert_ne!(one, two, "two parameter sets, two modules");
     let o = vinetc(&dir, &["prove", "programs/edge-router", "--policy", "policies/edge-router.toml", "-o", "x.vpc"]);
     assert_eq!(o.status.code(), Some(2), "-o with two programs");
     let _ = std::fs::remove_dir_all(dir);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::batch::{self, Verdict};
 use super::check::{report_and_exit, Inputs};
+use super::project::Job;
 use super::report::CiFormat;
 use super::Failure;
 
@@ -16,8 +17,9 @@ Examples:
 Compiles the program and proves it safe under the router's policy: it touches
 only the uploader's traffic, and its cost fits the policy for its whole
 lifetime. The bundle (.vpc) holds the bytecode and the certificate a router
-checks; it is written beside the program (PROG.vpc, or PROG.POLICY.vpc when a
-program is proved against several policies). When the program is not safe,
+checks; it is written beside the program (PROG.vpc; PROG.POLICY.vpc when a
+program is proved against several policies; PROG.POLICY.N.vpc when against
+one policy with several parameter sets, as a project may list it). When the program is not safe,
 the error points at the line at fault with a concrete counterexample.
 Inputs, the project file and the output formats are those of `vinetc check`.";
 
@@ -40,6 +42,31 @@ fn stem(name: &str) -> String {
     base.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
+/// Where each job's bundle goes: `-o`, or `PROG.vpc` beside the program;
+/// `PROG.POLICY.vpc` when the program is proved against several policies,
+/// and `PROG.POLICY.N.vpc` (N from 1, in job order) when it is proved against
+/// one policy with several parameter sets, so that no bundle overwrites another.
+fn outputs(jobs: &[Job], output: Option<&PathBuf>) -> Vec<PathBuf> {
+    let count = |f: &dyn Fn(&Job) -> bool| jobs.iter().filter(|j| f(j)).count();
+    let mut seen: Vec<(&PathBuf, &str)> = vec![];
+    jobs.iter()
+        .map(|j| {
+            if let Some(o) = output {
+                return o.clone();
+            }
+            let same_file = count(&|k| k.file == j.file);
+            let same_policy = count(&|k| k.file == j.file && k.policy.name == j.policy.name);
+            seen.push((&j.file, &j.policy.name));
+            let nth = seen.iter().filter(|(f, p)| **f == j.file && *p == j.policy.name).count();
+            match (same_file, same_policy) {
+                (1, _) => j.file.with_extension("vpc"),
+                (_, 1) => j.file.with_extension(format!("{}.vpc", stem(&j.policy.name))),
+                _ => j.file.with_extension(format!("{}.{nth}.vpc", stem(&j.policy.name))),
+            }
+        })
+        .collect()
+}
+
 /// Run `vinetc prove`.
 pub fn run(args: Args) -> Result<(), Failure> {
     let (jobs, _) = args.inputs.plan()?;
@@ -52,15 +79,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if args.output.is_some() && jobs.len() != 1 {
         return Err(Failure::Usage(format!("-o names one bundle, but there are {} programs and policies to prove", jobs.len())));
     }
-    let several = |file: &PathBuf| jobs.iter().filter(|j| &j.file == file).count() > 1;
-    let outputs: Vec<PathBuf> = jobs
-        .iter()
-        .map(|j| match &args.output {
-            Some(o) => o.clone(),
-            None if several(&j.file) => j.file.with_extension(format!("{}.vpc", stem(&j.policy.name))),
-            None => j.file.with_extension("vpc"),
-        })
-        .collect();
+    let outputs = outputs(&jobs, args.output.as_ref());
     let opts = batch::Options { cache: None, jobs: args.inputs.jobs.unwrap_or_else(batch::default_jobs), lemmas: None, keep_bundles: true };
     let mut outcomes = batch::run(jobs, &opts)?;
     for (o, output) in outcomes.iter_mut().zip(&outputs) {
