@@ -377,3 +377,26 @@ fn prove_writes_a_bundle_per_program_and_policy_that_check_accepts() {
     assert_eq!(o.status.code(), Some(2), "-o with two programs");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_program_that_does_not_compile_is_located_too() {
+    let dir = example("compile");
+    let path = dir.join(FIREWALL);
+    let src = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, src.replace("DISCARD(BadPackets);", "DISCARD(BadPackts);")).unwrap();
+    let o = vinetc(&dir, &["check", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let lines = json_lines(&o);
+    let fw = lines.iter().find(|l| l["file"] == FIREWALL).unwrap();
+    assert_eq!(fw["accepted"], false);
+    let d = &fw["diagnostics"][0];
+    assert_eq!((d["rule"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("vinet/compile"), Some(8), Some(9)), "{d}");
+    assert!(fw["reason"].as_str().unwrap().ends_with("does not compile (1 error)"), "{fw}");
+    let o = vinetc(&dir, &["check", "--format", "github"]);
+    assert!(
+        text(&o.stdout).contains(&format!("::error file={FIREWALL},line=8,col=9,title=vinet/compile under end-user::")),
+        "{}",
+        text(&o.stdout)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
