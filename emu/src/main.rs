@@ -67,6 +67,11 @@ enum Cmd {
         #[arg(long)]
         all: bool,
     },
+    /// Plot again from a run's JSON or a sweep's sweep.json.
+    Plot {
+        /// The results file.
+        json: PathBuf,
+    },
     /// The traffic agent (run by the emulator inside each host).
     #[command(hide = true)]
     Agent {
@@ -101,6 +106,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Plot { json } => match report::replot(&json) {
+            Ok(svg) => {
+                println!("{}", svg.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vinet-emu: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Clean { all } => {
             let removed = netns::clean(all);
             for n in &removed {

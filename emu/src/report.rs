@@ -20,7 +20,7 @@ fn infected_at(r: &RunResult, t: f64) -> f64 {
 }
 
 /// One deployment of a sweep, over its seeds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Curve {
     /// Fraction of edge routers with vinet.
     pub fraction: f64,
@@ -84,12 +84,13 @@ pub fn plot_run(r: &RunResult, path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     if r.host_results.iter().any(|h| h.summary.scans_sent > 0 || h.summary.infected_at.is_some()) {
+        let edges: std::collections::BTreeSet<&str> = r.host_results.iter().map(|h| h.router.as_str()).collect();
         let caption = format!(
             "{} (seed {}): hosts infected, {} of {} edge routers with vinet ({:?})",
             r.scenario,
             r.seed,
             r.vinet_routers.len(),
-            r.routers,
+            edges.len(),
             r.placement
         );
         let mut chart = ChartBuilder::on(&root)
@@ -119,29 +120,22 @@ pub fn plot_run(r: &RunResult, path: &Path) -> Result<(), String> {
     } else {
         let links: Vec<_> = r.links.iter().filter(|l| !l.host_link).collect();
         let classes: Vec<String> = links.first().map(|l| l.classes.keys().cloned().collect()).unwrap_or_default();
-        let top = links.iter().map(|l| (l.a_to_b.bytes + l.b_to_a.bytes) as f64).fold(1.0, f64::max);
+        let kb = |b: u64| b as f64 / 1000.0;
+        let top = links.iter().map(|l| kb(l.a_to_b.bytes + l.b_to_a.bytes)).fold(1.0, f64::max);
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{} (seed {}): bytes on each router link, by class", r.scenario, r.seed), ("sans-serif", 18))
+            .caption(format!("{} (seed {}): kB on each router-to-router link, by class", r.scenario, r.seed), ("sans-serif", 18))
             .margin(12)
-            .x_label_area_size(60)
+            .x_label_area_size(10)
             .y_label_area_size(70)
-            .build_cartesian_2d(0f64..links.len().max(1) as f64, 0f64..top * 1.1)
+            .build_cartesian_2d(0f64..links.len().max(1) as f64, 0f64..top * 1.15)
             .map_err(plot_err)?;
-        let names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
-        chart
-            .configure_mesh()
-            .x_labels(links.len().max(1))
-            .x_label_formatter(&|x| names.get(x.floor() as usize).cloned().unwrap_or_default())
-            .y_desc("bytes (both directions)")
-            .draw()
-            .map_err(plot_err)?;
+        chart.configure_mesh().disable_x_mesh().x_labels(0).y_desc("kB, both directions").draw().map_err(plot_err)?;
         let colours = [RED, BLUE, GREEN, MAGENTA, CYAN];
         let width = 0.8 / (classes.len() + 1) as f64;
         for (ci, c) in classes.iter().chain(std::iter::once(&"all".to_string())).enumerate() {
             let col = colours[ci % colours.len()];
             let bars = links.iter().enumerate().map(|(i, l)| {
-                let v =
-                    if c == "all" { (l.a_to_b.bytes + l.b_to_a.bytes) as f64 } else { l.classes.get(c).map_or(0, |x| x[0] + x[1]) as f64 };
+                let v = if c == "all" { kb(l.a_to_b.bytes + l.b_to_a.bytes) } else { kb(l.classes.get(c).map_or(0, |x| x[0] + x[1])) };
                 let x0 = i as f64 + 0.1 + ci as f64 * width;
                 Rectangle::new([(x0, 0.0), (x0 + width, v)], col.filled())
             });
@@ -151,6 +145,8 @@ pub fn plot_run(r: &RunResult, path: &Path) -> Result<(), String> {
                 .label(c.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], col.filled()));
         }
+        let names = links.iter().enumerate().map(|(i, l)| Text::new(l.name.clone(), (i as f64 + 0.1, top * 1.1), ("sans-serif", 14)));
+        chart.draw_series(names).map_err(plot_err)?;
         chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(plot_err)?;
     }
     root.present().map_err(plot_err)?;
@@ -198,4 +194,20 @@ pub fn plot_sweep(name: &str, curves: &[Curve], path: &Path) -> Result<(), Strin
 /// Write a value as pretty JSON.
 pub fn write_json<T: Serialize>(v: &T, path: &Path) -> Result<(), String> {
     std::fs::write(path, serde_json::to_string_pretty(v).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Plot again from a results file: a run's JSON (to `run.svg` beside it) or
+/// a sweep's `sweep.json` (to `infected.svg` beside it). Returns the plot.
+pub fn replot(json: &Path) -> Result<std::path::PathBuf, String> {
+    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
+    if let Ok(curves) = serde_json::from_str::<Vec<Curve>>(&text) {
+        let out = json.with_file_name("infected.svg");
+        let name = json.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("sweep");
+        plot_sweep(name, &curves, &out)?;
+        return Ok(out);
+    }
+    let r: RunResult = serde_json::from_str(&text).map_err(|e| format!("{}: neither a run nor a sweep: {e}", json.display()))?;
+    let out = json.with_extension("svg");
+    plot_run(&r, &out)?;
+    Ok(out)
 }

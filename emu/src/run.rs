@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentSpec, Flow, Summary, Worm};
 use crate::netns::{self, Network, OsError, Procs};
@@ -59,7 +59,7 @@ fn fail(m: impl Into<String>) -> RunError {
 }
 
 /// A sample of the run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     /// Seconds from the start.
     pub t: f64,
@@ -68,7 +68,7 @@ pub struct Sample {
 }
 
 /// An infection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Infection {
     /// The host.
     pub host: String,
@@ -79,7 +79,7 @@ pub struct Infection {
 }
 
 /// What an event did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventLog {
     /// When it fired.
     pub t: f64,
@@ -94,7 +94,7 @@ pub struct EventLog {
 }
 
 /// Packets and bytes.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Count {
     /// Packets.
     pub packets: u64,
@@ -103,7 +103,7 @@ pub struct Count {
 }
 
 /// What crossed a link.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkResult {
     /// "a-b".
     pub name: String,
@@ -118,7 +118,7 @@ pub struct LinkResult {
 }
 
 /// What a host sent and received.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostResult {
     /// The host.
     pub name: String,
@@ -133,7 +133,7 @@ pub struct HostResult {
 }
 
 /// Delivery of one sender's flow.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowResult {
     /// The traffic source.
     pub traffic: String,
@@ -148,7 +148,7 @@ pub struct FlowResult {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     /// The scenario.
     pub scenario: String,
