@@ -301,7 +301,10 @@ fn run_cmd(
     if sweep && !results.is_empty() {
         let curves = report::curves(&results, l.scenario.sample_every);
         let (json, svg) = (out.join("sweep.json"), out.join("infected.svg"));
-        if let Err(e) = report::write_json(&curves, &json).and_then(|_| report::plot_sweep(&l.scenario.name, &curves, &svg)) {
+        if let Err(e) = report::write_json(&curves, &json)
+            .and_then(|_| report::plot_sweep(&l.scenario.name, &curves, &svg))
+            .and_then(|_| report::plot_final(&l.scenario.name, &curves, &out.join("final.svg")))
+        {
             eprintln!("vinet-emu: {e}");
             code = ExitCode::FAILURE;
         }
@@ -316,7 +319,7 @@ fn run_cmd(
                 c.final_infected.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>()
             );
         }
-        eprintln!("sweep: {} and {}", json.display(), svg.display());
+        eprintln!("sweep: {}, {} and {}", json.display(), svg.display(), out.join("final.svg").display());
     }
     code
 }

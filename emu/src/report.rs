@@ -191,19 +191,75 @@ pub fn plot_sweep(name: &str, curves: &[Curve], path: &Path) -> Result<(), Strin
     Ok(())
 }
 
+/// The plot of a sweep's outcome: the infected fraction at the end against
+/// the fraction of edge routers with vinet, one line per placement (the
+/// deployments at 0 and 1, the same for every placement, on each), the mean
+/// over seeds with a bar from the lowest to the highest seed.
+pub fn plot_final(name: &str, curves: &[Curve], path: &Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{name}: hosts infected at the end, against vinet's deployment"), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(-0.03f64..1.03, 0f64..1.0)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("fraction of edge routers running vinet")
+        .y_desc("fraction of hosts infected at the end")
+        .draw()
+        .map_err(plot_err)?;
+    let mut placements: Vec<Placement> = curves.iter().map(|c| c.placement).filter(|p| *p != Placement::Listed).collect();
+    placements.dedup();
+    placements.sort_by_key(|p| format!("{p:?}"));
+    placements.dedup();
+    for (i, pl) in placements.iter().enumerate() {
+        let col = [RED, BLUE, GREEN][i % 3];
+        let mut pts: Vec<(f64, f64, f64, f64)> = curves
+            .iter()
+            .filter(|c| c.placement == *pl || c.fraction == 0.0 || c.fraction == 1.0)
+            .map(|c| {
+                let n = c.final_infected.len().max(1) as f64;
+                let lo = c.final_infected.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = c.final_infected.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (c.fraction, c.final_infected.iter().sum::<f64>() / n, lo, hi)
+            })
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts.dedup_by(|a, b| a.0 == b.0);
+        let dx = (i as f64 - 0.5) * 0.01;
+        chart
+            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0 + dx, p.1)), col.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(format!("placement: {pl:?}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|p| PathElement::new(vec![(p.0 + dx, p.2), (p.0 + dx, p.3)], col.stroke_width(2))))
+            .map_err(plot_err)?;
+        chart.draw_series(pts.iter().map(|p| Circle::new((p.0 + dx, p.1), 4, col.filled()))).map_err(plot_err)?;
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
 /// Write a value as pretty JSON.
 pub fn write_json<T: Serialize>(v: &T, path: &Path) -> Result<(), String> {
     std::fs::write(path, serde_json::to_string_pretty(v).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Plot again from a results file: a run's JSON (to `run.svg` beside it) or
-/// a sweep's `sweep.json` (to `infected.svg` beside it). Returns the plot.
+/// a sweep's `sweep.json` (to `infected.svg` and `final.svg` beside it).
+/// Returns the (first) plot.
 pub fn replot(json: &Path) -> Result<std::path::PathBuf, String> {
     let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
     if let Ok(curves) = serde_json::from_str::<Vec<Curve>>(&text) {
         let out = json.with_file_name("infected.svg");
         let name = json.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("sweep");
         plot_sweep(name, &curves, &out)?;
+        plot_final(name, &curves, &json.with_file_name("final.svg"))?;
         return Ok(out);
     }
     let r: RunResult = serde_json::from_str(&text).map_err(|e| format!("{}: neither a run nor a sweep: {e}", json.display()))?;
