@@ -286,6 +286,12 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a lane publishes its counters while packets flow.
 const PUBLISH: Duration = Duration::from_millis(100);
 
+/// A packet-local lane whose batches come less than BUSY apart is under
+/// load: it lets the packets of the next LINGER join a batch before
+/// deciding it (so a packet waits at most about LINGER more, and only then).
+const BUSY: Duration = Duration::from_micros(200);
+const LINGER: Duration = Duration::from_micros(50);
+
 /// Where an edge-router or end-user program's bucket is, as the dispatch
 /// table keys it.
 fn dest_of(program: &Program, binding: &Binding) -> Result<Dest, String> {
@@ -717,16 +723,16 @@ impl Lane {
     #[cfg(target_os = "linux")]
     fn run_nfqueue(&mut self, rx: Receiver<Command>, mut q: nfqueue::NfQueue, wake: std::os::unix::net::UnixDatagram) {
         use std::os::fd::AsRawFd;
-        use vinet_engine::packet::LinkType;
-        use vinet_engine::pcap::Frame;
         let t = Duration::from_millis(self.runner.config().millis.max(1));
         let mut pending: VecDeque<u32> = VecDeque::new();
         let mut opened: Option<Instant> = None;
         let mut v = Verdicts::default();
         let mut batch = Vec::with_capacity(nfqueue::BATCH);
-        let epoch = Instant::now();
-        let wall0 = wall_ns();
+        let clock = (Instant::now(), wall_ns());
         let mut drain = [0u8; 64];
+        // Whether the last read took a whole batch (so more is queued), and
+        // when the last batch came.
+        let (mut full, mut last_batch) = (false, Instant::now());
         loop {
             loop {
                 match rx.try_recv() {
@@ -749,65 +755,95 @@ impl Lane {
                 opened = None;
             }
             // Asleep until a packet, a command, the window's deadline, or the
-            // next publication of counters that changed.
-            let mut timeout = opened.map(|o| t.saturating_sub(o.elapsed()));
-            if self.dirty {
-                let p = PUBLISH.saturating_sub(self.last_publish.elapsed());
-                timeout = Some(timeout.map_or(p, |x| x.min(p)));
-            }
-            match q.wait(wake.as_raw_fd(), timeout) {
-                Ok(true) => while wake.recv(&mut drain).is_ok() {},
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "waiting on NFQUEUE failed");
-                    std::thread::sleep(Duration::from_millis(10));
+            // next publication of counters that changed; not at all when the
+            // last read left packets queued.
+            if !full {
+                let mut timeout = opened.map(|o| t.saturating_sub(o.elapsed()));
+                if self.dirty {
+                    let p = PUBLISH.saturating_sub(self.last_publish.elapsed());
+                    timeout = Some(timeout.map_or(p, |x| x.min(p)));
+                }
+                match q.wait(wake.as_raw_fd(), timeout) {
+                    Ok(true) => while wake.recv(&mut drain).is_ok() {},
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "waiting on NFQUEUE failed");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
             }
             if let Err(e) = q.recv_batch(&mut batch) {
                 tracing::error!(error = %e, "NFQUEUE receive failed");
+                full = false;
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
+            full = batch.len() == nfqueue::BATCH;
             if batch.is_empty() {
                 self.publish(false);
                 continue;
             }
-            self.dirty = true;
-            self.stats.batches += 1;
-            self.stats.malformed = q.malformed;
-            for m in &batch {
-                self.stats.received += 1;
-                let data = q.payload(m);
-                if ipv4_source(data).is_some_and(|s| self.blocked.contains(&s)) {
-                    self.stats.blocked_dropped += 1;
-                    if q.verdict(m.id, false).is_err() {
-                        self.stats.verdict_errors += 1;
-                    }
-                    continue;
-                }
-                let ts_ns = wall0 + epoch.elapsed().as_nanos() as u64;
-                // The runner may close the previous window (W reached, or T
-                // elapsed in packet time) before taking this frame: the
-                // verdicts gathered are for the oldest pending packets.
-                self.runner.push(Frame { link: LinkType::Raw, ts_ns, orig_len: m.original_len, data }, &mut v);
-                pending.push_back(m.id);
-                let closed = !v.accept.is_empty();
-                if closed {
-                    self.verdicts(&mut q, &mut pending, &mut v);
-                }
-                opened = match (pending.is_empty(), closed, opened) {
-                    (true, _, _) => None,
-                    (false, true, _) | (false, false, None) => Some(Instant::now()),
-                    (false, false, o) => o,
-                };
-            }
-            // A packet-local lane decides every batch at once.
+            self.take(&mut q, &batch, &mut pending, &mut v, &mut opened, clock);
             if self.kind == LaneKind::Local && !pending.is_empty() {
+                // Under load (batches close together), the packets of the
+                // next LINGER join this window: a wake-up, a read and a
+                // verdict serve several packets instead of one each. When
+                // packets are sparse, nothing waits.
+                let busy = last_batch.elapsed() < BUSY;
+                last_batch = Instant::now();
+                if busy && !full {
+                    std::thread::sleep(LINGER);
+                    if q.recv_batch(&mut batch).is_ok() && !batch.is_empty() {
+                        full = batch.len() == nfqueue::BATCH;
+                        self.take(&mut q, &batch, &mut pending, &mut v, &mut opened, clock);
+                    }
+                }
+                // A packet-local lane decides every batch at once.
                 self.runner.flush(&mut v);
                 self.verdicts(&mut q, &mut pending, &mut v);
                 opened = None;
             }
             self.publish(false);
+        }
+    }
+
+    /// Take a read batch into the window: sources dropped for everyone get
+    /// their verdict at once; the others wait in `pending` for their window.
+    #[cfg(target_os = "linux")]
+    fn take(
+        &mut self, q: &mut nfqueue::NfQueue, batch: &[nfqueue::Queued], pending: &mut VecDeque<u32>, v: &mut Verdicts,
+        opened: &mut Option<Instant>, (epoch, wall0): (Instant, u64),
+    ) {
+        use vinet_engine::packet::LinkType;
+        use vinet_engine::pcap::Frame;
+        self.dirty = true;
+        self.stats.batches += 1;
+        self.stats.malformed = q.malformed;
+        for m in batch {
+            self.stats.received += 1;
+            let data = q.payload(m);
+            if ipv4_source(data).is_some_and(|s| self.blocked.contains(&s)) {
+                self.stats.blocked_dropped += 1;
+                if q.verdict(m.id, false).is_err() {
+                    self.stats.verdict_errors += 1;
+                }
+                continue;
+            }
+            let ts_ns = wall0 + epoch.elapsed().as_nanos() as u64;
+            // The runner may close the previous window (W reached, or T
+            // elapsed in packet time) before taking this frame: the
+            // verdicts gathered are for the oldest pending packets.
+            self.runner.push(Frame { link: LinkType::Raw, ts_ns, orig_len: m.original_len, data }, v);
+            pending.push_back(m.id);
+            let closed = !v.accept.is_empty();
+            if closed {
+                self.verdicts(q, pending, v);
+            }
+            *opened = match (pending.is_empty(), closed, *opened) {
+                (true, _, _) => None,
+                (false, true, _) | (false, false, None) => Some(Instant::now()),
+                (false, false, o) => o,
+            };
         }
     }
 
