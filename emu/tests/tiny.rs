@@ -200,7 +200,11 @@ fn tiny_scenario_end_to_end_then_interrupted() {
         assert!(t0.elapsed() < HANG, "hang: the emulator did not end after SIGINT");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The rest of its stderr, up to its end (the reader thread ends there).
+    let mut rest = vec![];
+    while let Ok(l) = rx.recv_timeout(HANG) {
+        rest.push(l);
+    }
     assert_eq!(status.code(), Some(130), "interrupted exit: {status}; {rest:?}");
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
     assert_eq!(namespaces_of(pid), Vec::<String>::new(), "namespaces left after SIGINT");
