@@ -65,6 +65,10 @@ pub struct Flow {
     pub running: bool,
     /// Text the payload carries after its header (spam words).
     pub text: String,
+    /// Each datagram goes to every receiver with the same payload
+    /// (multicast as copies), instead of to the receivers in turn.
+    #[serde(default)]
+    pub fanout: bool,
 }
 
 /// The worm, as this host sees it.
@@ -215,9 +219,13 @@ pub fn run(spec: AgentSpec) -> Result<(), String> {
             acc[i] = (acc[i] + f.rate * dt).min(50.0);
             while acc[i] >= 1.0 {
                 acc[i] -= 1.0;
-                let to = f.to[turn[i] % f.to.len()];
-                turn[i] += 1;
                 seq = seq.wrapping_add(1);
+                let targets: Vec<Ipv4Addr> = if f.fanout {
+                    f.to.clone()
+                } else {
+                    turn[i] += 1;
+                    vec![f.to[(turn[i] - 1) % f.to.len()]]
+                };
                 let n = f.size.clamp(16, 1400);
                 // VFLW, sequence number, the source's name and a space, its text, padding.
                 let head = format!("{} {}", f.traffic, f.text);
@@ -228,10 +236,12 @@ pub fn run(spec: AgentSpec) -> Result<(), String> {
                 for b in &mut buf[8 + tl..n] {
                     *b = b'.';
                 }
-                if out.send_to(&buf[..n], SocketAddrV4::new(to, f.port)).is_ok() {
-                    let mut s = shared.summary.lock().expect("summary");
-                    *s.sent.entry(f.traffic.clone()).or_default() += 1;
-                    *s.sent_bytes.entry(f.traffic.clone()).or_default() += n as u64;
+                for to in targets {
+                    if out.send_to(&buf[..n], SocketAddrV4::new(to, f.port)).is_ok() {
+                        let mut s = shared.summary.lock().expect("summary");
+                        *s.sent.entry(f.traffic.clone()).or_default() += 1;
+                        *s.sent_bytes.entry(f.traffic.clone()).or_default() += n as u64;
+                    }
                 }
             }
         }

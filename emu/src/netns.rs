@@ -113,6 +113,8 @@ impl Network {
                 // The dead end of the unused part of the /24: its peer stays down, so what is routed there is dropped
                 // after the forward hooks saw it.
                 create[i].push_str("link add void0 type veth peer name void1\nlink set void0 arp off\nlink set void0 up\n");
+                // The router's subnet address, also here so that it exists with no host (the source of its own packets).
+                create[i].push_str(&format!("addr add {}/32 dev void0\n", node.addr.expect("edge address")));
             }
             create[i].push_str("link set lo up\n");
         }
@@ -136,10 +138,8 @@ impl Network {
         }
         for (i, rs) in plan.routes.iter().enumerate() {
             for r in rs {
-                match r.via {
-                    Some(v) => conf[i].push_str(&format!("route add {} via {v} dev {}\n", r.to, r.dev)),
-                    None => conf[i].push_str(&format!("route add {} dev {}\n", r.to, r.dev)),
-                }
+                conf[i].push_str(&route_args(r).join(" "));
+                conf[i].push('\n');
             }
         }
         for i in 0..ns.len() {
@@ -165,6 +165,19 @@ impl Drop for Network {
             remove_namespace(n);
         }
     }
+}
+
+/// `route replace TO [via V] dev D [src S]`, for `ip` (batch or not).
+pub fn route_args(r: &crate::topology::Route) -> Vec<String> {
+    let mut a = vec!["route".to_string(), "replace".into(), r.to.clone()];
+    if let Some(v) = r.via {
+        a.extend(["via".into(), v.to_string()]);
+    }
+    a.extend(["dev".into(), r.dev.clone()]);
+    if let Some(s) = r.src {
+        a.extend(["src".into(), s.to_string()]);
+    }
+    a
 }
 
 /// The counters of a router: bytes and packets leaving each of its

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentSpec, Flow, Summary, Worm};
 use crate::netns::{self, Network, OsError, Procs};
 use crate::scenario::{Placement, TrafficSpec};
-use crate::topology::{Action, Kind, Plan, When, BACKGROUND_PORT, SPAM_PORT};
+use crate::topology::{Action, Kind, Plan, When, BACKGROUND_PORT, GENERATE_PORT, MULTICAST_PORT, SPAM_PORT};
 
 /// Where the tools and the project's files are.
 #[derive(Debug, Clone)]
@@ -197,8 +197,14 @@ fn classes(plan: &Plan) -> Vec<(String, u16)> {
     if plan.traffic.iter().any(|t| matches!(t.spec, TrafficSpec::Spam { .. })) {
         c.push(("spam".to_string(), SPAM_PORT));
     }
+    if plan.traffic.iter().any(|t| matches!(t.spec, TrafficSpec::Multicast { .. })) {
+        c.push(("multicast".to_string(), MULTICAST_PORT));
+    }
     if let Some(w) = plan.worm() {
         c.push(("worm".to_string(), w.port));
+    }
+    if plan.events.iter().any(|e| matches!(e.action, Action::Upload { .. })) {
+        c.push(("generated".to_string(), GENERATE_PORT));
     }
     c
 }
@@ -207,6 +213,7 @@ fn class_of(spec: &TrafficSpec) -> &'static str {
     match spec {
         TrafficSpec::Background { .. } => "background",
         TrafficSpec::Spam { .. } => "spam",
+        TrafficSpec::Multicast { .. } => "multicast",
         TrafficSpec::Worm { .. } => "worm",
     }
 }
@@ -297,7 +304,20 @@ down = "{down}"
         return Err(fail(format!("vinetd --print-key: {}", String::from_utf8_lossy(&o.stderr))));
     }
     std::fs::write(dir.join("router.pub"), &o.stdout).map_err(|e| fail(e.to_string()))?;
-    // The subnet's owner: an edge-router identity for the /24, with the router's address.
+    owner_identity(plan, tools, files, r)?;
+    Ok(cfg)
+}
+
+/// The subnet's owner of edge router `r`: a key and an edge-router identity
+/// for its /24 with the router's address, in `work/<r>/owner.{key,vid}`.
+fn owner_identity(plan: &Plan, tools: &Tools, files: &Files, r: usize) -> Result<(), RunError> {
+    let node = &plan.nodes[r];
+    let dir = files.work.join(&node.name);
+    let addr = node.addr.expect("edge address");
+    if dir.join("owner.vid").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
     let owner = dir.join("owner.key");
     vinetc(tools, &["keygen", "-o", p(&owner)])?;
     let prefix = format!("10.1.{}.0/24", node.subnet.expect("subnet"));
@@ -318,7 +338,7 @@ down = "{down}"
             p(&dir.join("owner.vid")),
         ],
     )?;
-    Ok(cfg)
+    Ok(())
 }
 
 struct Router {
@@ -384,11 +404,23 @@ fn agent_spec(plan: &Plan, h: usize) -> AgentSpec {
         let (rate, size, running, text) = match &t.spec {
             TrafficSpec::Background { rate, size, running, .. } => (*rate, *size, *running, String::new()),
             TrafficSpec::Spam { rate, size, running, .. } => (*rate, *size, *running, "viagra lottery ".repeat(2)),
+            TrafficSpec::Multicast { rate, size, running, .. } => (*rate, *size, *running, String::new()),
             TrafficSpec::Worm { .. } => continue,
         };
         if let Some(k) = t.from.iter().position(|f| *f == h) {
             let to = t.to[k].iter().map(|x| plan.nodes[*x].addr.expect("address")).collect();
-            flows.push(Flow { traffic: t.spec.name().to_string(), class: class.to_string(), port: t.port, to, rate, size, running, text });
+            let fanout = matches!(t.spec, TrafficSpec::Multicast { .. });
+            flows.push(Flow {
+                traffic: t.spec.name().to_string(),
+                class: class.to_string(),
+                port: t.port,
+                to,
+                rate,
+                size,
+                running,
+                text,
+                fanout,
+            });
         }
     }
     let worm = plan.worm().map(|w| {
@@ -418,7 +450,7 @@ fn bundles(plan: &Plan, tools: &Tools, cache: &Path) -> Result<BTreeMap<(PathBuf
     std::fs::create_dir_all(cache).map_err(|e| fail(format!("{}: {e}", cache.display())))?;
     for e in &plan.events {
         if let Action::Upload { program, client, .. } = &e.action {
-            let edge = client.is_none();
+            let edge = client.is_none_or(|c| plan.nodes[c].kind == Kind::Edge);
             if out.contains_key(&(program.clone(), edge)) {
                 continue;
             }
@@ -512,7 +544,9 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
     let mut host_ids: BTreeSet<usize> = BTreeSet::new();
     for e in &plan.events {
         if let Action::Upload { client: Some(h), .. } = e.action {
-            if host_ids.insert(h) {
+            if plan.nodes[h].kind == Kind::Edge {
+                owner_identity(plan, tools, &files, h)?;
+            } else if host_ids.insert(h) {
                 let key = work.join(format!("{}.key", plan.nodes[h].name));
                 vinetc(tools, &["keygen", "-o", p(&key)])?;
                 let addr = plan.nodes[h].addr.expect("address").to_string();
@@ -783,12 +817,16 @@ fn fire(
     let name = |i: usize| plan.nodes[i].name.clone();
     Ok(match action {
         Action::Upload { program, params, routers: targets, client, pay } => {
-            let vpc = &bundles[&(program.clone(), client.is_none())];
+            let vpc = &bundles[&(program.clone(), client.is_none_or(|c| plan.nodes[c].kind == Kind::Edge))];
             let mut children = vec![];
             for r in targets {
                 let dir = files.work.join(&plan.nodes[*r].name);
                 let (ns, key, id) = match client {
                     None => (net.of(*r), dir.join("owner.key"), dir.join("owner.vid")),
+                    Some(e) if plan.nodes[*e].kind == Kind::Edge => {
+                        let od = files.work.join(&plan.nodes[*e].name);
+                        (net.of(*e), od.join("owner.key"), od.join("owner.vid"))
+                    }
                     Some(h) => (net.of(*h), files.work.join(format!("{}.key", name(*h))), files.work.join(format!("{}.vid", name(*h)))),
                 };
                 let mut cmd = Command::new("ip");
@@ -815,7 +853,13 @@ fn fire(
                 let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
                 outcome.push_str(&format!("{}: {last}\n", name(r)));
             }
-            let who = client.map_or("owner".to_string(), name);
+            let who = client.map_or("owner".to_string(), |c| {
+                if plan.nodes[c].kind == Kind::Edge {
+                    format!("owner of {}", name(c))
+                } else {
+                    name(c)
+                }
+            });
             let what = format!(
                 "upload {} ({}) by {who} to {}",
                 program.file_name().and_then(|f| f.to_str()).unwrap_or("?"),
@@ -845,13 +889,10 @@ fn fire(
                 if up {
                     // The kernel removed the routes over the device when it went down: put them back.
                     for r in plan.routes[node].iter().filter(|r| &r.dev == ifn) {
-                        let mut args = vec!["ip", "-n", net.of(node), "route", "replace", &r.to];
-                        let via = r.via.map(|v| v.to_string());
-                        if let Some(v) = &via {
-                            args.extend(["via", v]);
-                        }
-                        args.extend(["dev", &r.dev]);
-                        if let Err(e) = netns::sh(&args) {
+                        let mut args: Vec<String> = vec!["ip".into(), "-n".into(), net.of(node).into()];
+                        args.extend(netns::route_args(r));
+                        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                        if let Err(e) = netns::sh(&a) {
                             ok = false;
                             out.push_str(&e.0);
                         }

@@ -276,6 +276,24 @@ pub enum TrafficSpec {
         #[serde(default = "d_true")]
         running: bool,
     },
+    /// One source sending each datagram to every receiver (a broadcast as
+    /// unicast copies: what the paper's multicast aggregator collapses).
+    Multicast {
+        /// Its name.
+        name: String,
+        /// The broadcasting host.
+        from: String,
+        /// The receivers: each datagram goes to each, with the same payload.
+        to: Vec<String>,
+        /// Datagrams a second (each sent once to every receiver).
+        rate: f64,
+        /// Payload bytes.
+        #[serde(default = "d_size")]
+        size: usize,
+        /// Whether it runs from t = 0.
+        #[serde(default = "d_true")]
+        running: bool,
+    },
     /// A scanning worm: each infected host sends scans at `scan_rate` to
     /// random addresses of the subnets; a vulnerable host that receives one
     /// is infected with `infection_probability` and starts scanning.
@@ -334,7 +352,10 @@ impl TrafficSpec {
     /// The source's name.
     pub fn name(&self) -> &str {
         match self {
-            TrafficSpec::Background { name, .. } | TrafficSpec::Spam { name, .. } | TrafficSpec::Worm { name, .. } => name,
+            TrafficSpec::Background { name, .. }
+            | TrafficSpec::Spam { name, .. }
+            | TrafficSpec::Multicast { name, .. }
+            | TrafficSpec::Worm { name, .. } => name,
         }
     }
 }
@@ -365,11 +386,12 @@ pub struct EventSpec {
     /// upload: the program (a .vinet file, relative to the scenario file).
     #[serde(default)]
     pub program: Option<String>,
-    /// upload: its parameters.
+    /// upload: its parameters (a value "@HOST" is that host's address).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
     /// upload: who uploads: "owner" (each router's subnet owner, with an
-    /// edge-router identity for the router's /24: the default) or a host
+    /// edge-router identity for the router's /24: the default), an edge
+    /// router (its subnet's owner, uploading to other routers), or a host
     /// (an end-user identity for its address).
     #[serde(default)]
     pub client: Option<String>,
@@ -396,6 +418,21 @@ pub enum ActionKind {
     KillRouter,
     /// Start it again on its state.
     RestartRouter,
+}
+
+impl ActionKind {
+    /// Its name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Upload => "upload",
+            ActionKind::Start => "start",
+            ActionKind::Stop => "stop",
+            ActionKind::LinkDown => "link-down",
+            ActionKind::LinkUp => "link-up",
+            ActionKind::KillRouter => "kill-router",
+            ActionKind::RestartRouter => "restart-router",
+        }
+    }
 }
 
 /// A sweep over deployments and seeds.

@@ -83,6 +83,10 @@ pub struct Route {
     pub via: Option<Ipv4Addr>,
     /// Device.
     pub dev: String,
+    /// The source address for the node's own packets (an edge router's
+    /// `10.1.i.1`, so that its replies find their way back: the /30s of
+    /// router links are not routed).
+    pub src: Option<Ipv4Addr>,
 }
 
 /// A traffic source with its resolved hosts.
@@ -122,7 +126,8 @@ pub enum Action {
         params: Vec<String>,
         /// Target routers (node indices, all running vinetd).
         routers: Vec<usize>,
-        /// The uploading host (end-user identity), or None for each router's owner.
+        /// The uploader: a host (end-user identity), an edge router (its
+        /// subnet's owner), or None for each target router's own owner.
         client: Option<usize>,
         /// Credits.
         pay: u64,
@@ -199,6 +204,10 @@ pub struct Plan {
 pub const BACKGROUND_PORT: u16 = 5000;
 /// The spam class's UDP port.
 pub const SPAM_PORT: u16 = 2525;
+/// The multicast class's UDP port.
+pub const MULTICAST_PORT: u16 = 6000;
+/// The port of the packets programs GENERATE (vinet-engine's GENERATE_PORT).
+pub const GENERATE_PORT: u16 = 9910;
 /// The most edge routers a plan can have (one /24 each in 10.1.0.0/16).
 pub const MAX_EDGES: usize = 250;
 /// The most hosts one edge router can have (.2 to .201).
@@ -471,6 +480,16 @@ impl Plan {
                     }
                     Traffic { spec: spec.clone(), to: vec![to; from.len()], from, initial: vec![], port: SPAM_PORT }
                 }
+                TrafficSpec::Multicast { from, to, rate, size, .. } => {
+                    rate_ok(*rate)?;
+                    size_ok(*size)?;
+                    let from = host(from)?;
+                    let to: Vec<usize> = to.iter().map(host).collect::<Result<_, _>>()?;
+                    if to.is_empty() || to.contains(&from) {
+                        return Err(l.error_at(off, format!("traffic {name:?}: multicast needs receivers other than its sender")));
+                    }
+                    Traffic { spec: spec.clone(), from: vec![from], to: vec![to], initial: vec![], port: MULTICAST_PORT }
+                }
                 TrafficSpec::Worm {
                     scan_rate,
                     infection_probability,
@@ -503,7 +522,7 @@ impl Plan {
                     if *scan_space == 0 || usize::from(*scan_space) > MAX_HOSTS_PER_EDGE + 50 {
                         return Err(l.error_at(off, format!("traffic {name:?}: scan_space must be 1 to 250")));
                     }
-                    if [BACKGROUND_PORT, SPAM_PORT].contains(port) || *port < 1024 {
+                    if [BACKGROUND_PORT, SPAM_PORT, MULTICAST_PORT, GENERATE_PORT].contains(port) || *port < 1024 {
                         return Err(l.error_at(off, format!("traffic {name:?}: port {port} is taken or privileged (use 1024 or more)")));
                     }
                     let mut vr = Rng::new(seed, "vulnerable");
@@ -537,7 +556,7 @@ impl Plan {
         for (n, e) in s.events.iter().enumerate() {
             let off = e.span().start;
             let e = e.get_ref();
-            let what = format!("event {} ({:?})", n + 1, e.action);
+            let what = format!("event {} ({})", n + 1, e.action.name());
             let bad = |m: String| l.error_at(off, format!("{what}: {m}"));
             let when = match (e.at, e.when_infected) {
                 (Some(t), None) if (0.0..=s.duration).contains(&t) => When::At(t),
@@ -599,10 +618,24 @@ impl Plan {
                     let client = match e.client.as_deref() {
                         None | Some("owner") => None,
                         Some(h) => Some(
-                            index.get(h).copied().filter(|i| nodes[*i].kind == Kind::Host).ok_or_else(|| bad(format!("no host {h:?}")))?,
+                            index
+                                .get(h)
+                                .copied()
+                                .filter(|i| nodes[*i].kind != Kind::Core)
+                                .ok_or_else(|| bad(format!("client {h:?} is neither a host nor an edge router")))?,
                         ),
                     };
-                    let params = e.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let mut params = vec![];
+                    for (k, v) in &e.params {
+                        let v = match v.strip_prefix('@') {
+                            Some(h) => match host_ix.get(h).and_then(|i| nodes[*i].addr) {
+                                Some(a) => a.to_string(),
+                                None => return Err(bad(format!("parameter {k} = {v:?}: no host {h:?}"))),
+                            },
+                            None => v.clone(),
+                        };
+                        params.push(format!("{k}={v}"));
+                    }
                     Action::Upload { program, params, routers, client, pay: e.pay.unwrap_or(1000) }
                 }
                 ActionKind::Start => Action::Start { traffic: traffic_ix(&e.traffic)? },
@@ -760,8 +793,8 @@ fn routes(nodes: &[Node], links: &[Link], hosts_of: &BTreeMap<usize, Vec<usize>>
         if node.kind == Kind::Host {
             let r = node.router.expect("host has a router");
             let gw = nodes[r].addr.expect("edge address");
-            routes[h].push(Route { to: format!("{gw}/32"), via: None, dev: "eth0".into() });
-            routes[h].push(Route { to: "default".into(), via: Some(gw), dev: "eth0".into() });
+            routes[h].push(Route { to: format!("{gw}/32"), via: None, dev: "eth0".into(), src: None });
+            routes[h].push(Route { to: "default".into(), via: Some(gw), dev: "eth0".into(), src: None });
         }
     }
     for (e, node) in nodes.iter().enumerate() {
@@ -771,9 +804,14 @@ fn routes(nodes: &[Node], links: &[Link], hosts_of: &BTreeMap<usize, Vec<usize>>
         let si = node.subnet.expect("edge subnet");
         let prefix = format!("10.1.{si}.0/24");
         for (k, h) in hosts_of.get(&e).into_iter().flatten().enumerate() {
-            routes[e].push(Route { to: format!("{}/32", nodes[*h].addr.expect("host address")), via: None, dev: format!("h{k}") });
+            routes[e].push(Route {
+                to: format!("{}/32", nodes[*h].addr.expect("host address")),
+                via: None,
+                dev: format!("h{k}"),
+                src: None,
+            });
         }
-        routes[e].push(Route { to: prefix.clone(), via: None, dev: "void0".into() });
+        routes[e].push(Route { to: prefix.clone(), via: None, dev: "void0".into(), src: None });
         // BFS from e over routers: each router's next hop towards e.
         let mut next: Vec<Option<(usize, usize)>> = vec![None; n];
         let mut seen = vec![false; n];
@@ -797,7 +835,8 @@ fn routes(nodes: &[Node], links: &[Link], hosts_of: &BTreeMap<usize, Vec<usize>>
             let l = &links[li];
             let (dev, via) = if l.a == r { (l.a_if.clone(), l.b_addr.0) } else { (l.b_if.clone(), l.a_addr.0) };
             debug_assert!(l.a == hop || l.b == hop);
-            routes[r].push(Route { to: prefix.clone(), via: Some(via), dev });
+            let src = if rn.kind == Kind::Edge { rn.addr } else { None };
+            routes[r].push(Route { to: prefix.clone(), via: Some(via), dev, src });
         }
     }
     Ok(routes)
@@ -858,8 +897,13 @@ b = "e2"
         // e1 reaches e2's subnet through c; its own /24 ends in void0, its host on h0.
         let e1 = &p.routes[ix("e1")];
         assert_eq!(e1.iter().find(|r| r.to == "10.1.1.0/24").unwrap().via, Some(Ipv4Addr::new(10, 250, 0, 2)));
-        assert!(e1.contains(&Route { to: "10.1.0.2/32".into(), via: None, dev: "h0".into() }));
-        assert!(e1.contains(&Route { to: "10.1.0.0/24".into(), via: None, dev: "void0".into() }));
+        assert!(e1.contains(&Route { to: "10.1.0.2/32".into(), via: None, dev: "h0".into(), src: None }));
+        assert!(e1.contains(&Route { to: "10.1.0.0/24".into(), via: None, dev: "void0".into(), src: None }));
+        assert_eq!(
+            e1.iter().find(|r| r.to == "10.1.1.0/24").unwrap().src,
+            Some(Ipv4Addr::new(10, 1, 0, 1)),
+            "e1's own packets come from its /24"
+        );
         assert_eq!(p.links.iter().find(|l| l.name == "e1-c").unwrap().bandwidth, Some(10_000_000));
         assert_eq!(p.vinet_routers().map(|i| p.nodes[i].name.clone()).collect::<Vec<_>>(), ["e1"]);
     }
