@@ -243,6 +243,8 @@ fn p(x: &Path) -> &str {
 /// vinetd's ports on its edge router's address.
 const LISTEN_PORT: u16 = 7700;
 const METRICS_PORT: u16 = 9100;
+/// The longest one upload may take (`timeout` kills vinetc after it).
+const UPLOAD_SECS: u32 = 30;
 
 fn router_config(plan: &Plan, tools: &Tools, files: &Files, r: usize) -> Result<PathBuf, RunError> {
     let node = &plan.nodes[r];
@@ -830,7 +832,11 @@ fn fire(
                     Some(h) => (net.of(*h), files.work.join(format!("{}.key", name(*h))), files.work.join(format!("{}.vid", name(*h)))),
                 };
                 let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", ns]).arg(&tools.vinetc).arg("upload").arg(vpc);
+                // At most UPLOAD_SECS: an upload that hangs must not hold the script up for long.
+                cmd.args(["netns", "exec", ns, "timeout", "-s", "KILL", &UPLOAD_SECS.to_string()])
+                    .arg(&tools.vinetc)
+                    .arg("upload")
+                    .arg(vpc);
                 cmd.args(["--router", &format!("{}:{LISTEN_PORT}", plan.nodes[*r].addr.expect("address"))]);
                 cmd.args(["--router-key", p(&dir.join("router.pub")), "--key", p(&key), "--identity", p(&id), "--pay", &pay.to_string()]);
                 for pa in params {
