@@ -514,8 +514,8 @@ impl Progress {
     }
     fn line(&self, msg: &str) {
         match &self.0 {
-            Some(b) => b.println(msg),
-            None => eprintln!("{msg}"),
+            Some(b) if !b.is_hidden() => b.println(msg),
+            _ => eprintln!("{msg}"),
         }
     }
     /// Remove the bar.
