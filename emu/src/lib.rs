@@ -20,10 +20,12 @@
 //! namespace exists; [`netns`] owns namespaces and processes (created from the
 //! plan, removed by drop guards and by `vinet-emu clean`); [`agent`] is the
 //! traffic agent run inside each host; [`run`] drives a run and measures;
-//! [`report`] writes the results and plots.
+//! [`report`] writes the results and plots; [`export`] writes a plan as a
+//! containerlab topology.
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod export;
 pub mod netns;
 pub mod report;
 pub mod rng;

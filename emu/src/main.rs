@@ -19,6 +19,7 @@ Examples:
   vinet-emu run emu/scenarios/worm-partial.toml       # every run of its [sweep]; results in emu/out/NAME/
   vinet-emu run emu/scenarios/worm-partial.toml --single --seed 3
   vinet-emu clean                                     # namespaces of runs that are gone
+  vinet-emu export emu/scenarios/worm-partial.toml > worm.clab.yml   # containerlab topology
 
 The scenario format is documented in emu/README.md. Exit codes: 0 done, 1 a run
 failed, 2 a bad scenario or argument, 130 interrupted (everything torn down).";
@@ -67,6 +68,17 @@ enum Cmd {
         #[arg(long)]
         all: bool,
     },
+    /// Write a scenario's network as a containerlab topology (YAML, on stdout).
+    Export {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The image of every node.
+        #[arg(long, default_value = "vinet:latest")]
+        image: String,
+    },
     /// Plot again from a run's JSON or a sweep's sweep.json.
     Plot {
         /// The results file.
@@ -103,6 +115,22 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("vinet-emu agent: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Export { scenario, seed, image } => {
+            let plan = scenario::load(&scenario).and_then(|l| {
+                let v = l.scenario.vinet.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+                Plan::new(&l, seed.map(|s| (v.fraction, v.placement, s)))
+            });
+            match plan {
+                Ok(p) => {
+                    print!("{}", vinet_emu::export::containerlab(&p, &image));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
                 }
             }
         }
