@@ -353,6 +353,11 @@ impl PacketPath {
             let (wake, wake_rx) = std::os::unix::net::UnixDatagram::pair()?;
             #[cfg(unix)]
             wake_rx.set_nonblocking(true)?;
+            // A full wake-up queue means the lane has wake-ups waiting
+            // already: the sender never blocks on it (an idle lane, which
+            // reads commands only, never drains it).
+            #[cfg(unix)]
+            wake.set_nonblocking(true)?;
             let snapshot = Arc::new(Mutex::new(Snapshot::default()));
             let snap = Arc::clone(&snapshot);
             let thread = std::thread::Builder::new().name(format!("vinet-lane{i}")).spawn(move || {
@@ -963,6 +968,29 @@ mod tests {
         assert_eq!(placed(&p, 1), (true, false));
         let s = p.snapshot();
         assert_eq!((s.programs.len(), s.programs[&1].certified), (2, 1024));
+    }
+
+    #[test]
+    fn many_commands_never_block_on_a_lane_that_does_not_read_its_wake_ups() {
+        // An idle lane reads its commands only; its wake-up queue (ten
+        // datagrams by default) fills, and the sender must not wait on it.
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let p = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
+            let fw = fixture("firewall.vpc");
+            for i in 0..200u32 {
+                let b = Binding { this_ip: 0x0a01_0000 + i, this_subnet: None, params: vec![Const::Addr(1)] };
+                p.install(u64::from(i), Arc::clone(&fw), b).unwrap();
+                p.block(BTreeSet::from([i]));
+            }
+            for i in 0..100u64 {
+                p.remove(i);
+            }
+            let _ = done.send(p.placement().entries.len());
+        });
+        // A hang deadline, not a speed requirement.
+        let left = finished.recv_timeout(Duration::from_secs(120)).expect("hang: 200 installs to idle lanes did not finish in 120 s");
+        assert_eq!(left, 100);
     }
 
     #[test]
