@@ -39,6 +39,23 @@ pub struct RunnerStats {
     pub faults: u64,
 }
 
+impl std::ops::AddAssign for RunnerStats {
+    /// The counters of two runners together (a router's lanes).
+    fn add_assign(&mut self, b: RunnerStats) {
+        let a = self;
+        a.frames_in += b.frames_in;
+        a.packets_in += b.packets_in;
+        a.forwarded += b.forwarded;
+        a.discarded += b.discarded;
+        a.generated += b.generated;
+        a.unparsed += b.unparsed;
+        a.not_ipv4 += b.not_ipv4;
+        a.windows += b.windows;
+        a.runs += b.runs;
+        a.faults += b.faults;
+    }
+}
+
 /// Frames whose headers [`Runner::push_slab`] reads ahead in one go, from a
 /// slab of at least [`BATCH_SLAB`] bytes (a power of two).
 const PREFETCH: usize = 64;

@@ -90,17 +90,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn add(&mut self, o: &Snapshot) {
-        let (a, b) = (&mut self.router, &o.router);
-        a.frames_in += b.frames_in;
-        a.packets_in += b.packets_in;
-        a.forwarded += b.forwarded;
-        a.discarded += b.discarded;
-        a.generated += b.generated;
-        a.unparsed += b.unparsed;
-        a.not_ipv4 += b.not_ipv4;
-        a.windows += b.windows;
-        a.runs += b.runs;
-        a.faults += b.faults;
+        self.router += o.router;
         for (&l, p) in &o.programs {
             let e = self.programs.entry(l).or_default();
             *e = merge(*e, *p);
