@@ -281,11 +281,6 @@ impl Hooks {
         Ok(Hooks { cfg: Some(cfg), local, windows, blocked })
     }
 
-    /// Whether vinetd manages the hooks.
-    pub fn managed(&self) -> bool {
-        self.cfg.is_some()
-    }
-
     /// Bring the sets to these contents, in one transaction.
     pub fn update(&mut self, local: Option<Elements>, windows: Option<Vec<Elements>>, blocked: Option<Elements>) -> Result<(), String> {
         if self.cfg.is_none() {

@@ -193,11 +193,6 @@ impl NfQueue {
         Ok(())
     }
 
-    /// Whether the queue is bound.
-    pub fn is_bound(&self) -> bool {
-        self.bound
-    }
-
     fn header(&mut self, msg_type: u16, flags: u16) -> Vec<u8> {
         self.seq = self.seq.wrapping_add(1);
         let mut m = Vec::with_capacity(64);
