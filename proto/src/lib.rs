@@ -11,14 +11,17 @@
 //!
 //! Here: identities, keys and key files ([`identity`], [`keyfile`]), the
 //! channel and the signed request and reply types ([`protocol`]), and the
-//! client side of each request ([`client`]). Both `vinetc` and `vinetd` use
-//! this crate; nothing here knows how a router admits, schedules or stores.
+//! client side of each request ([`client`]), and the router directory by
+//! which routers announce the prefixes they serve ([`directory`]). Both
+//! `vinetc` and `vinetd` use this crate; nothing here knows how a router
+//! admits, schedules or stores.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod clock;
+pub mod directory;
 pub mod identity;
 pub mod keyfile;
 pub mod protocol;
