@@ -18,6 +18,8 @@ pub fn end_user() -> Policy {
         complexity_up: 20_000,
         cost_up: 5_000_000_000,
         window_packets: 256,
+        max_param_bytes: 256,
+        generated_bytes_up: 1 << 20,
         unit_costs: UnitCosts {
             discard: 1,
             group_by_destination: 1,
@@ -27,6 +29,8 @@ pub fn end_user() -> Policy {
             generate: 4,
             count: 1,
             distinct_destinations: 3,
+            instruction: 1,
+            bytes: 1,
         },
     }
 }

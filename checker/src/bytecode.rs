@@ -217,9 +217,6 @@ pub enum BytecodeError {
     /// The bytes are not a postcard module.
     #[error("malformed module: {0}")]
     Malformed(String),
-    /// Bytes left after the module.
-    #[error("malformed module: {0} trailing bytes")]
-    Trailing(usize),
     /// Another format version.
     #[error("unsupported bytecode version {0} (this checker reads {FORMAT_VERSION})")]
     Version(u16),
@@ -251,7 +248,7 @@ impl Module {
     pub fn decode(bytes: &[u8]) -> Result<Module, BytecodeError> {
         let (m, rest): (Module, _) = postcard::take_from_bytes(bytes).map_err(|e| BytecodeError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(BytecodeError::Trailing(rest.len()));
+            return Err(BytecodeError::Malformed(format!("{} trailing bytes", rest.len())));
         }
         m.validate()?;
         // Canonical form: a module has one encoding, so one id.
@@ -294,11 +291,7 @@ pub fn operands(insn: &Insn, regs: &[Ty], consts: &[Const], params: &[Param]) ->
         And { dst, a, b } | Or { dst, a, b } => o.r(*a, Ty::Bool).r(*b, Ty::Bool).w(*dst, Ty::Bool),
         Cmp { op, dst, a, b } => {
             let t = ty(*a)?;
-            let ok = match op {
-                CmpOp::Eq | CmpOp::Ne => matches!(t, Ty::Bool | Ty::Num | Ty::Addr | Ty::Prefix | Ty::Str),
-                _ => t == Ty::Num,
-            };
-            if !ok {
+            if !(t == Ty::Num || matches!(op, CmpOp::Eq | CmpOp::Ne) && matches!(t, Ty::Bool | Ty::Addr | Ty::Prefix | Ty::Str)) {
                 return Err(format!("{op:?} is not defined on {t:?}"));
             }
             o.r(*a, t).r(*b, t).w(*dst, Ty::Bool)
@@ -557,22 +550,16 @@ impl<'m> Validator<'m> {
 /// the sub-blocks that follow the instruction at `pc`, and the index after it.
 /// Valid only on a validated module.
 pub fn blocks(code: &[Insn], pc: usize) -> (Vec<(usize, usize)>, usize) {
-    match &code[pc] {
-        Insn::If { then_len, else_len, .. } => {
-            let t = pc + 1 + *then_len as usize;
-            let e = t + *else_len as usize;
-            (vec![(pc + 1, t), (t, e)], e)
-        }
-        Insn::Foreach { body_len, .. } => {
-            let e = pc + 1 + *body_len as usize;
-            (vec![(pc + 1, e)], e)
-        }
-        Insn::While { cond_len, body_len, .. } => {
-            let c = pc + 1 + *cond_len as usize;
-            let e = c + *body_len as usize;
-            (vec![(pc + 1, c), (c, e)], e)
-        }
-        _ => (vec![], pc + 1),
+    let (first, second) = match &code[pc] {
+        Insn::If { then_len, else_len, .. } => (*then_len, Some(*else_len)),
+        Insn::Foreach { body_len, .. } => (*body_len, None),
+        Insn::While { cond_len, body_len, .. } => (*cond_len, Some(*body_len)),
+        _ => return (vec![], pc + 1),
+    };
+    let mid = pc + 1 + first as usize;
+    match second {
+        Some(len) => (vec![(pc + 1, mid), (mid, mid + len as usize)], mid + len as usize),
+        None => (vec![(pc + 1, mid)], mid),
     }
 }
 

@@ -68,6 +68,7 @@ pub struct Checked {
     id: ModuleId,
     complexity: u64,
     cost: u64,
+    generated: u64,
     policy: Policy,
 }
 
@@ -87,6 +88,10 @@ impl Checked {
     /// Its certified cost: complexity x lifetime in seconds.
     pub fn cost(&self) -> u64 {
         self.cost
+    }
+    /// Its certified bound on the bytes it generates per window.
+    pub fn generated(&self) -> u64 {
+        self.generated
     }
     /// The policy it was checked against.
     pub fn policy(&self) -> &Policy {
@@ -152,6 +157,7 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
         (cx <= policy.complexity_up, format!("complexity {cx} exceeds complexity_up {}", policy.complexity_up)),
         (cost <= policy.cost_up, format!("cost {cost} (complexity {cx} x lifetime {life} s) exceeds cost_up {}", policy.cost_up)),
         (life <= policy.max_lifetime_secs, format!("lifetime {life} s exceeds max_lifetime {} s", policy.max_lifetime_secs)),
+        (vc.generated <= policy.generated_bytes_up, format!("it may generate {} bytes a window, over generated_bytes_up {}", vc.generated, policy.generated_bytes_up)),
         (d.complexity == cx, format!("declared complexity {} but the checker derives {cx}", d.complexity)),
         (d.cost == cost, format!("declared cost {} but the checker derives {cost}", d.cost)),
     ];
@@ -173,7 +179,7 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
             None => "its conclusion is not the safety predicate".into(),
         }));
     }
-    Ok(Checked { module, id, complexity: vc.complexity, cost: vc.cost, policy: *policy })
+    Ok(Checked { module, id, complexity: vc.complexity, cost: vc.cost, generated: vc.generated, policy: *policy })
 }
 
 /// Split a balanced conjunction of `n` conjuncts (the shape of [`vcgen::balanced`]).

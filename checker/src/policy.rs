@@ -31,6 +31,10 @@ pub struct UnitCosts {
     pub count: u64,
     /// DISTINCT_DESTINATIONS
     pub distinct_destinations: u64,
+    /// Every instruction executed (and each element of a grouping or list it copies)
+    pub instruction: u64,
+    /// Each 64 bytes (or part) of a string that an instruction copies, joins, compares, searches for or sends
+    pub bytes: u64,
 }
 
 /// A router's safety policy (CONTRACT section 4).
@@ -48,6 +52,10 @@ pub struct Policy {
     pub window_packets: u32,
     /// Unit costs.
     pub unit_costs: UnitCosts,
+    /// Longest string a parameter may be bound to, in bytes.
+    pub max_param_bytes: u32,
+    /// Most bytes (IPv4 packets, headers included) a program may GENERATE per window.
+    pub generated_bytes_up: u64,
 }
 
 impl Policy {

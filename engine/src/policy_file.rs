@@ -2,9 +2,11 @@
 //! checker's typed [`Policy`]. This lives outside the trusted base on purpose:
 //! the checker never parses TOML.
 //!
-//! Every field is required; unknown fields are refused (a misspelt field is
-//! an error, not a silent default), and so is an unknown routine in
-//! `[unit_costs]`.
+//! Every field is required but three, which policies written before byte and
+//! instruction metering leave out: `max_param_bytes` (256),
+//! `generated_bytes_up` (1 MiB) and, in `[unit_costs]`, `INSTRUCTION` and
+//! `BYTES` (1 each). Unknown fields are refused (a misspelt field is an
+//! error, not a silent default), and so is an unknown name in `[unit_costs]`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +44,23 @@ struct Raw {
     cost_up: u64,
     window_packets: u32,
     unit_costs: BTreeMap<String, u64>,
+    #[serde(default = "default_param_bytes")]
+    max_param_bytes: u32,
+    #[serde(default = "default_generated_bytes")]
+    generated_bytes_up: u64,
+}
+
+/// `max_param_bytes` when a policy leaves it out.
+pub const DEFAULT_MAX_PARAM_BYTES: u32 = 256;
+/// `generated_bytes_up` when a policy leaves it out: 1 MiB a window.
+pub const DEFAULT_GENERATED_BYTES_UP: u64 = 1 << 20;
+
+fn default_param_bytes() -> u32 {
+    DEFAULT_MAX_PARAM_BYTES
+}
+
+fn default_generated_bytes() -> u64 {
+    DEFAULT_GENERATED_BYTES_UP
 }
 
 /// Read a policy file.
@@ -64,16 +83,18 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         return Err(PolicyError::Value("window_packets must be at least 1".into()));
     }
     for name in raw.unit_costs.keys() {
-        if Routine::named(name).is_none() {
+        if Routine::named(name).is_none() && !names::MACHINE_COSTS.iter().any(|(n, _)| n == name) {
             return Err(PolicyError::Value(format!(
-                "[unit_costs]: unknown routine {name:?} (the routines are {})",
+                "[unit_costs]: unknown cost {name:?} (the routines are {}; and INSTRUCTION, BYTES)",
                 ROUTINE_NAMES.join(", ")
             )));
         }
     }
-    let unit_costs = names::unit_costs(|r| {
-        raw.unit_costs.get(r.name()).copied().ok_or_else(|| PolicyError::Value(format!("[unit_costs]: missing {}", r.name())))
-    })?;
+    let machine = names::MACHINE_COSTS.map(|(n, default)| raw.unit_costs.get(n).copied().unwrap_or(default));
+    let unit_costs = names::unit_costs(
+        |r| raw.unit_costs.get(r.name()).copied().ok_or_else(|| PolicyError::Value(format!("[unit_costs]: missing {}", r.name()))),
+        machine,
+    )?;
     Ok(Policy {
         client,
         max_lifetime_secs,
@@ -81,6 +102,8 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         cost_up: raw.cost_up,
         window_packets: raw.window_packets,
         unit_costs,
+        max_param_bytes: raw.max_param_bytes,
+        generated_bytes_up: raw.generated_bytes_up,
     })
 }
 
@@ -120,7 +143,7 @@ mod tests {
         let e = err(&good.replace("complexity_up = 20_000", ""));
         assert!(e.contains("missing field `complexity_up`"), "{e}");
         let e = err(&good.replace("COUNT = 1", "COUNT = 1\nSORT = 2"));
-        assert!(e.contains("unknown routine \"SORT\" (the routines are DISCARD, GENERATE, GROUP_BY_DESTINATION,"), "{e}");
+        assert!(e.contains("unknown cost \"SORT\" (the routines are DISCARD, GENERATE, GROUP_BY_DESTINATION,"), "{e}");
         let e = err(&good.replace("COUNT = 1\n", ""));
         assert!(e.contains("missing COUNT"), "{e}");
         let e = err(&good.replace("\"30 days\"", "\"30 fortnights\""));

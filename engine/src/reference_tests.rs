@@ -19,7 +19,7 @@ use vinet_lang::reference::{self, RefEnv, RefPacket};
 use crate::dispatch::Dispatch;
 use crate::packet::tests::{ipv4_bytes, tcp_bytes, udp_bytes};
 use crate::packet::LinkType;
-use crate::vm::tests::policy;
+use crate::vm::tests::metered_policy as policy;
 use crate::vm::{Binding, Machine, Program, This};
 use crate::window::Window;
 

@@ -171,6 +171,19 @@ impl Machine<'_> {
         }
     }
 
+    /// A string operation on `n` bytes: BYTES per 64 bytes or part.
+    fn bytes(&mut self, n: usize, span: Span) -> Result<(), RefFault> {
+        self.charge(self.env.unit_costs.bytes, n.div_ceil(64), span)
+    }
+
+    /// One instruction of the bytecode the compiler makes of a statement or
+    /// an expression: every statement and every expression but a variable
+    /// read (which uses the variable's register in place) is one, and an
+    /// assignment from a variable is a copy.
+    fn instruction(&mut self, span: Span) -> Result<(), RefFault> {
+        self.charge(self.env.unit_costs.instruction, 1, span)
+    }
+
     fn block(&mut self, stmts: &[Stmt]) -> Result<(), RefFault> {
         for s in stmts {
             self.stmt(s)?;
@@ -197,9 +210,21 @@ impl Machine<'_> {
         match &s.kind {
             StmtKind::Assign { var, value } => {
                 let v = self.eval(value)?;
+                if let ExprKind::Var(_) = value.kind {
+                    // A copy: it moves a string's bytes, a grouping's or a list's members.
+                    self.instruction(s.span)?;
+                    match &v {
+                        Value::Str(b) => self.bytes(b.len(), s.span)?,
+                        Value::Groups(g) => self.charge(costs.instruction, g.iter().map(|(_, m)| m.len()).sum(), s.span)?,
+                        Value::AddrList(l) => self.charge(costs.instruction, l.len(), s.span)?,
+                        Value::Content(c) => self.charge(costs.instruction, c.len(), s.span)?,
+                        _ => {}
+                    }
+                }
                 self.vars[*var] = Some(v);
             }
             StmtKind::Grouping { groups, by, of, .. } => {
+                self.instruction(s.span)?;
                 let set = self.set(of)?;
                 let unit = match by {
                     Field::Dst => costs.group_by_destination,
@@ -218,6 +243,7 @@ impl Machine<'_> {
                 self.vars[*groups] = Some(Value::Groups(out));
             }
             StmtKind::GroupContent { dests, content, of } => {
+                self.instruction(s.span)?;
                 let set = self.set(of)?;
                 self.charge(costs.group_by_content, set.len(), s.span)?;
                 let (mut d, mut c): (Vec<u32>, Vec<Vec<u8>>) = (vec![], vec![]);
@@ -234,15 +260,18 @@ impl Machine<'_> {
                 self.vars[*content] = Some(Value::Content(c));
             }
             StmtKind::Discard(e) => {
+                self.instruction(s.span)?;
                 let set = self.set(e)?;
                 self.charge(costs.discard, set.len(), s.span)?;
                 self.dropped.extend(set);
             }
             StmtKind::Generate { src, dst, payload } => {
+                self.instruction(s.span)?;
                 let (src, dst) = (self.addr(src)?, self.addr(dst)?);
                 let payloads: Vec<Vec<u8>> = match self.eval(payload)? {
                     Value::Str(s) => {
                         self.charge(costs.generate, 1, payload.span)?;
+                        self.bytes(s.len(), payload.span)?;
                         if s.len() > MAX_STRING {
                             return Err(RefFault::TooLong { span: payload.span });
                         }
@@ -270,6 +299,7 @@ impl Machine<'_> {
                 self.generated.extend(payloads.into_iter().map(|p| (src, dst, p)));
             }
             StmtKind::If { cond, then, els } => {
+                self.instruction(s.span)?;
                 if self.truth(cond)? {
                     self.block(then)?;
                 } else {
@@ -280,6 +310,7 @@ impl Machine<'_> {
                 let Some(Value::Groups(gs)) = self.vars[*groups].clone() else {
                     return unreachable_type("a grouping", &Value::Bool(false));
                 };
+                self.instruction(s.span)?;
                 for (k, members) in gs {
                     self.vars[*key] = Some(Value::Addr(k));
                     self.vars[*set] = Some(Value::Set(members));
@@ -288,6 +319,7 @@ impl Machine<'_> {
                 }
             }
             StmtKind::While { cond, body, bound, .. } => {
+                self.instruction(s.span)?;
                 let mut iterations: u32 = 0;
                 while self.truth(cond)? {
                     if iterations >= *bound {
@@ -311,14 +343,29 @@ impl Machine<'_> {
 
     fn eval(&mut self, e: &Expr) -> Result<Value, RefFault> {
         let costs = self.env.unit_costs;
+        if !matches!(e.kind, ExprKind::Var(_)) {
+            self.instruction(e.span)?;
+        }
         Ok(match &e.kind {
-            ExprKind::Const(c) => Value::of_const(c),
+            ExprKind::Const(c) => {
+                let v = Value::of_const(c);
+                if let Value::Str(b) = &v {
+                    self.bytes(b.len(), e.span)?;
+                }
+                v
+            }
             ExprKind::Bool(b) => Value::Bool(*b),
             ExprKind::Var(v) => match self.vars.get(*v).cloned().flatten() {
                 Some(v) => v,
                 None => return unreachable_type("an assigned variable", &Value::Bool(false)),
             },
-            ExprKind::Param(p) => self.params[*p].clone(),
+            ExprKind::Param(p) => {
+                let v = self.params[*p].clone();
+                if let Value::Str(b) = &v {
+                    self.bytes(b.len(), e.span)?;
+                }
+                v
+            }
             ExprKind::ThisIp => Value::Addr(self.env.this_ip),
             ExprKind::ThisSubnet => Value::Prefix(self.env.this_subnet.0, self.env.this_subnet.1),
             ExprKind::AllPackets => Value::Set((0..self.window.len()).collect()),
@@ -326,6 +373,11 @@ impl Machine<'_> {
             ExprKind::Binary(op, a, b) => {
                 // Both operands are evaluated, always (`and`, `or` included).
                 let (a, b) = (self.eval(a)?, self.eval(b)?);
+                match (op, &a, &b) {
+                    (BinOp::Concat, Value::Str(x), Value::Str(y)) => self.bytes(x.len() + y.len(), e.span)?,
+                    (BinOp::Cmp(_), Value::Str(x), Value::Str(y)) => self.bytes(x.len().min(y.len()), e.span)?,
+                    _ => {}
+                }
                 binary(*op, a, b, e.span)?
             }
             ExprKind::Call(r, args) => {
@@ -353,6 +405,7 @@ impl Machine<'_> {
                         let Value::Str(needle) = self.eval(&args[1])? else {
                             return unreachable_type("a string", &Value::Bool(false));
                         };
+                        self.bytes(needle.len(), e.span)?;
                         Value::Bool(contains_string(self.window, &set, &needle))
                     }
                     Routine::Count => {
@@ -466,6 +519,8 @@ mod tests {
             generate: 4,
             count: 1,
             distinct_destinations: 3,
+            instruction: 1,
+            bytes: 1,
         }
     }
 

@@ -111,9 +111,15 @@ impl Routine {
     }
 }
 
+/// The `[unit_costs]` names that are not routines, with the value a policy
+/// that leaves them out gets: every instruction executed, and each 64 bytes
+/// (or part) of a string moved, compared, searched for or sent.
+pub const MACHINE_COSTS: [(&str, u64); 2] = [("INSTRUCTION", 1), ("BYTES", 1)];
+
 /// Unit costs from a routine's cost, asked for once per routine (in
-/// [`ROUTINES`] order); the first error stops.
-pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>) -> Result<UnitCosts, E> {
+/// [`ROUTINES`] order), and the [`MACHINE_COSTS`] (`instruction`, `bytes`);
+/// the first error stops.
+pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>, [instruction, bytes]: [u64; 2]) -> Result<UnitCosts, E> {
     let mut c = [0u64; 8];
     for (slot, (r, _)) in c.iter_mut().zip(ROUTINES) {
         *slot = cost(r)?;
@@ -128,6 +134,8 @@ pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>) -> Result<
         generate,
         count,
         distinct_destinations,
+        instruction,
+        bytes,
     })
 }
 
@@ -181,7 +189,7 @@ mod tests {
     fn routines_round_trip_and_map_to_their_own_cost() {
         assert_eq!(ROUTINE_NAMES.len(), ROUTINES.len());
         // Distinct costs, so a routine mapped to another's field shows.
-        let costs = unit_costs(|r| Ok::<_, ()>(10 + ROUTINES.iter().position(|(x, _)| *x == r).unwrap() as u64)).unwrap();
+        let costs = unit_costs(|r| Ok::<_, ()>(10 + ROUTINES.iter().position(|(x, _)| *x == r).unwrap() as u64), [3, 4]).unwrap();
         for (i, (r, name)) in ROUTINES.iter().enumerate() {
             assert_eq!(*r as usize, i, "{name}");
             assert_eq!(ROUTINE_NAMES[i], *name);
@@ -190,8 +198,9 @@ mod tests {
             assert_eq!(r.unit_cost(&costs), 10 + i as u64, "{name}");
         }
         assert_eq!((costs.discard, costs.generate, costs.distinct_destinations), (10, 11, 17));
+        assert_eq!((costs.instruction, costs.bytes), (3, 4));
         assert_eq!(Routine::named("discard"), None);
-        assert_eq!(unit_costs(|r| if r == Routine::Count { Err("no COUNT") } else { Ok(1) }), Err("no COUNT"));
+        assert_eq!(unit_costs(|r| if r == Routine::Count { Err("no COUNT") } else { Ok(1) }, [1, 1]), Err("no COUNT"));
     }
 
     #[test]

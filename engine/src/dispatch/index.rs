@@ -256,6 +256,8 @@ pub(super) struct DirectPlan {
     pub(super) lead: u64,
     /// DISCARD's unit.
     pub(super) discard: u64,
+    /// What the client's run costs once a window, besides its packets ([`Instance::run_base`]).
+    pub(super) base: u64,
     /// The other filters, `steps[..len]`.
     pub(super) len: usize,
     pub(super) steps: [EndUserStep; PLAN_STEPS],
@@ -270,7 +272,7 @@ impl DirectPlan {
         if rest.len() > PLAN_STEPS {
             return None;
         }
-        let mut p = DirectPlan { lead: 0, discard, len: rest.len(), steps: [EndUserStep::default(); PLAN_STEPS] };
+        let mut p = DirectPlan { lead: 0, discard, base: i.run_base(), len: rest.len(), steps: [EndUserStep::default(); PLAN_STEPS] };
         for f in &chain[..skip] {
             p.lead = p.lead.checked_add(f.unit)?;
         }

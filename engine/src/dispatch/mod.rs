@@ -486,7 +486,7 @@ impl Dispatch {
         let mut plan = None;
         if let Some(Some(inst)) = self.installs.get(first as usize) {
             let i = &inst.instance;
-            let per_window = i.chain_packet_bound().and_then(|c| c.checked_mul(w));
+            let per_window = i.chain_packet_bound().and_then(|c| c.checked_mul(w)?.checked_add(i.run_base()));
             if per_window.is_some_and(|c| c <= i.complexity()) {
                 first |= DIRECT;
                 let narrow = per_window.is_some_and(|c| c <= u64::from(u16::MAX)) && w <= u64::from(u16::MAX);

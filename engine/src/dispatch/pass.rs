@@ -62,7 +62,9 @@ fn decide_end_users(
             }
             s.epoch = ep32;
             s.windows += 1;
-            s.cur = 0;
+            // In range, as the packets' costs below.
+            s.cur = plan.base as u16;
+            s.cost += plan.base as u32;
             buckets += 1;
         }
         let (cost, drop) = plan.decide(s_addr, d_addr);
@@ -162,6 +164,9 @@ impl Dispatch {
                         if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
                             let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i]);
                             let acc = &mut direct[e.local as usize];
+                            if acc.packets == 0 {
+                                acc.cost += inst.instance.run_base();
+                            }
                             acc.packets += 1;
                             acc.cost += cost;
                             if drop {

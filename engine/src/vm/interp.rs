@@ -27,6 +27,12 @@ impl Run<'_, '_> {
         self.p.module.lines.get(pc).copied().unwrap_or(0)
     }
 
+    /// Charge a string operation on `n` bytes: BYTES per 64 bytes or part.
+    #[inline]
+    fn bytes(&mut self, pc: usize, n: usize) -> Result<(), Fault> {
+        self.charge(pc, self.p.units.bytes, n.div_ceil(64) as u64)
+    }
+
     #[inline]
     fn charge(&mut self, pc: usize, unit: u64, n: u64) -> Result<(), Fault> {
         let limit = self.p.complexity;
@@ -91,14 +97,15 @@ impl Run<'_, '_> {
                 return Err(Fault::StepLimit { at: pc as u32, line: self.line(pc) });
             }
             let u = &p.units;
+            self.charge(pc, u.instruction, 1)?;
             match code[pc] {
                 Insn::Const { dst, k } => {
                     let c = &p.module.consts[k as usize];
-                    self.load(dst, c, FinderSrc::Const(k));
+                    self.load(pc, dst, c, FinderSrc::Const(k))?;
                 }
                 Insn::Param { dst, p: pi } => {
                     let c = &inst.params[pi as usize];
-                    self.load(dst, c, FinderSrc::Param(pi));
+                    self.load(pc, dst, c, FinderSrc::Param(pi))?;
                 }
                 Insn::ThisIp { dst } => self.set_sc(dst, u64::from(self.this.ip)),
                 Insn::ThisSubnet { dst } => self.set_sc(dst, enc_prefix(self.this.subnet.0, self.this.subnet.1)),
@@ -110,11 +117,15 @@ impl Run<'_, '_> {
                     }
                 }
                 Insn::Bool { dst, value } => self.set_sc(dst, u64::from(value)),
-                Insn::Copy { dst, src } => self.copy(dst, src),
+                Insn::Copy { dst, src } => self.copy(pc, dst, src)?,
                 Insn::Not { dst, a } => self.set_sc(dst, u64::from(self.sc(a) == 0)),
                 Insn::And { dst, a, b } => self.set_sc(dst, u64::from(self.sc(a) != 0 && self.sc(b) != 0)),
                 Insn::Or { dst, a, b } => self.set_sc(dst, u64::from(self.sc(a) != 0 || self.sc(b) != 0)),
                 Insn::Cmp { op, dst, a, b } => {
+                    if let Slot::Str(_) = self.slot(a) {
+                        let n = self.m.strs[self.idx(a)].bytes.len().min(self.m.strs[self.idx(b)].bytes.len());
+                        self.bytes(pc, n)?;
+                    }
                     let r = match (self.slot(a), op) {
                         (Slot::Str(_), CmpOp::Eq) => self.m.strs[self.idx(a)].bytes == self.m.strs[self.idx(b)].bytes,
                         (Slot::Str(_), _) => self.m.strs[self.idx(a)].bytes != self.m.strs[self.idx(b)].bytes,
@@ -151,6 +162,7 @@ impl Run<'_, '_> {
                 Insn::Concat { dst, a, b } => {
                     let (ia, ib, id) = (self.idx(a), self.idx(b), self.idx(dst));
                     let len = self.m.strs[ia].bytes.len() + self.m.strs[ib].bytes.len();
+                    self.bytes(pc, len)?;
                     if len > MAX_PAYLOAD {
                         return Err(Fault::TooLarge { at: pc as u32, line: self.line(pc), what: "a string" });
                     }
@@ -185,6 +197,7 @@ impl Run<'_, '_> {
                 }
                 Insn::ContainsString { dst, set, needle } => {
                     self.charge(pc, u.contains_string, self.card(set))?;
+                    self.bytes(pc, self.m.strs[self.idx(needle)].bytes.len())?;
                     let r = self.contains(set, needle);
                     self.set_sc(dst, u64::from(r));
                 }
@@ -250,7 +263,10 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    fn load(&mut self, dst: Reg, c: &Const, src: FinderSrc) {
+    fn load(&mut self, pc: usize, dst: Reg, c: &Const, src: FinderSrc) -> Result<(), Fault> {
+        if let Const::Str(s) = c {
+            self.bytes(pc, s.len())?;
+        }
         match *c {
             Const::Addr(a) => self.set_sc(dst, u64::from(a)),
             Const::Prefix(net, len) => self.set_sc(dst, enc_prefix(net, len)),
@@ -263,11 +279,22 @@ impl Run<'_, '_> {
                 d.finder = src;
             }
         }
+        Ok(())
     }
 
-    fn copy(&mut self, dst: Reg, src: Reg) {
+    /// `dst = src`: a string costs its bytes, a grouping or a list one
+    /// instruction unit per member (what the copy moves).
+    fn copy(&mut self, pc: usize, dst: Reg, src: Reg) -> Result<(), Fault> {
+        let u = self.p.units;
+        match self.slot(src) {
+            Slot::Str(s) => self.bytes(pc, self.m.strs[s as usize].bytes.len())?,
+            Slot::Groups(s) => self.charge(pc, u.instruction, self.m.groups[s as usize].members.len() as u64)?,
+            Slot::Addrs(s) => self.charge(pc, u.instruction, self.m.addrs[s as usize].len() as u64)?,
+            Slot::Content(s) => self.charge(pc, u.instruction, self.m.contents[s as usize].len() as u64)?,
+            Slot::Scalar(_) | Slot::Set(_) => {}
+        }
         if dst == src {
-            return;
+            return Ok(());
         }
         fn dup<T: Clone + Default>(v: &mut [T], d: usize, s: usize) {
             let x = std::mem::take(&mut v[s]);
@@ -287,6 +314,7 @@ impl Run<'_, '_> {
             (Slot::Content(d), Slot::Content(s)) => dup(&mut m.contents, d as usize, s as usize),
             (d, s) => unreachable!("copy between {d:?} and {s:?} (validated module)"),
         }
+        Ok(())
     }
 
     /// `dst = {p in set | col(p) matches by}`, `by` an address or a prefix.
@@ -548,6 +576,7 @@ impl Run<'_, '_> {
         match self.slot(payload) {
             Slot::Str(i) => {
                 self.charge(pc, unit, 1)?;
+                self.bytes(pc, self.m.strs[i as usize].bytes.len())?;
                 let Machine { strs, effects, .. } = &mut *self.m;
                 let b = &strs[i as usize].bytes;
                 if b.len() > MAX_PAYLOAD {
@@ -583,6 +612,10 @@ impl Run<'_, '_> {
                 }
             }
             other => unreachable!("GENERATE of {other:?} (validated module)"),
+        }
+        let (bytes, limit) = (self.m.effects.gen_bytes.len() as u64, self.p.generated_up);
+        if bytes > limit {
+            return Err(Fault::OverGenerated { at: pc as u32, line: self.line(pc), bytes, limit });
         }
         Ok(())
     }

@@ -283,7 +283,7 @@ impl Instance {
                 (v as u32, u32::MAX)
             };
         }
-        let mut cost = 0u64;
+        let mut cost = self.run_base();
         let mut drops = 0u64;
         {
             for (k, &row) in rows.iter().enumerate() {
@@ -318,8 +318,15 @@ impl Instance {
         Some((RunStats { cost, steps: plan.steps, dropped: drops.count_ones(), generated: 0 }, drops))
     }
 
+    /// What a run costs besides its packets: its instructions (each runs
+    /// once: a plan's code is straight), at the policy's INSTRUCTION unit.
+    pub(crate) fn run_base(&self) -> u64 {
+        let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
+        steps.saturating_mul(self.program.units.instruction)
+    }
+
     /// The most one packet can cost under the chain plan (every filter's unit
-    /// and DISCARD's), if the program has one.
+    /// and DISCARD's), if the program has one; a run also costs [`Instance::run_base`].
     pub(crate) fn chain_packet_bound(&self) -> Option<u64> {
         let (chain, du) = self.chain.as_ref()?;
         chain.iter().try_fold(*du, |a, f| a.checked_add(f.unit))
@@ -377,7 +384,7 @@ impl Instance {
         if rows.len() > 64 {
             return None;
         }
-        let mut cost = 0u64;
+        let mut cost = self.run_base();
         let mut drops = 0u64;
         for (k, &row) in rows.iter().enumerate() {
             let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
@@ -425,7 +432,7 @@ impl Instance {
         if !n.is_multiple_of(64) {
             set[nw - 1] = (1u64 << (n % 64)) - 1;
         }
-        let mut cost = 0u64;
+        let mut cost = self.run_base();
         for f in chain {
             cost = f.unit.checked_mul(popcount(set)).and_then(|c| c.checked_add(cost)).filter(|&c| c <= limit)?;
             let (net, mask) = match f.key {

@@ -10,13 +10,25 @@ use vinet_checker::bytecode::{ArithOp, Class, CmpOp, Header, Param, Rank, Reg, F
 use vinet_checker::policy::ClientKind;
 use vinet_checker::Policy;
 
+/// The policy of these tests: routine and loop costs only (INSTRUCTION and
+/// BYTES 0), so the figures count what the routines touch; see
+/// [`metered_policy`] for the machine costs.
 pub(crate) fn policy() -> Policy {
+    let mut p = metered_policy();
+    (p.unit_costs.instruction, p.unit_costs.bytes) = (0, 0);
+    p
+}
+
+/// The shipped unit costs: every instruction and every 64 bytes of a string cost a unit.
+pub(crate) fn metered_policy() -> Policy {
     Policy {
         client: ClientKind::EndUser,
         max_lifetime_secs: 30 * 86_400,
         complexity_up: 20_000,
         cost_up: 5_000_000_000,
         window_packets: 256,
+        max_param_bytes: 256,
+        generated_bytes_up: 1 << 20,
         unit_costs: UnitCosts {
             discard: 1,
             group_by_destination: 1,
@@ -26,6 +38,8 @@ pub(crate) fn policy() -> Policy {
             generate: 4,
             count: 1,
             distinct_destinations: 3,
+            instruction: 1,
+            bytes: 1,
         },
     }
 }
@@ -568,4 +582,94 @@ fn boolean_and_string_operations() {
 
 fn a_module_for_budget(p: &Program) -> Module {
     p.module().clone()
+}
+
+fn metered(m: Module) -> Arc<Program> {
+    let pol = metered_policy();
+    let vc = vinet_checker::vcgen::generate(&m, &pol).expect("conditions");
+    Arc::new(Program::build(m, ModuleId([0; 32]), (vc.complexity, vc.generated), &pol))
+}
+
+/// Every instruction costs INSTRUCTION and strings BYTES per 64 bytes they
+/// copy, join, compare, search for or send, in the VM as in the condition
+/// generator: on straight code of constants the two figures are equal.
+#[test]
+fn instructions_and_string_bytes_are_metered_as_certified() {
+    let mut a = Asm::default();
+    let long = a.konst(Const::Str("a".repeat(200))); // 1 + 4
+    let short = a.konst(Const::Str("b".repeat(10))); // 1 + 1
+    let joined = a.reg(Ty::Str);
+    a.op(Insn::Concat { dst: joined, a: long, b: short }); // 1 + 4 (210 bytes)
+    let copy = a.reg(Ty::Str);
+    a.op(Insn::Copy { dst: copy, src: joined }); // 1 + 4
+    let same = a.reg(Ty::Bool);
+    a.op(Insn::Cmp { op: CmpOp::Eq, dst: same, a: copy, b: short }); // 1 + 1
+    let all = a.all(); // 1
+    let me = a.this_ip(); // 1
+    let mine = a.reg(Ty::Set);
+    a.op(Insn::FilterDst { dst: mine, set: all, by: me }); // 1 + |window|
+    let found = a.reg(Ty::Bool);
+    a.op(Insn::ContainsString { dst: found, set: mine, needle: joined }); // 1 + 6 x |mine| + 4
+    a.op(Insn::Generate { src: me, dst: me, payload: copy }); // 1 + 4 + 4; 238 bytes sent
+    let p = metered(a.module(Class::Multicast));
+    let mut w = Window::new();
+    for _ in 0..256 {
+        udp(&mut w, GOOD, ME, b"hello");
+    }
+    let mut m = Machine::new();
+    let st = run(&p, &w, &mut m).unwrap();
+    let want = 5 + 2 + 5 + 5 + 2 + 1 + 1 + (1 + 256) + (1 + 6 * 256 + 4) + (1 + 4 + 4);
+    assert_eq!((st.cost, p.complexity()), (want, want), "metered and certified, over a full window");
+    assert_eq!(st.steps, 10);
+    assert_eq!(m.effects().gen_bytes.len(), 238);
+}
+
+/// A run that would send more bytes than certified faults; a string
+/// parameter longer than the policy's max_param_bytes is refused at binding.
+#[test]
+fn generated_bytes_and_parameter_lengths_are_bounded() {
+    let mut a = Asm::default();
+    let me = a.this_ip();
+    let word = a.param("Word", Const::Str("x".into()));
+    a.op(Insn::Generate { src: me, dst: me, payload: word });
+    let m = a.module(Class::Multicast);
+    let mut pol = metered_policy();
+    pol.generated_bytes_up = 40;
+    let p = Arc::new(Program::build(m, ModuleId([0; 32]), (u64::MAX, 40), &pol));
+    let mut w = Window::new();
+    udp(&mut w, GOOD, ME, b"x");
+    let mut mach = Machine::new();
+    let run_with = |v: &str, mach: &mut Machine| p.instantiate(&[Const::Str(v.into())]).unwrap().run(this(), w.view(), mach);
+    assert!(run_with(&"y".repeat(12), &mut mach).is_ok(), "28 + 12 bytes: at the bound");
+    assert!(matches!(run_with(&"y".repeat(13), &mut mach), Err(Fault::OverGenerated { bytes: 41, limit: 40, .. })));
+    let e = p.instantiate(&[Const::Str("z".repeat(257))]).unwrap_err();
+    assert!(e.to_string().contains("257 bytes, longer than the policy's max_param_bytes (256)"), "{e}");
+}
+
+/// The packet-local plans meter what the interpreter meters: the packets
+/// and, once a run, the program's instructions.
+#[test]
+fn plans_meter_instructions_as_the_interpreter() {
+    let p = metered(firewall());
+    assert_eq!(p.complexity(), 6 + 4 * 256, "six instructions and four units a packet");
+    let mut w = Window::new();
+    for i in 0..100 {
+        udp(&mut w, if i % 3 == 0 { BAD } else { GOOD }, if i % 5 == 0 { OTHER } else { ME }, b"x");
+    }
+    let (mut plan, mut interp) = (Machine::new(), Machine::new());
+    interp.set_interpret_only(true);
+    let a = run(&p, &w, &mut plan).unwrap();
+    let b = run(&p, &w, &mut interp).unwrap();
+    assert_eq!(a.cost, b.cost);
+    assert_eq!(dropped(&plan, 100), dropped(&interp, 100));
+    let inst = p.instantiate(&[]).unwrap();
+    let rows: Vec<u32> = (0..w.view().len() as u32).take(64).collect();
+    let (src, dst): (Vec<u32>, Vec<u32>) = (w.view().src.to_vec(), w.view().dst.to_vec());
+    let mut part = Window::new();
+    for i in 0..64 {
+        udp(&mut part, if i % 3 == 0 { BAD } else { GOOD }, if i % 5 == 0 { OTHER } else { ME }, b"x");
+    }
+    let (local, _) = inst.run_local(this(), &src, &dst, &rows).unwrap();
+    let whole = run(&p, &part, &mut interp).unwrap();
+    assert_eq!(local.cost, whole.cost, "the local plan over 64 rows, the interpreter over the same 64 packets");
 }
