@@ -63,6 +63,25 @@ struct Raw {
     operator_socket: Option<PathBuf>,
     quotas: RawQuotas,
     live: RawLive,
+    #[serde(default)]
+    announce: Option<RawAnnounce>,
+}
+
+/// `[announce]`: what `vinetd --config R.toml announce` signs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    key: PathBuf,
+    identity: PathBuf,
+    address: Option<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default = "d_valid_for")]
+    valid_for: String,
+}
+
+fn d_valid_for() -> String {
+    "1 days".into()
 }
 
 fn d_max_request() -> usize {
@@ -196,6 +215,22 @@ pub struct Authority {
     pub grant: u64,
 }
 
+/// The router's directory announcement (`[announce]`): its files, read
+/// only when `vinetd announce` signs one.
+#[derive(Clone, Debug)]
+pub struct AnnounceConfig {
+    /// The announcement key (a `vinetc keygen` secret key).
+    pub key: PathBuf,
+    /// The authority's edge-router identity for that key (`vinetc identity issue --prefix`).
+    pub identity: PathBuf,
+    /// Where clients reach the router [default: `listen`].
+    pub address: std::net::SocketAddrV4,
+    /// The source prefixes it sits in front of [default: the identity's prefix].
+    pub prefixes: Vec<Ipv4Prefix>,
+    /// How long an announcement is valid, seconds.
+    pub valid_for_secs: u64,
+}
+
 /// Where live packets come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LiveMode {
@@ -289,6 +324,8 @@ pub struct Config {
     pub quotas: [usize; 3],
     /// Live packets.
     pub live: LiveMode,
+    /// The directory announcement, if configured.
+    pub announce: Option<AnnounceConfig>,
 }
 
 impl Config {
@@ -390,7 +427,28 @@ impl Config {
             }
             other => return Err(err(format!("[live] mode = {other:?}: expected \"none\" or \"nfqueue\""))),
         };
+        let announce = match &raw.announce {
+            None => None,
+            Some(a) => {
+                let at = a.address.as_deref().unwrap_or(&raw.listen);
+                let address: std::net::SocketAddrV4 = at.parse().map_err(|_| {
+                    err(format!("[announce] address {at:?}: expected IPV4:PORT, where clients reach this router (default: listen)"))
+                })?;
+                if address.ip().is_unspecified() || address.port() == 0 {
+                    return Err(err(format!("[announce] address {at}: clients cannot connect there; give address = \"IPV4:PORT\"")));
+                }
+                let prefixes = a
+                    .prefixes
+                    .iter()
+                    .map(|s| s.parse().map_err(|e| err(format!("[announce] prefixes: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let valid_for_secs =
+                    vinet_vocab::names::parse_duration(&a.valid_for).map_err(|e| err(format!("[announce] valid_for: {e}")))?.max(1);
+                Some(AnnounceConfig { key: rel(&a.key), identity: rel(&a.identity), address, prefixes, valid_for_secs })
+            }
+        };
         Ok(Config {
+            announce,
             listen: raw.listen,
             metrics: raw.metrics,
             operator_socket: raw.operator_socket.as_deref().map_or_else(|| rel(&raw.database).with_file_name("operator.sock"), rel),

@@ -9,7 +9,8 @@
 //! start the router re-verifies everything it reloads, so it trusts neither
 //! its own disk nor a crash.
 //!
-//! Here: the admission pipeline ([`admission`]), the router's config
+//! Here: the admission pipeline ([`admission`]), the router's directory
+//! announcement ([`announce`]), the router's config
 //! ([`config`]), the daemon's threads ([`daemon`]), the live packet path
 //! ([`live`]: NFQUEUE and the raw socket for GENERATE, around the packet
 //! engine's window runner), metrics ([`metrics`]), the scheduler
@@ -29,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod announce;
 pub mod config;
 pub mod daemon;
 pub mod live;

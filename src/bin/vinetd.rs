@@ -21,6 +21,7 @@ Examples:
   vinetd --config examples/router.toml --print-key     # the key clients pin with --router-key
   vinetd --config examples/router.toml ctl leases      # operator commands, over the local socket (ctl help)
   vinetd --config examples/router.toml unhook          # remove the kernel hooks vinetd left in place
+  vinetd --config router.toml announce >> directory.van   # this router's signed directory entry ([announce])
 
 Logs go to stderr (VINET_LOG=error|warn|info|debug|trace, default info; the
 config's log_format = \"json\" gives one JSON object a line). Metrics are served
@@ -55,6 +56,14 @@ enum Cmd {
     /// iptables NFQUEUE rules), which outlive vinetd so that its down-behaviour
     /// holds while it is down. Run it when the router stops running vinet.
     Unhook,
+    /// Print this router's signed directory entry (the config's [announce]:
+    /// its address, Noise public key, source prefixes and expiry, signed by
+    /// the announcement key), for the directory that `vinetc locate` reads.
+    Announce {
+        /// Write the entry to FILE instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +99,32 @@ fn main() -> ExitCode {
                 eprintln!("vinetd unhook: {e}");
                 ExitCode::from(1)
             }
+        };
+    }
+    if let Some(Cmd::Announce { output }) = &args.cmd {
+        let signed = match vinet_router::announce::announcement(&cfg, vinet_proto::clock::unix_now()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("vinetd announce: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let text = vinet_router::announce::lines(&signed);
+        return match output {
+            None => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Some(p) => match std::fs::write(p, &text) {
+                Ok(()) => {
+                    println!("wrote {}: {}", p.display(), text.lines().next().unwrap_or_default().trim_start_matches("# "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vinetd announce: cannot write {}: {e}", p.display());
+                    ExitCode::from(2)
+                }
+            },
         };
     }
     if args.print_key {
