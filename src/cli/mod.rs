@@ -16,12 +16,15 @@ pub mod analyze;
 pub mod batch;
 pub mod build;
 pub mod check;
+pub mod deploy;
 pub mod fmt;
 pub mod identity;
 pub mod inspect;
 pub mod inspect_bundle;
 pub mod keygen;
 pub mod lemmas;
+pub mod locate;
+pub mod new;
 pub mod project;
 pub mod prove;
 pub mod renew;
@@ -33,6 +36,7 @@ pub mod withdraw;
 
 const EXAMPLES: &str = "\
 Examples:
+  vinetc new firewall --block 10.0.0.7 --block 192.0.2.0/24 --lifetime 3600 -o fw.vinet
   vinetc build examples/firewall.vinet --param SrcIP=198.51.100.23
   vinetc prove examples/firewall.vinet --policy examples/policies/end-user.toml
   vinetc check examples/firewall.vpc --policy examples/policies/end-user.toml
@@ -42,6 +46,9 @@ Examples:
   vinetc inspect examples/firewall.vpc
   vinetc lemmas build lemmas/
   vinetc run firewall.vpc --policy examples/policies/end-user.toml --this-ip 10.0.0.7 --pcap examples/traffic/firewall.pcap
+  vinetc locate 10.9.3.4 --directory routers.van --trust operator.key.pub
+  vinetc deploy --policy end-user.toml --directory routers.van --trust operator.key.pub --key alice.key \
+      --identity alice.vid --pay 200 firewall --block 10.9.0.66
 
 Exit codes: 0 success, 1 program rejected, 2 bad usage or unreadable input.";
 
@@ -57,6 +64,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Write a program from parameters: a firewall, a spam filter, a multicast aggregator or a worm blocker.
+    New(new::Args),
     /// Compile a VInet program to a bytecode module (.vbc).
     Build(build::Args),
     /// Print a readable listing of a module or bundle.
@@ -85,6 +94,10 @@ pub enum Command {
     Withdraw(withdraw::Args),
     /// A router's load, capacity, queues, and this client's balance and leases.
     Status(status::Args),
+    /// Find the edge router nearest a traffic source in a directory of signed router announcements.
+    Locate(locate::Args),
+    /// New (or an existing program), prove, locate and upload, in one step.
+    Deploy(deploy::Args),
 }
 
 /// Output formats of the verifying subcommands.
@@ -117,6 +130,7 @@ pub fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Prove(args) => prove::run(args),
@@ -131,6 +145,8 @@ pub fn main() -> ExitCode {
         Command::Renew(args) => renew::run(args),
         Command::Withdraw(args) => withdraw::run(args),
         Command::Status(args) => status::run(args),
+        Command::Locate(args) => locate::run(args),
+        Command::Deploy(args) => deploy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,181 @@
+//! `vinetc deploy`: new (or an existing program), prove, locate and upload,
+//! in one step, saying what each step did.
+//!
+//! Each step is the subcommand's own code path (`new::generate`,
+//! `prove::run`, `locate`'s directory, `upload::run`), so deploying does
+//! exactly what the four commands do one after another; the first step that
+//! fails stops the run with that step's exit code, and nothing after it is
+//! done.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use vinet_proto::identity::hex;
+
+use super::check::Inputs;
+use super::locate::{self, DirArgs};
+use super::new::{self, Kind};
+use super::report::CiFormat;
+use super::upload::{self, Conn};
+use super::{prove, Failure, Format};
+
+const AFTER_HELP: &str = "\
+Example:
+  vinetc deploy --policy end-user.toml --directory routers.van --trust operator.key.pub \\
+      --key alice.key --identity alice.vid --pay 200 \\
+      firewall --block 10.9.0.66 --lifetime 3600
+
+  vinetc deploy --program fw.vinet --source 10.9.0.66 --policy end-user.toml ...
+
+Step 1 writes the program (`vinetc new KIND ...`; -o or KIND.vinet in
+--out-dir, never replacing a file without --force) or takes --program;
+step 2 proves it against --policy into a bundle beside it; step 3 finds the
+router nearest --source in the directory (for a firewall with one --block,
+that block is the source unless --source says otherwise); step 4 uploads
+the bundle to that router, pinning the key its signed announcement gives.
+Exit codes are those of the step that failed (1: refused; 2: bad usage,
+unreadable input or no connection).";
+
+/// Arguments of `vinetc deploy`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = AFTER_HELP, subcommand_value_name = "KIND", subcommand_help_heading = "Kinds (as `vinetc new`)")]
+pub struct Args {
+    /// Deploy this program instead of generating one.
+    #[arg(long, value_name = "PROG.vinet")]
+    pub program: Option<PathBuf>,
+    /// The program to generate, with its parameters (as `vinetc new`).
+    #[command(subcommand)]
+    pub kind: Option<Kind>,
+    /// The router's safety policy (the program is proved against it).
+    #[arg(long, value_name = "POLICY.toml")]
+    pub policy: PathBuf,
+    /// The traffic's source: the program goes to the edge router in front of it.
+    #[arg(long, value_name = "ADDRESS")]
+    pub source: Option<String>,
+    /// Where the generated program and the bundle are written [default: the current directory].
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// The directory and the trusted authorities.
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// The client's secret key.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// The client's identity certificate.
+    #[arg(long, value_name = "ID.vid")]
+    pub identity: PathBuf,
+    /// Credits to pay (at least the price of the bundle's declared cost).
+    #[arg(long, value_name = "N")]
+    pub pay: u64,
+    /// Give or override a parameter of the program (when it is proved).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::build::param)]
+    pub params: Vec<(String, String)>,
+    /// The lemma library to send lemmas from [default: the shipped library].
+    #[arg(long, value_name = "LIB")]
+    pub lemmas: Option<PathBuf>,
+    /// Seconds to wait for the router.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+fn step(n: u32, what: &str) {
+    println!("step {n} of 4, {what}");
+}
+
+/// Run `vinetc deploy`.
+pub fn run(args: Args) -> Result<(), Failure> {
+    // Everything that can be refused without work is refused first.
+    let trust_dir = args.dir.clone();
+    let source: Option<Ipv4Addr> = args.source.as_deref().map(|s| locate::address("--source ", s)).transpose()?;
+    let (program, from_block) = match (&args.program, &args.kind) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::Usage("give --program PROG.vinet or a kind to generate (firewall, spam, ...), not both".into()))
+        }
+        (None, None) => {
+            return Err(Failure::Usage("give a kind to generate (firewall, spam, multicast, worm) or --program PROG.vinet".into()))
+        }
+        (Some(p), None) => {
+            step(1, &format!("new: using the program {} as written", p.display()));
+            if !p.is_file() {
+                return Err(Failure::Usage(format!("cannot read {}: not a file", p.display())));
+            }
+            (p.clone(), None)
+        }
+        (None, Some(kind)) => {
+            let mut kind = kind.clone();
+            let common = match &mut kind {
+                Kind::Firewall(a) => &mut a.common,
+                Kind::Spam(a) => &mut a.common,
+                Kind::Multicast(a) => &mut a.common,
+                Kind::Worm(a) => &mut a.common,
+            };
+            match &common.policy {
+                Some(p) if *p != args.policy => {
+                    return Err(Failure::Usage(format!(
+                        "the program's --policy {} is not deploy's --policy {}",
+                        p.display(),
+                        args.policy.display()
+                    )))
+                }
+                _ => common.policy = Some(args.policy.clone()),
+            }
+            let g = new::generate(&kind)?;
+            let c = kind.common();
+            let path = c.output.clone().unwrap_or_else(|| args.out_dir.join(g.name));
+            new::write(&g, Some(&path), c.force)?;
+            step(1, &format!("new: wrote {}: {}", path.display(), g.summary));
+            let block = match &kind {
+                Kind::Firewall(f) if f.blocks.len() == 1 => f.blocks[0].trim().parse::<vinet_vocab::Ipv4Prefix>().ok().map(|p| p.net()),
+                _ => None,
+            };
+            (path, block.map(Ipv4Addr::from))
+        }
+    };
+    let Some(source) = source.or(from_block) else {
+        return Err(Failure::Usage("give --source ADDRESS: the traffic's source, whose edge router is to run the program".into()));
+    };
+    let bundle = program.with_extension("vpc");
+    step(2, &format!("prove: {} against {}", program.display(), args.policy.display()));
+    prove::run(prove::Args {
+        inputs: Inputs {
+            inputs: vec![program.display().to_string()],
+            policies: vec![args.policy.clone()],
+            project: None,
+            params: args.params.clone(),
+            format: CiFormat::Text,
+            jobs: Some(1),
+            cache_dir: None,
+            no_cache: true,
+        },
+        output: Some(bundle.clone()),
+    })?;
+    step(
+        3,
+        &format!(
+            "locate: the edge router nearest {source}{}",
+            if from_block.is_some() && args.source.is_none() { " (the blocked source)" } else { "" }
+        ),
+    );
+    let dir = trust_dir.load()?;
+    let (at, entry, prefix) = locate::find(&dir, source)?;
+    println!("{}", locate::describe(source, at, entry, prefix));
+    step(4, &format!("upload: {} to {}", bundle.display(), entry.address));
+    upload::run(upload::Args {
+        bundle,
+        conn: Conn {
+            router: entry.address.to_string(),
+            router_key: Some(hex(&entry.noise_key)),
+            key: Some(args.key),
+            identity: Some(args.identity),
+            timeout: args.timeout,
+            format: Format::Text,
+            seq: None,
+            save_request: None,
+        },
+        pay: Some(args.pay),
+        quote: false,
+        params: vec![],
+        lemmas: args.lemmas,
+        send_raw: None,
+    })
+}
