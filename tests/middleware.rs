@@ -146,7 +146,7 @@ fn locate_refuses_hostile_entries_and_picks_the_longest_prefix() {
     let none = locate("11.0.0.1");
     assert_eq!(none.code, 1, "{none:?}");
     assert!(
-        none.stderr.contains("no trusted router announces a prefix containing 11.0.0.1 (2 entries used, 6 refused)"),
+        none.stderr.contains("no trusted router announces a prefix containing 11.0.0.1 (2 entries used, 6 entries refused)"),
         "{}",
         none.stderr
     );

@@ -527,6 +527,51 @@ mod tests {
         (dir, operator)
     }
 
+    /// `[announce]`: defaults, refusals, and the entry `vinetd announce` signs.
+    #[test]
+    fn announce_section_signs_a_verifiable_entry() {
+        use vinet_proto::directory::SignedAnnouncement;
+        use vinet_proto::identity::{issue, Subject};
+        let (dir, operator) = examples("announce");
+        let base = std::fs::read_to_string(dir.join("router.toml")).unwrap();
+        let key = SigningKey::from_bytes(&[9; 32]);
+        std::fs::write(dir.join("announce.key"), secret_key_text(&key)).unwrap();
+        let subject = Subject::EdgeRouter { prefix: "10.9.0.0/16".parse().unwrap(), router_ip: 0x0a09_0001 };
+        let id = issue(&operator, &key.verifying_key(), subject, 0, u64::MAX / 2).unwrap();
+        std::fs::write(dir.join("announce.vid"), id.to_file()).unwrap();
+        let with =
+            |extra: &str| Config::parse(&format!("{base}\n[announce]\nkey = \"announce.key\"\nidentity = \"announce.vid\"\n{extra}"), &dir);
+        let c = with("").unwrap();
+        assert!(Config::parse(&base, &dir).unwrap().announce.is_none());
+        let a = c.announce.as_ref().unwrap();
+        assert_eq!((a.address.to_string(), a.valid_for_secs, a.prefixes.len()), ("127.0.0.1:7700".into(), 86_400, 0));
+        let signed = crate::announce::announcement(&c, 1000).unwrap();
+        let line = crate::announce::lines(&signed);
+        assert!(line.starts_with("# vinetd at 127.0.0.1:7700 for 10.9.0.0/16, Noise key "), "{line}");
+        let back = SignedAnnouncement::from_line(line.lines().nth(1).unwrap()).unwrap();
+        let e = back.verify(&[operator.verifying_key()], 1000).unwrap();
+        assert_eq!(e.prefixes, vec!["10.9.0.0/16".parse().unwrap()]);
+        assert_eq!(e.noise_key, vinet_proto::keyfile::router_key(&c.router_key).unwrap().1);
+        // Prefixes outside the identity's, bad addresses and durations are refused.
+        let c = with("prefixes = [\"10.8.0.0/16\"]").unwrap();
+        assert!(crate::announce::announcement(&c, 1000).unwrap_err().contains("outside 10.9.0.0/16"));
+        for (extra, want) in [
+            ("address = \"0.0.0.0:7700\"", "clients cannot connect there"),
+            ("address = \"router:7700\"", "expected IPV4:PORT"),
+            ("valid_for = \"2 weeks\"", "valid_for"),
+            ("prefixes = [\"10.9.0.1/16\"]", "host bits"),
+            ("colour = 1", "unknown field"),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        // An end user's identity announces nothing.
+        let user = issue(&operator, &key.verifying_key(), Subject::EndUser { ip: 1 }, 0, u64::MAX / 2).unwrap();
+        std::fs::write(dir.join("announce.vid"), user.to_file()).unwrap();
+        assert!(crate::announce::announcement(&with("").unwrap(), 1000).unwrap_err().contains("end user"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn example_config_parses() {
         let (dir, operator) = examples("parses");

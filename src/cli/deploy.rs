@@ -27,8 +27,9 @@ Example:
 
   vinetc deploy --program fw.vinet --source 10.9.0.66 --policy end-user.toml ...
 
-Step 1 writes the program (`vinetc new KIND ...`; -o or KIND.vinet in
---out-dir, never replacing a file without --force) or takes --program;
+Step 1 writes the program (`vinetc new KIND ...`; to -o, or in --out-dir
+named like the kind's example: firewall.vinet, spam_filter.vinet, ...; never
+replacing a file without --force) or takes --program;
 step 2 proves it against --policy into a bundle beside it; step 3 finds the
 router nearest --source in the directory (for a firewall with one --block,
 that block is the source unless --source says otherwise); step 4 uploads

@@ -112,11 +112,16 @@ impl DirArgs {
 pub fn find(dir: &Directory, addr: Ipv4Addr) -> Result<(&At, &Entry, Ipv4Prefix), Failure> {
     dir.locate(u32::from(addr)).ok_or_else(|| {
         Failure::Rejected(format!(
-            "no trusted router announces a prefix containing {addr} ({} entries used, {} refused)",
-            dir.entries.len(),
-            dir.refused.len()
+            "no trusted router announces a prefix containing {addr} ({} used, {} refused)",
+            count(dir.entries.len()),
+            count(dir.refused.len())
         ))
     })
+}
+
+/// "1 entry", "2 entries".
+fn count(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "entry" } else { "entries" })
 }
 
 /// Parse an address argument.

@@ -47,7 +47,7 @@ Examples:
   vinetc lemmas build lemmas/
   vinetc run firewall.vpc --policy examples/policies/end-user.toml --this-ip 10.0.0.7 --pcap examples/traffic/firewall.pcap
   vinetc locate 10.9.3.4 --directory routers.van --trust operator.key.pub
-  vinetc deploy --policy end-user.toml --directory routers.van --trust operator.key.pub --key alice.key \
+  vinetc deploy --policy end-user.toml --directory routers.van --trust operator.key.pub --key alice.key \\
       --identity alice.vid --pay 200 firewall --block 10.9.0.66
 
 Exit codes: 0 success, 1 program rejected, 2 bad usage or unreadable input.";
