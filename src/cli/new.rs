@@ -442,8 +442,19 @@ pub fn generate(kind: &Kind) -> Result<Generated, Failure> {
     let source = vinet_lang::format::format(name, &text).map_err(|d| bug(what, format!("does not parse: {}", d.render())))?;
     let compiled = vinet_lang::compile(name, source.as_bytes(), &[]).map_err(|d| bug(what, format!("does not compile: {}", d.render())))?;
     if let Some((path, pol)) = &policy {
-        vinet_analyzer::analyze(&compiled.module, pol)
-            .map_err(|v| Failure::Usage(format!("{what}: the program does not fit the policy {}: {}", path.display(), v.reason)))?;
+        if let Err(v) = vinet_analyzer::analyze(&compiled.module, pol) {
+            // When only the lifetime is too long for the cost, say how long it may be.
+            let mut one_second = compiled.module.clone();
+            one_second.header.lifetime_secs = 1;
+            let hint = match vinet_analyzer::analyze(&one_second, pol) {
+                Ok(per_sec) if per_sec.complexity > 0 && pol.cost_up / per_sec.complexity < life => {
+                    let most = (pol.cost_up / per_sec.complexity).min(pol.max_lifetime_secs);
+                    format!(" (complexity {} units/window: {life_flag} at most {most} seconds)", per_sec.complexity)
+                }
+                _ => String::new(),
+            };
+            return usage(format!("{what}: the program does not fit the policy {}: {}{hint}", path.display(), v.reason));
+        }
     }
     let who = if client == ClientKind::EndUser { "an end user" } else { "an edge router" };
     Ok(Generated { source, summary: format!("{summary} for {who}, lifetime {}", fmt_lifetime(life)), name })
@@ -543,6 +554,7 @@ mod tests {
             (&["worm", "--threshold", "3x"], "not a whole number"),
             (&["worm", "--threshold", "256", "--policy", &policy("edge-router")], "holds 256 packets"),
             (&["spam", "--word", "a", "--lifetime", "30 days", "--policy", &policy("end-user")], "does not fit the policy"),
+            (&["spam", "--word", "a", "--word", "b", "--word", "c", "--policy", &policy("edge-router")], "--lifetime at most "),
         ];
         for (args, want) in cases {
             let e = new(args).map(|g| g.source).unwrap_err();
