@@ -130,7 +130,7 @@ fn locate_refuses_hostile_entries_and_picks_the_longest_prefix() {
     let want = [
         (4, "the announcement's signature does not verify"),
         (5, "expired at 2000"),
-        (6, "which this router does not trust"),
+        (6, "which is not trusted"),
         (7, "announces 10.1.4.0/24, as does the entry at"),
         (8, "announces 10.1.4.0/24, as does the entry at"),
         (9, "the entry is cut short"),

@@ -145,6 +145,9 @@ pub enum EntryError {
     /// The identity of the announcement key does not hold.
     #[error("its identity: {0}")]
     Identity(IdentityError),
+    /// The announcement key's identity is from an authority the client does not trust.
+    #[error("its key's identity was issued by authority {0}, which is not trusted (--trust names the authorities to believe)")]
+    Untrusted(String),
     /// The identity is an end user's, not an edge router's.
     #[error("its identity is an end user's ({0}), not an edge router's: it may announce no prefix")]
     NotARouter(String),
@@ -187,7 +190,7 @@ pub enum EntryError {
         other: String,
     },
     /// A later announcement of the same key replaces it.
-    #[error("superseded by the entry at {0}, signed later by the same key")]
+    #[error("superseded by the entry at {0}, which the same key signed no earlier")]
     Superseded(String),
 }
 
@@ -285,7 +288,10 @@ impl SignedAnnouncement {
 
     /// Verify against the trusted authorities at `now` (seconds since the epoch).
     pub fn verify(&self, trusted: &[VerifyingKey], now: u64) -> Result<Entry, EntryError> {
-        let id = self.identity.verify(trusted, now).map_err(EntryError::Identity)?;
+        let id = self.identity.verify(trusted, now).map_err(|e| match e {
+            IdentityError::UnknownAuthority(a) => EntryError::Untrusted(a),
+            e => EntryError::Identity(e),
+        })?;
         let a = &self.announcement;
         let sig = <[u8; 64]>::try_from(self.signature.as_slice())
             .map(|b| Signature::from_bytes(&b))
@@ -487,8 +493,13 @@ mod tests {
         assert!(matches!(future.verify(&trusted, 500), Err(EntryError::Future { .. })));
         // An untrusted authority.
         let e = good.verify(&[key(7).verifying_key()], 150).unwrap_err();
-        assert!(matches!(e, EntryError::Identity(IdentityError::UnknownAuthority(_))), "{e}");
-        assert!(e.to_string().contains("does not trust"), "{e}");
+        assert!(matches!(e, EntryError::Untrusted(_)), "{e}");
+        assert!(e.to_string().contains("which is not trusted"), "{e}");
+        // An identity that is not valid yet, or any more.
+        let mut later = good.clone();
+        later.identity = issue(&key(1), &key(2).verifying_key(), good.identity.cert.subject, 160, 10_000).unwrap();
+        assert!(matches!(later.verify(&trusted, 150), Err(EntryError::Identity(IdentityError::NotYetValid { .. }))));
+        assert!(matches!(later.verify(&trusted, 10_000), Err(EntryError::Identity(IdentityError::Expired { .. }))));
         // A prefix outside the identity's, and overlapping prefixes: refused by the signer and the reader.
         let id = good.identity.clone();
         let mut a = good.announcement.clone();
