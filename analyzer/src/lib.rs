@@ -478,7 +478,7 @@ impl Analyzer<'_> {
                     self.frames.push(Frame { key: k, grouped: (*grouped).clone(), by_dst });
                     let mut body = self.block(subs[0].0, subs[0].1, &mut inner)?;
                     self.frames.pop();
-                    plus(pc, &mut body, &Poly::from([(vec![], 1)]))?; // one unit per iteration
+                    Self::once(pc, &mut body, self.p.unit_costs.loop_turn(), &[])?; // each iteration
                     let mut c = Poly::new();
                     let w = self.p.window_packets as u128;
                     for (mono, coef) in body {
@@ -599,7 +599,7 @@ impl Analyzer<'_> {
         // The condition runs at most bound + 1 times, the body at most bound times.
         let mut cost = times(at, &cond_cost, bound as u128 + 1)?;
         let mut per_iteration = body_cost;
-        plus(at, &mut per_iteration, &Poly::from([(vec![], 1)]))?; // one unit per iteration
+        Self::once(at, &mut per_iteration, self.p.unit_costs.loop_turn(), &[])?; // each iteration
         plus(at, &mut cost, &times(at, &per_iteration, bound as u128)?)?;
         Ok(cost)
     }

@@ -37,6 +37,13 @@ pub struct UnitCosts {
     pub bytes: u64,
 }
 
+impl UnitCosts {
+    /// What each iteration of a loop costs: INSTRUCTION, and never less than 1.
+    pub fn loop_turn(&self) -> u64 {
+        self.instruction.max(1)
+    }
+}
+
 /// A router's safety policy (CONTRACT section 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Policy {

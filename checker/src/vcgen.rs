@@ -374,7 +374,7 @@ impl Gen<'_> {
         for (&r, v) in regs.iter().zip(saved) {
             vals[r as usize] = v;
         }
-        add(&mut body_cost, &Poly::from([(vec![], 1)])).map_err(|e| self.fail(at, e))?; // one unit per iteration
+        self.charge(at, &mut body_cost, self.policy.unit_costs.loop_turn(), None, false)?;
                                                                                         // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
         let mut cost = Poly::new();
         let w = self.policy.window_packets as u128;
@@ -420,7 +420,7 @@ impl Gen<'_> {
         self.path.push(app(at, Sym::Not, vec![c])?);
         let mut cost = scale(&cond_cost, bound as u128 + 1).map_err(|e| self.fail(at, e))?;
         let mut per_iteration = body_cost;
-        add(&mut per_iteration, &Poly::from([(vec![], 1)])).map_err(|e| self.fail(at, e))?;
+        self.charge(at, &mut per_iteration, self.policy.unit_costs.loop_turn(), None, false)?;
         add(&mut cost, &scale(&per_iteration, bound as u128).map_err(|e| self.fail(at, e))?).map_err(|e| self.fail(at, e))?;
         Ok(cost)
     }

@@ -314,7 +314,7 @@ impl Machine<'_> {
                 for (k, members) in gs {
                     self.vars[*key] = Some(Value::Addr(k));
                     self.vars[*set] = Some(Value::Set(members));
-                    self.charge(1, 1, s.span)?; // one unit per iteration
+                    self.charge(costs.loop_turn(), 1, s.span)?; // each iteration
                     self.block(body)?;
                 }
             }
@@ -326,7 +326,7 @@ impl Machine<'_> {
                         return Err(RefFault::LoopBound { span: cond.span });
                     }
                     iterations += 1;
-                    self.charge(1, 1, cond.span)?; // one unit per iteration
+                    self.charge(costs.loop_turn(), 1, cond.span)?; // each iteration
                     self.block(body)?;
                 }
             }

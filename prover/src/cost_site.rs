@@ -83,6 +83,7 @@ impl Walk<'_> {
         while pc < end {
             let next = blocks(&self.m.code, pc).1;
             add(&mut cost, &self.statement(pc, vals));
+            add(&mut cost, &constant(self.policy.unit_costs.instruction as u128)); // the instruction itself
             pc = next;
         }
         cost
@@ -153,7 +154,7 @@ impl Walk<'_> {
         for (&r, v) in regs.iter().zip(saved) {
             vals[r as usize] = v;
         }
-        add(&mut body_cost, &constant(1));
+        add(&mut body_cost, &constant(self.policy.unit_costs.loop_turn() as u128));
         let w = self.policy.window_packets as u128;
         let mut cost = Poly::new();
         for (mono, c) in body_cost {
@@ -185,7 +186,7 @@ impl Walk<'_> {
             vals[r as usize] = v;
         }
         let mut cost = scale(&cond_cost, bound as u128 + 1);
-        add(&mut per_iteration, &constant(1));
+        add(&mut per_iteration, &constant(self.policy.unit_costs.loop_turn() as u128));
         add(&mut cost, &scale(&per_iteration, bound as u128));
         cost
     }

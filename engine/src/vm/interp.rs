@@ -251,7 +251,7 @@ impl Run<'_, '_> {
                             return Err(Fault::LoopBound { at: pc as u32, line: self.line(pc), bound });
                         }
                         iters += 1;
-                        self.charge(pc, 1, 1)?;
+                        self.charge(pc, self.p.units.loop_turn(), 1)?;
                         self.block(c_end, b_end)?;
                     }
                     pc = b_end;
@@ -645,7 +645,7 @@ impl Run<'_, '_> {
             }
             self.set_sc(key, u64::from(k));
             // One unit per iteration (SEMANTICS: loops are not free).
-            self.charge(pc, 1, 1)?;
+            self.charge(pc, self.p.units.loop_turn(), 1)?;
             self.block(pc + 1, end)?;
         }
         self.m.depth -= 1;

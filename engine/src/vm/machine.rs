@@ -51,12 +51,23 @@ pub(super) enum FinderSrc {
 }
 
 /// A string register.
-#[derive(Default, Clone, Debug)]
+#[derive(Default, Debug)]
 pub(super) struct StrVal {
     pub(super) bytes: Vec<u8>,
     /// The prepared searcher of a constant or parameter value; `None` for a
     /// string made at run time.
     pub(super) finder: FinderSrc,
+}
+
+impl Clone for StrVal {
+    fn clone(&self) -> StrVal {
+        StrVal { bytes: self.bytes.clone(), finder: self.finder }
+    }
+    /// A copy into a register keeps its buffer: no allocation once it is large enough.
+    fn clone_from(&mut self, src: &StrVal) {
+        self.bytes.clone_from(&src.bytes);
+        self.finder = src.finder;
+    }
 }
 
 /// A map from `u64` keys to `u32` ids for up to a window of keys, cleared in
