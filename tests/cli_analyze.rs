@@ -76,7 +76,7 @@ fn an_eight_deep_while_nest_is_refused_by_analyze_as_by_prove() {
     // module and the declared cost, never the proof, so an empty one will do.
     let module = std::fs::read(&vbc).unwrap();
     Module::decode(&module).unwrap();
-    let certificate = Certificate { version: CERT_VERSION, module: Module::id_of(&module), proof: Proof::default() };
+    let certificate = Certificate { version: CERT_VERSION, proof: Proof::default() };
     let bundle = Bundle { module, declared: Declared { complexity: u64::MAX, cost: u64::MAX }, certificate };
     let vpc = dir.join("by-hand.vpc");
     std::fs::write(&vpc, encode_file(&bundle, BUNDLE_MAGIC)).unwrap();

@@ -3,7 +3,9 @@
 //! the shipped examples, proved here.
 
 use vinet_checker::bytecode::{Const, Insn, Module};
-use vinet_checker::cert::{decode_file, encode_file, Bundle, LemmaCache, Library, Proof, Step, TermNode, BUNDLE_MAGIC, LIBRARY_MAGIC};
+use vinet_checker::cert::{
+    decode_file, encode_file, Bundle, LemmaCache, LemmaRef, Library, Proof, Step, TermNode, BUNDLE_MAGIC, LIBRARY_MAGIC,
+};
 use vinet_checker::logic::{Lit, Sort, Sym};
 use vinet_checker::policy::{ClientKind, Policy};
 use vinet_checker::{check, CheckError};
@@ -105,13 +107,24 @@ fn wrong_magic_and_trailing_bytes() {
 }
 
 #[test]
-fn an_altered_module_no_longer_matches_its_certificate() {
+fn an_altered_module_is_checked_for_what_it_is() {
+    // A certificate names no module (version 2): it proves the predicate of the
+    // bundle's own module, or nothing. A change the predicate does not see (a
+    // source line of an instruction) keeps it valid...
     let (_, c, pol, b) = firewall();
     let mut m = Module::decode(&b.module).unwrap();
-    m.params[0].default = Const::Addr(0x0a00_0001);
+    m.lines[0] += 1;
+    let mut same = b.clone();
+    same.module = m.encode();
+    assert!(vinet_checker::check(&bytes(&same), &pol, &c).is_ok());
+    // ... and one it does see is refused: the source filter becomes a destination filter.
+    let at = m.code.iter().position(|i| matches!(i, Insn::FilterSrc { .. })).unwrap();
+    let Insn::FilterSrc { dst, set, by } = m.code[at] else { unreachable!() };
+    m.code[at] = Insn::FilterDst { dst, set, by };
     let mut bad = b.clone();
     bad.module = m.encode();
-    assert!(matches!(refused(&bytes(&bad), &pol, &c), CheckError::WrongModule { .. }));
+    let e = refused(&bytes(&bad), &pol, &c);
+    assert!(matches!(e, CheckError::Proof(_) | CheckError::Statement(_)), "{e}");
 }
 
 #[test]
@@ -120,11 +133,8 @@ fn a_certificate_for_another_module() {
     let spam = prove(&p, &example("spam_filter"), &pol);
     let mut swapped = spam.clone();
     swapped.certificate = fw.certificate.clone();
-    assert!(matches!(refused(&bytes(&swapped), &pol, &c), CheckError::WrongModule { .. }));
-    // ... even with its module id forged to match: the proof is of the other predicate.
-    swapped.certificate.module = spam.certificate.module;
     let e = refused(&bytes(&swapped), &pol, &c);
-    assert!(matches!(e, CheckError::Statement(_) | CheckError::Cost(_)), "{e}");
+    assert!(matches!(e, CheckError::Proof(_) | CheckError::Statement(_) | CheckError::Cost(_)), "{e}");
 }
 
 #[test]
@@ -194,13 +204,14 @@ fn assuming_the_predicate_is_refused() {
     let (_, c, pol, b) = firewall();
     let mut forged = b.clone();
     let pf = &mut forged.certificate.proof;
-    let root_term = vinet_checker::cert::build_terms(&pf.terms).unwrap();
     let vc = vinet_checker::vcgen::generate(&Module::decode(&b.module).unwrap(), &pol).unwrap();
+    let goals: Vec<_> = vc.all(b.declared).unwrap().into_iter().map(|o| o.formula).collect();
+    let root_term = vinet_checker::cert::build_terms(&pf.terms, &goals).unwrap();
     let predicate = vc.predicate(b.declared).unwrap();
     let idx = root_term.iter().position(|t| *t == predicate);
     let t = match idx {
         Some(i) => i as u32,
-        None => vinet_prover::builder::add_term(pf, &predicate),
+        None => vinet_prover::builder::add_term(pf, &goals, &predicate),
     };
     pf.steps = vec![Step::Assume { t }];
     pf.lemmas.clear();
@@ -210,21 +221,23 @@ fn assuming_the_predicate_is_refused() {
 
 #[test]
 fn a_weaker_statement_is_refused() {
-    // A valid proof of something else: the certificate of the same module for a
-    // more generous policy proves a predicate with other bounds.
+    // The certificate takes the statement's conjuncts from the checker, so the
+    // same module's certificate under a more generous policy is the same
+    // certificate: it proves whichever bounds the checker asks for, if they hold.
     let (p, c, pol, b) = firewall();
     let mut generous = pol;
     generous.complexity_up *= 2;
     let other = prove(&p, &Module::decode(&b.module).unwrap(), &generous);
+    assert_eq!(other.certificate, b.certificate);
+    // A valid proof of something else: of all but the last conjunct.
     let mut mixed = b.clone();
-    mixed.certificate = other.certificate;
+    let Some(Step::Conj { s }) = mixed.certificate.proof.steps.last_mut() else { panic!("the proof ends with its conjunction") };
+    s.pop();
     let e = refused(&bytes(&mixed), &pol, &c);
     assert!(matches!(e, CheckError::Statement(_)), "{e}");
     // And a proof of only its first obligation.
     let mut partial = b.clone();
-    let steps = &mut partial.certificate.proof.steps;
-    let first_and = steps.iter().position(|s| matches!(s, Step::AndIntro { .. })).unwrap();
-    steps.truncate(first_and + 1);
+    partial.certificate.proof.steps.truncate(1);
     let e = refused(&bytes(&partial), &pol, &c);
     assert!(matches!(e, CheckError::Statement(_)), "{e}");
 }
@@ -235,8 +248,25 @@ fn malformed_proofs_name_the_step_and_rule() {
     type Tamper = Box<dyn Fn(&mut Proof)>;
     let cases: Vec<(&str, Tamper)> = vec![
         ("forward step", Box::new(|p: &mut Proof| p.steps[0] = Step::AndIntro { s1: 5, s2: 6 })),
-        ("forward term", Box::new(|p: &mut Proof| p.terms[0] = TermNode::App(Sym::Not, vec![p.terms.len() as u32]))),
-        ("ill-sorted term", Box::new(|p: &mut Proof| p.terms.push(TermNode::App(Sym::Not, vec![0])))),
+        ("forward term", Box::new(|p: &mut Proof| p.terms.push(TermNode::App(Sym::Not, vec![99])))),
+        (
+            "ill-sorted term",
+            Box::new(|p: &mut Proof| {
+                p.terms.push(TermNode::Lit(Lit::Num(2)));
+                p.terms.push(TermNode::App(Sym::Not, vec![3 + p.terms.len() as u32 - 1]));
+            }),
+        ),
+        ("argument of a goal out of range", Box::new(|p: &mut Proof| p.terms.push(TermNode::Arg(0, 7)))),
+        ("argument of a literal", Box::new(|p: &mut Proof| p.terms.extend([TermNode::Lit(Lit::Num(2)), TermNode::Arg(3, 0)]))),
+        ("no such term", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Eval { t: 99 }))),
+        ("a lemma at a target it does not match", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Lemma { i: 0, at: Some(2) }))),
+        (
+            "an instance of a theorem with no quantifier",
+            Box::new(|p: &mut Proof| drop(p.steps.splice(0..0, [Step::Truth, Step::Inst { s: 0, t: 1 }]))),
+        ),
+        ("an empty conjunction", Box::new(|p: &mut Proof| p.steps.push(Step::Conj { s: vec![] }))),
+        ("a lemma by a prefix no verified lemma has", Box::new(|p: &mut Proof| p.lemmas[0] = LemmaRef(vec![0xde, 0xad, 0xbe, 0xef, 0]))),
+        ("a lemma by a prefix several have", Box::new(|p: &mut Proof| p.lemmas[0] = LemmaRef(vec![]))),
         (
             "loose bound variable",
             Box::new(|p: &mut Proof| {
@@ -257,7 +287,7 @@ fn malformed_proofs_name_the_step_and_rule() {
         ),
         ("bad farkas", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Farkas { premises: vec![] }))),
         ("no such axiom", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Axiom { n: 999 }))),
-        ("no such lemma", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Lemma { i: 99 }))),
+        ("no such lemma", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Lemma { i: 99, at: None }))),
         ("empty proof", Box::new(|p: &mut Proof| p.steps.clear())),
     ];
     for (what, f) in cases {
@@ -273,9 +303,9 @@ fn malformed_proofs_name_the_step_and_rule() {
 #[test]
 fn certificate_and_bytecode_versions() {
     let (_, c, pol, b) = firewall();
-    let mut v2 = b.clone();
-    v2.certificate.version = 2;
-    assert!(refused(&bytes(&v2), &pol, &c).to_string().contains("certificate version 2"));
+    let mut v1 = b.clone();
+    v1.certificate.version = 1;
+    assert!(refused(&bytes(&v1), &pol, &c).to_string().contains("certificate version 1 (this checker reads 2)"));
     let mut m = Module::decode(&b.module).unwrap();
     m.version = 9;
     let mut bad = b.clone();
@@ -293,7 +323,6 @@ fn postcard_module(m: &Module) -> Vec<u8> {
 fn forged(safe: &Bundle, unsafe_module: &Module) -> Vec<u8> {
     let mut f = safe.clone();
     f.module = unsafe_module.encode();
-    f.certificate.module = Module::id_of(&f.module);
     bytes(&f)
 }
 
@@ -334,7 +363,6 @@ fn bytecode_that_breaks_the_structure() {
     for (what, m) in cases {
         let mut bad = fw.clone();
         bad.module = postcard::to_allocvec(&m).unwrap();
-        bad.certificate.module = Module::id_of(&bad.module);
         let e = refused(&bytes(&bad), &pol, &c);
         assert!(matches!(e, CheckError::Bytecode(_)), "{what}: {e}");
     }
@@ -383,7 +411,7 @@ fn vinetc_check_refuses_with_one_line_and_exit_1() {
         ("truncated", honest[..honest.len() / 2].to_vec(), "malformed bundle"),
         ("random", (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(), "malformed bundle"),
         ("lie", bytes(&lie), "declared complexity 1 but the checker derives 1024"),
-        ("other module", bytes(&other), "the certificate is for module"),
+        ("other module", bytes(&other), "proof: step 1 (inst)"),
     ];
     for (name, data, reason) in cases {
         let f = dir.join(format!("{}.vpc", name.replace(' ', "_")));

@@ -269,7 +269,7 @@ fn every_single_byte_change_of_every_example_bundle_is_refused_or_sound() {
         }
     }
     eprintln!("mutation test: {checks} single-byte mutants checked, {accepted} accepted (each then ran soundly)");
-    assert!(checks > 250_000);
+    assert!(checks > 100_000, "four bundles of about 130 bytes each, every byte changed to every other value");
 }
 
 /// The oracle above can fail: on programs the checker refuses, run anyway by

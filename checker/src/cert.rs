@@ -8,18 +8,30 @@
 //! recurses. Replay builds every term through the sort-checked constructors
 //! and every theorem through the kernel's rules.
 //!
+//! **Compact by construction.** A certificate spells nothing the checker
+//! knows: not the module's id (the bundle carries the module, and the checker
+//! derives the statement from it), not the statement's conjuncts or their
+//! parts (they are the first terms, as the checker computed them, and
+//! [`TermNode::Arg`] takes them apart), not a lemma's instance terms
+//! ([`Step::Inst`] reads them off a target by first-order matching), and a
+//! lemma only by a prefix of its hash ([`LemmaRef`]), resolved among the lemmas
+//! this checker has verified. A prefix cannot make a proof prove anything
+//! false: every lemma it can resolve to is a theorem the kernel proved from the
+//! axioms, so a collision can only cite the wrong *true* lemma, whose instance
+//! then fails to match or to give the statement (a refusal, never an
+//! acceptance); an ambiguous prefix is refused (README, "The trusted base").
+//!
 //! File layouts (all postcard after a 4-byte magic):
 //! - bundle `.vpc`: `VPC1` + [`Bundle`]
 //! - lemma library: `VNL1` + [`Library`]
 
-use crate::bytecode::ModuleId;
 use crate::kernel::{RuleError, Theorem};
 use crate::logic::{Lit, Sort, Sym, Term};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// The certificate format version.
-pub const CERT_VERSION: u16 = 1;
+pub const CERT_VERSION: u16 = 2;
 /// Magic of a bundle file.
 pub const BUNDLE_MAGIC: &[u8; 4] = b"VPC1";
 /// Magic of a lemma library file.
@@ -27,7 +39,10 @@ pub const LIBRARY_MAGIC: &[u8; 4] = b"VNL1";
 /// Most terms or steps in one proof.
 pub const MAX_PROOF_ITEMS: usize = 1 << 20;
 
-/// A node of a term pool; children are indices of earlier nodes.
+/// A node of a term pool; children are indices of earlier terms. A proof's
+/// terms are the conjuncts of the statement it is checked against (none for a
+/// lemma; for a bundle, the formulas of [`crate::vcgen::Vc::all`], in order),
+/// then its pool's nodes: pool node `j` is term `goals + j`.
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TermNode {
@@ -36,6 +51,8 @@ pub enum TermNode {
     Lit(Lit),
     App(Sym, Vec<u32>),
     All(Sort, u32),
+    /// `Arg(t, i)`: the `i`-th argument of the application that term `t` is.
+    Arg(u32, u32),
 }
 
 /// One proof step: a kernel rule applied to earlier steps (`u32` step
@@ -61,31 +78,34 @@ pub enum Step {
     AllIntro { s: u32, var: u32 },
     AllElim { s: u32, t: u32 },
     Axiom { n: u16 },
-    // `Lemma { i }`: a lemma, by its index in the proof's list of cited lemma hashes.
-    Lemma { i: u32 },
+    // `Lemma { i, at }`: a lemma, by its index in the proof's list of cited lemmas; with `at`,
+    // instantiated to conclude term `at` (as `Inst` does).
+    Lemma { i: u32, at: Option<u32> },
     Eval { t: u32 },
     Farkas { premises: Vec<(u32, i64)> },
+    // `Inst { s, t }`: [`Theorem::inst`], instantiate `s`'s quantifiers so that it concludes `t`.
+    Inst { s: u32, t: u32 },
+    // `Conj { s }`: [`Theorem::conj`], the balanced conjunction of steps `s`.
+    Conj { s: Vec<u32> },
 }
 
 /// A proof: a term pool and steps. The last step's theorem is what it proves.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proof {
-    /// Hashes of the lemmas the steps cite.
-    pub lemmas: Vec<LemmaHash>,
+    /// The lemmas the steps cite, by hash prefix.
+    pub lemmas: Vec<LemmaRef>,
     /// The term pool.
     pub terms: Vec<TermNode>,
     /// The steps.
     pub steps: Vec<Step>,
 }
 
-/// A certificate: which module it is for, and the proof of that module's
-/// safety predicate.
+/// A certificate: the proof of its bundle's module's safety predicate (the
+/// module is the bundle's; version 1 also named it by id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
     /// [`CERT_VERSION`].
     pub version: u16,
-    /// The module it proves safe.
-    pub module: ModuleId,
     /// The proof.
     pub proof: Proof,
 }
@@ -114,6 +134,17 @@ pub struct Bundle {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LemmaHash(pub [u8; 32]);
 
+/// A reference to a lemma: a prefix of its hash (certificates use 4 bytes, libraries all 32).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LemmaRef(pub Vec<u8>);
+
+impl LemmaRef {
+    /// Whether it refers to `h`.
+    pub fn names(&self, h: &LemmaHash) -> bool {
+        h.0.starts_with(&self.0)
+    }
+}
+
 impl std::fmt::Debug for LemmaHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{self}")
@@ -122,6 +153,11 @@ impl std::fmt::Debug for LemmaHash {
 impl std::fmt::Display for LemmaHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+impl std::fmt::Display for LemmaRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().take(8).try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -155,50 +191,29 @@ pub struct Library {
 /// Why a proof, a lemma or a file was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
-    /// The bytes are not of the expected format.
-    #[error("malformed {what}: {reason}")]
-    Malformed {
-        /// What was being decoded.
-        what: &'static str,
-        /// Why it failed.
-        reason: String,
-    },
-    /// A term of the pool is ill-formed.
-    #[error("term {index}: {reason}")]
-    Term {
-        /// Pool index.
-        index: usize,
-        /// Why.
-        reason: String,
-    },
-    /// A step failed: the first error stops the replay.
-    #[error("step {index} ({rule}): {reason}")]
-    Step {
-        /// Step index.
-        index: usize,
-        /// The rule.
-        rule: &'static str,
-        /// Why.
-        reason: String,
-    },
+    /// The bytes are not of the expected format: what was being decoded, and why not.
+    #[error("malformed {0}: {1}")]
+    Malformed(&'static str, String),
+    /// A node of the pool is ill-formed: its index in the pool, and why.
+    #[error("term {0}: {1}")]
+    Term(usize, String),
+    /// A step failed (the first error stops the replay): its index, the rule, and why.
+    #[error("step {0} ({1}): {2}")]
+    Step(usize, &'static str, String),
     /// The proof cites a lemma the cache does not hold.
     #[error("cites lemma {0}, which this checker has not verified (send it first)")]
-    MissingLemma(LemmaHash),
-    /// A lemma's proof does not prove its statement.
-    #[error("lemma `{name}` ({hash}): {reason}")]
-    Lemma {
-        /// The lemma's name.
-        name: String,
-        /// Its hash.
-        hash: LemmaHash,
-        /// Why.
-        reason: String,
-    },
+    MissingLemma(LemmaRef),
+    /// A lemma reference is the prefix of more than one verified lemma's hash.
+    #[error("lemma reference {0} is ambiguous: it is a prefix of several verified lemmas' hashes")]
+    AmbiguousLemma(LemmaRef),
+    /// A lemma's proof does not prove its statement: its name, its hash, and why.
+    #[error("lemma `{0}` ({1}): {2}")]
+    Lemma(String, LemmaHash, String),
 }
 
 /// Decode `magic ++ postcard(T)` with nothing left over.
 pub fn decode_file<T: serde::de::DeserializeOwned>(bytes: &[u8], magic: &[u8; 4], what: &'static str) -> Result<T, ProofError> {
-    let bad = |reason: String| ProofError::Malformed { what, reason };
+    let bad = |reason: String| ProofError::Malformed(what, reason);
     let body = bytes.strip_prefix(magic).ok_or_else(|| bad("wrong magic: not this kind of vinet file".into()))?;
     let (v, rest) = postcard::take_from_bytes(body).map_err(|e| bad(e.to_string()))?;
     if !rest.is_empty() {
@@ -214,12 +229,12 @@ pub fn encode_file<T: Serialize>(value: &T, magic: &[u8; 4]) -> Vec<u8> {
     out
 }
 
-/// Build the pool's terms, each from earlier ones.
-pub fn build_terms(pool: &[TermNode]) -> Result<Vec<Term>, ProofError> {
+/// Build the pool's terms, each from earlier ones or a conjunct of `goals`.
+pub fn build_terms(pool: &[TermNode], goals: &[Term]) -> Result<Vec<Term>, ProofError> {
     if pool.len() > MAX_PROOF_ITEMS {
-        return Err(ProofError::Term { index: MAX_PROOF_ITEMS, reason: "too many terms".into() });
+        return Err(ProofError::Term(MAX_PROOF_ITEMS, "too many terms".into()));
     }
-    let mut terms: Vec<Term> = Vec::with_capacity(pool.len());
+    let mut terms: Vec<Term> = goals.to_vec();
     for (index, node) in pool.iter().enumerate() {
         let get = |i: u32| terms.get(i as usize).cloned().ok_or_else(|| format!("refers to term {i}, not an earlier one"));
         let t = match node {
@@ -228,8 +243,9 @@ pub fn build_terms(pool: &[TermNode]) -> Result<Vec<Term>, ProofError> {
             TermNode::Lit(l) => Ok(Term::lit(l.clone())),
             TermNode::App(sym, args) => args.iter().map(|&a| get(a)).collect::<Result<Vec<_>, _>>().and_then(|a| Term::app(*sym, a)),
             TermNode::All(s, b) => get(*b).and_then(|b| Term::all_raw(*s, b)),
+            TermNode::Arg(t, i) => get(*t).and_then(|t| t.args().get(*i as usize).cloned().ok_or_else(|| format!("has no argument {i}"))),
         };
-        terms.push(t.map_err(|reason| ProofError::Term { index, reason })?);
+        terms.push(t.map_err(|reason| ProofError::Term(index, reason))?);
     }
     Ok(terms)
 }
@@ -248,23 +264,24 @@ pub fn budget(bytes: usize) -> crate::logic::Budget {
     crate::logic::Budget::new((WORK_BASE + WORK_PER_BYTE * bytes as u64).min(WORK_MAX))
 }
 
-/// Replay a proof; returns the theorem of its last step, and the pool's terms.
-/// Under a [`budget`], a proof that passes it is refused at the step that does.
-pub fn replay(proof: &Proof, cache: &LemmaCache) -> Result<(Theorem, Vec<Term>), ProofError> {
-    let terms = build_terms(&proof.terms)?;
-    let lemmas = proof.lemmas.iter().map(|h| cache.get(h).ok_or(ProofError::MissingLemma(*h))).collect::<Result<Vec<_>, _>>()?;
+/// Replay a proof of the conjunction of `goals` (none for a lemma); returns the
+/// theorem of its last step, and the pool's terms. Under a [`budget`], a proof
+/// that passes it is refused at the step that does.
+pub fn replay(proof: &Proof, cache: &LemmaCache, goals: &[Term]) -> Result<(Theorem, Vec<Term>), ProofError> {
+    let terms = build_terms(&proof.terms, goals)?;
+    let lemmas = proof.lemmas.iter().map(|r| cache.resolve(r)).collect::<Result<Vec<_>, _>>()?;
     if proof.steps.len() > MAX_PROOF_ITEMS {
-        return Err(ProofError::Malformed { what: "proof", reason: "too many steps".into() });
+        return Err(ProofError::Malformed("proof", "too many steps".into()));
     }
     let mut done: Vec<Theorem> = Vec::with_capacity(proof.steps.len());
     for (index, step) in proof.steps.iter().enumerate() {
         let th = apply(step, &terms, &done, &lemmas);
         if crate::logic::over_budget() {
-            return Err(ProofError::Step { index, rule: "budget", reason: crate::logic::OVER.into() });
+            return Err(ProofError::Step(index, "budget", crate::logic::OVER.into()));
         }
-        done.push(th.map_err(|e| ProofError::Step { index, rule: e.rule, reason: e.reason })?);
+        done.push(th.map_err(|e| ProofError::Step(index, e.rule, e.reason))?);
     }
-    let last = done.pop().ok_or(ProofError::Malformed { what: "proof", reason: "no steps".into() })?;
+    let last = done.pop().ok_or(ProofError::Malformed("proof", "no steps".into()))?;
     Ok((last, terms))
 }
 
@@ -291,15 +308,18 @@ fn apply(step: &Step, terms: &[Term], done: &[Theorem], lemmas: &[&Theorem]) -> 
         AllIntro { s: a, var } => Theorem::all_intro(s(*a)?, t(*var)?),
         AllElim { s: a, t: b } => Theorem::all_elim(s(*a)?, t(*b)?),
         Axiom { n } => Theorem::axiom(*n as usize),
-        Lemma { i } => lemmas
-            .get(*i as usize)
-            .map(|th| (*th).clone())
-            .ok_or_else(|| RuleError { rule: "lemma", reason: format!("no cited lemma {i}") }),
+        Lemma { i, at } => match (lemmas.get(*i as usize), at) {
+            (None, _) => Err(RuleError { rule: "lemma", reason: format!("no cited lemma {i}") }),
+            (Some(th), None) => Ok((*th).clone()),
+            (Some(th), Some(at)) => Theorem::inst(th, t(*at)?),
+        },
         Eval { t: a } => Theorem::eval(t(*a)?),
         Farkas { premises } => {
             let ps = premises.iter().map(|&(i, c)| s(i).map(|th| (th, c))).collect::<Result<Vec<_>, _>>()?;
             Theorem::farkas(&ps)
         }
+        Inst { s: a, t: b } => Theorem::inst(s(*a)?, t(*b)?),
+        Conj { s: a } => Theorem::conj(&a.iter().map(|&i| s(i)).collect::<Result<Vec<_>, _>>()?),
     }
 }
 
@@ -310,7 +330,7 @@ pub struct Verified(LemmaHash, Theorem);
 /// [`LemmaCache::admit`], which replays its proof.
 #[derive(Clone, Debug, Default)]
 pub struct LemmaCache {
-    theorems: HashMap<LemmaHash, Theorem>,
+    theorems: BTreeMap<LemmaHash, Theorem>,
 }
 
 impl LemmaCache {
@@ -322,6 +342,18 @@ impl LemmaCache {
     /// The theorem of a verified lemma.
     pub fn get(&self, h: &LemmaHash) -> Option<&Theorem> {
         self.theorems.get(h)
+    }
+
+    /// The one verified lemma whose hash starts with `r` (a lookup in the ordered cache).
+    pub fn resolve(&self, r: &LemmaRef) -> Result<&Theorem, ProofError> {
+        let mut from = [0; 32];
+        from.iter_mut().zip(&r.0).for_each(|(a, b)| *a = *b);
+        let mut hits = self.theorems.range(LemmaHash(from)..).take_while(|(h, _)| r.names(h));
+        match (hits.next(), hits.next()) {
+            (Some((_, th)), None) => Ok(th),
+            (None, _) => Err(ProofError::MissingLemma(r.clone())),
+            _ => Err(ProofError::AmbiguousLemma(r.clone())),
+        }
     }
 
     /// Verify a lemma from the axioms and the lemmas already cached, and cache it.
@@ -336,9 +368,9 @@ impl LemmaCache {
         if let Some(th) = self.theorems.get(&hash) {
             return Ok(Verified(hash, th.clone()));
         }
-        let err = |reason: String| ProofError::Lemma { name: lemma.name.clone(), hash, reason };
+        let err = |reason: String| ProofError::Lemma(lemma.name.clone(), hash, reason);
         let _budget = budget(postcard::to_allocvec(lemma).map_or(0, |b| b.len()));
-        let (th, terms) = replay(&lemma.proof, self).map_err(|e| err(e.to_string()))?;
+        let (th, terms) = replay(&lemma.proof, self, &[]).map_err(|e| err(e.to_string()))?;
         let statement = terms.get(lemma.statement as usize).ok_or_else(|| err("no statement term".into()))?;
         if !th.hyps().is_empty() || th.concl() != statement {
             return Err(err("the proof does not prove the statement".into()));
@@ -356,7 +388,7 @@ impl LemmaCache {
     pub fn admit_library(&mut self, bytes: &[u8]) -> Result<Vec<LemmaHash>, ProofError> {
         let lib: Library = decode_file(bytes, LIBRARY_MAGIC, "lemma library")?;
         if lib.version != CERT_VERSION {
-            return Err(ProofError::Malformed { what: "lemma library", reason: format!("version {}", lib.version) });
+            return Err(ProofError::Malformed("lemma library", format!("version {} (this checker reads {CERT_VERSION})", lib.version)));
         }
         lib.lemmas.iter().map(|l| self.admit(l)).collect()
     }

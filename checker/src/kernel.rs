@@ -232,6 +232,42 @@ impl Theorem {
         }
     }
 
+    /// From `G |- forall x1..xn. A1 -> .. -> Ak -> C` infer `G |- (A1 -> .. -> Ak -> C)[x := s]`, for
+    /// the fewest `k` and the `s` such that `C[x := s]` is syntactically `t`. Derivable (`all_elim`
+    /// n times, outermost first); kept so that a certificate names the instance it wants, not
+    /// its terms: they are read off `t` by first-order matching, then checked by equality.
+    pub fn inst(th: &Theorem, t: &Term) -> Thm {
+        formula("inst", t)?;
+        let (mut c, mut n, mut k) = (&th.concl, 0, 0);
+        while let Kind::All(_, body) = c.kind() {
+            (c, n) = (body, n + 1);
+        }
+        let mut sigma = vec![None; n];
+        while !(crate::logic::charge(n as u64) && c.match_bound(t, 0, &mut sigma)) {
+            let Some([_, r]) = c.args_of(Sym::Imp).filter(|_| !crate::logic::over_budget()) else {
+                return Err(fail("inst", "no consequent of the premise's quantified body matches the target"));
+            };
+            (c, k, sigma) = (r, k + 1, vec![None; n]);
+        }
+        let undetermined = |j: usize| fail("inst", format!("the target leaves quantified variable {} undetermined", n - j));
+        let out = sigma
+            .into_iter()
+            .enumerate()
+            .rev()
+            .try_fold(th.clone(), |th, (j, s)| Theorem::all_elim(&th, &s.ok_or_else(|| undetermined(j))?))?;
+        let c = (0..k).fold(&out.concl, |c, _| c.args_of(Sym::Imp).map_or(c, |a| &a[1]));
+        (c == t).then_some(()).ok_or_else(|| fail("inst", "the instance does not give the target"))?;
+        Ok(out)
+    }
+
+    /// From `Gi |- pi` infer `G1 u .. u Gn |- p1 and .. and pn`, balanced as the safety
+    /// predicate is ([`crate::vcgen::balanced`]). Derivable by `and_intro`; kept so that a
+    /// certificate conjoins its obligations in one step.
+    pub fn conj(ths: &[&Theorem]) -> Thm {
+        let ths: Vec<Theorem> = ths.iter().map(|th| (*th).clone()).collect();
+        crate::vcgen::balanced(&ths, &mut |a, b| Theorem::and_intro(&a, &b))?.ok_or_else(|| fail("conj", "no premises"))
+    }
+
     /// `|- axioms()[n]`
     pub fn axiom(n: usize) -> Thm {
         let a = axioms().get(n).ok_or_else(|| fail("axiom", format!("there is no axiom {n}")))?;

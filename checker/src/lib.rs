@@ -115,14 +115,6 @@ pub enum CheckError {
     /// The module is malformed.
     #[error("bytecode: {0}")]
     Bytecode(#[from] bytecode::BytecodeError),
-    /// The certificate names another module.
-    #[error("the certificate is for module {cert}, not this module {module}")]
-    WrongModule {
-        /// The id the certificate names.
-        cert: ModuleId,
-        /// The bundle's module id.
-        module: ModuleId,
-    },
     /// The module breaks the policy outright (no predicate to prove).
     #[error("policy: {0}")]
     Policy(#[from] vcgen::VcError),
@@ -145,11 +137,7 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
     if b.certificate.version != CERT_VERSION {
         return Err(CheckError::Format(format!("certificate version {} (this checker reads {CERT_VERSION})", b.certificate.version)));
     }
-    let module = Module::decode(&b.module)?;
-    let id = Module::id_of(&b.module);
-    if b.certificate.module != id {
-        return Err(CheckError::WrongModule { cert: b.certificate.module, module: id });
-    }
+    let (module, id) = (Module::decode(&b.module)?, Module::id_of(&b.module));
     let vc = vcgen::generate(&module, policy)?;
     let (life, d, cx, cost) = (module.header.lifetime_secs, b.declared, vc.complexity, vc.cost);
     let facts = [
@@ -164,8 +152,8 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
     if let Some((_, why)) = facts.into_iter().find(|(ok, _)| !ok) {
         return Err(CheckError::Cost(why));
     }
-    let (th, _) = cert::replay(&b.certificate.proof, lemmas)?;
     let all = vc.all(d)?;
+    let (th, _) = cert::replay(&b.certificate.proof, lemmas, &all.iter().map(|o| o.formula.clone()).collect::<Vec<_>>())?;
     let predicate = vc.predicate(d)?;
     if !th.hyps().is_empty() {
         return Err(CheckError::Statement(format!("it rests on {} undischarged hypotheses", th.hyps().len())));

@@ -353,6 +353,26 @@ impl Term {
         (r.sort() == Sort::Bool).then_some(r).ok_or_else(|| "not a formula".into())
     }
 
+    /// Match this pattern, a body under `sigma.len()` binders seen from `depth` binders
+    /// further in, against the locally closed `t`: fill `sigma[j]` with the term that
+    /// bound variable `j` (0: the innermost of those binders) stands for. True iff every
+    /// occurrence agrees (each visit is charged; past the budget, false).
+    pub fn match_bound(&self, t: &Term, depth: u32, sigma: &mut [Option<Term>]) -> bool {
+        if self.sort() != t.sort() || !charge(1) {
+            return false;
+        }
+        match (self.kind(), t.kind()) {
+            (Kind::Bound(i), _) if *i >= depth => match sigma.get_mut((i - depth) as usize) {
+                Some(Some(s)) => s == t,
+                Some(slot) if t.is_closed() => slot.replace(t.clone()).is_none(),
+                _ => false,
+            },
+            (Kind::App(f, p), Kind::App(g, q)) => f == g && p.iter().zip(q).all(|(p, q)| p.match_bound(q, depth, sigma)),
+            (Kind::All(s, p), Kind::All(r, q)) => s == r && p.match_bound(q, depth + 1, sigma),
+            _ => self == t,
+        }
+    }
+
     /// Rebuild, replacing each subterm for which `f(subterm, binders above)`
     /// gives a term; `skip(subterm)` says that nothing below can be replaced.
     /// Each distinct (node, binder depth) is rebuilt once.
@@ -406,12 +426,17 @@ impl Term {
         self.0.size
     }
 
+    /// The arguments of an application (none for any other term).
+    pub fn args(&self) -> &[Term] {
+        match self.kind() {
+            Kind::App(_, a) => a,
+            _ => &[],
+        }
+    }
+
     /// `sym(args)` if this term is an application of `sym`.
     pub fn args_of(&self, sym: Sym) -> Option<&[Term]> {
-        match self.kind() {
-            Kind::App(s, a) if *s == sym => Some(a),
-            _ => None,
-        }
+        matches!(self.kind(), Kind::App(s, _) if *s == sym).then(|| self.args())
     }
 
     /// Whether the free variable `v` may occur (false: it certainly does not).
@@ -484,22 +509,10 @@ impl Term {
         use Value::*;
         let Kind::App(sym, _) = self.kind() else { return None };
         let v = |i: usize| vals[i].clone();
-        let num = |i: usize| match v(i)? {
-            V(Lit::Num(n)) => Some(n),
-            _ => None,
-        };
-        let b = |i: usize| match v(i)? {
-            B(x) => Some(x),
-            _ => None,
-        };
-        let addr = |i: usize| match v(i)? {
-            V(Lit::Addr(a)) => Some(a),
-            _ => None,
-        };
-        let pfx = |i: usize| match v(i)? {
-            V(Lit::Prefix(n, l)) => Some((n, l)),
-            _ => None,
-        };
+        let num = |i: usize| if let Some(V(Lit::Num(n))) = v(i) { Some(n) } else { None };
+        let b = |i: usize| if let Some(B(x)) = v(i) { Some(x) } else { None };
+        let addr = |i: usize| if let Some(V(Lit::Addr(a))) = v(i) { Some(a) } else { None };
+        let pfx = |i: usize| if let Some(V(Lit::Prefix(n, l))) = v(i) { Some((n, l)) } else { None };
         Some(match *sym {
             True => B(true),
             False => B(false),

@@ -33,7 +33,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use snow::{HandshakeState, TransportState};
 use vinet_checker::bytecode::Const;
-use vinet_checker::cert::{Lemma, LemmaHash};
+use vinet_checker::cert::{Lemma, LemmaRef};
 
 use crate::identity::SignedIdentity;
 
@@ -42,7 +42,7 @@ pub const NOISE_PARAMS: &str = "Noise_NK_25519_ChaChaPoly_BLAKE2s";
 /// Bound into the handshake: both sides speak this protocol version.
 pub const PROLOGUE: &[u8] = b"vinet upload protocol v1";
 /// Version of [`Request`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// What a client's signature covers, before the request's bytes.
 pub const REQUEST_DOMAIN: &[u8] = b"vinet request v1\0";
 /// Largest Noise message.
@@ -313,9 +313,10 @@ pub enum Reply {
     /// The router's status.
     Status(Status),
     /// The certificate cites lemmas the router lacks: send them, then retry.
+    /// (Version 2: lemmas are named as certificates cite them, by hash prefix.)
     NeedLemmas {
-        /// Their hashes.
-        hashes: Vec<LemmaHash>,
+        /// Their references: each wants the lemma whose hash it begins.
+        hashes: Vec<LemmaRef>,
     },
     /// Lemmas were checked and cached.
     LemmasAdmitted {

@@ -3,7 +3,7 @@
 //! step (so what the prover emits replays the same way at the router).
 
 use std::collections::HashMap;
-use vinet_checker::cert::{LemmaCache, LemmaHash, Proof, Step, TermNode};
+use vinet_checker::cert::{Lemma, LemmaCache, LemmaHash, LemmaRef, Proof, Step, TermNode};
 use vinet_checker::kernel::{RuleError, Theorem};
 use vinet_checker::logic::{Kind, Sym, Term};
 
@@ -25,9 +25,17 @@ impl Pf {
 /// A failed step: the kernel's refusal.
 pub type BResult<T> = Result<T, RuleError>;
 
+/// Bytes of a lemma's hash that a certificate cites it by (more where the
+/// prover's own cache holds two lemmas with the same first 4 bytes).
+pub const REF_BYTES: usize = 4;
+
 /// Records a proof while building it through the kernel.
 pub struct Builder<'c> {
     cache: &'c LemmaCache,
+    /// How many terms come before the pool: the conjuncts of the statement.
+    goals: u32,
+    /// Whether lemmas are cited by [`REF_BYTES`] of their hash (certificates) or all 32 (lemmas).
+    short_refs: bool,
     terms: Vec<TermNode>,
     index: HashMap<Term, u32>,
     steps: Vec<Step>,
@@ -41,12 +49,41 @@ impl<'c> Builder<'c> {
     pub fn new(cache: &'c LemmaCache) -> Builder<'c> {
         Builder {
             cache,
+            goals: 0,
+            short_refs: false,
             terms: vec![],
             index: HashMap::new(),
             steps: vec![],
             lemmas: vec![],
             lemma_index: HashMap::new(),
             memo: HashMap::new(),
+        }
+    }
+
+    /// A builder for a certificate of the conjunction of `goals` (the checker's
+    /// [`vinet_checker::vcgen::Vc::all`]): the goals and their arguments are
+    /// terms the checker already has (the first terms, and [`TermNode::Arg`]
+    /// nodes), and lemmas are cited by a short prefix of their hash.
+    pub fn for_goals(cache: &'c LemmaCache, goals: &[Term]) -> Builder<'c> {
+        let mut b = Builder { goals: goals.len() as u32, short_refs: true, ..Builder::new(cache) };
+        for (i, g) in goals.iter().enumerate() {
+            b.index.entry(g.clone()).or_insert(i as u32);
+        }
+        for g in goals {
+            b.args_of(g);
+        }
+        b
+    }
+
+    /// Index the arguments of `t` (already indexed), and theirs, as [`TermNode::Arg`] nodes.
+    fn args_of(&mut self, t: &Term) {
+        let at = self.index[t];
+        for (i, a) in t.args().iter().enumerate() {
+            if !self.index.contains_key(a) {
+                self.index.insert(a.clone(), self.goals + self.terms.len() as u32);
+                self.terms.push(TermNode::Arg(at, i as u32));
+                self.args_of(a);
+            }
         }
     }
 
@@ -69,7 +106,8 @@ impl<'c> Builder<'c> {
             }
         }
         let mut step_map = vec![u32::MAX; n];
-        let mut term_map = vec![u32::MAX; self.terms.len()];
+        let g = self.goals;
+        let mut term_map: Vec<u32> = (0..g).chain(std::iter::repeat_n(u32::MAX, self.terms.len())).collect();
         let mut out = Proof { lemmas: vec![], terms: vec![], steps: vec![] };
         let mut lemma_map: HashMap<u32, u32> = HashMap::new();
         for i in 0..n {
@@ -79,16 +117,16 @@ impl<'c> Builder<'c> {
             let mut step = self.steps[i].clone();
             map_refs(&mut step, &mut |r, is_term| {
                 if is_term {
-                    intern(&self.terms, &mut term_map, &mut out.terms, r)
+                    intern(&self.terms, g, &mut term_map, &mut out.terms, r)
                 } else {
                     step_map[r as usize]
                 }
             });
-            if let Step::Lemma { i: li } = &mut step {
+            if let Step::Lemma { i: li, .. } = &mut step {
                 let next = out.lemmas.len() as u32;
                 let new = *lemma_map.entry(*li).or_insert(next);
                 if new == next {
-                    out.lemmas.push(self.lemmas[*li as usize]);
+                    out.lemmas.push(self.lemma_ref(&self.lemmas[*li as usize]));
                 }
                 *li = new;
             }
@@ -98,7 +136,15 @@ impl<'c> Builder<'c> {
         out
     }
 
-    /// The pool index of a term (interned with its subterms).
+    /// How a certificate refers to lemma `h`: its shortest prefix of at least
+    /// [`REF_BYTES`] bytes that names only it in this builder's cache.
+    fn lemma_ref(&self, h: &LemmaHash) -> LemmaRef {
+        let n = if self.short_refs { REF_BYTES } else { 32 };
+        let ok = |r: &LemmaRef| self.cache.resolve(r).is_ok_and(|th| Some(th) == self.cache.get(h));
+        (n..=32).map(|n| LemmaRef(h.0[..n].to_vec())).find(ok).unwrap_or(LemmaRef(h.0.to_vec()))
+    }
+
+    /// The term index of a term (interned with its subterms).
     pub fn term(&mut self, t: &Term) -> u32 {
         if let Some(&i) = self.index.get(t) {
             return i;
@@ -110,7 +156,7 @@ impl<'c> Builder<'c> {
             Kind::App(s, args) => TermNode::App(*s, args.iter().map(|a| self.term(a)).collect()),
             Kind::All(s, b) => TermNode::All(*s, self.term(b)),
         };
-        let i = self.terms.len() as u32;
+        let i = self.goals + self.terms.len() as u32;
         self.terms.push(node);
         self.index.insert(t.clone(), i);
         i
@@ -202,6 +248,36 @@ impl<'c> Builder<'c> {
         let var = self.term(x);
         self.push(Step::AllIntro { s: a.id, var }, Theorem::all_intro(&a.th, x))
     }
+    /// Instantiate the quantifiers of `a` so that one of its consequents is
+    /// `target`: one step that names the target (often a term the checker
+    /// has), rather than the instance terms.
+    pub fn inst_to(&mut self, a: &Pf, target: &Term) -> BResult<Pf> {
+        let t = self.term(target);
+        self.push(Step::Inst { s: a.id, t }, Theorem::inst(&a.th, target))
+    }
+    /// [`Builder::inst`] with `ts`, recorded as [`Builder::inst_to`] the
+    /// instance's consequent after `k` implications where that gives the same theorem.
+    pub fn inst_as(&mut self, a: &Pf, ts: &[Term], k: usize) -> BResult<Pf> {
+        let (want, target) = instance(&a.th, ts, k)?;
+        match self.inst_to(a, &target) {
+            Ok(pf) if pf.th == want => Ok(pf),
+            _ => self.inst(a, ts),
+        }
+    }
+    /// Lemma `h` instantiated with `ts`, cited at the instance's consequent
+    /// after `k` implications where that gives the same theorem (one step).
+    pub fn lemma_as(&mut self, h: LemmaHash, ts: &[Term], k: usize) -> BResult<Pf> {
+        let th =
+            self.cache.get(&h).cloned().ok_or_else(|| RuleError { rule: "lemma", reason: format!("lemma {h} is not in the cache") })?;
+        let (want, target) = instance(&th, ts, k)?;
+        match self.lemma(h, Some(&target)) {
+            Ok(pf) if pf.th == want => Ok(pf),
+            _ => {
+                let l = self.lemma(h, None)?;
+                self.inst(&l, ts)
+            }
+        }
+    }
     /// Instantiate the outer quantifiers in order.
     pub fn inst(&mut self, a: &Pf, ts: &[Term]) -> BResult<Pf> {
         let mut cur = a.clone();
@@ -217,8 +293,8 @@ impl<'c> Builder<'c> {
         let n = n.ok_or_else(|| RuleError { rule: "axiom", reason: format!("no axiom named {name}") })?;
         self.push(Step::Axiom { n: n as u16 }, Theorem::axiom(n))
     }
-    /// A cached lemma by hash.
-    pub fn lemma(&mut self, h: LemmaHash) -> BResult<Pf> {
+    /// A cached lemma by hash; with `at`, instantiated to conclude `at` (see [`Theorem::inst`]).
+    pub fn lemma(&mut self, h: LemmaHash, at: Option<&Term>) -> BResult<Pf> {
         let th =
             self.cache.get(&h).cloned().ok_or_else(|| RuleError { rule: "lemma", reason: format!("lemma {h} is not in the cache") })?;
         let next = self.lemmas.len() as u32;
@@ -226,12 +302,23 @@ impl<'c> Builder<'c> {
         if i == next {
             self.lemmas.push(h);
         }
-        self.push(Step::Lemma { i }, Ok(th))
+        match at {
+            None => self.push(Step::Lemma { i, at: None }, Ok(th)),
+            Some(t) => {
+                let ti = self.term(t);
+                self.push(Step::Lemma { i, at: Some(ti) }, Theorem::inst(&th, t))
+            }
+        }
     }
     /// A ground fact by computation.
     pub fn eval(&mut self, p: &Term) -> BResult<Pf> {
         let t = self.term(p);
         self.push(Step::Eval { t }, Theorem::eval(p))
+    }
+    /// The balanced conjunction of the premises (the shape of the safety predicate).
+    pub fn conj(&mut self, ps: &[Pf]) -> BResult<Pf> {
+        let ths: Vec<&Theorem> = ps.iter().map(|p| &p.th).collect();
+        self.push(Step::Conj { s: ps.iter().map(|p| p.id).collect() }, Theorem::conj(&ths))
     }
     /// Linear arithmetic refutation.
     pub fn farkas(&mut self, premises: &[(Pf, i64)]) -> BResult<Pf> {
@@ -274,6 +361,13 @@ impl<'c> Builder<'c> {
     }
 }
 
+/// `th` instantiated with `ts` (not recorded), and its consequent after `k` implications.
+fn instance(th: &Theorem, ts: &[Term], k: usize) -> BResult<(Theorem, Term)> {
+    let th = ts.iter().try_fold(th.clone(), |th, t| Theorem::all_elim(&th, t))?;
+    let c = (0..k).fold(th.concl().clone(), |c, _| c.args_of(Sym::Imp).map_or(c.clone(), |a| a[1].clone()));
+    Ok((th, c))
+}
+
 /// `t` with every occurrence of `s` replaced by variable `x`.
 pub fn abstract_term(t: &Term, s: &Term, x: &Term) -> Result<Term, String> {
     if t == s {
@@ -286,17 +380,20 @@ pub fn abstract_term(t: &Term, s: &Term, x: &Term) -> Result<Term, String> {
     }
 }
 
-/// Copy pool term `r` (and its children, first) into `out`, once.
-fn intern(pool: &[TermNode], map: &mut [u32], out: &mut Vec<TermNode>, r: u32) -> u32 {
+/// Copy term `r` (and its children, first) into `out`, once; terms below
+/// `goals` are the goals, the same in both.
+fn intern(pool: &[TermNode], goals: u32, map: &mut [u32], out: &mut Vec<TermNode>, r: u32) -> u32 {
     if map[r as usize] != u32::MAX {
         return map[r as usize];
     }
-    let node = match &pool[r as usize] {
-        TermNode::App(s, args) => TermNode::App(*s, args.iter().map(|&a| intern(pool, map, out, a)).collect()),
-        TermNode::All(s, b) => TermNode::All(*s, intern(pool, map, out, *b)),
+    let mut go = |a: u32| intern(pool, goals, map, out, a);
+    let node = match &pool[(r - goals) as usize] {
+        TermNode::App(s, args) => TermNode::App(*s, args.iter().map(|&a| go(a)).collect()),
+        TermNode::All(s, b) => TermNode::All(*s, go(*b)),
+        TermNode::Arg(t, i) => TermNode::Arg(go(*t), *i),
         other => other.clone(),
     };
-    map[r as usize] = out.len() as u32;
+    map[r as usize] = goals + out.len() as u32;
     out.push(node);
     map[r as usize]
 }
@@ -327,7 +424,7 @@ fn map_refs(s: &mut Step, f: &mut dyn FnMut(u32, bool) -> u32) {
             *s2 = f(*s2, false);
         }
         AndElim { s, .. } => *s = f(*s, false),
-        OrIntro { s, t, .. } | FalseElim { s, t } | AllElim { s, t } => {
+        OrIntro { s, t, .. } | FalseElim { s, t } | AllElim { s, t } | Inst { s, t } => {
             *s = f(*s, false);
             *t = f(*t, true);
         }
@@ -357,15 +454,18 @@ fn map_refs(s: &mut Step, f: &mut dyn FnMut(u32, bool) -> u32) {
                 *p = f(*p, false);
             }
         }
-        Truth | Axiom { .. } | Lemma { .. } => {}
+        Conj { s } => s.iter_mut().for_each(|p| *p = f(*p, false)),
+        Lemma { at: Some(t), .. } => *t = f(*t, true),
+        Truth | Axiom { .. } | Lemma { at: None, .. } => {}
     }
 }
 
-/// The pool index of `t` in a finished proof, adding it (and its subterms) if absent.
-pub fn add_term(proof: &mut Proof, t: &Term) -> u32 {
-    let built = vinet_checker::cert::build_terms(&proof.terms).expect("a builder's pool is well formed");
-    let mut index: HashMap<Term, u32> = built.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
-    fn go(proof: &mut Proof, index: &mut HashMap<Term, u32>, t: &Term) -> u32 {
+/// The term index of `t` in a finished proof of the conjunction of `goals`,
+/// adding it (and its subterms) to the pool if absent.
+pub fn add_term(proof: &mut Proof, goals: &[Term], t: &Term) -> u32 {
+    let built = vinet_checker::cert::build_terms(&proof.terms, goals).expect("a builder's pool is well formed");
+    let mut index: HashMap<Term, u32> = built.into_iter().enumerate().rev().map(|(i, t)| (t, i as u32)).collect();
+    fn go(proof: &mut Proof, g: u32, index: &mut HashMap<Term, u32>, t: &Term) -> u32 {
         if let Some(&i) = index.get(t) {
             return i;
         }
@@ -373,52 +473,71 @@ pub fn add_term(proof: &mut Proof, t: &Term) -> u32 {
             Kind::Var(v) => TermNode::Var(*v, t.sort()),
             Kind::Bound(i) => TermNode::Bound(*i, t.sort()),
             Kind::Lit(l) => TermNode::Lit(l.clone()),
-            Kind::App(s, args) => TermNode::App(*s, args.iter().map(|a| go(proof, index, a)).collect()),
-            Kind::All(s, b) => TermNode::All(*s, go(proof, index, b)),
+            Kind::App(s, args) => TermNode::App(*s, args.iter().map(|a| go(proof, g, index, a)).collect()),
+            Kind::All(s, b) => TermNode::All(*s, go(proof, g, index, b)),
         };
         proof.terms.push(node);
-        let i = proof.terms.len() as u32 - 1;
+        let i = g + proof.terms.len() as u32 - 1;
         index.insert(t.clone(), i);
         i
     }
-    go(proof, &mut index, t)
+    go(proof, goals.len() as u32, &mut index, t)
 }
 
-/// The same proof with every cited lemma's proof inlined (recursively), so it
-/// replays with an empty lemma cache: what the certificate would be without a
-/// lemma library.
-pub fn inline_lemmas(proof: &Proof, library: &HashMap<LemmaHash, &vinet_checker::cert::Lemma>) -> Result<Proof, String> {
-    fn emit(p: &Proof, lib: &HashMap<LemmaHash, &vinet_checker::cert::Lemma>, out: &mut Proof, depth: u32) -> Result<u32, String> {
+/// The same proof with every cited lemma's proof inlined (recursively, each
+/// lemma once), so it replays with an empty lemma cache: what the certificate
+/// would be without a lemma library. `goals` is how many terms precede the
+/// pool (the statement's conjuncts; 0 for a lemma).
+pub fn inline_lemmas(proof: &Proof, goals: u32, library: &HashMap<LemmaHash, &Lemma>) -> Result<Proof, String> {
+    struct Out<'l> {
+        proof: Proof,
+        goals: u32,
+        library: &'l HashMap<LemmaHash, &'l Lemma>,
+        done: HashMap<LemmaHash, u32>,
+    }
+    fn emit(p: &Proof, own_goals: u32, o: &mut Out, depth: u32) -> Result<u32, String> {
         if depth > 64 {
             return Err("lemmas cite each other too deeply".into());
         }
-        let offset = out.terms.len() as u32;
+        let offset = o.goals + o.proof.terms.len() as u32;
+        let tm = |r: u32| if r < own_goals { r } else { r - own_goals + offset };
         for t in &p.terms {
-            out.terms.push(match t {
-                TermNode::App(s, args) => TermNode::App(*s, args.iter().map(|a| a + offset).collect()),
-                TermNode::All(s, b) => TermNode::All(*s, b + offset),
+            o.proof.terms.push(match t {
+                TermNode::App(s, args) => TermNode::App(*s, args.iter().map(|&a| tm(a)).collect()),
+                TermNode::All(s, b) => TermNode::All(*s, tm(*b)),
+                TermNode::Arg(t, i) => TermNode::Arg(tm(*t), *i),
                 other => other.clone(),
             });
         }
-        let mut map = Vec::with_capacity(p.steps.len());
+        let mut map: Vec<u32> = Vec::with_capacity(p.steps.len());
         for step in &p.steps {
-            if let Step::Lemma { i } = step {
-                let h = p.lemmas.get(*i as usize).ok_or("no such cited lemma")?;
-                let l = lib.get(h).ok_or_else(|| format!("lemma {h} is not in the library"))?;
-                map.push(emit(&l.proof, lib, out, depth + 1)?);
-                continue;
-            }
             let mut s = step.clone();
-            map_refs(&mut s, &mut |r, is_term| if is_term { r + offset } else { map[r as usize] });
-            out.steps.push(s);
-            map.push(out.steps.len() as u32 - 1);
+            if let Step::Lemma { i, at } = step {
+                let r = p.lemmas.get(*i as usize).ok_or("no such cited lemma")?;
+                let (h, l) =
+                    o.library.iter().find(|(h, _)| r.names(h)).map(|(h, l)| (*h, *l)).ok_or(format!("lemma {r} is not in the library"))?;
+                let th = match o.done.get(&h) {
+                    Some(&th) => th,
+                    None => emit(&l.proof, 0, o, depth + 1)?,
+                };
+                o.done.insert(h, th);
+                let Some(t) = at else {
+                    map.push(th);
+                    continue;
+                };
+                s = Step::Inst { s: th, t: tm(*t) };
+            } else {
+                map_refs(&mut s, &mut |r, is_term| if is_term { tm(r) } else { map[r as usize] });
+            }
+            o.proof.steps.push(s);
+            map.push(o.proof.steps.len() as u32 - 1);
         }
         map.last().copied().ok_or_else(|| "an empty proof".into())
     }
-    let mut out = Proof::default();
-    let last = emit(proof, library, &mut out, 0)? as usize;
-    if last + 1 != out.steps.len() {
+    let mut out = Out { proof: Proof::default(), goals, library, done: HashMap::new() };
+    let last = emit(proof, goals, &mut out, 0)? as usize;
+    if last + 1 != out.proof.steps.len() {
         return Err("the proof's conclusion is not its last step".into());
     }
-    Ok(out)
+    Ok(out.proof)
 }

@@ -90,7 +90,7 @@ fn elaborate(form: &Sexp, set: &LemmaSet) -> Result<Lemma, String> {
         ));
     }
     let mut proof = b.finish(&pf);
-    let statement = crate::builder::add_term(&mut proof, &st);
+    let statement = crate::builder::add_term(&mut proof, &[], &st);
     Ok(Lemma { name, statement, proof })
 }
 
@@ -254,7 +254,7 @@ impl Cx<'_, '_> {
                 return self.b.axiom(a).map_err(k);
             }
             if let Some(h) = self.set.hash(a) {
-                return self.b.lemma(h).map_err(k);
+                return self.b.lemma(h, None).map_err(k);
             }
             return Err(format!("line {line}: no hypothesis, axiom or lemma named `{a}`"));
         }

@@ -120,7 +120,8 @@ impl Prover {
                 })
                 .collect(),
         };
-        let mut b = Builder::new(&self.lemmas.cache);
+        let goals: Vec<Term> = all.iter().map(|o| o.formula.clone()).collect();
+        let mut b = Builder::for_goals(&self.lemmas.cache, &goals);
         let mut proofs = vec![];
         for o in &all {
             let goal = conclusion(&o.formula, o.path.len());
@@ -141,8 +142,7 @@ impl Prover {
         if !failures.is_empty() {
             return Err(failures);
         }
-        let root = vcgen::balanced(&proofs, &mut |x, y| b.and(&x, &y)).map_err(|e| fail(0, format!("{}: {}", e.rule, e.reason)))?;
-        let root = root.expect("there are always cost facts");
+        let root = b.conj(&proofs).map_err(|e| fail(0, format!("{}: {}", e.rule, e.reason)))?;
         let proof: Proof = b.finish(&root);
         let module_bytes = module.encode();
         let stats = Stats {
@@ -153,7 +153,7 @@ impl Prover {
             complexity: vc.complexity,
             cost: vc.cost,
         };
-        let certificate = Certificate { version: CERT_VERSION, module: Module::id_of(&module_bytes), proof };
+        let certificate = Certificate { version: CERT_VERSION, proof };
         let bundle = Bundle { module: module_bytes, declared, certificate };
         let bytes = encode_file(&bundle, BUNDLE_MAGIC);
         Ok(Proved { bundle, bytes, stats })

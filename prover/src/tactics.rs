@@ -53,8 +53,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
     /// Instantiate a library lemma and discharge its premises.
     fn lemma(&mut self, name: &str, insts: &[Term], premises: &[&Pf]) -> TResult<Pf> {
         let h = self.lemmas.hash(name).ok_or(format!("the library has no lemma `{name}`"))?;
-        let l = self.b.lemma(h).map_err(rule)?;
-        let mut pf = self.b.inst(&l, insts).map_err(rule)?;
+        let mut pf = self.b.lemma_as(h, insts, premises.len()).map_err(rule)?;
         for p in premises {
             pf = self.b.mp(&pf, p).map_err(rule)?;
         }
@@ -63,7 +62,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
 
     fn axiom(&mut self, name: &str, insts: &[Term], premises: &[&Pf]) -> TResult<Pf> {
         let a = self.b.axiom(name).map_err(rule)?;
-        let mut pf = self.b.inst(&a, insts).map_err(rule)?;
+        let mut pf = self.b.inst_as(&a, insts, premises.len()).map_err(rule)?;
         for p in premises {
             pf = self.b.mp(&pf, p).map_err(rule)?;
         }

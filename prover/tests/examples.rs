@@ -22,10 +22,10 @@ fn examples_prove_and_check() {
     let lib = encode_file(&prover.lemmas().library, LIBRARY_MAGIC);
     cache.admit_library(&lib).unwrap();
     for (name, client, complexity) in [
-        ("firewall", ClientKind::EndUser, 1024),
-        ("spam_filter", ClientKind::EndUser, 4352),
-        ("multicast", ClientKind::EdgeRouter, 5120),
-        ("worm_blocker", ClientKind::EdgeRouter, 2048),
+        ("firewall", ClientKind::EndUser, 1030),
+        ("spam_filter", ClientKind::EndUser, 10245),
+        ("multicast", ClientKind::EdgeRouter, 5133),
+        ("worm_blocker", ClientKind::EdgeRouter, 3333),
     ] {
         let c = compile(name);
         let p = policy(client);
@@ -34,6 +34,8 @@ fn examples_prove_and_check() {
         let checked = vinet_checker::check(&proved.bytes, &p, &cache).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(checked.complexity(), complexity);
         eprintln!("{name}: {:?}, bundle {} bytes, module {} bytes", proved.stats, proved.bytes.len(), proved.bundle.module.len());
+        let certificate = proved.bytes.len() - proved.bundle.module.len();
+        assert!(certificate <= proved.bundle.module.len(), "{name}: a certificate of {certificate} bytes, larger than its bytecode");
         // The other client kind's policy refuses it.
         let other = policy(if client == ClientKind::EndUser { ClientKind::EdgeRouter } else { ClientKind::EndUser });
         assert!(vinet_checker::check(&proved.bytes, &other, &cache).is_err(), "{name} under the other policy");
@@ -57,11 +59,15 @@ fn inlined_proofs_replay_without_the_library() {
         ("multicast", ClientKind::EdgeRouter),
         ("worm_blocker", ClientKind::EdgeRouter),
     ] {
-        let proof = prover.prove(&compile(name).module, &policy(client)).unwrap().bundle.certificate.proof;
-        let inlined = vinet_prover::builder::inline_lemmas(&proof, &lib).unwrap();
+        let (module, policy) = (compile(name).module, policy(client));
+        let proved = prover.prove(&module, &policy).unwrap();
+        let vc = vinet_checker::vcgen::generate(&module, &policy).unwrap();
+        let goals: Vec<_> = vc.all(proved.bundle.declared).unwrap().into_iter().map(|o| o.formula).collect();
+        let proof = proved.bundle.certificate.proof;
+        let inlined = vinet_prover::builder::inline_lemmas(&proof, goals.len() as u32, &lib).unwrap();
         assert!(inlined.lemmas.is_empty());
-        let (with, _) = replay(&proof, &cache).unwrap();
-        let (without, _) = replay(&inlined, &LemmaCache::new()).unwrap();
+        let (with, _) = replay(&proof, &cache, &goals).unwrap();
+        let (without, _) = replay(&inlined, &LemmaCache::new(), &goals).unwrap();
         assert_eq!(with, without, "{name}");
         let bytes = |p: &vinet_checker::cert::Proof| postcard::to_allocvec(p).unwrap().len();
         eprintln!(
@@ -72,5 +78,6 @@ fn inlined_proofs_replay_without_the_library() {
             bytes(&inlined),
             100.0 * (inlined.steps.len() - proof.steps.len()) as f64 / inlined.steps.len() as f64
         );
+        assert!(10 * proof.steps.len() <= inlined.steps.len(), "{name}: under 90% of the steps in the library");
     }
 }

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
 use vinet_checker::bytecode::{Class, Const};
-use vinet_checker::cert::{decode_file, Bundle, Lemma, LemmaCache, LemmaHash, ProofError, BUNDLE_MAGIC};
+use vinet_checker::cert::{decode_file, Bundle, Lemma, LemmaCache, LemmaHash, LemmaRef, ProofError, BUNDLE_MAGIC};
 use vinet_checker::policy::ClientKind;
 use vinet_checker::{netmask, CheckError, Checked, Module, ModuleId, Policy};
 
@@ -139,7 +139,7 @@ struct State {
     blocked: BTreeSet<u32>,
     /// Lemmas this router asked each client for (in memory: after a restart
     /// the client is simply asked again).
-    asked: HashMap<[u8; 32], BTreeSet<LemmaHash>>,
+    asked: HashMap<[u8; 32], BTreeSet<LemmaRef>>,
     /// Lease ends, for expiry: (end_ms, lease).
     ends: BTreeSet<(u64, u64)>,
     /// Per discarded source: the destinations discarding it, with how many
@@ -625,11 +625,12 @@ impl Admission {
         let pay = p;
         {
             let lemmas = self.lemmas.read().unwrap_or_else(|p| p.into_inner());
-            let missing: Vec<LemmaHash> = b.certificate.proof.lemmas.iter().filter(|h| lemmas.get(h).is_none()).copied().collect();
+            let lacking = |r: &&LemmaRef| matches!(lemmas.resolve(r), Err(ProofError::MissingLemma(_)));
+            let missing: Vec<LemmaRef> = b.certificate.proof.lemmas.iter().filter(lacking).cloned().collect();
             if !missing.is_empty() {
                 tracing::info!(missing = missing.len(), "certificate cites lemmas this router lacks: asking for them");
                 drop(lemmas);
-                self.lock().asked.entry(client).or_default().extend(missing.iter().copied());
+                self.lock().asked.entry(client).or_default().extend(missing.iter().cloned());
                 return Reply::NeedLemmas { hashes: missing };
             }
         }
@@ -766,7 +767,7 @@ impl Admission {
                 match r {
                     Ok(c) => c,
                     Err(CheckError::Proof(ProofError::MissingLemma(h))) => {
-                        self.lock().asked.entry(job.client).or_default().insert(h);
+                        self.lock().asked.entry(job.client).or_default().insert(h.clone());
                         return Reply::NeedLemmas { hashes: vec![h] };
                     }
                     Err(e) => return refused((Refusal::Proof, format!("the checker refused the bundle: {e}"))),
@@ -930,12 +931,13 @@ impl Admission {
     fn admit_lemmas(&self, client: &[u8; 32], lemmas: &[Lemma]) -> Reply {
         let mut wanted = self.lock().asked.get(client).cloned().unwrap_or_default();
         let hashes: Vec<LemmaHash> = lemmas.iter().map(Lemma::hash).collect();
+        let asked_for = |wanted: &BTreeSet<LemmaRef>, h: &LemmaHash| wanted.iter().any(|r| r.names(h));
         for (l, h) in lemmas.iter().zip(&hashes).rev() {
-            if wanted.contains(h) {
-                wanted.extend(l.proof.lemmas.iter().copied());
+            if asked_for(&wanted, h) {
+                wanted.extend(l.proof.lemmas.iter().cloned());
             }
         }
-        if let Some(h) = hashes.iter().find(|h| !wanted.contains(h)) {
+        if let Some(h) = hashes.iter().find(|h| !asked_for(&wanted, h)) {
             return refused((
                 Refusal::Lemma,
                 format!("lemma {h} was not asked for (the router takes only the lemmas it asked for and what they cite)"),
@@ -965,7 +967,7 @@ impl Admission {
             let cache = self.lemmas.read().unwrap_or_else(|p| p.into_inner());
             let mut st = self.lock();
             if let Some(a) = st.asked.get_mut(client) {
-                a.retain(|h| cache.get(h).is_none());
+                a.retain(|r| matches!(cache.resolve(r), Err(ProofError::MissingLemma(_))));
                 if a.is_empty() {
                     st.asked.remove(client);
                 }
@@ -1466,7 +1468,7 @@ mod tests {
         };
         assert!(matches!(send(1, vec![lemma.clone()]), Reply::Refused { reason: Refusal::Lemma, .. }));
         // Once asked for, it is verified, cached and stored.
-        a.lock().asked.entry(k.verifying_key().to_bytes()).or_default().insert(lemma.hash());
+        a.lock().asked.entry(k.verifying_key().to_bytes()).or_default().insert(LemmaRef(lemma.hash().0[..4].to_vec()));
         assert_eq!(send(2, vec![lemma.clone()]), Reply::LemmasAdmitted { new: 1 });
         assert_eq!(a.lock().store.lemmas().unwrap().len(), 1);
         assert!(a.lock().asked.is_empty());

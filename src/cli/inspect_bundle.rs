@@ -20,7 +20,6 @@ pub fn list_bundle(bytes: &[u8]) -> Result<String, String> {
     let b: Bundle = decode_file(bytes, BUNDLE_MAGIC, "bundle").map_err(|e| e.to_string())?;
     let cert = &b.certificate;
     let proof_bytes = postcard::to_allocvec(&cert.proof).map_err(|e| e.to_string())?.len();
-    let id = Module::id_of(&b.module);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -29,18 +28,13 @@ pub fn list_bundle(bytes: &[u8]) -> Result<String, String> {
         b.module.len(),
         bytes.len() - b.module.len()
     );
-    let _ = writeln!(
-        s,
-        "certificate: version {}, for module {}{}",
-        cert.version,
-        cert.module,
-        if cert.module == id { "" } else { "  (NOT this bundle's module!)" }
-    );
+    let _ = writeln!(s, "certificate: version {} (of the bundle's module {})", cert.version, Module::id_of(&b.module));
     let _ = writeln!(s, "  proof: {} steps, {} terms, {} bytes", cert.proof.steps.len(), cert.proof.terms.len(), proof_bytes);
     let names = known_lemmas();
     let _ = writeln!(s, "  lemmas cited: {}", cert.proof.lemmas.len());
-    for h in &cert.proof.lemmas {
-        let _ = writeln!(s, "    {h}  {}", names.get(h).map(String::as_str).unwrap_or("(not in the shipped library)"));
+    for r in &cert.proof.lemmas {
+        let name = names.iter().find(|(h, _)| r.names(h)).map_or("(not in the shipped library)", |(_, n)| n.as_str());
+        let _ = writeln!(s, "    {r:<8}  {name}  ({} bytes of its hash)", r.0.len());
     }
     let _ = writeln!(s, "  declared: complexity {} units/window, cost {}", b.declared.complexity, b.declared.cost);
     s.push('\n');

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vinet_checker::bytecode::Const;
-use vinet_checker::cert::{decode_file, Bundle, Lemma, LemmaHash, BUNDLE_MAGIC};
+use vinet_checker::cert::{decode_file, Bundle, Lemma, LemmaRef, BUNDLE_MAGIC};
 use vinet_checker::Module;
 use vinet_proto::client::Client;
 use vinet_proto::identity::{parse_secret_key, SignedIdentity};
@@ -152,15 +152,17 @@ pub struct Args {
     pub send_raw: Option<PathBuf>,
 }
 
-/// The lemmas of `library` needed for `hashes`, with what they cite, in library order.
-fn lemmas_for(library: &[Lemma], hashes: &[LemmaHash]) -> Vec<Lemma> {
-    let mut need: HashSet<LemmaHash> = hashes.iter().copied().collect();
+/// The lemmas of `library` that `refs` name (each the lemma whose hash it
+/// begins), with what they cite, in library order.
+fn lemmas_for(library: &[Lemma], refs: &[LemmaRef]) -> Vec<Lemma> {
+    let mut need: HashSet<LemmaRef> = refs.iter().cloned().collect();
+    let needed = |need: &HashSet<LemmaRef>, l: &Lemma| need.iter().any(|r| r.names(&l.hash()));
     for l in library.iter().rev() {
-        if need.contains(&l.hash()) {
-            need.extend(l.proof.lemmas.iter().copied());
+        if needed(&need, l) {
+            need.extend(l.proof.lemmas.iter().cloned());
         }
     }
-    library.iter().filter(|l| need.contains(&l.hash())).cloned().collect()
+    library.iter().filter(|l| needed(&need, l)).cloned().collect()
 }
 
 fn library(path: Option<&PathBuf>) -> Result<Vec<Lemma>, Failure> {
@@ -263,7 +265,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let Reply::NeedLemmas { hashes } = &reply else { break };
         let lemmas = lemmas_for(&library(args.lemmas.as_ref())?, hashes);
         if lemmas.is_empty() {
-            return Err(Failure::Rejected(format!("the router needs lemmas {hashes:?}, which the lemma library does not have")));
+            return Err(Failure::Rejected(format!(
+                "the router needs lemmas {}, which the lemma library does not have",
+                hashes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )));
         }
         sent += lemmas.len();
         match args.conn.request(&mut c, Op::Lemmas { lemmas })? {
