@@ -253,7 +253,10 @@ fn deploy_generates_proves_locates_and_uploads() {
     let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("step ")).collect();
     assert_eq!(steps.len(), 4, "{out}");
     assert!(steps[0].starts_with(&format!("step 1 of 4, new: wrote {out_dir}/firewall.vinet: a firewall dropping 1 source")), "{out}");
+    assert!(steps[1].starts_with(&format!("step 2 of 4, prove: vinetc prove {out_dir}/firewall.vinet --policy ")), "{out}");
     assert!(steps[2].contains("the edge router nearest 10.9.0.66 (the blocked source)"), "{out}");
+    let key_hex = pinned.split_whitespace().nth(1).unwrap();
+    assert!(steps[3].contains(&format!("vinetc upload {out_dir}/firewall.vpc --router {} --router-key {key_hex} ", env.listen)), "{out}");
     assert!(out.contains("proved ") && out.contains("10.9.0.66 is behind 10.9.0.0/16: router"), "{out}");
     assert!(out.contains("admitted ") && out.contains("lease 1"), "{out}");
     let s = env.status(&alice);

@@ -2,22 +2,21 @@
 //! in one step, saying what each step did.
 //!
 //! Each step is the subcommand's own code path (`new::generate`,
-//! `prove::run`, `locate`'s directory, `upload::run`), so deploying does
-//! exactly what the four commands do one after another; the first step that
-//! fails stops the run with that step's exit code, and nothing after it is
-//! done.
+//! `prove::run`, `locate`'s directory, `upload::run`), and prove and upload
+//! get their arguments by parsing the very words of their command lines
+//! (which the step prints), so deploying does exactly what the commands do
+//! one after another; the first step that fails stops the run with that
+//! step's exit code, and nothing after it is done.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use vinet_proto::identity::hex;
 
-use super::check::Inputs;
 use super::locate::{self, DirArgs};
 use super::new::{self, Kind};
-use super::report::CiFormat;
-use super::upload::{self, Conn};
-use super::{prove, Failure, Format};
+use super::upload;
+use super::{prove, Failure};
 
 const AFTER_HELP: &str = "\
 Example:
@@ -136,20 +135,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Err(Failure::Usage("give --source ADDRESS: the traffic's source, whose edge router is to run the program".into()));
     };
     let bundle = program.with_extension("vpc");
-    step(2, &format!("prove: {} against {}", program.display(), args.policy.display()));
-    prove::run(prove::Args {
-        inputs: Inputs {
-            inputs: vec![program.display().to_string()],
-            policies: vec![args.policy.clone()],
-            project: None,
-            params: args.params.clone(),
-            format: CiFormat::Text,
-            jobs: Some(1),
-            cache_dir: None,
-            no_cache: true,
-        },
-        output: Some(bundle.clone()),
-    })?;
+    let mut prove_argv = vec![program.display().to_string(), "--policy".into(), args.policy.display().to_string()];
+    for (n, v) in &args.params {
+        prove_argv.extend(["--param".into(), format!("{n}={v}")]);
+    }
+    prove_argv.extend(["-o".into(), bundle.display().to_string(), "--no-cache".into()]);
+    step(2, &format!("prove: vinetc prove {}", shown(&prove_argv)));
+    prove::run(parse::<prove::Args>("prove", &prove_argv)?)?;
     step(
         3,
         &format!(
@@ -160,23 +152,61 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let dir = trust_dir.load()?;
     let (at, entry, prefix) = locate::find(&dir, source)?;
     println!("{}", locate::describe(source, at, entry, prefix));
-    step(4, &format!("upload: {} to {}", bundle.display(), entry.address));
-    upload::run(upload::Args {
-        bundle,
-        conn: Conn {
-            router: entry.address.to_string(),
-            router_key: Some(hex(&entry.noise_key)),
-            key: Some(args.key),
-            identity: Some(args.identity),
-            timeout: args.timeout,
-            format: Format::Text,
-            seq: None,
-            save_request: None,
-        },
-        pay: Some(args.pay),
-        quote: false,
-        params: vec![],
-        lemmas: args.lemmas,
-        send_raw: None,
-    })
+    let mut upload_argv = vec![
+        bundle.display().to_string(),
+        "--router".into(),
+        entry.address.to_string(),
+        "--router-key".into(),
+        hex(&entry.noise_key),
+        "--key".into(),
+        args.key.display().to_string(),
+        "--identity".into(),
+        args.identity.display().to_string(),
+        "--pay".into(),
+        args.pay.to_string(),
+        "--timeout".into(),
+        args.timeout.to_string(),
+    ];
+    if let Some(l) = &args.lemmas {
+        upload_argv.extend(["--lemmas".into(), l.display().to_string()]);
+    }
+    step(4, &format!("upload: vinetc upload {}", shown(&upload_argv)));
+    upload::run(parse::<upload::Args>("upload", &upload_argv)?)
+}
+
+/// A subcommand's arguments, parsed from the words its command line would
+/// have: each step is exactly what that command would do.
+#[derive(clap::Parser, Debug)]
+#[command(no_binary_name = true)]
+struct Argv<A: clap::Args> {
+    #[command(flatten)]
+    args: A,
+}
+
+fn parse<A: clap::Args>(what: &str, argv: &[String]) -> Result<A, Failure> {
+    <Argv<A> as clap::Parser>::try_parse_from(argv)
+        .map(|a| a.args)
+        .map_err(|e| Failure::Usage(format!("vinetc {what} {}: {}", shown(argv), e.to_string().lines().next().unwrap_or_default())))
+}
+
+/// Words as a shell would take them back (quoted when they need it).
+fn shown(argv: &[String]) -> String {
+    let safe = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c));
+    argv.iter().map(|w| if safe(w) { w.clone() } else { format!("'{}'", w.replace('\'', "'\\''")) }).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse_as_their_commands_do() {
+        let argv: Vec<String> = ["fw.vinet", "--policy", "p.toml", "-o", "fw.vpc", "--no-cache"].map(String::from).to_vec();
+        let p = parse::<prove::Args>("prove", &argv).unwrap();
+        assert_eq!((p.inputs.inputs, p.output), (vec!["fw.vinet".to_string()], Some(PathBuf::from("fw.vpc"))));
+        let bad: Vec<String> = ["--nope"].map(String::from).to_vec();
+        let Err(Failure::Usage(e)) = parse::<upload::Args>("upload", &bad) else { panic!("parsed --nope") };
+        assert!(e.starts_with("vinetc upload --nope: error: unexpected argument"), "{e}");
+        assert_eq!(shown(&["a b".into(), "x=1".into(), "it's".into()]), "'a b' x=1 'it'\\''s'");
+    }
 }
