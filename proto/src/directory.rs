@@ -529,6 +529,10 @@ mod tests {
             let e = SignedAnnouncement::from_line(&line[..cut]).unwrap_err();
             assert!(e.to_string().contains("cut short"), "{cut}: {e}");
         }
+        // Cut anywhere, a line is refused (never read as a shorter entry).
+        for cut in 0..line.len() {
+            assert!(SignedAnnouncement::from_line(&line[..cut]).is_err(), "{cut}");
+        }
         assert!(SignedAnnouncement::from_line(&format!("{line}00")).unwrap_err().to_string().contains("after the entry"));
         assert!(SignedAnnouncement::from_line("vinet-announcement-v2 00").is_err());
         assert!(SignedAnnouncement::from_line(&format!("{LINE_TAG} zz")).unwrap_err().to_string().contains("not hex"));
@@ -573,6 +577,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A directory file changed anywhere (bytes replaced, or cut short)
+        /// never panics the reader, and what it still uses is what was signed.
+        #[test]
+        fn damaged_files_use_only_what_was_signed(at in 0usize..2000, byte in proptest::num::u8::ANY, cut in proptest::bool::ANY) {
+            let entries = [announce(2, "10.0.0.0/8", &["10.0.0.0/8"], 100, 500), announce(3, "10.1.0.0/16", &["10.1.2.0/24"], 100, 500)];
+            let mut bytes: Vec<u8> = entries.iter().map(SignedAnnouncement::to_line).collect::<String>().into_bytes();
+            let i = at % bytes.len();
+            if cut { bytes.truncate(i) } else { bytes[i] = byte }
+            let d = Directory::build(parse_file("f", &bytes), &[key(1).verifying_key()], 150);
+            let good: Vec<Entry> = entries.iter().map(|e| e.verify(&[key(1).verifying_key()], 150).unwrap()).collect();
+            for (_, e) in &d.entries {
+                proptest::prop_assert!(good.contains(e));
+            }
+        }
+
         /// No bytes make the reader panic.
         #[test]
         fn random_files_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
