@@ -454,8 +454,12 @@ impl Gen<'_> {
         if !self.params.is_empty() && self.r.chance(25) {
             self.emit(Insn::Param { dst: d, p: 2 });
         } else {
-            let s = self.r.pick(&["viagra", "via", "gra", "attack", "", "x", "hello"]);
-            let k = self.konst(Const::Str(s.into()));
+            // Now and then a long one (up to 4,000 bytes): strings are charged by the byte.
+            let s = match self.r.chance(15) {
+                true => "ab".repeat(1 + self.r.below(2000) as usize),
+                false => self.r.pick(&["viagra", "via", "gra", "attack", "", "x", "hello"]).to_string(),
+            };
+            let k = self.konst(Const::Str(s));
             self.emit(Insn::Const { dst: d, k });
         }
         self.set_info(d, Info::Plain);

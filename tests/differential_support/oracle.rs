@@ -331,7 +331,7 @@ fn bucketed(c: &Checked, packets: &[Pkt]) -> Outcome {
 fn safe(c: &Checked, packets: &[Pkt], o: &Outcome, run: &str) -> Result<(), String> {
     let kind = c.policy().client;
     match o {
-        Outcome::Faulted(f @ (Fault::OverBudget { .. } | Fault::LoopBound { .. } | Fault::StepLimit { .. })) => {
+        Outcome::Faulted(f @ (Fault::OverBudget { .. } | Fault::LoopBound { .. } | Fault::StepLimit { .. } | Fault::OverGenerated { .. })) => {
             Err(format!("{run}: a checked program stopped on a metering fault: {f}"))
         }
         Outcome::Faulted(_) => Ok(()),
@@ -344,6 +344,11 @@ fn safe(c: &Checked, packets: &[Pkt], o: &Outcome, run: &str) -> Result<(), Stri
             }
             if *cost > c.complexity() {
                 return Err(format!("{run}: metered cost {cost} exceeds the certified complexity {}", c.complexity()));
+            }
+            // Bytes sent: each packet's payload and its 28 bytes of IPv4 and UDP headers.
+            let sent: u64 = generated.iter().map(|g| 28 + g.2.len() as u64).sum();
+            if sent > c.generated() {
+                return Err(format!("{run}: generated {sent} bytes, over the certified {}", c.generated()));
             }
             Ok(())
         }
