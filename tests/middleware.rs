@@ -43,11 +43,20 @@ fn new_writes_programs_that_prove_and_check() {
         to_file.extend(["-o", &prog]);
         let out = vinetc(&to_file).ok().to_string();
         assert!(out.starts_with(&format!("wrote {prog}: ")), "{out}");
-        // The same program on stdout; not replaced without --force.
+        // The same program on stdout; kept when the file already holds it,
+        // and another file is not replaced without --force.
         assert_eq!(vinetc(&args).ok(), std::fs::read_to_string(&prog).unwrap(), "{kind}");
+        assert!(vinetc(&to_file).ok().starts_with(&format!("kept {prog}: ")));
+        let generated = std::fs::read_to_string(&prog).unwrap();
+        std::fs::write(&prog, format!("// edited by hand\n{generated}")).unwrap();
         let again = vinetc(&to_file);
         assert_eq!(again.code, 2, "{kind}: {again:?}");
         assert!(again.stderr.contains("exists (use --force to replace it)"), "{}", again.stderr);
+        assert!(std::fs::read_to_string(&prog).unwrap().starts_with("// edited by hand\n"), "the edit is not lost");
+        let mut forced = to_file.clone();
+        forced.push("--force");
+        vinetc(&forced).ok();
+        assert_eq!(std::fs::read_to_string(&prog).unwrap(), generated);
         vinetc(&["fmt", "--check", &prog]).ok();
         let vpc = dir.path(&format!("{kind}.vpc")).display().to_string();
         let proved = vinetc(&["prove", &prog, "--policy", &pol, "-o", &vpc]).ok().to_string();
@@ -275,4 +284,7 @@ fn deploy_generates_proves_locates_and_uploads() {
     let out = deploy(&["--program", &prog, "--source", "10.9.1.1"]).ok().to_string();
     assert!(out.contains("lease 2"), "{out}");
     assert_eq!(env.status(&alice)["leases"].as_array().unwrap().len(), 2);
+    // Deploying the same generated program again keeps the file as it is.
+    let out = deploy(&["firewall", "--block", "10.9.0.66", "--lifetime", "3600"]).ok().to_string();
+    assert!(out.starts_with(&format!("step 1 of 4, new: kept {out_dir}/firewall.vinet")) && out.contains("lease 3"), "{out}");
 }

@@ -122,8 +122,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let g = new::generate(&kind)?;
             let c = kind.common();
             let path = c.output.clone().unwrap_or_else(|| args.out_dir.join(g.name));
-            new::write(&g, Some(&path), c.force)?;
-            step(1, &format!("new: wrote {}: {}", path.display(), g.summary));
+            let verb = new::write(&g, Some(&path), c.force)?;
+            step(1, &format!("new: {verb} {}: {}", path.display(), g.summary));
             let block = match &kind {
                 Kind::Firewall(f) if f.blocks.len() == 1 => f.blocks[0].trim().parse::<vinet_vocab::Ipv4Prefix>().ok().map(|p| p.net()),
                 _ => None,

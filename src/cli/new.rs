@@ -27,7 +27,7 @@ Examples:
   vinetc new worm --threshold 8 --policy examples/policies/edge-router.toml -o worm.vinet
 
 Writes a VInet program (to stdout, or to -o FILE, which it does not replace
-without --force), formatted as `vinetc fmt` formats it. A firewall and a spam
+without --force unless it already holds the same program), formatted as `vinetc fmt` formats it. A firewall and a spam
 filter are for end users (THIS_IP) unless --for edge-router; a multicast
 aggregator and a worm blocker are for edge routers (THIS_SUBNET_IP). With
 --policy, the program must fit the router's policy (client kind, lifetime,
@@ -492,19 +492,24 @@ fn worm(a: &Worm, cx: &Context) -> Result<Template, Failure> {
     Ok(Template { name: "worm_blocker.vinet", summary, lines })
 }
 
-/// Write a generated program where `common` says: stdout, or a file it does
-/// not replace without `--force`.
-pub fn write(g: &Generated, output: Option<&PathBuf>, force: bool) -> Result<(), Failure> {
+/// Write a generated program: to stdout, or to a file, which is not replaced
+/// without `force` unless it already holds this very program. The verb said
+/// ("wrote", or "kept" for a file that already held it).
+pub fn write(g: &Generated, output: Option<&PathBuf>, force: bool) -> Result<&'static str, Failure> {
     match output {
         None => {
             print!("{}", g.source);
-            Ok(())
+            Ok("wrote")
         }
         Some(p) => {
             if p.exists() && !force {
+                if std::fs::read(p).is_ok_and(|old| old == g.source.as_bytes()) {
+                    return Ok("kept");
+                }
                 return usage(format!("{} exists (use --force to replace it)", p.display()));
             }
-            std::fs::write(p, &g.source).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", p.display())))
+            std::fs::write(p, &g.source).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", p.display())))?;
+            Ok("wrote")
         }
     }
 }
@@ -513,9 +518,9 @@ pub fn write(g: &Generated, output: Option<&PathBuf>, force: bool) -> Result<(),
 pub fn run(args: Args) -> Result<(), Failure> {
     let g = generate(&args.kind)?;
     let c = args.kind.common();
-    write(&g, c.output.as_ref(), c.force)?;
+    let verb = write(&g, c.output.as_ref(), c.force)?;
     if let Some(p) = &c.output {
-        println!("wrote {}: {}", p.display(), g.summary);
+        println!("{verb} {}: {}", p.display(), g.summary);
     }
     Ok(())
 }
