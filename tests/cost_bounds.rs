@@ -180,7 +180,10 @@ fn certified_bounds_hold_and_are_within_2x_of_the_worst_case() {
         assert!(random <= worst && capture <= worst, "{name}: the constructed worst case is not the worst seen");
         assert!(bound <= 2 * worst, "{name}: bound {bound} is more than twice the worst case {worst}");
     }
-    // The exact figures, derived by hand from the unit costs of the policy.
+    // The exact figures, from the unit costs of the policy: the firewall's is its 6
+    // instructions and 1 + 2 + 1 units a packet of the window, 6 + 4 x 256; the spam
+    // filter's worst case stays under its bound because the bound charges each
+    // parameter word its policy's longest (256 bytes), the run the word's own 6 or 7.
     let exact: Vec<(u64, u64)> = rows.iter().map(|r| (r.1, r.2)).collect();
-    assert_eq!(exact, [(1024, 1024), (4352, 4352), (5120, 5120), (2048, 1820)]);
+    assert_eq!(exact, [(1030, 1030), (10245, 7173), (5133, 5133), (3333, 2821)]);
 }

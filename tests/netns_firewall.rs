@@ -192,7 +192,7 @@ fn netns_firewall_end_to_end() {
     assert_eq!(status()["load"].as_u64(), Some(2048));
     let got = round(&[(&b, false)], &sink, "3", &dropped);
     assert_eq!(got[0], (0, 0, false), "while the short lease runs, B is blocked too");
-    wait_for("the short lease to end (load back to 1024)", HANG, || status()["load"].as_u64() == Some(1024));
+    wait_for("the short lease to end (load back to 1030)", HANG, || status()["load"].as_u64() == Some(1030));
     let got = round(&[(&a, false), (&b, true)], &sink, "4", &dropped);
     assert_eq!(got[0], (0, 0, false), "A stays blocked");
     assert_eq!(got[1], (5, 1, true), "after the lease ended, B gets through again");

@@ -67,13 +67,13 @@ fn renewals_stop_at_the_policys_max_lifetime() {
     let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let fw = env.firewall("fw", "2 days");
     let c = env.client("c", "10.0.5.1");
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2"]).ok();
     let s = env.status(&c);
     let start = s["leases"][0]["expires_ms"].as_u64().unwrap() - 2 * DAY_MS;
     let mut renewed = 0;
     let mut refusal = None;
     for _ in 0..16 {
-        let r = env.run("renew", &["--lease", "1", "--pay", "177"], &c, &[]);
+        let r = env.run("renew", &["--lease", "1", "--pay", "178"], &c, &[]);
         if r.code == 0 {
             renewed += 1;
         } else {
@@ -86,7 +86,7 @@ fn renewals_stop_at_the_policys_max_lifetime() {
     assert_eq!(renewed, 14, "2 days + 14 renewals of 2 days = the 30-day max_lifetime");
     assert_eq!(end, start + 30 * DAY_MS, "the lease ends at its start plus max_lifetime");
     assert!(refusal.unwrap().contains("nothing was charged"));
-    assert_eq!(s["balance"].as_u64(), Some(10_000 - 15 * 177), "the refused renewal was not charged");
+    assert_eq!(s["balance"].as_u64(), Some(10_000 - 15 * 178), "the refused renewal was not charged");
 }
 
 /// A lease outlived the identity it was admitted under. Now it ends when
@@ -100,10 +100,10 @@ fn a_lease_ends_with_its_identity() {
     let c = env.client_by("c", "10.0.5.1", &env.operator.clone(), &["--valid-for", "1 day"]);
     let shown = vinetc(&["identity", "show", c.id.to_str().unwrap()]);
     let not_after: u64 = shown.ok().split("..").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap();
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2"]).ok();
     let s = env.status(&c);
     assert_eq!(s["leases"][0]["expires_ms"].as_u64(), Some(not_after * 1000), "the 2-day lease ends with its 1-day identity");
-    env.run("renew", &["--lease", "1", "--pay", "177"], &c, &[]).refused("lifetime");
+    env.run("renew", &["--lease", "1", "--pay", "178"], &c, &[]).refused("lifetime");
 }
 
 fn now_us() -> u64 {
@@ -125,13 +125,13 @@ fn requests_arriving_out_of_order_are_all_taken() {
     let base = now_us();
     let later = (base + 2_000).to_string();
     let earlier = (base + 1_000).to_string();
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.1", "--seq", &later]).ok();
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2", "--seq", &earlier]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.1", "--seq", &later]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2", "--seq", &earlier]).ok();
     let runs: Vec<Run> = std::thread::scope(|s| {
         let hs: Vec<_> = (3..11)
             .map(|i| {
                 let (env, fw, c) = (&env, &fw, &c);
-                s.spawn(move || env.upload(fw, c, 177, &["--param", &format!("SrcIP=10.0.1.{i}")]))
+                s.spawn(move || env.upload(fw, c, 178, &["--param", &format!("SrcIP=10.0.1.{i}")]))
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -156,11 +156,11 @@ fn a_retried_upload_gets_the_first_answer_and_pays_once() {
     let fw = env.firewall("fw", "2 days");
     let c = env.client("c", "10.0.5.1");
     let saved = env.p("upload.req");
-    let first = env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2", "--save-request", &saved]);
+    let first = env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2", "--save-request", &saved]);
     assert!(first.ok().contains("lease 1,"), "{first:?}");
     let before = env.status(&c);
     for round in ["retry", "retry after kill -9"] {
-        let again = env.upload(&fw, &c, 177, &["--send-raw", &saved]);
+        let again = env.upload(&fw, &c, 178, &["--send-raw", &saved]);
         assert!(again.ok().contains("Admitted { lease: 1,"), "{round}: {again:?}");
         let s = env.status(&c);
         assert_eq!(s["balance"], before["balance"], "{round}: charged again");
@@ -221,8 +221,8 @@ fn status_shows_each_leases_parameters_and_limits() {
     let _d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let fw = env.firewall("fw", "2 days");
     let c = env.client("c", "10.0.5.1");
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.3"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.3"]).ok();
     let s = env.status(&c);
     let ls = s["leases"].as_array().unwrap();
     let srcs: Vec<&str> = ls.iter().map(|l| l["params"][0]["value"].as_str().unwrap()).collect();
@@ -247,13 +247,13 @@ fn a_quote_says_the_price_and_pays_nothing() {
     let c = env.client("c", "10.0.5.1");
     let q = env.run("upload", &[&fw, "--quote"], &c, &["--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(q.ok().trim()).unwrap();
-    assert_eq!(v["price"], 177, "1,024 units x 2 days at 1 credit per 1,000,000: {v}");
+    assert_eq!(v["price"], 178, "1,030 units x 2 days at 1 credit per 1,000,000: {v}");
     assert_eq!(v["balance"], 10_000);
     let s = env.status(&c);
     assert!(s["leases"].as_array().unwrap().is_empty(), "a quote uploads nothing");
     assert_eq!(s["balance"], 10_000, "and charges nothing");
     // Paying the quoted price is enough.
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2"]).ok();
 }
 
 /// Metrics followed no convention: check time as two counters, no kernel
@@ -275,7 +275,7 @@ fn metrics_follow_prometheus_conventions() {
     }
     let fw = env.firewall("fw", "2 days");
     let c = env.client("c", "10.0.5.1");
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2"]).ok();
     let page = env.metrics();
     assert!(page.contains("# TYPE vinet_check_duration_seconds histogram\n"), "{page}");
     assert!(page.contains("vinet_check_duration_seconds_bucket{le=\"+Inf\"} 1\n"), "{page}");
@@ -316,8 +316,8 @@ fn the_operator_lists_evicts_bans_and_unbans() {
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600, "only the operator reaches the socket");
     let fw = env.firewall("fw", "2 days");
     let c = env.client("c", "10.0.5.1");
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.2"]).ok();
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.3"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.2"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.3"]).ok();
     let leases = ctl(&cfg, &["leases"]);
     assert!(leases.ok().contains("lease 1:") && leases.stdout.contains("SrcIP=10.0.1.3"), "{leases:?}");
     assert!(ctl(&cfg, &["evict", "1"]).ok().contains("lease 1 evicted"));
@@ -326,14 +326,14 @@ fn the_operator_lists_evicts_bans_and_unbans() {
     let k = key_hex(&c);
     assert!(ctl(&cfg, &["clients"]).ok().contains(&k));
     assert!(ctl(&cfg, &["ban", &k, "abuse", "report", "42"]).ok().contains("1 of its leases ended"));
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.4"]).refused("revoked");
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.4"]).refused("revoked");
     d.kill9();
     d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
-    let r = env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.4"]);
+    let r = env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.4"]);
     assert!(r.refused("revoked").contains("abuse report 42"), "the ban and its reason hold across a restart: {r:?}");
     assert!(ctl(&cfg, &["refusals"]).ok().contains("revoked"));
     assert!(ctl(&cfg, &["unban", &k]).ok().contains("unbanned"));
-    env.upload(&fw, &c, 177, &["--param", "SrcIP=10.0.1.4"]).ok();
+    env.upload(&fw, &c, 178, &["--param", "SrcIP=10.0.1.4"]).ok();
     assert!(ctl(&cfg, &["frobnicate"]).stderr.contains("unknown command"));
     drop(d);
     // The config's revocation list: the key is refused from the start.
@@ -355,7 +355,7 @@ fn many_identities_in_one_network_cannot_drop_a_source_for_everyone() {
     let fw = env.firewall("fw", "2 days");
     for i in 1..=6 {
         let c = env.client(&format!("c{i}"), &format!("10.0.7.{i}"));
-        let r = env.upload(&fw, &c, 177, &["--param", "SrcIP=10.66.0.9"]);
+        let r = env.upload(&fw, &c, 178, &["--param", "SrcIP=10.66.0.9"]);
         assert!(!r.ok().is_empty() && !r.stderr.contains("notice"), "{r:?}");
     }
     let c = env.client("c1", "10.0.7.1");
@@ -372,18 +372,18 @@ fn an_overpayment_stays_in_the_balance() {
     let fw = env.firewall("fw", "2 days");
     let c = env.client("c", "10.0.5.1");
     let r = env.upload(&fw, &c, 5_000, &["--param", "SrcIP=10.0.1.2"]);
-    assert!(r.ok().contains("paid 177, balance 9823"), "{r:?}");
+    assert!(r.ok().contains("paid 178, balance 9822"), "{r:?}");
     let r = env.run("renew", &["--lease", "1", "--pay", "5000"], &c, &[]);
     assert!(r.ok().contains("renewed"), "{r:?}");
-    assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 177));
+    assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 178));
     // Offering more than the balance is fine while the price fits in it; a
-    // price above what is left is refused. (30 days cost 2,655 credits.)
+    // price above what is left is refused. (30 days cost 2,670 credits.)
     let long = env.firewall("fw30", "30 days");
     for i in 0..3 {
         env.upload(&long, &c, 1_000_000, &["--param", &format!("SrcIP=10.0.2.{i}")]).ok();
     }
     env.upload(&long, &c, 1_000_000, &["--param", "SrcIP=10.0.2.9"]).refused("payment");
-    assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 177 - 3 * 2_655));
+    assert_eq!(env.status(&c)["balance"].as_u64(), Some(10_000 - 2 * 178 - 3 * 2_670));
 }
 
 /// A block the operator lifted stays lifted across a kill -9.
@@ -395,7 +395,7 @@ fn a_lifted_block_stays_lifted_across_a_kill_9() {
     let fw = env.firewall("fw", "2 days");
     let cs: Vec<ClientFiles> = (0..3).map(|i| env.client(&format!("c{i}"), &format!("10.0.{}.1", 20 + i))).collect();
     for c in &cs {
-        env.upload(&fw, c, 177, &["--param", "SrcIP=10.66.0.7"]).ok();
+        env.upload(&fw, c, 178, &["--param", "SrcIP=10.66.0.7"]).ok();
     }
     assert_eq!(env.status(&cs[0])["blocked_sources"], serde_json::json!(["10.66.0.7"]), "three networks: blocked");
     ctl(&cfg, &["lift", "10.66.0.7"]).ok();

@@ -35,7 +35,7 @@ fn bad_inputs_are_refused_with_reasons_and_change_nothing() {
     let out = r.ok();
     assert!(out.contains("lemmas the router lacked") && out.contains("admitted") && out.contains("lease 1"), "{out}");
     let before = env.status(&c);
-    assert_eq!((before["load"].as_u64(), before["balance"].as_u64()), (Some(1024), Some(10_000 - 177)), "pays 200, charged the price, 177");
+    assert_eq!((before["load"].as_u64(), before["balance"].as_u64()), (Some(1030), Some(10_000 - 178)), "pays 200, charged the price, 178");
     // A second upload needs no lemmas any more.
     let fw2 = env.firewall("fw2", "1 days");
     let out = env.upload(&fw2, &c, 100, &["--param", "SrcIP=10.0.1.3"]).ok().to_string();
@@ -241,7 +241,7 @@ fn kill_9_at_any_moment_loses_nothing_admitted() {
                 assert!(have.contains(l), "round {round}: admitted lease {l} of client {i} lost; has {have:?}");
             }
             // The ledger: every lease present was paid for, and nothing else.
-            assert_eq!(s["balance"].as_u64().unwrap(), 10_000 - 177 * have.len() as u64, "round {round}, client {i}: {s}");
+            assert_eq!(s["balance"].as_u64().unwrap(), 10_000 - 178 * have.len() as u64, "round {round}, client {i}: {s}");
         }
     }
     assert!(!admitted.is_empty());
@@ -259,7 +259,7 @@ fn leases_expire_renew_withdraw_and_free_load() {
     let c = env.client("c", "10.0.5.1");
     env.upload(&short, &c, 1, &["--param", "SrcIP=10.0.1.2"]).ok();
     let s = env.status(&c);
-    assert_eq!(s["load"].as_u64(), Some(1024));
+    assert_eq!(s["load"].as_u64(), Some(1030));
     let first_end = s["leases"][0]["expires_ms"].as_u64().unwrap();
     // Renew twice right away: each adds one lifetime (3 s) to the end.
     let r = env.run("renew", &["--lease", "1", "--pay", "1"], &c, &[]);
@@ -326,13 +326,13 @@ fn sharing_capacity_quotas_and_drop_for_everyone() {
     let lib = env.p("lib.vnl");
     vinetc(&["lemmas", "build", root().join("lemmas").to_str().unwrap(), "-o", &lib]).ok();
     let cfg =
-        env.config(&Settings { lemmas: Some(lib.into()), capacity: 2048, drop_for_everyone: 2, quota_filtering: 3, ..Settings::default() });
+        env.config(&Settings { lemmas: Some(lib.into()), capacity: 2060, drop_for_everyone: 2, quota_filtering: 3, ..Settings::default() });
     let d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let fw = env.firewall("fw", "2 days");
     // Each client in a network of its own: the rule counts independent networks.
     let cs: Vec<ClientFiles> = (0..5).map(|i| env.client(&format!("c{i}"), &format!("10.0.{}.1", 6 + i))).collect();
     // Three clients discard 10.66.0.1 with the same program and parameters:
-    // one instance, load 1024, shared.
+    // one instance, load 1030, shared.
     for (i, c) in cs.iter().take(3).enumerate() {
         let r = env.upload(&fw, c, 200, &["--param", "SrcIP=10.66.0.1"]);
         let out = r.ok().to_string();
@@ -341,7 +341,7 @@ fn sharing_capacity_quotas_and_drop_for_everyone() {
         assert_eq!(r.stderr.contains("notice: with this program more than 2 networks discard 10.66.0.1"), i == 2, "{r:?}");
     }
     let s = env.status(&cs[0]);
-    assert_eq!((s["load"].as_u64(), s["instances"].as_u64(), s["installed"].as_u64()), (Some(1024), Some(1), Some(3)));
+    assert_eq!((s["load"].as_u64(), s["instances"].as_u64(), s["installed"].as_u64()), (Some(1030), Some(1), Some(3)));
     // More than N = 2 destinations discard 10.66.0.1: dropped for everyone, alert.
     assert_eq!(s["blocked_sources"], serde_json::json!(["10.66.0.1"]));
     // The source's owner sees why, in the public status.
@@ -361,24 +361,24 @@ fn sharing_capacity_quotas_and_drop_for_everyone() {
     assert_eq!(env.metric("vinet_sources_blocked"), 0.0);
     // The quota (3 destinations per source for filtering) is full.
     env.upload(&fw, &cs[3], 200, &["--param", "SrcIP=10.66.0.1"]).refused("quota");
-    // Another source: a second instance fits (2048); a third does not, and
+    // Another source: a second instance fits (2060); a third does not, and
     // its payment is not taken.
     env.upload(&fw, &cs[3], 200, &["--param", "SrcIP=10.66.0.2"]).ok();
     let e = env.upload(&fw, &cs[4], 200, &["--param", "SrcIP=10.66.0.3"]).refused("capacity").to_string();
-    assert!(e.contains("capacity 2048, load 2048"), "{e}");
+    assert!(e.contains("capacity 2060, load 2060"), "{e}");
     assert_eq!(env.status(&cs[4])["balance"].as_u64(), Some(10_000), "refused: refunded");
     // Withdrawing one sharer keeps the instance (and the load); the block
     // is lifted when no more than N destinations remain.
     env.run("withdraw", &["--lease", "1"], &cs[0], &[]).ok();
     let s = env.status(&cs[1]);
-    assert_eq!((s["load"].as_u64(), s["blocked_sources"].as_array().map(Vec::len)), (Some(2048), Some(0)));
+    assert_eq!((s["load"].as_u64(), s["blocked_sources"].as_array().map(Vec::len)), (Some(2060), Some(0)));
     env.run("withdraw", &["--lease", "2"], &cs[1], &[]).ok();
     env.run("withdraw", &["--lease", "3"], &cs[2], &[]).ok();
-    assert_eq!(env.status(&cs[4])["load"].as_u64(), Some(1024));
+    assert_eq!(env.status(&cs[4])["load"].as_u64(), Some(1030));
     env.upload(&fw, &cs[4], 200, &["--param", "SrcIP=10.66.0.3"]).ok();
     // The public status needs no identity.
     let r = vinetc(&["status", "--router", &env.listen, "--router-key", &env.p("router.key.pub")]);
-    assert!(r.ok().contains("load 2048 of capacity 2048"), "{r:?}");
+    assert!(r.ok().contains("load 2060 of capacity 2060"), "{r:?}");
     // A client pinning the wrong router key cannot talk to the router.
     let r = vinetc(&["status", "--router", &env.listen, "--router-key", &"ab".repeat(32)]);
     assert_eq!(r.code, 2, "{r:?}");
@@ -471,7 +471,7 @@ fn the_router_does_not_trust_its_own_disk() {
     let d = Vinetd::start(&cfg, &env.listen, env.dir.path("vinetd.log"));
     let s = env.status(&c);
     assert_eq!((s["installed"].as_u64(), s["load"].as_u64()), (Some(0), Some(0)), "{s}");
-    assert_eq!(s["balance"].as_u64(), Some(10_000 - 2 * 177), "the ledger is what it was");
+    assert_eq!(s["balance"].as_u64(), Some(10_000 - 2 * 178), "the ledger is what it was");
     assert!(d.log_text().contains("re-check failed: cost: declared complexity"), "{}", d.log_text());
     assert!(d.log_text().contains("does not match its hash"), "{}", d.log_text());
     assert!(d.log_text().contains("resumed=0 ended=2"), "{}", d.log_text());

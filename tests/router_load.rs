@@ -26,7 +26,7 @@ const CLIENTS: usize = 50;
 const PER_CLIENT: usize = 20;
 const DISTINCT: usize = 400;
 const FIT: u64 = 300;
-const COMPLEXITY: u64 = 1024;
+const COMPLEXITY: u64 = 1030;
 
 #[test]
 fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
@@ -67,7 +67,7 @@ fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
                     let j = (i * PER_CLIENT + n) * 7 % DISTINCT;
                     let mut c =
                         Client::connect(&listen, router, Duration::from_secs(60)).unwrap().with_identity(k.clone(), id.clone(), None);
-                    let r = c.request(Op::Upload { bundle: bundle.to_vec(), pay: 177, params: vec![("SrcIP".into(), src(j))] }).unwrap();
+                    let r = c.request(Op::Upload { bundle: bundle.to_vec(), pay: 178, params: vec![("SrcIP".into(), src(j))] }).unwrap();
                     out.push((i, j, r));
                 }
                 out
@@ -119,7 +119,7 @@ fn thousand_uploads_fifty_clients_capacity_exact_nothing_lost() {
             let mine: BTreeSet<u64> = s.leases.iter().map(|l| l.lease).collect();
             let want = per_client.get(&i).cloned().unwrap_or_default();
             assert_eq!(mine, want, "{phase}: client {i}'s leases");
-            assert_eq!(s.balance, Some(10_000 - 177 * want.len() as u64), "{phase}: client {i}'s balance");
+            assert_eq!(s.balance, Some(10_000 - 178 * want.len() as u64), "{phase}: client {i}'s balance");
         }
     };
     check_all("before the restart");

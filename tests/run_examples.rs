@@ -261,8 +261,8 @@ fn firewall_drops_exactly_the_pests_packets() {
     assert_eq!(p["generated"], 0);
     assert_eq!(p["windows"], 5, "one window per burst");
     assert_eq!(p["params"]["SrcIP"], "203.0.113.9");
-    assert_eq!(p["certified"], 1024);
-    assert!(p["cost_max"].as_u64().unwrap() <= 1024);
+    assert_eq!(p["certified"], 1030);
+    assert!(p["cost_max"].as_u64().unwrap() <= 1030);
 
     // --param retargets the same bundle: 203.0.113.10's packets instead.
     let drop = |_: &Rec, src, dst| src == ip(203, 0, 113, 10) && dst == generate::FW_CLIENT;
@@ -345,7 +345,8 @@ fn multicast_replaces_each_broadcast_by_its_contents_and_destination_lists() {
     let policy = std::fs::read_to_string(root().join(EDGE))
         .unwrap()
         .replace("window_packets = 256", "window_packets = 1024")
-        .replace("complexity_up = 20_000", "complexity_up = 40_000");
+        .replace("complexity_up = 20_000", "complexity_up = 40_000")
+        .replace("generated_bytes_up = 33_554_432", "generated_bytes_up = 134_217_728");
     let big = dir.join("edge-1024.toml");
     std::fs::write(&big, policy).unwrap();
     let bundle = prove(&dir, "multicast", s(&big), &[]);
@@ -495,7 +496,7 @@ fn run_exit_codes_and_usage_errors() {
     let o = vinetc(&["run", s(&fw), "--policy", END_USER, "--this-ip", "10.0.0.7", "--pcap", s(&pcap)]);
     assert_eq!(o.status.code(), Some(0));
     let out = text(&o.stdout);
-    for part in ["firewall.vpc", "10.0.0.7", "1024", "router: 705 frames in", "45 dropped", "10 unparsed", "15 not IPv4"] {
+    for part in ["firewall.vpc", "10.0.0.7", "1030", "router: 705 frames in", "45 dropped", "10 unparsed", "15 not IPv4"] {
         assert!(out.contains(part), "{part} missing in\n{out}");
     }
     let _ = std::fs::remove_dir_all(dir);
