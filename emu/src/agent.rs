@@ -111,7 +111,32 @@ pub struct Summary {
     pub scans_received: u64,
     /// When it was infected (seconds after `go`).
     pub infected_at: Option<f64>,
+    /// Datagrams received in each second after `go`, by traffic source.
+    #[serde(default)]
+    pub received_per_second: BTreeMap<String, Vec<u64>>,
+    /// Datagrams sent in each second after `go`, by traffic source.
+    #[serde(default)]
+    pub sent_per_second: BTreeMap<String, Vec<u64>>,
+    /// What its floods of a router's admission port did.
+    #[serde(default)]
+    pub flood: FloodStats,
 }
+
+/// A flood's connections, as the attacker saw them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct FloodStats {
+    /// Connections tried.
+    pub attempts: u64,
+    /// Connections the router's host accepted (TCP established).
+    pub connected: u64,
+    /// Connections the router closed (or reset) while the attacker held them.
+    pub closed_by_router: u64,
+    /// Garbage bytes written.
+    pub garbage_bytes: u64,
+}
+
+/// The most seconds a per-second series covers.
+const SERIES_SECS: usize = 3600;
 
 const FLOW_MAGIC: &[u8; 4] = b"VFLW";
 const WORM_MAGIC: &[u8; 4] = b"VWRM";
@@ -181,6 +206,14 @@ pub fn run(spec: AgentSpec) -> Result<(), String> {
                     (Some("stop"), Some(n)) => {
                         running.lock().expect("running").insert(n.to_string(), false);
                     }
+                    (Some("flood"), Some(target)) => {
+                        // flood HOST:PORT CONNECTIONS SECONDS GARBAGE
+                        let rest: Vec<&str> = w.collect();
+                        if let (Ok(to), [c, secs, g]) = (target.parse::<SocketAddrV4>(), rest.as_slice()) {
+                            let (c, secs) = (c.parse().unwrap_or(1usize).clamp(1, 1000), secs.parse().unwrap_or(1.0f64).clamp(0.1, 120.0));
+                            flood(to, c, Duration::from_secs_f64(secs), *g == "1", sh.clone());
+                        }
+                    }
                     (Some("end"), _) => {
                         ended.store(true, Ordering::SeqCst);
                         return;
@@ -238,9 +271,15 @@ pub fn run(spec: AgentSpec) -> Result<(), String> {
                 }
                 for to in targets {
                     if out.send_to(&buf[..n], SocketAddrV4::new(to, f.port)).is_ok() {
+                        let second = (t0.elapsed().as_secs() as usize).min(SERIES_SECS - 1);
                         let mut s = shared.summary.lock().expect("summary");
                         *s.sent.entry(f.traffic.clone()).or_default() += 1;
                         *s.sent_bytes.entry(f.traffic.clone()).or_default() += n as u64;
+                        let series = s.sent_per_second.entry(f.traffic.clone()).or_default();
+                        if series.len() <= second {
+                            series.resize(second + 1, 0);
+                        }
+                        series[second] += 1;
                     }
                 }
             }
@@ -304,8 +343,69 @@ fn receive(sock: UdpSocket, worm: Option<Worm>, sh: Arc<Shared>) {
             }
         } else if n >= 8 && &buf[..4] == FLOW_MAGIC {
             let name = buf[8..n].split(|b| *b == b' ').next().map(|w| String::from_utf8_lossy(w).into_owned()).unwrap_or_default();
+            let second = sh.go.lock().expect("go").map_or(0, |g| g.elapsed().as_secs() as usize).min(SERIES_SECS - 1);
             let mut s = sh.summary.lock().expect("summary");
+            let series = s.received_per_second.entry(name.clone()).or_default();
+            if series.len() <= second {
+                series.resize(second + 1, 0);
+            }
+            series[second] += 1;
             *s.received.entry(name).or_default().entry(from.ip().to_string()).or_default() += 1;
         }
+    }
+}
+
+/// Flood a router's admission port: `connections` threads, each keeping one
+/// TCP connection open to `to` until `length` has passed (or the agent
+/// stops), opening another whenever the router closes it (after 50 ms, so a
+/// router that refuses at once is not met with a busy loop). With `garbage`,
+/// each connection writes 512 random bytes every 50 ms (not a Noise
+/// handshake: the router must drop it); otherwise it sends nothing and only
+/// holds the connection (a slowloris). Counted in the summary's `flood`.
+fn flood(to: SocketAddrV4, connections: usize, length: Duration, garbage: bool, sh: Arc<Shared>) {
+    let deadline = Instant::now() + length;
+    for k in 0..connections {
+        let sh = sh.clone();
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(u64::from(u32::from(*to.ip())) ^ k as u64, "flood");
+            let mut junk = vec![0u8; 512];
+            let count = |f: &dyn Fn(&mut FloodStats)| f(&mut sh.summary.lock().expect("summary").flood);
+            while Instant::now() < deadline && !sh.stop.load(Ordering::SeqCst) {
+                count(&|f| f.attempts += 1);
+                let Ok(mut s) = std::net::TcpStream::connect_timeout(&to.into(), Duration::from_millis(500)) else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                count(&|f| f.connected += 1);
+                let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+                let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+                let mut buf = [0u8; 256];
+                let closed = loop {
+                    if Instant::now() >= deadline || sh.stop.load(Ordering::SeqCst) {
+                        break false;
+                    }
+                    if garbage {
+                        for b in junk.iter_mut() {
+                            *b = rng.below(256) as u8;
+                        }
+                        match std::io::Write::write_all(&mut s, &junk) {
+                            Ok(()) => count(&|f| f.garbage_bytes += junk.len() as u64),
+                            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                            Err(_) => break true,
+                        }
+                    }
+                    match std::io::Read::read(&mut s, &mut buf) {
+                        Ok(0) => break true,
+                        Ok(_) => {}
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        Err(_) => break true,
+                    }
+                };
+                if closed {
+                    count(&|f| f.closed_by_router += 1);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
     }
 }

@@ -19,13 +19,16 @@
 //! system call, so every scenario mistake is found, located, before a
 //! namespace exists; [`netns`] owns namespaces and processes (created from the
 //! plan, removed by drop guards and by `vinet-emu clean`); [`agent`] is the
-//! traffic agent run inside each host; [`run`] drives a run and measures;
+//! traffic agent run inside each host; [`load`] the bulk upload client (the
+//! only module that links vinet's own crates: the client side of the upload
+//! protocol); [`run`] drives a run and measures;
 //! [`report`] writes the results and plots; [`export`] writes a plan as a
 //! containerlab topology.
 #![deny(missing_docs)]
 
 pub mod agent;
 pub mod export;
+pub mod load;
 pub mod netns;
 pub mod report;
 pub mod rng;

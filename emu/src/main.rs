@@ -90,6 +90,12 @@ enum Cmd {
         /// Its spec (JSON).
         spec: PathBuf,
     },
+    /// The bulk upload client of a `load` event (run by the emulator inside a host).
+    #[command(hide = true)]
+    Load {
+        /// Its spec (JSON).
+        spec: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +120,21 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("vinet-emu agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Load { spec } => {
+            let spec: Result<vinet_emu::load::LoadSpec, String> = std::fs::read_to_string(&spec)
+                .map_err(|e| format!("{}: {e}", spec.display()))
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+            match spec.and_then(|s| vinet_emu::load::run(&s)) {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string(&r).expect("json"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vinet-emu load: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -176,7 +197,7 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 }
-                println!("sweep: {} runs", combos(&l, s).len());
+                println!("sweep: {} runs", combos(&l, s).len() * s.programs.len().max(1));
             }
             ExitCode::SUCCESS
         }
@@ -251,13 +272,23 @@ fn run_cmd(
             (v.fraction, v.placement, s)
         })],
     };
+    // A sweep over programs installed runs every deployment and seed with each count.
+    let counts: Vec<Option<usize>> = match (&l.scenario.sweep, single) {
+        (Some(s), false) if !s.get_ref().programs.is_empty() => s.get_ref().programs.iter().copied().map(Some).collect(),
+        _ => vec![None],
+    };
     let mut plans = vec![];
-    for o in &runs {
-        match Plan::new(&l, *o) {
-            Ok(p) => plans.push(p),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(2);
+    for n in &counts {
+        for o in &runs {
+            match Plan::new(&l, *o) {
+                Ok(p) => plans.push(match n {
+                    Some(n) => p.with_programs(*n),
+                    None => p,
+                }),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
             }
         }
     }
@@ -285,7 +316,15 @@ fn run_cmd(
     let sweep = plans.len() > 1;
     for (i, plan) in plans.iter().enumerate() {
         if sweep {
-            eprintln!("run {}/{}: fraction {} placement {:?} seed {}", i + 1, plans.len(), plan.deployment.0, plan.deployment.1, plan.seed);
+            let programs = plan.programs.map_or(String::new(), |n| format!(" programs {n}"));
+            eprintln!(
+                "run {}/{}: fraction {} placement {:?} seed {}{programs}",
+                i + 1,
+                plans.len(),
+                plan.deployment.0,
+                plan.deployment.1,
+                plan.seed
+            );
         }
         let work = out.join("work");
         let r = run::run(plan, &tools, &work, &out.join("bundles"), &stop, &progress);
@@ -298,7 +337,9 @@ fn run_cmd(
         let _ = std::fs::remove_dir_all(&work);
         match r {
             Ok(r) => {
-                let stem = if sweep {
+                let stem = if let (true, Some(n)) = (sweep, plan.programs) {
+                    format!("p{n}-s{}", plan.seed)
+                } else if sweep {
                     format!("f{:.2}-{:?}-s{}", plan.deployment.0, plan.deployment.1, plan.seed).to_lowercase()
                 } else {
                     "run".into()
@@ -326,7 +367,22 @@ fn run_cmd(
             }
         }
     }
-    if sweep && !results.is_empty() {
+    if counts[0].is_some() && !results.is_empty() {
+        let points = report::load_points(&results);
+        let (json, svg) = (out.join("load.json"), out.join("load.svg"));
+        if let Err(e) = report::write_json(&points, &json).and_then(|_| report::plot_load(&l.scenario.name, &points, &svg)) {
+            eprintln!("vinet-emu: {e}");
+            code = ExitCode::FAILURE;
+        }
+        println!("programs  admitted  uploads/s  p50 ms  p99 ms  offered pkt/s  delivered pkt/s  vinetd CPU us/pkt");
+        for p in &points {
+            println!(
+                "{:>8}  {:>8}  {:>9.0}  {:>6.1}  {:>6.1}  {:>13.0}  {:>15.0}  {:>17.1}",
+                p.programs, p.admitted, p.admitted_per_sec, p.p50_ms, p.p99_ms, p.offered_pps, p.delivered_pps, p.cpu_us_per_packet
+            );
+        }
+        eprintln!("sweep: {} and {}", json.display(), svg.display());
+    } else if sweep && !results.is_empty() {
         let curves = report::curves(&results, l.scenario.sample_every);
         let (json, svg) = (out.join("sweep.json"), out.join("infected.svg"));
         if let Err(e) = report::write_json(&curves, &json)

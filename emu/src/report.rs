@@ -1,6 +1,8 @@
 //! Results: each run's JSON, and its plot (SVG, with plotters): the fraction
-//! of hosts infected over time when the scenario has a worm, else the bytes
-//! each router-to-router link carried, by class. A sweep adds one plot of the
+//! of hosts infected over time when the scenario has a worm; the datagrams
+//! delivered each second by traffic source, with the attacked routers'
+//! refusals, when its script attacks a router; else the bytes each
+//! router-to-router link carried, by class. A sweep adds one plot of the
 //! infected fraction over time for each deployment, the mean over seeds with
 //! the band from the lowest to the highest seed.
 
@@ -11,7 +13,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::run::RunResult;
-use crate::scenario::Placement;
+use crate::scenario::{Placement, PlotKind};
 
 /// The infected fraction of a run at time `t` (step function of the samples).
 fn infected_at(r: &RunResult, t: f64) -> f64 {
@@ -79,11 +81,27 @@ fn plot_err<E: std::fmt::Display>(e: E) -> String {
     format!("plot: {e}")
 }
 
+/// Whether an event of the log is an attack on a router.
+fn hostile(action: &str) -> bool {
+    action.starts_with("flood") || action.starts_with("forged") || action.starts_with("unsafe")
+}
+
 /// The plot of one run.
 pub fn plot_run(r: &RunResult, path: &Path) -> Result<(), String> {
+    let worm = r.host_results.iter().any(|h| h.summary.scans_sent > 0 || h.summary.infected_at.is_some());
+    let kind = r.plot.unwrap_or(if worm {
+        PlotKind::Infected
+    } else if r.events.iter().any(|e| hostile(&e.action)) {
+        PlotKind::Delivery
+    } else {
+        PlotKind::Links
+    });
+    if kind == PlotKind::Delivery {
+        return plot_delivery(r, path);
+    }
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    if r.host_results.iter().any(|h| h.summary.scans_sent > 0 || h.summary.infected_at.is_some()) {
+    if kind == PlotKind::Infected {
         let edges: std::collections::BTreeSet<&str> = r.host_results.iter().map(|h| h.router.as_str()).collect();
         let caption = format!(
             "{} (seed {}): hosts infected, {} of {} edge routers with vinet ({:?})",
@@ -148,6 +166,144 @@ pub fn plot_run(r: &RunResult, path: &Path) -> Result<(), String> {
         let names = links.iter().enumerate().map(|(i, l)| Text::new(l.name.clone(), (i as f64 + 0.1, top * 1.1), ("sans-serif", 14)));
         chart.draw_series(names).map_err(plot_err)?;
         chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Datagrams delivered in each second, summed over receivers, by traffic source.
+fn delivery_series(r: &RunResult) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let secs = r.duration.ceil() as usize;
+    for h in &r.host_results {
+        for (name, v) in &h.summary.received_per_second {
+            let s = out.entry(name.clone()).or_insert_with(|| vec![0; secs]);
+            for (i, n) in v.iter().enumerate().take(secs) {
+                s[i] += n;
+            }
+        }
+    }
+    out
+}
+
+/// The delivery plot: on the left the datagrams delivered each second by
+/// traffic source, the floods shaded, the uploads marked (blue: legitimate,
+/// red: hostile); on the right each attacked router's refusals by reason
+/// (log scale), from its metrics page at the end.
+fn plot_delivery(r: &RunResult, path: &Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (1100, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    // Refusals, over every vinetd (each scenario attacks its routers; the names say whose).
+    let mut bars: Vec<(String, f64)> = vec![];
+    for (router, m) in &r.router_metrics {
+        for (k, v) in m {
+            let Some(reason) = k.strip_prefix("vinet_refusals_total{reason=\"").and_then(|x| x.strip_suffix("\"}")) else { continue };
+            if *v > 0.0 {
+                bars.push((format!("{router}: {reason}"), *v));
+            }
+        }
+        if let Some(v) = m.get("vinet_connections_shed_total").filter(|v| **v > 0.0) {
+            bars.push((format!("{router}: shed"), *v));
+        }
+        if let Some(v) = m.get("vinet_retries_answered_total").filter(|v| **v > 0.0) {
+            bars.push((format!("{router}: retry answered"), *v));
+        }
+        if let Some(v) = m.get("vinet_admissions_total").filter(|v| **v > 0.0) {
+            bars.push((format!("{router}: ADMITTED"), *v));
+        }
+    }
+    // No vinetd, no refusals: the left panel takes the width.
+    let (left, right) = root.split_horizontally(if bars.is_empty() { 1100 } else { 720 });
+    let series = delivery_series(r);
+    let top = series.values().flatten().copied().max().unwrap_or(1).max(1) as f64 * 1.25;
+    let mut chart = ChartBuilder::on(&left)
+        .caption(format!("{} (seed {}): datagrams delivered a second", r.scenario, r.seed), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..r.duration, 0f64..top)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("datagrams delivered in the second").draw().map_err(plot_err)?;
+    // Floods: "... for S s" in the action.
+    for e in r.events.iter().filter(|e| e.action.starts_with("flood")) {
+        let secs: f64 = e.action.rsplit(" for ").next().and_then(|x| x.trim_end_matches(" s").parse().ok()).unwrap_or(0.0);
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(e.t, 0.0), ((e.t + secs).min(r.duration), top)], RED.mix(0.05).filled())))
+            .map_err(plot_err)?;
+    }
+    let palette = [BLUE, GREEN, BLACK, MAGENTA, CYAN, RGBColor(255, 140, 0)];
+    for (i, (name, v)) in series.iter().enumerate() {
+        let col = palette[i % palette.len()];
+        // Lines that coincide (equal rates) stay visible: the first ones are drawn wider.
+        let width = 2 + 2 * (series.len() - 1 - i) as u32;
+        // The count of second i is drawn at its middle; the last second, cut by the run's end, is left out.
+        let pts: Vec<(f64, f64)> = v.iter().enumerate().take(v.len().saturating_sub(1)).map(|(i, n)| (i as f64 + 0.5, *n as f64)).collect();
+        chart
+            .draw_series(LineSeries::new(pts, col.stroke_width(width)))
+            .map_err(plot_err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+    }
+    let mut marked = (false, false);
+    for e in r.events.iter().filter(|e| e.action.contains("upload")) {
+        let bad = hostile(&e.action);
+        let col = if bad { RED } else { BLUE };
+        let s = chart.draw_series(LineSeries::new(vec![(e.t, 0.0), (e.t, top)], col.mix(0.7).stroke_width(1))).map_err(plot_err)?;
+        if bad && !marked.1 {
+            marked.1 = true;
+            s.label("hostile upload (none admitted)").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.mix(0.7)));
+        } else if !bad && !marked.0 {
+            marked.0 = true;
+            s.label("legitimate upload").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.mix(0.7)));
+        }
+    }
+    let mut marked_link = false;
+    for e in r.events.iter().filter(|e| e.action.starts_with("link ")) {
+        let s = chart.draw_series(LineSeries::new(vec![(e.t, 0.0), (e.t, top)], BLACK.mix(0.5).stroke_width(2))).map_err(plot_err)?;
+        if !marked_link {
+            marked_link = true;
+            s.label("a link fails / comes back").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
+        }
+    }
+    if r.events.iter().any(|e| e.action.starts_with("flood")) {
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (0.0, 0.0)], RED.mix(0.15).filled())))
+            .map_err(plot_err)?
+            .label("admission port flooded")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RED.mix(0.15).filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(plot_err)?;
+
+    if bars.is_empty() {
+        root.present().map_err(plot_err)?;
+        return Ok(());
+    }
+    let hi = bars.iter().map(|b| b.1).fold(10.0, f64::max) * 3.0;
+    let mut chart = ChartBuilder::on(&right)
+        .caption("vinetd: refusals by reason (log)", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(10)
+        .build_cartesian_2d((0.5f64..hi).log_scale(), 0f64..bars.len().max(1) as f64)
+        .map_err(plot_err)?;
+    chart.configure_mesh().disable_y_mesh().y_labels(0).x_desc("count").draw().map_err(plot_err)?;
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = bars.len() as f64 - i as f64 - 1.0;
+        let col = if label.ends_with("ADMITTED") {
+            BLUE
+        } else if label.ends_with("retry answered") {
+            BLACK
+        } else {
+            RED
+        };
+        chart.draw_series(std::iter::once(Rectangle::new([(0.5, y + 0.15), (*v, y + 0.85)], col.mix(0.6).filled()))).map_err(plot_err)?;
+        chart.draw_series(std::iter::once(Text::new(format!("{label} {v}"), (0.6, y + 0.5), ("sans-serif", 13)))).map_err(plot_err)?;
     }
     root.present().map_err(plot_err)?;
     Ok(())
@@ -255,6 +411,12 @@ pub fn write_json<T: Serialize>(v: &T, path: &Path) -> Result<(), String> {
 /// Returns the (first) plot.
 pub fn replot(json: &Path) -> Result<std::path::PathBuf, String> {
     let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
+    if let Ok(points) = serde_json::from_str::<Vec<LoadPoint>>(&text) {
+        let out = json.with_file_name("load.svg");
+        let name = json.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("load");
+        plot_load(name, &points, &out)?;
+        return Ok(out);
+    }
     if let Ok(curves) = serde_json::from_str::<Vec<Curve>>(&text) {
         let out = json.with_file_name("infected.svg");
         let name = json.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("sweep");
@@ -266,4 +428,145 @@ pub fn replot(json: &Path) -> Result<std::path::PathBuf, String> {
     let out = json.with_extension("svg");
     plot_run(&r, &out)?;
     Ok(out)
+}
+
+/// One run of a sweep over programs installed: how fast its `load` event's
+/// uploads were admitted, and what the router forwarded after it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LoadPoint {
+    /// Programs the load uploaded.
+    pub programs: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Of them, admitted.
+    pub admitted: usize,
+    /// The router's refusals of the load, by reason.
+    pub refused: BTreeMap<String, usize>,
+    /// Seconds from the first upload to the last reply.
+    pub upload_secs: f64,
+    /// Uploads admitted per second.
+    pub admitted_per_sec: f64,
+    /// Median upload, connection to reply, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// The seconds after the load measured: [from, to).
+    pub window: (f64, f64),
+    /// Datagrams sent a second in the window (every traffic source).
+    pub offered_pps: f64,
+    /// Datagrams delivered a second in the window.
+    pub delivered_pps: f64,
+    /// The loaded vinetd's CPU time in the window, as a fraction of one core.
+    pub vinetd_cpu: f64,
+    /// The same per delivered datagram, microseconds.
+    pub cpu_us_per_packet: f64,
+}
+
+/// The points of a sweep over programs, in the order run. The window is
+/// every whole second from one after the load ended to one before the run
+/// ended (the first and last are cut by events and the end).
+pub fn load_points(runs: &[RunResult]) -> Vec<LoadPoint> {
+    let mut out = vec![];
+    for r in runs {
+        let Some(e) = r.events.iter().find(|e| e.load.is_some()) else { continue };
+        let l = e.load.as_ref().expect("load");
+        let router = e.action.rsplit(" to ").next().unwrap_or_default().to_string();
+        let (from, to) = (e.done.ceil() as usize + 1, (r.duration.floor() as usize).saturating_sub(1));
+        let sum = |f: &dyn Fn(&crate::agent::Summary) -> u64| r.host_results.iter().map(|h| f(&h.summary)).sum::<u64>();
+        let window = |m: &BTreeMap<String, Vec<u64>>| m.values().map(|v| v.iter().take(to).skip(from).sum::<u64>()).sum::<u64>();
+        let secs = to.saturating_sub(from) as f64;
+        let (sent, got) = (sum(&|s| window(&s.sent_per_second)), sum(&|s| window(&s.received_per_second)));
+        let cpu_at = |t: usize| {
+            r.samples.iter().find(|s| (s.t - t as f64).abs() < 1e-6).and_then(|s| s.router_cpu.get(&router).copied()).unwrap_or(f64::NAN)
+        };
+        let cpu = cpu_at(to) - cpu_at(from);
+        out.push(LoadPoint {
+            programs: l.programs,
+            seed: r.seed,
+            admitted: l.admitted,
+            refused: l.refused.clone(),
+            upload_secs: l.secs,
+            admitted_per_sec: l.admitted_per_sec,
+            p50_ms: l.p50_ms,
+            p99_ms: l.p99_ms,
+            window: (from as f64, to as f64),
+            offered_pps: sent as f64 / secs.max(1.0),
+            delivered_pps: got as f64 / secs.max(1.0),
+            vinetd_cpu: cpu / secs.max(1.0),
+            cpu_us_per_packet: if got > 0 { cpu * 1e6 / got as f64 } else { f64::NAN },
+        });
+    }
+    out
+}
+
+/// The plot of a sweep over programs installed (log scale): uploads
+/// admitted a second; datagrams a second offered and delivered after the
+/// load; the loaded vinetd's CPU time per delivered datagram. A point per run,
+/// a line through the means.
+pub fn plot_load(name: &str, points: &[LoadPoint], path: &Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (1200, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (title, body) = root.split_vertically(34);
+    title
+        .draw(&Text::new(
+            format!("{name}: one vinet router with N programs installed (N uploads of the firewall, each its own instance)"),
+            (12, 8),
+            ("sans-serif", 18),
+        ))
+        .map_err(plot_err)?;
+    let panels = body.split_evenly((1, 3));
+    let hi_n = points.iter().map(|p| p.programs).max().unwrap_or(10).max(10) as f64 * 2.0;
+    type Get = fn(&LoadPoint) -> f64;
+    type Series = Vec<(Get, RGBColor, &'static str)>;
+    let figures: [(&str, &str, Series); 3] = [
+        ("uploads admitted per second", "uploads/s", vec![(|p| p.admitted_per_sec, BLUE, "admitted/s")]),
+        (
+            "datagrams a second through it, after the load",
+            "datagrams/s",
+            vec![(|p| p.offered_pps, BLACK, "offered"), (|p| p.delivered_pps, RED, "delivered")],
+        ),
+        ("its vinetd's CPU per delivered datagram", "microseconds", vec![(|p| p.cpu_us_per_packet, MAGENTA, "CPU us/datagram")]),
+    ];
+    for (panel, (caption, ydesc, series)) in panels.iter().zip(figures) {
+        let top = points.iter().flat_map(|p| series.iter().map(move |(g, _, _)| g(p))).filter(|v| v.is_finite()).fold(1.0, f64::max) * 1.2;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(38)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0.5f64..hi_n).log_scale(), 0f64..top)
+            .map_err(plot_err)?;
+        chart.configure_mesh().x_desc("programs installed (log)").y_desc(ydesc).draw().map_err(plot_err)?;
+        for (get, col, label) in series {
+            let mut ns: Vec<usize> = points.iter().map(|p| p.programs).collect();
+            ns.sort_unstable();
+            ns.dedup();
+            let means: Vec<(f64, f64)> = ns
+                .iter()
+                .map(|n| {
+                    let v: Vec<f64> = points.iter().filter(|p| p.programs == *n).map(get).filter(|v| v.is_finite()).collect();
+                    (*n as f64, v.iter().sum::<f64>() / v.len().max(1) as f64)
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(means, col.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+            chart
+                .draw_series(
+                    points.iter().filter(|p| get(p).is_finite()).map(|p| Circle::new((p.programs as f64, get(p)), 4, col.filled())),
+                )
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.85))
+            .draw()
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentSpec, Flow, Summary, Worm};
 use crate::netns::{self, Network, OsError, Procs};
 use crate::scenario::{Placement, TrafficSpec};
-use crate::topology::{Action, Kind, Plan, When, BACKGROUND_PORT, GENERATE_PORT, MULTICAST_PORT, SPAM_PORT};
+use crate::topology::{Action, Forgery, Kind, Plan, Unsafe, When, BACKGROUND_PORT, GENERATE_PORT, MULTICAST_PORT, SPAM_PORT};
 
 /// Where the tools and the project's files are.
 #[derive(Debug, Clone)]
@@ -65,6 +65,10 @@ pub struct Sample {
     pub t: f64,
     /// Hosts infected so far.
     pub infected: usize,
+    /// Each running vinetd's CPU time so far (user and system, all its
+    /// threads), seconds.
+    #[serde(default)]
+    pub router_cpu: BTreeMap<String, f64>,
 }
 
 /// An infection.
@@ -87,10 +91,18 @@ pub struct EventLog {
     pub done: f64,
     /// What it was.
     pub action: String,
-    /// Whether it worked.
+    /// Whether it worked; for a forged or unsafe upload: whether the router
+    /// refused it (the outcome the scenario expects of a sound router).
     pub ok: bool,
     /// What the tools said.
     pub outcome: String,
+    /// A forged or unsafe upload: the router's reason for refusing it (its
+    /// metric label, e.g. "key_mismatch"), if it refused.
+    #[serde(default)]
+    pub refused: Option<String>,
+    /// A load: what it did.
+    #[serde(default)]
+    pub load: Option<crate::load::LoadResult>,
 }
 
 /// Packets and bytes.
@@ -186,6 +198,12 @@ pub struct RunResult {
     pub router_metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// Seconds it took to build the network and start everything.
     pub setup_secs: f64,
+    /// What its plot shows, if the scenario says.
+    #[serde(default)]
+    pub plot: Option<crate::scenario::PlotKind>,
+    /// With a sweep over programs: this run's count.
+    #[serde(default)]
+    pub programs: Option<usize>,
 }
 
 /// The traffic classes and their ports (the counters' names).
@@ -343,6 +361,159 @@ fn owner_identity(plan: &Plan, tools: &Tools, files: &Files, r: usize) -> Result
     Ok(())
 }
 
+/// An end-user key and identity for host `h`'s address, issued by
+/// `authority`: `work/<stem>.key` and `work/<stem>.vid`.
+fn host_identity(plan: &Plan, tools: &Tools, files: &Files, h: usize, authority: &Path, stem: &str) -> Result<(), RunError> {
+    let key = files.work.join(format!("{stem}.key"));
+    if !key.exists() {
+        vinetc(tools, &["keygen", "-o", p(&key)])?;
+    }
+    let addr = plan.nodes[h].addr.expect("address").to_string();
+    let id = files.work.join(format!("{stem}.vid"));
+    let pubk = format!("{}.pub", key.display());
+    vinetc(tools, &["identity", "issue", "--authority", p(authority), "--client", &pubk, "--address", &addr, "-o", p(&id)])?;
+    Ok(())
+}
+
+/// What a forged or unsafe upload sends: the key and identity it signs
+/// with, and the bundle (or, for a replay, the request file).
+struct AttackFiles {
+    key: PathBuf,
+    id: PathBuf,
+    bundle: PathBuf,
+}
+
+/// The signed request that upload event `ix` by `client` to `router` saves
+/// (what a replay sends again).
+fn saved_request(files: &Files, plan: &Plan, ix: usize, client: usize, router: usize) -> PathBuf {
+    files.work.join(format!("request{ix}-{}-{}.bin", plan.nodes[client].name, plan.nodes[router].name))
+}
+
+/// LEB128, as postcard writes an integer.
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = vec![];
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Make, before the run, the forged identities and unsafe bundles of the
+/// script's attacks, by event index. Each is made the way an attacker
+/// would, with the tools and files an attacker has: its own key and
+/// identity, the victim's identity certificate (public: it is sent with
+/// every request), an authority key of its own, a prover, and a hex editor.
+fn prepare_attacks(
+    plan: &Plan, tools: &Tools, files: &Files, bundles: &BTreeMap<(PathBuf, bool), PathBuf>,
+) -> Result<BTreeMap<usize, AttackFiles>, RunError> {
+    let mut out = BTreeMap::new();
+    let name = |i: usize| plan.nodes[i].name.clone();
+    for (i, e) in plan.events.iter().enumerate() {
+        let w = |f: &str| files.work.join(format!("attack{i}-{f}"));
+        match &e.action {
+            Action::ForgedUpload { client, router, victim, forgery, program, .. } => {
+                let own = (files.work.join(format!("{}.key", name(*client))), files.work.join(format!("{}.vid", name(*client))));
+                let bundle = program.as_ref().map(|p| bundles[&(p.clone(), false)].clone());
+                let (key, id, bundle) = match forgery {
+                    Forgery::BadSignature => {
+                        // The attacker's own identity, its address overwritten with the victim's.
+                        let mut bytes = std::fs::read(&own.1).map_err(|e| fail(e.to_string()))?;
+                        let ip = |h: usize| varint(u64::from(u32::from(plan.nodes[h].addr.expect("address"))));
+                        let (mine, theirs) = (ip(*client), ip(*victim));
+                        let at = bytes
+                            .windows(mine.len())
+                            .position(|x| x == mine.as_slice())
+                            .filter(|_| mine.len() == theirs.len())
+                            .ok_or_else(|| {
+                                fail(format!("event {}: cannot find {}'s address in its identity file", i + 1, name(*client)))
+                            })?;
+                        bytes[at..at + theirs.len()].copy_from_slice(&theirs);
+                        std::fs::write(w("forged.vid"), bytes).map_err(|e| fail(e.to_string()))?;
+                        (own.0, w("forged.vid"), bundle.expect("program"))
+                    }
+                    Forgery::StolenIdentity => (own.0, files.work.join(format!("{}.vid", name(*victim))), bundle.expect("program")),
+                    Forgery::UnknownAuthority => {
+                        let rogue = files.work.join("rogue-authority.key");
+                        if !rogue.exists() {
+                            vinetc(tools, &["keygen", "-o", p(&rogue)])?;
+                        }
+                        // A key of the attacker's, certified by its own authority for the victim's address.
+                        std::fs::copy(&own.0, w("rogue.key")).map_err(|e| fail(e.to_string()))?;
+                        let addr = plan.nodes[*victim].addr.expect("address").to_string();
+                        let pubk = format!("{}.pub", own.0.display());
+                        vinetc(
+                            tools,
+                            &[
+                                "identity",
+                                "issue",
+                                "--authority",
+                                p(&rogue),
+                                "--client",
+                                &pubk,
+                                "--address",
+                                &addr,
+                                "-o",
+                                p(&w("rogue.vid")),
+                            ],
+                        )?;
+                        (w("rogue.key"), w("rogue.vid"), bundle.expect("program"))
+                    }
+                    Forgery::Replay => {
+                        // The victim's first upload to this router (the plan checked there is one before).
+                        let first = plan
+                            .events
+                            .iter()
+                            .position(|x| matches!(&x.action, Action::Upload { client: Some(c), routers, .. } if c == victim && routers.contains(router)))
+                            .expect("an earlier upload");
+                        (own.0, own.1, saved_request(files, plan, first, *victim, *router))
+                    }
+                };
+                out.insert(i, AttackFiles { key, id, bundle });
+            }
+            Action::UnsafeUpload { client, how, program, .. } => {
+                let key = files.work.join(format!("{}.key", name(*client)));
+                let id = files.work.join(format!("{}.vid", name(*client)));
+                let bundle = match how {
+                    // Proved under the edge-router policy, sent under an end-user identity.
+                    Unsafe::UnsafeProgram => bundles[&(program.clone(), true)].clone(),
+                    Unsafe::Tampered => tamper(tools, &bundles[&(program.clone(), false)], &w("tampered.vpc"))?,
+                };
+                out.insert(i, AttackFiles { key, id, bundle });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A copy of a proved bundle with one bit of its module changed (the first
+/// byte, from offset 8, whose change `vinetc check` refuses as a module the
+/// certificate is not for: the program was altered after it was proved).
+fn tamper(tools: &Tools, vpc: &Path, out: &Path) -> Result<PathBuf, RunError> {
+    let bytes = std::fs::read(vpc).map_err(|e| fail(format!("{}: {e}", vpc.display())))?;
+    let policy = tools.root.join("examples/policies/end-user.toml");
+    for at in 8..bytes.len().min(64) {
+        let mut b = bytes.clone();
+        b[at] ^= 0x01;
+        std::fs::write(out, &b).map_err(|e| fail(e.to_string()))?;
+        let o = Command::new(&tools.vinetc)
+            .args(["check", p(out), "--policy", p(&policy)])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| fail(format!("vinetc: {e}")))?;
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        if !o.status.success() && said.contains("not this module") {
+            return Ok(out.to_path_buf());
+        }
+    }
+    Err(fail(format!("{}: no single-bit change of its first 64 bytes alters its module", vpc.display())))
+}
+
 struct Router {
     cfg: PathBuf,
     log: PathBuf,
@@ -451,27 +622,46 @@ fn bundles(plan: &Plan, tools: &Tools, cache: &Path) -> Result<BTreeMap<(PathBuf
     let mut out = BTreeMap::new();
     std::fs::create_dir_all(cache).map_err(|e| fail(format!("{}: {e}", cache.display())))?;
     for e in &plan.events {
-        if let Action::Upload { program, client, .. } = &e.action {
-            let edge = client.is_none_or(|c| plan.nodes[c].kind == Kind::Edge);
-            if out.contains_key(&(program.clone(), edge)) {
-                continue;
-            }
-            let text = std::fs::read(program).map_err(|e| fail(format!("{}: {e}", program.display())))?;
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in text.iter().chain(if edge { b"edge".iter() } else { b"user".iter() }) {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-            }
-            let stem = program.file_stem().and_then(|s| s.to_str()).unwrap_or("program");
-            let vpc = cache.join(format!("{stem}-{h:016x}.vpc"));
-            if !vpc.exists() {
-                let policy = tools.root.join(if edge { "examples/policies/edge-router.toml" } else { "examples/policies/end-user.toml" });
-                vinetc(tools, &["prove", p(program), "--policy", p(&policy), "-o", p(&vpc)])?;
-            }
-            out.insert((program.clone(), edge), vpc);
+        let (program, edge) = match &e.action {
+            Action::Upload { program, client, .. } => (program, client.is_none_or(|c| plan.nodes[c].kind == Kind::Edge)),
+            // An attacker is a host (end-user policy); an unsafe program is proved under the other one.
+            Action::ForgedUpload { program: Some(program), .. } => (program, false),
+            Action::UnsafeUpload { program, how, .. } => (program, *how == Unsafe::UnsafeProgram),
+            Action::Load { program, .. } => (program, false),
+            _ => continue,
+        };
+        if out.contains_key(&(program.clone(), edge)) {
+            continue;
         }
+        let text = std::fs::read(program).map_err(|e| fail(format!("{}: {e}", program.display())))?;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.iter().chain(if edge { b"edge".iter() } else { b"user".iter() }) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let stem = program.file_stem().and_then(|s| s.to_str()).unwrap_or("program");
+        let vpc = cache.join(format!("{stem}-{h:016x}.vpc"));
+        if !vpc.exists() {
+            let policy = tools.root.join(if edge { "examples/policies/edge-router.toml" } else { "examples/policies/end-user.toml" });
+            vinetc(tools, &["prove", p(program), "--policy", p(&policy), "-o", p(&vpc)])?;
+        }
+        out.insert((program.clone(), edge), vpc);
     }
     Ok(out)
 }
+
+/// A process's CPU time (user and system, all its threads), seconds, from
+/// /proc (in clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The longest a load event may take (`timeout` kills the client after it).
+const LOAD_SECS: u32 = 300;
 
 fn metrics(ns: &str, addr: &str) -> BTreeMap<String, f64> {
     let page =
@@ -542,25 +732,26 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
         let cfg = router_config(plan, tools, &files, r)?;
         routers.insert(r, Router { cfg, log: work.join(&plan.nodes[r].name).join("vinetd.log"), proc_ix: None });
     }
-    // End-user identities of hosts that upload.
+    // End-user identities of hosts that upload, attack or are impersonated.
     let mut host_ids: BTreeSet<usize> = BTreeSet::new();
     for e in &plan.events {
-        if let Action::Upload { client: Some(h), .. } = e.action {
-            if plan.nodes[h].kind == Kind::Edge {
+        let hosts: Vec<usize> = match e.action {
+            Action::Upload { client: Some(h), .. } if plan.nodes[h].kind == Kind::Edge => {
                 owner_identity(plan, tools, &files, h)?;
-            } else if host_ids.insert(h) {
-                let key = work.join(format!("{}.key", plan.nodes[h].name));
-                vinetc(tools, &["keygen", "-o", p(&key)])?;
-                let addr = plan.nodes[h].addr.expect("address").to_string();
-                let id = work.join(format!("{}.vid", plan.nodes[h].name));
-                let pubk = format!("{}.pub", key.display());
-                vinetc(
-                    tools,
-                    &["identity", "issue", "--authority", p(&files.operator), "--client", &pubk, "--address", &addr, "-o", p(&id)],
-                )?;
+                vec![]
+            }
+            Action::Upload { client: Some(h), .. } => vec![h],
+            Action::ForgedUpload { client, victim, .. } => vec![client, victim],
+            Action::UnsafeUpload { client, .. } => vec![client],
+            _ => vec![],
+        };
+        for h in hosts {
+            if host_ids.insert(h) {
+                host_identity(plan, tools, &files, h, &files.operator, &plan.nodes[h].name)?;
             }
         }
     }
+    let attacks = prepare_attacks(plan, tools, &files, &bundles)?;
 
     let classes = classes(plan);
     progress.line(&format!(
@@ -645,8 +836,12 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
     progress.phase(ticks, "running");
     let mut infections: Vec<Infection> = vec![];
     let mut infected: BTreeSet<usize> = BTreeSet::new();
-    let mut samples = vec![Sample { t: 0.0, infected: 0 }];
+    let cpu_of = |routers: &BTreeMap<usize, Router>, procs: &Procs| -> BTreeMap<String, f64> {
+        routers.iter().filter_map(|(r, x)| Some((plan.nodes[*r].name.clone(), cpu_secs(procs.list[x.proc_ix?].1.id())?))).collect()
+    };
+    let mut samples = vec![Sample { t: 0.0, infected: 0, router_cpu: cpu_of(&routers, &procs) }];
     let mut fired = vec![false; plan.events.len()];
+    let mut routing = Routing { down: BTreeSet::new(), installed: plan.routes.clone() };
     let mut log: Vec<EventLog> = vec![];
     let mut summaries: BTreeMap<usize, Summary> = BTreeMap::new();
     let mut next_sample = plan.sample_every;
@@ -676,7 +871,7 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
             break;
         }
         while t >= next_sample && next_sample <= plan.duration + 1e-9 {
-            samples.push(Sample { t: next_sample, infected: infected.len() });
+            samples.push(Sample { t: next_sample, infected: infected.len(), router_cpu: cpu_of(&routers, &procs) });
             next_sample += plan.sample_every;
         }
         for (i, e) in plan.events.iter().enumerate() {
@@ -691,10 +886,19 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
                 continue;
             }
             fired[i] = true;
-            let (ok, action, outcome) = fire(plan, tools, &net, &files, &bundles, &e.action, &mut routers, &mut procs, &mut agents, stop)?;
+            let ctx = Ctx { plan, tools, net: &net, files: &files, bundles: &bundles, attacks: &attacks, stop };
+            let (ok, action, outcome) = fire(&ctx, i, &e.action, &mut routers, &mut procs, &mut agents, &mut routing)?;
             let done = start.elapsed().as_secs_f64();
-            progress.line(&format!("t={t:6.2}s {action}: {}", if ok { "ok" } else { "FAILED" }));
-            log.push(EventLog { t, done, action, ok, outcome });
+            let refused = refusal_of(&e.action, &outcome);
+            let verdict = match (&refused, ok) {
+                (Some(r), true) => format!("refused ({r})"),
+                (None, true) if outcome.contains("answered as a retry") => "answered as a retry (nothing done again)".into(),
+                (_, true) => "ok".into(),
+                (_, false) => "FAILED".into(),
+            };
+            progress.line(&format!("t={t:6.2}s {action}: {verdict}"));
+            let load = if matches!(e.action, Action::Load { .. }) { serde_json::from_str(&outcome).ok() } else { None };
+            log.push(EventLog { t, done, action, ok, outcome, refused, load });
         }
         progress.set(
             ((t * 10.0) as u64).min(ticks),
@@ -704,7 +908,7 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
     }
     while samples.last().is_some_and(|s| s.t + plan.sample_every <= plan.duration + 1e-9) {
         let t = samples.last().expect("sample").t + plan.sample_every;
-        samples.push(Sample { t, infected: infected.len() });
+        samples.push(Sample { t, infected: infected.len(), router_cpu: cpu_of(&routers, &procs) });
     }
 
     // Collect: the agents' summaries, the counters, the metrics.
@@ -804,6 +1008,8 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
         flows,
         router_metrics,
         setup_secs,
+        plot: plan.plot,
+        programs: plan.programs,
     };
     drop(agents);
     drop(procs);
@@ -811,13 +1017,189 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
     Ok(result)
 }
 
+/// What the events of a run read.
+struct Ctx<'a> {
+    plan: &'a Plan,
+    tools: &'a Tools,
+    net: &'a Network,
+    files: &'a Files,
+    bundles: &'a BTreeMap<(PathBuf, bool), PathBuf>,
+    attacks: &'a BTreeMap<usize, AttackFiles>,
+    stop: &'a AtomicBool,
+}
+
+/// A hostile upload's refusal reason, from vinetc's last line
+/// ("vinetc: refused (key_mismatch): ...").
+fn refusal_of(action: &Action, outcome: &str) -> Option<String> {
+    if !matches!(action, Action::ForgedUpload { .. } | Action::UnsafeUpload { .. }) {
+        return None;
+    }
+    let (_, rest) = outcome.split_once("refused (")?;
+    Some(rest.split(')').next()?.to_string())
+}
+
+/// Start `vinetc upload` of `bundle` from namespace `ns` to router `r`
+/// (killed after UPLOAD_SECS), the rest of its arguments in `args`.
+fn upload(ctx: &Ctx, ns: &str, r: usize, bundle: &Path, args: &[String]) -> Result<std::process::Child, RunError> {
+    let dir = ctx.files.work.join(&ctx.plan.nodes[r].name);
+    let mut cmd = Command::new("ip");
+    // At most UPLOAD_SECS: an upload that hangs must not hold the script up for long.
+    cmd.args(["netns", "exec", ns, "timeout", "-s", "KILL", &UPLOAD_SECS.to_string()]).arg(&ctx.tools.vinetc).arg("upload").arg(bundle);
+    cmd.args(["--router", &format!("{}:{LISTEN_PORT}", ctx.plan.nodes[r].addr.expect("address"))]);
+    cmd.args(["--router-key", p(&dir.join("router.pub"))]);
+    cmd.args(args);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| fail(format!("vinetc: {e}")))
+}
+
+/// Wait for an upload: (exit code, its last non-empty line).
+fn finish(c: std::process::Child) -> Result<(Option<i32>, String), RunError> {
+    let o = c.wait_with_output().map_err(|e| fail(format!("vinetc: {e}")))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    Ok((o.status.code(), text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()))
+}
+
+/// The links down and the routes installed in each namespace.
+struct Routing {
+    down: BTreeSet<usize>,
+    installed: Vec<Vec<crate::topology::Route>>,
+}
+
+/// Install the shortest paths over the links that are up: in each router
+/// whose routes changed, one `ip -batch` of `route replace` for a new or
+/// changed route and `route del` for a subnet it can no longer reach.
+/// Returns how many routes changed in how many namespaces.
+fn reroute(plan: &Plan, net: &Network, routing: &mut Routing) -> Result<(usize, usize), String> {
+    let new = plan.routes_without(&routing.down);
+    let (mut changed, mut namespaces) = (0, 0);
+    for (i, (now, was)) in new.iter().zip(&routing.installed).enumerate() {
+        let mut script = String::new();
+        for r in now.iter().filter(|r| !was.contains(r)) {
+            script.push_str(&netns::route_args(r).join(" "));
+            script.push('\n');
+            changed += 1;
+        }
+        for r in was.iter().filter(|r| !now.iter().any(|x| x.to == r.to)) {
+            // Unreachable now; the kernel may have removed it with its device already.
+            script.push_str(&format!("-route del {}\n", r.to));
+            changed += 1;
+        }
+        if !script.is_empty() {
+            namespaces += 1;
+            netns::sh_stdin(&["ip", "-force", "-n", net.of(i), "-batch", "-"], &script).map_err(|e| e.0)?;
+        }
+    }
+    routing.installed = new;
+    Ok((changed, namespaces))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn fire(
-    plan: &Plan, tools: &Tools, net: &Network, files: &Files, bundles: &BTreeMap<(PathBuf, bool), PathBuf>, action: &Action,
-    routers: &mut BTreeMap<usize, Router>, procs: &mut Procs, agents: &mut BTreeMap<usize, Agent>, stop: &AtomicBool,
+    ctx: &Ctx, ix: usize, action: &Action, routers: &mut BTreeMap<usize, Router>, procs: &mut Procs, agents: &mut BTreeMap<usize, Agent>,
+    routing: &mut Routing,
 ) -> Result<(bool, String, String), RunError> {
+    let (plan, tools, net, files, bundles, stop) = (ctx.plan, ctx.tools, ctx.net, ctx.files, ctx.bundles, ctx.stop);
     let name = |i: usize| plan.nodes[i].name.clone();
     Ok(match action {
+        Action::Flood { client, router, connections, seconds, garbage } => {
+            let to = format!("{}:{LISTEN_PORT}", plan.nodes[*router].addr.expect("address"));
+            let a = agents.get_mut(client).expect("an agent on every host");
+            a.say(&format!("flood {to} {connections} {seconds} {}", u8::from(*garbage)));
+            let what = format!(
+                "flood by {} of {}'s admission port: {connections} {} connections for {seconds} s",
+                name(*client),
+                name(*router),
+                if *garbage { "garbage" } else { "idle" }
+            );
+            (true, what, String::new())
+        }
+        Action::ForgedUpload { client, router, victim, forgery, params, pay, .. } => {
+            let f = &ctx.attacks[&ix];
+            let args: Vec<String> = if *forgery == Forgery::Replay {
+                // (--pay is required by vinetc's arguments; nothing of it is sent.)
+                vec!["--send-raw".into(), p(&f.bundle).into(), "--pay".into(), "0".into()]
+            } else {
+                let mut a = vec!["--key".into(), p(&f.key).into(), "--identity".into(), p(&f.id).into(), "--pay".into(), pay.to_string()];
+                for pa in params {
+                    a.extend(["--param".into(), pa.clone()]);
+                }
+                a
+            };
+            let scrape = || {
+                let m = metrics(net.of(*router), &format!("{}:{METRICS_PORT}", plan.nodes[*router].addr.expect("address")));
+                let g = |k: &str| m.get(k).copied().unwrap_or(0.0);
+                (g("vinet_admissions_total"), g("vinet_retries_answered_total"))
+            };
+            let before = scrape();
+            let (code, last) = finish(upload(ctx, net.of(*client), *router, &f.bundle, &args)?)?;
+            let what = format!("forged upload ({}) by {} as {} to {}", forgery.name(), name(*client), name(*victim), name(*router));
+            // Sound: the router answered and refused (vinetc exits 1); or, for a replay, answered
+            // it as a retry of the request it already acted on: with that request's first answer,
+            // nothing admitted or charged again.
+            let refused = code == Some(1) && last.contains("refused (");
+            if *forgery == Forgery::Replay && !refused {
+                let after = scrape();
+                let retry = code == Some(0) && after.0 == before.0 && after.1 == before.1 + 1.0;
+                let note = format!(
+                    "{last}\n(answered as a retry: vinet_admissions_total {} -> {}, vinet_retries_answered_total {} -> {})",
+                    before.0, after.0, before.1, after.1
+                );
+                (retry, what, note)
+            } else {
+                (refused, what, last)
+            }
+        }
+        Action::Load { client, router, program, programs, clients, concurrency, vary, pay } => {
+            let addr = plan.nodes[*router].addr.expect("address");
+            let spec = crate::load::LoadSpec {
+                router: format!("{addr}:{LISTEN_PORT}"),
+                router_key: files.work.join(&plan.nodes[*router].name).join("router.pub"),
+                authority: files.operator.clone(),
+                bundle: bundles[&(program.clone(), false)].clone(),
+                programs: *programs,
+                clients: *clients,
+                concurrency: *concurrency,
+                // Clients are end users in 10.200.0.0/16, outside every subnet of the network (no
+                // traffic is for them); the parameter's values come from 198.18.0.0/15 (RFC 2544's).
+                first_client: u32::from(std::net::Ipv4Addr::new(10, 200, 0, 1)),
+                vary: vary.clone(),
+                first_value: u32::from(std::net::Ipv4Addr::new(198, 18, 0, 1)),
+                pay: *pay,
+                max_secs: f64::from(LOAD_SECS) - 10.0,
+            };
+            let file = files.work.join(format!("load{ix}.json"));
+            std::fs::write(&file, serde_json::to_string_pretty(&spec).expect("json")).map_err(|e| fail(e.to_string()))?;
+            let o = Command::new("ip")
+                .args(["netns", "exec", net.of(*client), "timeout", "-s", "KILL", &LOAD_SECS.to_string()])
+                .arg(&tools.emu)
+                .args(["load", p(&file)])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| fail(format!("load: {e}")))?;
+            let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let prog = program.file_name().and_then(|f| f.to_str()).unwrap_or("?");
+            let what = format!("load: {programs} uploads of {prog} by {clients} clients to {}", name(*router));
+            match serde_json::from_str::<crate::load::LoadResult>(&out) {
+                Ok(r) => (r.admitted == *programs, what, out),
+                Err(_) => (false, what, format!("{out}{}", String::from_utf8_lossy(&o.stderr))),
+            }
+        }
+        Action::UnsafeUpload { client, router, how, program, params, pay } => {
+            let f = &ctx.attacks[&ix];
+            let mut args: Vec<String> =
+                vec!["--key".into(), p(&f.key).into(), "--identity".into(), p(&f.id).into(), "--pay".into(), pay.to_string()];
+            for pa in params {
+                args.extend(["--param".into(), pa.clone()]);
+            }
+            let (code, last) = finish(upload(ctx, net.of(*client), *router, &f.bundle, &args)?)?;
+            let what = format!(
+                "unsafe upload ({}) of {} by {} to {}",
+                how.name(),
+                program.file_name().and_then(|f| f.to_str()).unwrap_or("?"),
+                name(*client),
+                name(*router)
+            );
+            (code == Some(1) && last.contains("refused ("), what, last)
+        }
         Action::Upload { program, params, routers: targets, client, pay } => {
             let vpc = &bundles[&(program.clone(), client.is_none_or(|c| plan.nodes[c].kind == Kind::Edge))];
             let mut children = vec![];
@@ -831,32 +1213,22 @@ fn fire(
                     }
                     Some(h) => (net.of(*h), files.work.join(format!("{}.key", name(*h))), files.work.join(format!("{}.vid", name(*h)))),
                 };
-                let mut cmd = Command::new("ip");
-                // At most UPLOAD_SECS: an upload that hangs must not hold the script up for long.
-                cmd.args(["netns", "exec", ns, "timeout", "-s", "KILL", &UPLOAD_SECS.to_string()])
-                    .arg(&tools.vinetc)
-                    .arg("upload")
-                    .arg(vpc);
-                cmd.args(["--router", &format!("{}:{LISTEN_PORT}", plan.nodes[*r].addr.expect("address"))]);
-                cmd.args(["--router-key", p(&dir.join("router.pub")), "--key", p(&key), "--identity", p(&id), "--pay", &pay.to_string()]);
+                let mut args: Vec<String> =
+                    vec!["--key".into(), p(&key).into(), "--identity".into(), p(&id).into(), "--pay".into(), pay.to_string()];
                 for pa in params {
-                    cmd.args(["--param", pa]);
+                    args.extend(["--param".into(), pa.clone()]);
                 }
-                let child = cmd
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| fail(format!("vinetc: {e}")))?;
-                children.push((*r, child));
+                if let Some(h) = client.filter(|c| plan.nodes[*c].kind == Kind::Host) {
+                    // Kept for a `forged-upload` replay of this request.
+                    args.extend(["--save-request".into(), p(&saved_request(files, plan, ix, h, *r)).into()]);
+                }
+                children.push((*r, upload(ctx, ns, *r, vpc, &args)?));
             }
             let mut ok = true;
             let mut outcome = String::new();
             for (r, c) in children {
-                let o = c.wait_with_output().map_err(|e| fail(format!("vinetc: {e}")))?;
-                ok &= o.status.success();
-                let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-                let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                let (code, last) = finish(c)?;
+                ok &= code == Some(0);
                 outcome.push_str(&format!("{}: {last}\n", name(r)));
             }
             let who = client.map_or("owner".to_string(), |c| {
@@ -892,8 +1264,9 @@ fn fire(
                     ok = false;
                     out.push_str(&e.0);
                 }
-                if up {
-                    // The kernel removed the routes over the device when it went down: put them back.
+                if up && (l.host_link || !plan.reroute) {
+                    // The kernel removed the routes over the device when it went down: put them back
+                    // (rerouting, below, installs what is shortest now instead).
                     for r in plan.routes[node].iter().filter(|r| &r.dev == ifn) {
                         let mut args: Vec<String> = vec!["ip".into(), "-n".into(), net.of(node).into()];
                         args.extend(netns::route_args(r));
@@ -902,6 +1275,20 @@ fn fire(
                             ok = false;
                             out.push_str(&e.0);
                         }
+                    }
+                }
+            }
+            if plan.reroute && !l.host_link {
+                if up {
+                    routing.down.remove(link);
+                } else {
+                    routing.down.insert(*link);
+                }
+                match reroute(plan, net, routing) {
+                    Ok((n, ns)) => out.push_str(&format!("rerouted: {n} routes changed in {ns} routers")),
+                    Err(e) => {
+                        ok = false;
+                        out.push_str(&e);
                     }
                 }
             }

@@ -63,6 +63,29 @@ pub struct Scenario {
     /// every combination and aggregates).
     #[serde(default)]
     pub sweep: Option<Spanned<Sweep>>,
+    /// What a run's plot shows (default: the infected fraction if there is
+    /// a worm, the datagrams delivered a second if the script attacks a
+    /// router, else the bytes on each router-to-router link).
+    #[serde(default)]
+    pub plot: Option<PlotKind>,
+    /// Whether a `link-down` (and a `link-up`) recomputes every router's
+    /// shortest paths over the links that are up and installs them (default);
+    /// false: routes stay as built, so a failed link's traffic is lost.
+    #[serde(default = "d_true")]
+    pub reroute: bool,
+}
+
+/// What a run's plot shows.
+#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlotKind {
+    /// The fraction of hosts infected over time.
+    Infected,
+    /// The bytes on each router-to-router link, by class.
+    Links,
+    /// The datagrams delivered each second, by traffic source, with the
+    /// script's events, and the attacked routers' refusals by reason.
+    Delivery,
 }
 
 fn d_seed() -> u64 {
@@ -395,9 +418,40 @@ pub struct EventSpec {
     /// (an end-user identity for its address).
     #[serde(default)]
     pub client: Option<String>,
-    /// upload: credits paid.
+    /// upload, forged-upload, unsafe-upload: credits paid.
     #[serde(default)]
     pub pay: Option<u64>,
+    /// forged-upload: "bad-signature", "stolen-identity", "unknown-authority"
+    /// or "replay"; unsafe-upload: "unsafe-program" or "tampered".
+    #[serde(default)]
+    pub attack: Option<String>,
+    /// forged-upload: the host whose identity (or signed request) the
+    /// attacker forges (or replays).
+    #[serde(default)]
+    pub victim: Option<String>,
+    /// flood: connections the attacker keeps open at once.
+    #[serde(default)]
+    pub connections: Option<usize>,
+    /// flood: how long it goes on, seconds.
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// flood: whether each connection sends garbage (else it sends nothing
+    /// and holds the connection open).
+    #[serde(default)]
+    pub garbage: Option<bool>,
+    /// load: uploads (programs installed, one instance each).
+    #[serde(default)]
+    pub programs: Option<usize>,
+    /// load: clients (end-user identities) the uploads are spread over.
+    #[serde(default)]
+    pub clients: Option<usize>,
+    /// load: uploads in flight at once.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// load: the program's parameter (an address) each upload binds to a
+    /// value of its own.
+    #[serde(default)]
+    pub vary: Option<String>,
 }
 
 /// The event kinds.
@@ -418,6 +472,15 @@ pub enum ActionKind {
     KillRouter,
     /// Start it again on its state.
     RestartRouter,
+    /// A malicious host floods a router's admission port with connections
+    /// (idle, or sending garbage), in the background.
+    Flood,
+    /// A malicious host uploads with a forged identity or a replayed request.
+    ForgedUpload,
+    /// A malicious host uploads a program that fails the router's check.
+    UnsafeUpload,
+    /// Many clients upload many programs to one router, from a host.
+    Load,
 }
 
 impl ActionKind {
@@ -431,6 +494,10 @@ impl ActionKind {
             ActionKind::LinkUp => "link-up",
             ActionKind::KillRouter => "kill-router",
             ActionKind::RestartRouter => "restart-router",
+            ActionKind::Flood => "flood",
+            ActionKind::ForgedUpload => "forged-upload",
+            ActionKind::UnsafeUpload => "unsafe-upload",
+            ActionKind::Load => "load",
         }
     }
 }
@@ -448,6 +515,10 @@ pub struct Sweep {
     /// Seeds.
     #[serde(default)]
     pub seeds: Vec<u64>,
+    /// Programs each `load` event uploads (its `programs`, and `clients` at
+    /// most as many).
+    #[serde(default)]
+    pub programs: Vec<usize>,
 }
 
 /// A scenario read from its file, with where it came from (programs are

@@ -162,7 +162,136 @@ pub enum Action {
         /// The router.
         router: usize,
     },
+    /// A host floods a router's admission port (in the background: the
+    /// script goes on).
+    Flood {
+        /// The attacking host.
+        client: usize,
+        /// The router (runs vinetd).
+        router: usize,
+        /// Connections kept open at once.
+        connections: usize,
+        /// Seconds it lasts.
+        seconds: f64,
+        /// Each connection sends garbage (else it idles).
+        garbage: bool,
+    },
+    /// A host uploads with a forged identity or replays a signed request.
+    ForgedUpload {
+        /// The attacking host.
+        client: usize,
+        /// The router.
+        router: usize,
+        /// The host impersonated.
+        victim: usize,
+        /// How.
+        forgery: Forgery,
+        /// The program (none for a replay).
+        program: Option<PathBuf>,
+        /// `NAME=VALUE` parameters.
+        params: Vec<String>,
+        /// Credits.
+        pay: u64,
+    },
+    /// Many clients upload one program many times to a router (each upload
+    /// binding `vary` to an address of its own), from a host's namespace.
+    Load {
+        /// The host the uploads come from.
+        client: usize,
+        /// The router.
+        router: usize,
+        /// The program.
+        program: PathBuf,
+        /// Uploads.
+        programs: usize,
+        /// Clients (identities).
+        clients: usize,
+        /// Uploads in flight at once.
+        concurrency: usize,
+        /// The parameter each upload binds to an address of its own.
+        vary: String,
+        /// Credits each upload pays.
+        pay: u64,
+    },
+    /// A host uploads a program the router's checker must refuse.
+    UnsafeUpload {
+        /// The attacking host.
+        client: usize,
+        /// The router.
+        router: usize,
+        /// How the bundle is unsafe.
+        how: Unsafe,
+        /// The program.
+        program: PathBuf,
+        /// `NAME=VALUE` parameters.
+        params: Vec<String>,
+        /// Credits.
+        pay: u64,
+    },
 }
+
+/// The most uploads of one `load` event.
+pub const MAX_LOAD_PROGRAMS: usize = 20_000;
+/// The most clients of one `load` event.
+pub const MAX_LOAD_CLIENTS: usize = 2_000;
+
+/// The forgeries of a `forged-upload` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forgery {
+    /// The attacker's own identity with its address changed to the victim's:
+    /// the authority's signature no longer verifies.
+    BadSignature,
+    /// The victim's identity certificate, presented with the attacker's key.
+    StolenIdentity,
+    /// An identity for the victim's address issued by an authority the
+    /// router does not trust (the attacker's own).
+    UnknownAuthority,
+    /// The victim's first signed upload request to this router, sent again
+    /// unchanged (after the victim's later requests, its sequence number is
+    /// no longer the newest).
+    Replay,
+}
+
+impl Forgery {
+    /// Its name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Forgery::BadSignature => "bad-signature",
+            Forgery::StolenIdentity => "stolen-identity",
+            Forgery::UnknownAuthority => "unknown-authority",
+            Forgery::Replay => "replay",
+        }
+    }
+}
+
+/// The unsafe bundles of an `unsafe-upload` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unsafe {
+    /// The program proved under the other client kind's policy (where it is
+    /// safe) and uploaded under the attacker's own identity, whose policy
+    /// it breaks: its certificate proves the wrong statement.
+    UnsafeProgram,
+    /// A bundle proved under the attacker's policy, then one byte of its
+    /// module changed: the certificate is for another module.
+    Tampered,
+}
+
+impl Unsafe {
+    /// Its name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unsafe::UnsafeProgram => "unsafe-program",
+            Unsafe::Tampered => "tampered",
+        }
+    }
+}
+
+/// The longest a flood may last, seconds.
+pub const MAX_FLOOD_SECS: f64 = 120.0;
+/// The most connections one flood keeps open.
+pub const MAX_FLOOD_CONNECTIONS: usize = 1000;
 
 /// A checked event of the script.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -198,6 +327,12 @@ pub struct Plan {
     pub vinet: scenario::VinetSpec,
     /// The fraction and placement this run used (for results).
     pub deployment: (f64, Placement),
+    /// What its plot shows, if the scenario says.
+    pub plot: Option<scenario::PlotKind>,
+    /// With a sweep over programs: this run's count.
+    pub programs: Option<usize>,
+    /// Whether a link's failure (and return) recomputes the routes.
+    pub reroute: bool,
 }
 
 /// The background class's UDP port.
@@ -571,6 +706,10 @@ impl Plan {
                 ActionKind::Start | ActionKind::Stop => &["traffic"],
                 ActionKind::LinkDown | ActionKind::LinkUp => &["link"],
                 ActionKind::KillRouter | ActionKind::RestartRouter => &["router"],
+                ActionKind::Flood => &["client", "router", "connections", "seconds", "garbage"],
+                ActionKind::ForgedUpload => &["client", "router", "victim", "attack", "program", "params", "pay"],
+                ActionKind::UnsafeUpload => &["client", "router", "attack", "program", "params", "pay"],
+                ActionKind::Load => &["client", "router", "program", "programs", "clients", "concurrency", "vary", "pay"],
             };
             let given = [
                 ("traffic", e.traffic.is_some()),
@@ -580,6 +719,15 @@ impl Plan {
                 ("params", !e.params.is_empty()),
                 ("client", e.client.is_some()),
                 ("pay", e.pay.is_some()),
+                ("attack", e.attack.is_some()),
+                ("victim", e.victim.is_some()),
+                ("connections", e.connections.is_some()),
+                ("seconds", e.seconds.is_some()),
+                ("garbage", e.garbage.is_some()),
+                ("programs", e.programs.is_some()),
+                ("clients", e.clients.is_some()),
+                ("concurrency", e.concurrency.is_some()),
+                ("vary", e.vary.is_some()),
             ];
             if let Some((f, _)) = given.iter().find(|(f, g)| *g && !allowed.contains(f)) {
                 return Err(bad(format!("`{f}` is not a field of this action (it takes {})", allowed.join(", "))));
@@ -587,6 +735,40 @@ impl Plan {
             let router = |r: &Option<String>| -> Result<usize, ScenarioError> {
                 let r = r.as_ref().ok_or_else(|| bad("needs `router`".into()))?;
                 index.get(r).copied().filter(|i| nodes[*i].kind != Kind::Host).ok_or_else(|| bad(format!("no router {r:?}")))
+            };
+            let params_of = || -> Result<Vec<String>, ScenarioError> {
+                let mut params = vec![];
+                for (k, v) in &e.params {
+                    let v = match v.strip_prefix('@') {
+                        Some(h) => match host_ix.get(h).and_then(|i| nodes[*i].addr) {
+                            Some(a) => a.to_string(),
+                            None => return Err(bad(format!("parameter {k} = {v:?}: no host {h:?}"))),
+                        },
+                        None => v.clone(),
+                    };
+                    params.push(format!("{k}={v}"));
+                }
+                Ok(params)
+            };
+            let program_of = |p: &Option<String>| -> Result<PathBuf, ScenarioError> {
+                let program = l.dir().join(p.as_ref().ok_or_else(|| bad("needs `program`".into()))?);
+                if !program.is_file() {
+                    return Err(bad(format!("program {} is not a file", program.display())));
+                }
+                Ok(program)
+            };
+            // An attack's `client` is a host (an agent floods; a host's end-user identity is forged),
+            // its `router` one that runs vinetd.
+            let attacker = |c: &Option<String>| -> Result<usize, ScenarioError> {
+                let c = c.as_ref().ok_or_else(|| bad("needs `client` (the attacking host)".into()))?;
+                host_ix.get(c).copied().ok_or_else(|| bad(format!("client {c:?} is not a host (an attacker is a host)")))
+            };
+            let attacked = |r: &Option<String>| -> Result<usize, ScenarioError> {
+                let r = router(r)?;
+                if !nodes[r].vinet {
+                    return Err(bad(format!("router {:?} does not run vinet (an attack is on a vinetd)", nodes[r].name)));
+                }
+                Ok(r)
             };
             let traffic_ix = |t: &Option<String>| -> Result<usize, ScenarioError> {
                 let t = t.as_ref().ok_or_else(|| bad("needs `traffic`".into()))?;
@@ -600,11 +782,7 @@ impl Plan {
             };
             let action = match e.action {
                 ActionKind::Upload => {
-                    let program = e.program.as_ref().ok_or_else(|| bad("needs `program`".into()))?;
-                    let program = l.dir().join(program);
-                    if !program.is_file() {
-                        return Err(bad(format!("program {} is not a file", program.display())));
-                    }
+                    let program = program_of(&e.program)?;
                     let routers = match e.router.as_deref() {
                         None | Some("vinet") => edges.iter().copied().filter(|e| nodes[*e].vinet).collect(),
                         Some(_) => {
@@ -625,17 +803,7 @@ impl Plan {
                                 .ok_or_else(|| bad(format!("client {h:?} is neither a host nor an edge router")))?,
                         ),
                     };
-                    let mut params = vec![];
-                    for (k, v) in &e.params {
-                        let v = match v.strip_prefix('@') {
-                            Some(h) => match host_ix.get(h).and_then(|i| nodes[*i].addr) {
-                                Some(a) => a.to_string(),
-                                None => return Err(bad(format!("parameter {k} = {v:?}: no host {h:?}"))),
-                            },
-                            None => v.clone(),
-                        };
-                        params.push(format!("{k}={v}"));
-                    }
+                    let params = params_of()?;
                     Action::Upload { program, params, routers, client, pay: e.pay.unwrap_or(1000) }
                 }
                 ActionKind::Start => Action::Start { traffic: traffic_ix(&e.traffic)? },
@@ -664,6 +832,108 @@ impl Plan {
                         Action::RestartRouter { router: r }
                     }
                 }
+                ActionKind::Flood => {
+                    let connections = e.connections.unwrap_or(100);
+                    if !(1..=MAX_FLOOD_CONNECTIONS).contains(&connections) {
+                        return Err(bad(format!("connections = {connections} must be 1 to {MAX_FLOOD_CONNECTIONS}")));
+                    }
+                    let seconds = e.seconds.ok_or_else(|| bad("needs `seconds` (how long the flood lasts)".into()))?;
+                    if !(seconds > 0.0 && seconds <= MAX_FLOOD_SECS) {
+                        return Err(bad(format!("seconds = {seconds} must be more than 0 and at most {MAX_FLOOD_SECS}")));
+                    }
+                    Action::Flood {
+                        client: attacker(&e.client)?,
+                        router: attacked(&e.router)?,
+                        connections,
+                        seconds,
+                        garbage: e.garbage.unwrap_or(false),
+                    }
+                }
+                ActionKind::ForgedUpload => {
+                    let forgery = match e.attack.as_deref() {
+                        Some("bad-signature") => Forgery::BadSignature,
+                        Some("stolen-identity") => Forgery::StolenIdentity,
+                        Some("unknown-authority") => Forgery::UnknownAuthority,
+                        Some("replay") => Forgery::Replay,
+                        Some(a) => {
+                            return Err(bad(format!(
+                            "attack {a:?}: a forged upload is \"bad-signature\", \"stolen-identity\", \"unknown-authority\" or \"replay\""
+                        )))
+                        }
+                        None => return Err(bad("needs `attack`".into())),
+                    };
+                    let (client, router) = (attacker(&e.client)?, attacked(&e.router)?);
+                    let v = e.victim.as_ref().ok_or_else(|| bad("needs `victim` (the host impersonated)".into()))?;
+                    let victim = host_ix.get(v).copied().ok_or_else(|| bad(format!("victim {v:?} is not a host")))?;
+                    if victim == client {
+                        return Err(bad("the victim is the attacker itself".into()));
+                    }
+                    let program = match forgery {
+                        Forgery::Replay => {
+                            if e.program.is_some() || !e.params.is_empty() || e.pay.is_some() {
+                                return Err(bad("a replay sends the victim's request as it was: no `program`, `params` or `pay`".into()));
+                            }
+                            // The request replayed is the victim's last upload to this router, earlier in the script.
+                            let earlier = events.iter().any(|x: &Event| {
+                                matches!(&x.action, Action::Upload { client: Some(c), routers, .. } if *c == victim && routers.contains(&router))
+                            });
+                            if !earlier {
+                                return Err(bad(format!(
+                                    "a replay needs an earlier upload by {v:?} to {:?} in the script (its request is what is replayed)",
+                                    nodes[router].name
+                                )));
+                            }
+                            None
+                        }
+                        _ => Some(program_of(&e.program)?),
+                    };
+                    Action::ForgedUpload { client, router, victim, forgery, program, params: params_of()?, pay: e.pay.unwrap_or(1000) }
+                }
+                ActionKind::Load => {
+                    let programs = e.programs.ok_or_else(|| bad("needs `programs` (how many uploads)".into()))?;
+                    if !(1..=MAX_LOAD_PROGRAMS).contains(&programs) {
+                        return Err(bad(format!("programs = {programs} must be 1 to {MAX_LOAD_PROGRAMS}")));
+                    }
+                    let clients = e.clients.unwrap_or(100);
+                    if !(1..=MAX_LOAD_CLIENTS).contains(&clients) {
+                        return Err(bad(format!("clients = {clients} must be 1 to {MAX_LOAD_CLIENTS}")));
+                    }
+                    let concurrency = e.concurrency.unwrap_or(8);
+                    if !(1..=16).contains(&concurrency) {
+                        return Err(bad(format!(
+                            "concurrency = {concurrency} must be 1 to 16 (a router serves at most 16 connections from one address)"
+                        )));
+                    }
+                    Action::Load {
+                        client: attacker(&e.client).map_err(|_| bad("`client` must be a host (the uploads come from it)".into()))?,
+                        router: attacked(&e.router)?,
+                        program: program_of(&e.program)?,
+                        programs,
+                        clients: clients.min(programs),
+                        concurrency,
+                        vary: e
+                            .vary
+                            .clone()
+                            .ok_or_else(|| bad("needs `vary` (the parameter each upload binds to an address of its own)".into()))?,
+                        pay: e.pay.unwrap_or(1000),
+                    }
+                }
+                ActionKind::UnsafeUpload => {
+                    let how = match e.attack.as_deref() {
+                        Some("unsafe-program") => Unsafe::UnsafeProgram,
+                        Some("tampered") => Unsafe::Tampered,
+                        Some(a) => return Err(bad(format!("attack {a:?}: an unsafe upload is \"unsafe-program\" or \"tampered\""))),
+                        None => return Err(bad("needs `attack`".into())),
+                    };
+                    Action::UnsafeUpload {
+                        client: attacker(&e.client)?,
+                        router: attacked(&e.router)?,
+                        how,
+                        program: program_of(&e.program)?,
+                        params: params_of()?,
+                        pay: e.pay.unwrap_or(1000),
+                    }
+                }
             };
             events.push(Event { when, action });
         }
@@ -679,7 +949,37 @@ impl Plan {
             events,
             vinet,
             deployment: (fraction, placement),
+            plot: s.plot,
+            programs: None,
+            reroute: s.reroute,
         })
+    }
+
+    /// Set every `load` event's uploads to `n` (a sweep over programs
+    /// installed); its clients to at most `n`.
+    pub fn with_programs(mut self, n: usize) -> Plan {
+        for e in &mut self.events {
+            if let Action::Load { programs, clients, .. } = &mut e.action {
+                *clients = (*clients).min(n).max(1);
+                *programs = n;
+            }
+        }
+        self.programs = Some(n);
+        self
+    }
+
+    /// Every node's routes with the links in `down` failed: shortest paths
+    /// over the others (what the emulator installs after a `link-down`, and
+    /// again after a `link-up`, when the scenario reroutes). A router cut off
+    /// from a subnet has no route to it.
+    pub fn routes_without(&self, down: &BTreeSet<usize>) -> Vec<Vec<Route>> {
+        let mut hosts_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (h, node) in self.nodes.iter().enumerate() {
+            if let Some(r) = node.router {
+                hosts_of.entry(r).or_default().push(h);
+            }
+        }
+        routes_avoiding(&self.nodes, &self.links, &hosts_of, down, true).expect("split_ok: no error")
     }
 
     /// Node indices of hosts.
@@ -779,11 +1079,20 @@ fn components(n: usize, edges: &BTreeSet<(usize, usize)>) -> Vec<usize> {
 
 /// Static shortest-path routes for every node.
 fn routes(nodes: &[Node], links: &[Link], hosts_of: &BTreeMap<usize, Vec<usize>>) -> Result<Vec<Vec<Route>>, String> {
+    routes_avoiding(nodes, links, hosts_of, &BTreeSet::new(), false)
+}
+
+/// Shortest-path routes over the router links not in `down`. With `split_ok`,
+/// a router that cannot reach a subnet gets no route to it (its packets there
+/// are lost); else that is an error.
+fn routes_avoiding(
+    nodes: &[Node], links: &[Link], hosts_of: &BTreeMap<usize, Vec<usize>>, down: &BTreeSet<usize>, split_ok: bool,
+) -> Result<Vec<Vec<Route>>, String> {
     let n = nodes.len();
     // Router adjacency: (neighbour, link).
     let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
     for (li, l) in links.iter().enumerate() {
-        if !l.host_link {
+        if !l.host_link && !down.contains(&li) {
             adj[l.a].push((l.b, li));
             adj[l.b].push((l.a, li));
         }
@@ -830,8 +1139,11 @@ fn routes(nodes: &[Node], links: &[Link], hosts_of: &BTreeMap<usize, Vec<usize>>
             if rn.kind == Kind::Host || r == e {
                 continue;
             }
-            let (hop, li) =
-                next[r].ok_or_else(|| format!("router {:?} cannot reach edge router {:?}: the network is split", rn.name, node.name))?;
+            let (hop, li) = match next[r] {
+                Some(x) => x,
+                None if split_ok => continue,
+                None => return Err(format!("router {:?} cannot reach edge router {:?}: the network is split", rn.name, node.name)),
+            };
             let l = &links[li];
             let (dev, via) = if l.a == r { (l.a_if.clone(), l.b_addr.0) } else { (l.b_if.clone(), l.a_addr.0) };
             debug_assert!(l.a == hop || l.b == hop);
@@ -926,6 +1238,82 @@ b = "e2"
         assert!(e.msg.contains("used twice"), "{e}");
         let split = LINE.replace("[[link]]\na = \"c\"\nb = \"e2\"\n", "");
         assert!(plan(&split).unwrap_err().msg.contains("the network is split"));
+    }
+
+    #[test]
+    fn attack_events_plan_and_their_mistakes_are_located() {
+        let fw = "../../examples/firewall.vinet";
+        let ev = |body: &str| format!("{LINE}[[event]]\nat = 1\n{body}");
+        // Programs are relative to the scenario file: plan as if it were in emu/scenarios/.
+        let plan_here = |text: String| {
+            let l = parse(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/x.toml"), text)?;
+            Plan::new(&l, None)
+        };
+        let p = plan_here(ev("action = \"flood\"\nclient = \"b\"\nrouter = \"e1\"\nseconds = 5\ngarbage = true\n")).unwrap();
+        assert!(matches!(p.events[0].action, Action::Flood { connections: 100, garbage: true, .. }), "{:?}", p.events[0]);
+        let forged = |attack: &str| {
+            ev(&format!(
+                "action = \"forged-upload\"\nattack = \"{attack}\"\nclient = \"b\"\nvictim = \"a\"\nrouter = \"e1\"\nprogram = \"{fw}\"\n"
+            ))
+        };
+        for a in ["bad-signature", "stolen-identity", "unknown-authority"] {
+            let p = plan_here(forged(a)).unwrap();
+            assert!(matches!(&p.events[0].action, Action::ForgedUpload { forgery, .. } if forgery.name() == a));
+        }
+        let e = plan_here(forged("charm")).unwrap_err();
+        assert!(e.msg.contains("attack \"charm\": a forged upload is"), "{e}");
+        assert_eq!(e.line, 30, "{e}");
+        // A replay needs the victim's earlier upload to that router.
+        let replay = "action = \"forged-upload\"\nattack = \"replay\"\nclient = \"b\"\nvictim = \"a\"\nrouter = \"e1\"\n";
+        let e = plan_here(ev(replay)).unwrap_err();
+        assert!(e.msg.contains("a replay needs an earlier upload by \"a\""), "{e}");
+        let upload = format!("action = \"upload\"\nclient = \"a\"\nrouter = \"e1\"\nprogram = \"{fw}\"\n");
+        let p = plan_here(format!("{}[[event]]\nat = 2\n{replay}", ev(&upload))).unwrap();
+        assert!(matches!(p.events[1].action, Action::ForgedUpload { forgery: Forgery::Replay, program: None, .. }));
+        let e = plan_here(ev("action = \"flood\"\nclient = \"b\"\nrouter = \"e1\"\n")).unwrap_err();
+        assert!(e.msg.contains("needs `seconds`"), "{e}");
+        let e = plan_here(ev("action = \"flood\"\nclient = \"e2\"\nrouter = \"e1\"\nseconds = 1\n")).unwrap_err();
+        assert!(e.msg.contains("is not a host (an attacker is a host)"), "{e}");
+        let e = plan_here(ev("action = \"flood\"\nclient = \"b\"\nrouter = \"e2\"\nseconds = 1\n")).unwrap_err();
+        assert!(e.msg.contains("does not run vinet"), "{e}");
+        let e = plan_here(ev("action = \"flood\"\nclient = \"b\"\nrouter = \"e1\"\nseconds = 1\nconnections = 5000\n")).unwrap_err();
+        assert!(e.msg.contains("connections = 5000 must be 1 to 1000"), "{e}");
+        let e = plan_here(ev("action = \"flood\"\nclient = \"b\"\nrouter = \"e1\"\nseconds = 1\nvictim = \"a\"\n")).unwrap_err();
+        assert!(e.msg.contains("`victim` is not a field of this action"), "{e}");
+        let e = plan_here(ev(&format!(
+            "action = \"unsafe-upload\"\nattack = \"sneaky\"\nclient = \"b\"\nrouter = \"e1\"\nprogram = \"{fw}\"\n"
+        )))
+        .unwrap_err();
+        assert!(e.msg.contains("\"unsafe-program\" or \"tampered\""), "{e}");
+    }
+
+    #[test]
+    fn a_failed_link_is_routed_around() {
+        // e1 -- c0 -- e2 and e1 -- c1 -- e2: e1 reaches e2's subnet through c0 (listed first).
+        let diamond = LINE.replace("[[link]]\na = \"c\"\nb = \"e2\"\n", "")
+            + "[[router]]\nname = \"d\"\nkind = \"core\"\n[[link]]\na = \"c\"\nb = \"e2\"\n[[link]]\na = \"e1\"\nb = \"d\"\n[[link]]\na = \"d\"\nb = \"e2\"\n";
+        let p = plan(&diamond).unwrap();
+        let ix = |n: &str| p.nodes.iter().position(|x| x.name == n).unwrap();
+        let link = |n: &str| p.links.iter().position(|l| l.name == n).unwrap();
+        let to_e2 = |routes: &[Vec<Route>], at: &str| routes[ix(at)].iter().find(|r| r.to == "10.1.1.0/24").cloned();
+        let dev_to = |a: &str, b: &str| {
+            let l = p.links.iter().find(|l| l.name == format!("{a}-{b}") || l.name == format!("{b}-{a}")).unwrap();
+            if p.nodes[l.a].name == a {
+                l.a_if.clone()
+            } else {
+                l.b_if.clone()
+            }
+        };
+        assert_eq!(p.routes_without(&BTreeSet::new()), p.routes, "nothing down: the routes as built");
+        assert_eq!(to_e2(&p.routes, "e1").unwrap().dev, dev_to("e1", "c"));
+        let down = BTreeSet::from([link("c-e2")]);
+        let r = p.routes_without(&down);
+        assert_eq!(to_e2(&r, "e1").unwrap().dev, dev_to("e1", "d"), "around the failed link, through d");
+        assert_eq!(to_e2(&r, "c").unwrap().dev, dev_to("c", "e1"), "c goes back through e1");
+        // Both paths down: e1 has no route to e2's subnet at all.
+        let r = p.routes_without(&BTreeSet::from([link("c-e2"), link("d-e2")]));
+        assert_eq!(to_e2(&r, "e1"), None);
+        assert!(r[ix("e1")].iter().any(|x| x.to == "10.1.0.0/24"), "its own subnet stays");
     }
 
     const GEN: &str = r#"

@@ -33,7 +33,23 @@ fn shipped_scenarios_plan() {
         names.push(l.scenario.name.clone());
     }
     names.sort();
-    assert_eq!(names, ["multicast-agg", "multicast-none", "scale", "spam-destination", "spam-source", "tiny", "worm-partial"]);
+    assert_eq!(
+        names,
+        [
+            "multicast-agg",
+            "multicast-none",
+            "reroute",
+            "reroute-static",
+            "robust-baseline",
+            "robust-threats",
+            "router-load",
+            "scale",
+            "spam-destination",
+            "spam-source",
+            "tiny",
+            "worm-partial"
+        ]
+    );
 }
 
 #[test]
