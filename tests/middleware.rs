@@ -164,6 +164,13 @@ fn locate_refuses_hostile_entries_and_picks_the_longest_prefix() {
     std::fs::write(&other, public_key_text(&key(42).verifying_key())).unwrap();
     let r = vinetc(&["locate", "10.1.2.3", "--directory", &f, "--trust", other.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{r:?}");
+    // Every entry it would use, and none with a directory of refused ones.
+    let r = vinetc(&["locate", "--list", "--directory", &f, "--trust", trust.to_str().unwrap()]);
+    let used: Vec<&str> = r.ok().lines().collect();
+    assert_eq!(used.len(), 2, "{used:?}");
+    assert!(used[0].starts_with(&format!("{f}:2: router 192.0.2.2:7700 (key 0202020202020202) for 10.0.0.0/8, expires in ")), "{used:?}");
+    assert!(used[1].starts_with(&format!("{f}:3: router 192.0.2.3:7700")), "{used:?}");
+    assert_eq!(vinetc(&["locate", "--list", "--directory", &f, "--trust", other_key(&dir).as_str()]).code, 1);
     // JSON.
     let r = vinetc(&["locate", "10.1.2.3", "--directory", &f, "--trust", trust.to_str().unwrap(), "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(r.ok()).unwrap();
@@ -287,4 +294,11 @@ fn deploy_generates_proves_locates_and_uploads() {
     // Deploying the same generated program again keeps the file as it is.
     let out = deploy(&["firewall", "--block", "10.9.0.66", "--lifetime", "3600"]).ok().to_string();
     assert!(out.starts_with(&format!("step 1 of 4, new: kept {out_dir}/firewall.vinet")) && out.contains("lease 3"), "{out}");
+}
+
+/// A public key file of an authority that signed nothing here.
+fn other_key(dir: &Scratch) -> String {
+    let p = dir.path("nobody.pub");
+    std::fs::write(&p, public_key_text(&key(43).verifying_key())).unwrap();
+    p.display().to_string()
 }

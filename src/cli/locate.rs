@@ -13,8 +13,9 @@ use super::upload::until;
 use super::{Failure, Format};
 
 const AFTER_HELP: &str = "\
-Example:
+Examples:
   vinetc locate 10.9.3.4 --directory routers.van --trust operator.key.pub
+  vinetc locate --list --directory routers/ --trust operator.key.pub     # every entry it would use
 
 The directory is a file of announcements (one `vinet-announcement-v1` line
 each; `vinetd --config R.toml announce` prints a router's) or a folder of
@@ -25,7 +26,8 @@ that is refused is named on stderr with its file, line and reason, and is
 never used. The router chosen is the one announcing the longest prefix that
 contains ADDRESS; its address and Noise key are what `vinetc upload
 --router --router-key` take. Exit 0: found; 1: no trusted router announces
-a prefix containing ADDRESS; 2: bad usage or an unreadable directory.";
+a prefix containing ADDRESS (with --list: no entry is usable); 2: bad
+usage or an unreadable directory.";
 
 /// Where the directory is and whom to trust (shared with `vinetc deploy`).
 #[derive(clap::Args, Debug, Clone)]
@@ -46,8 +48,11 @@ pub struct DirArgs {
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// The traffic source's address.
-    #[arg(value_name = "ADDRESS")]
-    pub address: String,
+    #[arg(value_name = "ADDRESS", required_unless_present = "list")]
+    pub address: Option<String>,
+    /// List every entry the directory would use (and name the refused ones), instead of locating.
+    #[arg(long, conflicts_with = "address")]
+    pub list: bool,
     /// The directory and the trusted authorities.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -139,10 +144,35 @@ pub fn describe(addr: Ipv4Addr, at: &At, e: &Entry, prefix: Ipv4Prefix) -> Strin
     )
 }
 
+/// `vinetc locate --list`: every entry used, one line each.
+fn list(dir: &Directory, format: Format) -> Result<(), Failure> {
+    for (at, e) in &dir.entries {
+        let prefixes: Vec<String> = e.prefixes.iter().map(ToString::to_string).collect();
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"entry": at, "router": e.address.to_string(), "key": hex(&e.noise_key), "prefixes": prefixes, "expires": e.expires, "authority": hex(e.authority.as_bytes())})
+            ),
+            Format::Text => println!(
+                "{at}: router {} (key {}) for {}, expires in {}",
+                e.address,
+                &hex(&e.noise_key)[..16],
+                prefixes.join(" "),
+                until(e.expires.saturating_mul(1000))
+            ),
+        }
+    }
+    if dir.entries.is_empty() {
+        return Err(Failure::Rejected(format!("the directory has no entry to use ({} refused)", count(dir.refused.len()))));
+    }
+    Ok(())
+}
+
 /// Run `vinetc locate`.
 pub fn run(args: Args) -> Result<(), Failure> {
-    let addr = address("", &args.address)?;
     let dir = args.dir.load()?;
+    let Some(a) = &args.address else { return list(&dir, args.format) };
+    let addr = address("", a)?;
     let found = find(&dir, addr);
     match args.format {
         Format::Json => {
