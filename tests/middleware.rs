@@ -218,6 +218,9 @@ fn deploy_generates_proves_locates_and_uploads() {
         &ann_id,
     ])
     .ok();
+    let bare = std::process::Command::new(VINETD).args(["--config", cfg.to_str().unwrap(), "announce"]).output().unwrap();
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("vinetd announce: the config has no [announce] section"), "{bare:?}");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
         "\n[announce]\nkey = \"{ann}\"\nidentity = \"{ann_id}\"\naddress = \"{}\"\nprefixes = [\"10.9.0.0/16\"]\nvalid_for = \"1 days\"\n",
