@@ -297,6 +297,29 @@ fn deploy_generates_proves_locates_and_uploads() {
     // Deploying the same generated program again keeps the file as it is.
     let out = deploy(&["firewall", "--block", "10.9.0.66", "--lifetime", "3600"]).ok().to_string();
     assert!(out.starts_with(&format!("step 1 of 4, new: kept {out_dir}/firewall.vinet")) && out.contains("lease 3"), "{out}");
+    // Without --pay, the router's price is asked first, and paid.
+    let mut args: Vec<String> = vec!["deploy".into(), "--policy".into(), policy("end-user")];
+    for a in [
+        "--directory",
+        &dirfile,
+        "--trust",
+        &format!("{op}.pub"),
+        "--key",
+        &key,
+        "--identity",
+        &id,
+        "--program",
+        &prog,
+        "--source",
+        "10.9.0.1",
+    ] {
+        args.push(a.to_string());
+    }
+    let r = vinetc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = r.ok();
+    let said = out.lines().find(|l| l.starts_with("the router's price: ")).unwrap_or_else(|| panic!("{out}"));
+    let p = said.trim_start_matches("the router's price: ").split(' ').next().unwrap();
+    assert!(out.contains(&format!(" --pay {p} ")) && out.contains(&format!("paid {p},")) && out.contains("lease 4"), "{out}");
 }
 
 /// A public key file of an authority that signed nothing here.

@@ -11,7 +11,9 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use vinet_checker::cert::{decode_file, Bundle, BUNDLE_MAGIC};
 use vinet_proto::identity::hex;
+use vinet_proto::protocol::Reply;
 
 use super::locate::{self, DirArgs};
 use super::new::{self, Kind};
@@ -32,7 +34,8 @@ replacing a file without --force) or takes --program;
 step 2 proves it against --policy into a bundle beside it; step 3 finds the
 router nearest --source in the directory (for a firewall with one --block,
 that block is the source unless --source says otherwise); step 4 uploads
-the bundle to that router, pinning the key its signed announcement gives.
+the bundle to that router, pinning the key its signed announcement gives
+(without --pay, it asks the router's price first and pays that).
 Exit codes are those of the step that failed (1: refused; 2: bad usage,
 unreadable input or no connection).";
 
@@ -64,9 +67,10 @@ pub struct Args {
     /// The client's identity certificate.
     #[arg(long, value_name = "ID.vid")]
     pub identity: PathBuf,
-    /// Credits to pay (at least the price of the bundle's declared cost).
+    /// Credits to pay (at least the price of the bundle's declared cost)
+    /// [default: the located router's price, asked first].
     #[arg(long, value_name = "N")]
-    pub pay: u64,
+    pub pay: Option<u64>,
     /// Give or override a parameter of the program (when it is proved).
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::build::param)]
     pub params: Vec<(String, String)>,
@@ -152,26 +156,44 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let dir = trust_dir.load()?;
     let (at, entry, prefix) = locate::find(&dir, source)?;
     println!("{}", locate::describe(source, at, entry, prefix));
-    let mut upload_argv = vec![
-        bundle.display().to_string(),
-        "--router".into(),
-        entry.address.to_string(),
-        "--router-key".into(),
-        hex(&entry.noise_key),
+    let router = ["--router".to_string(), entry.address.to_string(), "--router-key".into(), hex(&entry.noise_key)];
+    let pay = match args.pay {
+        Some(p) => p,
+        None => price(&bundle, &router, args.timeout)?,
+    };
+    let mut upload_argv = vec![bundle.display().to_string()];
+    upload_argv.extend(router);
+    upload_argv.extend([
         "--key".into(),
         args.key.display().to_string(),
         "--identity".into(),
         args.identity.display().to_string(),
         "--pay".into(),
-        args.pay.to_string(),
+        pay.to_string(),
         "--timeout".into(),
         args.timeout.to_string(),
-    ];
+    ]);
     if let Some(l) = &args.lemmas {
         upload_argv.extend(["--lemmas".into(), l.display().to_string()]);
     }
     step(4, &format!("upload: vinetc upload {}", shown(&upload_argv)));
     upload::run(parse::<upload::Args>("upload", &upload_argv)?)
+}
+
+/// The router's price for the bundle's declared cost, from its public
+/// status (what `vinetc upload --quote` reports), said before it is paid.
+fn price(bundle: &std::path::Path, router: &[String], timeout: u64) -> Result<u64, Failure> {
+    let bytes = super::read_input(bundle)?;
+    let b: Bundle = decode_file(&bytes, BUNDLE_MAGIC, "bundle").map_err(|e| Failure::Usage(format!("{}: {e}", bundle.display())))?;
+    let mut argv = router.to_vec();
+    argv.extend(["--timeout".into(), timeout.to_string()]);
+    let conn = parse::<upload::Conn>("status", &argv)?;
+    let mut c = conn.connect(false)?;
+    let reply = c.public_status().map_err(|e| Failure::Usage(format!("no answer from the router at {}: {e}", conn.router)))?;
+    let Reply::Status(s) = reply else { return Err(upload::refusal(reply, super::Format::Text)) };
+    let p = vinet_proto::protocol::price(b.declared.cost, s.cost_units_per_credit);
+    println!("the router's price: {p} credits (declared cost {} at 1 credit per {} cost units)", b.declared.cost, s.cost_units_per_credit);
+    Ok(p)
 }
 
 /// A subcommand's arguments, parsed from the words its command line would
