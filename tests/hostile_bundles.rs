@@ -60,7 +60,7 @@ fn firewall() -> (vinet_prover::Prover, LemmaCache, Policy, Bundle) {
 #[test]
 fn the_honest_bundle_is_accepted() {
     let (_, c, pol, b) = firewall();
-    assert_eq!(check(&bytes(&b), &pol, &c).unwrap().complexity(), 1024);
+    assert_eq!(check(&bytes(&b), &pol, &c).unwrap().complexity(), 1030);
 }
 
 #[test]
@@ -121,8 +121,10 @@ fn an_altered_module_is_checked_for_what_it_is() {
     let at = m.code.iter().position(|i| matches!(i, Insn::FilterSrc { .. })).unwrap();
     let Insn::FilterSrc { dst, set, by } = m.code[at] else { unreachable!() };
     m.code[at] = Insn::FilterDst { dst, set, by };
+    let vc = vinet_checker::vcgen::generate(&m, &pol).unwrap();
     let mut bad = b.clone();
     bad.module = m.encode();
+    bad.declared = vinet_checker::cert::Declared { complexity: vc.complexity, cost: vc.cost };
     let e = refused(&bytes(&bad), &pol, &c);
     assert!(matches!(e, CheckError::Proof(_) | CheckError::Statement(_)), "{e}");
 }
@@ -143,7 +145,7 @@ fn lies_about_cost_are_refused() {
     let mut lie = b.clone();
     lie.declared.complexity = 512;
     let e = refused(&bytes(&lie), &pol, &c);
-    assert!(e.to_string().contains("declared complexity 512 but the checker derives 1024"), "{e}");
+    assert!(e.to_string().contains("declared complexity 512 but the checker derives 1030"), "{e}");
     let mut lie = b.clone();
     lie.declared.cost -= 1;
     assert!(refused(&bytes(&lie), &pol, &c).to_string().contains("declared cost"));
@@ -262,7 +264,10 @@ fn malformed_proofs_name_the_step_and_rule() {
         ("a lemma at a target it does not match", Box::new(|p: &mut Proof| p.steps.insert(0, Step::Lemma { i: 0, at: Some(2) }))),
         (
             "an instance of a theorem with no quantifier",
-            Box::new(|p: &mut Proof| drop(p.steps.splice(0..0, [Step::Truth, Step::Inst { s: 0, t: 1 }]))),
+            Box::new(|p: &mut Proof| {
+                p.terms.push(TermNode::App(Sym::True, vec![]));
+                drop(p.steps.splice(0..0, [Step::Eval { t: 3 }, Step::Inst { s: 0, t: 1 }]))
+            }),
         ),
         ("an empty conjunction", Box::new(|p: &mut Proof| p.steps.push(Step::Conj { s: vec![] }))),
         ("a lemma by a prefix no verified lemma has", Box::new(|p: &mut Proof| p.lemmas[0] = LemmaRef(vec![0xde, 0xad, 0xbe, 0xef, 0]))),
@@ -410,7 +415,7 @@ fn vinetc_check_refuses_with_one_line_and_exit_1() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated", honest[..honest.len() / 2].to_vec(), "malformed bundle"),
         ("random", (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(), "malformed bundle"),
-        ("lie", bytes(&lie), "declared complexity 1 but the checker derives 1024"),
+        ("lie", bytes(&lie), "declared complexity 1 but the checker derives 1030"),
         ("other module", bytes(&other), "proof: step 1 (inst)"),
     ];
     for (name, data, reason) in cases {
@@ -431,7 +436,7 @@ fn vinetc_check_refuses_with_one_line_and_exit_1() {
     let out = run(&f, true);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["accepted"].as_bool(), v["complexity"].as_u64()), (Some(true), Some(1024)));
+    assert_eq!((v["accepted"].as_bool(), v["complexity"].as_u64()), (Some(true), Some(1030)));
     assert_eq!(run(&dir.join("missing.vpc"), false).status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }

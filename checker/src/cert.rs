@@ -19,7 +19,7 @@
 //! false: every lemma it can resolve to is a theorem the kernel proved from the
 //! axioms, so a collision can only cite the wrong *true* lemma, whose instance
 //! then fails to match or to give the statement (a refusal, never an
-//! acceptance); an ambiguous prefix is refused (README, "The trusted base").
+//! acceptance); an ambiguous prefix is refused (docs/CONTRACT.md, section 5).
 //!
 //! File layouts (all postcard after a 4-byte magic):
 //! - bundle `.vpc`: `VPC1` + [`Bundle`]
@@ -71,7 +71,6 @@ pub enum Step {
     NotElim { s1: u32, s2: u32 },
     FalseElim { s: u32, t: u32 },
     ExcludedMiddle { t: u32 },
-    Truth,
     Refl { t: u32 },
     EqSubst { s1: u32, s2: u32, var: u32, template: u32 },
     Ite { s: u32, c: u32, x: u32, y: u32 },
@@ -131,7 +130,7 @@ pub struct Bundle {
 }
 
 /// The blake3 hash of a lemma's canonical bytes (name, statement and proof).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LemmaHash(pub [u8; 32]);
 
 /// A reference to a lemma: a prefix of its hash (certificates use 4 bytes, libraries all 32).
@@ -145,11 +144,6 @@ impl LemmaRef {
     }
 }
 
-impl std::fmt::Debug for LemmaHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self}")
-    }
-}
 impl std::fmt::Display for LemmaHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -216,24 +210,16 @@ pub fn decode_file<T: serde::de::DeserializeOwned>(bytes: &[u8], magic: &[u8; 4]
     let bad = |reason: String| ProofError::Malformed(what, reason);
     let body = bytes.strip_prefix(magic).ok_or_else(|| bad("wrong magic: not this kind of vinet file".into()))?;
     let (v, rest) = postcard::take_from_bytes(body).map_err(|e| bad(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(bad(format!("{} trailing bytes", rest.len())));
-    }
-    Ok(v)
+    rest.is_empty().then_some(v).ok_or_else(|| bad(format!("{} trailing bytes", rest.len())))
 }
 
 /// Encode `magic ++ postcard(value)`.
 pub fn encode_file<T: Serialize>(value: &T, magic: &[u8; 4]) -> Vec<u8> {
-    let mut out = magic.to_vec();
-    out.extend(postcard::to_allocvec(value).expect("in-memory encoding"));
-    out
+    [magic.as_slice(), &postcard::to_allocvec(value).expect("in-memory encoding")].concat()
 }
 
 /// Build the pool's terms, each from earlier ones or a conjunct of `goals`.
 pub fn build_terms(pool: &[TermNode], goals: &[Term]) -> Result<Vec<Term>, ProofError> {
-    if pool.len() > MAX_PROOF_ITEMS {
-        return Err(ProofError::Term(MAX_PROOF_ITEMS, "too many terms".into()));
-    }
     let mut terms: Vec<Term> = goals.to_vec();
     for (index, node) in pool.iter().enumerate() {
         let get = |i: u32| terms.get(i as usize).cloned().ok_or_else(|| format!("refers to term {i}, not an earlier one"));
@@ -268,11 +254,11 @@ pub fn budget(bytes: usize) -> crate::logic::Budget {
 /// theorem of its last step, and the pool's terms. Under a [`budget`], a proof
 /// that passes it is refused at the step that does.
 pub fn replay(proof: &Proof, cache: &LemmaCache, goals: &[Term]) -> Result<(Theorem, Vec<Term>), ProofError> {
+    if proof.terms.len().max(proof.steps.len()).max(proof.lemmas.len()) > MAX_PROOF_ITEMS {
+        return Err(ProofError::Malformed("proof", format!("more than {MAX_PROOF_ITEMS} terms, steps or lemmas")));
+    }
     let terms = build_terms(&proof.terms, goals)?;
     let lemmas = proof.lemmas.iter().map(|r| cache.resolve(r)).collect::<Result<Vec<_>, _>>()?;
-    if proof.steps.len() > MAX_PROOF_ITEMS {
-        return Err(ProofError::Malformed("proof", "too many steps".into()));
-    }
     let mut done: Vec<Theorem> = Vec::with_capacity(proof.steps.len());
     for (index, step) in proof.steps.iter().enumerate() {
         let th = apply(step, &terms, &done, &lemmas);
@@ -288,6 +274,7 @@ pub fn replay(proof: &Proof, cache: &LemmaCache, goals: &[Term]) -> Result<(Theo
 fn apply(step: &Step, terms: &[Term], done: &[Theorem], lemmas: &[&Theorem]) -> Result<Theorem, RuleError> {
     let t = |i: u32| terms.get(i as usize).ok_or_else(|| RuleError { rule: "ref", reason: format!("no term {i}") });
     let s = |i: u32| done.get(i as usize).ok_or_else(|| RuleError { rule: "ref", reason: format!("step {i} is not an earlier step") });
+    let l = |i: u32| lemmas.get(i as usize).copied().ok_or_else(|| RuleError { rule: "lemma", reason: format!("no cited lemma {i}") });
     use Step::*;
     match step {
         Assume { t: a } => Theorem::assume(t(*a)?),
@@ -301,25 +288,21 @@ fn apply(step: &Step, terms: &[Term], done: &[Theorem], lemmas: &[&Theorem]) -> 
         NotElim { s1, s2 } => Theorem::not_elim(s(*s1)?, s(*s2)?),
         FalseElim { s: a, t: b } => Theorem::false_elim(s(*a)?, t(*b)?),
         ExcludedMiddle { t: a } => Theorem::excluded_middle(t(*a)?),
-        Truth => Theorem::truth(),
         Refl { t: a } => Theorem::refl(t(*a)?),
         EqSubst { s1, s2, var, template } => Theorem::eq_subst(s(*s1)?, s(*s2)?, t(*var)?, t(*template)?),
         Ite { s: a, c, x, y } => Theorem::ite(s(*a)?, t(*c)?, t(*x)?, t(*y)?),
         AllIntro { s: a, var } => Theorem::all_intro(s(*a)?, t(*var)?),
         AllElim { s: a, t: b } => Theorem::all_elim(s(*a)?, t(*b)?),
         Axiom { n } => Theorem::axiom(*n as usize),
-        Lemma { i, at } => match (lemmas.get(*i as usize), at) {
-            (None, _) => Err(RuleError { rule: "lemma", reason: format!("no cited lemma {i}") }),
-            (Some(th), None) => Ok((*th).clone()),
-            (Some(th), Some(at)) => Theorem::inst(th, t(*at)?),
-        },
+        Lemma { i, at: None } => l(*i).cloned(),
+        Lemma { i, at: Some(at) } => Theorem::inst(l(*i)?, t(*at)?),
         Eval { t: a } => Theorem::eval(t(*a)?),
         Farkas { premises } => {
             let ps = premises.iter().map(|&(i, c)| s(i).map(|th| (th, c))).collect::<Result<Vec<_>, _>>()?;
             Theorem::farkas(&ps)
         }
         Inst { s: a, t: b } => Theorem::inst(s(*a)?, t(*b)?),
-        Conj { s: a } => Theorem::conj(&a.iter().map(|&i| s(i)).collect::<Result<Vec<_>, _>>()?),
+        Conj { s: a } => Theorem::conj(&a.iter().map(|&i| s(i).cloned()).collect::<Result<Vec<_>, _>>()?),
     }
 }
 

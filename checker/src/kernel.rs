@@ -174,11 +174,6 @@ impl Theorem {
         Theorem::new(vec![], mk("excluded_middle", Sym::Or, vec![p.clone(), np])?)
     }
 
-    /// `|- true`
-    pub fn truth() -> Thm {
-        Theorem::new(vec![], mk("truth", Sym::True, vec![])?)
-    }
-
     /// `|- t = t`
     pub fn refl(t: &Term) -> Thm {
         closed("refl", t)?;
@@ -205,12 +200,10 @@ impl Theorem {
     /// From `G |- c` infer `G |- ite(c, x, y) = x`; from `G |- not c`, `G |- ite(c, x, y) = y`.
     pub fn ite(th: &Theorem, c: &Term, x: &Term, y: &Term) -> Thm {
         [c, x, y].into_iter().try_for_each(|t| closed("ite", t))?;
-        let pick = if th.concl == *c {
-            x
-        } else if th.concl.args_of(Sym::Not) == Some(std::slice::from_ref(c)) {
-            y
-        } else {
-            return Err(fail("ite", "the premise is neither the condition nor its negation"));
+        let pick = match (th.concl == *c, th.concl.args_of(Sym::Not) == Some(std::slice::from_ref(c))) {
+            (true, _) => x,
+            (_, true) => y,
+            _ => return Err(fail("ite", "the premise is neither the condition nor its negation")),
         };
         let ite = mk("ite", Sym::Ite, vec![c.clone(), x.clone(), y.clone()])?;
         Theorem::new(th.hyps.clone(), mk("ite", Sym::Eq, vec![ite, pick.clone()])?)
@@ -263,9 +256,8 @@ impl Theorem {
     /// From `Gi |- pi` infer `G1 u .. u Gn |- p1 and .. and pn`, balanced as the safety
     /// predicate is ([`crate::vcgen::balanced`]). Derivable by `and_intro`; kept so that a
     /// certificate conjoins its obligations in one step.
-    pub fn conj(ths: &[&Theorem]) -> Thm {
-        let ths: Vec<Theorem> = ths.iter().map(|th| (*th).clone()).collect();
-        crate::vcgen::balanced(&ths, &mut |a, b| Theorem::and_intro(&a, &b))?.ok_or_else(|| fail("conj", "no premises"))
+    pub fn conj(ths: &[Theorem]) -> Thm {
+        crate::vcgen::balanced(ths, &mut |a, b| Theorem::and_intro(&a, &b))?.ok_or_else(|| fail("conj", "no premises"))
     }
 
     /// `|- axioms()[n]`
@@ -283,6 +275,8 @@ impl Theorem {
             _ => Err(fail("eval", "the formula is not ground")),
         }
     }
+
+    // `|- true` is `eval(true)`.
 
     /// Linear arithmetic: from premises `Gi |- ai <= bi`, `ai < bi` or `ai = bi`
     /// and integer coefficients `ci` (non-negative except on equations), infer
@@ -305,9 +299,8 @@ impl Theorem {
                 return Err(fail("farkas", "a negative coefficient on an inequality"));
             }
             sum.add_term(a, c).and_then(|_| sum.add_term(b, -c)).map_err(|e| fail("farkas", e))?;
-            if sym == Sym::Lt {
-                sum.constant = sum.constant.checked_add(c).ok_or_else(|| fail("farkas", "overflow"))?;
-            }
+            let strict = if sym == Sym::Lt { c } else { 0 };
+            sum.constant = sum.constant.checked_add(strict).ok_or_else(|| fail("farkas", "overflow"))?;
             hyps = union(&hyps, &th.hyps);
         }
         if !sum.terms.is_empty() || sum.constant <= 0 {
@@ -331,13 +324,8 @@ pub fn axioms() -> &'static [(&'static str, Term)] {
 fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
     use Sort::*;
     use Sym::*;
-    let [p, s, t, a, n, m, x, y] = [Pkt, Set, Set, Addr, Prefix, Prefix, Num, Num]
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| Term::var(i as u32, s))
-        .collect::<Vec<_>>()
-        .try_into()
-        .expect("eight");
+    let [p, s, t, a, n, m, x, y] =
+        [(0, Pkt), (1, Set), (2, Set), (3, Addr), (4, Prefix), (5, Prefix), (6, Num), (7, Num)].map(|(i, s)| Term::var(i, s));
     let f = |sym: Sym, args: &[&Term]| Term::app(sym, args.iter().map(|t| (*t).clone()).collect());
     let imp = |a: Term, b: Term| Term::app(Imp, vec![a, b]);
     let and = |a: Term, b: Term| Term::app(And, vec![a, b]);
@@ -417,7 +405,7 @@ mod tests {
 
     #[test]
     fn every_rule_refuses_a_bad_premise() {
-        let t = Theorem::truth().unwrap();
+        let t = Theorem::eval(&Term::app(Sym::True, vec![]).unwrap()).unwrap(); // `|- true`
         let one = Term::num(1);
         assert_eq!(Theorem::and_elim(&t, false).unwrap_err().rule, "and_elim");
         assert_eq!(Theorem::or_elim(&t, &t, &t).unwrap_err().rule, "or_elim");
@@ -443,7 +431,7 @@ mod tests {
     #[test]
     fn the_remaining_rules_refuse_too() {
         let one = Term::num(1);
-        let t = Theorem::truth().unwrap();
+        let t = Theorem::eval(&Term::app(Sym::True, vec![]).unwrap()).unwrap(); // `|- true`
         assert_eq!(Theorem::imp_intro(&one, &t).unwrap_err().rule, "imp_intro", "not a formula");
         let c = Term::app(Sym::Le, vec![one.clone(), one.clone()]).unwrap();
         let other = Term::app(Sym::Lt, vec![one.clone(), one.clone()]).unwrap();

@@ -25,7 +25,13 @@
 //! - cost: derived complexity <= complexity_up, complexity x lifetime <= cost_up,
 //!   lifetime <= max_lifetime, declared complexity and cost = derived;
 //! - loop bounds: every `while` decreases its ranking function and starts within its bound;
-//! - lemmas: each cited lemma was itself checked, from the axioms and earlier lemmas.
+//! - lemmas: each cited lemma was itself checked, from the axioms and earlier lemmas;
+//!   a certificate (version 2) cites one by a prefix of its hash, resolved only
+//!   among the lemmas verified here, and refused if it names none or several
+//!   (a collision can only cite another true lemma: docs/CONTRACT.md, section 5);
+//! - the certificate spells nothing the checker knows: its first terms are the
+//!   predicate's conjuncts as generated here, and lemma instances are found by
+//!   matching ([`kernel::Theorem::inst`]), then checked by equality.
 //!
 //! **Bounded work.** A check of `n` bytes does at most `min(4,096 + 8n, 3 * 2^20)`
 //! units of work ([`cert::budget`]); past that it is refused at the step that
@@ -161,24 +167,20 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
     if *th.concl() != predicate {
         let mut proved = vec![];
         conjuncts(th.concl(), all.len(), &mut proved);
-        let first = all.iter().zip(&proved).find(|(o, p)| o.formula != **p).map(|(o, _)| o);
-        return Err(CheckError::Statement(match first {
-            Some(o) => format!("its {:?} obligation at instruction {} differs from the checker's", o.what, o.at),
-            None => "its conclusion is not the safety predicate".into(),
-        }));
+        let first = all.iter().zip(&proved).find(|(o, p)| o.formula != ***p).map(|(o, _)| o);
+        let why = first.map(|o| format!("its {:?} obligation at instruction {} differs from the checker's", o.what, o.at));
+        return Err(CheckError::Statement(why.unwrap_or_else(|| "its conclusion is not the safety predicate".into())));
     }
     Ok(Checked { module, id, complexity: vc.complexity, cost: vc.cost, generated: vc.generated, policy: *policy })
 }
 
 /// Split a balanced conjunction of `n` conjuncts (the shape of [`vcgen::balanced`]).
-fn conjuncts(t: &logic::Term, n: usize, out: &mut Vec<logic::Term>) {
-    match (n, t.args_of(logic::Sym::And)) {
-        (0, _) => {}
-        (1, _) | (_, None) => out.push(t.clone()),
-        (n, Some([l, r])) => {
+fn conjuncts<'t>(t: &'t logic::Term, n: usize, out: &mut Vec<&'t logic::Term>) {
+    match t.args_of(logic::Sym::And) {
+        Some([l, r]) if n > 1 => {
             conjuncts(l, n / 2, out);
             conjuncts(r, n - n / 2, out);
         }
-        _ => out.push(t.clone()),
+        _ => out.push(t),
     }
 }

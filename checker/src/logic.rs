@@ -455,9 +455,8 @@ impl Term {
         }
         let r = match self.kind() {
             Kind::Var(_) => self == v,
-            Kind::App(_, args) => args.iter().any(|a| a.has_free_in(v, without)),
             Kind::All(_, body) => body.has_free_in(v, without),
-            _ => false,
+            _ => self.args().iter().any(|a| a.has_free_in(v, without)),
         };
         if !r {
             without.insert(ptr(self));
@@ -530,14 +529,8 @@ impl Term {
             Mask => V(Lit::Addr(addr(0)? & addr(1)?)),
             NMask => V(Lit::Addr(crate::netmask(pfx(0)?.1))),
             Net => V(Lit::Addr(pfx(0)?.0)),
-            In => {
-                let (n, l) = pfx(1)?;
-                B(addr(0)? & crate::netmask(l) == n)
-            }
-            PSub => {
-                let ((n1, l1), (n2, l2)) = (pfx(0)?, pfx(1)?);
-                B(l1 >= l2 && n1 & crate::netmask(l2) == n2)
-            }
+            In => pfx(1).and_then(|(n, l)| Some(B(addr(0)? & crate::netmask(l) == n)))?,
+            PSub => pfx(0).zip(pfx(1)).map(|((n1, l1), (n2, l2))| B(l1 >= l2 && n1 & crate::netmask(l2) == n2))?,
             Concat => match (v(0)?, v(1)?) {
                 (V(Lit::Str(a)), V(Lit::Str(b))) if a.len() + b.len() <= MAX_STR => V(Lit::Str(a + &b)),
                 _ => return None,

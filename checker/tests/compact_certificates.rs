@@ -111,7 +111,7 @@ fn terms_name_the_goals_and_their_arguments_and_nothing_past_them() {
         (vec![TermNode::Lit(Lit::Num(3)), TermNode::Arg(1, 0)], "term 1: has no argument 0"),
         (vec![TermNode::Arg(1, 0)], "term 0: refers to term 1, not an earlier one"),
     ] {
-        let r = refusal(&proof(vec![], terms, vec![Step::Truth]), &c, &goals);
+        let r = refusal(&proof(vec![], terms, vec![Step::Refl { t: 0 }]), &c, &goals);
         assert!(r.contains(why), "{r}");
     }
     // A goal index past the statement's conjuncts.
@@ -135,7 +135,8 @@ fn instances_that_do_not_match_are_refused() {
     let r = cite(&vacuous, le(num(0), num(7)));
     assert!(r.contains("the target leaves quantified variable 2 undetermined"), "{r}");
     // A theorem with no quantifier: nothing to instantiate, and `true` is not the target.
-    let r = refusal(&proof(vec![], vec![], vec![Step::Truth, Step::Inst { s: 0, t: 0 }]), &c, &[le(num(0), num(7))]);
+    let truth = vec![TermNode::App(Sym::True, vec![])];
+    let r = refusal(&proof(vec![], truth, vec![Step::Eval { t: 1 }, Step::Inst { s: 0, t: 0 }]), &c, &[le(num(0), num(7))]);
     assert!(r.contains("step 1 (inst)"), "{r}");
     // A target that is not a formula, or has a loose bound variable.
     let terms = vec![TermNode::Bound(0, Sort::Bool)];

@@ -226,7 +226,7 @@ impl<'c> Builder<'c> {
     }
     /// `true`.
     pub fn truth(&mut self) -> BResult<Pf> {
-        self.push(Step::Truth, Theorem::truth())
+        self.eval(&Term::app(Sym::True, vec![]).expect("nullary"))
     }
     /// `t = t`.
     pub fn refl(&mut self, t: &Term) -> BResult<Pf> {
@@ -317,7 +317,7 @@ impl<'c> Builder<'c> {
     }
     /// The balanced conjunction of the premises (the shape of the safety predicate).
     pub fn conj(&mut self, ps: &[Pf]) -> BResult<Pf> {
-        let ths: Vec<&Theorem> = ps.iter().map(|p| &p.th).collect();
+        let ths: Vec<Theorem> = ps.iter().map(|p| p.th.clone()).collect();
         self.push(Step::Conj { s: ps.iter().map(|p| p.id).collect() }, Theorem::conj(&ths))
     }
     /// Linear arithmetic refutation.
@@ -456,7 +456,7 @@ fn map_refs(s: &mut Step, f: &mut dyn FnMut(u32, bool) -> u32) {
         }
         Conj { s } => s.iter_mut().for_each(|p| *p = f(*p, false)),
         Lemma { at: Some(t), .. } => *t = f(*t, true),
-        Truth | Axiom { .. } | Lemma { at: None, .. } => {}
+        Axiom { .. } | Lemma { at: None, .. } => {}
     }
 }
 

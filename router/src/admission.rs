@@ -1450,7 +1450,7 @@ mod tests {
         let lemma = Lemma {
             name: "spam".into(),
             statement: 0,
-            proof: Proof { lemmas: vec![], terms: vec![TermNode::App(Sym::True, vec![])], steps: vec![Step::Truth] },
+            proof: Proof { lemmas: vec![], terms: vec![TermNode::App(Sym::True, vec![])], steps: vec![Step::Eval { t: 0 }] },
         };
         let k = SigningKey::from_bytes(&[3; 32]);
         let id = issue(&auth, &k.verifying_key(), Subject::EndUser { ip: 0x0a00_0001 }, 0, u64::MAX / 2).unwrap();
