@@ -273,8 +273,8 @@ pub enum Unsafe {
     /// safe) and uploaded under the attacker's own identity, whose policy
     /// it breaks: its certificate proves the wrong statement.
     UnsafeProgram,
-    /// A bundle proved under the attacker's policy, then one byte of its
-    /// module changed: the certificate is for another module.
+    /// A bundle proved under the attacker's policy, then one bit of it
+    /// changed, so that its certificate no longer holds.
     Tampered,
 }
 
