@@ -20,7 +20,6 @@
 //! `cargo test --benches` does) it does the quick run too.
 
 #[path = "../tests/router_support/mod.rs"]
-#[allow(dead_code)]
 mod router_support;
 
 use std::process::ExitCode;
@@ -89,9 +88,9 @@ fn adversarial() -> Vec<(&'static str, bool, String)> {
     ]
 }
 
-fn policies() -> (Policy, Policy) {
+fn policies(dir: &str) -> (Policy, Policy) {
     let load = |name: &str| {
-        let mut p = vinet_engine::policy_file::load(root().join("examples/policies").join(name)).expect("shipped policy");
+        let mut p = vinet_engine::policy_file::load(root().join(dir).join(name)).expect("shipped policy");
         (p.complexity_up, p.cost_up, p.generated_bytes_up) = (u64::MAX / 4, u64::MAX / 4, u64::MAX / 4);
         p
     };
@@ -131,20 +130,38 @@ fn main() -> ExitCode {
     let prover = vinet_prover::Prover::new().expect("the prover starts");
     let mut cache = LemmaCache::new();
     cache.admit_library(&encode_file(&prover.lemmas().library, LIBRARY_MAGIC)).expect("the library checks");
-    let (user, edge) = policies();
     let example = |f: &str| std::fs::read_to_string(root().join("examples").join(f)).expect("example");
-    let mut cases = vec![
-        admit("firewall", &example("firewall.vinet").replace("203.0.113.9", "198.51.100.7"), &user, false, &prover, &cache),
-        admit("spam filter", &example("spam_filter.vinet"), &user, false, &prover, &cache),
-        admit("multicast aggregator", &example("multicast.vinet").replace("198.51.100.7", "198.51.100.9"), &edge, true, &prover, &cache),
-        admit("worm blocker", &example("worm_blocker.vinet"), &edge, true, &prover, &cache),
+    let suite = |(user, edge): (Policy, Policy)| {
+        let mut cases = vec![
+            admit("firewall", &example("firewall.vinet").replace("203.0.113.9", "198.51.100.7"), &user, false, &prover, &cache),
+            admit("spam filter", &example("spam_filter.vinet"), &user, false, &prover, &cache),
+            admit(
+                "multicast aggregator",
+                &example("multicast.vinet").replace("198.51.100.7", "198.51.100.9"),
+                &edge,
+                true,
+                &prover,
+                &cache,
+            ),
+            admit("worm blocker", &example("worm_blocker.vinet"), &edge, true, &prover, &cache),
+        ];
+        let fw = example("firewall.vinet").replace("203.0.113.9", "198.51.100.7");
+        let mut interpreted = admit("firewall, interpreted", &fw, &user, false, &prover, &cache);
+        interpreted.interpret = true;
+        cases.insert(1, interpreted);
+        for (name, is_edge, src) in adversarial() {
+            cases.push(admit(name, &src, if is_edge { &edge } else { &user }, is_edge, &prover, &cache));
+        }
+        cases
+    };
+    // The shipped policies, then the same with calibrated unit costs: measured in one run.
+    let sets = [
+        ("examples/policies", suite(policies("examples/policies"))),
+        ("examples/policies/calibrated", suite(policies("examples/policies/calibrated"))),
     ];
-    let mut interpreted = admit("firewall, interpreted", &example("firewall.vinet").replace("203.0.113.9", "198.51.100.7"), &user, false, &prover, &cache);
-    interpreted.interpret = true;
-    cases.insert(1, interpreted);
-    for (name, is_edge, src) in adversarial() {
-        cases.push(admit(name, &src, if is_edge { &edge } else { &user }, is_edge, &prover, &cache));
-    }
+    let names: Vec<&str> = sets.iter().map(|s| s.0).collect();
+    let cases: Vec<Case> = sets.into_iter().flat_map(|s| s.1).collect();
+    let per_set = cases.len() / names.len();
     let w = window();
     let mut m = Machine::new();
     let mut mi = Machine::new();
@@ -154,7 +171,8 @@ fn main() -> ExitCode {
         .iter()
         .map(|c| {
             let t = Instant::now();
-            let st = c.instance.run(c.this, w.view(), if c.interpret { &mut mi } else { &mut m }).unwrap_or_else(|f| panic!("{}: {f}", c.name));
+            let st =
+                c.instance.run(c.this, w.view(), if c.interpret { &mut mi } else { &mut m }).unwrap_or_else(|f| panic!("{}: {f}", c.name));
             assert!(st.cost <= c.complexity, "{}: metered {} over the certified {}", c.name, st.cost, c.complexity);
             (target_ns / t.elapsed().as_nanos().max(1) as f64).clamp(1.0, 1e6) as u32
         })
@@ -172,23 +190,27 @@ fn main() -> ExitCode {
         }
     }
     let per_unit: Vec<f64> = cases.iter().zip(&ns_per_run).map(|(c, r)| median(&mut r.clone()) / c.complexity as f64).collect();
-    let base = per_unit[0];
-    println!("W = {W} TCP packets of {PAYLOAD} payload bytes to the client; {rounds} alternating rounds, medians.\n");
-    println!("| program | policy | certified units | metered units | ns a run | ns per certified unit | ratio to the firewall |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
-    for (i, c) in cases.iter().enumerate() {
-        let kind = if c.policy.client == vinet_checker::policy::ClientKind::EdgeRouter { "edge router" } else { "end user" };
-        println!(
-            "| {} | {kind} | {} | {} | {:.0} | {:.3} | {:.2} |",
-            c.name,
-            c.complexity,
-            metered[i],
-            median(&mut ns_per_run[i].clone()),
-            per_unit[i],
-            per_unit[i] / base
-        );
+    println!("W = {W} TCP packets of {PAYLOAD} payload bytes to the client; {rounds} alternating rounds, medians.");
+    for (set, dir) in names.iter().enumerate() {
+        let range = set * per_set..(set + 1) * per_set;
+        let base = per_unit[range.start];
+        println!("\nUnit costs of `{dir}`:\n");
+        println!("| program | policy | certified units | metered units | ns a run | ns per certified unit | ratio to the firewall |");
+        println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+        for (i, c) in cases.iter().enumerate().filter(|(i, _)| range.contains(i)) {
+            let kind = if c.policy.client == vinet_checker::policy::ClientKind::EdgeRouter { "edge router" } else { "end user" };
+            println!(
+                "| {} | {kind} | {} | {} | {:.0} | {:.3} | {:.2} |",
+                c.name,
+                c.complexity,
+                metered[i],
+                median(&mut ns_per_run[i].clone()),
+                per_unit[i],
+                per_unit[i] / base
+            );
+        }
+        let worst = per_unit[range].iter().cloned().fold(0.0, f64::max) / base;
+        println!("\nworst ratio to the firewall, unit costs of `{dir}`: {worst:.2} (target: at most 4)");
     }
-    let worst = per_unit.iter().cloned().fold(0.0, f64::max) / base;
-    println!("\nworst ratio to the firewall: {worst:.2} (target: at most 4)");
     ExitCode::SUCCESS
 }

@@ -830,7 +830,7 @@ impl Analyzer<'_> {
                         self.charge_as(at, &mut cost, item, &set, &[GEN])?;
                     }
                     V::Str(n) => {
-                        Self::once(at, &mut cost, u.generate, &[])?;
+                        Self::once(at, &mut cost, u.generate.saturating_mul(n.div_ceil(64).max(1)), &[])?; // a packet a 64 bytes
                         self.bytes(at, &mut cost, n)?;
                         Self::once(at, &mut cost, 28 + n, &[GEN])?;
                     }
@@ -927,13 +927,13 @@ mod tests {
                 Copy { dst: 4, src: 2 },       // 1 + 2 * 4
                 ThisIp { dst: 5 },             // 1
                 ThisIp { dst: 6 },             // 1
-                Generate { src: 5, dst: 6, payload: 4 }, // 1 + GENERATE 4 + 2 * 4; 28 + 230 bytes sent
+                Generate { src: 5, dst: 6, payload: 4 }, // 1 + GENERATE 4 * 4 + 2 * 4; 28 + 230 bytes sent
             ],
             Class::Multicast,
             vec![K::Str(word)],
         );
         m.params = vec![vinet_checker::bytecode::Param { name: "W".into(), default: K::Str("x".into()) }];
-        let want = Verdict { complexity: 7 + 5 + 9 + 7 + 9 + 1 + 1 + 13, cost: 52 * 86_400, generated: 258 };
+        let want = Verdict { complexity: 7 + 5 + 9 + 7 + 9 + 1 + 1 + 25, cost: 64 * 86_400, generated: 258 };
         assert_eq!(analyze(&m, &p), Ok(want.clone()));
         assert_eq!(vcgen(&m, &p), Ok(want));
         p.generated_bytes_up = 257;

@@ -25,7 +25,7 @@ pub struct UnitCosts {
     pub group_by_content: u64,
     /// CONTAINS_STRING
     pub contains_string: u64,
-    /// GENERATE, per item generated (1 for a string, one per address or content)
+    /// GENERATE, per item generated (one per address or content; a string: one per 64 bytes or part, at least 1)
     pub generate: u64,
     /// COUNT
     pub count: u64,

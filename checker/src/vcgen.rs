@@ -549,7 +549,7 @@ impl Gen<'_> {
                         self.charge(at, &mut cost, item, Some(s), true)?;
                     }
                     _ => {
-                        self.charge(at, &mut cost, u.generate, None, false)?;
+                        self.charge(at, &mut cost, u.generate.saturating_mul(len(payload).div_ceil(64).max(1)), None, false)?;
                         self.bytes(at, &mut cost, len(payload))?;
                         self.charge(at, &mut cost, 28 + len(payload), None, true)?;
                     }

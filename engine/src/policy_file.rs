@@ -4,7 +4,7 @@
 //!
 //! Every field is required but three, which policies written before byte and
 //! instruction metering leave out: `max_param_bytes` (256),
-//! `generated_bytes_up` (1 MiB) and, in `[unit_costs]`, `INSTRUCTION` and
+//! `generated_bytes_up` (128 KiB a packet of the window) and, in `[unit_costs]`, `INSTRUCTION` and
 //! `BYTES` (1 each). Unknown fields are refused (a misspelt field is an
 //! error, not a silent default), and so is an unknown name in `[unit_costs]`.
 
@@ -46,21 +46,18 @@ struct Raw {
     unit_costs: BTreeMap<String, u64>,
     #[serde(default = "default_param_bytes")]
     max_param_bytes: u32,
-    #[serde(default = "default_generated_bytes")]
-    generated_bytes_up: u64,
+    generated_bytes_up: Option<u64>,
 }
 
 /// `max_param_bytes` when a policy leaves it out.
 pub const DEFAULT_MAX_PARAM_BYTES: u32 = 256;
-/// `generated_bytes_up` when a policy leaves it out: 1 MiB a window.
-pub const DEFAULT_GENERATED_BYTES_UP: u64 = 1 << 20;
+/// `generated_bytes_up` per packet of the window when a policy leaves it
+/// out: two IPv4 packets of the largest size, so that the paper's multicast
+/// aggregator (which may send every payload of its window again) fits.
+pub const DEFAULT_GENERATED_BYTES_PER_PACKET: u64 = 2 * 65_536;
 
 fn default_param_bytes() -> u32 {
     DEFAULT_MAX_PARAM_BYTES
-}
-
-fn default_generated_bytes() -> u64 {
-    DEFAULT_GENERATED_BYTES_UP
 }
 
 /// Read a policy file.
@@ -103,7 +100,7 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         window_packets: raw.window_packets,
         unit_costs,
         max_param_bytes: raw.max_param_bytes,
-        generated_bytes_up: raw.generated_bytes_up,
+        generated_bytes_up: raw.generated_bytes_up.unwrap_or(u64::from(raw.window_packets) * DEFAULT_GENERATED_BYTES_PER_PACKET),
     })
 }
 

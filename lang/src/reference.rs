@@ -270,7 +270,8 @@ impl Machine<'_> {
                 let (src, dst) = (self.addr(src)?, self.addr(dst)?);
                 let payloads: Vec<Vec<u8>> = match self.eval(payload)? {
                     Value::Str(s) => {
-                        self.charge(costs.generate, 1, payload.span)?;
+                        // A packet, charged a unit per 64 bytes (or part) it carries.
+                        self.charge(costs.generate, s.len().div_ceil(64).max(1), payload.span)?;
                         self.bytes(s.len(), payload.span)?;
                         if s.len() > MAX_STRING {
                             return Err(RefFault::TooLong { span: payload.span });

@@ -575,8 +575,9 @@ impl Run<'_, '_> {
         let too_large = Fault::TooLarge { at: pc as u32, line: self.line(pc), what: "a generated payload" };
         match self.slot(payload) {
             Slot::Str(i) => {
-                self.charge(pc, unit, 1)?;
-                self.bytes(pc, self.m.strs[i as usize].bytes.len())?;
+                let len = self.m.strs[i as usize].bytes.len();
+                self.charge(pc, unit, len.div_ceil(64).max(1) as u64)?;
+                self.bytes(pc, len)?;
                 let Machine { strs, effects, .. } = &mut *self.m;
                 let b = &strs[i as usize].bytes;
                 if b.len() > MAX_PAYLOAD {

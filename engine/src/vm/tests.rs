@@ -610,7 +610,7 @@ fn instructions_and_string_bytes_are_metered_as_certified() {
     a.op(Insn::FilterDst { dst: mine, set: all, by: me }); // 1 + |window|
     let found = a.reg(Ty::Bool);
     a.op(Insn::ContainsString { dst: found, set: mine, needle: joined }); // 1 + 6 x |mine| + 4
-    a.op(Insn::Generate { src: me, dst: me, payload: copy }); // 1 + 4 + 4; 238 bytes sent
+    a.op(Insn::Generate { src: me, dst: me, payload: copy }); // 1 + 4 x 4 + 4; 238 bytes sent
     let p = metered(a.module(Class::Multicast));
     let mut w = Window::new();
     for _ in 0..256 {
@@ -618,7 +618,7 @@ fn instructions_and_string_bytes_are_metered_as_certified() {
     }
     let mut m = Machine::new();
     let st = run(&p, &w, &mut m).unwrap();
-    let want = 5 + 2 + 5 + 5 + 2 + 1 + 1 + (1 + 256) + (1 + 6 * 256 + 4) + (1 + 4 + 4);
+    let want = 5 + 2 + 5 + 5 + 2 + 1 + 1 + (1 + 256) + (1 + 6 * 256 + 4) + (1 + 16 + 4);
     assert_eq!((st.cost, p.complexity()), (want, want), "metered and certified, over a full window");
     assert_eq!(st.steps, 10);
     assert_eq!(m.effects().gen_bytes.len(), 238);

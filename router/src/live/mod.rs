@@ -904,7 +904,7 @@ mod tests {
         loop {
             let s = p.snapshot();
             if s.programs.len() == 1 && s.programs.contains_key(&1) {
-                assert_eq!(s.programs[&1].certified, 1024);
+                assert_eq!(s.programs[&1].certified, 1030);
                 break;
             }
             // A hang deadline, not a speed requirement: the packet thread
@@ -957,7 +957,7 @@ mod tests {
         p.remove(3);
         assert_eq!(placed(&p, 1), (true, false));
         let s = p.snapshot();
-        assert_eq!((s.programs.len(), s.programs[&1].certified), (2, 1024));
+        assert_eq!((s.programs.len(), s.programs[&1].certified), (2, 1030));
     }
 
     #[test]
