@@ -195,15 +195,10 @@ pub struct Module {
     pub lines: Vec<u32>,
 }
 
-/// A module id: blake3 of the module's canonical bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A module id: blake3 of the module's canonical bytes (`Debug` shows the
+/// bytes; `Display`, the hex every tool prints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ModuleId(pub [u8; 32]);
-
-impl std::fmt::Debug for ModuleId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self}")
-    }
-}
 
 impl std::fmt::Display for ModuleId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,9 +212,6 @@ pub enum BytecodeError {
     /// The bytes are not a postcard module.
     #[error("malformed module: {0}")]
     Malformed(String),
-    /// Another format version.
-    #[error("unsupported bytecode version {0} (this checker reads {FORMAT_VERSION})")]
-    Version(u16),
     /// A structural rule is broken at an instruction.
     #[error("instruction {at}: {reason}")]
     At {
@@ -403,7 +395,10 @@ fn at(at: usize, reason: impl Into<String>) -> BytecodeError {
 impl<'m> Validator<'m> {
     fn new(m: &'m Module) -> Result<Self, BytecodeError> {
         if m.version != FORMAT_VERSION {
-            return Err(BytecodeError::Version(m.version));
+            return Err(BytecodeError::Invalid(format!(
+                "unsupported bytecode version {} (this checker reads {FORMAT_VERSION})",
+                m.version
+            )));
         }
         let too_many = [m.code.len(), m.regs.len(), m.consts.len(), m.params.len()].iter().any(|&n| n > MAX_ITEMS);
         if too_many {

@@ -64,10 +64,3 @@ pub struct Policy {
     /// Most bytes (IPv4 packets, headers included) a program may GENERATE per window.
     pub generated_bytes_up: u64,
 }
-
-impl Policy {
-    /// The policy's own digest, for logs and caches.
-    pub fn digest(&self) -> [u8; 32] {
-        *blake3::hash(&postcard::to_allocvec(self).expect("in-memory encoding")).as_bytes()
-    }
-}

@@ -19,7 +19,7 @@
 //! `|g|^k` is at most `|S|^k`, and there are at most `|S|` groups. The bytes
 //! GENERATE sends are the monomials that carry the variable [`GEN`], bounded the same way.
 
-use crate::bytecode::{blocks, operands, ArithOp, CmpOp, Const, Insn, Module, Reg, Ty};
+use crate::bytecode::{blocks, operands, CmpOp, Const, Insn, Module, Reg, Ty};
 use crate::cert::Declared;
 use crate::logic::{Lit, Sort, Sym, Term};
 use crate::policy::{ClientKind, Policy};
@@ -375,7 +375,7 @@ impl Gen<'_> {
             vals[r as usize] = v;
         }
         self.charge(at, &mut body_cost, self.policy.unit_costs.loop_turn(), None, false)?;
-                                                                                        // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
+        // Partition: sum over groups g of |g|^k <= |S|^k, and there are at most |S| groups.
         let mut cost = Poly::new();
         let w = self.policy.window_packets as u128;
         for (mono, c) in body_cost {
@@ -471,25 +471,17 @@ impl Gen<'_> {
             Or { dst, a, b } => (*dst, Val::T(app(at, Sym::Or, vec![t(a)?, t(b)?])?)),
             Cmp { op, dst, a, b } => {
                 self.bytes(at, &mut cost, len(a).min(len(b)))?;
-                let (a, b) = (t(a)?, t(b)?);
-                let f = match op {
-                    CmpOp::Eq => app(at, Sym::Eq, vec![a, b])?,
-                    CmpOp::Ne => app(at, Sym::Not, vec![app(at, Sym::Eq, vec![a, b])?])?,
-                    CmpOp::Lt => app(at, Sym::Lt, vec![a, b])?,
-                    CmpOp::Le => app(at, Sym::Le, vec![a, b])?,
-                    CmpOp::Gt => app(at, Sym::Lt, vec![b, a])?,
-                    CmpOp::Ge => app(at, Sym::Le, vec![b, a])?,
-                };
-                (*dst, Val::T(f))
+                // `a > b` is `b < a`, `a >= b` is `b <= a`, `a != b` is `not (a == b)`.
+                let (sym, swap) =
+                    [(Sym::Eq, false), (Sym::Eq, false), (Sym::Lt, false), (Sym::Le, false), (Sym::Lt, true), (Sym::Le, true)]
+                        [*op as usize];
+                let f = app(at, sym, if swap { vec![t(b)?, t(a)?] } else { vec![t(a)?, t(b)?] })?;
+                (*dst, Val::T(if *op == CmpOp::Ne { app(at, Sym::Not, vec![f])? } else { f }))
             }
             InPrefix { dst, addr, prefix } => (*dst, Val::T(app(at, Sym::In, vec![t(addr)?, t(prefix)?])?)),
             Mask { dst, addr, mask } => (*dst, Val::T(app(at, Sym::Mask, vec![t(addr)?, t(mask)?])?)),
             Arith { op, dst, a, b } => {
-                let sym = match op {
-                    ArithOp::Add => Sym::Add,
-                    ArithOp::Sub => Sym::Monus,
-                    ArithOp::Mul => Sym::Mul,
-                };
+                let sym = [Sym::Add, Sym::Monus, Sym::Mul][*op as usize]; // `-` is truncated at zero
                 (*dst, Val::T(app(at, sym, vec![t(a)?, t(b)?])?))
             }
             Concat { dst, a, b } => {
@@ -540,20 +532,19 @@ impl Gen<'_> {
             Generate { dst, payload, .. } => {
                 let to = app(at, Sym::Eq, vec![t(dst)?, app(at, Sym::ThisIp, vec![])?])?;
                 self.oblige(at, What::GenerateTo, to)?;
+                // A list: its unit an item, confined; a string: its unit per 64 bytes, and its bytes.
                 // Bytes sent: 28 of IPv4 and UDP headers a packet, and the payload (an address
                 // list: 8 bytes a packet of up to 360 addresses, and 4 an address).
-                match &vals[*payload as usize] {
+                let (unit, sent, set) = match &vals[*payload as usize] {
                     Val::List(s) => {
                         let item = if self.m.regs[*payload as usize] == Ty::AddrList { 40 } else { 28 + MAX_STRING };
-                        self.touch(at, "GENERATE", &mut cost, u.generate, s.clone())?;
-                        self.charge(at, &mut cost, item, Some(s), true)?;
+                        (u.generate, item, Some(self.touch(at, "GENERATE", &mut cost, 0, s.clone())?))
                     }
-                    _ => {
-                        self.charge(at, &mut cost, u.generate.saturating_mul(len(payload).div_ceil(64).max(1)), None, false)?;
-                        self.bytes(at, &mut cost, len(payload))?;
-                        self.charge(at, &mut cost, 28 + len(payload), None, true)?;
-                    }
-                }
+                    _ => (u.generate.saturating_mul(len(payload).div_ceil(64).max(1)), 28 + len(payload), None),
+                };
+                self.charge(at, &mut cost, unit, set.as_ref(), false)?;
+                self.charge(at, &mut cost, sent, set.as_ref(), true)?;
+                self.bytes(at, &mut cost, len(payload))?;
                 self.effect(at)?;
                 return Ok(cost);
             }
@@ -588,15 +579,10 @@ fn lit(c: &Const) -> Lit {
     }
 }
 
+/// The sort of a register's term: its own for scalars, `Set` for sets and what is made of one.
 fn sort_of(ty: Ty) -> Sort {
-    match ty {
-        Ty::Bool => Sort::Bool,
-        Ty::Num => Sort::Num,
-        Ty::Addr => Sort::Addr,
-        Ty::Prefix => Sort::Prefix,
-        Ty::Str => Sort::Str,
-        Ty::Set | Ty::Groups | Ty::AddrList | Ty::Content => Sort::Set,
-    }
+    use Sort::*;
+    [Bool, Num, Addr, Prefix, Str, Set, Set, Set, Set][ty as usize]
 }
 
 /// `lhs <= rhs` for signed linear pieces, written over naturals: negative

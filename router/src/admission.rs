@@ -386,7 +386,7 @@ impl Admission {
                 self.observe_check(t0);
                 let program = Arc::new(Program::new(&checked));
                 program.instantiate(&params).map_err(|e| e.to_string())?;
-                let key: InstanceKey = (checked.id(), policy.digest(), row.params.clone());
+                let key: InstanceKey = (checked.id(), vinet_vocab::policy_digest(&policy), row.params.clone());
                 let st = self.lock();
                 let shared = st.instances.contains_key(&key);
                 if !shared && !st.load.fits(checked.complexity()) {
@@ -723,7 +723,7 @@ impl Admission {
     /// Scheduler -> checker -> install -> commit, for one request.
     fn serve(&self, job: &Job) -> Reply {
         let module_id = Module::id_of(&decode_file::<Bundle>(&job.bundle, BUNDLE_MAGIC, "bundle").map(|b| b.module).unwrap_or_default());
-        let key: InstanceKey = (module_id, job.policy.digest(), protocol::encode(&job.params));
+        let key: InstanceKey = (module_id, vinet_vocab::policy_digest(&job.policy), protocol::encode(&job.params));
         let class = job.module.header.class;
         let sources = discarded_sources(&job.module, &job.params);
         let dest = job.subject.dest();
@@ -1280,7 +1280,7 @@ impl Admission {
 
 fn check_key(bundle: &[u8], policy: &Policy) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(&policy.digest());
+    h.update(&vinet_vocab::policy_digest(policy));
     h.update(bundle);
     *h.finalize().as_bytes()
 }

@@ -28,3 +28,9 @@ pub mod params;
 pub mod prefix;
 
 pub use prefix::{Ipv4Prefix, PrefixError};
+
+/// A policy's digest, for logs and caches (kept out of the trusted base,
+/// which has no use for it): blake3 of its postcard encoding.
+pub fn policy_digest(policy: &vinet_checker::Policy) -> [u8; 32] {
+    *blake3::hash(&postcard::to_allocvec(policy).expect("in-memory encoding")).as_bytes()
+}

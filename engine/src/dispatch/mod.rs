@@ -288,7 +288,7 @@ impl Dispatch {
     /// (bucket: THIS_IP) or an edge router (bucket: THIS_SUBNET_IP) as the
     /// policy the program was checked against says.
     pub fn install(&mut self, checked: &Checked, binding: &Binding) -> Result<InstallId, InstallError> {
-        let key = (checked.id(), checked.policy().digest());
+        let key = (checked.id(), vinet_vocab::policy_digest(checked.policy()));
         let program = match self.programs.get(&key) {
             Some(p) => Arc::clone(p),
             None => Arc::new(Program::new(checked)),

@@ -341,7 +341,7 @@ impl Program {
             units: policy.unit_costs,
             client: policy.client,
             window_packets: policy.window_packets,
-            policy_digest: policy.digest(),
+            policy_digest: vinet_vocab::policy_digest(policy),
             slots,
             counts,
             const_finders,
