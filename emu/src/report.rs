@@ -456,6 +456,9 @@ pub struct LoadPoint {
     pub offered_pps: f64,
     /// Datagrams delivered a second in the window.
     pub delivered_pps: f64,
+    /// Datagrams delivered a second while the load ran (its whole seconds
+    /// but the first and last), if it ran that long.
+    pub delivered_pps_during_load: Option<f64>,
     /// The loaded vinetd's CPU time in the window, as a fraction of one core.
     pub vinetd_cpu: f64,
     /// The same per delivered datagram, microseconds.
@@ -480,6 +483,9 @@ pub fn load_points(runs: &[RunResult]) -> Vec<LoadPoint> {
             r.samples.iter().find(|s| (s.t - t as f64).abs() < 1e-6).and_then(|s| s.router_cpu.get(&router).copied()).unwrap_or(f64::NAN)
         };
         let cpu = cpu_at(to) - cpu_at(from);
+        let (lf, lt) = (e.t.ceil() as usize + 1, (e.done.floor() as usize).saturating_sub(1));
+        let during = |m: &BTreeMap<String, Vec<u64>>| m.values().map(|v| v.iter().take(lt).skip(lf).sum::<u64>()).sum::<u64>();
+        let during_load = (lt > lf).then(|| sum(&|s| during(&s.received_per_second)) as f64 / (lt - lf) as f64);
         out.push(LoadPoint {
             programs: l.programs,
             seed: r.seed,
@@ -492,6 +498,7 @@ pub fn load_points(runs: &[RunResult]) -> Vec<LoadPoint> {
             window: (from as f64, to as f64),
             offered_pps: sent as f64 / secs.max(1.0),
             delivered_pps: got as f64 / secs.max(1.0),
+            delivered_pps_during_load: during_load,
             vinetd_cpu: cpu / secs.max(1.0),
             cpu_us_per_packet: if got > 0 { cpu * 1e6 / got as f64 } else { f64::NAN },
         });
