@@ -195,7 +195,7 @@ impl Affine {
     }
 }
 
-/// An abstract value.
+/// An abstract value (a string: the most bytes it can hold).
 #[derive(Clone, Debug, PartialEq)]
 enum V {
     None,
@@ -203,7 +203,6 @@ enum V {
     Prefix(Prefix),
     Num(Option<Affine>),
     Bool { when_true: Vec<Fact>, when_false: Vec<Fact> },
-    /// A string of at most this many bytes.
     Str(u64),
     Set { dst: Vec<Dst>, extent: Option<u32> },
     Groups { set: Box<V>, by_dst: bool },
@@ -934,7 +933,7 @@ mod tests {
         );
         m.params = vec![vinet_checker::bytecode::Param { name: "W".into(), default: K::Str("x".into()) }];
         let want = Verdict { complexity: 7 + 5 + 9 + 7 + 9 + 1 + 1 + 25, cost: 64 * 86_400, generated: 258 };
-        assert_eq!(analyze(&m, &p), Ok(want.clone()));
+        assert_eq!(analyze(&m, &p), Ok(want));
         assert_eq!(vcgen(&m, &p), Ok(want));
         p.generated_bytes_up = 257;
         assert!(analyze(&m, &p).unwrap_err().reason.contains("generate 258 bytes"));
