@@ -867,7 +867,16 @@ mod tests {
             instruction: 0,
             bytes: 0,
         };
-        Policy { client, max_lifetime_secs: 30 * 86_400, complexity_up: 20_000, cost_up: 5_000_000_000, window_packets: 256, unit_costs, max_param_bytes: 256, generated_bytes_up: 1 << 25 }
+        Policy {
+            client,
+            max_lifetime_secs: 30 * 86_400,
+            complexity_up: 20_000,
+            cost_up: 5_000_000_000,
+            window_packets: 256,
+            unit_costs,
+            max_param_bytes: 256,
+            generated_bytes_up: 1 << 25,
+        }
     }
 
     /// A module from instructions, registers typed as given.
@@ -904,7 +913,10 @@ mod tests {
 
     #[test]
     fn the_firewall_is_accepted_at_its_cost() {
-        assert_eq!(analyze(&firewall(true), &policy(ClientKind::EndUser)).unwrap(), Verdict { complexity: 1024, cost: 1024 * 86_400, generated: 0 });
+        assert_eq!(
+            analyze(&firewall(true), &policy(ClientKind::EndUser)).unwrap(),
+            Verdict { complexity: 1024, cost: 1024 * 86_400, generated: 0 }
+        );
     }
 
     /// Every instruction costs INSTRUCTION, strings BYTES per 64 bytes they
@@ -919,14 +931,14 @@ mod tests {
         let mut m = module(
             vec![Ty::Str, Ty::Str, Ty::Str, Ty::Bool, Ty::Str, Ty::Addr, Ty::Addr],
             vec![
-                Const { dst: 0, k: 0 },        // 1 + 2 * 3
-                Param { dst: 1, p: 0 },        // 1 + 2 * 2 (up to 100 bytes)
-                Concat { dst: 2, a: 0, b: 1 }, // 1 + 2 * 4 (230 bytes)
+                Const { dst: 0, k: 0 },                    // 1 + 2 * 3
+                Param { dst: 1, p: 0 },                    // 1 + 2 * 2 (up to 100 bytes)
+                Concat { dst: 2, a: 0, b: 1 },             // 1 + 2 * 4 (230 bytes)
                 Cmp { op: CmpOp::Eq, dst: 3, a: 2, b: 0 }, // 1 + 2 * 3 (the shorter)
-                Copy { dst: 4, src: 2 },       // 1 + 2 * 4
-                ThisIp { dst: 5 },             // 1
-                ThisIp { dst: 6 },             // 1
-                Generate { src: 5, dst: 6, payload: 4 }, // 1 + GENERATE 4 * 4 + 2 * 4; 28 + 230 bytes sent
+                Copy { dst: 4, src: 2 },                   // 1 + 2 * 4
+                ThisIp { dst: 5 },                         // 1
+                ThisIp { dst: 6 },                         // 1
+                Generate { src: 5, dst: 6, payload: 4 },   // 1 + GENERATE 4 * 4 + 2 * 4; 28 + 230 bytes sent
             ],
             Class::Multicast,
             vec![K::Str(word)],
