@@ -453,16 +453,25 @@ pub struct LoadPoint {
     /// The seconds after the load measured: [from, to).
     pub window: (f64, f64),
     /// Datagrams sent a second in the window (every traffic source).
+    #[serde(deserialize_with = "nan_if_null")]
     pub offered_pps: f64,
     /// Datagrams delivered a second in the window.
+    #[serde(deserialize_with = "nan_if_null")]
     pub delivered_pps: f64,
     /// Datagrams delivered a second while the load ran (its whole seconds
     /// but the first and last), if it ran that long.
     pub delivered_pps_during_load: Option<f64>,
     /// The loaded vinetd's CPU time in the window, as a fraction of one core.
+    #[serde(deserialize_with = "nan_if_null")]
     pub vinetd_cpu: f64,
     /// The same per delivered datagram, microseconds.
+    #[serde(deserialize_with = "nan_if_null")]
     pub cpu_us_per_packet: f64,
+}
+
+/// A figure that was not measured is NaN here and null in the JSON.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// The points of a sweep over programs, in the order run. The window is
@@ -477,7 +486,8 @@ pub fn load_points(runs: &[RunResult]) -> Vec<LoadPoint> {
         let (from, to) = (e.done.ceil() as usize + 1, (r.duration.floor() as usize).saturating_sub(1));
         let sum = |f: &dyn Fn(&crate::agent::Summary) -> u64| r.host_results.iter().map(|h| f(&h.summary)).sum::<u64>();
         let window = |m: &BTreeMap<String, Vec<u64>>| m.values().map(|v| v.iter().take(to).skip(from).sum::<u64>()).sum::<u64>();
-        let secs = to.saturating_sub(from) as f64;
+        // No whole second after the load: nothing measured (NaN, null in the JSON).
+        let secs = if to > from { (to - from) as f64 } else { f64::NAN };
         let (sent, got) = (sum(&|s| window(&s.sent_per_second)), sum(&|s| window(&s.received_per_second)));
         let cpu_at = |t: usize| {
             r.samples.iter().find(|s| (s.t - t as f64).abs() < 1e-6).and_then(|s| s.router_cpu.get(&router).copied()).unwrap_or(f64::NAN)
@@ -496,10 +506,10 @@ pub fn load_points(runs: &[RunResult]) -> Vec<LoadPoint> {
             p50_ms: l.p50_ms,
             p99_ms: l.p99_ms,
             window: (from as f64, to as f64),
-            offered_pps: sent as f64 / secs.max(1.0),
-            delivered_pps: got as f64 / secs.max(1.0),
+            offered_pps: sent as f64 / secs,
+            delivered_pps: got as f64 / secs,
             delivered_pps_during_load: during_load,
-            vinetd_cpu: cpu / secs.max(1.0),
+            vinetd_cpu: cpu / secs,
             cpu_us_per_packet: if got > 0 { cpu * 1e6 / got as f64 } else { f64::NAN },
         });
     }
@@ -548,11 +558,12 @@ pub fn plot_load(name: &str, points: &[LoadPoint], path: &Path) -> Result<(), St
             let mut ns: Vec<usize> = points.iter().map(|p| p.programs).collect();
             ns.sort_unstable();
             ns.dedup();
+            // A count with no measure (its window empty: the load ended too late) has no point.
             let means: Vec<(f64, f64)> = ns
                 .iter()
-                .map(|n| {
+                .filter_map(|n| {
                     let v: Vec<f64> = points.iter().filter(|p| p.programs == *n).map(get).filter(|v| v.is_finite()).collect();
-                    (*n as f64, v.iter().sum::<f64>() / v.len().max(1) as f64)
+                    (!v.is_empty()).then(|| (*n as f64, v.iter().sum::<f64>() / v.len() as f64))
                 })
                 .collect();
             chart
