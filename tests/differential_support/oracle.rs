@@ -331,9 +331,9 @@ fn bucketed(c: &Checked, packets: &[Pkt]) -> Outcome {
 fn safe(c: &Checked, packets: &[Pkt], o: &Outcome, run: &str) -> Result<(), String> {
     let kind = c.policy().client;
     match o {
-        Outcome::Faulted(f @ (Fault::OverBudget { .. } | Fault::LoopBound { .. } | Fault::StepLimit { .. } | Fault::OverGenerated { .. })) => {
-            Err(format!("{run}: a checked program stopped on a metering fault: {f}"))
-        }
+        Outcome::Faulted(
+            f @ (Fault::OverBudget { .. } | Fault::LoopBound { .. } | Fault::StepLimit { .. } | Fault::OverGenerated { .. }),
+        ) => Err(format!("{run}: a checked program stopped on a metering fault: {f}")),
         Outcome::Faulted(_) => Ok(()),
         Outcome::Ran { dropped, generated, cost } => {
             if let Some(&i) = dropped.iter().find(|&&i| !mine(kind, packets[i].dst)) {
