@@ -47,7 +47,9 @@ fn shipped_scenarios_plan() {
             "spam-destination",
             "spam-source",
             "tiny",
-            "worm-partial"
+            "worm-mix",
+            "worm-partial",
+            "worm-smallworld"
         ]
     );
 }
