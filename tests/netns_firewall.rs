@@ -189,7 +189,7 @@ fn netns_firewall_end_to_end() {
     // TCP connect timing out.)
     let short = env.firewall("short", "8 seconds");
     eprintln!("short lease: {}", upload(&c, &owner, &short, &["--param", "SrcIP=10.0.2.2"]).ok().trim());
-    assert_eq!(status()["load"].as_u64(), Some(2048));
+    assert_eq!(status()["load"].as_u64(), Some(2060));
     let got = round(&[(&b, false)], &sink, "3", &dropped);
     assert_eq!(got[0], (0, 0, false), "while the short lease runs, B is blocked too");
     wait_for("the short lease to end (load back to 1030)", HANG, || status()["load"].as_u64() == Some(1030));

@@ -81,7 +81,7 @@ fn the_spam_filter_holds_against_split_words() {
     let spam = env.bundle("spam", SPAM);
     let mut up: Vec<String> = vec!["netns".into(), "exec".into(), c.clone(), VINETC.into(), "upload".into(), spam];
     up.extend(env.conn(&owner));
-    up.extend(["--pay".into(), "2000".into()]);
+    up.extend(["--pay".into(), "5000".into()]);
     let o = Command::new("ip").args(&up).output().unwrap();
     assert!(o.status.success(), "upload: {}", String::from_utf8_lossy(&o.stderr));
     let dropped = || {
