@@ -1075,7 +1075,7 @@ struct Routing {
 
 /// Install the shortest paths over the links that are up: in each router
 /// whose routes changed, one `ip -batch` of `route replace` for a new or
-/// changed route and `route del` for a subnet it can no longer reach.
+/// changed route, and `ip route del` for a subnet it can no longer reach.
 /// Returns how many routes changed in how many namespaces.
 fn reroute(plan: &Plan, net: &Network, routing: &mut Routing) -> Result<(usize, usize), String> {
     let new = plan.routes_without(&routing.down);
@@ -1087,14 +1087,18 @@ fn reroute(plan: &Plan, net: &Network, routing: &mut Routing) -> Result<(usize, 
             script.push('\n');
             changed += 1;
         }
-        for r in was.iter().filter(|r| !now.iter().any(|x| x.to == r.to)) {
-            // Unreachable now; the kernel may have removed it with its device already.
-            script.push_str(&format!("-route del {}\n", r.to));
-            changed += 1;
+        let gone: Vec<&str> = was.iter().filter(|r| !now.iter().any(|x| x.to == r.to)).map(|r| r.to.as_str()).collect();
+        if !script.is_empty() || !gone.is_empty() {
+            namespaces += 1;
         }
         if !script.is_empty() {
-            namespaces += 1;
-            netns::sh_stdin(&["ip", "-force", "-n", net.of(i), "-batch", "-"], &script).map_err(|e| e.0)?;
+            netns::sh_stdin(&["ip", "-n", net.of(i), "-batch", "-"], &script).map_err(|e| e.0)?;
+        }
+        for to in gone {
+            // Unreachable now; the kernel may have removed it with its device already (so a
+            // failure here is no error).
+            let _ = netns::sh(&["ip", "-n", net.of(i), "route", "del", to]);
+            changed += 1;
         }
     }
     routing.installed = new;
