@@ -48,6 +48,7 @@ fn shipped_scenarios_plan() {
             "spam-source",
             "tiny",
             "worm-mix",
+            "worm-mix-bg",
             "worm-partial",
             "worm-smallworld"
         ]
