@@ -245,28 +245,15 @@ fn deploy_generates_proves_locates_and_uploads() {
     let out_dir = env.p("programs");
     std::fs::create_dir(&out_dir).unwrap();
     let (key, id) = (alice.key.display().to_string(), alice.id.display().to_string());
-    let deploy = |extra: &[&str]| {
-        let mut args: Vec<String> = vec!["deploy".into(), "--policy".into(), policy("end-user")];
-        for a in [
-            "--directory",
-            &dirfile,
-            "--trust",
-            &format!("{op}.pub"),
-            "--key",
-            &key,
-            "--identity",
-            &id,
-            "--pay",
-            "200",
-            "--out-dir",
-            &out_dir,
-        ] {
-            args.push(a.to_string());
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        vinetc(&a)
+    let end_user = policy("end-user");
+    // `vinetc deploy` with the client's files and the directory, then `extra`.
+    let deploy_with = |extra: &[&str]| {
+        let trust = format!("{op}.pub");
+        let mut args = vec!["deploy", "--policy", &end_user, "--directory", &dirfile, "--trust", &trust, "--key", &key, "--identity", &id];
+        args.extend_from_slice(extra);
+        vinetc(&args)
     };
+    let deploy = |extra: &[&str]| deploy_with(&[&["--pay", "200", "--out-dir", &out_dir], extra].concat());
     let r = deploy(&["firewall", "--block", "10.9.0.66", "--lifetime", "3600"]);
     let out = r.ok();
     let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("step ")).collect();
@@ -298,24 +285,7 @@ fn deploy_generates_proves_locates_and_uploads() {
     let out = deploy(&["firewall", "--block", "10.9.0.66", "--lifetime", "3600"]).ok().to_string();
     assert!(out.starts_with(&format!("step 1 of 4, new: kept {out_dir}/firewall.vinet")) && out.contains("lease 3"), "{out}");
     // Without --pay, the router's price is asked first, and paid.
-    let mut args: Vec<String> = vec!["deploy".into(), "--policy".into(), policy("end-user")];
-    for a in [
-        "--directory",
-        &dirfile,
-        "--trust",
-        &format!("{op}.pub"),
-        "--key",
-        &key,
-        "--identity",
-        &id,
-        "--program",
-        &prog,
-        "--source",
-        "10.9.0.1",
-    ] {
-        args.push(a.to_string());
-    }
-    let r = vinetc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = deploy_with(&["--program", &prog, "--source", "10.9.0.1"]);
     let out = r.ok();
     let said = out.lines().find(|l| l.starts_with("the router's price: ")).unwrap_or_else(|| panic!("{out}"));
     let p = said.trim_start_matches("the router's price: ").split(' ').next().unwrap();
