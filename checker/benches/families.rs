@@ -29,6 +29,8 @@ pub fn end_user() -> Policy {
             generate: 4,
             count: 1,
             distinct_destinations: 3,
+            by_field: [1, 1, 1, 1],
+            distinct_ports: 3,
             instruction: 1,
             bytes: 1,
         },

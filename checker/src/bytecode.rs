@@ -29,11 +29,20 @@ pub type Reg = u16;
 /// stops the run); `Addr`, an IPv4 address; `Prefix`, an IPv4 prefix (`10.1.0.0/16`);
 /// `Str`, a byte string; `Set`, a set of packets of the current window; `Groups`, the
 /// non-empty groups of a set by destination or source; `AddrList` and `Content`, the
-/// distinct destinations and payloads of a set (GROUP_BY_CONTENT).
+/// distinct destinations and payloads of a set (GROUP_BY_CONTENT); `NumGroups`, the
+/// non-empty groups of a set by a [`Field`], keyed by numbers.
 #[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[rustfmt::skip]
-pub enum Ty { Bool, Num, Addr, Prefix, Str, Set, Groups, AddrList, Content }
+pub enum Ty { Bool, Num, Addr, Prefix, Str, Set, Groups, AddrList, Content, NumGroups }
+
+/// A transport-level field of a packet: its IP protocol, its TCP or UDP source and
+/// destination ports, its TCP flags. Every packet has a protocol; only a packet with a
+/// whole TCP or UDP header has ports, and only one with a whole TCP header has flags.
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[rustfmt::skip]
+pub enum Field { Proto, SrcPort, DstPort, TcpFlags }
 
 /// A constant of the pool.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -174,6 +183,16 @@ pub enum Insn {
     /// `body_len` instructions after them run. At most `bound` iterations, as
     /// `rank` shows.
     While { cond_len: u32, cond: Reg, body_len: u32, bound: u32, rank: Rank },
+    // Appended, so that older modules keep their encoding.
+    /// Narrowing by a field (GROUP_BY_PROTOCOL, GROUP_BY_SOURCE_PORT and
+    /// GROUP_BY_DESTINATION_PORT keyed, TCP_FLAGS): the packets of `set` that have
+    /// `field` with `a <= value <= b`; for `TcpFlags`, with every flag of `a` set and
+    /// every flag of `b` clear.
+    Narrow { dst: Reg, set: Reg, field: Field, a: Reg, b: Reg },
+    /// Grouping by a field, as GroupSrc groups by source: packets without it are in no group.
+    GroupField { dst: Reg, set: Reg, field: Field },
+    /// `dst = DISTINCT_DESTINATION_PORTS(set)`, among the packets that have ports.
+    DistinctPorts { dst: Reg, set: Reg },
 }
 
 /// A bytecode module.
@@ -239,14 +258,10 @@ impl Module {
     /// Decode and validate. Hostile bytes give an error, never a panic.
     pub fn decode(bytes: &[u8]) -> Result<Module, BytecodeError> {
         let (m, rest): (Module, _) = postcard::take_from_bytes(bytes).map_err(|e| BytecodeError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(BytecodeError::Malformed(format!("{} trailing bytes", rest.len())));
-        }
+        ensure!(rest.is_empty(), BytecodeError::Malformed(format!("{} trailing bytes", rest.len())));
         m.validate()?;
         // Canonical form: a module has one encoding, so one id.
-        if m.encode() != bytes {
-            return Err(BytecodeError::Malformed("not in canonical encoding".into()));
-        }
+        ensure!(m.encode() == bytes, BytecodeError::Malformed("not in canonical encoding".into()));
         Ok(m)
     }
 
@@ -294,43 +309,36 @@ pub fn operands(insn: &Insn, regs: &[Ty], consts: &[Const], params: &[Param]) ->
         Concat { dst, a, b } => o.r(*a, Ty::Str).r(*b, Ty::Str).w(*dst, Ty::Str),
         FilterDst { dst, set, by } | FilterSrc { dst, set, by } => {
             let t = ty(*by)?;
-            if !matches!(t, Ty::Addr | Ty::Prefix) {
-                return Err(format!("filter key must be an address or a prefix, not {t:?}"));
-            }
+            ensure!(matches!(t, Ty::Addr | Ty::Prefix), format!("filter key must be an address or a prefix, not {t:?}"));
             o.r(*set, Ty::Set).r(*by, t).w(*dst, Ty::Set)
         }
         GroupDst { dst, set } | GroupSrc { dst, set } => o.r(*set, Ty::Set).w(*dst, Ty::Groups),
         GroupContent { dests, content, set } => {
-            if dests == content {
-                return Err("GROUP_BY_CONTENT writes one register twice".into());
-            }
+            ensure!(dests != content, "GROUP_BY_CONTENT writes one register twice".into());
             o.r(*set, Ty::Set).w(*dests, Ty::AddrList).w(*content, Ty::Content)
         }
         ContainsString { dst, set, needle } => o.r(*set, Ty::Set).r(*needle, Ty::Str).w(*dst, Ty::Bool),
-        Count { dst, set } | DistinctDst { dst, set } => o.r(*set, Ty::Set).w(*dst, Ty::Num),
+        Narrow { dst, set, a, b, .. } => o.r(*set, Ty::Set).r(*a, Ty::Num).r(*b, Ty::Num).w(*dst, Ty::Set),
+        GroupField { dst, set, .. } => o.r(*set, Ty::Set).w(*dst, Ty::NumGroups),
+        Count { dst, set } | DistinctDst { dst, set } | DistinctPorts { dst, set } => o.r(*set, Ty::Set).w(*dst, Ty::Num),
         Discard { set } => o.r(*set, Ty::Set),
         Generate { src, dst, payload } => {
             let t = ty(*payload)?;
-            if !matches!(t, Ty::Str | Ty::AddrList | Ty::Content) {
-                return Err(format!("GENERATE cannot carry {t:?}"));
-            }
+            ensure!(matches!(t, Ty::Str | Ty::AddrList | Ty::Content), format!("GENERATE cannot carry {t:?}"));
             o.r(*src, Ty::Addr).r(*dst, Ty::Addr).r(*payload, t)
         }
         If { cond, .. } => o.r(*cond, Ty::Bool),
         Foreach { groups, key, set, .. } => {
-            if key == set {
-                return Err("foreach binds one register twice".into());
-            }
-            o.r(*groups, Ty::Groups).w(*key, Ty::Addr).w(*set, Ty::Set)
+            ensure!(key != set, "foreach binds one register twice".into());
+            let by_number = ty(*groups)? == Ty::NumGroups;
+            o.r(*groups, [Ty::Groups, Ty::NumGroups][by_number as usize]).w(*key, [Ty::Addr, Ty::Num][by_number as usize]).w(*set, Ty::Set)
         }
         // The condition is read after its block runs; the validator checks it there.
         While { .. } => &mut o,
     };
     for &(r, t) in o.reads.iter().chain(&o.writes) {
         let have = ty(r)?;
-        if have != t {
-            return Err(format!("register r{r} is {have:?}, used as {t:?}"));
-        }
+        ensure!(have == t, format!("register r{r} is {have:?}, used as {t:?}"));
     }
     Ok(o)
 }
@@ -401,12 +409,8 @@ impl<'m> Validator<'m> {
             )));
         }
         let too_many = [m.code.len(), m.regs.len(), m.consts.len(), m.params.len()].iter().any(|&n| n > MAX_ITEMS);
-        if too_many {
-            return Err(BytecodeError::Invalid(format!("more than {MAX_ITEMS} items in a table")));
-        }
-        if m.lines.len() != m.code.len() {
-            return Err(BytecodeError::Invalid("line table does not match the code".into()));
-        }
+        ensure!(!too_many, BytecodeError::Invalid(format!("more than {MAX_ITEMS} items in a table")));
+        ensure!(m.lines.len() == m.code.len(), BytecodeError::Invalid("line table does not match the code".into()));
         for c in m.consts.iter().chain(m.params.iter().map(|p| &p.default)) {
             if let Const::Prefix(net, len) = *c {
                 if len > 32 || net & !crate::netmask(len) != 0 {
@@ -452,9 +456,7 @@ impl<'m> Validator<'m> {
 
     /// Check the instructions in `[start, end)`, a block at nesting `depth`.
     fn block(&mut self, start: usize, end: usize, depth: usize) -> Result<(), BytecodeError> {
-        if depth > MAX_NESTING {
-            return Err(at(start, format!("blocks nested deeper than {MAX_NESTING}")));
-        }
+        ensure!(depth <= MAX_NESTING, at(start, format!("blocks nested deeper than {MAX_NESTING}")));
         let mut pc = start;
         while pc < end {
             let insn = &self.m.code[pc];
@@ -502,9 +504,7 @@ impl<'m> Validator<'m> {
                 Insn::While { cond_len, cond, body_len, bound, rank } => {
                     let cond_end = sub(*cond_len, pc + 1)?;
                     let body_end = sub(*body_len, cond_end)?;
-                    if *bound > MAX_LOOP_BOUND {
-                        return Err(at(pc, format!("loop bound {bound} exceeds {MAX_LOOP_BOUND}")));
-                    }
+                    ensure!(*bound <= MAX_LOOP_BOUND, at(pc, format!("loop bound {bound} exceeds {MAX_LOOP_BOUND}")));
                     for &(r, _) in &rank.terms {
                         if self.m.regs.get(r as usize) != Some(&Ty::Num) || !self.assigned(r) {
                             return Err(at(pc, format!("rank term r{r} is not an assigned number")));

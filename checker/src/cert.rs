@@ -146,7 +146,7 @@ impl LemmaRef {
 
 impl std::fmt::Display for LemmaHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+        LemmaRef(self.0.to_vec()).fmt(f)
     }
 }
 impl std::fmt::Display for LemmaRef {
@@ -262,9 +262,7 @@ pub fn replay(proof: &Proof, cache: &LemmaCache, goals: &[Term]) -> Result<(Theo
     let mut done: Vec<Theorem> = Vec::with_capacity(proof.steps.len());
     for (index, step) in proof.steps.iter().enumerate() {
         let th = apply(step, &terms, &done, &lemmas);
-        if crate::logic::over_budget() {
-            return Err(ProofError::Step(index, "budget", crate::logic::OVER.into()));
-        }
+        ensure!(!crate::logic::over_budget(), ProofError::Step(index, "budget", crate::logic::OVER.into()));
         done.push(th.map_err(|e| ProofError::Step(index, e.rule, e.reason))?);
     }
     let last = done.pop().ok_or(ProofError::Malformed("proof", "no steps".into()))?;
@@ -355,9 +353,7 @@ impl LemmaCache {
         let _budget = budget(postcard::to_allocvec(lemma).map_or(0, |b| b.len()));
         let (th, terms) = replay(&lemma.proof, self, &[]).map_err(|e| err(e.to_string()))?;
         let statement = terms.get(lemma.statement as usize).ok_or_else(|| err("no statement term".into()))?;
-        if !th.hyps().is_empty() || th.concl() != statement {
-            return Err(err("the proof does not prove the statement".into()));
-        }
+        ensure!(th.hyps().is_empty() && th.concl() == statement, err("the proof does not prove the statement".into()));
         Ok(Verified(hash, th))
     }
 

@@ -74,12 +74,8 @@ impl Theorem {
     /// Every theorem is made here: at most [`MAX_HYPS`] hypotheses, each
     /// carried over charged to the work budget.
     fn new(hyps: Vec<Term>, concl: Term) -> Thm {
-        if hyps.len() > MAX_HYPS {
-            return Err(fail("hyps", format!("more than {MAX_HYPS} hypotheses")));
-        }
-        if !crate::logic::charge(1 + hyps.len() as u64) {
-            return Err(fail("budget", crate::logic::OVER));
-        }
+        ensure!(hyps.len() <= MAX_HYPS, fail("hyps", format!("more than {MAX_HYPS} hypotheses")));
+        ensure!(crate::logic::charge(1 + hyps.len() as u64), fail("budget", crate::logic::OVER));
         Ok(Theorem { hyps, concl })
     }
 
@@ -134,18 +130,14 @@ impl Theorem {
         let Some([p, q]) = pq.concl.args_of(Sym::Or) else {
             return Err(fail("or_elim", "the first premise is not a disjunction"));
         };
-        if from_p.concl != from_q.concl {
-            return Err(fail("or_elim", "the two cases conclude different formulas"));
-        }
+        ensure!(from_p.concl == from_q.concl, fail("or_elim", "the two cases conclude different formulas"));
         let hyps = union(&union(&pq.hyps, &from_p.without(p)), &from_q.without(q));
         Theorem::new(hyps, from_p.concl.clone())
     }
 
     /// From `G |- false` infer `G - {p} |- not p`.
     pub fn not_intro(p: &Term, th: &Theorem) -> Thm {
-        if th.concl.args_of(Sym::False).is_none() {
-            return Err(fail("not_intro", "the premise does not conclude false"));
-        }
+        ensure!(th.concl.args_of(Sym::False).is_some(), fail("not_intro", "the premise does not conclude false"));
         formula("not_intro", p)?;
         Theorem::new(th.without(p), mk("not_intro", Sym::Not, vec![p.clone()])?)
     }
@@ -161,9 +153,7 @@ impl Theorem {
     /// From `G |- false` infer `G |- q`.
     pub fn false_elim(th: &Theorem, q: &Term) -> Thm {
         formula("false_elim", q)?;
-        if th.concl.args_of(Sym::False).is_none() {
-            return Err(fail("false_elim", "the premise does not conclude false"));
-        }
+        ensure!(th.concl.args_of(Sym::False).is_some(), fail("false_elim", "the premise does not conclude false"));
         Theorem::new(th.hyps.clone(), q.clone())
     }
 
@@ -185,14 +175,10 @@ impl Theorem {
         let Some([s, t]) = eq.concl.args_of(Sym::Eq) else {
             return Err(fail("eq_subst", "the first premise is not an equation"));
         };
-        if !matches!(x.kind(), Kind::Var(_)) {
-            return Err(fail("eq_subst", "the abstracted position is not a variable"));
-        }
+        ensure!(matches!(x.kind(), Kind::Var(_)), fail("eq_subst", "the abstracted position is not a variable"));
         closed("eq_subst", template)?;
         let at_s = template.subst(x, s).map_err(|e| fail("eq_subst", e))?;
-        if at_s != th.concl {
-            return Err(fail("eq_subst", "the template does not give the second premise"));
-        }
+        ensure!(at_s == th.concl, fail("eq_subst", "the template does not give the second premise"));
         let at_t = template.subst(x, t).map_err(|e| fail("eq_subst", e))?;
         Theorem::new(union(&eq.hyps, &th.hyps), at_t)
     }
@@ -211,9 +197,7 @@ impl Theorem {
 
     /// From `G |- p`, with `x` free in no hypothesis, infer `G |- forall x. p`.
     pub fn all_intro(th: &Theorem, x: &Term) -> Thm {
-        if th.hyps.iter().any(|h| h.has_free(x)) {
-            return Err(fail("all_intro", "the variable is free in a hypothesis"));
-        }
+        ensure!(!th.hyps.iter().any(|h| h.has_free(x)), fail("all_intro", "the variable is free in a hypothesis"));
         Theorem::new(th.hyps.clone(), Term::all(x.clone(), th.concl.clone()).map_err(|e| fail("all_intro", e))?)
     }
 
@@ -284,9 +268,7 @@ impl Theorem {
     /// strict `<`) is a positive constant: the premises cannot all hold over the
     /// integers (Farkas).
     pub fn farkas(premises: &[(&Theorem, i64)]) -> Thm {
-        if premises.len() > MAX_PREMISES {
-            return Err(fail("farkas", format!("more than {MAX_PREMISES} premises")));
-        }
+        ensure!(premises.len() <= MAX_PREMISES, fail("farkas", format!("more than {MAX_PREMISES} premises")));
         let mut sum = Linear::default();
         let mut hyps = Vec::new();
         for (th, c) in premises {
@@ -295,17 +277,13 @@ impl Theorem {
                 Kind::App(s @ (Sym::Le | Sym::Lt | Sym::Eq), args) if args[0].sort() == Sort::Num => (*s, &args[0], &args[1]),
                 _ => return Err(fail("farkas", "a premise is not a linear atom over naturals")),
             };
-            if c < 0 && sym != Sym::Eq {
-                return Err(fail("farkas", "a negative coefficient on an inequality"));
-            }
+            ensure!(c >= 0 || sym == Sym::Eq, fail("farkas", "a negative coefficient on an inequality"));
             sum.add_term(a, c).and_then(|_| sum.add_term(b, -c)).map_err(|e| fail("farkas", e))?;
             let strict = if sym == Sym::Lt { c } else { 0 };
             sum.constant = sum.constant.checked_add(strict).ok_or_else(|| fail("farkas", "overflow"))?;
             hyps = union(&hyps, &th.hyps);
         }
-        if !sum.terms.is_empty() || sum.constant <= 0 {
-            return Err(fail("farkas", "the combination is not a positive constant"));
-        }
+        ensure!(sum.terms.is_empty() && sum.constant > 0, fail("farkas", "the combination is not a positive constant"));
         Theorem::new(hyps, mk("farkas", Sym::False, vec![])?)
     }
 }
@@ -324,8 +302,8 @@ pub fn axioms() -> &'static [(&'static str, Term)] {
 fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
     use Sort::*;
     use Sym::*;
-    let [p, s, t, a, n, m, x, y] =
-        [(0, Pkt), (1, Set), (2, Set), (3, Addr), (4, Prefix), (5, Prefix), (6, Num), (7, Num)].map(|(i, s)| Term::var(i, s));
+    let [p, s, t, a, n, m, x, y, z] =
+        [(0, Pkt), (1, Set), (2, Set), (3, Addr), (4, Prefix), (5, Prefix), (6, Num), (7, Num), (8, Num)].map(|(i, s)| Term::var(i, s));
     let f = |sym: Sym, args: &[&Term]| Term::app(sym, args.iter().map(|t| (*t).clone()).collect());
     let imp = |a: Term, b: Term| Term::app(Imp, vec![a, b]);
     let and = |a: Term, b: Term| Term::app(And, vec![a, b]);
@@ -367,6 +345,9 @@ fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
         ("le_total", all(&[&x, &y], Term::app(Or, vec![f(Le, &[&x, &y])?, f(Lt, &[&y, &x])?])?)?),
         ("count_sub", all(&[&s, &t], imp(f(Sub, &[&s, &t])?, f(Le, &[&f(Count, &[&s])?, &f(Count, &[&t])?])?)?)?),
         ("ndst_count", all(&[&s], f(Le, &[&f(NDst, &[&s])?, &f(Count, &[&s])?])?)?),
+        // Appended, so that the numbers certificates cite stay those of format 2.
+        ("narrow", all(&[&p, &s, &x, &y, &z], imp(mem(&f(Narrow, &[&s, &x, &y, &z])?)?, mem(&s)?)?)?),
+        ("nport_count", all(&[&s], f(Le, &[&f(NPort, &[&s])?, &f(Count, &[&s])?])?)?),
     ])
 }
 

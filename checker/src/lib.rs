@@ -55,6 +55,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// `return Err(err)` unless `cond` holds: the checker's refusals, one line each.
+macro_rules! ensure {
+    ($cond:expr, $err:expr) => {
+        if !$cond {
+            return Err($err);
+        }
+    };
+}
+
 pub mod bytecode;
 pub mod policy;
 
@@ -161,9 +170,7 @@ pub fn check(bundle: &[u8], policy: &Policy, lemmas: &LemmaCache) -> Result<Chec
     let all = vc.all(d)?;
     let (th, _) = cert::replay(&b.certificate.proof, lemmas, &all.iter().map(|o| o.formula.clone()).collect::<Vec<_>>())?;
     let predicate = vc.predicate(d)?;
-    if !th.hyps().is_empty() {
-        return Err(CheckError::Statement(format!("it rests on {} undischarged hypotheses", th.hyps().len())));
-    }
+    ensure!(th.hyps().is_empty(), CheckError::Statement(format!("it rests on {} undischarged hypotheses", th.hyps().len())));
     if *th.concl() != predicate {
         let mut proved = vec![];
         conjuncts(th.concl(), all.len(), &mut proved);

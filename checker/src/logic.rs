@@ -98,6 +98,11 @@ pub enum Sym {
     In, PSub, Mask, NMask, Net,
     // Naturals and strings; `Contains` is the VM's CONTAINS_STRING, left uninterpreted.
     Add, Monus, Mul, Le, Lt, Count, NDst, Contains, Concat,
+    // Appended, so that older certificates keep their encoding: `Narrow(S, f, a, b)`, the
+    // packets of S narrowed by bytecode field number f; with f + 4, the group of S whose
+    // field f is a (a = b = the group's key);
+    // `NPort(S)`, DISTINCT_DESTINATION_PORTS.
+    Narrow, NPort,
 }
 
 impl Sym {
@@ -125,6 +130,7 @@ impl Sym {
             All => (&[], S),
             FDst | FSrc | GDst | GSrc => (&[S, A], S),
             FDstP | FSrcP => (&[S, P], S),
+            Narrow => (&[S, N, N, N], S),
             Mem => (&[K, S], B),
             Dst | Src => (&[K], A),
             Sub => (&[S, S], B),
@@ -136,7 +142,7 @@ impl Sym {
             NMask | Net => (&[P], A),
             Add | Monus | Mul => (&[N, N], N),
             Le | Lt => (&[N, N], B),
-            Count | NDst => (&[S], N),
+            Count | NDst | NPort => (&[S], N),
             Contains => (&[S, T], B),
             Concat => (&[T, T], T),
         }
@@ -267,9 +273,7 @@ impl Term {
         }
         // Building costs 4 units a child (a visit costs 1); leaves are free: each comes from
         // a pool entry or a rule's own constant.
-        if !charge(4 * children.len() as u64) {
-            return Err(OVER.into());
-        }
+        ensure!(charge(4 * children.len() as u64), OVER.into());
         Ok(Term(Arc::new(Node { kind, sort, hash, size, depth: depth + 1, loose, free })))
     }
 
@@ -298,18 +302,14 @@ impl Term {
     /// `sym(args)`, sort-checked.
     pub fn app(sym: Sym, args: Vec<Term>) -> TermResult {
         let (params, result) = sym.signature();
-        if params.len() != args.len() {
-            return Err(format!("{sym:?} takes {} arguments, not {}", params.len(), args.len()));
-        }
+        ensure!(params.len() == args.len(), format!("{sym:?} takes {} arguments, not {}", params.len(), args.len()));
         let mut poly = None;
         for (p, a) in params.iter().zip(&args) {
             let want = p.or(poly).unwrap_or(a.sort());
             if p.is_none() {
                 poly = Some(want);
             }
-            if a.sort() != want {
-                return Err(format!("{sym:?}: argument of sort {:?} where {want:?} is needed", a.sort()));
-            }
+            ensure!(a.sort() == want, format!("{sym:?}: argument of sort {:?} where {want:?} is needed", a.sort()));
         }
         let sort = result.or(poly).ok_or_else(|| format!("{sym:?}: no sort"))?;
         let loose = args.iter().map(|a| a.0.loose).max().unwrap_or(0);
@@ -319,18 +319,14 @@ impl Term {
 
     /// `forall (x : sort). body` where `body` uses index 0 for `x` (pool form).
     pub fn all_raw(sort: Sort, body: Term) -> TermResult {
-        if body.sort() != Sort::Bool {
-            return Err("forall needs a formula".into());
-        }
+        ensure!(body.sort() == Sort::Bool, "forall needs a formula".into());
         let loose = body.0.loose.saturating_sub(1);
         Term::make(Kind::All(sort, body.clone()), Sort::Bool, &[&body], mix(4, sort as u64), loose)
     }
 
     /// `forall v. body`, abstracting the free variable `v` of a locally closed `body`.
     pub fn all(v: Term, body: Term) -> TermResult {
-        if !matches!(v.kind(), Kind::Var(_)) || !body.is_closed() {
-            return Err("forall needs a variable and a locally closed formula".into());
-        }
+        ensure!(matches!(v.kind(), Kind::Var(_)) && body.is_closed(), "forall needs a variable and a locally closed formula".into());
         let absent = |t: &Term| !t.may_have(&v);
         Term::all_raw(v.sort(), body.replace(&|t, depth| if *t == v { Some(Term::bound(depth, v.sort())) } else { None }, &absent)?)
     }
@@ -338,9 +334,7 @@ impl Term {
     /// The body of `forall x. body` with `t` for `x`; `t` must be locally closed and of `x`'s sort.
     pub fn instantiate(&self, t: &Term) -> TermResult {
         let Kind::All(sort, body) = self.kind() else { return Err("not a forall".into()) };
-        if *sort != t.sort() || !t.is_closed() {
-            return Err(format!("cannot instantiate a {sort:?} variable with this {:?} term", t.sort()));
-        }
+        ensure!(*sort == t.sort() && t.is_closed(), format!("cannot instantiate a {sort:?} variable with this {:?} term", t.sort()));
         let sort = *sort;
         let r = body.replace(
             &|x, depth| match x.kind() {
@@ -387,9 +381,7 @@ impl Term {
         if skip(self) {
             return Ok(self.clone());
         }
-        if !charge(1) {
-            return Err(OVER.into());
-        }
+        ensure!(charge(1), OVER.into());
         if let Some(r) = f(self, depth) {
             return r;
         }
@@ -563,9 +555,7 @@ impl Linear {
     /// The linear form of a `Num` term, scaled by `k`, added into `self`.
     pub fn add_term(&mut self, t: &Term, k: i128) -> Result<(), String> {
         let over = || "linear arithmetic overflows".to_string();
-        if !charge(1 + self.terms.len() as u64) {
-            return Err(OVER.into());
-        }
+        ensure!(charge(1 + self.terms.len() as u64), OVER.into());
         if let Some(Value::V(Lit::Num(n))) = t.eval() {
             self.constant = (n as i128).checked_mul(k).and_then(|x| x.checked_add(self.constant)).ok_or_else(over)?;
             return Ok(());

@@ -31,6 +31,11 @@ pub struct UnitCosts {
     pub count: u64,
     /// DISTINCT_DESTINATIONS
     pub distinct_destinations: u64,
+    /// GROUP_BY_PROTOCOL, GROUP_BY_SOURCE_PORT, GROUP_BY_DESTINATION_PORT (both forms) and
+    /// TCP_FLAGS: by [`Field`](crate::bytecode::Field), in its order
+    pub by_field: [u64; 4],
+    /// DISTINCT_DESTINATION_PORTS
+    pub distinct_ports: u64,
     /// Every instruction executed (and each element of a grouping or list it copies)
     pub instruction: u64,
     /// Each 64 bytes (or part) of a string that an instruction copies, joins, compares, searches for or sends

@@ -19,7 +19,7 @@
 //! `|g|^k` is at most `|S|^k`, and there are at most `|S|` groups. The bytes
 //! GENERATE sends are the monomials that carry the variable [`GEN`], bounded the same way.
 
-use crate::bytecode::{blocks, operands, CmpOp, Const, Insn, Module, Reg, Ty};
+use crate::bytecode::{blocks, operands, CmpOp, Const, Field, Insn, Module, Reg, Ty};
 use crate::cert::Declared;
 use crate::logic::{Lit, Sort, Sym, Term};
 use crate::policy::{ClientKind, Policy};
@@ -138,12 +138,17 @@ enum Val {
     T(Term),
     /// A string, and the most bytes it can hold.
     S(Term, u64),
-    Groups {
-        set: Term,
-        by_dst: bool,
-    },
+    /// The groups of a set: by destination, by source, or by a field.
+    Groups(Term, By),
     List(Term),
 }
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[rustfmt::skip]
+enum By { Dst, Src, Field(Field) }
+
+/// The routines that group or narrow by a [`Field`], in its order (for [`What::Confined`]).
+const BY_FIELD: [&str; 4] = ["GROUP_BY_PROTOCOL", "GROUP_BY_SOURCE_PORT", "GROUP_BY_DESTINATION_PORT", "TCP_FLAGS"];
 
 /// A polynomial in group-size variables: monomial (sorted variable ids) -> coefficient.
 type Poly = BTreeMap<Vec<u32>, u128>;
@@ -157,7 +162,8 @@ struct Frame {
     key: Term,
     key_id: u32,
     set: Term,
-    by_dst: bool,
+    /// The group's set term (what `extent` recognises).
+    group: Term,
 }
 
 struct Gen<'a> {
@@ -208,7 +214,8 @@ impl Gen<'_> {
     fn fresh_val(&mut self, ty: Ty) -> Val {
         let v = self.var(sort_of(ty));
         match ty {
-            Ty::Groups => Val::Groups { set: v, by_dst: true },
+            Ty::Groups => Val::Groups(v, By::Dst),
+            Ty::NumGroups => Val::Groups(v, By::Field(Field::Proto)),
             Ty::AddrList | Ty::Content => Val::List(v),
             Ty::Str => Val::S(v, MAX_STRING),
             _ => Val::T(v),
@@ -239,7 +246,7 @@ impl Gen<'_> {
     /// groups, either the grouped set is the client's or this group is.
     fn effect(&mut self, at: usize) -> Result<(), VcError> {
         let mut goals = vec![];
-        for f in self.frames.iter().filter(|f| f.by_dst) {
+        for f in self.frames.iter().filter(|f| f.group.args_of(Sym::GDst).is_some()) {
             let key = match self.policy.client {
                 ClientKind::EndUser => app(at, Sym::Eq, vec![f.key.clone(), app(at, Sym::ThisIp, vec![])?])?,
                 ClientKind::EdgeRouter => app(at, Sym::In, vec![f.key.clone(), app(at, Sym::ThisNet, vec![])?])?,
@@ -253,12 +260,13 @@ impl Gen<'_> {
     fn extent(&self, set: &Term) -> Option<u32> {
         let mut t = set;
         loop {
+            if let Some(f) = self.frames.iter().find(|f| f.group == *t) {
+                return Some(f.key_id);
+            }
             match t.kind() {
-                crate::logic::Kind::App(Sym::FDst | Sym::FDstP | Sym::FSrc | Sym::FSrcP, a) => t = &a[0],
-                crate::logic::Kind::App(Sym::GDst | Sym::GSrc, a) => match self.frames.iter().find(|f| f.key == a[1]) {
-                    Some(f) => return Some(f.key_id),
-                    None => t = &a[0],
-                },
+                crate::logic::Kind::App(Sym::FDst | Sym::FDstP | Sym::FSrc | Sym::FSrcP | Sym::GDst | Sym::GSrc | Sym::Narrow, a) => {
+                    t = &a[0]
+                }
                 crate::logic::Kind::App(Sym::Ite, a) => {
                     let (x, y) = (self.extent(&a[1]), self.extent(&a[2]));
                     return if x == y { x } else { None };
@@ -340,10 +348,8 @@ impl Gen<'_> {
                 (Val::T(a), Val::T(b)) => Val::T(app(at, Sym::Ite, vec![c.clone(), a, b])?),
                 (Val::List(a), Val::List(b)) => Val::List(app(at, Sym::Ite, vec![c.clone(), a, b])?),
                 (Val::S(a, m), Val::S(b, n)) => Val::S(app(at, Sym::Ite, vec![c.clone(), a, b])?, m.max(n)),
-                (Val::Groups { set: a, by_dst }, Val::Groups { set: b, by_dst: d2 }) if by_dst == d2 => {
-                    Val::Groups { set: app(at, Sym::Ite, vec![c.clone(), a, b])?, by_dst }
-                }
-                (Val::Groups { .. }, Val::Groups { .. }) => self.fresh_val(Ty::Groups),
+                (Val::Groups(a, by), Val::Groups(b, by2)) if by == by2 => Val::Groups(app(at, Sym::Ite, vec![c.clone(), a, b])?, by),
+                (Val::Groups(..), Val::Groups(..)) => self.fresh_val(self.m.regs[r as usize]),
                 _ => Val::Unset,
             };
         }
@@ -356,19 +362,24 @@ impl Gen<'_> {
     }
 
     fn foreach(&mut self, at: usize, groups: Reg, key: Reg, set: Reg, body: (usize, usize), vals: &mut Vec<Val>) -> Result<Poly, VcError> {
-        let Val::Groups { set: grouped, by_dst } = vals[groups as usize].clone() else {
+        let Val::Groups(grouped, by) = vals[groups as usize].clone() else {
             return Err(self.fail(at, "foreach over a value that is not a grouping"));
         };
-        let k = self.var(Sort::Addr);
+        let k = self.var(if let By::Field(_) = by { Sort::Num } else { Sort::Addr });
         let key_id = self.fresh;
-        let group = app(at, if by_dst { Sym::GDst } else { Sym::GSrc }, vec![grouped.clone(), k.clone()])?;
+        let group = match by {
+            // Tag f + 4, not f: no Narrow instruction makes this term, so only the loop's own set
+            // (and copies of it) is charged per group (TCP_FLAGS(S, k, k) is not the group of k).
+            By::Field(f) => app(at, Sym::Narrow, vec![grouped.clone(), Term::num(f as u64 + 4), k.clone(), k.clone()])?,
+            _ => app(at, if by == By::Dst { Sym::GDst } else { Sym::GSrc }, vec![grouped.clone(), k.clone()])?,
+        };
         // The body runs in place; everything it and the loop write is dead after it.
         let regs = self.writes(at, body.1)?;
         let saved: Vec<Val> = regs.iter().map(|&r| vals[r as usize].clone()).collect();
         vals[key as usize] = Val::T(k.clone());
-        vals[set as usize] = Val::T(group);
+        vals[set as usize] = Val::T(group.clone());
         let extent = self.extent(&grouped);
-        self.frames.push(Frame { key: k, key_id, set: grouped, by_dst });
+        self.frames.push(Frame { key: k, key_id, set: grouped, group });
         let mut body_cost = self.block(body.0, body.1, vals)?;
         self.frames.pop();
         for (&r, v) in regs.iter().zip(saved) {
@@ -461,7 +472,7 @@ impl Gen<'_> {
             Copy { dst, src } => {
                 match &vals[*src as usize] {
                     Val::S(_, n) => self.bytes(at, &mut cost, *n)?,
-                    Val::Groups { set, .. } | Val::List(set) => self.charge(at, &mut cost, u.instruction, Some(set), false)?,
+                    Val::Groups(set, _) | Val::List(set) => self.charge(at, &mut cost, u.instruction, Some(set), false)?,
                     _ => {}
                 }
                 (*dst, vals[*src as usize].clone())
@@ -500,11 +511,20 @@ impl Gen<'_> {
             GroupDst { dst, set } => {
                 let s = t(set)?;
                 self.charge(at, &mut cost, u.group_by_destination, Some(&s), false)?;
-                (*dst, Val::Groups { set: s, by_dst: true })
+                (*dst, Val::Groups(s, By::Dst))
             }
             GroupSrc { dst, set } => {
                 let s = self.touch(at, "GROUP_BY_SOURCE", &mut cost, u.group_by_source, t(set)?)?;
-                (*dst, Val::Groups { set: s, by_dst: false })
+                (*dst, Val::Groups(s, By::Src))
+            }
+            Narrow { dst, set, field, a, b } => {
+                let s = t(set)?;
+                self.charge(at, &mut cost, u.by_field[*field as usize], Some(&s), false)?;
+                (*dst, Val::T(app(at, Sym::Narrow, vec![s, Term::num(*field as u64), t(a)?, t(b)?])?))
+            }
+            GroupField { dst, set, field } => {
+                let s = self.touch(at, BY_FIELD[*field as usize], &mut cost, u.by_field[*field as usize], t(set)?)?;
+                (*dst, Val::Groups(s, By::Field(*field)))
             }
             GroupContent { dests, content, set } => {
                 let s = self.touch(at, "GROUP_BY_CONTENT", &mut cost, u.group_by_content, t(set)?)?;
@@ -523,6 +543,10 @@ impl Gen<'_> {
             DistinctDst { dst, set } => {
                 let s = self.touch(at, "DISTINCT_DESTINATIONS", &mut cost, u.distinct_destinations, t(set)?)?;
                 (*dst, Val::T(app(at, Sym::NDst, vec![s])?))
+            }
+            DistinctPorts { dst, set } => {
+                let s = self.touch(at, "DISTINCT_DESTINATION_PORTS", &mut cost, u.distinct_ports, t(set)?)?;
+                (*dst, Val::T(app(at, Sym::NPort, vec![s])?))
             }
             Discard { set } => {
                 self.touch(at, "DISCARD", &mut cost, u.discard, t(set)?)?;
@@ -582,7 +606,7 @@ fn lit(c: &Const) -> Lit {
 /// The sort of a register's term: its own for scalars, `Set` for sets and what is made of one.
 fn sort_of(ty: Ty) -> Sort {
     use Sort::*;
-    [Bool, Num, Addr, Prefix, Str, Set, Set, Set, Set][ty as usize]
+    [Bool, Num, Addr, Prefix, Str, Set, Set, Set, Set, Set][ty as usize]
 }
 
 /// `lhs <= rhs` for signed linear pieces, written over naturals: negative

@@ -6,7 +6,7 @@
 //! Each is one table. The checker's types ([`Class`], [`UnitCosts`]) stay the
 //! checker's; the functions here map between them and their names.
 
-use vinet_checker::bytecode::Class;
+use vinet_checker::bytecode::{Class, Field};
 use vinet_checker::policy::UnitCosts;
 
 /// The functionality classes and their names, in [`class_index`] order.
@@ -58,11 +58,21 @@ pub enum Routine {
     Count,
     /// `DISTINCT_DESTINATIONS`
     DistinctDestinations,
+    /// `GROUP_BY_PROTOCOL`
+    GroupByProtocol,
+    /// `GROUP_BY_SOURCE_PORT`
+    GroupBySourcePort,
+    /// `GROUP_BY_DESTINATION_PORT`
+    GroupByDestinationPort,
+    /// `TCP_FLAGS`
+    TcpFlags,
+    /// `DISTINCT_DESTINATION_PORTS`
+    DistinctDestinationPorts,
 }
 
 /// The routines and their names, as they are written, in the order the
 /// language lists them in its diagnostics.
-pub const ROUTINES: [(Routine, &str); 8] = [
+pub const ROUTINES: [(Routine, &str); 13] = [
     (Routine::Discard, "DISCARD"),
     (Routine::Generate, "GENERATE"),
     (Routine::GroupByDestination, "GROUP_BY_DESTINATION"),
@@ -71,11 +81,16 @@ pub const ROUTINES: [(Routine, &str); 8] = [
     (Routine::ContainsString, "CONTAINS_STRING"),
     (Routine::Count, "COUNT"),
     (Routine::DistinctDestinations, "DISTINCT_DESTINATIONS"),
+    (Routine::GroupByProtocol, "GROUP_BY_PROTOCOL"),
+    (Routine::GroupBySourcePort, "GROUP_BY_SOURCE_PORT"),
+    (Routine::GroupByDestinationPort, "GROUP_BY_DESTINATION_PORT"),
+    (Routine::TcpFlags, "TCP_FLAGS"),
+    (Routine::DistinctDestinationPorts, "DISTINCT_DESTINATION_PORTS"),
 ];
 
 /// The routine names alone, in [`ROUTINES`] order.
-pub const ROUTINE_NAMES: [&str; 8] = {
-    let mut names = [""; 8];
+pub const ROUTINE_NAMES: [&str; 13] = {
+    let mut names = [""; 13];
     let mut i = 0;
     while i < ROUTINES.len() {
         names[i] = ROUTINES[i].1;
@@ -107,6 +122,21 @@ impl Routine {
             Routine::ContainsString => costs.contains_string,
             Routine::Count => costs.count,
             Routine::DistinctDestinations => costs.distinct_destinations,
+            Routine::GroupByProtocol => costs.by_field[Field::Proto as usize],
+            Routine::GroupBySourcePort => costs.by_field[Field::SrcPort as usize],
+            Routine::GroupByDestinationPort => costs.by_field[Field::DstPort as usize],
+            Routine::TcpFlags => costs.by_field[Field::TcpFlags as usize],
+            Routine::DistinctDestinationPorts => costs.distinct_ports,
+        }
+    }
+
+    /// The routine that narrows or groups by a field (its unit cost is `by_field[field]`).
+    pub fn of_field(field: Field) -> Routine {
+        match field {
+            Field::Proto => Routine::GroupByProtocol,
+            Field::SrcPort => Routine::GroupBySourcePort,
+            Field::DstPort => Routine::GroupByDestinationPort,
+            Field::TcpFlags => Routine::TcpFlags,
         }
     }
 }
@@ -120,11 +150,12 @@ pub const MACHINE_COSTS: [(&str, u64); 2] = [("INSTRUCTION", 1), ("BYTES", 1)];
 /// [`ROUTINES`] order), and the [`MACHINE_COSTS`] (`instruction`, `bytes`);
 /// the first error stops.
 pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>, [instruction, bytes]: [u64; 2]) -> Result<UnitCosts, E> {
-    let mut c = [0u64; 8];
+    let mut c = [0u64; 13];
     for (slot, (r, _)) in c.iter_mut().zip(ROUTINES) {
         *slot = cost(r)?;
     }
-    let [discard, generate, group_by_destination, group_by_source, group_by_content, contains_string, count, distinct_destinations] = c;
+    let [discard, generate, group_by_destination, group_by_source, group_by_content, contains_string, count, distinct_destinations, proto, sport, dport, flags, distinct_ports] =
+        c;
     Ok(UnitCosts {
         discard,
         group_by_destination,
@@ -134,6 +165,8 @@ pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>, [instructi
         generate,
         count,
         distinct_destinations,
+        by_field: [proto, sport, dport, flags],
+        distinct_ports,
         instruction,
         bytes,
     })
@@ -198,6 +231,15 @@ mod tests {
             assert_eq!(r.unit_cost(&costs), 10 + i as u64, "{name}");
         }
         assert_eq!((costs.discard, costs.generate, costs.distinct_destinations), (10, 11, 17));
+        assert_eq!((costs.by_field, costs.distinct_ports), ([18, 19, 20, 21], 22));
+        for (f, r) in [
+            (Field::Proto, "GROUP_BY_PROTOCOL"),
+            (Field::SrcPort, "GROUP_BY_SOURCE_PORT"),
+            (Field::DstPort, "GROUP_BY_DESTINATION_PORT"),
+            (Field::TcpFlags, "TCP_FLAGS"),
+        ] {
+            assert_eq!(Routine::of_field(f).name(), r);
+        }
         assert_eq!((costs.instruction, costs.bytes), (3, 4));
         assert_eq!(Routine::named("discard"), None);
         assert_eq!(unit_costs(|r| if r == Routine::Count { Err("no COUNT") } else { Ok(1) }, [1, 1]), Err("no COUNT"));
