@@ -55,7 +55,8 @@ pub enum BoundError {
     TooLarge(i128),
 }
 
-fn mentions(e: &Expr, vars: &HashSet<VarId>) -> bool {
+/// Whether `e` reads one of `vars`.
+pub fn mentions(e: &Expr, vars: &HashSet<VarId>) -> bool {
     match &e.kind {
         ExprKind::Var(v) => vars.contains(v),
         ExprKind::Not(a) => mentions(a, vars),

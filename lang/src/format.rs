@@ -295,6 +295,26 @@ mod tests {
     }
 
     #[test]
+    fn transport_routines_and_number_groupings() {
+        let src = "LIFETIME = 1 days\nPARAM Port=25;Mine=GROUP_BY_DESTINATION(AllPackets,THIS_IP);\n\
+                   Smtp = GROUP_BY_DESTINATION_PORT( GROUP_BY_PROTOCOL(Mine,tcp) ,Port ) ; Low=GROUP_BY_SOURCE_PORT(Mine,0,1023);\n\
+                   P(i),K(i)=GROUP_BY_DESTINATION_PORT(Mine); foreach i do if K(i)==25 or DISTINCT_DESTINATION_PORTS(P(i))>3 \
+                   then DISCARD(TCP_FLAGS(P(i),SYN+ACK,FIN)) // SYN-ACKs\n";
+        let want = "LIFETIME = 1 days\nPARAM Port = 25;\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\n\
+                    Smtp = GROUP_BY_DESTINATION_PORT(GROUP_BY_PROTOCOL(Mine, tcp), Port);\nLow = GROUP_BY_SOURCE_PORT(Mine, 0, 1023);\n\
+                    P(i), K(i) = GROUP_BY_DESTINATION_PORT(Mine);\nforeach i do\n  \
+                    if K(i) == 25 or DISTINCT_DESTINATION_PORTS(P(i)) > 3 then\n    DISCARD(TCP_FLAGS(P(i), SYN + ACK, FIN)); // SYN-ACKs\n";
+        assert_eq!(fmt(src), want);
+        assert_eq!(fmt(want), want);
+        let module = |s: &str| {
+            let mut m = crate::compile("t.vinet", s.as_bytes(), &[]).unwrap_or_else(|d| panic!("{}", d.render())).module;
+            m.lines.iter_mut().for_each(|l| *l = 0);
+            m
+        };
+        assert_eq!(module(src), module(want));
+    }
+
+    #[test]
     fn a_program_that_does_not_parse_is_not_formatted() {
         let e = format("t.vinet", "LIFETIME = 1 hours\nX = (;\n").unwrap_err();
         assert!(e.has_errors());

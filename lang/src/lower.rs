@@ -15,7 +15,7 @@ use vinet_checker::bytecode::{ArithOp, Const, Header, Insn, Module, Param, Rank,
 
 use crate::ast::Span;
 use crate::diagnostics::Diagnostic;
-use crate::types::{BinOp, Expr, ExprKind, Field, Program, Routine, Stmt, StmtKind, Type};
+use crate::types::{BinOp, By, Expr, ExprKind, Field, Program, Routine, Stmt, StmtKind, Type};
 
 /// A lowered module with the source span of each instruction.
 #[derive(Clone, Debug)]
@@ -139,9 +139,10 @@ impl Lower<'_> {
             StmtKind::Grouping { groups, key: _, set: _, by, of } => {
                 let set = self.expr(of)?;
                 let dst = Self::var(*groups, span)?;
-                let insn = match by {
-                    Field::Dst => Insn::GroupDst { dst, set },
-                    Field::Src => Insn::GroupSrc { dst, set },
+                let insn = match *by {
+                    By::Addr(Field::Dst) => Insn::GroupDst { dst, set },
+                    By::Addr(Field::Src) => Insn::GroupSrc { dst, set },
+                    By::Number(field) => Insn::GroupField { dst, set, field },
                 };
                 self.emit(insn, span);
             }
@@ -241,6 +242,10 @@ impl Lower<'_> {
                     (Routine::ContainsString, &[set, needle]) => Insn::ContainsString { dst, set, needle },
                     (Routine::Count, &[set]) => Insn::Count { dst, set },
                     (Routine::DistinctDestinations, &[set]) => Insn::DistinctDst { dst, set },
+                    (Routine::DistinctDestinationPorts, &[set]) => Insn::DistinctPorts { dst, set },
+                    // One value is the range from it to itself: one register read twice.
+                    (Routine::Narrow(field), &[set, v]) => Insn::Narrow { dst, set, field: *field, a: v, b: v },
+                    (Routine::Narrow(field), &[set, a, b]) => Insn::Narrow { dst, set, field: *field, a, b },
                     _ => return Err(internal(format!("{r:?} with {} arguments", regs.len()))),
                 }
             }

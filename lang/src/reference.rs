@@ -12,7 +12,7 @@ use vinet_checker::bytecode::{CmpOp, Const};
 use vinet_checker::policy::UnitCosts;
 
 use crate::ast::Span;
-use crate::types::{BinOp, Expr, ExprKind, Field, Program, Routine, Stmt, StmtKind};
+use crate::types::{BinOp, By, Expr, ExprKind, Field, PacketField, Program, Routine, Stmt, StmtKind};
 
 /// UDP port of generated packets, both source and destination.
 pub const GENERATE_PORT: u16 = 9910;
@@ -32,10 +32,17 @@ pub struct RefPacket {
     pub dst: u32,
     /// IP protocol number (6 is TCP).
     pub proto: u8,
-    /// Source port (0 if not TCP or UDP).
+    /// Source port (meaningful only when `has_ports`).
     pub sport: u16,
-    /// Destination port (0 if not TCP or UDP).
+    /// Destination port (meaningful only when `has_ports`).
     pub dport: u16,
+    /// The packet has ports (docs/SEMANTICS.md, "Packet fields"): it is TCP (6) or UDP
+    /// (17), not a non-first fragment, and its captured bytes hold the whole transport
+    /// header. A packet without ports is never port 0: it is in no port narrowing or group.
+    pub has_ports: bool,
+    /// The TCP flags byte (FIN = 1 ... CWR = 128); meaningful only when `proto` is 6 and
+    /// `has_ports`.
+    pub tcp_flags: u8,
     /// TCP sequence number (0 if not TCP).
     pub seq: u32,
     /// The payload.
@@ -112,6 +119,8 @@ pub enum Value {
     Set(Vec<usize>),
     /// Groups `(key, packets)` in order of their first packet.
     Groups(Vec<(u32, Vec<usize>)>),
+    /// Groups by a transport field `(key, packets)`, in order of their first packet.
+    NumGroups(Vec<(u64, Vec<usize>)>),
     /// Distinct addresses in order of first appearance.
     AddrList(Vec<u32>),
     /// Distinct payloads in order of first appearance.
@@ -161,6 +170,39 @@ fn in_prefix(a: u32, net: u32, len: u8) -> bool {
     a & vinet_checker::netmask(len) == net
 }
 
+impl RefPacket {
+    /// Whether it has ports (docs/SEMANTICS.md, "Packet fields"): a whole TCP or UDP header.
+    pub fn ports(&self) -> bool {
+        self.has_ports && (self.proto == 6 || self.proto == 17)
+    }
+
+    /// Whether it has TCP flags: it is TCP and has ports (a whole TCP header).
+    pub fn flags(&self) -> bool {
+        self.proto == 6 && self.ports()
+    }
+
+    /// The value of a transport field, if the packet has it.
+    pub fn field(&self, f: PacketField) -> Option<u64> {
+        match f {
+            PacketField::Proto => Some(u64::from(self.proto)),
+            PacketField::SrcPort => self.ports().then_some(u64::from(self.sport)),
+            PacketField::DstPort => self.ports().then_some(u64::from(self.dport)),
+            PacketField::TcpFlags => self.flags().then_some(u64::from(self.tcp_flags)),
+        }
+    }
+}
+
+/// Whether a packet is in a narrowing by `f` with operands `a`, `b`: for the
+/// protocol and the ports, `a <= value <= b`; for the flags, every flag of `a`
+/// set and every flag of `b` clear. A packet without the field is in none.
+pub fn narrows(p: &RefPacket, f: PacketField, a: u64, b: u64) -> bool {
+    match (f, p.field(f)) {
+        (_, None) => false,
+        (PacketField::TcpFlags, Some(flags)) => flags & a == a && flags & b == 0,
+        (_, Some(v)) => a <= v && v <= b,
+    }
+}
+
 impl Machine<'_> {
     fn charge(&mut self, unit: u64, count: usize, span: Span) -> Result<(), RefFault> {
         let amount = unit.checked_mul(count as u64).ok_or(RefFault::Overflow { span })?;
@@ -198,6 +240,13 @@ impl Machine<'_> {
         }
     }
 
+    fn num(&mut self, e: &Expr) -> Result<u64, RefFault> {
+        match self.eval(e)? {
+            Value::Num(n) => Ok(n),
+            other => unreachable_type("a number", &other),
+        }
+    }
+
     fn addr(&mut self, e: &Expr) -> Result<u32, RefFault> {
         match self.eval(e)? {
             Value::Addr(a) => Ok(a),
@@ -216,6 +265,7 @@ impl Machine<'_> {
                     match &v {
                         Value::Str(b) => self.bytes(b.len(), s.span)?,
                         Value::Groups(g) => self.charge(costs.instruction, g.iter().map(|(_, m)| m.len()).sum(), s.span)?,
+                        Value::NumGroups(g) => self.charge(costs.instruction, g.iter().map(|(_, m)| m.len()).sum(), s.span)?,
                         Value::AddrList(l) => self.charge(costs.instruction, l.len(), s.span)?,
                         Value::Content(c) => self.charge(costs.instruction, c.len(), s.span)?,
                         _ => {}
@@ -223,7 +273,22 @@ impl Machine<'_> {
                 }
                 self.vars[*var] = Some(v);
             }
-            StmtKind::Grouping { groups, by, of, .. } => {
+            StmtKind::Grouping { groups, by: By::Number(f), of, .. } => {
+                self.instruction(s.span)?;
+                let set = self.set(of)?;
+                self.charge(costs.by_field[*f as usize], set.len(), s.span)?;
+                let mut out: Vec<(u64, Vec<usize>)> = vec![];
+                for i in set {
+                    // A packet without the field is in no group.
+                    let Some(key) = self.window[i].field(*f) else { continue };
+                    match out.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, members)) => members.push(i),
+                        None => out.push((key, vec![i])),
+                    }
+                }
+                self.vars[*groups] = Some(Value::NumGroups(out));
+            }
+            StmtKind::Grouping { groups, by: By::Addr(by), of, .. } => {
                 self.instruction(s.span)?;
                 let set = self.set(of)?;
                 let unit = match by {
@@ -308,12 +373,14 @@ impl Machine<'_> {
                 }
             }
             StmtKind::Foreach { groups, key, set, body, .. } => {
-                let Some(Value::Groups(gs)) = self.vars[*groups].clone() else {
-                    return unreachable_type("a grouping", &Value::Bool(false));
+                let gs: Vec<(Value, Vec<usize>)> = match self.vars[*groups].clone() {
+                    Some(Value::Groups(gs)) => gs.into_iter().map(|(k, m)| (Value::Addr(k), m)).collect(),
+                    Some(Value::NumGroups(gs)) => gs.into_iter().map(|(k, m)| (Value::Num(k), m)).collect(),
+                    _ => return unreachable_type("a grouping", &Value::Bool(false)),
                 };
                 self.instruction(s.span)?;
                 for (k, members) in gs {
-                    self.vars[*key] = Some(Value::Addr(k));
+                    self.vars[*key] = Some(k);
                     self.vars[*set] = Some(Value::Set(members));
                     self.charge(costs.loop_turn(), 1, s.span)?; // each iteration
                     self.block(body)?;
@@ -416,6 +483,21 @@ impl Machine<'_> {
                     Routine::DistinctDestinations => {
                         self.charge(costs.distinct_destinations, set.len(), e.span)?;
                         let d: HashSet<u32> = set.iter().map(|&i| self.window[i].dst).collect();
+                        Value::Num(d.len() as u64)
+                    }
+                    Routine::Narrow(f) => {
+                        // One value is both ends of its range, evaluated once.
+                        let a = self.num(&args[1])?;
+                        let b = match args.get(2) {
+                            Some(b) => self.num(b)?,
+                            None => a,
+                        };
+                        self.charge(costs.by_field[*f as usize], set.len(), e.span)?;
+                        Value::Set(set.into_iter().filter(|&i| narrows(&self.window[i], *f, a, b)).collect())
+                    }
+                    Routine::DistinctDestinationPorts => {
+                        self.charge(costs.distinct_ports, set.len(), e.span)?;
+                        let d: HashSet<u64> = set.iter().filter_map(|&i| self.window[i].field(PacketField::DstPort)).collect();
                         Value::Num(d.len() as u64)
                     }
                 }
@@ -523,6 +605,8 @@ mod tests {
             generate: 4,
             count: 1,
             distinct_destinations: 3,
+            by_field: [1, 1, 1, 1],
+            distinct_ports: 3,
             instruction: 0,
             bytes: 0,
         }
@@ -540,7 +624,17 @@ mod tests {
     }
 
     fn pkt(src: &str, dst: &str, payload: &str) -> RefPacket {
-        RefPacket { src: ip(src), dst: ip(dst), proto: 17, sport: 1, dport: 2, seq: 0, payload: payload.as_bytes().to_vec() }
+        RefPacket {
+            src: ip(src),
+            dst: ip(dst),
+            proto: 17,
+            sport: 1,
+            dport: 2,
+            has_ports: true,
+            tcp_flags: 0,
+            seq: 0,
+            payload: payload.as_bytes().to_vec(),
+        }
     }
 
     fn tcp(src: &str, dst: &str, seq: u32, payload: &str) -> RefPacket {
@@ -680,5 +774,201 @@ mod tests {
         assert_eq!(fx.generated[1].2.len(), 8 + 360 * 4);
         assert_eq!(&fx.generated[2].2[4..8], &40u32.to_be_bytes());
         assert_eq!(fx.cost, 400 * 8 + 4 + 400 * 4);
+    }
+
+    /// A packet with the given transport fields, from 1.1.1.1 to 10.0.0.7.
+    fn tp(proto: u8, sport: u16, dport: u16, has_ports: bool, tcp_flags: u8) -> RefPacket {
+        RefPacket { proto, sport, dport, has_ports, tcp_flags, ..pkt("1.1.1.1", "10.0.0.7", "") }
+    }
+
+    /// The packets `DISCARD(set)` drops over `w`, and the cost, with `by_field`
+    /// and `distinct_ports` made distinct so that the right one is charged.
+    fn drops(set: &str, w: &[RefPacket]) -> (Vec<usize>, u64) {
+        let mut e = env();
+        e.unit_costs.by_field = [10, 100, 1000, 10_000];
+        e.unit_costs.distinct_ports = 100_000;
+        let fx = run(&source(&format!("LIFETIME = 1 days\nDISCARD({set});")), w, &e).unwrap();
+        (fx.dropped, fx.cost)
+    }
+
+    #[test]
+    fn narrowing_by_protocol() {
+        let w = vec![tp(6, 1, 80, true, 2), tp(17, 1, 80, true, 0), tp(1, 0, 0, false, 0), tp(47, 0, 0, false, 0), tp(6, 0, 0, false, 0)];
+        let n = w.len() as u64;
+        // Every packet has a protocol, with ports or not. DISCARD costs 1 per packet.
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, TCP)", &w), (vec![0, 4], 10 * n + 2));
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, ICMP)", &w).0, vec![2]);
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, 6, 17)", &w).0, vec![0, 1, 4]);
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, 0, 255)", &w).0, vec![0, 1, 2, 3, 4]);
+        // lo > hi, and values above 255: the empty set, still charged for what it looks at.
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, 17, 6)", &w), (vec![], 10 * n));
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, 262)", &w).0, Vec::<usize>::new());
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, 256, 18446744073709551615)", &w).0, Vec::<usize>::new());
+        // Narrowing a narrowing: charged per packet of its own set.
+        assert_eq!(drops("GROUP_BY_PROTOCOL(GROUP_BY_PROTOCOL(AllPackets, 6, 17), UDP)", &w), (vec![1], 10 * n + 10 * 3 + 1));
+        assert_eq!(drops("GROUP_BY_PROTOCOL(AllPackets, TCP)", &[]), (vec![], 0));
+    }
+
+    #[test]
+    fn narrowing_by_ports_skips_packets_without_ports() {
+        let w = vec![
+            tp(6, 1000, 80, true, 16),
+            tp(17, 53, 80, true, 0),
+            tp(6, 1000, 80, false, 0), // header cut short: its port fields mean nothing
+            tp(1, 0, 0, false, 0),     // ICMP: no ports, never port 0
+            tp(17, 0, 0, true, 0),     // a real port 0
+            tp(1, 0, 80, true, 0),     // inconsistent: ICMP cannot have ports
+            tp(6, 0, 0, false, 0),     // a non-first fragment
+        ];
+        let n = w.len() as u64;
+        assert_eq!(drops("GROUP_BY_DESTINATION_PORT(AllPackets, 80)", &w), (vec![0, 1], 1000 * n + 2));
+        assert_eq!(drops("GROUP_BY_DESTINATION_PORT(AllPackets, 0)", &w).0, vec![4]);
+        assert_eq!(drops("GROUP_BY_DESTINATION_PORT(AllPackets, 0, 65535)", &w).0, vec![0, 1, 4]);
+        assert_eq!(drops("GROUP_BY_DESTINATION_PORT(AllPackets, 0, 18446744073709551615)", &w).0, vec![0, 1, 4]);
+        assert_eq!(drops("GROUP_BY_DESTINATION_PORT(AllPackets, 81, 80)", &w), (vec![], 1000 * n));
+        assert_eq!(drops("GROUP_BY_DESTINATION_PORT(AllPackets, 65616)", &w).0, Vec::<usize>::new()); // 65616 = 80 + 65536
+        assert_eq!(drops("GROUP_BY_SOURCE_PORT(AllPackets, 1000)", &w), (vec![0], 100 * n + 1));
+        assert_eq!(drops("GROUP_BY_SOURCE_PORT(AllPackets, 0, 999)", &w).0, vec![1, 4]);
+        assert_eq!(drops("GROUP_BY_SOURCE_PORT(GROUP_BY_PROTOCOL(AllPackets, UDP), 0, 53)", &w).0, vec![1, 4]);
+        // The complement is not "the rest": a packet without ports is in neither.
+        let (low, _) = drops("GROUP_BY_DESTINATION_PORT(AllPackets, 0, 79)", &w);
+        let (high, _) = drops("GROUP_BY_DESTINATION_PORT(AllPackets, 80, 65535)", &w);
+        assert_eq!((low, high), (vec![4], vec![0, 1]));
+    }
+
+    #[test]
+    fn tcp_flags_need_a_whole_tcp_header() {
+        let w = vec![
+            tp(6, 1, 2, true, 2),   // SYN
+            tp(6, 1, 2, true, 18),  // SYN + ACK
+            tp(6, 1, 2, true, 16),  // ACK
+            tp(6, 1, 2, true, 4),   // RST
+            tp(6, 1, 2, true, 255), // every flag
+            tp(6, 1, 2, true, 0),   // none
+            tp(17, 1, 2, true, 2),  // UDP: no flags, whatever the byte says
+            tp(6, 1, 2, false, 2),  // TCP cut short: no flags
+            tp(1, 0, 0, false, 2),  // ICMP
+        ];
+        let n = w.len() as u64;
+        assert_eq!(drops("TCP_FLAGS(AllPackets, SYN, ACK)", &w), (vec![0], 10_000 * n + 1));
+        assert_eq!(drops("TCP_FLAGS(AllPackets, SYN + ACK, 0)", &w).0, vec![1, 4]);
+        assert_eq!(drops("TCP_FLAGS(AllPackets, ACK, SYN)", &w).0, vec![2]);
+        assert_eq!(drops("TCP_FLAGS(AllPackets, 0, 0)", &w).0, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(drops("TCP_FLAGS(AllPackets, 0, FIN + SYN + RST + PSH + ACK + URG + ECE + CWR)", &w).0, vec![5]);
+        assert_eq!(drops("TCP_FLAGS(AllPackets, FIN + SYN + RST + PSH + ACK + URG + ECE + CWR, 0)", &w).0, vec![4]);
+        assert_eq!(drops("TCP_FLAGS(AllPackets, RST, 0)", &w).0, vec![3, 4]);
+        // Set and clear at once, flags above the byte: nothing; clear bits above it: no constraint.
+        assert_eq!(drops("TCP_FLAGS(AllPackets, SYN, SYN)", &w), (vec![], 10_000 * n));
+        assert_eq!(drops("TCP_FLAGS(AllPackets, 256, 0)", &w).0, Vec::<usize>::new());
+        assert_eq!(drops("TCP_FLAGS(AllPackets, 258, 0)", &w).0, Vec::<usize>::new());
+        assert_eq!(drops("TCP_FLAGS(AllPackets, SYN, 256)", &w).0, vec![0, 1, 4]);
+    }
+
+    #[test]
+    fn groupings_by_number_in_first_appearance_order() {
+        let w = vec![
+            tp(6, 5000, 25, true, 2),
+            tp(17, 53, 53, true, 0),
+            tp(6, 5001, 25, false, 0), // no ports: in no port group
+            tp(1, 0, 0, false, 0),     // ICMP: in no port group
+            tp(6, 5002, 25, true, 16),
+            tp(17, 53, 0, true, 0),
+        ];
+        let p = source(
+            "LIFETIME = 1 days\nPort(i), P(i) = GROUP_BY_DESTINATION_PORT(AllPackets);\n\
+             foreach i do if Port(i) == 25 or Port(i) + 1 == 1 then DISCARD(P(i));",
+        );
+        let mut e = env();
+        e.unit_costs.by_field = [10, 100, 1000, 10_000];
+        let fx = run(&p, &w, &e).unwrap();
+        assert_eq!(fx.dropped, vec![0, 4, 5]);
+        // The grouping looks at every packet; three groups (25, 53, 0), one turn each;
+        // DISCARD of 2 and of 1.
+        assert_eq!(fx.cost, 1000 * 6 + 3 + 2 + 1);
+
+        // The groups, their keys and members, as the loop sees them.
+        let p = source(
+            "LIFETIME = 1 days\nPr(i), P(i) = GROUP_BY_PROTOCOL(AllPackets);\n\
+             foreach i do if Pr(i) == UDP then DISCARD(P(i));\n\
+             S(j), Q(j) = GROUP_BY_SOURCE_PORT(AllPackets);\nforeach j do if S(j) > 5001 then DISCARD(Q(j));",
+        );
+        let fx = run(&p, &w, &e).unwrap();
+        assert_eq!(fx.dropped, vec![1, 4, 5]);
+        // Protocol groups 6, 17, 1; source-port groups 5000, 53, 5002.
+        assert_eq!(fx.cost, 10 * 6 + 3 + 2 + 100 * 6 + 3 + 1);
+        let mut m = Machine {
+            window: &w,
+            env: &e,
+            params: vec![],
+            vars: vec![None; p.vars.len()],
+            dropped: HashSet::new(),
+            generated: vec![],
+            cost: 0,
+        };
+        m.stmt(&p.body[2]).unwrap();
+        let Some(Value::NumGroups(g)) = &m.vars[p.vars.iter().position(|v| v.name == "j").unwrap()] else { panic!() };
+        assert_eq!(g, &vec![(5000, vec![0]), (53, vec![1, 5]), (5002, vec![4])]);
+        m.stmt(&p.body[0]).unwrap();
+        let Some(Value::NumGroups(g)) = &m.vars[p.vars.iter().position(|v| v.name == "i").unwrap()] else { panic!() };
+        assert_eq!(g, &vec![(6, vec![0, 2, 4]), (17, vec![1, 5]), (1, vec![3])]);
+
+        // No packet with ports: no group, no iteration.
+        let fx = run(
+            &source("LIFETIME = 1 days\nK(i), P(i) = GROUP_BY_DESTINATION_PORT(AllPackets);\nforeach i do DISCARD(P(i));"),
+            &w[2..4],
+            &e,
+        )
+        .unwrap();
+        assert_eq!((fx.dropped, fx.cost), (vec![], 1000 * 2));
+    }
+
+    #[test]
+    fn distinct_destination_ports_count_only_packets_with_ports() {
+        let w = vec![
+            tp(6, 1, 80, true, 2),
+            tp(17, 1, 80, true, 0), // same port, other protocol: one port
+            tp(6, 1, 443, true, 2),
+            tp(6, 1, 8080, false, 0), // no ports
+            tp(1, 0, 0, false, 0),
+            tp(17, 1, 0, true, 0), // port 0
+        ];
+        let p = source("LIFETIME = 1 days\nn = DISTINCT_DESTINATION_PORTS(AllPackets);");
+        let mut e = env();
+        e.unit_costs.distinct_ports = 7;
+        let count = |w: &[RefPacket]| {
+            let mut m = Machine {
+                window: w,
+                env: &e,
+                params: vec![],
+                vars: vec![None; p.vars.len()],
+                dropped: HashSet::new(),
+                generated: vec![],
+                cost: 0,
+            };
+            m.block(&p.body).unwrap();
+            (m.vars[0].clone(), m.cost)
+        };
+        assert_eq!(count(&w), (Some(Value::Num(3)), 7 * 6));
+        assert_eq!(count(&w[3..5]), (Some(Value::Num(0)), 7 * 2));
+        assert_eq!(count(&[]), (Some(Value::Num(0)), 0));
+    }
+
+    /// INSTRUCTION alone: a straight-line program costs one unit per bytecode
+    /// instruction it lowers to (the one value of a narrowing is evaluated once).
+    #[test]
+    fn transport_routines_charge_one_instruction_each() {
+        let zero = UnitCosts { by_field: [0; 4], distinct_ports: 0, instruction: 1, ..costs() };
+        let zero = UnitCosts { discard: 0, group_by_destination: 0, group_by_source: 0, count: 0, ..zero };
+        let e = RefEnv { unit_costs: zero, ..env() };
+        let w = vec![tp(6, 1, 80, true, 2), tp(17, 53, 80, true, 0), tp(1, 0, 0, false, 0)];
+        for body in [
+            "M = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nA = GROUP_BY_PROTOCOL(M, TCP);\nDISCARD(A);",
+            "A = GROUP_BY_DESTINATION_PORT(AllPackets, 80);\nB = GROUP_BY_SOURCE_PORT(A, 1, 1023 + 1);\nDISCARD(B);",
+            "S = TCP_FLAGS(GROUP_BY_PROTOCOL(AllPackets, 6, 17), SYN + ACK, 0);\nn = DISTINCT_DESTINATION_PORTS(S) + COUNT(S);",
+        ] {
+            let src = format!("LIFETIME = 1 days\n{body}");
+            let c = crate::compile("t.vinet", src.as_bytes(), &[]).unwrap();
+            assert_eq!(run(&c.program, &w, &e).unwrap().cost, c.module.code.len() as u64, "{body}");
+        }
     }
 }

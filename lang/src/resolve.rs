@@ -22,13 +22,69 @@ use vinet_vocab::names::{class_name, class_named, class_names};
 use crate::ast::{self, ExprKind as AK, Ident, Item, Literal, Span, StmtKind as SK};
 use crate::bounds::{self, BoundError, Known};
 use crate::diagnostics::Diagnostic;
-use crate::types::{BinOp, Expr, ExprKind, Field, ParamDecl, Program, Routine, Stmt, StmtKind, Type, Var, VarId};
+use crate::types::{BinOp, By, Expr, ExprKind, Field, PacketField, ParamDecl, Program, Routine, Stmt, StmtKind, Type, Var, VarId};
 
 /// The routines, as they are written (matched case-insensitively).
 pub const ROUTINES: &[&str] = &vinet_vocab::names::ROUTINE_NAMES;
 
-/// The built-in names, as they are written (matched case-insensitively).
-pub const BUILTINS: &[&str] = &["AllPackets", "THIS_IP", "THIS_SUBNET_IP"];
+/// The built-in names, as they are written (matched case-insensitively):
+/// the three built-in values, then the [`NAMED_NUMBERS`].
+pub const BUILTINS: &[&str] =
+    &["AllPackets", "THIS_IP", "THIS_SUBNET_IP", "ICMP", "TCP", "UDP", "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+
+/// The built-in named numbers: IP protocols and TCP flags (one bit each, so
+/// they combine with `+`: `SYN + ACK`). Each is a numeric constant.
+pub const NAMED_NUMBERS: &[(&str, u64)] = &[
+    ("ICMP", 1),
+    ("TCP", 6),
+    ("UDP", 17),
+    ("FIN", 1),
+    ("SYN", 2),
+    ("RST", 4),
+    ("PSH", 8),
+    ("ACK", 16),
+    ("URG", 32),
+    ("ECE", 64),
+    ("CWR", 128),
+];
+
+/// The routines that narrow or group by a transport field, and the field.
+const BY_FIELD: &[(&str, PacketField)] = &[
+    ("GROUP_BY_PROTOCOL", PacketField::Proto),
+    ("GROUP_BY_SOURCE_PORT", PacketField::SrcPort),
+    ("GROUP_BY_DESTINATION_PORT", PacketField::DstPort),
+];
+
+/// The field a GROUP_BY_PROTOCOL / _SOURCE_PORT / _DESTINATION_PORT groups by.
+fn by_field(r: &str) -> Option<PacketField> {
+    BY_FIELD.iter().find(|(n, _)| *n == r).map(|&(_, f)| f)
+}
+
+/// The largest value of a field (a larger one matches no packet).
+fn field_max(f: PacketField) -> u64 {
+    match f {
+        PacketField::Proto | PacketField::TcpFlags => 255,
+        PacketField::SrcPort | PacketField::DstPort => 65_535,
+    }
+}
+
+/// A value of a field, for a help line.
+fn example_value(f: PacketField) -> &'static str {
+    match f {
+        PacketField::Proto => "TCP",
+        PacketField::SrcPort | PacketField::DstPort => "80",
+        PacketField::TcpFlags => "SYN",
+    }
+}
+
+/// A field's value in an operator's words.
+fn field_words(f: PacketField) -> &'static str {
+    match f {
+        PacketField::Proto => "protocol",
+        PacketField::SrcPort | PacketField::DstPort => "port",
+        PacketField::TcpFlags => "flags",
+    }
+}
 
 /// The LIFETIME units and their length in seconds.
 const UNITS: &[(&str, u64)] = &vinet_vocab::names::LIFETIME_UNITS;
@@ -41,6 +97,20 @@ fn routine(name: &str) -> Option<&'static str> {
 
 fn builtin(name: &str) -> Option<&'static str> {
     BUILTINS.iter().copied().find(|b| b.eq_ignore_ascii_case(name))
+}
+
+/// What the one-argument form of a grouping routine groups by.
+fn grouping_by(r: &str) -> Option<By> {
+    match r {
+        "GROUP_BY_DESTINATION" => Some(By::Addr(Field::Dst)),
+        "GROUP_BY_SOURCE" => Some(By::Addr(Field::Src)),
+        _ => by_field(r).map(By::Number),
+    }
+}
+
+/// The value of a built-in named number (`TCP`, `SYN`, ...).
+fn named_number(name: &str) -> Option<u64> {
+    NAMED_NUMBERS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|&(_, v)| v)
 }
 
 /// Edit distance between two names, ignoring ASCII case.
@@ -89,11 +159,12 @@ enum Binding {
     },
 }
 
-/// How each family name is used in the program, to tell keys from sets.
+/// How each family name is used in the program, to tell keys from sets: as
+/// a packet set, or as a key (an address or a number).
 #[derive(Default, Debug)]
 struct Votes {
     set: HashMap<String, u32>,
-    addr: HashMap<String, u32>,
+    key: HashMap<String, u32>,
 }
 
 impl Votes {
@@ -134,10 +205,11 @@ impl Votes {
         }
     }
 
-    fn is_addr(e: &ast::Expr) -> bool {
+    /// An address or a number, written as a literal or a built-in name.
+    fn is_key(e: &ast::Expr) -> bool {
         match &e.kind {
-            AK::Lit(Literal::Addr(_)) => true,
-            AK::Name(n) => n.name.eq_ignore_ascii_case("THIS_IP"),
+            AK::Lit(Literal::Addr(_) | Literal::Num(_)) => true,
+            AK::Name(n) => n.name.eq_ignore_ascii_case("THIS_IP") || named_number(&n.name).is_some(),
             _ => false,
         }
     }
@@ -147,14 +219,15 @@ impl Votes {
             AK::Call { callee, args } => {
                 if let Some(r) = routine(&callee.name) {
                     for (i, a) in args.iter().enumerate() {
-                        let addr = match r {
+                        let key = match r {
                             "GENERATE" => i < 2,
                             "GROUP_BY_DESTINATION" | "GROUP_BY_SOURCE" => i == 1,
-                            _ => false,
+                            "TCP_FLAGS" => i >= 1,
+                            _ => by_field(r).is_some() && i >= 1,
                         };
                         let set = i == 0 && r != "GENERATE";
-                        if addr {
-                            Votes::vote(&mut self.addr, a);
+                        if key {
+                            Votes::vote(&mut self.key, a);
                         } else if set {
                             Votes::vote(&mut self.set, a);
                         }
@@ -163,21 +236,23 @@ impl Votes {
                 args.iter().for_each(|a| self.collect(a));
             }
             AK::Binary { op, lhs, rhs } => {
+                use ast::BinOp as B;
                 match op {
-                    ast::BinOp::In => Votes::vote(&mut self.addr, lhs),
-                    ast::BinOp::Mask => {
-                        Votes::vote(&mut self.addr, lhs);
-                        Votes::vote(&mut self.addr, rhs);
+                    B::In => Votes::vote(&mut self.key, lhs),
+                    // Addresses (`&`) or numbers (the rest) on both sides.
+                    B::Mask | B::Lt | B::Le | B::Gt | B::Ge | B::Add | B::Sub | B::Mul => {
+                        Votes::vote(&mut self.key, lhs);
+                        Votes::vote(&mut self.key, rhs);
                     }
-                    ast::BinOp::Eq | ast::BinOp::Ne => {
-                        if Votes::is_addr(rhs) {
-                            Votes::vote(&mut self.addr, lhs);
+                    B::Eq | B::Ne => {
+                        if Votes::is_key(rhs) {
+                            Votes::vote(&mut self.key, lhs);
                         }
-                        if Votes::is_addr(lhs) {
-                            Votes::vote(&mut self.addr, rhs);
+                        if Votes::is_key(lhs) {
+                            Votes::vote(&mut self.key, rhs);
                         }
                     }
-                    _ => {}
+                    B::And | B::Or => {}
                 }
                 self.collect(lhs);
                 self.collect(rhs);
@@ -190,8 +265,8 @@ impl Votes {
     /// Is the first family of `F1(i), F2(i)` the packet set?
     fn set_first(&self, first: &str, second: &str) -> bool {
         let n = |m: &HashMap<String, u32>, k: &str| m.get(k).copied().unwrap_or(0);
-        let says_set_first = n(&self.set, first) > 0 || n(&self.addr, second) > 0;
-        let says_key_first = n(&self.addr, first) > 0 || n(&self.set, second) > 0;
+        let says_set_first = n(&self.set, first) > 0 || n(&self.key, second) > 0;
+        let says_key_first = n(&self.key, first) > 0 || n(&self.set, second) > 0;
         says_set_first && !says_key_first
     }
 }
@@ -263,6 +338,9 @@ struct Checker {
     scope: HashMap<String, Binding>,
     assigned: Vec<bool>,
     known: Known,
+    /// The key families of the groupings by number (number variables whose
+    /// value is known only when the program runs).
+    num_keys: HashSet<VarId>,
     /// Names local to a `foreach` that has ended: name -> the foreach's head.
     dead: HashMap<String, Span>,
     /// Names declared in each enclosing `foreach` body.
@@ -297,6 +375,7 @@ pub fn check(program: &ast::Program, cli_params: &[(String, Const)]) -> (Option<
         active: vec![],
         floors: vec![],
         votes: Votes::default(),
+        num_keys: HashSet::new(),
         discards: None,
         generates: None,
         nesting: 0,
@@ -764,6 +843,11 @@ impl Checker {
                     .at(span, "not a constant")
                     .help("a loop's bound must be known when the program is built: use a number")
             }
+            BoundError::NotConstant { span, param: false } if sub_expr(cond, span).is_some_and(|e| bounds::mentions(e, &self.num_keys)) => {
+                Diagnostic::error("the loop's limit is a group's key, which is known only when the program runs")
+                    .at(span, "not a constant")
+                    .help("a loop's bound must be known when the program is built: use a number")
+            }
             BoundError::NotConstant { span, param: false } => Diagnostic::error("the loop's bound is not known when the loop starts")
                 .at(span.to(cond.span), "the counter or the limit has no constant value here")
                 .help("set the counter and the limit to numbers before the loop, like `n = 0; while n < 10 do ...`"),
@@ -816,10 +900,9 @@ impl Checker {
             _ => None,
         };
         match (targets, call) {
-            ([t1, t2], Some((r @ ("GROUP_BY_DESTINATION" | "GROUP_BY_SOURCE"), args, callee))) if args.len() == 1 => {
-                let by = if r == "GROUP_BY_DESTINATION" { Field::Dst } else { Field::Src };
+            ([t1, t2], Some((r, args, _))) if args.len() == 1 && grouping_by(r).is_some() => {
+                let Some(by) = grouping_by(r) else { return };
                 let of = self.expect(&args[0], &[Type::Set], &format!("{r} groups"));
-                let _ = callee;
                 if let Some(kind) = self.grouping(t1, t2, by, of) {
                     out.push(Stmt { kind, span });
                 }
@@ -840,12 +923,18 @@ impl Checker {
                 };
                 out.push(Stmt { kind: StmtKind::GroupContent { dests, content, of }, span });
             }
-            ([t], Some((r @ ("GROUP_BY_DESTINATION" | "GROUP_BY_SOURCE"), args, _))) if args.len() == 1 => {
+            ([t], Some((r, args, _))) if args.len() == 1 && grouping_by(r).is_some() => {
+                let pick = match grouping_by(r) {
+                    Some(By::Number(f)) => {
+                        format!("to pick the packets of one {}, give it: `{r}(Packets, {})`", field_words(f), example_value(f))
+                    }
+                    _ => format!("to pick the packets of one address, give it: `{r}(Packets, 10.0.0.1)`"),
+                };
                 self.error(
                     Diagnostic::error(format!("{r} with one argument makes a grouping, which has two parts"))
                         .at(t.span, "one target")
                         .help(format!("name the key and the packets of each group: `Key(i), Packets(i) = {r}(...);`"))
-                        .help(format!("to pick the packets of one address, give it: `{r}(Packets, 10.0.0.1)`")),
+                        .help(pick),
                 );
             }
             ([t], Some(("GROUP_BY_CONTENT", _, _))) => {
@@ -880,7 +969,8 @@ impl Checker {
                     Diagnostic::error(format!("{} values assigned, but the right side gives one", targets.len()))
                         .at(first.to(last), "several targets")
                         .help(
-                            "only GROUP_BY_CONTENT(S) and the one-argument GROUP_BY_DESTINATION(S) / GROUP_BY_SOURCE(S) give two results",
+                            "only GROUP_BY_CONTENT(S) and the one-argument groupings GROUP_BY_DESTINATION(S), GROUP_BY_SOURCE(S), \
+                             GROUP_BY_PROTOCOL(S), GROUP_BY_SOURCE_PORT(S) and GROUP_BY_DESTINATION_PORT(S) give two results",
                         ),
                 );
             }
@@ -916,7 +1006,7 @@ impl Checker {
         None
     }
 
-    fn grouping(&mut self, t1: &ast::Expr, t2: &ast::Expr, by: Field, of: Expr) -> Option<StmtKind> {
+    fn grouping(&mut self, t1: &ast::Expr, t2: &ast::Expr, by: By, of: Expr) -> Option<StmtKind> {
         let (f1, i1) = self.indexed_target(t1)?;
         let (f2, i2) = self.indexed_target(t2)?;
         if i1.name != i2.name {
@@ -947,12 +1037,19 @@ impl Checker {
             }
         }
         let (key_name, set_name) = if self.votes.set_first(&f1.name, &f2.name) { (f2, f1) } else { (f1, f2) };
-        let groups = self.new_var(&i1.name, Type::Groups, i1.span);
-        let key = self.new_var(&key_name.name, Type::Addr, key_name.span);
+        let (groups_ty, key_ty) = match by {
+            By::Addr(_) => (Type::Groups, Type::Addr),
+            By::Number(_) => (Type::NumGroups, Type::Num),
+        };
+        let groups = self.new_var(&i1.name, groups_ty, i1.span);
+        let key = self.new_var(&key_name.name, key_ty, key_name.span);
         let set = self.new_var(&set_name.name, Type::Set, set_name.span);
         self.assigned[groups] = true;
         self.scope.insert(i1.name.clone(), Binding::Index { groups, key, set, span: i1.span });
         self.scope.insert(key_name.name.clone(), Binding::Family { index: i1.name.clone(), var: key });
+        if key_ty == Type::Num {
+            self.num_keys.insert(key);
+        }
         self.scope.insert(set_name.name.clone(), Binding::Family { index: i1.name.clone(), var: set });
         for n in [i1, key_name, set_name] {
             self.dead.remove(&n.name);
@@ -1013,12 +1110,15 @@ impl Checker {
     }
 
     fn arity(&mut self, callee: &Ident, span: Span, want: usize, got: usize, what: &str) {
-        let r = routine(&callee.name).unwrap_or(&callee.name);
         let plural = if want == 1 { "argument" } else { "arguments" };
+        self.arity_words(callee, span, &format!("{want} {plural}"), got, what);
+    }
+
+    /// "R takes `want` (`what`), but `got` were given".
+    fn arity_words(&mut self, callee: &Ident, span: Span, want: &str, got: usize, what: &str) {
+        let r = routine(&callee.name).unwrap_or(&callee.name);
         let were = if got == 1 { "was" } else { "were" };
-        self.error(
-            Diagnostic::error(format!("{r} takes {want} {plural} ({what}), but {got} {were} given")).at(span, format!("{got} given")),
-        );
+        self.error(Diagnostic::error(format!("{r} takes {want} ({what}), but {got} {were} given")).at(span, format!("{got} given")));
     }
 
     // ------------------------------------------------------------ expressions
@@ -1026,6 +1126,11 @@ impl Checker {
     /// Check `e` and require one of `want`; `context` completes "... takes"
     /// phrasing in the note.
     fn expect(&mut self, e: &ast::Expr, want: &[Type], context: &str) -> Expr {
+        self.expect_with(e, want, context, None)
+    }
+
+    /// [`Checker::expect`], with a help line for when the type is wrong.
+    fn expect_with(&mut self, e: &ast::Expr, want: &[Type], context: &str, help: Option<&str>) -> Expr {
         let x = self.expr(e);
         if want.iter().any(|w| w.fits(x.ty)) {
             return x;
@@ -1052,6 +1157,9 @@ impl Checker {
             if let Some(s) = closest(&n.name, candidates) {
                 d = d.help(format!("did you mean `{s}`? it is {}", want[0].words()));
             }
+        }
+        if let Some(h) = help {
+            d = d.help(h);
         }
         self.error(d);
         Expr { kind: ExprKind::Error, ty: Type::Error, span: e.span }
@@ -1087,9 +1195,10 @@ impl Checker {
         let span = n.span;
         let mk = |kind, ty| Expr { kind, ty, span };
         if let Some(b) = builtin(&n.name) {
-            return match b {
-                "AllPackets" => mk(ExprKind::AllPackets, Type::Set),
-                "THIS_IP" => mk(ExprKind::ThisIp, Type::Addr),
+            return match (b, named_number(b)) {
+                (_, Some(v)) => mk(ExprKind::Const(Const::Num(v)), Type::Num),
+                ("AllPackets", _) => mk(ExprKind::AllPackets, Type::Set),
+                ("THIS_IP", _) => mk(ExprKind::ThisIp, Type::Addr),
                 _ => mk(ExprKind::ThisSubnet, Type::Prefix),
             };
         }
@@ -1194,6 +1303,8 @@ impl Checker {
                 "GROUP_BY_DESTINATION" | "GROUP_BY_SOURCE" => {
                     (&[Type::Set, Type::Addr], "a packet set and an IP address or prefix (or just a packet set)")
                 }
+                "TCP_FLAGS" => return self.tcp_flags(callee, args, span),
+                _ if by_field(r).is_some() => return self.narrow(r, callee, args, span),
                 "CONTAINS_STRING" => (&[Type::Set, Type::Str], "a packet set and a string"),
                 _ => (&[Type::Set], "a packet set"),
             };
@@ -1216,6 +1327,7 @@ impl Checker {
                     mk(ExprKind::Call(Routine::ContainsString, vec![set, needle]), Type::Bool)
                 }
                 "COUNT" => mk(ExprKind::Call(Routine::Count, vec![set]), Type::Num),
+                "DISTINCT_DESTINATION_PORTS" => mk(ExprKind::Call(Routine::DistinctDestinationPorts, vec![set]), Type::Num),
                 _ => mk(ExprKind::Call(Routine::DistinctDestinations, vec![set]), Type::Num),
             };
         }
@@ -1265,6 +1377,99 @@ impl Checker {
                 Self::err(span)
             }
         }
+    }
+
+    /// GROUP_BY_PROTOCOL, GROUP_BY_SOURCE_PORT, GROUP_BY_DESTINATION_PORT with a
+    /// value `(S, v)` or a range `(S, lo, hi)`: the packets of S whose field is
+    /// `v`, or between `lo` and `hi`.
+    fn narrow(&mut self, r: &'static str, callee: &Ident, args: &[ast::Expr], span: Span) -> Expr {
+        let Some(field) = by_field(r) else { return Self::err(span) };
+        let (words, example) = (field_words(field), example_value(field));
+        if args.len() == 1 {
+            self.error(
+                Diagnostic::error(format!("{r} with one argument makes a grouping; it cannot be used inside an expression"))
+                    .at(span, "a grouping")
+                    .help(format!("name the groups' parts: `Key(i), Packets(i) = {r}(...);`, then `foreach i do ...`"))
+                    .help(format!("to pick the packets of one {words}, give it: `{r}(Packets, {example})`")),
+            );
+            return Self::err(span);
+        }
+        if args.len() != 2 && args.len() != 3 {
+            let what =
+                format!("a packet set and a {words}, or a packet set and the lowest and highest {words} of a range; or just a packet set");
+            self.arity_words(callee, span, "2 or 3 arguments", args.len(), &what);
+            for a in args {
+                self.expr(a);
+            }
+            return Self::err(span);
+        }
+        let set = self.expect(&args[0], &[Type::Set], &format!("{r} takes"));
+        let help = match field {
+            PacketField::Proto => "protocols are numbers: TCP (6), UDP (17), ICMP (1)",
+            _ => "a port is a number from 0 to 65535, like 25",
+        };
+        let mut out = vec![set];
+        if args.len() == 2 {
+            out.push(self.expect_with(&args[1], &[Type::Num], &format!("{r} selects packets by {words}, which is"), Some(help)));
+        } else {
+            out.push(self.expect_with(&args[1], &[Type::Num], &format!("the low end of {r}'s range is"), Some(help)));
+            out.push(self.expect_with(&args[2], &[Type::Num], &format!("the high end of {r}'s range is"), Some(help)));
+        }
+        // A value above the field's largest, or an empty range, matches nothing:
+        // not an error (the set is empty), but worth a warning when it is written so.
+        let max = field_max(field);
+        if let Some(n) = bounds::fold(&out[1], &Known::new()).filter(|&n| n > max) {
+            self.diags.push(
+                Diagnostic::warning(format!("{r} matches no packet here"))
+                    .at(out[1].span, format!("{n} is above {max}"))
+                    .note(format!("a {} number is at most {max}", field_words(field))),
+            );
+        } else if let [_, lo, hi] = out.as_slice() {
+            if let (Some(l), Some(h)) = (bounds::fold(lo, &Known::new()), bounds::fold(hi, &Known::new())) {
+                if l > h {
+                    self.diags.push(
+                        Diagnostic::warning(format!("the range {l} to {h} is empty"))
+                            .at(lo.span.to(hi.span), "its low end is above its high end")
+                            .note(format!("{r} with this range matches no packet"))
+                            .help(format!("write the range low end first: `{h}, {l}`")),
+                    );
+                }
+            }
+        }
+        Expr { kind: ExprKind::Call(Routine::Narrow(field), out), ty: Type::Set, span }
+    }
+
+    /// TCP_FLAGS(S, on, off): the TCP packets of S with every flag of `on` set
+    /// and every flag of `off` clear.
+    fn tcp_flags(&mut self, callee: &Ident, args: &[ast::Expr], span: Span) -> Expr {
+        if args.len() != 3 {
+            self.arity(callee, span, 3, args.len(), "a packet set, the flags that must be set and the flags that must be clear");
+            for a in args {
+                self.expr(a);
+            }
+            return Self::err(span);
+        }
+        let help = "flags are numbers: FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, added with `+` (`SYN + ACK`); 0 for none";
+        let set = self.expect(&args[0], &[Type::Set], "TCP_FLAGS takes");
+        let on = self.expect_with(&args[1], &[Type::Num], "TCP_FLAGS takes the flags that must be set as", Some(help));
+        let off = self.expect_with(&args[2], &[Type::Num], "TCP_FLAGS takes the flags that must be clear as", Some(help));
+        let (k_on, k_off) = (bounds::fold(&on, &Known::new()), bounds::fold(&off, &Known::new()));
+        if let Some(n) = k_on.filter(|&n| n > 255) {
+            self.diags.push(
+                Diagnostic::warning(format!("no packet has the flags {n}"))
+                    .at(on.span, "above 255")
+                    .note("the TCP flags are one byte: TCP_FLAGS with these matches no packet"),
+            );
+        } else if let (Some(a), Some(b)) = (k_on, k_off) {
+            if a & b != 0 {
+                self.diags.push(
+                    Diagnostic::warning("a flag cannot be both set and clear")
+                        .at(on.span.to(off.span), format!("{} must be set and clear", flag_names(a & b)))
+                        .note("TCP_FLAGS with these matches no packet"),
+                );
+            }
+        }
+        Expr { kind: ExprKind::Call(Routine::Narrow(PacketField::TcpFlags), vec![set, on, off]), ty: Type::Set, span }
     }
 
     fn binary(&mut self, op: ast::BinOp, lhs: &ast::Expr, rhs: &ast::Expr, span: Span) -> Expr {
@@ -1355,10 +1560,29 @@ fn plural(t: Type) -> &'static str {
         Type::Prefix => "prefixes",
         Type::Str => "strings",
         Type::Set => "packet sets",
-        Type::Groups => "groupings",
+        Type::Groups | Type::NumGroups => "groupings",
         Type::AddrList | Type::Content => "lists",
         Type::Error => "errors",
     }
+}
+
+/// The sub-expression of `e` at `span`.
+fn sub_expr(e: &Expr, span: Span) -> Option<&Expr> {
+    if e.span == span {
+        return Some(e);
+    }
+    match &e.kind {
+        ExprKind::Not(a) => sub_expr(a, span),
+        ExprKind::Binary(_, a, b) => sub_expr(a, span).or_else(|| sub_expr(b, span)),
+        ExprKind::Call(_, args) => args.iter().find_map(|a| sub_expr(a, span)),
+        _ => None,
+    }
+}
+
+/// The named flags of a flags byte, joined with `+` (`SYN + ACK`).
+fn flag_names(bits: u64) -> String {
+    let names: Vec<&str> = NAMED_NUMBERS[3..].iter().filter(|(_, v)| bits & v != 0).map(|(n, _)| *n).collect();
+    names.join(" + ")
 }
 
 fn span_of_binding(scope: &HashMap<String, Binding>, name: &str, vars: &[Var]) -> Option<Span> {

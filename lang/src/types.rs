@@ -5,6 +5,9 @@
 
 use vinet_checker::bytecode::{Class, CmpOp, Const, Ty};
 
+/// A transport-level field of a packet (protocol, ports, TCP flags), as the bytecode numbers it.
+pub use vinet_checker::bytecode::Field as PacketField;
+
 use crate::ast::Span;
 
 /// The type of a value, as the checker sees it.
@@ -22,8 +25,10 @@ pub enum Type {
     Str,
     /// A set of packets.
     Set,
-    /// A grouping, named by its loop index.
+    /// A grouping by address, named by its loop index (its keys are addresses).
     Groups,
+    /// A grouping by a transport field, named by its loop index (its keys are numbers).
+    NumGroups,
     /// GROUP_BY_CONTENT's destinations.
     AddrList,
     /// GROUP_BY_CONTENT's contents.
@@ -43,7 +48,7 @@ impl Type {
             Type::Prefix => "a prefix",
             Type::Str => "a string",
             Type::Set => "a packet set",
-            Type::Groups => "a grouping index",
+            Type::Groups | Type::NumGroups => "a grouping index",
             Type::AddrList => "a destination list (from GROUP_BY_CONTENT)",
             Type::Content => "a content list (from GROUP_BY_CONTENT)",
             Type::Error => "an erroneous value",
@@ -60,6 +65,7 @@ impl Type {
             Type::Str => Ty::Str,
             Type::Set => Ty::Set,
             Type::Groups => Ty::Groups,
+            Type::NumGroups => Ty::NumGroups,
             Type::AddrList => Ty::AddrList,
             Type::Content => Ty::Content,
             Type::Error => return None,
@@ -146,6 +152,17 @@ pub enum Field {
     Src,
 }
 
+/// What a grouping groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    /// An address (GROUP_BY_DESTINATION, GROUP_BY_SOURCE): the keys are addresses.
+    Addr(Field),
+    /// A transport field (GROUP_BY_PROTOCOL, GROUP_BY_SOURCE_PORT,
+    /// GROUP_BY_DESTINATION_PORT): the keys are numbers, and the packets
+    /// without the field (no ports) are in no group.
+    Number(PacketField),
+}
+
 /// A linear ranking function over variables: `constant + sum(c * v)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rank {
@@ -167,14 +184,14 @@ pub enum StmtKind {
     },
     /// `Key(i), Set(i) = GROUP_BY_x(of)`: `groups` is the index variable `i`.
     Grouping {
-        /// The index variable (type Groups).
+        /// The index variable (type Groups, or NumGroups for a grouping by number).
         groups: VarId,
-        /// The key family (type Addr), bound by `foreach`.
+        /// The key family (type Addr, or Num for a grouping by number), bound by `foreach`.
         key: VarId,
         /// The set family (type Set), bound by `foreach`.
         set: VarId,
-        /// Destination or source.
-        by: Field,
+        /// What it groups by.
+        by: By,
         /// The grouped set.
         of: Expr,
     },
@@ -209,7 +226,7 @@ pub enum StmtKind {
     },
     /// `foreach i do body`
     Foreach {
-        /// The index variable (type Groups).
+        /// The index variable (type Groups or NumGroups).
         groups: VarId,
         /// The key family's variable.
         key: VarId,
@@ -278,6 +295,13 @@ pub enum Routine {
     Count,
     /// DISTINCT_DESTINATIONS(set)
     DistinctDestinations,
+    /// Narrowing by a transport field. For `Proto`, `SrcPort` and `DstPort`
+    /// (GROUP_BY_PROTOCOL, GROUP_BY_SOURCE_PORT, GROUP_BY_DESTINATION_PORT, keyed):
+    /// `(set, value)` or `(set, lo, hi)`, numbers. For `TcpFlags` (TCP_FLAGS):
+    /// `(set, on, off)`.
+    Narrow(PacketField),
+    /// DISTINCT_DESTINATION_PORTS(set)
+    DistinctDestinationPorts,
 }
 
 /// The kinds of checked expression.

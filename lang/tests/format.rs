@@ -72,6 +72,21 @@ fn every_shipped_program_formats_idempotently_keeping_comments_and_meaning() {
     assert!(formatted >= 40, "only {formatted} programs formatted");
 }
 
+#[test]
+fn transport_routines_format_idempotently_keeping_comments_and_meaning() {
+    let src = "LIFETIME = 1 days // one day\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_SUBNET_IP);\n\
+               Syns = TCP_FLAGS(GROUP_BY_PROTOCOL(Mine, TCP), SYN, ACK); // attempts\n\
+               Src(i), Tries(i) = GROUP_BY_SOURCE(Syns);\nforeach i do begin\n\
+               // per port\nPort(j), ToPort(j) = GROUP_BY_DESTINATION_PORT(Tries(i));\n\
+               foreach j do if Port(j) == 445 and COUNT(ToPort(j)) > 8 or DISTINCT_DESTINATION_PORTS(Tries(i)) > 16 then DISCARD(ToPort(j))\n\
+               end\nDISCARD(GROUP_BY_SOURCE_PORT(GROUP_BY_PROTOCOL(Mine, UDP, UDP), 0, 1023))\n";
+    assert!(meaning(src).is_ok(), "{:?}", meaning(src));
+    assert!(check_one("transport.vinet", src).unwrap_or_else(|e| panic!("{e}")));
+    for seps in [&[0u8][..], &[1, 3], &[2, 4, 5], &[3, 3, 4]] {
+        assert!(check_one("transport.vinet", &respace(src, seps)).unwrap_or_else(|e| panic!("{e}")));
+    }
+}
+
 /// A program's tokens re-joined with the chosen separators: spaces, line
 /// breaks, blank lines, and comments at the end of a line or on their own.
 fn respace(source: &str, seps: &[u8]) -> String {

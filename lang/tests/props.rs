@@ -71,6 +71,16 @@ const VOCABULARY: &[&str] = &[
     "DISTINCT_DESTINATIONS",
     "DISCARD",
     "GENERATE",
+    "GROUP_BY_PROTOCOL",
+    "GROUP_BY_SOURCE_PORT",
+    "GROUP_BY_DESTINATION_PORT",
+    "TCP_FLAGS",
+    "DISTINCT_DESTINATION_PORTS",
+    "TCP",
+    "SYN",
+    "ACK",
+    "Port(q)",
+    "70000",
     "foreach",
     "i",
     "do",
@@ -187,6 +197,12 @@ fn structured() -> impl Strategy<Value = String> {
         "m = m * 2;",
         "fresh = COUNT(c);",
         "a = fresh;",
+        "c = GROUP_BY_DESTINATION_PORT(GROUP_BY_PROTOCOL(c, TCP), 80);",
+        "c = GROUP_BY_SOURCE_PORT(c, 1024, 65535);",
+        "c = TCP_FLAGS(c, SYN + ACK, FIN);",
+        "a = DISTINCT_DESTINATION_PORTS(c) + a;",
+        "foreach q do if Port(q) == 25 or Port(q) > a then DISCARD(PP(q));",
+        "foreach q do begin Pr(l), PL(l) = GROUP_BY_PROTOCOL(PP(q)); foreach l do if Pr(l) != UDP then DISCARD(PL(l)) end",
     ])
     .prop_map(str::to_string);
     let stmt = leaf.prop_recursive(5, 40, 3, |inner| {
@@ -208,6 +224,7 @@ fn structured() -> impl Strategy<Value = String> {
         format!(
             "LIFETIME = 1 days\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\n\
              S(i), P(i) = GROUP_BY_SOURCE(Mine);\nT(j), Q(j) = GROUP_BY_DESTINATION(Mine);\n\
+             PP(q), Port(q) = GROUP_BY_DESTINATION_PORT(Mine);\n\
              a = 0; b = THIS_IP; c = Mine; m = 1;\nD, C = GROUP_BY_CONTENT(Mine);\n{}\n",
             body.join("\n")
         )
