@@ -155,6 +155,8 @@ pub fn sym_of(s: &str) -> Option<Sym> {
         "NDst" => NDst,
         "Contains" => Contains,
         "Concat" => Concat,
+        "Narrow" => Narrow,
+        "NPort" => NPort,
         _ => return None,
     })
 }
@@ -443,5 +445,45 @@ pub fn show(t: &Term) -> String {
         Kind::App(s, args) => format!("({s:?} {})", args.iter().map(show).collect::<Vec<_>>().join(" ")),
         Kind::Bound(i) => format!("#{i}"),
         Kind::All(s, b) => format!("(forall {s:?} {})", show(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinet_checker::cert::{encode_file, LIBRARY_MAGIC};
+
+    /// The shipped library builds (each lemma admitted by the kernel as it is elaborated),
+    /// and a router's cache admits the whole library file again from its bytes.
+    #[test]
+    fn the_shipped_library_is_admitted_by_the_kernel() {
+        let set = build(BUILTIN).unwrap();
+        let mut cache = LemmaCache::new();
+        cache.admit_library(&encode_file(&set.library, LIBRARY_MAGIC)).unwrap();
+        for l in &set.library.lemmas {
+            assert_eq!(set.hash(&l.name), Some(l.hash()), "{}", l.name);
+        }
+        for name in ["sub_narrow", "count_narrow", "nport_narrow", "conf_inherit_narrow", "confp_inherit_narrow"] {
+            assert!(set.hash(name).is_some(), "the library has no {name}");
+        }
+    }
+
+    /// The kernel refuses what the narrowing axiom does not give: a narrowing of the window
+    /// is not confined, and it is not the whole of its set.
+    #[test]
+    fn false_narrowing_lemmas_are_refused() {
+        let bogus = [
+            "(lemma bad (forall ((S Set) (f Num) (x Num) (y Num)) (Sub S (Narrow S f x y))) \
+               (gen S f x y (mp (inst sub_intro S (Narrow S f x y)) (gen (p Pkt) (assume h (Mem p S) h)))))",
+            "(lemma bad (forall ((a Addr)) (Conf (Narrow All 2 53 53) a)) \
+               (gen a (mp (inst conf_intro (Narrow All 2 53 53) a) \
+                 (gen (p Pkt) (assume h (Mem p (Narrow All 2 53 53)) (mp (inst narrow p All 2 53 53) h))))))",
+        ];
+        let mut files: Vec<(&str, &str)> = BUILTIN.to_vec();
+        for b in bogus {
+            files.push(("bad.vl", b));
+            assert!(build(&files).is_err(), "{b}");
+            files.pop();
+        }
     }
 }

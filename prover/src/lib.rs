@@ -162,7 +162,8 @@ impl Prover {
 
 /// Replace the counterexample's group keys (`the group key kN`) by the source
 /// names of the enclosing loops' key families, outermost first: the VC
-/// generator numbers the keys of nested loops in that order.
+/// generator numbers the keys of nested loops in that order. Only loops over
+/// groupings by address have such keys (a field group's key is a number).
 fn name_keys(f: &mut Failure, module: &Module, names: &[String]) {
     use vinet_checker::bytecode::Insn;
     let mut loops = vec![];
@@ -170,9 +171,10 @@ fn name_keys(f: &mut Failure, module: &Module, names: &[String]) {
     let mut ends: Vec<usize> = vec![];
     while pc < module.code.len() && pc <= f.at {
         ends.retain(|&e| e > pc);
-        if let Insn::Foreach { key, body_len, .. } = module.code[pc] {
+        if let Insn::Foreach { groups, key, body_len, .. } = module.code[pc] {
             let end = pc + 1 + body_len as usize;
-            if f.at < end && pc < f.at {
+            let by_address = module.regs.get(groups as usize) == Some(&vinet_checker::bytecode::Ty::Groups);
+            if f.at < end && pc < f.at && by_address {
                 loops.push(key);
             }
             ends.push(end);
@@ -245,7 +247,7 @@ fn routine_verb(what: What) -> &'static str {
     match what {
         What::Confined("DISCARD") => "DISCARD here could drop",
         What::Confined("CONTAINS_STRING") => "CONTAINS_STRING here could scan",
-        What::Confined("COUNT") | What::Confined("DISTINCT_DESTINATIONS") => "this could count",
+        What::Confined("COUNT" | "DISTINCT_DESTINATIONS" | "DISTINCT_DESTINATION_PORTS") => "this could count",
         What::Confined("GENERATE") => "GENERATE here could send the data of",
         What::Confined(_) => "this could group",
         _ => "this could touch",
@@ -264,6 +266,20 @@ fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params:
         What::GenerateTo => Some("GENERATE may send only to THIS_IP".to_string()),
         _ => None,
     };
+    // The transport routines have a narrowing form that needs no confinement and a form that
+    // observes its set: the note names the routine, and which of its forms needs the set confined.
+    match what {
+        What::Confined(r @ ("GROUP_BY_PROTOCOL" | "GROUP_BY_SOURCE_PORT" | "GROUP_BY_DESTINATION_PORT")) => notes.push(format!(
+            "{r} as a grouping (`K(i), P(i) = {r}(S)`) observes all of S, so S must be confined to {me_name}; {r}(S, value) and {r}(S, lo, hi) narrow S and need no confinement"
+        )),
+        What::Confined("DISTINCT_DESTINATION_PORTS") => {
+            notes.push(format!("DISTINCT_DESTINATION_PORTS observes all of its set, so the set must be confined to {me_name}"))
+        }
+        What::Confined("TCP_FLAGS") => {
+            notes.push(format!("a grouping by TCP flags observes all of its set, so the set must be confined to {me_name}"))
+        }
+        _ => {}
+    }
     let message = match z3enc::decide(path, goal, params) {
         z3enc::Decision::Fails(cx) => {
             let me = match (edge, cx.this_net, cx.this_ip) {

@@ -1,7 +1,8 @@
 //! Tactics: proofs of the obligations of `vinet_checker::vcgen`.
 //!
 //! Confinement goals are proved structurally, following the set term and
-//! citing the library (`conf_fdst`, `conf_inherit_fsrc`, ...). Where a key or
+//! citing the library (`conf_fdst`, `conf_inherit_fsrc`, `conf_inherit_narrow`
+//! for the transport-level narrowings and field groups, ...). Where a key or
 //! an address must be shown equal to THIS_IP (or inside THIS_SUBNET_IP) from
 //! the path conditions, and for the arithmetic of loop bounds, a small
 //! refutation engine works on the path facts: it flattens the connectives,
@@ -132,6 +133,9 @@ impl<'b, 'c> Tactics<'b, 'c> {
             Sym::FSrcP => "fsrcp",
             Sym::GDst => "gdst",
             Sym::GSrc => "gsrc",
+            // A narrowing by a field (and a field group, `Narrow(S, f, k, k)`) is a subset of
+            // its set: confined exactly when the set is, whatever the field and bounds.
+            Sym::Narrow => "narrow",
             Sym::Ite => return self.conf_ite(facts, set, &args[0], &args[1], &args[2]),
             Sym::All => return Err("AllPackets holds every destination's packets".into()),
             _ => return Err(format!("cannot show {sym:?} confined")),
@@ -139,6 +143,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
         let (s, k) = (&args[0], &args[1]);
         // The operator itself confines: filtering or grouping to the client's destination.
         let own = match (sym, edge) {
+            (Sym::Narrow, _) => Err(String::new()),
             (Sym::FDst | Sym::GDst, false) if *k == me => self.lemma(&format!("conf_{op}"), &[s.clone(), me.clone()], &[]),
             (Sym::FDst | Sym::GDst, false) => {
                 self.eq(facts, k, &me).and_then(|e| self.lemma(&format!("conf_{op}_eq"), &[s.clone(), k.clone(), me.clone()], &[&e]))
@@ -154,7 +159,9 @@ impl<'b, 'c> Tactics<'b, 'c> {
             Err(why) => why,
         };
         let inner = self.conf(facts, s).map_err(|e| if why.is_empty() { e } else { format!("{e} (and {why})") })?;
-        self.lemma(&format!("{inherit}_{op}"), &[s.clone(), me.clone(), k.clone()], &[&inner]).map_err(|e| format!("{conf_}: {e}"))
+        // The inheritance lemma's variables: the set, the client, then the operator's own arguments.
+        let insts: Vec<Term> = [s.clone(), me.clone()].into_iter().chain(args[1..].iter().cloned()).collect();
+        self.lemma(&format!("{inherit}_{op}"), &insts, &[&inner]).map_err(|e| format!("{conf_}: {e}"))
     }
 
     fn conf_ite(&mut self, facts: &[Pf], set: &Term, c: &Term, x: &Term, y: &Term) -> TResult<Pf> {

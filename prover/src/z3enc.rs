@@ -8,7 +8,13 @@
 //! (truncated subtraction as an `ite`), strings are z3 strings, and packet sets
 //! are encoded by the membership of witness packets: `mem(w, FDst(S, a))` is
 //! `mem(w, S) and dst(w) = a`. Negated confinement introduces a fresh witness.
-//! CONTAINS_STRING, COUNT and DISTINCT_DESTINATIONS are left uninterpreted.
+//! A transport-level narrowing (and a field group) `Narrow(S, f, a, b)` is
+//! encoded as the logic has it, a subset of S: `mem(w, Narrow(S, ..))` is
+//! `mem(w, S) and n`, with `n` a fresh boolean for that witness and term (the
+//! witness has no ports or flags to test). A field group's key is a natural
+//! like any other number. CONTAINS_STRING, COUNT, DISTINCT_DESTINATIONS and
+//! DISTINCT_DESTINATION_PORTS are left uninterpreted, but for what the axioms
+//! say of the last two: `NDst(S) <= Count(S)`, `NPort(S) <= Count(S)`.
 
 use std::collections::HashMap;
 use vinet_checker::logic::{Kind, Linear, Lit, Sort, Sym, Term};
@@ -222,6 +228,8 @@ struct Enc<'a> {
     this_net: Option<(BV, BV)>,
     atoms: HashMap<Term, z3::ast::Dynamic>,
     witnesses: Vec<(BV, BV)>,
+    /// Whether a witness (by its source's name) is in a narrowing, by term.
+    narrowed: HashMap<(String, Term), Bool>,
     named: Vec<(String, Val)>,
     side: Vec<Bool>,
     fresh: u32,
@@ -285,6 +293,12 @@ impl Enc<'_> {
             Sym::Ite => {
                 let c = self.bool(&a[0])?;
                 c.ite(&self.mem(w, &a[1])?, &self.mem(w, &a[2])?)
+            }
+            Sym::Narrow => {
+                let key = (w.0.to_string(), set.clone());
+                let name = self.name("narrowed");
+                let field = self.narrowed.entry(key).or_insert_with(|| Bool::new_const(name)).clone();
+                Bool::and(&[self.mem(w, &a[0])?, field])
             }
             _ => return Err(format!("cannot encode the set {sym:?}")),
         })
@@ -410,12 +424,18 @@ impl Enc<'_> {
                     Kind::App(Sym::Param(i, _), _) => self.param_name(*i),
                     Kind::App(Sym::Count, _) => self.name("COUNT"),
                     Kind::App(Sym::NDst, _) => self.name("DISTINCT_DESTINATIONS"),
+                    Kind::App(Sym::NPort, _) => self.name("DISTINCT_DESTINATION_PORTS"),
                     _ => self.name("n"),
                 };
                 let fresh = !self.atoms.contains_key(t);
                 let v = self.atom(t, || Int::new_const(name.clone()).into())?.as_int().ok_or("sort")?;
                 if fresh {
                     self.side.push(v.ge(Int::from_i64(0)));
+                    // The axioms ndst_count and nport_count.
+                    if let Kind::App(Sym::NDst | Sym::NPort, a) = t.kind() {
+                        let count = self.num(&Term::app(Sym::Count, vec![a[0].clone()])?)?;
+                        self.side.push(v.le(&count));
+                    }
                     if !name.contains('!') || name.starts_with("COUNT") {
                         self.named.push((name, Val::N(v.clone())));
                     }
