@@ -18,7 +18,12 @@
 //!   parsed): the vinet VM running the checked firewall over each window's
 //!   columns; the same filter as an eBPF program in rbpf, interpreted and
 //!   JIT-compiled, called once per packet on its (src, dst) record; a
-//!   hand-written Rust loop over the columns (the physical limit).
+//!   hand-written Rust loop over the columns (the physical limit). Beside
+//!   it the port firewall (`examples/port_firewall.vinet`: `dst == X && src
+//!   == Y && TCP && dport == P => drop`, P the buffer's TCP destination
+//!   port), the same peers on (src, dst, dport, protocol, has-ports)
+//!   records, when its bundle has been proved
+//!   (`benches/fixtures/port_firewall.vpc`).
 //! - **End to end** from raw frames (`Runner::push_slab`: parse, window,
 //!   dispatch, run, verdicts) with 1, 1,000 and 100,000 installed firewalls
 //!   for distinct clients, traffic spread over all of them and concentrated
@@ -354,6 +359,9 @@ fn time(reps: usize, mut f: impl FnMut() -> u64) -> (f64, u64) {
 
 struct Fixtures {
     firewall: Checked,
+    /// `examples/port_firewall.vinet`, if its bundle has been proved
+    /// (`benches/fixtures/port_firewall.vpc`, by regenerate.sh).
+    port_firewall: Option<Checked>,
 }
 
 fn fixtures() -> Fixtures {
@@ -365,7 +373,10 @@ fn fixtures() -> Fixtures {
     let user = vinet_engine::policy_file::load(format!("{root}/examples/policies/end-user.toml")).expect("end-user policy");
     let bundle = std::fs::read(format!("{dir}/firewall.vpc")).expect("firewall.vpc");
     let firewall = check(&bundle, &user, &cache).expect("firewall.vpc accepted (else run benches/fixtures/regenerate.sh)");
-    Fixtures { firewall }
+    let port_firewall = std::fs::read(format!("{dir}/port_firewall.vpc"))
+        .ok()
+        .map(|bundle| check(&bundle, &user, &cache).expect("port_firewall.vpc accepted (else run benches/fixtures/regenerate.sh)"));
+    Fixtures { firewall, port_firewall }
 }
 
 fn cpu_model() -> String {
@@ -407,8 +418,10 @@ fn main() {
     let only = arg("--clients", 0);
     if std::env::args().any(|a| a == "--decision-only") {
         decision_stage(&mut buf, &fx, reps);
+        port_decision_stage(&mut buf, &fx, reps);
     } else if only == 0 {
         decision_stage(&mut buf, &fx, reps);
+        port_decision_stage(&mut buf, &fx, reps);
         end_to_end(&mut buf, &fx, reps, &[1, 1000, 100_000]);
     } else {
         end_to_end(&mut buf, &fx, reps, &[only as u32]);
@@ -459,7 +472,7 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     // window of W packets, over views of the same columns (the other
     // columns zero: the decision reads no payload).
     let zeros32 = vec![0u32; n];
-    let (zeros16, zeros8) = (vec![0u16; n], vec![0u8; n]);
+    let (zeros16, zeros8, falses) = (vec![0u16; n], vec![0u8; n], vec![false; n]);
     let origin: Vec<u32> = (0..n as u32).collect();
     let views: Vec<View<'_>> = (0..n)
         .step_by(w)
@@ -471,6 +484,8 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
                 proto: &zeros8[a..b],
                 sport: &zeros16[a..b],
                 dport: &zeros16[a..b],
+                has_ports: &falses[a..b],
+                tcp_flags: &zeros8[a..b],
                 seq: &zeros32[a..b],
                 pay_off: &zeros32[a..b],
                 pay_len: &zeros32[a..b],
@@ -530,6 +545,167 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
         t_native / t_vm,
         t_native / t_vmi
     );
+}
+
+/// The TCP destination port of the buffer's TCP packets (`ipv4_packet`): the
+/// port firewall's port, so that it drops what the firewall drops of TCP.
+const TCP_DPORT: u16 = 0xc350;
+
+/// (a') The port firewall's decision `dst == X && src == Y && proto == TCP
+/// && dport == P => drop` over parsed packets, beside (a).
+fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
+    const X: u32 = BASE + 7;
+    buf.retarget(1000);
+    #[derive(Default)]
+    struct Cols {
+        src: Vec<u32>,
+        dst: Vec<u32>,
+        proto: Vec<u8>,
+        sport: Vec<u16>,
+        dport: Vec<u16>,
+        has_ports: Vec<bool>,
+        tcp_flags: Vec<u8>,
+    }
+    let mut c = Cols::default();
+    for f in buf.frames() {
+        if let vinet_engine::packet::Parsed::Ipv4(p) = vinet_engine::packet::parse_frame(f.link, f.data) {
+            c.src.push(p.src);
+            c.dst.push(p.dst);
+            c.proto.push(p.proto);
+            c.sport.push(p.sport);
+            c.dport.push(p.dport);
+            c.has_ports.push(p.has_ports);
+            c.tcp_flags.push(p.tcp_flags);
+        }
+    }
+    let n = c.src.len();
+    let w = fx.firewall.policy().window_packets as usize;
+
+    // Native: the physical limit, one byte lane per packet as in (a).
+    let native = || {
+        let mut drops = 0u64;
+        let mut bits = [0u64; 4];
+        for a in (0..n).step_by(w) {
+            let b = (a + w).min(n);
+            let (src, dst, proto, ports, dport) = (&c.src[a..b], &c.dst[a..b], &c.proto[a..b], &c.has_ports[a..b], &c.dport[a..b]);
+            for (k, base) in (0..b - a).step_by(64).enumerate() {
+                let end = (base + 64).min(b - a);
+                let mut lanes = [0u8; 64];
+                let l = &mut lanes[..end - base];
+                for (o, &x) in l.iter_mut().zip(&src[base..end]) {
+                    *o = u8::from(x == BAD);
+                }
+                for (o, &x) in l.iter_mut().zip(&dst[base..end]) {
+                    *o &= u8::from(x == X);
+                }
+                for (o, &x) in l.iter_mut().zip(&proto[base..end]) {
+                    *o &= u8::from(x == 6);
+                }
+                for (o, &x) in l.iter_mut().zip(&ports[base..end]) {
+                    *o &= u8::from(x);
+                }
+                for (o, &x) in l.iter_mut().zip(&dport[base..end]) {
+                    *o &= u8::from(x == TCP_DPORT);
+                }
+                let mut m = 0u64;
+                for (j, e) in lanes.chunks_exact(8).enumerate() {
+                    let x = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+                    m |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
+                }
+                bits[k] = m;
+            }
+            drops += bits.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+            black_box(&bits);
+            bits = [0; 4];
+        }
+        drops
+    };
+
+    // The VM: the checked port firewall (THIS_IP = X, Spammer = BAD, Port =
+    // P) once per window, over views of the columns it reads.
+    let zeros32 = vec![0u32; n];
+    let origin: Vec<u32> = (0..n as u32).collect();
+    let views: Vec<View<'_>> = (0..n)
+        .step_by(w)
+        .map(|a| {
+            let b = (a + w).min(n);
+            View::from_columns(ColumnSlices {
+                src: &c.src[a..b],
+                dst: &c.dst[a..b],
+                proto: &c.proto[a..b],
+                sport: &c.sport[a..b],
+                dport: &c.dport[a..b],
+                has_ports: &c.has_ports[a..b],
+                tcp_flags: &c.tcp_flags[a..b],
+                seq: &zeros32[a..b],
+                pay_off: &zeros32[a..b],
+                pay_len: &zeros32[a..b],
+                origin: &origin[a..b],
+                bytes: &[],
+            })
+            .expect("columns of one length")
+        })
+        .collect();
+    let params = [Const::Addr(BAD), Const::Num(u64::from(TCP_DPORT))];
+    let this = This { ip: X, subnet: (X, 32) };
+    let inst = fx.port_firewall.as_ref().map(|checked| Arc::new(Program::new(checked)).instantiate(&params).expect("bind"));
+    let run_vm = |m: &mut Machine| {
+        let inst = inst.as_ref().expect("a port firewall");
+        views.iter().map(|v| u64::from(inst.run(this, *v, m).expect("no fault").dropped)).sum::<u64>()
+    };
+
+    // eBPF: the same filter on a 12-byte (src, dst, dport, proto, has-ports) record.
+    let asm = format!(
+        "ldxw r2, [r1]\nldxw r3, [r1+4]\nldxh r4, [r1+8]\nldxb r5, [r1+10]\nldxb r6, [r1+11]\n\
+         lddw r7, {BAD:#x}\nlddw r8, {X:#x}\nmov64 r0, 0\n\
+         jne r2, r7, +5\njne r3, r8, +4\njne r5, 6, +3\njne r6, 1, +2\njne r4, {TCP_DPORT}, +1\nmov64 r0, 1\nexit"
+    );
+    let prog = rbpf::assembler::assemble(&asm).expect("assemble");
+    let mut records: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let mut r = [0u8; 12];
+            r[..4].copy_from_slice(&c.src[i].to_ne_bytes());
+            r[4..8].copy_from_slice(&c.dst[i].to_ne_bytes());
+            r[8..10].copy_from_slice(&c.dport[i].to_ne_bytes());
+            r[10] = c.proto[i];
+            r[11] = u8::from(c.has_ports[i]);
+            r
+        })
+        .collect();
+    let mut jit = rbpf::EbpfVmRaw::new(Some(&prog)).expect("rbpf vm");
+    jit.jit_compile().expect("jit");
+    // SAFETY: the program reads 12 bytes at r1 and each record is 12 bytes.
+    let run_jit =
+        |records: &mut [u8]| records.chunks_exact_mut(12).map(|r| unsafe { jit.execute_program_jit(r) }.expect("runs")).sum::<u64>();
+    let (t_jit, d_jit) = time(reps, || run_jit(&mut records));
+    let (t_native, d_native) = time(reps, native);
+    assert!(d_native > 0);
+    assert_eq!(d_jit, d_native, "every peer drops the same packets");
+    // The VM's rows need the proved bundle.
+    let mut rows = vec![("native Rust loop over the columns", t_native)];
+    if inst.is_some() {
+        let mut m = Machine::new();
+        let (t_vm, d_vm) = time(reps, || run_vm(&mut m));
+        let mut mi = Machine::new();
+        mi.set_interpret_only(true);
+        let (t_vmi, d_vmi) = time(reps, || run_vm(&mut mi));
+        assert_eq!((d_vm, d_vmi), (d_native, d_native), "every peer drops the same packets");
+        rows.push(("vinet VM: checked port firewall, per 256-packet window (its chain plan)", t_vm));
+        rows.push(("vinet VM: the same, interpreted instruction by instruction", t_vmi));
+    }
+    rows.push(("rbpf JIT (per packet)", t_jit));
+
+    let mpps = |t: f64| n as f64 / t / 1e6;
+    println!("## (a') Port firewall: `dst == X && src == Y && TCP && dport == {TCP_DPORT} => drop` over {n} parsed packets ({d_native} dropped)\n");
+    println!("| peer | M packets/s | ns/packet | time / native |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, t) in rows {
+        println!("| {name} | {:.1} | {:.2} | {:.2}x |", mpps(t), t * 1e9 / n as f64, t / t_native);
+    }
+    if inst.is_none() {
+        println!("\n(the vinet VM rows need benches/fixtures/port_firewall.vpc: run benches/fixtures/regenerate.sh)");
+    }
+    println!();
 }
 
 /// (b, c) End to end with 1, 1,000 and 100,000 installed firewalls.

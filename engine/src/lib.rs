@@ -2,8 +2,9 @@
 //!
 //! The one big decision: **programs run per window, per client, over
 //! columns.** Frames are gathered into windows of up to W packets; each
-//! window's IPv4 packets are stored as columns (addresses, ports, sequence
-//! numbers, payload offsets into one arena). The dispatch table (the paper's
+//! window's IPv4 packets are stored as columns (addresses, protocols, ports
+//! and whether a packet has them, TCP flags, sequence numbers, payload
+//! offsets into one arena). The dispatch table (the paper's
 //! Fig. 4) buckets a window's packets by the clients they are addressed to in
 //! one pass, and each client's programs then run once over that client's
 //! bucket, with packet sets as bitmaps over the bucket. Interpretation is paid
@@ -14,7 +15,8 @@
 //! Two refinements keep that true at line rate (`benchmarks/runtime.md`):
 //! windows can borrow their frames from the caller's buffer instead of
 //! copying them ([`runner::Runner::push_slab`]), and a program that decides
-//! each packet on its own (keyed filters and DISCARD, like the firewall) also
+//! each packet on its own (keyed filters, narrowings by protocol, port or TCP
+//! flags, and DISCARD, like the firewall and the port firewall) also
 //! gets a *plan* when it is prepared from its checked module, which the VM
 //! and the dispatch table run without interpretation, metered the same way.
 //!

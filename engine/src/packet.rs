@@ -23,9 +23,14 @@
 //!   short by the snap length is clipped; an IPv4 header cut short makes the
 //!   frame `Unparsed`, but a TCP or UDP header cut short does not: a packet
 //!   whose IPv4 header is valid is subject to its destination's programs
-//!   whatever follows it, so it is a packet of the window with ports and `seq`
-//!   0 and no payload (a firewall drops it; it carries no word past a spam
-//!   filter).
+//!   whatever follows it, so it is a packet of the window, with `seq` 0, no
+//!   payload and **no ports** ([`Fields::has_ports`] false; a firewall by
+//!   address drops it; it carries no word past a spam filter). A packet
+//!   without ports is never "port 0": GROUP_BY_SOURCE_PORT,
+//!   GROUP_BY_DESTINATION_PORT and TCP_FLAGS never select it, and
+//!   DISTINCT_DESTINATION_PORTS does not count it. The whole transport
+//!   header must be captured: 8 bytes for UDP; for TCP 20 bytes and the whole
+//!   header its data offset gives (a data offset below 5 means no ports).
 //! - **Total length shorter than the IPv4 header is `Unparsed`**, 0 included.
 //!   Linux GSO / BIG TCP captures write 0 for host-stack super-packets over
 //!   64 KiB; tcpdump reads those as "as long as the capture", but such a
@@ -33,7 +38,11 @@
 //!   GENERATEd datagram, so vinet forwards it untouched instead. Every IPv4
 //!   packet of a window thus has a payload of at most 65,515 bytes.
 //! - **Fragments.** A non-first fragment (offset != 0) has no transport header:
-//!   ports and `seq` are 0 and the payload is the fragment's IP payload.
+//!   it has no ports and no TCP flags (`sport`, `dport`, `seq` and `tcp_flags`
+//!   are 0), and its payload is the fragment's IP payload. A first fragment
+//!   has ports when it holds the whole transport header, as any packet.
+//! - **TCP flags** are byte 13 of a whole TCP header (FIN = 1 ... CWR = 128);
+//!   a packet has flags exactly when it is TCP and has ports.
 //! - **UDP** payload is bounded by the IP packet, not by the UDP length field.
 //! - **Linux cooked capture (SLL, SLL2)** is read by hand: etherparse's
 //!   `LinuxSllHeaderSlice` refuses hardware types (loopback, tun, PPP) that do
@@ -104,10 +113,18 @@ pub struct Fields {
     pub dst: u32,
     /// IP protocol number.
     pub proto: u8,
-    /// TCP/UDP source port; 0 for other protocols.
+    /// TCP/UDP source port; 0 when the packet has no ports.
     pub sport: u16,
-    /// TCP/UDP destination port; 0 for other protocols.
+    /// TCP/UDP destination port; 0 when the packet has no ports.
     pub dport: u16,
+    /// Whether the packet has ports: TCP or UDP, not a non-first fragment,
+    /// and its whole transport header captured (see the module
+    /// documentation). A packet without ports is never "port 0".
+    pub has_ports: bool,
+    /// The TCP flags byte (FIN = 1, SYN = 2, RST = 4, PSH = 8, ACK = 16,
+    /// URG = 32, ECE = 64, CWR = 128); 0 unless the packet is TCP with ports
+    /// (it then *has flags*).
+    pub tcp_flags: u8,
     /// TCP sequence number; 0 for other protocols.
     pub seq: u32,
     /// Offset of the payload in the frame.
@@ -228,9 +245,10 @@ fn be32(b: &[u8], at: usize) -> u32 {
 /// the two to the same answers).
 /// A packet whose IPv4 header is valid but whose TCP or UDP header is cut
 /// short: it is still a packet of the window (its destination's programs see
-/// it, so a firewall drops it), with ports and `seq` 0 and no payload.
+/// it, so a firewall drops it), without ports or flags, `seq` 0 and no payload.
 fn no_transport(mut f: Fields, off: usize, ip_len: usize) -> Parsed {
     (f.sport, f.dport, f.seq, f.payload_len) = (0, 0, 0, 0);
+    (f.has_ports, f.tcp_flags) = (false, 0);
     match u32::try_from(off + ip_len) {
         Ok(s) => {
             f.payload_start = s;
@@ -268,6 +286,8 @@ fn ipv4(frame: &[u8], off: usize) -> Parsed {
         f.sport = be16(l4, 0);
         f.dport = be16(l4, 2);
         f.seq = be32(l4, 4);
+        f.tcp_flags = l4[13];
+        f.has_ports = true;
         start += tlen;
     } else if first_fragment && proto == PROTO_UDP {
         if l4.len() < 8 {
@@ -275,6 +295,7 @@ fn ipv4(frame: &[u8], off: usize) -> Parsed {
         }
         f.sport = be16(l4, 0);
         f.dport = be16(l4, 2);
+        f.has_ports = true;
         start += 8;
     }
     // Frames are at most a few hundred KiB (the capture reader's buffer is
@@ -302,11 +323,20 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn tcp_bytes(sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        tcp_bytes_with(sport, dport, seq, 0x18, &[], payload)
+    }
+
+    /// A TCP header with flags byte `flags` and `options` (a multiple of 4
+    /// bytes long: the data offset is 5 + its words), then `payload`.
+    pub(crate) fn tcp_bytes_with(sport: u16, dport: u16, seq: u32, flags: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+        assert!(options.len().is_multiple_of(4) && options.len() <= 40);
+        let offset = (5 + options.len() / 4) as u8;
         let mut v = Vec::new();
         v.extend_from_slice(&sport.to_be_bytes());
         v.extend_from_slice(&dport.to_be_bytes());
         v.extend_from_slice(&seq.to_be_bytes());
-        v.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        v.extend_from_slice(&[0, 0, 0, 0, offset << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        v.extend_from_slice(options);
         v.extend_from_slice(payload);
         v
     }
@@ -345,6 +375,7 @@ pub(crate) mod tests {
         let frame = eth(0x0800, &ip);
         let f = fields(parse_frame(LinkType::Ethernet, &frame));
         assert_eq!((f.src, f.dst, f.proto, f.sport, f.dport, f.seq), (A, B, 6, 1234, 80, 77));
+        assert_eq!((f.has_ports, f.tcp_flags), (true, 0x18), "PSH ACK");
         let p = &frame[f.payload_start as usize..][..f.payload_len as usize];
         assert_eq!(p, b"hello");
     }
@@ -356,7 +387,7 @@ pub(crate) mod tests {
         tagged.extend_from_slice(&0x0800u16.to_be_bytes());
         tagged.extend_from_slice(&ip);
         let f = fields(parse_frame(LinkType::Ethernet, &eth(0x8100, &tagged)));
-        assert_eq!((f.sport, f.dport, f.payload_len), (53, 5353, 1));
+        assert_eq!((f.sport, f.dport, f.payload_len, f.has_ports, f.tcp_flags), (53, 5353, 1, true, 0));
         let mut outer = vec![0, 7, 0x81, 0x00];
         outer.extend_from_slice(&tagged);
         let f = fields(parse_frame(LinkType::Ethernet, &eth(0x88a8, &outer)));
@@ -371,7 +402,7 @@ pub(crate) mod tests {
     fn other_link_types() {
         let ip = ipv4_bytes(A, B, 1, &[8, 0, 0, 0, 1, 2, 3, 4]);
         let f = fields(parse_frame(LinkType::Raw, &ip));
-        assert_eq!((f.proto, f.sport, f.payload_len), (1, 0, 8));
+        assert_eq!((f.proto, f.sport, f.payload_len, f.has_ports, f.tcp_flags), (1, 0, 8, false, 0));
         assert_eq!(parse_frame(LinkType::from_raw(12), &ip), parse_frame(LinkType::Raw, &ip));
         assert_eq!(parse_frame(LinkType::from_raw(14), &ip), parse_frame(LinkType::Raw, &ip));
         let mut null_le = 2u32.to_le_bytes().to_vec();
@@ -403,9 +434,10 @@ pub(crate) mod tests {
         // valid), with no ports and no payload; the same for UDP.
         let f = fields(parse_frame(LinkType::Raw, &ip[..30]));
         assert_eq!((f.src, f.dst, f.proto, f.sport, f.dport, f.seq, f.payload_len), (A, B, 6, 0, 0, 0, 0));
+        assert_eq!((f.has_ports, f.tcp_flags), (false, 0));
         let udp = ipv4_bytes(A, B, 17, &udp_bytes(1, 2, b"word"));
         let f = fields(parse_frame(LinkType::Raw, &udp[..24]));
-        assert_eq!((f.src, f.proto, f.sport, f.payload_len), (A, 17, 0, 0));
+        assert_eq!((f.src, f.proto, f.sport, f.payload_len, f.has_ports), (A, 17, 0, 0, false));
         // IPv4 header cut off: unparsed.
         assert_eq!(parse_frame(LinkType::Raw, &ip[..12]), Parsed::Unparsed);
         // Total length shorter than the header: unparsed.
@@ -434,6 +466,86 @@ pub(crate) mod tests {
         ip[7] = 0x10; // offset 16 * 8
         let f = fields(parse_frame(LinkType::Raw, &ip));
         assert_eq!((f.sport, f.dport, f.seq, f.payload_len), (0, 0, 0, 17));
+        assert_eq!((f.has_ports, f.tcp_flags), (false, 0));
+        // Even when the fragment's bytes look like a whole TCP or UDP header.
+        for (proto, l4) in [(6, tcp_bytes(1, 2, 3, b"x")), (17, udp_bytes(1, 2, b"x"))] {
+            for off in [1u16, 0x1fff] {
+                let mut ip = ipv4_bytes(A, B, proto, &l4);
+                ip[6..8].copy_from_slice(&off.to_be_bytes());
+                let f = fields(parse_frame(LinkType::Raw, &ip));
+                assert_eq!((f.has_ports, f.sport, f.dport, f.tcp_flags), (false, 0, 0, 0), "proto {proto} offset {off}");
+                assert_eq!(f.payload_len as usize, l4.len());
+            }
+            // A first fragment (more fragments set, offset 0) has its ports.
+            let mut ip = ipv4_bytes(A, B, proto, &l4);
+            ip[6] = 0x20;
+            let f = fields(parse_frame(LinkType::Raw, &ip));
+            assert_eq!((f.has_ports, f.sport, f.dport), (true, 1, 2), "proto {proto}, first fragment");
+        }
+    }
+
+    /// A TCP or UDP header cut short at every length has no ports, whatever
+    /// its bytes say; the whole header has them. For TCP "whole" is the
+    /// length its data offset gives (here 32 bytes, with options).
+    #[test]
+    fn transport_headers_cut_at_every_length() {
+        let tcp = ipv4_bytes(A, B, 6, &tcp_bytes_with(443, 25, 9, 0x12, &[1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0], b"data"));
+        for cut in 20..tcp.len() {
+            let f = fields(parse_frame(LinkType::Raw, &tcp[..cut]));
+            let whole = cut >= 20 + 32;
+            assert_eq!(f.has_ports, whole, "TCP cut at {cut}");
+            assert_eq!((f.sport, f.dport, f.tcp_flags), if whole { (443, 25, 0x12) } else { (0, 0, 0) }, "TCP cut at {cut}");
+            assert_eq!(f.payload_len as usize, cut.saturating_sub(52), "TCP cut at {cut}");
+        }
+        let udp = ipv4_bytes(A, B, 17, &udp_bytes(53, 5353, b"q"));
+        for cut in 20..udp.len() {
+            let f = fields(parse_frame(LinkType::Raw, &udp[..cut]));
+            assert_eq!((f.has_ports, f.tcp_flags), (cut >= 28, 0), "UDP cut at {cut}");
+            assert_eq!((f.sport, f.dport), if cut >= 28 { (53, 5353) } else { (0, 0) }, "UDP cut at {cut}");
+        }
+        // The total length cuts as the capture does (the rest is padding).
+        let mut short = tcp.clone();
+        short[2..4].copy_from_slice(&40u16.to_be_bytes());
+        assert!(!fields(parse_frame(LinkType::Raw, &short)).has_ports);
+        // An empty transport header (total length 20) has no ports either.
+        for proto in [6, 17] {
+            let f = fields(parse_frame(LinkType::Raw, &ipv4_bytes(A, B, proto, &[])));
+            assert_eq!((f.proto, f.has_ports), (proto, false));
+        }
+    }
+
+    /// A TCP data offset below 5 words is no header at all: no ports, no
+    /// flags; 5 to 15 words need that many captured bytes.
+    #[test]
+    fn tcp_data_offsets() {
+        for words in 0u8..16 {
+            let mut l4 = tcp_bytes_with(7, 8, 1, 0xff, &[], &[0; 40]);
+            l4[12] = words << 4;
+            let f = fields(parse_frame(LinkType::Raw, &ipv4_bytes(A, B, 6, &l4)));
+            let ok = words >= 5;
+            assert_eq!((f.has_ports, f.tcp_flags), (ok, if ok { 0xff } else { 0 }), "data offset {words}");
+            assert_eq!(f.payload_len as usize, if ok { 60 - 4 * usize::from(words) } else { 0 }, "data offset {words}");
+            // The header longer than what was captured: no ports.
+            let f = fields(parse_frame(LinkType::Raw, &ipv4_bytes(A, B, 6, &l4[..(4 * usize::from(words)).max(20) - 1])));
+            assert!(!f.has_ports, "data offset {words}, one byte short");
+        }
+    }
+
+    /// Every flags byte is read as it is, for TCP only.
+    #[test]
+    fn tcp_flags_byte() {
+        for flags in 0..=255u8 {
+            let f = fields(parse_frame(LinkType::Raw, &ipv4_bytes(A, B, 6, &tcp_bytes_with(1, 2, 3, flags, &[], b""))));
+            assert_eq!((f.has_ports, f.tcp_flags), (true, flags));
+        }
+        // UDP bytes where TCP's flags would be are not flags.
+        let f = fields(parse_frame(LinkType::Raw, &ipv4_bytes(A, B, 17, &udp_bytes(1, 2, &[0xff; 20]))));
+        assert_eq!((f.has_ports, f.tcp_flags), (true, 0));
+        // Other protocols have neither.
+        for proto in [0u8, 1, 2, 47, 50, 132, 255] {
+            let f = fields(parse_frame(LinkType::Raw, &ipv4_bytes(A, B, proto, &tcp_bytes(1, 2, 3, b"x"))));
+            assert_eq!((f.proto, f.has_ports, f.sport, f.dport, f.tcp_flags), (proto, false, 0, 0, 0));
+        }
     }
 }
 
@@ -491,11 +603,16 @@ mod oracle {
             f.sport = t.source_port();
             f.dport = t.destination_port();
             f.seq = t.sequence_number();
+            // From etherparse's flag accessors, not the byte: an independent reading.
+            let flags = [t.fin(), t.syn(), t.rst(), t.psh(), t.ack(), t.urg(), t.ece(), t.cwr()];
+            f.tcp_flags = flags.iter().enumerate().fold(0u8, |b, (i, &on)| b | u8::from(on) << i);
+            f.has_ports = true;
             start += t.slice().len();
         } else if first_fragment && proto == PROTO_UDP {
             let Ok(u) = UdpHeaderSlice::from_slice(l4) else { return super::no_transport(f, off, ip_len) };
             f.sport = u.source_port();
             f.dport = u.destination_port();
+            f.has_ports = true;
             start += u.slice().len();
         }
         // Frames are at most a few hundred KiB (the capture reader's buffer is
@@ -523,14 +640,16 @@ mod fuzz {
             prop::collection::vec((0usize..80, any::<u8>()), 0..6),
             0usize..120,
             prop::collection::vec(any::<u8>(), 0..40),
+            (any::<u8>(), 0usize..4, prop::sample::select(vec![0u16, 0, 0x2000, 1, 0x1fff])),
         )
-            .prop_map(|(proto, tags, flips, cut, payload)| {
+            .prop_map(|(proto, tags, flips, cut, payload, (flags, option_words, fragment))| {
                 let l4 = match proto {
-                    6 => tests::tcp_bytes(1, 2, 3, &payload),
+                    6 => tests::tcp_bytes_with(1, 2, 3, flags, &vec![1; 4 * option_words], &payload),
                     17 => tests::udp_bytes(1, 2, &payload),
                     _ => payload,
                 };
                 let mut inner = tests::ipv4_bytes(0x0102_0304, 0x0a00_0007, proto, &l4);
+                inner[6..8].copy_from_slice(&fragment.to_be_bytes());
                 for _ in 0..tags {
                     let mut t = vec![0, 42, 0x08, 0x00];
                     t.extend_from_slice(&inner);

@@ -5,8 +5,12 @@
 //! Every field is required but three, which policies written before byte and
 //! instruction metering leave out: `max_param_bytes` (256),
 //! `generated_bytes_up` (128 KiB a packet of the window) and, in `[unit_costs]`, `INSTRUCTION` and
-//! `BYTES` (1 each). Unknown fields are refused (a misspelt field is an
-//! error, not a silent default), and so is an unknown name in `[unit_costs]`.
+//! `BYTES` (1 each). Every routine's cost is required, the transport-level
+//! ones (GROUP_BY_PROTOCOL, GROUP_BY_SOURCE_PORT, GROUP_BY_DESTINATION_PORT,
+//! TCP_FLAGS, DISTINCT_DESTINATION_PORTS) included: a policy written before
+//! them is refused, naming the first one missing. Unknown fields are refused
+//! (a misspelt field is an error, not a silent default), and so is an unknown
+//! name in `[unit_costs]`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -122,6 +126,10 @@ mod tests {
         let u = p.unit_costs;
         assert_eq!((u.discard, u.group_by_destination, u.group_by_source, u.group_by_content), (1, 1, 2, 8));
         assert_eq!((u.contains_string, u.generate, u.count, u.distinct_destinations), (6, 4, 1, 3));
+        // GROUP_BY_PROTOCOL, GROUP_BY_SOURCE_PORT, GROUP_BY_DESTINATION_PORT,
+        // TCP_FLAGS (by field), DISTINCT_DESTINATION_PORTS.
+        assert_eq!((u.by_field, u.distinct_ports), ([1, 1, 1, 1], 3));
+        assert_eq!((u.instruction, u.bytes), (1, 1));
         let q = parse(&example("edge-router.toml")).unwrap();
         assert_eq!(q.client, ClientKind::EdgeRouter);
         assert_eq!(q.unit_costs, p.unit_costs);
@@ -143,6 +151,28 @@ mod tests {
         assert!(e.contains("unknown cost \"SORT\" (the routines are DISCARD, GENERATE, GROUP_BY_DESTINATION,"), "{e}");
         let e = err(&good.replace("COUNT = 1\n", ""));
         assert!(e.contains("missing COUNT"), "{e}");
+        // The transport routines are required like the others: a policy
+        // written before them is refused, saying which one is missing.
+        let e = err(&good.replace("TCP_FLAGS = 1\n", ""));
+        assert_eq!(e, "invalid policy: [unit_costs]: missing TCP_FLAGS");
+        let older: String = good
+            .lines()
+            .filter(|l| !l.contains("PORT") && !l.contains("PROTOCOL") && !l.contains("TCP_FLAGS"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = err(&older);
+        assert_eq!(e, "invalid policy: [unit_costs]: missing GROUP_BY_PROTOCOL", "the first missing, in the language's order");
+        // Each is read into its own slot.
+        for (i, name) in ["GROUP_BY_PROTOCOL", "GROUP_BY_SOURCE_PORT", "GROUP_BY_DESTINATION_PORT", "TCP_FLAGS"].iter().enumerate() {
+            let p = parse(&good.replace(&format!("{name} = 1"), &format!("{name} = {}", 40 + i))).unwrap();
+            let mut want = [1; 4];
+            want[i] = 40 + i as u64;
+            assert_eq!(p.unit_costs.by_field, want, "{name}");
+        }
+        let p = parse(&good.replace("DISTINCT_DESTINATION_PORTS = 3", "DISTINCT_DESTINATION_PORTS = 7")).unwrap();
+        assert_eq!((p.unit_costs.distinct_ports, p.unit_costs.distinct_destinations), (7, 3));
+        let e = err(&good.replace("TCP_FLAGS = 1", "TCP_FLAGS = -1"));
+        assert!(e.contains("TCP_FLAGS = -1") && e.contains("expected u64"), "{e}");
         let e = err(&good.replace("\"30 days\"", "\"30 fortnights\""));
         assert!(e.contains("max_lifetime") && e.contains("unknown unit \"fortnights\""), "{e}");
         let e = err(&good.replace("\"30 days\"", "\"thirty days\""));

@@ -1,7 +1,13 @@
 //! The VM against the language's reference interpreter
 //! (`vinet_lang::reference`) on random windows, for the example programs
 //! compiled from source (SEMANTICS: "a property test checks that the two
-//! agree").
+//! agree"), and one program of every transport routine.
+//!
+//! A window is random frames: TCP (random flags), UDP, ICMP and GRE
+//! packets, some damaged (a transport header cut short at any length, a
+//! non-first fragment, a TCP data offset below 5). The engine parses each
+//! frame; the reference gets the packet the engine's [`Fields`] describe,
+//! `has_ports` and `tcp_flags` included, so the two see one packet.
 //!
 //! Two properties per program and window:
 //! 1. over the whole window, the VM and the reference have the same drops,
@@ -17,8 +23,8 @@ use vinet_checker::policy::ClientKind;
 use vinet_lang::reference::{self, RefEnv, RefPacket};
 
 use crate::dispatch::Dispatch;
-use crate::packet::tests::{ipv4_bytes, tcp_bytes, udp_bytes};
-use crate::packet::LinkType;
+use crate::packet::tests::{ipv4_bytes, tcp_bytes_with, udp_bytes};
+use crate::packet::{parse_frame, Fields, LinkType, Parsed};
 use crate::vm::tests::metered_policy as policy;
 use crate::vm::{Binding, Machine, Program, This};
 use crate::window::Window;
@@ -26,49 +32,88 @@ use crate::window::Window;
 const ME: u32 = 0x0a01_0007; // 10.1.0.7, inside the edge client's subnet
 const SUBNET: (u32, u8) = (0x0a01_0000, 16);
 const ROUTER: u32 = 0x0a01_0001;
-const SRCS: [u32; 4] = [0xcb00_7109, 0xc633_6407, 0x0808_0808, 0x0a01_0003];
+const SRCS: [u32; 5] = [0xcb00_7109, 0xc633_6407, 0x0808_0808, 0x0a01_0003, 0xc000_0235];
 const DSTS: [u32; 8] = [ME, ME, 0x0a01_0002, 0x0a01_0004, 0x0a01_0005, 0x0a01_0006, 0x0a02_0001, 0x0101_0101];
 const PIECES: [&[u8]; 8] = [b"", b"via", b"gra", b"viagra", b"lot", b"tery", b"lottery ", b"hello"];
+/// Ports the example programs name (SMTP, DNS, NTP, SMB, a well-known
+/// bound), and others.
+const PORTS: [u16; 8] = [25, 53, 123, 445, 1023, 1024, 40_000, 0];
+/// SYN, SYN-ACK, ACK, PSH-ACK, FIN-ACK, RST, none, all.
+const FLAGS: [u8; 8] = [0x02, 0x12, 0x10, 0x18, 0x11, 0x04, 0x00, 0xff];
 
 fn compile(name: &str, params: &[(&str, &str)]) -> vinet_lang::Compiled {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
     let src = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    vinet_lang::compile(name, &src, &params).unwrap_or_else(|d| panic!("{name} does not compile: {d:?}"))
+    compile_source(name, &src, params)
 }
 
-fn packet() -> impl Strategy<Value = RefPacket> {
+fn compile_source(name: &str, src: &[u8], params: &[(&str, &str)]) -> vinet_lang::Compiled {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    vinet_lang::compile(name, src, &params).unwrap_or_else(|d| panic!("{name} does not compile: {d:?}"))
+}
+
+/// How a packet's frame is damaged: not at all; its transport header cut
+/// short by the capture at byte `n`; made a non-first fragment; for TCP, a
+/// data offset below 5 words.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    None,
+    Cut(usize),
+    Fragment,
+    Offset(u8),
+}
+
+/// One packet of a random window: its frame.
+fn packet() -> impl Strategy<Value = Vec<u8>> {
     (
-        0..SRCS.len(),
-        0..DSTS.len(),
-        prop_oneof![Just(6u8), Just(17u8), Just(1u8)],
-        1..3u16,
+        (0..SRCS.len(), 0..DSTS.len(), prop_oneof![4 => Just(6u8), 3 => Just(17u8), 1 => Just(1u8), 1 => Just(47u8)]),
+        (
+            prop_oneof![3 => 1..3u16, 2 => (0..PORTS.len()).prop_map(|i| PORTS[i])],
+            // The ports the programs name, often.
+            prop_oneof![2 => Just(25u16), 1 => Just(445u16), 1 => Just(53u16), 3 => (0..PORTS.len()).prop_map(|i| PORTS[i])],
+        ),
+        prop_oneof![2 => Just(0x02u8), 3 => (0..FLAGS.len()).prop_map(|i| FLAGS[i]), 1 => any::<u8>()],
         0..4u32,
         prop::collection::vec(0..PIECES.len(), 0..3),
+        prop_oneof![
+            12 => Just(Damage::None),
+            2 => (0..20usize).prop_map(Damage::Cut),
+            1 => Just(Damage::Fragment),
+            1 => (0..5u8).prop_map(Damage::Offset),
+        ],
     )
-        .prop_map(|(s, d, proto, port, seq, pieces)| {
+        .prop_map(|((s, d, proto), (sport, dport), flags, seq, pieces, damage)| {
             let payload: Vec<u8> = pieces.iter().flat_map(|&i| PIECES[i].iter().copied()).collect();
-            let tcp_udp = proto != 1;
-            RefPacket {
-                src: SRCS[s],
-                dst: DSTS[d],
-                proto,
-                sport: if tcp_udp { port } else { 0 },
-                dport: if tcp_udp { 80 } else { 0 },
-                // Sequence numbers on a 3-byte grid, so that "via" + "gra"
-                // segments often continue each other.
-                seq: if proto == 6 { 1000 + 3 * seq } else { 0 },
-                payload,
+            // Sequence numbers on a 3-byte grid, so that "via" + "gra"
+            // segments often continue each other.
+            let seq = 1000 + 3 * seq;
+            let mut l4 = match proto {
+                6 => tcp_bytes_with(sport, dport, seq, flags, &[], &payload),
+                17 => udp_bytes(sport, dport, &payload),
+                _ => payload,
+            };
+            if let Damage::Offset(words) = damage {
+                if let Some(b) = l4.get_mut(12).filter(|_| proto == 6) {
+                    *b = words << 4;
+                }
             }
+            let mut ip = ipv4_bytes(SRCS[s], DSTS[d], proto, &l4);
+            match damage {
+                Damage::Cut(n) => ip.truncate(20 + n.min(l4.len())),
+                Damage::Fragment => ip[6..8].copy_from_slice(&0x0010u16.to_be_bytes()),
+                _ => {}
+            }
+            ip
         })
 }
 
-fn frame(p: &RefPacket) -> Vec<u8> {
-    match p.proto {
-        6 => ipv4_bytes(p.src, p.dst, 6, &tcp_bytes(p.sport, p.dport, p.seq, &p.payload)),
-        17 => ipv4_bytes(p.src, p.dst, 17, &udp_bytes(p.sport, p.dport, &p.payload)),
-        other => ipv4_bytes(p.src, p.dst, other, &p.payload),
-    }
+/// The reference's packet for a frame, from the engine's [`Fields`]: the
+/// two see one packet.
+fn ref_packet(frame: &[u8]) -> RefPacket {
+    let Parsed::Ipv4(f) = parse_frame(LinkType::Raw, frame) else { panic!("not IPv4: {frame:?}") };
+    let Fields { src, dst, proto, sport, dport, has_ports, tcp_flags, seq, payload_start, payload_len } = f;
+    let payload = frame[payload_start as usize..][..payload_len as usize].to_vec();
+    RefPacket { src, dst, proto, sport, dport, has_ports, tcp_flags, seq, payload }
 }
 
 /// (src, dst, UDP payload) of a generated IPv4/UDP packet.
@@ -87,7 +132,10 @@ struct Case {
 }
 
 fn case(name: &str, params: &[(&str, &str)], kind: ClientKind) -> Case {
-    let compiled = compile(name, params);
+    case_of(compile(name, params), kind)
+}
+
+fn case_of(compiled: vinet_lang::Compiled, kind: ClientKind) -> Case {
     let mut pol = policy();
     pol.client = kind;
     let program = Arc::new(Program::unchecked(compiled.module.clone(), u64::MAX / 2, &pol));
@@ -98,12 +146,13 @@ fn case(name: &str, params: &[(&str, &str)], kind: ClientKind) -> Case {
     Case { compiled, program, this }
 }
 
-fn agree(c: &Case, packets: &[RefPacket]) -> Result<(), TestCaseError> {
+fn agree(c: &Case, frames: &[Vec<u8>]) -> Result<(), TestCaseError> {
+    let packets: Vec<RefPacket> = frames.iter().map(|f| ref_packet(f)).collect();
     let env = RefEnv { this_ip: c.this.ip, this_subnet: c.this.subnet, params: vec![], unit_costs: policy().unit_costs, fuel: None };
-    let want = reference::run(&c.compiled.program, packets, &env).map_err(|f| TestCaseError::fail(format!("reference faulted: {f:?}")))?;
+    let want = reference::run(&c.compiled.program, &packets, &env).map_err(|f| TestCaseError::fail(format!("reference faulted: {f:?}")))?;
     let mut w = Window::new();
-    for p in packets {
-        w.push(LinkType::Raw, 0, 0, &frame(p));
+    for f in frames {
+        w.push(LinkType::Raw, 0, 0, f);
     }
     prop_assert_eq!(w.packet_count(), packets.len());
     // 1. Whole window.
@@ -128,7 +177,7 @@ fn agree(c: &Case, packets: &[RefPacket]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn window() -> impl Strategy<Value = Vec<RefPacket>> {
+fn window() -> impl Strategy<Value = Vec<Vec<u8>>> {
     prop::collection::vec(packet(), 0..48)
 }
 
@@ -158,4 +207,50 @@ proptest! {
         thread_local!(static C: Case = case("worm_blocker.vinet", &[("N", "2")], ClientKind::EdgeRouter));
         C.with(|c| agree(c, &packets))?;
     }
+
+    #[test]
+    fn port_firewall_agrees_with_reference(packets in window()) {
+        thread_local!(static C: Case = case("port_firewall.vinet", &[("Spammer", "203.0.113.9")], ClientKind::EndUser));
+        C.with(|c| agree(c, &packets))?;
+    }
+
+    #[test]
+    fn syn_worm_blocker_agrees_with_reference(packets in window()) {
+        thread_local!(static C: Case = case("syn_worm_blocker.vinet", &[("N", "0"), ("M", "1")], ClientKind::EdgeRouter));
+        C.with(|c| agree(c, &packets))?;
+    }
+
+    #[test]
+    fn anti_amplification_agrees_with_reference(packets in window()) {
+        thread_local!(static C: Case = case("anti_amplification.vinet", &[("Resolver", "8.8.8.8")], ClientKind::EndUser));
+        C.with(|c| agree(c, &packets))?;
+    }
+
+    #[test]
+    fn transport_groupings_agree_with_reference(packets in window()) {
+        thread_local!(static C: Case = case_of(compile_source("groupings", GROUPINGS.as_bytes(), &[]), ClientKind::EndUser));
+        C.with(|c| agree(c, &packets))?;
+    }
 }
+
+/// Every transport routine in one program: groups by protocol, by source
+/// port and by destination port, a TCP_FLAGS of a sum of flags and a
+/// protocol range, DISTINCT_DESTINATION_PORTS.
+const GROUPINGS: &str = "
+LIFETIME = 1 days
+CLASS = filtering
+Mine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);
+Proto(i), ByProto(i) = GROUP_BY_PROTOCOL(Mine);
+foreach i do
+  if Proto(i) == UDP and DISTINCT_DESTINATION_PORTS(ByProto(i)) > 1 then
+    DISCARD(GROUP_BY_DESTINATION_PORT(ByProto(i), 50, 130));
+Port(j), BySport(j) = GROUP_BY_SOURCE_PORT(Mine);
+foreach j do
+  if COUNT(BySport(j)) > 2 then
+    DISCARD(TCP_FLAGS(BySport(j), SYN + ACK, FIN));
+Dport(k), ByDport(k) = GROUP_BY_DESTINATION_PORT(GROUP_BY_PROTOCOL(Mine, 6, 17));
+foreach k do
+  if Dport(k) == 445 and COUNT(ByDport(k)) > 1 then
+    DISCARD(ByDport(k));
+DISCARD(GROUP_BY_PROTOCOL(Mine, 40, 50));
+";

@@ -20,6 +20,8 @@
 //! range lies inside the arena, or in borrowed mode inside the slab the
 //! window was filled from (enforced by the push methods, the only writers).
 
+use vinet_checker::bytecode::Field;
+
 use crate::packet::{parse_frame, LinkType, Parsed};
 use crate::stream::StreamNotes;
 
@@ -84,6 +86,10 @@ pub(crate) struct Columns {
     pub(crate) proto: Vec<u8>,
     pub(crate) sport: Vec<u16>,
     pub(crate) dport: Vec<u16>,
+    /// Whether the packet has ports ([`crate::packet::Fields::has_ports`]).
+    pub(crate) has_ports: Vec<bool>,
+    /// The TCP flags byte (0 for a packet without flags).
+    pub(crate) tcp_flags: Vec<u8>,
     pub(crate) seq: Vec<u32>,
     pub(crate) pay_off: Vec<u32>,
     pub(crate) pay_len: Vec<u32>,
@@ -98,6 +104,8 @@ impl Columns {
         self.proto.clear();
         self.sport.clear();
         self.dport.clear();
+        self.has_ports.clear();
+        self.tcp_flags.clear();
         self.seq.clear();
         self.pay_off.clear();
         self.pay_len.clear();
@@ -119,6 +127,8 @@ impl Columns {
         col(&mut self.proto, &from.proto, perm);
         col(&mut self.sport, &from.sport, perm);
         col(&mut self.dport, &from.dport, perm);
+        col(&mut self.has_ports, &from.has_ports, perm);
+        col(&mut self.tcp_flags, &from.tcp_flags, perm);
         col(&mut self.seq, &from.seq, perm);
         col(&mut self.pay_off, &from.pay_off, perm);
         col(&mut self.pay_len, &from.pay_len, perm);
@@ -134,6 +144,8 @@ impl Columns {
             proto: &self.proto[start..end],
             sport: &self.sport[start..end],
             dport: &self.dport[start..end],
+            has_ports: &self.has_ports[start..end],
+            tcp_flags: &self.tcp_flags[start..end],
             seq: &self.seq[start..end],
             pay_off: &self.pay_off[start..end],
             pay_len: &self.pay_len[start..end],
@@ -154,6 +166,8 @@ pub struct View<'a> {
     pub(crate) proto: &'a [u8],
     pub(crate) sport: &'a [u16],
     pub(crate) dport: &'a [u16],
+    pub(crate) has_ports: &'a [bool],
+    pub(crate) tcp_flags: &'a [u8],
     pub(crate) seq: &'a [u32],
     pub(crate) pay_off: &'a [u32],
     pub(crate) pay_len: &'a [u32],
@@ -178,6 +192,11 @@ pub struct ColumnSlices<'a> {
     pub sport: &'a [u16],
     /// Destination ports.
     pub dport: &'a [u16],
+    /// Whether each packet has ports (a packet without is never port 0):
+    /// only TCP and UDP packets can, as the parser sets it.
+    pub has_ports: &'a [bool],
+    /// TCP flags bytes (0 for a packet without flags).
+    pub tcp_flags: &'a [u8],
     /// TCP sequence numbers.
     pub seq: &'a [u32],
     /// Payload offsets into `bytes`.
@@ -192,17 +211,31 @@ pub struct ColumnSlices<'a> {
 
 impl<'a> View<'a> {
     /// A view of caller-held columns; `None` unless every column has one
-    /// entry per packet. (Payload ranges outside `bytes` read as empty.)
+    /// entry per packet, and only TCP and UDP packets have ports. (Payload
+    /// ranges outside `bytes` read as empty.)
     pub fn from_columns(c: ColumnSlices<'a>) -> Option<View<'a>> {
         let n = c.src.len();
-        let same =
-            [c.dst.len(), c.proto.len(), c.sport.len(), c.dport.len(), c.seq.len(), c.pay_off.len(), c.pay_len.len(), c.origin.len()];
-        same.iter().all(|&k| k == n).then_some(View {
+        let same = [
+            c.dst.len(),
+            c.proto.len(),
+            c.sport.len(),
+            c.dport.len(),
+            c.has_ports.len(),
+            c.tcp_flags.len(),
+            c.seq.len(),
+            c.pay_off.len(),
+            c.pay_len.len(),
+            c.origin.len(),
+        ];
+        let ports_ok = c.has_ports.iter().zip(c.proto).all(|(&has, &p)| !has || p == 6 || p == 17);
+        (ports_ok && same.iter().all(|&k| k == n)).then_some(View {
             src: c.src,
             dst: c.dst,
             proto: c.proto,
             sport: c.sport,
             dport: c.dport,
+            has_ports: c.has_ports,
+            tcp_flags: c.tcp_flags,
             seq: c.seq,
             pay_off: c.pay_off,
             pay_len: c.pay_len,
@@ -233,6 +266,43 @@ impl<'a> View<'a> {
     /// Window packet index of view position `i`.
     pub fn origin(&self, i: usize) -> Option<u32> {
         self.origin.get(i).copied()
+    }
+
+    /// Field `f` of packet `i` as the VM tests it: [`ABSENT`] when the
+    /// packet does not have it (ports, flags) or `i` is out of range.
+    #[inline]
+    pub(crate) fn field(&self, f: Field, i: usize) -> u32 {
+        field_of(f, self.proto, self.sport, self.dport, self.has_ports, self.tcp_flags, i)
+    }
+}
+
+/// A field value no packet has: what [`View::field`] and [`Columns::field`]
+/// give for a packet without the field. Above every value a field can hold
+/// (protocols to 255, ports to 65,535, flags to 255), and with every bit set,
+/// so that no range test and no flags test of [`crate::vm`] matches it.
+pub(crate) const ABSENT: u32 = u32::MAX;
+
+/// Field `f` of row `i` of these columns (SEMANTICS "Packet fields"): the
+/// protocol of every packet; ports only of a packet with ports; flags only of
+/// a TCP packet with ports; else [`ABSENT`].
+#[inline]
+fn field_of(f: Field, proto: &[u8], sport: &[u16], dport: &[u16], ports: &[bool], flags: &[u8], i: usize) -> u32 {
+    const TCP: u8 = 6;
+    let has = ports.get(i).copied().unwrap_or(false);
+    let v = match f {
+        Field::Proto => proto.get(i).map(|&p| u32::from(p)),
+        Field::SrcPort => sport.get(i).filter(|_| has).map(|&p| u32::from(p)),
+        Field::DstPort => dport.get(i).filter(|_| has).map(|&p| u32::from(p)),
+        Field::TcpFlags => flags.get(i).filter(|_| has && proto.get(i) == Some(&TCP)).map(|&b| u32::from(b)),
+    };
+    v.unwrap_or(ABSENT)
+}
+
+impl Columns {
+    /// Field `f` of row `i`, as [`View::field`].
+    #[inline]
+    pub(crate) fn field(&self, f: Field, i: usize) -> u32 {
+        field_of(f, &self.proto, &self.sport, &self.dport, &self.has_ports, &self.tcp_flags, i)
     }
 }
 
@@ -381,6 +451,8 @@ impl Window {
                 c.proto.push(f.proto);
                 c.sport.push(f.sport);
                 c.dport.push(f.dport);
+                c.has_ports.push(f.has_ports);
+                c.tcp_flags.push(f.tcp_flags);
                 c.seq.push(f.seq);
                 // In range: checked above that off + len fits in u32, and the
                 // parser's payload lies inside the frame.
@@ -415,6 +487,8 @@ impl Window {
         c.proto.extend(p.iter().map(|f| f.proto));
         c.sport.extend(p.iter().map(|f| f.sport));
         c.dport.extend(p.iter().map(|f| f.dport));
+        c.has_ports.extend(p.iter().map(|f| f.has_ports));
+        c.tcp_flags.extend(p.iter().map(|f| f.tcp_flags));
         c.seq.extend(p.iter().map(|f| f.seq));
         c.pay_off.extend(p.iter().map(|f| f.payload_start));
         c.pay_len.extend(p.iter().map(|f| f.payload_len));
@@ -596,5 +670,84 @@ mod tests {
         assert_eq!(c.gen, vec![b"xyz".to_vec()]);
         w.clear();
         assert_eq!((w.frame_count(), w.packet_count(), w.generated_count()), (0, 0, 0));
+    }
+
+    /// The transport columns (protocol, ports, whether it has them, flags)
+    /// hold each packet's fields, in a window that copies its frames and in
+    /// one that borrows them (and then copies them in), and through a
+    /// bucket's gather; `field` reads them as the VM does.
+    #[test]
+    fn transport_columns_in_every_mode() {
+        use crate::packet::tests::tcp_bytes_with;
+        let mut frames = vec![
+            ipv4_bytes(1, 2, 6, &tcp_bytes_with(443, 25, 7, 0x12, &[], b"x")),
+            ipv4_bytes(1, 2, 17, &udp_bytes(53, 5353, b"q")),
+            ipv4_bytes(1, 2, 1, &[8, 0, 0, 0]),
+            ipv4_bytes(1, 2, 6, &tcp_bytes_with(443, 25, 7, 0x12, &[], b"x"))[..30].to_vec(),
+        ];
+        let mut frag = ipv4_bytes(1, 2, 17, &udp_bytes(53, 5353, b"q"));
+        frag[7] = 9;
+        frames.push(frag);
+        let want_ports = [true, true, false, false, false];
+        let want = |f: Field| -> Vec<u32> {
+            match f {
+                Field::Proto => vec![6, 17, 1, 6, 17],
+                Field::SrcPort => vec![443, 53, ABSENT, ABSENT, ABSENT],
+                Field::DstPort => vec![25, 5353, ABSENT, ABSENT, ABSENT],
+                Field::TcpFlags => vec![0x12, ABSENT, ABSENT, ABSENT, ABSENT],
+            }
+        };
+        let check = |c: &Columns, what: &str| {
+            assert_eq!(c.has_ports, want_ports, "{what}");
+            assert_eq!(c.tcp_flags, [0x12, 0, 0, 0, 0], "{what}");
+            for f in [Field::Proto, Field::SrcPort, Field::DstPort, Field::TcpFlags] {
+                assert_eq!((0..c.len()).map(|i| c.field(f, i)).collect::<Vec<_>>(), want(f), "{what}: {f:?}");
+                let notes = StreamNotes::default();
+                let v = c.view(&[], &notes, 0, c.len());
+                assert_eq!((0..v.len()).map(|i| v.field(f, i)).collect::<Vec<_>>(), want(f), "{what}: {f:?} of the view");
+                assert_eq!(v.field(f, 99), ABSENT, "out of range");
+            }
+        };
+        let mut copied = Window::new();
+        for f in &frames {
+            copied.push(LinkType::Raw, 0, 0, f);
+        }
+        check(&copied.cols, "copied");
+        let slab: Vec<u8> = frames.concat();
+        let mut borrowed = Window::new();
+        let mut off = 0;
+        for f in &frames {
+            borrowed.push_borrowed(&slab, off, f.len(), LinkType::Raw, 0, 0);
+            off += f.len();
+        }
+        borrowed.materialize();
+        check(&borrowed.cols, "borrowed");
+        borrowed.internalize(&slab);
+        check(&borrowed.cols, "internalized");
+        let mut bucket = Columns::default();
+        bucket.gather(&copied.cols, &[4, 0, 2]);
+        assert_eq!((bucket.has_ports.clone(), bucket.tcp_flags.clone()), (vec![false, true, false], vec![0, 0x12, 0]));
+        assert_eq!((0..3).map(|i| bucket.field(Field::DstPort, i)).collect::<Vec<_>>(), [ABSENT, 25, ABSENT]);
+        // Caller-held columns must have the two new columns as long as the others.
+        let c = &copied.cols;
+        let slices = |has_ports| ColumnSlices {
+            src: &c.src,
+            dst: &c.dst,
+            proto: &c.proto,
+            sport: &c.sport,
+            dport: &c.dport,
+            has_ports,
+            tcp_flags: &c.tcp_flags,
+            seq: &c.seq,
+            pay_off: &c.pay_off,
+            pay_len: &c.pay_len,
+            origin: &c.origin,
+            bytes: &[],
+        };
+        assert!(View::from_columns(slices(&c.has_ports)).is_some());
+        assert!(View::from_columns(slices(&c.has_ports[1..])).is_none());
+        // An ICMP packet (row 2) with ports is no packet.
+        assert!(View::from_columns(slices(&[true, true, true, false, false])).is_none());
+        assert!(View::from_columns(slices(&[false, false, false, true, true])).is_some(), "TCP and UDP may");
     }
 }

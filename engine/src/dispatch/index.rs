@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::Arc;
 
+use vinet_checker::bytecode::Field;
 use vinet_checker::ModuleId;
 
 use super::{Dest, Tally};
-use crate::vm::{EndUserStep, Instance};
+use crate::vm::{EndUserStep, Instance, StepCol};
 
 /// A fast hasher for `u32` keys (installed addresses and prefixes, which the
 /// router's clients, not the traffic, choose): a folded 64x64->128 multiply,
@@ -266,7 +267,13 @@ pub(super) struct DirectPlan {
 impl DirectPlan {
     pub(super) fn of(i: &Instance) -> Option<DirectPlan> {
         let (chain, discard) = i.end_user_chain()?;
-        let always = |f: &EndUserStep| (f.on_dst && f.this && f.mask == u32::MAX) || (!f.this && f.mask == 0 && f.net == 0);
+        // A field test always needs the packet's fields, even one every
+        // packet passes: only address tests lead.
+        let always = |f: &EndUserStep| {
+            let to_this = f.col == StepCol::Dst && f.this && f.mask == u32::MAX;
+            let any = matches!(f.col, StepCol::Src | StepCol::Dst) && !f.this && f.mask == 0 && f.net == 0;
+            f.span == 0 && (to_this || any)
+        };
         let skip = chain.iter().take_while(|f| always(f)).count();
         let rest = chain.get(skip..)?;
         if rest.len() > PLAN_STEPS {
@@ -280,15 +287,20 @@ impl DirectPlan {
         Some(p)
     }
 
-    /// The cost and decision for a packet (source, destination).
+    /// The cost and decision for a packet (source, destination, and its
+    /// transport fields as `l4` reads them, [`crate::window::Columns::field`]).
     #[inline]
-    pub(super) fn decide(&self, src: u32, dst: u32) -> (u64, bool) {
+    pub(super) fn decide(&self, src: u32, dst: u32, l4: impl Fn(Field) -> u32) -> (u64, bool) {
         let mut cost = self.lead;
         for f in self.steps.iter().take(self.len) {
             cost += f.unit;
-            let col = if f.on_dst { dst } else { src };
+            let v = match f.col {
+                StepCol::Src => src,
+                StepCol::Dst => dst,
+                StepCol::Field(x) => l4(x),
+            };
             let key = if f.this { dst } else { f.net };
-            if col & f.mask != key {
+            if (v & f.mask).wrapping_sub(key) > f.span {
                 return (cost, false);
             }
         }

@@ -10,11 +10,12 @@
 //!   plus one per distinct edge-router prefix length installed (at most 33),
 //!   however many programs are installed.
 //! - **Deciding during the pass.** With many clients installed, buckets are
-//!   small, and a client whose program is a chain of keyed filters that no
-//!   window can make exceed its bound (the firewall) is decided packet by
-//!   packet as its packets are bucketed. The index lines of a window's
-//!   packets are first read in a tight loop of independent loads, so that
-//!   their cache misses overlap instead of stalling the pass one by one.
+//!   small, and a client whose program is a chain of keyed filters and
+//!   narrowings that no window can make exceed its bound (the firewall, the
+//!   port firewall) is decided packet by packet as its packets are
+//!   bucketed. The index lines of a window's packets are first read in a
+//!   tight loop of independent loads, so that their cache misses overlap
+//!   instead of stalling the pass one by one.
 //! - **Nested prefixes.** A packet whose destination lies in several installed
 //!   client prefixes (or in a prefix and at an end user's address) goes into
 //!   *every* matching client's bucket. Each program is proved confined to its

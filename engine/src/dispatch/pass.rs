@@ -31,7 +31,7 @@ impl Direct {
 }
 
 /// The end users decided during the bucketing pass, over a window's
-/// packets (columns `src`, `dst`): each packet to such a client is decided by
+/// packets (`cols`): each packet to such a client is decided by
 /// its [`DirectPlan`] and counted in its [`super::index::ExactSlot`]; the other exact hits
 /// go to `rest` as (packet, client), in packet order. Returns the number of
 /// such clients with packets (each one bucket and one run). Kept apart from
@@ -39,12 +39,12 @@ impl Direct {
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn decide_end_users(
-    exact: &mut ExactIndex, plans: &[DirectPlan], hot: &[Hot], installs: &mut [Option<Installed>], src: &[u32], dst: &[u32], ep32: u32,
+    exact: &mut ExactIndex, plans: &[DirectPlan], hot: &[Hot], installs: &mut [Option<Installed>], cols: &Columns, ep32: u32,
     win_drops: &mut [u64], rest: &mut Vec<(u32, u32)>,
 ) -> u32 {
     let mut buckets = 0u32;
-    let n = src.len().min(dst.len());
-    let (src, dst) = (&src[..n], &dst[..n]);
+    let n = cols.src.len().min(cols.dst.len());
+    let (src, dst) = (&cols.src[..n], &cols.dst[..n]);
     for i in 0..n {
         let (s_addr, d_addr) = (src[i], dst[i]);
         let Some(s) = exact.find(d_addr).and_then(|k| exact.slots.get_mut(k)) else { continue };
@@ -67,7 +67,7 @@ fn decide_end_users(
             s.cost += plan.base as u32;
             buckets += 1;
         }
-        let (cost, drop) = plan.decide(s_addr, d_addr);
+        let (cost, drop) = plan.decide(s_addr, d_addr, |f| cols.field(f, i));
         // In range: a window costs this client at most u16::MAX (see
         // `Dispatch::refresh_hot`).
         s.cur += cost as u16;
@@ -120,11 +120,10 @@ impl Dispatch {
         if direct_mode {
             // End users decided during the pass first: one tight loop (see
             // `decide_end_users`); the pass below sees the other hits.
-            let (src_col, dst_col) = (&cols.src, &cols.dst);
             let Dispatch { exact, plans, hot, installs, touch, win_drops, rest, .. } = self;
-            *touch ^= u64::from(exact.peek_all(dst_col));
+            *touch ^= u64::from(exact.peek_all(&cols.dst));
             rest.clear();
-            let direct_buckets = decide_end_users(exact, &plans.fast, hot, installs, src_col, dst_col, epoch as u32, win_drops, rest);
+            let direct_buckets = decide_end_users(exact, &plans.fast, hot, installs, cols, epoch as u32, win_drops, rest);
             self.pass::<true>(cols, epoch);
             direct_buckets
         } else {
@@ -162,7 +161,7 @@ impl Dispatch {
                     }
                     if DIRECT_MODE && e.first & DIRECT != 0 {
                         if let Some(Some(inst)) = installs.get((e.first & !DIRECT) as usize) {
-                            let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i]);
+                            let (cost, drop) = inst.instance.chain_packet(inst.this, src_col[i], dst_col[i], |f| cols.field(f, i));
                             let acc = &mut direct[e.local as usize];
                             if acc.packets == 0 {
                                 acc.cost += inst.instance.run_base();

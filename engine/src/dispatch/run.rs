@@ -127,7 +127,7 @@ impl Dispatch {
             // chain plan (the firewall).
             if first != SEVERAL && self.fast_paths && rows.len() <= LOCAL_ROWS {
                 if let Some(inst) = self.installs.get_mut(first as usize).and_then(Option::as_mut) {
-                    if let Some((st, drops)) = inst.instance.run_chain(inst.this, &cols.src, &cols.dst, rows) {
+                    if let Some((st, drops)) = inst.instance.run_chain(inst.this, cols, rows) {
                         rep.runs += 1;
                         Tally::run(rows.len(), &st).add_to(&mut inst.stats);
                         mark_dropped_word(&mut self.win_drops, 0, drops, |k| rows.get(k).copied());
@@ -150,9 +150,9 @@ impl Dispatch {
                 let Some(inst) = self.installs[s as usize].as_mut() else { continue };
                 rep.runs += 1;
                 if self.fast_paths && rows.len() <= LOCAL_ROWS {
-                    let local = match inst.instance.run_chain(inst.this, &cols.src, &cols.dst, rows) {
+                    let local = match inst.instance.run_chain(inst.this, cols, rows) {
                         Some(r) => Some(r),
-                        None => inst.instance.run_local(inst.this, &cols.src, &cols.dst, rows),
+                        None => inst.instance.run_local(inst.this, cols, rows),
                     };
                     if let Some((st, drops)) = local {
                         Tally::run(rows.len(), &st).add_to(&mut inst.stats);

@@ -336,8 +336,8 @@ fn direct_plans_decide_as_the_chain_plan() {
                 2 => dst,
                 _ => 0x0a00_0000 | (next() % 16),
             };
-            let want = inst.chain_packet(This { ip: dst, subnet: (dst, 32) }, src, dst);
-            assert_eq!(plan.decide(src, dst), want, "src {src:#x} dst {dst:#x}");
+            let want = inst.chain_packet(This { ip: dst, subnet: (dst, 32) }, src, dst, |_| 0);
+            assert_eq!(plan.decide(src, dst, |_| 0), want, "src {src:#x} dst {dst:#x}");
         }
     }
 }
@@ -494,4 +494,148 @@ fn slab_reads_ahead_change_no_verdict() {
     r.flush(&mut want_part);
     assert_eq!((&part.forwarded, &part.dropped), (&want_part.forwarded, &want_part.dropped));
     assert!(!want.dropped.is_empty() && k > 10);
+}
+
+/// A TCP, UDP, ICMP or portless packet (a TCP header cut short, a UDP
+/// non-first fragment) from `src` to `dst`, on the ports and flags `next`
+/// picks.
+fn transport_frame(next: &mut impl FnMut() -> u64, src: u32, dst: u32) -> Vec<u8> {
+    use crate::packet::tests::{ipv4_bytes, tcp_bytes_with, udp_bytes};
+    let ports = [25u16, 53, 80, 445, 0, 65_535];
+    let (sp, dp) = (ports[(next() % 6) as usize], ports[(next() % 6) as usize]);
+    let flags = [0x02u8, 0x12, 0x10, 0x18, 0x11, 0x04][(next() % 6) as usize];
+    match next() % 10 {
+        0..=3 => ipv4_bytes(src, dst, 6, &tcp_bytes_with(sp, dp, 1, flags, &[], b"x")),
+        4..=6 => ipv4_bytes(src, dst, 17, &udp_bytes(sp, dp, b"x")),
+        7 => ipv4_bytes(src, dst, 1, &[8, 0, 0, 0, 0, 25, 0, 25]),
+        8 => {
+            let mut ip = ipv4_bytes(src, dst, 6, &tcp_bytes_with(sp, dp, 1, flags, &[], b"x"));
+            ip.truncate(20 + (next() % 20) as usize);
+            ip
+        }
+        _ => {
+            let mut ip = ipv4_bytes(src, dst, 17, &udp_bytes(sp, dp, b"x"));
+            ip[7] = 1 + (next() % 200) as u8;
+            ip
+        }
+    }
+}
+
+/// The port programs in the table: port firewalls for many end users
+/// (decided during the bucketing pass, by their direct plans), an edge
+/// router's port firewall (a chain keyed by THIS_SUBNET_IP), a general
+/// plan (two DISCARDs), and one whose bound makes it fault. With fast
+/// paths and without (the interpreter only): the same drops, reports and
+/// counters.
+#[test]
+fn port_plans_agree_with_the_vm_in_the_table() {
+    use crate::vm::transport_tests::{flags_and_ports, port_firewall};
+    let pfw = Arc::new(Program::unchecked(port_firewall(), 256 * 6, &policy()));
+    let mut tight = port_firewall();
+    tight.header.lifetime_secs += 1;
+    let tight = Arc::new(Program::unchecked(tight, 9, &policy()));
+    let general = Arc::new(Program::unchecked(flags_and_ports(), 256 * 5, &policy()));
+    // Edge router: DISCARD(TCP_FLAGS(GROUP_BY_DESTINATION(AllPackets, THIS_SUBNET_IP), SYN, ACK)).
+    let edge_syns = {
+        let mut a = Asm::default();
+        let all = a.all();
+        let sub = a.reg(Ty::Prefix);
+        a.op(Insn::ThisSubnet { dst: sub });
+        let mine = a.reg(Ty::Set);
+        a.op(Insn::FilterDst { dst: mine, set: all, by: sub });
+        let (syn, ack) = (a.konst(Const::Num(2)), a.konst(Const::Num(16)));
+        let s = a.reg(Ty::Set);
+        a.op(Insn::Narrow { dst: s, set: mine, field: vinet_checker::bytecode::Field::TcpFlags, a: syn, b: ack });
+        a.op(Insn::Discard { set: s });
+        let mut p = policy();
+        p.client = ClientKind::EdgeRouter;
+        Arc::new(Program::unchecked(a.module(Class::Filtering), 256 * 3, &p))
+    };
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut ds = [Dispatch::new(256), Dispatch::new(256)];
+    ds[1].fast_paths = false;
+    ds[1].machine.interpret_only = true;
+    let mut ids = Vec::new();
+    for d in ds.iter_mut() {
+        let mut v = Vec::new();
+        for c in 0..80u32 {
+            let src = if c % 3 == 0 { BAD } else { GOOD };
+            let port = [25u64, 53, 80, 445, 0, 70_000][c as usize % 6];
+            let b = Binding { this_ip: 0x0a00_0100 + c, this_subnet: None, params: vec![Const::Addr(src), Const::Num(port)] };
+            v.push(d.install_program(Arc::clone(&pfw), &b).unwrap());
+        }
+        v.push(d.install_program(Arc::clone(&tight), &bind(0x0a00_0101, BAD)).unwrap());
+        let gen = Binding { this_ip: 0x0a00_0102, this_subnet: None, params: vec![Const::Num(20), Const::Num(100)] };
+        v.push(d.install_program(Arc::clone(&general), &gen).unwrap());
+        let sub = Binding { this_ip: 0x0a00_0101, this_subnet: Some((0x0a00_0100, 28)), params: vec![] };
+        v.push(d.install_program(Arc::clone(&edge_syns), &sub).unwrap());
+        ids.push(v);
+    }
+    assert!(!ds[0].plans.fast.is_empty(), "the port firewalls are decided during the pass");
+    for round in 0..300 {
+        let n = 1 + next() % 256;
+        let mut ws = [Window::new(), Window::new()];
+        for _ in 0..n {
+            let src = [BAD, GOOD, OTHER][(next() % 3) as usize];
+            let dst = 0x0a00_0100 + (next() % if round % 2 == 0 { 90 } else { 4 }) as u32;
+            let f = transport_frame(&mut next, src, dst);
+            for w in ws.iter_mut() {
+                w.push(LinkType::Raw, 0, 0, &f);
+            }
+        }
+        let reps: Vec<WindowReport> = ds.iter_mut().zip(ws.iter_mut()).map(|(d, w)| d.run_window(w)).collect();
+        assert_eq!(reps[0], reps[1], "round {round}");
+        assert_eq!(dropped(&ws[0]), dropped(&ws[1]), "round {round}");
+    }
+    let (mut faults, mut discarded) = (0, 0);
+    for (a, b) in ids[0].iter().zip(&ids[1]) {
+        let (sa, sb) = (ds[0].stats(*a).unwrap(), ds[1].stats(*b).unwrap());
+        assert_eq!(sa, sb);
+        faults += sa.faults;
+        discarded += sa.discarded;
+    }
+    assert!(faults > 0 && discarded > 0, "the tight firewall faults sometimes, and the others drop");
+}
+
+/// An end user's [`DirectPlan`] of a port firewall decides every packet
+/// as the instance's chain plan does, fields read from real columns.
+#[test]
+fn direct_plans_of_port_chains_decide_as_the_chain_plan() {
+    use crate::vm::transport_tests::port_firewall;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let p = Arc::new(Program::unchecked(port_firewall(), 256 * 6, &policy()));
+    for (params, some) in
+        [(vec![], true), (vec![Const::Addr(GOOD), Const::Num(53)], true), (vec![Const::Addr(BAD), Const::Num(1 << 20)], false)]
+    {
+        let inst = p.instantiate(&params).unwrap();
+        let plan = DirectPlan::of(&inst).expect("a chain");
+        assert_eq!(plan.len, 3, "GBS and the two narrowings after the leading GBD");
+        let mut w = Window::new();
+        for _ in 0..5000 {
+            let dst = if next() % 2 == 0 { ME } else { next() as u32 };
+            let src = [BAD, GOOD, dst][(next() % 3) as usize];
+            w.push(LinkType::Raw, 0, 0, &transport_frame(&mut next, src, dst));
+        }
+        let cols = &w.cols;
+        let mut drops = 0;
+        for i in 0..cols.len() {
+            let (src, dst) = (cols.src[i], cols.dst[i]);
+            let want = inst.chain_packet(This { ip: dst, subnet: (dst, 32) }, src, dst, |f| cols.field(f, i));
+            assert_eq!(plan.decide(src, dst, |f| cols.field(f, i)), want, "packet {i}");
+            drops += usize::from(want.1);
+        }
+        assert_eq!(drops > 0, some, "{params:?}: some are dropped, but of no port above 65,535");
+    }
 }

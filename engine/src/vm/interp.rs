@@ -4,14 +4,14 @@
 use std::hash::BuildHasher;
 
 use memchr::memmem::Finder;
-use vinet_checker::bytecode::{ArithOp, CmpOp, Const, Insn, Reg, Ty};
+use vinet_checker::bytecode::{ArithOp, CmpOp, Const, Field, Insn, Reg, Ty};
 use vinet_checker::netmask;
 
-use super::bits::{dec_prefix, enc_prefix, for_each_bit, match_bits, popcount};
+use super::bits::{dec_prefix, enc_prefix, field_bits, for_each_bit, match_bits, popcount, FieldTest};
 use super::emit::emit;
 use super::machine::{FinderSrc, Groups};
 use super::{Fault, Instance, Machine, Program, Slot, This, ADDRS_PER_PACKET, MAX_PAYLOAD};
-use crate::window::View;
+use crate::window::{View, ABSENT};
 
 /// One run of an instance over a view, in a machine.
 pub(super) struct Run<'r, 'v> {
@@ -191,6 +191,20 @@ impl Run<'_, '_> {
                     self.charge(pc, u.group_by_source, self.card(set))?;
                     self.group(dst, set, false);
                 }
+                Insn::Narrow { dst, set, field, a, b } => {
+                    self.charge(pc, u.by_field[field as usize], self.card(set))?;
+                    let test = FieldTest::new(field, self.sc(a), self.sc(b));
+                    self.narrow(dst, set, test);
+                }
+                Insn::GroupField { dst, set, field } => {
+                    self.charge(pc, u.by_field[field as usize], self.card(set))?;
+                    self.group_field(dst, set, field);
+                }
+                Insn::DistinctPorts { dst, set } => {
+                    self.charge(pc, u.distinct_ports, self.card(set))?;
+                    let n = self.distinct_ports(set);
+                    self.set_sc(dst, n);
+                }
                 Insn::GroupContent { dests, content, set } => {
                     self.charge(pc, u.group_by_content, self.card(set))?;
                     self.group_content(dests, content, set);
@@ -368,6 +382,70 @@ impl Run<'_, '_> {
             member_pos.push(pos as u32);
         });
         counting_sort(g, member_group, member_pos);
+    }
+
+    /// `dst = {p in set | p passes test}` (GROUP_BY_PROTOCOL and the port
+    /// narrowings keyed, TCP_FLAGS).
+    fn narrow(&mut self, dst: Reg, set: Reg, test: FieldTest) {
+        let (so, d, nw) = (self.so(set), self.so(dst), self.m.words_per_set);
+        let v = self.v;
+        let sets = &mut self.m.sets;
+        if so != d {
+            sets.copy_within(so..so + nw, d);
+        }
+        for w in 0..nw {
+            let s = sets[d + w];
+            if s != 0 {
+                sets[d + w] = s & field_bits(&v, test, w * 64);
+            }
+        }
+    }
+
+    /// Group the packets of `set` that have `field` by its value, as
+    /// [`Run::group`] groups by address: groups in the order their keys
+    /// first occur, members in arrival order; packets without the field are
+    /// in no group.
+    fn group_field(&mut self, dst: Reg, set: Reg, field: Field) {
+        let (so, nw, gi) = (self.so(set), self.m.words_per_set, self.idx(dst));
+        let n_in = self.card(set) as usize;
+        let v = self.v;
+        let Machine { sets, groups, table, member_group, member_pos, .. } = &mut *self.m;
+        let g = &mut groups[gi];
+        g.keys.clear();
+        table.reset(n_in);
+        member_group.clear();
+        member_pos.clear();
+        for_each_bit(&sets[so..so + nw], |pos| {
+            let key = v.field(field, pos);
+            if key == ABSENT {
+                return;
+            }
+            let (id, new) = table.get_or_insert(u64::from(key), g.keys.len() as u32);
+            if new {
+                g.keys.push(key);
+            }
+            member_group.push(id);
+            member_pos.push(pos as u32);
+        });
+        counting_sort(g, member_group, member_pos);
+    }
+
+    /// DISTINCT_DESTINATION_PORTS: distinct destination ports among the
+    /// packets of `set` with ports.
+    fn distinct_ports(&mut self, set: Reg) -> u64 {
+        let (so, nw) = (self.so(set), self.m.words_per_set);
+        let n_in = self.card(set) as usize;
+        let v = self.v;
+        let Machine { sets, table, .. } = &mut *self.m;
+        table.reset(n_in);
+        let mut count = 0u64;
+        for_each_bit(&sets[so..so + nw], |pos| {
+            let p = v.field(Field::DstPort, pos);
+            if p != ABSENT && table.get_or_insert(u64::from(p), 0).1 {
+                count += 1;
+            }
+        });
+        count
     }
 
     fn distinct_dst(&mut self, set: Reg) -> u64 {

@@ -11,9 +11,17 @@
 //!   After warm-up a run allocates nothing.
 //! - **Groupings** are `(keys, starts, members)`: groups in first-appearance
 //!   order, members in arrival order, built with a generation-stamped hash
-//!   table and a counting sort. A `foreach` whose body may overwrite the
+//!   table and a counting sort. Groups by address (GROUP_BY_SOURCE) and by a
+//!   transport field (GROUP_BY_PROTOCOL, the port groupings) are alike: their
+//!   keys are `u32`, and a `foreach` binds its key register (an `Addr` or a
+//!   `Num`) to the group's key. A `foreach` whose body may overwrite the
 //!   grouping it walks iterates over a snapshot (found when the program is
 //!   built), so "variables assigned inside a body are local to it" holds.
+//! - **Transport fields** (protocol, ports, TCP flags) are read through
+//!   [`View`]'s columns, a packet without ports or flags reading a value no
+//!   field has (so it is never "port 0"); every narrowing is one field test
+//!   (`bits::FieldTest`), the same in the interpreter, the plans and the
+//!   dispatch table's direct decisions.
 //! - **CONTAINS_STRING** uses one `memchr::memmem::Finder` per constant or
 //!   parameter needle, built once per [`Program`] or [`Instance`]; needles made
 //!   at run time (concatenations) get a finder per call.
@@ -25,15 +33,18 @@
 //!   run's effects are discarded by [`Instance::run`].
 //!
 //! - **Packet-local plans**: a straight-line program built only of
-//!   address/prefix loads, `AllPackets`, the keyed GROUP_BY filters and
-//!   DISCARD (the firewall) decides each packet on its own. Such a program
-//!   also gets a `LocalPlan` when it is built, which the dispatch table runs
-//!   directly over a small bucket's rows of the window (no register file, no
-//!   gather): per packet, the set registers are bits of one word and each
-//!   routine charges its unit when the packet is in its input set, so the
-//!   metered cost is exactly the VM's (`unit x |S|` summed over packets). A
-//!   run whose cost would exceed the certified complexity is re-run by the VM,
-//!   which stops it at the exact instruction and reports the fault.
+//!   address, prefix and number loads (and arithmetic on numbers),
+//!   `AllPackets`, the keyed GROUP_BY filters, the narrowings by a transport
+//!   field (GROUP_BY_PROTOCOL and the port groupings keyed, TCP_FLAGS) and
+//!   DISCARD (the firewall, the port firewall) decides each packet on its
+//!   own. Such a program also gets a `LocalPlan` when it is built, which
+//!   the dispatch table runs directly over a small bucket's rows of the
+//!   window (no register file, no gather): per packet, the set registers
+//!   are bits of one word and each routine charges its unit when the packet
+//!   is in its input set, so the metered cost is exactly the VM's (`unit x
+//!   |S|` summed over packets). A run whose cost would exceed the certified
+//!   complexity (or whose arithmetic overflows) is re-run by the VM, which
+//!   stops it at the exact instruction and reports the fault.
 //!
 //! One concern a file: this root holds [`Program`], [`Instance`], the
 //! bindings and the run's entry point; `plan` the packet-local and chain
@@ -62,7 +73,7 @@ use interp::Run;
 use plan::{BoundStep, LocalPlan};
 
 pub use machine::{Effects, Machine};
-pub(crate) use plan::EndUserStep;
+pub(crate) use plan::{EndUserStep, StepCol};
 
 /// Most instructions one run may execute. Instructions other than routines
 /// cost nothing in the cost model, so a `while` with a large bound and no
@@ -298,7 +309,9 @@ impl Program {
                 let (class, mk): (usize, fn(u32) -> Slot) = match t {
                     Ty::Bool | Ty::Num | Ty::Addr | Ty::Prefix => (0, Slot::Scalar),
                     Ty::Set => (1, Slot::Set),
-                    Ty::Groups => (2, Slot::Groups),
+                    // Groups by a field keep their numeric keys as groups by
+                    // address keep addresses: a foreach binds the key alike.
+                    Ty::Groups | Ty::NumGroups => (2, Slot::Groups),
                     Ty::Str => (3, Slot::Str),
                     Ty::AddrList => (4, Slot::Addrs),
                     Ty::Content => (5, Slot::Content),
@@ -492,3 +505,6 @@ impl Instance {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+pub(crate) mod transport_tests;

@@ -1,15 +1,18 @@
-//! Packet-local plans: a program built only of address and prefix loads,
-//! `AllPackets`, keyed filters and DISCARD decides each packet on its own
-//! (see the module documentation of [`super`]), and runs here without the
-//! interpreter, metered exactly as the VM meters it.
+//! Packet-local plans: a program built only of address, prefix and number
+//! loads (and arithmetic on numbers), `AllPackets`, keyed filters,
+//! narrowings by a transport field and DISCARD decides each packet on its
+//! own (see the module documentation of [`super`]), and runs here without
+//! the interpreter, metered exactly as the VM meters it. A narrowing is one
+//! [`FieldTest`], bound once a run (or once an instance, for a chain), so a
+//! port firewall runs as the address firewall does: a few compares a packet.
 
-use vinet_checker::bytecode::{Const, Insn, Reg, Ty};
+use vinet_checker::bytecode::{ArithOp, Const, Field, Insn, Reg, Ty};
 use vinet_checker::policy::UnitCosts;
 use vinet_checker::{netmask, Module};
 
-use super::bits::{dec_prefix, enc_prefix, match_bits, popcount};
+use super::bits::{dec_prefix, enc_prefix, field_bits, match_bits, popcount, FieldTest};
 use super::{Instance, Machine, RunStats, This, MAX_STEPS};
-use crate::window::View;
+use crate::window::{Columns, View};
 
 /// Most scalars a [`LocalPlan`] run keeps (on the stack); more, and the VM runs.
 const LOCAL_SCALARS: usize = 16;
@@ -25,6 +28,20 @@ enum ScalarSrc {
     ThisIp,
     /// THIS_SUBNET_IP.
     ThisSubnet,
+    /// Arithmetic on two numbers loaded before (`SYN + ACK`): an overflow
+    /// leaves the run to the VM, which reports it.
+    Arith(ArithOp, u8, u8),
+}
+
+/// The test of one filter step: an address column against a scalar key, or
+/// a transport field narrowed by two number scalars.
+#[derive(Clone, Copy, Debug)]
+enum Test {
+    /// GROUP_BY_DESTINATION / GROUP_BY_SOURCE keyed by scalar `by` (an
+    /// address or a prefix).
+    Addr { by: u8, on_dst: bool },
+    /// A narrowing by `field` with the scalars `a`, `b` ([`FieldTest::new`]).
+    Field { field: Field, a: u8, b: u8 },
 }
 
 /// One step of a [`LocalPlan`], on one packet. Set registers are bits of a
@@ -35,23 +52,25 @@ enum LocalOp {
     All { dst: u8 },
     /// Set copy.
     Copy { dst: u8, src: u8 },
-    /// GROUP_BY_DESTINATION / GROUP_BY_SOURCE keyed by scalar `by` (an
-    /// address or a prefix): charges `unit` when the packet is in `set`.
-    Filter { dst: u8, set: u8, by: u8, on_dst: bool, unit: u64 },
+    /// A keyed filter or a narrowing: charges `unit` when the packet is in
+    /// `set`.
+    Filter { dst: u8, set: u8, test: Test, unit: u64 },
     /// DISCARD: charges `unit` and drops the packet when it is in `set`.
     Discard { set: u8, unit: u64 },
 }
 
 /// A packet-local program: see the module documentation. Built only for
-/// straight-line code of loads, `AllPackets`, set copies, keyed filters and
-/// DISCARD, where every scalar register is assigned once, before any use.
+/// straight-line code of loads, arithmetic on numbers, `AllPackets`, set
+/// copies, keyed filters, narrowings and DISCARD, where every scalar
+/// register is assigned once, before any use.
 #[derive(Clone, Debug)]
 pub(crate) struct LocalPlan {
     /// Scalar slots, in assignment order.
     scalars: Vec<ScalarSrc>,
     ops: Vec<LocalOp>,
     /// The common shape `DISCARD(F_k(...F_1(AllPackets, a_1)..., a_k))`
-    /// (the firewall): the filters in order, and DISCARD's unit.
+    /// (the firewall, the port firewall): the filters in order, and
+    /// DISCARD's unit.
     chain: Option<(Vec<ChainStep>, u64)>,
     /// Bit i: scalar slot i holds a prefix (else an address or a number).
     prefix_slots: u64,
@@ -70,33 +89,101 @@ enum ChainKey {
     ThisSubnet,
 }
 
-/// A chain filter of an [`Instance`]: key, column, unit.
+/// The test of a chain filter once the parameters are bound.
+#[derive(Clone, Copy, Debug)]
+enum BoundTest {
+    /// An address column (`on_dst`: the destination, else the source) against a key.
+    Addr { key: ChainKey, on_dst: bool },
+    /// A transport field.
+    Field(FieldTest),
+}
+
+/// A chain filter of an [`Instance`]: its test and unit.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct BoundStep {
-    key: ChainKey,
-    on_dst: bool,
+    test: BoundTest,
     unit: u64,
 }
 
+impl BoundStep {
+    /// Whether a packet (source, destination, transport fields `l4`) passes,
+    /// on behalf of `this`.
+    #[inline]
+    fn passes(&self, this: This, s_addr: u32, d_addr: u32, l4: impl Fn(Field) -> u32) -> bool {
+        match self.test {
+            BoundTest::Addr { key, on_dst } => {
+                let (net, mask) = match key {
+                    ChainKey::Fixed(n, m) => (n, m),
+                    ChainKey::ThisIp => (this.ip, u32::MAX),
+                    ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
+                };
+                (if on_dst { d_addr } else { s_addr }) & mask == net
+            }
+            BoundTest::Field(t) => t.passes(l4(t.field)),
+        }
+    }
+}
+
+/// The column an [`EndUserStep`] tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum StepCol {
+    /// The source address.
+    #[default]
+    Src,
+    /// The destination address.
+    Dst,
+    /// A transport field, as [`crate::window::Columns::field`] reads it.
+    Field(Field),
+}
+
 /// A chain filter as an end user's packet meets it (see
-/// [`Instance::end_user_chain`]): the packet passes when its column (`on_dst`:
-/// the destination, else the source) masked with `mask` equals `net`, or,
-/// for a THIS_IP / THIS_SUBNET_IP key (`this`), the packet's destination.
+/// [`Instance::end_user_chain`]): the packet passes when its column `col`,
+/// masked with `mask`, is within `span` above `net` (in wrapping arithmetic:
+/// `span` is 0 for an address, and see [`FieldTest`] for a field), where for
+/// a THIS_IP / THIS_SUBNET_IP key (`this`) `net` is the packet's destination.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EndUserStep {
     pub(crate) net: u32,
     pub(crate) mask: u32,
-    pub(crate) on_dst: bool,
+    pub(crate) span: u32,
+    pub(crate) col: StepCol,
     pub(crate) this: bool,
     pub(crate) unit: u64,
 }
 
-/// One filter of a chain: key slot, column, unit.
+/// One filter of a chain: its test and unit.
 #[derive(Clone, Copy, Debug)]
 struct ChainStep {
-    by: u8,
-    on_dst: bool,
+    test: Test,
     unit: u64,
+}
+
+/// The value of scalar `src` given the slots before it (`vals`), the
+/// parameters and the client; `None` on an arithmetic overflow (or a string
+/// parameter, which no plan has).
+fn scalar(src: ScalarSrc, vals: &[u64], params: &[Const], this: Option<This>) -> Option<u64> {
+    Some(match src {
+        ScalarSrc::Value(x) => x,
+        ScalarSrc::ThisIp => u64::from(this?.ip),
+        ScalarSrc::ThisSubnet => {
+            let t = this?;
+            enc_prefix(t.subnet.0, t.subnet.1)
+        }
+        ScalarSrc::Param(p) => match params.get(p as usize)? {
+            Const::Addr(a) => u64::from(*a),
+            Const::Prefix(n, l) => enc_prefix(*n, *l),
+            Const::Num(n) => *n,
+            Const::Str(_) => return None,
+        },
+        ScalarSrc::Arith(op, a, b) => {
+            let (x, y) = (*vals.get(a as usize)?, *vals.get(b as usize)?);
+            match op {
+                ArithOp::Add => x.checked_add(y)?,
+                ArithOp::Sub => x.saturating_sub(y),
+                ArithOp::Mul => x.checked_mul(y)?,
+            }
+        }
+    })
 }
 
 impl LocalPlan {
@@ -105,7 +192,8 @@ impl LocalPlan {
             return None;
         }
         // Costs are summed in u64 over at most 64 packets.
-        let dearest = units.group_by_destination.max(units.group_by_source).max(units.discard);
+        let by_field = units.by_field.iter().copied().max().unwrap_or(0);
+        let dearest = units.group_by_destination.max(units.group_by_source).max(units.discard).max(by_field);
         if dearest > u64::MAX / (64 * (module.code.len() as u64 + 1)) {
             return None;
         }
@@ -141,6 +229,14 @@ impl LocalPlan {
             scalars.push(src);
             Some(())
         };
+        // A scalar read: it must have been loaded already (a read before
+        // any assignment would see the VM's zeroed register), with type `want`.
+        let read = |r: Reg, want: &[Ty], scalar_slot: &[Option<u8>]| -> Option<u8> {
+            if !want.contains(&ty(r)?) {
+                return None;
+            }
+            *scalar_slot.get(r as usize)?
+        };
         for insn in &module.code {
             match *insn {
                 Insn::Const { dst, k } => {
@@ -161,6 +257,10 @@ impl LocalPlan {
                 }
                 Insn::ThisIp { dst } => load(dst, ScalarSrc::ThisIp, &mut scalar_slot)?,
                 Insn::ThisSubnet { dst } => load(dst, ScalarSrc::ThisSubnet, &mut scalar_slot)?,
+                Insn::Arith { op, dst, a, b } => {
+                    let (a, b) = (read(a, &[Ty::Num], &scalar_slot)?, read(b, &[Ty::Num], &scalar_slot)?);
+                    load(dst, ScalarSrc::Arith(op, a, b), &mut scalar_slot)?;
+                }
                 Insn::AllPackets { dst } => ops.push(LocalOp::All { dst: set(dst, &mut set_bit)? }),
                 Insn::Copy { dst, src } => {
                     let src = set(src, &mut set_bit)?;
@@ -168,15 +268,16 @@ impl LocalPlan {
                 }
                 Insn::FilterDst { dst, set: s, by } | Insn::FilterSrc { dst, set: s, by } => {
                     let on_dst = matches!(insn, Insn::FilterDst { .. });
-                    if !matches!(ty(by)?, Ty::Addr | Ty::Prefix) {
-                        return None;
-                    }
-                    // The key must have been loaded already (a read before
-                    // any assignment would see the VM's zeroed register).
-                    let by = (*scalar_slot.get(by as usize)?)?;
+                    let by = read(by, &[Ty::Addr, Ty::Prefix], &scalar_slot)?;
                     let unit = if on_dst { units.group_by_destination } else { units.group_by_source };
                     let s = set(s, &mut set_bit)?;
-                    ops.push(LocalOp::Filter { dst: set(dst, &mut set_bit)?, set: s, by, on_dst, unit });
+                    ops.push(LocalOp::Filter { dst: set(dst, &mut set_bit)?, set: s, test: Test::Addr { by, on_dst }, unit });
+                }
+                Insn::Narrow { dst, set: s, field, a, b } => {
+                    let (a, b) = (read(a, &[Ty::Num], &scalar_slot)?, read(b, &[Ty::Num], &scalar_slot)?);
+                    let unit = units.by_field[field as usize];
+                    let s = set(s, &mut set_bit)?;
+                    ops.push(LocalOp::Filter { dst: set(dst, &mut set_bit)?, set: s, test: Test::Field { field, a, b }, unit });
                 }
                 Insn::Discard { set: s } => ops.push(LocalOp::Discard { set: set(s, &mut set_bit)?, unit: units.discard }),
                 _ => return None,
@@ -197,13 +298,13 @@ impl LocalPlan {
         let mut cur = *first;
         let mut steps = Vec::new();
         for op in filters {
-            let LocalOp::Filter { dst, set, by, on_dst, unit } = *op else { return None };
+            let LocalOp::Filter { dst, set, test, unit } = *op else { return None };
             if set != cur || written >> dst & 1 == 1 {
                 return None;
             }
             written |= 1 << dst;
             cur = dst;
-            steps.push(ChainStep { by, on_dst, unit });
+            steps.push(ChainStep { test, unit });
         }
         (*last == cur).then_some((steps, *du))
     }
@@ -211,33 +312,40 @@ impl LocalPlan {
 
 impl LocalPlan {
     /// The chain plan with the parameter values `values` bound: each
-    /// filter's key, and DISCARD's unit. `None` when the plan is not a
-    /// chain.
+    /// filter's key or field test, and DISCARD's unit. `None` when the plan
+    /// is not a chain, or when a number it computes overflows (the VM then
+    /// runs it, and faults).
     pub(super) fn bind_chain(&self, values: &[Const]) -> Option<(Vec<BoundStep>, u64)> {
         let plan = self;
         let (steps, du) = plan.chain.as_ref()?;
+        // The scalars, but THIS_IP and THIS_SUBNET_IP (the client's, read as
+        // 0 here; never operands of arithmetic, which is on numbers).
+        let mut vals: Vec<u64> = Vec::with_capacity(plan.scalars.len());
+        for &src in &plan.scalars {
+            let v = match src {
+                ScalarSrc::ThisIp | ScalarSrc::ThisSubnet => 0,
+                _ => scalar(src, &vals, values, None)?,
+            };
+            vals.push(v);
+        }
         let bound = steps.iter().map(|st| {
-            let prefix = plan.prefix_slots >> st.by & 1 == 1;
-            let fixed = |v: u64| {
-                if prefix {
-                    let (n, l) = dec_prefix(v);
-                    ChainKey::Fixed(n, netmask(l))
-                } else {
-                    ChainKey::Fixed(v as u32, u32::MAX)
+            let test = match st.test {
+                Test::Addr { by, on_dst } => {
+                    let prefix = plan.prefix_slots >> by & 1 == 1;
+                    let key = match (plan.scalars.get(by as usize)?, *vals.get(by as usize)?) {
+                        (ScalarSrc::ThisIp, _) => ChainKey::ThisIp,
+                        (ScalarSrc::ThisSubnet, _) => ChainKey::ThisSubnet,
+                        (_, v) if prefix => {
+                            let (n, l) = dec_prefix(v);
+                            ChainKey::Fixed(n, netmask(l))
+                        }
+                        (_, v) => ChainKey::Fixed(v as u32, u32::MAX),
+                    };
+                    BoundTest::Addr { key, on_dst }
                 }
+                Test::Field { field, a, b } => BoundTest::Field(FieldTest::new(field, *vals.get(a as usize)?, *vals.get(b as usize)?)),
             };
-            let key = match plan.scalars.get(st.by as usize)? {
-                ScalarSrc::Value(v) => fixed(*v),
-                ScalarSrc::Param(p) => match values.get(*p as usize)? {
-                    Const::Addr(a) => fixed(u64::from(*a)),
-                    Const::Prefix(n, l) => fixed(enc_prefix(*n, *l)),
-                    Const::Num(n) => fixed(*n),
-                    Const::Str(_) => return None,
-                },
-                ScalarSrc::ThisIp => ChainKey::ThisIp,
-                ScalarSrc::ThisSubnet => ChainKey::ThisSubnet,
-            };
-            Some(BoundStep { key, on_dst: st.on_dst, unit: st.unit })
+            Some(BoundStep { test, unit: st.unit })
         });
         Some((bound.collect::<Option<Vec<_>>>()?, *du))
     }
@@ -245,38 +353,31 @@ impl LocalPlan {
 
 impl Instance {
     /// Run the packet-local plan over packets `rows` (at most 64) of the
-    /// columns `src` and `dst`, on behalf of `this`: the run's statistics and
-    /// a bitmap of the dropped rows (bit k: `rows[k]`). `None` when the
-    /// program has no plan, when there are more than 64 rows, or when the
-    /// run would cost more than the certified complexity (the VM must then
-    /// run it, to stop it where it faults); nothing is changed in that case.
-    pub(crate) fn run_local(&self, this: This, src: &[u32], dst: &[u32], rows: &[u32]) -> Option<(RunStats, u64)> {
+    /// columns `cols`, on behalf of `this`: the run's statistics and a
+    /// bitmap of the dropped rows (bit k: `rows[k]`). `None` when the
+    /// program has no plan, when there are more than 64 rows, when a number
+    /// it computes overflows, or when the run would cost more than the
+    /// certified complexity (the VM must then run it, to stop it where it
+    /// faults); nothing is changed in that case.
+    pub(crate) fn run_local(&self, this: This, cols: &Columns, rows: &[u32]) -> Option<(RunStats, u64)> {
         if rows.len() > 64 {
             return None;
         }
         if self.chain.is_some() {
-            return self.run_chain(this, src, dst, rows);
+            return self.run_chain(this, cols, rows);
         }
         let plan = self.program.local.as_ref()?;
         if plan.scalars.len() > LOCAL_SCALARS {
             return None;
         }
-        // Every scalar as a (net, mask) key, as the VM's filter reads it
-        // (an address is its own net with a full mask).
+        // Every scalar's value, and as a (net, mask) key, as the VM's filter
+        // reads it (an address is its own net with a full mask).
+        let mut vals = [0u64; LOCAL_SCALARS];
         let mut keys = [(0u32, 0u32); LOCAL_SCALARS];
-        for (i, (k, s)) in keys.iter_mut().zip(&plan.scalars).enumerate() {
-            let v = match *s {
-                ScalarSrc::Value(x) => x,
-                ScalarSrc::ThisIp => u64::from(this.ip),
-                ScalarSrc::ThisSubnet => enc_prefix(this.subnet.0, this.subnet.1),
-                ScalarSrc::Param(p) => match self.params.get(p as usize) {
-                    Some(Const::Addr(a)) => u64::from(*a),
-                    Some(Const::Prefix(n, l)) => enc_prefix(*n, *l),
-                    Some(Const::Num(n)) => *n,
-                    _ => 0,
-                },
-            };
-            *k = if plan.prefix_slots >> i & 1 == 1 {
+        for (i, s) in plan.scalars.iter().enumerate() {
+            let v = scalar(*s, &vals[..i], &self.params, Some(this))?;
+            vals[i] = v;
+            keys[i] = if plan.prefix_slots >> i & 1 == 1 {
                 let (n, l) = dec_prefix(v);
                 (n, netmask(l))
             } else {
@@ -285,32 +386,38 @@ impl Instance {
         }
         let mut cost = self.run_base();
         let mut drops = 0u64;
-        {
-            for (k, &row) in rows.iter().enumerate() {
-                let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
-                let mut bits = 0u64;
-                let mut dropped = 0u64;
-                for op in &plan.ops {
-                    match *op {
-                        LocalOp::All { dst } => bits |= 1 << dst,
-                        LocalOp::Copy { dst, src } => bits = bits & !(1 << dst) | (bits >> src & 1) << dst,
-                        LocalOp::Filter { dst, set, by, on_dst, unit } => {
-                            let inside = bits >> set & 1;
-                            cost += unit * inside;
-                            let (net, mask) = keys[by as usize];
-                            let col = if on_dst { d_addr } else { s_addr };
-                            let hit = inside & u64::from(col & mask == net);
-                            bits = bits & !(1 << dst) | hit << dst;
-                        }
-                        LocalOp::Discard { set, unit } => {
-                            let inside = bits >> set & 1;
-                            cost += unit * inside;
-                            dropped |= inside;
-                        }
+        for (k, &row) in rows.iter().enumerate() {
+            let row = row as usize;
+            let (s_addr, d_addr) = (*cols.src.get(row)?, *cols.dst.get(row)?);
+            let mut bits = 0u64;
+            let mut dropped = 0u64;
+            for op in &plan.ops {
+                match *op {
+                    LocalOp::All { dst } => bits |= 1 << dst,
+                    LocalOp::Copy { dst, src } => bits = bits & !(1 << dst) | (bits >> src & 1) << dst,
+                    LocalOp::Filter { dst, set, test, unit } => {
+                        let inside = bits >> set & 1;
+                        cost += unit * inside;
+                        let pass = match test {
+                            Test::Addr { by, on_dst } => {
+                                let (net, mask) = keys[by as usize];
+                                (if on_dst { d_addr } else { s_addr }) & mask == net
+                            }
+                            Test::Field { field, a, b } => {
+                                FieldTest::new(field, vals[a as usize], vals[b as usize]).passes(cols.field(field, row))
+                            }
+                        };
+                        let hit = inside & u64::from(pass);
+                        bits = bits & !(1 << dst) | hit << dst;
+                    }
+                    LocalOp::Discard { set, unit } => {
+                        let inside = bits >> set & 1;
+                        cost += unit * inside;
+                        dropped |= inside;
                     }
                 }
-                drops |= dropped << k;
             }
+            drops |= dropped << k;
         }
         if cost > self.program.complexity {
             return None;
@@ -332,20 +439,16 @@ impl Instance {
         chain.iter().try_fold(*du, |a, f| a.checked_add(f.unit))
     }
 
-    /// The chain plan's decision for one packet (source, destination): its
-    /// cost and whether it is dropped. `(0, false)` without a chain plan.
+    /// The chain plan's decision for one packet (source, destination, and
+    /// its transport fields as `l4` reads them, [`Columns::field`]): its cost
+    /// and whether it is dropped. `(0, false)` without a chain plan.
     #[inline]
-    pub(crate) fn chain_packet(&self, this: This, s_addr: u32, d_addr: u32) -> (u64, bool) {
+    pub(crate) fn chain_packet(&self, this: This, s_addr: u32, d_addr: u32, l4: impl Fn(Field) -> u32) -> (u64, bool) {
         let Some((chain, du)) = self.chain.as_ref() else { return (0, false) };
         let mut cost = 0u64;
         for f in chain {
             cost += f.unit;
-            let (net, mask) = match f.key {
-                ChainKey::Fixed(n, m) => (n, m),
-                ChainKey::ThisIp => (this.ip, u32::MAX),
-                ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
-            };
-            if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
+            if !f.passes(this, s_addr, d_addr, &l4) {
                 return (cost, false);
             }
         }
@@ -360,12 +463,18 @@ impl Instance {
         let (chain, du) = self.chain.as_ref()?;
         let steps = chain
             .iter()
-            .map(|f| {
-                let (net, mask, this) = match f.key {
-                    ChainKey::Fixed(n, m) => (n, m, false),
-                    ChainKey::ThisIp | ChainKey::ThisSubnet => (0, u32::MAX, true),
-                };
-                EndUserStep { net, mask, on_dst: f.on_dst, this, unit: f.unit }
+            .map(|f| match f.test {
+                BoundTest::Addr { key, on_dst } => {
+                    let (net, mask, this) = match key {
+                        ChainKey::Fixed(n, m) => (n, m, false),
+                        ChainKey::ThisIp | ChainKey::ThisSubnet => (0, u32::MAX, true),
+                    };
+                    let col = if on_dst { StepCol::Dst } else { StepCol::Src };
+                    EndUserStep { net, mask, span: 0, col, this, unit: f.unit }
+                }
+                BoundTest::Field(t) => {
+                    EndUserStep { net: t.lo, mask: t.mask, span: t.span, col: StepCol::Field(t.field), this: false, unit: f.unit }
+                }
             })
             .collect();
         Some((steps, *du))
@@ -379,7 +488,7 @@ impl Instance {
     /// [`Instance::run_local`] for a program of the chain shape: the same
     /// answers, small enough to inline into the dispatch loop.
     #[inline]
-    pub(crate) fn run_chain(&self, this: This, src: &[u32], dst: &[u32], rows: &[u32]) -> Option<(RunStats, u64)> {
+    pub(crate) fn run_chain(&self, this: This, cols: &Columns, rows: &[u32]) -> Option<(RunStats, u64)> {
         let (chain, du) = self.chain.as_ref()?;
         if rows.len() > 64 {
             return None;
@@ -387,19 +496,12 @@ impl Instance {
         let mut cost = self.run_base();
         let mut drops = 0u64;
         for (k, &row) in rows.iter().enumerate() {
-            let (s_addr, d_addr) = (*src.get(row as usize)?, *dst.get(row as usize)?);
+            let row = row as usize;
+            let (s_addr, d_addr) = (*cols.src.get(row)?, *cols.dst.get(row)?);
             let mut pass = true;
             for f in chain {
                 cost += f.unit;
-                let (net, mask) = match f.key {
-                    ChainKey::Fixed(n, m) => (n, m),
-                    ChainKey::ThisIp => (this.ip, u32::MAX),
-                    ChainKey::ThisSubnet => {
-                        let len = u32::from(this.subnet.1.min(32));
-                        (this.subnet.0, u32::MAX.checked_shl(32 - len).unwrap_or(0))
-                    }
-                };
-                if (if f.on_dst { d_addr } else { s_addr }) & mask != net {
+                if !f.passes(this, s_addr, d_addr, |x| cols.field(x, row)) {
                     pass = false;
                     break;
                 }
@@ -435,24 +537,38 @@ impl Instance {
         let mut cost = self.run_base();
         for f in chain {
             cost = f.unit.checked_mul(popcount(set)).and_then(|c| c.checked_add(cost)).filter(|&c| c <= limit)?;
-            let (net, mask) = match f.key {
-                ChainKey::Fixed(n, m) => (n, m),
-                ChainKey::ThisIp => (this.ip, u32::MAX),
-                ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
-            };
-            let col = if f.on_dst { v.dst } else { v.src };
-            for (w, word) in set.iter_mut().enumerate() {
-                if *word == 0 {
-                    continue;
-                }
-                let base = w * 64;
-                let bits = match col.get(base..base + 64) {
-                    Some(full) => match_bits(full, net, mask),
-                    None => {
-                        col.get(base..).unwrap_or(&[]).iter().enumerate().fold(0u64, |b, (j, &x)| b | (u64::from(x & mask == net) << j))
+            match f.test {
+                BoundTest::Addr { key, on_dst } => {
+                    let (net, mask) = match key {
+                        ChainKey::Fixed(n, m) => (n, m),
+                        ChainKey::ThisIp => (this.ip, u32::MAX),
+                        ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
+                    };
+                    let col = if on_dst { v.dst } else { v.src };
+                    for (w, word) in set.iter_mut().enumerate() {
+                        if *word == 0 {
+                            continue;
+                        }
+                        let base = w * 64;
+                        let bits = match col.get(base..base + 64) {
+                            Some(full) => match_bits(full, net, mask),
+                            None => col
+                                .get(base..)
+                                .unwrap_or(&[])
+                                .iter()
+                                .enumerate()
+                                .fold(0u64, |b, (j, &x)| b | (u64::from(x & mask == net) << j)),
+                        };
+                        *word &= bits;
                     }
-                };
-                *word &= bits;
+                }
+                BoundTest::Field(t) => {
+                    for (w, word) in set.iter_mut().enumerate() {
+                        if *word != 0 {
+                            *word &= field_bits(&v, t, w * 64);
+                        }
+                    }
+                }
             }
         }
         let dropped = popcount(set);

@@ -38,6 +38,8 @@ pub(crate) fn metered_policy() -> Policy {
             generate: 4,
             count: 1,
             distinct_destinations: 3,
+            by_field: [1, 1, 1, 1],
+            distinct_ports: 3,
             instruction: 1,
             bytes: 1,
         },
@@ -664,12 +666,11 @@ fn plans_meter_instructions_as_the_interpreter() {
     assert_eq!(dropped(&plan, 100), dropped(&interp, 100));
     let inst = p.instantiate(&[]).unwrap();
     let rows: Vec<u32> = (0..w.view().len() as u32).take(64).collect();
-    let (src, dst): (Vec<u32>, Vec<u32>) = (w.view().src.to_vec(), w.view().dst.to_vec());
     let mut part = Window::new();
     for i in 0..64 {
         udp(&mut part, if i % 3 == 0 { BAD } else { GOOD }, if i % 5 == 0 { OTHER } else { ME }, b"x");
     }
-    let (local, _) = inst.run_local(this(), &src, &dst, &rows).unwrap();
+    let (local, _) = inst.run_local(this(), &w.cols, &rows).unwrap();
     let whole = run(&p, &part, &mut interp).unwrap();
     assert_eq!(local.cost, whole.cost, "the local plan over 64 rows, the interpreter over the same 64 packets");
 }
