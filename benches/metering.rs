@@ -85,6 +85,19 @@ fn adversarial() -> Vec<(&'static str, bool, String)> {
             false,
             "LIFETIME = 1 hours\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nS(i), P(i) = GROUP_BY_SOURCE(Mine);\nforeach i do begin\n  c = COUNT(P(i));\n  d = DISTINCT_DESTINATIONS(P(i));\nend\n".into(),
         ),
+        (
+            "narrow by protocol, port and flags 20 times",
+            false,
+            format!(
+                "LIFETIME = 1 hours\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\n{}",
+                loop_of(20, "  X = TCP_FLAGS(GROUP_BY_SOURCE_PORT(GROUP_BY_DESTINATION_PORT(GROUP_BY_PROTOCOL(Mine, TCP), 25), 1024, 65535), 0, RST);")
+            ),
+        ),
+        (
+            "distinct ports per source port",
+            false,
+            "LIFETIME = 1 hours\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nP(i), S(i) = GROUP_BY_SOURCE_PORT(Mine);\nforeach i do begin\n  d = DISTINCT_DESTINATION_PORTS(S(i));\n  Q(j), T(j) = GROUP_BY_PROTOCOL(S(i));\nend\n".into(),
+        ),
     ]
 }
 
@@ -144,6 +157,9 @@ fn main() -> ExitCode {
                 &cache,
             ),
             admit("worm blocker", &example("worm_blocker.vinet"), &edge, true, &prover, &cache),
+            admit("port firewall", &example("port_firewall.vinet").replace("203.0.113.9", "198.51.100.7"), &user, false, &prover, &cache),
+            admit("anti-amplification", &example("anti_amplification.vinet"), &user, false, &prover, &cache),
+            admit("SYN worm blocker", &example("syn_worm_blocker.vinet"), &edge, true, &prover, &cache),
         ];
         let fw = example("firewall.vinet").replace("203.0.113.9", "198.51.100.7");
         let mut interpreted = admit("firewall, interpreted", &fw, &user, false, &prover, &cache);

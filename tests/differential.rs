@@ -60,6 +60,8 @@ fn generated_modules_are_refused_or_run_safely() {
     assert!(t.checked * 4 >= t.valid, "only {} of {} valid modules' pairs are accepted by the checker", t.checked, t.valid);
     assert!(t.reuse_loop * 5 >= t.valid && t.reuse_branch * 10 >= t.valid, "too few register-reuse shapes: {t}");
     assert!(t.windows >= 4 * t.checked, "windows were skipped");
+    // The transport-level instructions are exercised, and accepted ones run.
+    assert!(t.transport * 5 >= t.valid && t.transport_checked * 10 >= t.transport, "too few transport-level modules: {t}");
 }
 
 /// The fuzz target drives the same generator from its input bytes: the same

@@ -380,6 +380,146 @@ fn worm_blocker_drops_exactly_the_scanners() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The protocol of an IPv4 packet, and its ports and TCP flags when it has
+/// them (SEMANTICS "The window": a first fragment whose whole TCP or UDP
+/// header was captured), decoded by hand.
+fn transport(ip: &[u8]) -> (u8, Option<(u16, u16)>, Option<u8>) {
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
+    let (ihl, proto) = (usize::from(ip[0] & 15) * 4, ip[9]);
+    let first = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+    let l4 = &ip[ihl.min(total)..total];
+    let whole = match proto {
+        6 => l4.len() >= 20 && l4[12] >> 4 >= 5 && l4.len() >= usize::from(l4[12] >> 4) * 4,
+        17 => l4.len() >= 8,
+        _ => false,
+    };
+    if !(first && whole) {
+        return (proto, None, None);
+    }
+    let ports = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
+    (proto, Some(ports), (proto == 6).then(|| l4[13]))
+}
+
+fn ip_bytes(r: &Rec) -> &[u8] {
+    ipv4_of(&r.bytes).expect("an IPv4 frame").2
+}
+
+/// `vinetc analyze` accepts the bundle under the policy (the second verifier, no certificate).
+fn analyze(bundle: &Path, policy: &str) {
+    let o = vinetc(&["analyze", s(bundle), "--policy", policy]);
+    assert_eq!(o.status.code(), Some(0), "analyze {}: {}{}", bundle.display(), text(&o.stdout), text(&o.stderr));
+}
+
+#[test]
+fn port_firewall_drops_exactly_the_pests_smtp() {
+    let dir = scratch("ports");
+    let bundle = prove(&dir, "port_firewall", END_USER, &[]);
+    analyze(&bundle, END_USER);
+    let smtp = |r: &Rec, src, dst, port| {
+        src == generate::PF_SPAMMER && dst == generate::PF_CLIENT && matches!(transport(ip_bytes(r)), (6, Some((_, p)), _) if p == port)
+    };
+    let drop = |r: &Rec, src, dst| smtp(r, src, dst, 25);
+    let none = |_| Vec::new();
+    let args = [s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7"];
+    let rep = run_and_compare(&dir, "ports.pcap", &args, Expect { drop: &drop, generated: &none }, 25, 0);
+    let p = program(&rep, 0);
+    assert_eq!(p["discarded"], 25, "5 a burst: a connection to port 25 and a tagged SYN");
+    assert_eq!(p["windows"], 5);
+    assert!(p["cost_max"].as_u64().unwrap() <= p["certified"].as_u64().unwrap(), "{p}");
+
+    // The same bundle for submission (TCP 587): one SYN a burst.
+    let args = [s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7", "--param", "Port=587"];
+    let drop = |r: &Rec, src, dst| smtp(r, src, dst, 587);
+    run_and_compare(&dir, "ports.pcap", &args, Expect { drop: &drop, generated: &none }, 5, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn anti_amplification_drops_exactly_the_unasked_replies() {
+    let dir = scratch("amplification");
+    let bundle = prove(&dir, "anti_amplification", END_USER, &[]);
+    analyze(&bundle, END_USER);
+    let drop = |r: &Rec, src, dst| {
+        dst == generate::AMP_CLIENT
+            && match transport(ip_bytes(r)) {
+                (17, Some((53, dport)), _) => src != generate::AMP_RESOLVER || dport < 1024,
+                (17, Some((123, _)), _) => src != generate::AMP_TIME,
+                _ => false,
+            }
+    };
+    let none = |_| Vec::new();
+    let args = [s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7"];
+    // 4 bursts: 6 replies from each of 4 reflectors, and the resolver's 3 to well-known ports.
+    let rep = run_and_compare(&dir, "amplification.pcap", &args, Expect { drop: &drop, generated: &none }, 108, 0);
+    let p = program(&rep, 0);
+    assert_eq!(p["discarded"], 108);
+    assert!(p["cost_max"].as_u64().unwrap() <= p["certified"].as_u64().unwrap(), "{p}");
+
+    // A client that uses the reflector 198.51.100.53 as its resolver: its replies pass
+    // (24 fewer), and the real resolver's answers are now unasked (8 more).
+    let args = [s(&bundle), "--policy", END_USER, "--this-ip", "10.0.0.7", "--param", "Resolver=198.51.100.53"];
+    let drop2 = |r: &Rec, src, dst| {
+        dst == generate::AMP_CLIENT
+            && match transport(ip_bytes(r)) {
+                (17, Some((53, dport)), _) => src != ip(198, 51, 100, 53) || dport < 1024,
+                (17, Some((123, _)), _) => src != generate::AMP_TIME,
+                _ => false,
+            }
+    };
+    run_and_compare(&dir, "amplification.pcap", &args, Expect { drop: &drop2, generated: &none }, 108 - 24 + 8, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn syn_worm_blocker_drops_exactly_the_worms_connection_attempts() {
+    let dir = scratch("synworm");
+    let bundle = prove(&dir, "syn_worm_blocker", EDGE, &[]);
+    analyze(&bundle, EDGE);
+    // The rule, applied to the capture by hand: per window and source, the SYNs
+    // (without ACK) into 10.0.0.0/24; more than 8 to port 445, or more than 16
+    // distinct ports, and they are all dropped.
+    let input = read_pcap(&root().join("examples/traffic/synworm.pcap"));
+    let syn_of = |r: &Rec| -> Option<(usize, u32, u16)> {
+        let (src, dst, ipb) = ipv4_of(&r.bytes)?;
+        match transport(ipb) {
+            (6, Some((_, dport)), Some(flags)) if flags & 0x12 == 0x02 && in_prefix(dst, ip(10, 0, 0, 0), 24) => Some((burst(r), src, dport)),
+            _ => None,
+        }
+    };
+    let mut tries: std::collections::BTreeMap<(usize, u32), Vec<u16>> = Default::default();
+    for (b, src, dport) in input.iter().filter_map(syn_of) {
+        tries.entry((b, src)).or_default().push(dport);
+    }
+    let worms: std::collections::BTreeSet<(usize, u32)> = tries
+        .iter()
+        .filter(|(_, ports)| {
+            let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+            ports.iter().filter(|&&p| p == 445).count() > 8 || distinct.len() > 16
+        })
+        .map(|(k, _)| *k)
+        .collect();
+    let hand: std::collections::BTreeSet<(usize, u32)> = generate::SYN_WORMS.iter().map(|&(s, b, _)| (b, s)).collect();
+    assert_eq!(worms, hand, "the generator's worms are the rule's");
+    let drop = |r: &Rec, _, _| syn_of(r).is_some_and(|(b, src, _)| worms.contains(&(b, src)));
+    let none = |_| Vec::new();
+    let total: u64 = generate::SYN_WORMS.iter().map(|w| w.2).sum();
+    assert_eq!(total, 43);
+    let args = [s(&bundle), "--policy", EDGE, "--this-ip", "10.0.0.1", "--this-subnet", "10.0.0.0/24"];
+    let rep = run_and_compare(&dir, "synworm.pcap", &args, Expect { drop: &drop, generated: &none }, 43, 0);
+    let p = program(&rep, 0);
+    assert_eq!(p["discarded"], 43);
+    assert_eq!(p["params"]["N"], "8");
+    assert!(p["cost_max"].as_u64().unwrap() <= p["certified"].as_u64().unwrap(), "{p}");
+
+    // N = 7: 203.0.113.62 (exactly 8 SYNs to 445) is a worm too; and .68's 8.
+    let args = [s(&bundle), "--policy", EDGE, "--this-ip", "10.0.0.1", "--this-subnet", "10.0.0.0/24", "--param", "N=7"];
+    let drop7 = |r: &Rec, src, dst| {
+        drop(r, src, dst) || (syn_of(r).is_some_and(|(b, s, _)| (b, s) == (0, ip(203, 0, 113, 62)) || (b, s) == (1, ip(203, 0, 113, 68))))
+    };
+    run_and_compare(&dir, "synworm.pcap", &args, Expect { drop: &drop7, generated: &none }, 43 + 8 + 20, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn install_manifest_runs_many_bundles_for_many_clients() {
     let dir = scratch("manifest");
@@ -638,7 +778,7 @@ fn vinetc_run_replays_every_shared_capture() {
 fn benchmark_fixtures_are_still_accepted() {
     let dir = root().join("engine/benches/fixtures");
     let lib = dir.join("lemmas.lib");
-    for (bundle, policy) in [("firewall", END_USER), ("spam_filter", END_USER), ("multicast", EDGE), ("worm_blocker", EDGE)] {
+    for (bundle, policy) in [("firewall", END_USER), ("spam_filter", END_USER), ("multicast", EDGE), ("worm_blocker", EDGE), ("port_firewall", END_USER)] {
         let b = dir.join(format!("{bundle}.vpc"));
         for lemmas in [Some(&lib), None] {
             let mut args = vec!["check", s(&b), "--policy", policy];

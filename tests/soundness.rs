@@ -45,6 +45,9 @@ pub fn corpus() -> Vec<(PathBuf, ClientKind)> {
         ("spam_filter", ClientKind::EndUser),
         ("multicast", ClientKind::EdgeRouter),
         ("worm_blocker", ClientKind::EdgeRouter),
+        ("port_firewall", ClientKind::EndUser),
+        ("anti_amplification", ClientKind::EndUser),
+        ("syn_worm_blocker", ClientKind::EdgeRouter),
     ] {
         v.push((root().join(format!("examples/{e}.vinet")), k));
     }
@@ -109,16 +112,23 @@ fn mine(kind: ClientKind, dst: u32) -> bool {
     }
 }
 
+/// Ports the transport examples name, and others.
+const PORTS: [u16; 9] = [25, 53, 123, 445, 139, 80, 1000, 1001, 40_000];
+
 fn random_packet(r: &mut Rng, dsts: &[u32]) -> RefPacket {
-    let proto = r.pick(&[6u8, 17, 17, 1]);
+    let proto = r.pick(&[6u8, 6, 17, 17, 1]);
     let payload: Vec<u8> = (0..r.next() % 3).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
+    // One packet in eight of TCP or UDP is a non-first fragment: no ports (`frame`).
+    let has_ports = proto != 1 && r.next() % 8 != 0;
     RefPacket {
         src: r.pick(&SOURCES),
         dst: r.pick(dsts),
         proto,
-        sport: if proto == 1 { 0 } else { 1000 + (r.next() % 3) as u16 },
-        dport: if proto == 1 { 0 } else { 80 },
-        seq: if proto == 6 { 1000 + 3 * (r.next() % 4) as u32 } else { 0 },
+        sport: if has_ports { r.pick(&PORTS) } else { 0 },
+        dport: if has_ports { r.pick(&PORTS) } else { 0 },
+        seq: if proto == 6 && has_ports { 1000 + 3 * (r.next() % 4) as u32 } else { 0 },
+        has_ports,
+        tcp_flags: if proto == 6 && has_ports { r.pick(&[0x02, 0x02, 0x02, 0x12, 0x10, 0x18]) } else { 0 },
         payload,
     }
 }
@@ -133,8 +143,16 @@ fn frame(p: &RefPacket) -> Vec<u8> {
     let b = etherparse::PacketBuilder::ipv4(p.src.to_be_bytes(), p.dst.to_be_bytes(), 64);
     let mut out = vec![];
     match p.proto {
-        6 => b.tcp(p.sport, p.dport, p.seq, 1024).write(&mut out, &p.payload).unwrap(),
-        17 => b.udp(p.sport, p.dport).write(&mut out, &p.payload).unwrap(),
+        6 if p.has_ports => {
+            let f = p.tcp_flags;
+            let mut t = b.tcp(p.sport, p.dport, p.seq, 1024);
+            t = if f & 0x02 != 0 { t.syn() } else { t };
+            t = if f & 0x10 != 0 { t.ack(0) } else { t };
+            t = if f & 0x08 != 0 { t.psh() } else { t };
+            t.write(&mut out, &p.payload).unwrap();
+            assert_eq!(out[20 + 13], f, "flags as built");
+        }
+        17 if p.has_ports => b.udp(p.sport, p.dport).write(&mut out, &p.payload).unwrap(),
         _ => {
             let h = etherparse::Ipv4Header::new(
                 p.payload.len() as u16,
@@ -144,6 +162,12 @@ fn frame(p: &RefPacket) -> Vec<u8> {
                 p.dst.to_be_bytes(),
             )
             .unwrap();
+            // A TCP or UDP packet without ports: a non-first fragment (offset 64 bytes).
+            let mut h = h;
+            if p.proto != 1 {
+                h.fragment_offset = etherparse::IpFragOffset::try_new(8).unwrap();
+            }
+            h.header_checksum = h.calc_header_checksum();
             h.write(&mut out).unwrap();
             out.extend_from_slice(&p.payload);
         }

@@ -91,14 +91,14 @@ fn the_verifiers_agree_on_the_corpus() {
 
     // Accepted programs.
     let mut accepted = vec![];
-    for e in ["firewall", "spam_filter", "multicast", "worm_blocker"] {
+    for e in ["firewall", "spam_filter", "multicast", "worm_blocker", "port_firewall", "anti_amplification", "syn_worm_blocker"] {
         accepted.push(root().join(format!("examples/{e}.vinet")));
     }
     accepted.extend(files("tests/accept"));
     let mut honest = None;
     for path in &accepted {
         let text = std::fs::read_to_string(path).unwrap();
-        let kind = if path.to_string_lossy().contains("multicast") || path.to_string_lossy().contains("worm_blocker") {
+        let kind = if ["multicast", "worm_blocker"].iter().any(|e| path.to_string_lossy().contains(e)) {
             ClientKind::EdgeRouter
         } else {
             kind_of(&text)

@@ -714,75 +714,82 @@ fn end_to_end(buf: &mut Buffer, fx: &Fixtures, reps: usize, configs: &[u32]) {
     let cfg = WindowConfig::new(w, 50);
     println!("## (b, c) End to end from raw frames: parse, window, dispatch, run, verdicts\n");
     println!("Every IPv4 packet is addressed to an installed client. Spread: over all the clients; concentrated: over 16 of them (1 when one is installed).\n");
-    println!("| installed firewalls | traffic | M frames/s | ns/frame | vs 1 program | runs per window | heap per installation |");
+    println!("The address firewall, then the port firewall (`examples/port_firewall.vinet`, Port = {TCP_DPORT}) in the same run; \"vs 1 program\" is against one program of the same kind.\n");
+    println!("| installed programs | traffic | M frames/s | ns/frame | vs 1 program | runs per window | heap per installation |");
     println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
-    let mut base_ns = None;
-    for &clients in configs {
-        let mut router = Runner::new(cfg);
-        let program = Arc::new(Program::new(&fx.firewall));
-        // The first installation creates the shared instance; count the rest.
-        let b = |c: u32| Binding { this_ip: BASE + c, this_subnet: None, params: vec![Const::Addr(BAD)] };
-        router.dispatch_mut().install_program(Arc::clone(&program), &b(0)).expect("install");
-        COUNT.store(true, Ordering::Relaxed);
-        let before = LIVE.load(Ordering::Relaxed);
-        for c in 1..clients {
-            router.dispatch_mut().install_program(Arc::clone(&program), &b(c)).expect("install");
-        }
-        let after = LIVE.load(Ordering::Relaxed);
-        COUNT.store(false, Ordering::Relaxed);
-        let per_install = if clients > 1 { format!("{:.0} B", (after - before) as f64 / f64::from(clients - 1)) } else { "-".into() };
-        for (label, spread) in [("spread", clients), ("concentrated", clients.min(16))] {
-            if clients == 1 && label == "concentrated" {
-                continue;
+    let mut kinds = vec![("firewalls", &fx.firewall, vec![Const::Addr(BAD)])];
+    if let Some(pf) = &fx.port_firewall {
+        kinds.push(("port firewalls", pf, vec![Const::Addr(BAD), Const::Num(u64::from(TCP_DPORT))]));
+    }
+    for (what, checked, params) in kinds {
+        let mut base_ns = None;
+        for &clients in configs {
+            let mut router = Runner::new(cfg);
+            let program = Arc::new(Program::new(checked));
+            // The first installation creates the shared instance; count the rest.
+            let b = |c: u32| Binding { this_ip: BASE + c, this_subnet: None, params: params.clone() };
+            router.dispatch_mut().install_program(Arc::clone(&program), &b(0)).expect("install");
+            COUNT.store(true, Ordering::Relaxed);
+            let before = LIVE.load(Ordering::Relaxed);
+            for c in 1..clients {
+                router.dispatch_mut().install_program(Arc::clone(&program), &b(c)).expect("install");
             }
-            if std::env::args().any(|a| a == "--spread-only") && label != "spread" {
-                continue;
-            }
-            buf.retarget(spread);
-            let runs_before = router.stats().runs;
-            let windows_before = router.stats().windows;
-            let frames: Vec<Frame<'_>> = buf.frames().collect();
-            let (t, _) = time(reps, || {
-                let mut sink = NullSink;
-                let before = router.stats().discarded;
-                router.push_slab(&buf.bytes, &frames, &mut sink);
-                router.flush(&mut sink);
-                router.stats().discarded - before
-            });
-            let st = router.stats();
-            let runs_per_window = (st.runs - runs_before) as f64 / (st.windows - windows_before).max(1) as f64;
-            let ns = t * 1e9 / buf.recs.len() as f64;
-            let base = *base_ns.get_or_insert(ns);
-            println!(
-                "| {clients} | {label} | {:.1} | {:.1} | {:.2}x | {:.1} | {per_install} |",
-                buf.recs.len() as f64 / t / 1e6,
-                ns,
-                ns / base,
-                runs_per_window,
-            );
-            assert_eq!(st.faults, 0);
-            if clients == 1 {
-                // The same through Runner::push, which copies each frame
-                // into the window (the path of capture files and vinetc run).
+            let after = LIVE.load(Ordering::Relaxed);
+            COUNT.store(false, Ordering::Relaxed);
+            let per_install = if clients > 1 { format!("{:.0} B", (after - before) as f64 / f64::from(clients - 1)) } else { "-".into() };
+            for (label, spread) in [("spread", clients), ("concentrated", clients.min(16))] {
+                if clients == 1 && label == "concentrated" {
+                    continue;
+                }
+                if std::env::args().any(|a| a == "--spread-only") && label != "spread" {
+                    continue;
+                }
+                buf.retarget(spread);
+                let runs_before = router.stats().runs;
+                let windows_before = router.stats().windows;
+                let frames: Vec<Frame<'_>> = buf.frames().collect();
                 let (t, _) = time(reps, || {
                     let mut sink = NullSink;
                     let before = router.stats().discarded;
-                    for f in &frames {
-                        router.push(*f, &mut sink);
-                    }
+                    router.push_slab(&buf.bytes, &frames, &mut sink);
                     router.flush(&mut sink);
                     router.stats().discarded - before
                 });
+                let st = router.stats();
+                let runs_per_window = (st.runs - runs_before) as f64 / (st.windows - windows_before).max(1) as f64;
                 let ns = t * 1e9 / buf.recs.len() as f64;
+                let base = *base_ns.get_or_insert(ns);
                 println!(
-                    "| 1 | {label}, copying (`Runner::push`) | {:.1} | {:.1} | {:.2}x | 1.0 | - |",
+                    "| {clients} {what} | {label} | {:.1} | {:.1} | {:.2}x | {:.1} | {per_install} |",
                     buf.recs.len() as f64 / t / 1e6,
                     ns,
-                    ns / base
+                    ns / base,
+                    runs_per_window,
                 );
+                assert_eq!(st.faults, 0);
+                if clients == 1 {
+                    // The same through Runner::push, which copies each frame
+                    // into the window (the path of capture files and vinetc run).
+                    let (t, _) = time(reps, || {
+                        let mut sink = NullSink;
+                        let before = router.stats().discarded;
+                        for f in &frames {
+                            router.push(*f, &mut sink);
+                        }
+                        router.flush(&mut sink);
+                        router.stats().discarded - before
+                    });
+                    let ns = t * 1e9 / buf.recs.len() as f64;
+                    println!(
+                        "| 1 {what} | {label}, copying (`Runner::push`) | {:.1} | {:.1} | {:.2}x | 1.0 | - |",
+                        buf.recs.len() as f64 / t / 1e6,
+                        ns,
+                        ns / base
+                    );
+                }
             }
+            drop(router);
         }
-        drop(router);
     }
     println!();
 }

@@ -568,11 +568,178 @@ fn worm() -> (Vec<u8>, Facts) {
     pcap(&bursts)
 }
 
+/// The port firewall's client and the source whose SMTP it drops.
+pub const PF_CLIENT: u32 = ip(10, 0, 0, 7);
+/// The port firewall's Spammer (the example's default).
+pub const PF_SPAMMER: u32 = ip(203, 0, 113, 9);
+
+/// A frame of IPv4 `l4` cut to `keep` bytes of IP packet (its IPv4 header whole).
+fn cut_v4(src: u32, dst: u32, proto: u8, l4: &[u8], keep: usize) -> F {
+    let packet = ipv4(src, dst, proto, 0, 0, l4);
+    F { bytes: eth(mac(dst), mac(src), 0x0800, &packet[..keep]), kind: Kind::Ipv4 }
+}
+
+fn ports() -> (Vec<u8>, Facts) {
+    let mut r = Rng(0x2525_0025);
+    let mut bg = Background::new(55);
+    let (me, pest) = (PF_CLIENT, PF_SPAMMER);
+    let mut bursts = Vec::new();
+    for b in 0..5u16 {
+        let mut smtp = Flow::new(pest, me, 40_025 + b, 25, 100 * u32::from(b));
+        let mut s = vec![
+            // 5 to drop: a TCP connection to port 25 (SYN, two segments, FIN)
+            // and an 802.1Q-tagged SYN to port 25.
+            smtp.syn(),
+            smtp.data(b"HELO spam.example\r\nMAIL FROM:<offer@spam.example>\r\n"),
+            smtp.data(&text(&mut r, 400)),
+            smtp.fin(),
+            vlan(200, pest, me, TCP, &tcp(40_100 + b, 25, 7, 0, 0x02, &[])),
+            // Near misses, forwarded: the pest's other ports and protocols,
+            // its source port 25, its SMTP to someone else, someone else's SMTP.
+            v4(pest, me, UDP, &udp(40_025, 25, b"udp to port 25")),
+            v4(pest, me, TCP, &tcp(40_026, 24, 1, 0, 0x02, &[])),
+            v4(pest, me, TCP, &tcp(40_027, 26, 1, 0, 0x02, &[])),
+            v4(pest, me, TCP, &tcp(40_028, 587, 1, 0, 0x02, &[])),
+            v4(pest, me, TCP, &tcp(25, 4000, 1, 1, 0x12, &[])),
+            v4(pest, me, ICMP, &icmp_echo(3, b, b"ping")),
+            v4(pest, ip(10, 0, 0, 8), TCP, &tcp(40_029, 25, 1, 0, 0x02, &[])),
+            v4(ip(203, 0, 113, 10), me, TCP, &tcp(40_030, 25, 1, 0, 0x02, &[])),
+            v4(me, pest, TCP, &tcp(25, 40_025, 1, 1, 0x12, &[])),
+            // Packets to port 25 without ports: a non-first fragment, and TCP
+            // headers cut short (inside the ports, and past them but before
+            // the end of the header): in no port narrowing, forwarded.
+            v4_id(pest, me, TCP, 900 + b, 185, &tcp(40_031, 25, 1, 0, 0x02, &text(&mut r, 40))),
+        ];
+        s.push(cut_v4(pest, me, TCP, &tcp(40_032, 25, 1, 0, 0x02, &[]), 23));
+        s.push(cut_v4(pest, me, TCP, &tcp(40_033, 25, 1, 0, 0x02, &[]), 30));
+        bursts.push(weave(&mut r, s, bg.burst(120)));
+    }
+    pcap(&bursts)
+}
+
+/// The anti-amplification filter's client, resolver and time server (the example's defaults).
+pub const AMP_CLIENT: u32 = ip(10, 0, 0, 7);
+/// Its Resolver.
+pub const AMP_RESOLVER: u32 = ip(192, 0, 2, 53);
+/// Its TimeServer.
+pub const AMP_TIME: u32 = ip(192, 0, 2, 123);
+/// Reflectors: DNS (source port 53) and NTP (source port 123) servers the client never asked.
+pub const AMP_REFLECTORS: [(u32, u16); 4] =
+    [(ip(198, 51, 100, 53), 53), (ip(198, 51, 100, 54), 53), (ip(198, 51, 100, 55), 53), (ip(203, 0, 113, 123), 123)];
+
+fn amplification() -> (Vec<u8>, Facts) {
+    let mut r = Rng(0x0053_0123);
+    let mut bg = Background::new(66);
+    let me = AMP_CLIENT;
+    let mut bursts = Vec::new();
+    for b in 0..4u16 {
+        let mut s = Vec::new();
+        // To drop: 6 replies from each reflector (to ephemeral ports), 24.
+        for k in 0..6u16 {
+            for &(refl, port) in &AMP_REFLECTORS {
+                s.push(v4(refl, me, UDP, &udp(port, 20_000 + 97 * k + b, &text(&mut r, 400))));
+            }
+        }
+        // To drop: the resolver's replies to well-known ports (80, 123, 1023), 3.
+        for dport in [80, 123, 1023] {
+            s.push(v4(AMP_RESOLVER, me, UDP, &udp(53, dport, &text(&mut r, 60))));
+        }
+        // Near misses, forwarded: the resolver's and the time server's
+        // answers to what the client asked; a reflector's reply to another
+        // host, over TCP, from a neighbouring port; a reply to port 1024;
+        // a reflector's non-first fragment and a UDP header cut short (no ports).
+        s.push(v4(AMP_RESOLVER, me, UDP, &udp(53, 40_000 + b, &text(&mut r, 90))));
+        s.push(v4(AMP_RESOLVER, me, UDP, &udp(53, 1024, &text(&mut r, 90))));
+        s.push(v4(AMP_TIME, me, UDP, &udp(123, 123, &text(&mut r, 48))));
+        s.push(v4(ip(198, 51, 100, 53), ip(10, 0, 0, 8), UDP, &udp(53, 33_000, &text(&mut r, 400))));
+        s.push(v4(ip(198, 51, 100, 53), me, TCP, &tcp(53, 33_001, 1, 1, 0x18, &text(&mut r, 100))));
+        s.push(v4(ip(198, 51, 100, 53), me, UDP, &udp(52, 33_002, &text(&mut r, 100))));
+        s.push(v4(ip(198, 51, 100, 53), me, UDP, &udp(54, 33_003, &text(&mut r, 100))));
+        s.push(v4(me, ip(198, 51, 100, 53), UDP, &udp(33_004, 53, b"a query the client did send")));
+        s.push(v4_id(ip(198, 51, 100, 54), me, UDP, 700 + b, 185, &text(&mut r, 200)));
+        s.push(cut_v4(ip(198, 51, 100, 55), me, UDP, &udp(53, 33_005, b"cut"), 25));
+        bursts.push(weave(&mut r, s, bg.burst(110)));
+    }
+    pcap(&bursts)
+}
+
+/// The SYN worm blocker's sources that it stops, by burst, with how many of their packets are dropped.
+pub const SYN_WORMS: [(u32, usize, u64); 3] = [(ip(203, 0, 113, 60), 0, 14), (ip(203, 0, 113, 61), 1, 20), (ip(203, 0, 113, 60), 2, 9)];
+
+fn synworm() -> (Vec<u8>, Facts) {
+    let mut r = Rng(0x0445_0002);
+    let mut bg = Background::new(77);
+    let pkt = |src: u32, dst: u32, sport: u16, dport: u16, flags: u8| v4(src, dst, TCP, &tcp(sport, dport, 1, 0, flags, &[]));
+    let (syn, synack, ack) = (0x02, 0x12, 0x10);
+    let host = |h: u8| ip(10, 0, 0, 100 + h);
+    let mut bursts = Vec::new();
+
+    // Burst 0: the worm .60 SYNs port 445 of 12 hosts and port 139 of 2:
+    // 14 dropped; its ACKs to 445 pass. .62 SYNs 445 of exactly 8 hosts;
+    // .63 sends 12 SYN-ACKs and .64 12 ACKs to 445; .65 12 UDP to 445;
+    // .66 12 SYNs to 445 outside the subnet: all pass.
+    let mut s = Vec::new();
+    for h in 0..12u8 {
+        s.push(pkt(ip(203, 0, 113, 60), host(h), 30_000 + u16::from(h), 445, syn));
+    }
+    for h in 0..2u8 {
+        s.push(pkt(ip(203, 0, 113, 60), host(h), 31_000 + u16::from(h), 139, syn));
+    }
+    for h in 0..3u8 {
+        s.push(pkt(ip(203, 0, 113, 60), host(h), 30_000 + u16::from(h), 445, ack));
+    }
+    for h in 0..8u8 {
+        s.push(pkt(ip(203, 0, 113, 62), host(20 + h), 32_000 + u16::from(h), 445, syn));
+    }
+    for h in 0..12u8 {
+        s.push(pkt(ip(203, 0, 113, 63), host(40 + h), 445, 33_000 + u16::from(h), synack));
+        s.push(pkt(ip(203, 0, 113, 64), host(40 + h), 34_000 + u16::from(h), 445, ack));
+        s.push(v4(ip(203, 0, 113, 65), host(40 + h), UDP, &udp(35_000 + u16::from(h), 445, b"smb over udp?")));
+        s.push(pkt(ip(203, 0, 113, 66), ip(10, 0, 1, 100 + h), 36_000 + u16::from(h), 445, syn));
+    }
+    bursts.push(weave(&mut r, s, bg.burst(100)));
+
+    // Burst 1: the scanner .61 SYNs 20 distinct ports of one host: 20
+    // dropped. .67 SYNs exactly 16 distinct ports; .68 sends 20 SYNs, 8 to
+    // port 445 and 12 to port 80 (8 to 445, 2 distinct ports): both pass.
+    let mut s = Vec::new();
+    for p in 0..20u16 {
+        s.push(pkt(ip(203, 0, 113, 61), host(60), 37_000 + p, 1000 + 7 * p, syn));
+    }
+    for p in 0..16u16 {
+        s.push(pkt(ip(203, 0, 113, 67), host(61), 38_000 + p, 2000 + 3 * p, syn));
+    }
+    for h in 0..20u8 {
+        let dport = if h < 8 { 445 } else { 80 };
+        s.push(pkt(ip(203, 0, 113, 68), host(62 + h % 8), 39_000 + u16::from(h), dport, syn));
+    }
+    bursts.push(weave(&mut r, s, bg.burst(120)));
+
+    // Burst 2: the worm .60 again, 9 hosts: 9 dropped. A SYN whose TCP
+    // header is cut short and a non-first fragment from it: no flags, pass.
+    let mut s = Vec::new();
+    for h in 0..9u8 {
+        s.push(pkt(ip(203, 0, 113, 60), host(80 + h), 40_000 + u16::from(h), 445, syn));
+    }
+    s.push(cut_v4(ip(203, 0, 113, 60), host(90), TCP, &tcp(40_100, 445, 1, 0, syn, &[]), 33));
+    s.push(v4_id(ip(203, 0, 113, 60), host(91), TCP, 4242, 185, &tcp(40_101, 445, 1, 0, syn, &[])));
+    bursts.push(weave(&mut r, s, bg.burst(120)));
+    pcap(&bursts)
+}
+
 /// Every shipped capture: file name, bytes and facts.
 pub fn captures() -> Vec<(&'static str, Vec<u8>, Facts)> {
     let mut v = Vec::new();
     for (name, (bytes, facts)) in
-        [("firewall.pcap", firewall()), ("spam.pcap", spam()), ("multicast.pcap", multicast()), ("worm.pcap", worm())]
+        [
+            ("firewall.pcap", firewall()),
+            ("spam.pcap", spam()),
+            ("multicast.pcap", multicast()),
+            ("worm.pcap", worm()),
+            ("ports.pcap", ports()),
+            ("amplification.pcap", amplification()),
+            ("synworm.pcap", synworm()),
+        ]
     {
         v.push((name, bytes, facts));
     }

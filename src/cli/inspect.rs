@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use vinet_checker::bytecode::{blocks, ArithOp, CmpOp, Const, Insn, Module, Ty};
+use vinet_checker::bytecode::{blocks, ArithOp, CmpOp, Const, Field, Insn, Module, Ty};
+use vinet_vocab::names::Routine;
 
 use super::{fmt_lifetime, read_input, Failure};
 
@@ -137,6 +138,7 @@ fn ty(t: Ty) -> &'static str {
         Ty::Groups => "groups",
         Ty::AddrList => "addrlist",
         Ty::Content => "content",
+        Ty::NumGroups => "numgroups",
     }
 }
 
@@ -247,6 +249,12 @@ fn insn_text(insn: &Insn, consts: &[Const], params: &[vinet_checker::bytecode::P
         Insn::DistinctDst { dst, set } => format!("r{dst} = DISTINCT_DESTINATIONS(r{set})"),
         Insn::Discard { set } => format!("DISCARD(r{set})"),
         Insn::Generate { src, dst, payload } => format!("GENERATE(r{src}, r{dst}, r{payload})"),
+        Insn::Narrow { dst, set, field: Field::TcpFlags, a, b } => format!("r{dst} = TCP_FLAGS(r{set}, on r{a}, off r{b})"),
+        Insn::Narrow { dst, set, field, a, b } => {
+            format!("r{dst} = {}(r{set}, r{a} to r{b})", Routine::of_field(*field).name())
+        }
+        Insn::GroupField { dst, set, field } => format!("r{dst} = {}(r{set}) (grouping)", Routine::of_field(*field).name()),
+        Insn::DistinctPorts { dst, set } => format!("r{dst} = DISTINCT_DESTINATION_PORTS(r{set})"),
         Insn::If { .. } | Insn::Foreach { .. } | Insn::While { .. } => format!("{insn:?}"),
     }
 }

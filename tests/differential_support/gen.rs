@@ -16,7 +16,11 @@
 //! The choices come from an [`Rng`]: a seeded xorshift (the test), or the
 //! fuzzer's bytes, then a xorshift seeded from them once they run out.
 
-use vinet_checker::bytecode::{ArithOp, Class, CmpOp, Const, Header, Insn, Module, Param, Rank, Reg, Ty, FORMAT_VERSION};
+use vinet_checker::bytecode::{ArithOp, Class, CmpOp, Const, Field, Header, Insn, Module, Param, Rank, Reg, Ty, FORMAT_VERSION};
+
+/// Protocols, ports and flags the narrowings use (the oracle's packets carry them).
+const NARROW_VALUES: [u64; 12] = [1, 6, 17, 25, 53, 123, 445, 1000, 1023, 65_535, 0x02, 0x12];
+const FIELDS: [Field; 4] = [Field::Proto, Field::SrcPort, Field::DstPort, Field::TcpFlags];
 use vinet_checker::policy::ClientKind;
 
 /// The source of every choice.
@@ -618,8 +622,51 @@ impl Gen<'_> {
         self.set_info(d, Info::Plain);
     }
 
+    /// A number a narrowing compares with: a constant of [`NARROW_VALUES`] (or any number).
+    fn narrow_value(&mut self) -> Reg {
+        if self.r.chance(20) {
+            return self.num();
+        }
+        let d = self.dst(Ty::Num);
+        let v = self.r.pick(&NARROW_VALUES);
+        let k = self.konst(Const::Num(v));
+        self.emit(Insn::Const { dst: d, k });
+        self.set_info(d, Info::Plain);
+        d
+    }
+
+    /// A grouping by a field of a (mostly) confined set.
+    fn group_field(&mut self) -> Reg {
+        let s = self.mine_set();
+        let Info::Set { mine, ext, .. } = self.info[s as usize] else { unreachable!("a set") };
+        let d = self.dst(Ty::NumGroups);
+        let field = self.r.pick(&FIELDS);
+        self.emit(Insn::GroupField { dst: d, set: s, field });
+        self.set_info(d, Info::Groups { mine, by_dst: false, ext });
+        d
+    }
+
     fn set_op(&mut self) {
-        match self.r.below(9) {
+        match self.r.below(13) {
+            9 | 10 => {
+                // A narrowing of any set: the client's exactly when its input is.
+                let s = self.any_set();
+                let (a, b) = (self.narrow_value(), self.narrow_value());
+                let Info::Set { mine, ext, .. } = self.info[s as usize] else { unreachable!("a set") };
+                let d = self.dst(Ty::Set);
+                let field = self.r.pick(&FIELDS);
+                self.emit(Insn::Narrow { dst: d, set: s, field, a, b });
+                self.set_info(d, Info::Set { mine, all: false, ext });
+            }
+            11 => {
+                self.group_field();
+            }
+            12 => {
+                let s = self.mine_set();
+                let d = self.dst(Ty::Num);
+                self.emit(Insn::DistinctPorts { dst: d, set: s });
+                self.set_info(d, Info::Plain);
+            }
             0 => {
                 self.all();
             }
@@ -840,9 +887,10 @@ impl Gen<'_> {
 
     fn foreach(&mut self) {
         // The grouping: an existing one, or a new one of a set.
-        let existing = self.any_live(|t, i| t == Ty::Groups && matches!(i, Info::Groups { .. }));
+        let existing = self.any_live(|t, i| matches!(t, Ty::Groups | Ty::NumGroups) && matches!(i, Info::Groups { .. }));
         let groups = match existing {
             Some(g) if self.r.chance(40) => g,
+            _ if self.r.chance(25) => self.group_field(),
             _ => {
                 let by_dst = self.r.chance(60);
                 let s = if by_dst && self.r.chance(50) {
@@ -861,7 +909,8 @@ impl Gen<'_> {
         };
         let Info::Groups { mine, by_dst, .. } = self.info[groups as usize] else { unreachable!("a grouping") };
         // Key and set: dead registers reused (a previous loop's), fresh ones, or, rarely, live ones (refused).
-        let key = self.loop_reg(Ty::Addr);
+        let by_number = self.regs[groups as usize] == Ty::NumGroups;
+        let key = self.loop_reg(if by_number { Ty::Num } else { Ty::Addr });
         let mut set = self.loop_reg(Ty::Set);
         if set == key {
             set = self.loop_reg(Ty::Set);
@@ -874,7 +923,8 @@ impl Gen<'_> {
         }
         let id = self.next_ctx;
         self.next_ctx += 1;
-        self.set_info(key, Info::Key(id));
+        // A number key is a plain number (the key guards are about addresses).
+        self.set_info(key, if by_number { Info::Plain } else { Info::Key(id) });
         self.set_info(set, Info::Set { mine, all: false, ext: id });
         self.ctxs.push(Ctx { id, set, by_dst, grouped_mine: mine, guard_eq: false, guard_in: false });
         let n = 1 + self.r.below(self.budget.min(10) as u64) as usize;
@@ -982,6 +1032,7 @@ fn plain(t: Ty) -> Info {
     match t {
         Ty::Set => Info::Set { mine: false, all: false, ext: 0 },
         Ty::Groups => Info::Groups { mine: false, by_dst: true, ext: 0 },
+        Ty::NumGroups => Info::Groups { mine: false, by_dst: false, ext: 0 },
         Ty::AddrList | Ty::Content => Info::List { mine: false },
         _ => Info::Plain,
     }

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use super::gen::{self, Rng};
+use vinet_checker::bytecode::Insn;
 use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
 use vinet_checker::policy::{ClientKind, Policy};
 use vinet_checker::Checked;
@@ -69,6 +70,10 @@ pub struct Tally {
     /// Windows where the whole-window run stopped on a benign fault (overflow) met while
     /// walking another client's group, and the router's run over the bucket did not.
     pub whole_only_faults: u64,
+    /// Valid modules with a transport-level instruction (Narrow, GroupField, DistinctPorts).
+    pub transport: u64,
+    /// Of which the checker accepted under some policy.
+    pub transport_checked: u64,
     /// Oracle violations, described.
     pub violations: Vec<String>,
     /// Analyzer-only acceptances, described.
@@ -84,7 +89,8 @@ impl std::fmt::Display for Tally {
             "{} modules generated, {} valid ({} invalid, dropped); register reuse at a loop boundary in {}, at a branch boundary in {}; \
              {} (module, policy) pairs: {} proved, {} accepted by the checker ({} proved but refused), {} accepted by the analyzer; \
              verifiers agree on {} ({} both accept, {} both refuse), disagree on {} ({} checker only, {} analyzer only), {} cost mismatches; \
-             {} modules accepted by some verifier; {} windows run ({} benign faults, {} idle windows with whole-window effects, {} whole-window-only faults); {} oracle violations",
+             {} modules accepted by some verifier; {} valid modules narrow, group or count by protocol, port or TCP flags ({} of them accepted by the checker); \
+             {} windows run ({} benign faults, {} idle windows with whole-window effects, {} whole-window-only faults); {} oracle violations",
             self.generated,
             self.valid,
             self.generated - self.valid,
@@ -103,6 +109,8 @@ impl std::fmt::Display for Tally {
             self.analyzer_only,
             self.cost_mismatches.len(),
             self.accepted_modules,
+            self.transport,
+            self.transport_checked,
             self.windows,
             self.benign_faults,
             self.idle_effects,
@@ -140,6 +148,9 @@ impl Env {
             return;
         }
         t.valid += 1;
+        let transport = m.code.iter().any(|i| matches!(i, Insn::Narrow { .. } | Insn::GroupField { .. } | Insn::DistinctPorts { .. }));
+        t.transport += transport as u64;
+        let mut transport_checked = false;
         let reuse = gen::reuse(&m);
         t.reuse_loop += reuse.loop_boundary as u64;
         t.reuse_branch += reuse.branch_boundary as u64;
@@ -170,6 +181,7 @@ impl Env {
                 }
             }
             accepted |= checked.is_some() || analyzed.is_some();
+            transport_checked |= transport && checked.is_some();
             if let Some(c) = checked {
                 let prog = Arc::new(Program::new(&c));
                 for _ in 0..windows {
@@ -187,6 +199,7 @@ impl Env {
             }
         }
         t.accepted_modules += accepted as u64;
+        t.transport_checked += transport_checked as u64;
     }
 }
 
@@ -199,7 +212,20 @@ pub struct Pkt {
     sport: u16,
     dport: u16,
     seq: u32,
+    /// TCP flags (a TCP packet).
+    flags: u8,
+    /// How the transport header is cut: whole, cut inside the ports, cut after them, or a
+    /// non-first fragment (the last three have no ports: SEMANTICS "The window").
+    cut: Cut,
     payload: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    Whole,
+    InPorts,
+    AfterPorts,
+    Fragment,
 }
 
 const WORDS: [&[u8]; 8] = [b"viagra", b"via", b"gra", b"attack", b"hello", b"", b"x", b"lottery"];
@@ -215,17 +241,24 @@ fn mine(kind: ClientKind, dst: u32) -> bool {
     }
 }
 
+/// Ports the generated modules narrow by (gen.rs `PORTS`), and others.
+const PORTS: [u16; 8] = [25, 53, 123, 445, 80, 1000, 1001, 65_535];
+
 fn packet(r: &mut Rng, dsts: &[u32]) -> Pkt {
-    let proto = r.pick(&[6u8, 17, 17, 1]);
+    let proto = r.pick(&[6u8, 6, 17, 17, 1, 47]);
+    let cut = if r.chance(85) { Cut::Whole } else { r.pick(&[Cut::InPorts, Cut::AfterPorts, Cut::Fragment]) };
     let payload: Vec<u8> = (0..r.below(3)).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
+    let ported = matches!(proto, 6 | 17);
     Pkt {
         src: r.pick(&SOURCES),
         dst: r.pick(dsts),
         proto,
-        sport: if proto == 1 { 0 } else { 1000 + r.below(3) as u16 },
-        dport: if proto == 1 { 0 } else { 80 },
+        sport: if ported { r.pick(&PORTS) } else { 0 },
+        dport: if ported { r.pick(&PORTS) } else { 0 },
         seq: if proto == 6 { 1000 + 3 * r.below(4) as u32 } else { 0 },
-        payload,
+        flags: r.pick(&[0x02, 0x02, 0x12, 0x10, 0x18, 0x11, 0x04, 0x00, 0xff]),
+        cut: if ported { cut } else { Cut::Whole },
+        payload: if ported && cut != Cut::Whole && cut != Cut::Fragment { vec![] } else { payload },
     }
 }
 
@@ -237,7 +270,7 @@ fn frame(p: &Pkt) -> Vec<u8> {
             l4.extend(p.sport.to_be_bytes());
             l4.extend(p.dport.to_be_bytes());
             l4.extend(p.seq.to_be_bytes());
-            l4.extend([0, 0, 0, 0, 0x50, 0x18, 0x04, 0x00, 0, 0, 0, 0]);
+            l4.extend([0, 0, 0, 0, 0x50, p.flags, 0x04, 0x00, 0, 0, 0, 0]);
         }
         17 => {
             l4.extend(p.sport.to_be_bytes());
@@ -247,10 +280,17 @@ fn frame(p: &Pkt) -> Vec<u8> {
         }
         _ => {}
     }
+    match p.cut {
+        Cut::InPorts => l4.truncate(3),
+        Cut::AfterPorts => l4.truncate(l4.len() - 1),
+        Cut::Whole | Cut::Fragment => {}
+    }
+    // A non-first fragment (offset 8 bytes) carries what would be a header as data.
+    let frag: [u8; 2] = if p.cut == Cut::Fragment { [0, 1] } else { [0x40, 0] };
     let total = (20 + l4.len() + p.payload.len()) as u16;
     let mut h = vec![0x45, 0];
     h.extend(total.to_be_bytes());
-    h.extend([0, 0, 0x40, 0, 64, p.proto, 0, 0]);
+    h.extend([0, 0, frag[0], frag[1], 64, p.proto, 0, 0]);
     h.extend(p.src.to_be_bytes());
     h.extend(p.dst.to_be_bytes());
     let sum = h.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).sum::<u32>();
