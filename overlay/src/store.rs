@@ -337,6 +337,11 @@ impl Store {
         Ok(self.transactions_where("tx = ?1", i("tx", tx.0)?)?.pop())
     }
 
+    /// The transactions for `flow`, oldest first.
+    pub fn transactions_of_flow(&self, flow: FlowId) -> Result<Vec<LoggedTx>> {
+        self.transactions_where("flow = ?1", i64::from(flow.0))
+    }
+
     /// The transactions not yet done (undecided, or decided and not acknowledged by all).
     pub fn open_transactions(&self) -> Result<Vec<LoggedTx>> {
         self.transactions_where("done = ?1", 0)

@@ -438,6 +438,33 @@ impl Coordinator {
         Ok(p.participants.iter().map(|&to| Envelope { to, msg: announce(tx, decision) }).collect())
     }
 
+    /// Revokes `tx`'s reservation (a release, or a lease that could not be
+    /// refreshed): logs an abort, and returns it for every participant; it
+    /// is resent like any decision until acknowledged. An undecided
+    /// transaction is aborted; an aborted one is announced again. Returns
+    /// [`StoreError::UnknownTx`] for a transaction not in the log.
+    pub fn revoke(&mut self, tx: TxId, now_ns: u64) -> Result<Vec<Envelope>> {
+        if !self.open.contains_key(&tx) {
+            let t = self.store.transaction(tx)?.ok_or(StoreError::UnknownTx(tx))?;
+            let p = Pending {
+                flow: t.flow,
+                reservation: t.reservation,
+                participants: t.participants,
+                timeout_ns: 0,
+                deadline_ns: t.deadline_ns,
+                yes: BTreeSet::new(),
+                decision: t.decision,
+                acked: BTreeSet::new(),
+                next_send_ns: now_ns,
+            };
+            self.open.insert(tx, p);
+        }
+        if let Some(p) = self.open.get_mut(&tx) {
+            p.acked.clear();
+        }
+        self.decide(tx, Decision::Abort, now_ns)
+    }
+
     /// Aborts the transactions whose deadline has passed undecided, and
     /// resends what has not been answered within the retry period.
     pub fn tick(&mut self, now_ns: u64) -> Result<Vec<Envelope>> {

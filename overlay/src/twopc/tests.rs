@@ -375,6 +375,38 @@ fn a_late_commit_is_revoked() {
     }
 }
 
+/// A release: a finished commit revoked, through a restart of the
+/// coordinator between the revocation and its acknowledgement.
+#[test]
+fn a_finished_commit_is_revoked_on_release() {
+    let dir: Vec<PathBuf> = (0..2).map(|i| scratch(&format!("2pc-revoke-{i}"))).collect();
+    let mut p = open_participant(&dir[0], 0, 1_000, 0);
+    let (mut c, _) = Coordinator::open(Store::open_unsynced(&dir[1]).unwrap(), RETRY, 0).unwrap();
+    assert!(matches!(c.revoke(TxId(42), 0), Err(TwoPcError::Store(StoreError::UnknownTx(TxId(42))))));
+    let (tx, prep) = c.begin(FlowId(3), res(300), &[node_id(0)], TIMEOUT, 0).unwrap();
+    let commit = c.handle(&p.handle(&prep[0].msg, 0).unwrap(), 0).unwrap();
+    c.handle(&p.handle(&commit[0].msg, 0).unwrap(), 0).unwrap();
+    assert_eq!(c.open_count(), 0);
+    assert_eq!(c.store().transactions_of_flow(FlowId(3)).unwrap().len(), 1);
+    let aborts = c.revoke(tx, MS).unwrap();
+    assert_eq!(aborts, vec![Envelope { to: node_id(0), msg: ToParticipant::Abort { tx } }]);
+    assert_eq!(c.status(tx).unwrap().unwrap(), TxStatus { decision: Some(Decision::Abort), done: false });
+    // The coordinator restarts before the abort arrives: it announces it again.
+    drop(c);
+    let (mut c, again) = Coordinator::open(Store::open_unsynced(&dir[1]).unwrap(), RETRY, 2 * MS).unwrap();
+    assert_eq!(again, aborts);
+    let ack = p.handle(&again[0].msg, 2 * MS).unwrap();
+    assert_eq!(ack, ToCoordinator::Ack { tx, from: node_id(0), held: false });
+    c.handle(&ack, 2 * MS).unwrap();
+    assert!(p.leases().partition().is_empty());
+    assert_eq!(c.status(tx).unwrap().unwrap(), TxStatus { decision: Some(Decision::Abort), done: true });
+    assert_eq!(c.open_count(), 0);
+    assert!(c.store().transactions_of_flow(FlowId(4)).unwrap().is_empty());
+    for d in dir {
+        let _ = std::fs::remove_dir_all(d.parent().unwrap());
+    }
+}
+
 #[test]
 fn repeated_and_stray_messages_are_harmless() {
     let dir: Vec<PathBuf> = (0..2).map(|i| scratch(&format!("2pc-dup-{i}"))).collect();
