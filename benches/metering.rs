@@ -94,6 +94,11 @@ fn adversarial() -> Vec<(&'static str, bool, String)> {
             ),
         ),
         (
+            "group each source group by source",
+            false,
+            "LIFETIME = 1 hours\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nP(i), S(i) = GROUP_BY_SOURCE(Mine);\nforeach i do begin\n  Q(j), T(j) = GROUP_BY_SOURCE(S(i));\nend\n".into(),
+        ),
+        (
             "distinct ports per source port",
             false,
             "LIFETIME = 1 hours\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nP(i), S(i) = GROUP_BY_SOURCE_PORT(Mine);\nforeach i do begin\n  d = DISTINCT_DESTINATION_PORTS(S(i));\n  Q(j), T(j) = GROUP_BY_PROTOCOL(S(i));\nend\n".into(),

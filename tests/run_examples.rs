@@ -482,7 +482,9 @@ fn syn_worm_blocker_drops_exactly_the_worms_connection_attempts() {
     let syn_of = |r: &Rec| -> Option<(usize, u32, u16)> {
         let (src, dst, ipb) = ipv4_of(&r.bytes)?;
         match transport(ipb) {
-            (6, Some((_, dport)), Some(flags)) if flags & 0x12 == 0x02 && in_prefix(dst, ip(10, 0, 0, 0), 24) => Some((burst(r), src, dport)),
+            (6, Some((_, dport)), Some(flags)) if flags & 0x12 == 0x02 && in_prefix(dst, ip(10, 0, 0, 0), 24) => {
+                Some((burst(r), src, dport))
+            }
             _ => None,
         }
     };
@@ -778,7 +780,9 @@ fn vinetc_run_replays_every_shared_capture() {
 fn benchmark_fixtures_are_still_accepted() {
     let dir = root().join("engine/benches/fixtures");
     let lib = dir.join("lemmas.lib");
-    for (bundle, policy) in [("firewall", END_USER), ("spam_filter", END_USER), ("multicast", EDGE), ("worm_blocker", EDGE), ("port_firewall", END_USER)] {
+    for (bundle, policy) in
+        [("firewall", END_USER), ("spam_filter", END_USER), ("multicast", EDGE), ("worm_blocker", EDGE), ("port_firewall", END_USER)]
+    {
         let b = dir.join(format!("{bundle}.vpc"));
         for lemmas in [Some(&lib), None] {
             let mut args = vec!["check", s(&b), "--policy", policy];

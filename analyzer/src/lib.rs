@@ -799,12 +799,14 @@ impl Analyzer<'_> {
             GroupDst { dst, set } => {
                 let s = r(set);
                 self.charge(at, &mut cost, u.group_by_destination, &s)?;
+                Self::once(at, &mut cost, u.grouping, &[])?;
                 (*dst, V::Groups { set: Box::new(s), by: By::Dst })
             }
             GroupSrc { dst, set } => {
                 let s = r(set);
                 self.need_mine(at, &s, st, "GROUP_BY_SOURCE")?;
                 self.charge(at, &mut cost, u.group_by_source, &s)?;
+                Self::once(at, &mut cost, u.grouping, &[])?;
                 (*dst, V::Groups { set: Box::new(s), by: By::Src })
             }
             // A narrowing observes nothing: its packets are some of the set's, so it is
@@ -819,6 +821,7 @@ impl Analyzer<'_> {
                 let s = r(set);
                 self.need_mine(at, &s, st, field_routine(*field))?;
                 self.charge(at, &mut cost, u.by_field[*field as usize], &s)?;
+                Self::once(at, &mut cost, u.grouping, &[])?;
                 (*dst, V::Groups { set: Box::new(s), by: By::Field(*field) })
             }
             DistinctPorts { dst, set } => {
@@ -831,6 +834,7 @@ impl Analyzer<'_> {
                 let s = r(set);
                 self.need_mine(at, &s, st, "GROUP_BY_CONTENT")?;
                 self.charge(at, &mut cost, u.group_by_content, &s)?;
+                Self::once(at, &mut cost, u.grouping, &[])?;
                 st.regs[*dests as usize] = V::List { set: Box::new(s.clone()) };
                 (*content, V::List { set: Box::new(s) })
             }
@@ -916,6 +920,7 @@ mod tests {
             distinct_destinations: 3,
             by_field: [1, 1, 1, 1],
             distinct_ports: 3,
+            grouping: 0,
             instruction: 0,
             bytes: 0,
         };
@@ -1451,6 +1456,27 @@ mod tests {
         nested[3] = Bool { dst: 20, value: true };
         let e = analyze(&transport(None, nested), &p).unwrap_err();
         assert!(e.reason.starts_with("GROUP_BY_DESTINATION_PORT touches"), "{e}");
+    }
+
+    /// GROUPING: each grouping made costs its unit once, in a loop once per group, as the
+    /// VC generator charges it.
+    #[test]
+    fn each_grouping_costs_grouping_once() {
+        use Insn::*;
+        let inner = vec![
+            GroupField { dst: 7, set: 0, field: Field::SrcPort },
+            Foreach { groups: 7, key: 8, set: 9, body_len: 2 },
+            GroupSrc { dst: 13, set: 9 },
+            GroupField { dst: 19, set: 9, field: Field::Proto },
+        ];
+        for client in [ClientKind::EndUser, ClientKind::EdgeRouter] {
+            let mut p = transport_policy(client);
+            let base = both_ways(&transport(Some(client), inner.clone()), &p).unwrap().complexity;
+            p.unit_costs.grouping = 1000;
+            let v = both_ways(&transport(Some(client), inner.clone()), &p).unwrap();
+            // One outside, two a group, up to 256 groups.
+            assert_eq!(v.complexity, base + 1000 * (1 + 2 * 256), "{client:?}");
+        }
     }
 
     /// A field group's key is a number (the module compares it); effects inside a loop over

@@ -31,6 +31,7 @@ pub fn end_user() -> Policy {
             distinct_destinations: 3,
             by_field: [1, 1, 1, 1],
             distinct_ports: 3,
+            grouping: 0,
             instruction: 1,
             bytes: 1,
         },

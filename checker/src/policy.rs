@@ -36,6 +36,9 @@ pub struct UnitCosts {
     pub by_field: [u64; 4],
     /// DISTINCT_DESTINATION_PORTS
     pub distinct_ports: u64,
+    /// Each grouping made (a grouping form of GROUP_BY_*, GROUP_BY_CONTENT), once, besides its
+    /// unit per packet: what grouping costs whatever the set's size
+    pub grouping: u64,
     /// Every instruction executed (and each element of a grouping or list it copies)
     pub instruction: u64,
     /// Each 64 bytes (or part) of a string that an instruction copies, joins, compares, searches for or sends

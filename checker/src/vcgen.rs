@@ -511,10 +511,12 @@ impl Gen<'_> {
             GroupDst { dst, set } => {
                 let s = t(set)?;
                 self.charge(at, &mut cost, u.group_by_destination, Some(&s), false)?;
+                self.charge(at, &mut cost, u.grouping, None, false)?;
                 (*dst, Val::Groups(s, By::Dst))
             }
             GroupSrc { dst, set } => {
                 let s = self.touch(at, "GROUP_BY_SOURCE", &mut cost, u.group_by_source, t(set)?)?;
+                self.charge(at, &mut cost, u.grouping, None, false)?;
                 (*dst, Val::Groups(s, By::Src))
             }
             Narrow { dst, set, field, a, b } => {
@@ -524,10 +526,12 @@ impl Gen<'_> {
             }
             GroupField { dst, set, field } => {
                 let s = self.touch(at, BY_FIELD[*field as usize], &mut cost, u.by_field[*field as usize], t(set)?)?;
+                self.charge(at, &mut cost, u.grouping, None, false)?;
                 (*dst, Val::Groups(s, By::Field(*field)))
             }
             GroupContent { dests, content, set } => {
                 let s = self.touch(at, "GROUP_BY_CONTENT", &mut cost, u.group_by_content, t(set)?)?;
+                self.charge(at, &mut cost, u.grouping, None, false)?;
                 vals[*dests as usize] = Val::List(s.clone());
                 (*content, Val::List(s))
             }

@@ -29,6 +29,7 @@ fn policy() -> Policy {
             distinct_destinations: 17,
             by_field: [19, 23, 29, 31],
             distinct_ports: 37,
+            grouping: 0,
             instruction: 0,
             bytes: 0,
         },

@@ -86,7 +86,7 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     for name in raw.unit_costs.keys() {
         if Routine::named(name).is_none() && !names::MACHINE_COSTS.iter().any(|(n, _)| n == name) {
             return Err(PolicyError::Value(format!(
-                "[unit_costs]: unknown cost {name:?} (the routines are {}; and INSTRUCTION, BYTES)",
+                "[unit_costs]: unknown cost {name:?} (the routines are {}; and INSTRUCTION, BYTES, GROUPING)",
                 ROUTINE_NAMES.join(", ")
             )));
         }

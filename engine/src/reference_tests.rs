@@ -135,8 +135,16 @@ fn case(name: &str, params: &[(&str, &str)], kind: ClientKind) -> Case {
     case_of(compile(name, params), kind)
 }
 
+/// The shipped unit costs, with GROUPING (0 in the shipped policies) priced, so that the
+/// two implementations are held to it too.
+fn ref_policy() -> vinet_checker::Policy {
+    let mut p = policy();
+    p.unit_costs.grouping = 5;
+    p
+}
+
 fn case_of(compiled: vinet_lang::Compiled, kind: ClientKind) -> Case {
-    let mut pol = policy();
+    let mut pol = ref_policy();
     pol.client = kind;
     let program = Arc::new(Program::unchecked(compiled.module.clone(), u64::MAX / 2, &pol));
     let this = match kind {
@@ -148,7 +156,7 @@ fn case_of(compiled: vinet_lang::Compiled, kind: ClientKind) -> Case {
 
 fn agree(c: &Case, frames: &[Vec<u8>]) -> Result<(), TestCaseError> {
     let packets: Vec<RefPacket> = frames.iter().map(|f| ref_packet(f)).collect();
-    let env = RefEnv { this_ip: c.this.ip, this_subnet: c.this.subnet, params: vec![], unit_costs: policy().unit_costs, fuel: None };
+    let env = RefEnv { this_ip: c.this.ip, this_subnet: c.this.subnet, params: vec![], unit_costs: ref_policy().unit_costs, fuel: None };
     let want = reference::run(&c.compiled.program, &packets, &env).map_err(|f| TestCaseError::fail(format!("reference faulted: {f:?}")))?;
     let mut w = Window::new();
     for f in frames {

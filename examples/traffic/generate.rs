@@ -730,17 +730,15 @@ fn synworm() -> (Vec<u8>, Facts) {
 /// Every shipped capture: file name, bytes and facts.
 pub fn captures() -> Vec<(&'static str, Vec<u8>, Facts)> {
     let mut v = Vec::new();
-    for (name, (bytes, facts)) in
-        [
-            ("firewall.pcap", firewall()),
-            ("spam.pcap", spam()),
-            ("multicast.pcap", multicast()),
-            ("worm.pcap", worm()),
-            ("ports.pcap", ports()),
-            ("amplification.pcap", amplification()),
-            ("synworm.pcap", synworm()),
-        ]
-    {
+    for (name, (bytes, facts)) in [
+        ("firewall.pcap", firewall()),
+        ("spam.pcap", spam()),
+        ("multicast.pcap", multicast()),
+        ("worm.pcap", worm()),
+        ("ports.pcap", ports()),
+        ("amplification.pcap", amplification()),
+        ("synworm.pcap", synworm()),
+    ] {
         v.push((name, bytes, facts));
     }
     v

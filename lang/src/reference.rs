@@ -277,6 +277,7 @@ impl Machine<'_> {
                 self.instruction(s.span)?;
                 let set = self.set(of)?;
                 self.charge(costs.by_field[*f as usize], set.len(), s.span)?;
+                self.charge(costs.grouping, 1, s.span)?;
                 let mut out: Vec<(u64, Vec<usize>)> = vec![];
                 for i in set {
                     // A packet without the field is in no group.
@@ -296,6 +297,7 @@ impl Machine<'_> {
                     Field::Src => costs.group_by_source,
                 };
                 self.charge(unit, set.len(), s.span)?;
+                self.charge(costs.grouping, 1, s.span)?;
                 let mut out: Vec<(u32, Vec<usize>)> = vec![];
                 for i in set {
                     let p = &self.window[i];
@@ -311,6 +313,7 @@ impl Machine<'_> {
                 self.instruction(s.span)?;
                 let set = self.set(of)?;
                 self.charge(costs.group_by_content, set.len(), s.span)?;
+                self.charge(costs.grouping, 1, s.span)?;
                 let (mut d, mut c): (Vec<u32>, Vec<Vec<u8>>) = (vec![], vec![]);
                 for i in set {
                     let p = &self.window[i];
@@ -607,6 +610,7 @@ mod tests {
             distinct_destinations: 3,
             by_field: [1, 1, 1, 1],
             distinct_ports: 3,
+            grouping: 0,
             instruction: 0,
             bytes: 0,
         }

@@ -207,6 +207,13 @@ impl Walk<'_> {
         }
     }
 
+    /// A grouping's charge: its unit times its set's extent, and GROUPING once.
+    fn grouping(&self, unit: u64, extent: Option<u32>) -> Poly {
+        let mut p = self.charge(unit, extent);
+        add(&mut p, &constant(self.policy.unit_costs.grouping as u128));
+        p
+    }
+
     fn simple(&mut self, insn: &Insn, vals: &mut [Val]) -> Poly {
         use Insn::*;
         let u = self.policy.unit_costs;
@@ -233,18 +240,18 @@ impl Walk<'_> {
             FilterDst { dst, set, .. } => (dst, Val::Set(extent(set)), self.charge(u.group_by_destination, extent(set))),
             FilterSrc { dst, set, .. } => (dst, Val::Set(extent(set)), self.charge(u.group_by_source, extent(set))),
             GroupDst { dst, set } => {
-                (dst, Val::Groups { extent: extent(set), by: By::Dst }, self.charge(u.group_by_destination, extent(set)))
+                (dst, Val::Groups { extent: extent(set), by: By::Dst }, self.grouping(u.group_by_destination, extent(set)))
             }
-            GroupSrc { dst, set } => (dst, Val::Groups { extent: extent(set), by: By::Src }, self.charge(u.group_by_source, extent(set))),
+            GroupSrc { dst, set } => (dst, Val::Groups { extent: extent(set), by: By::Src }, self.grouping(u.group_by_source, extent(set))),
             Narrow { dst, set, field, .. } => (dst, Val::Set(extent(set)), self.charge(u.by_field[field as usize], extent(set))),
             GroupField { dst, set, field } => {
-                (dst, Val::Groups { extent: extent(set), by: By::Field(field) }, self.charge(u.by_field[field as usize], extent(set)))
+                (dst, Val::Groups { extent: extent(set), by: By::Field(field) }, self.grouping(u.by_field[field as usize], extent(set)))
             }
             DistinctPorts { dst, set } => (dst, Val::Scalar, self.charge(u.distinct_ports, extent(set))),
             GroupContent { dests, content, set } => {
                 let e = extent(set);
                 vals[dests as usize] = Val::List(e);
-                (content, Val::List(e), self.charge(u.group_by_content, e))
+                (content, Val::List(e), self.grouping(u.group_by_content, e))
             }
             ContainsString { dst, set, .. } => (dst, Val::Scalar, self.charge(u.contains_string, extent(set))),
             Count { dst, set } => (dst, Val::Scalar, self.charge(u.count, extent(set))),

@@ -144,12 +144,14 @@ impl Routine {
 /// The `[unit_costs]` names that are not routines, with the value a policy
 /// that leaves them out gets: every instruction executed, and each 64 bytes
 /// (or part) of a string moved, compared, searched for or sent.
-pub const MACHINE_COSTS: [(&str, u64); 2] = [("INSTRUCTION", 1), ("BYTES", 1)];
+/// And each grouping made, once (`GROUPING`, 0 unless a policy says: INSTRUCTION already
+/// charges the instruction that makes it).
+pub const MACHINE_COSTS: [(&str, u64); 3] = [("INSTRUCTION", 1), ("BYTES", 1), ("GROUPING", 0)];
 
 /// Unit costs from a routine's cost, asked for once per routine (in
-/// [`ROUTINES`] order), and the [`MACHINE_COSTS`] (`instruction`, `bytes`);
+/// [`ROUTINES`] order), and the [`MACHINE_COSTS`] (`instruction`, `bytes`, `grouping`);
 /// the first error stops.
-pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>, [instruction, bytes]: [u64; 2]) -> Result<UnitCosts, E> {
+pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>, [instruction, bytes, grouping]: [u64; 3]) -> Result<UnitCosts, E> {
     let mut c = [0u64; 13];
     for (slot, (r, _)) in c.iter_mut().zip(ROUTINES) {
         *slot = cost(r)?;
@@ -169,6 +171,7 @@ pub fn unit_costs<E>(mut cost: impl FnMut(Routine) -> Result<u64, E>, [instructi
         distinct_ports,
         instruction,
         bytes,
+        grouping,
     })
 }
 
@@ -222,7 +225,7 @@ mod tests {
     fn routines_round_trip_and_map_to_their_own_cost() {
         assert_eq!(ROUTINE_NAMES.len(), ROUTINES.len());
         // Distinct costs, so a routine mapped to another's field shows.
-        let costs = unit_costs(|r| Ok::<_, ()>(10 + ROUTINES.iter().position(|(x, _)| *x == r).unwrap() as u64), [3, 4]).unwrap();
+        let costs = unit_costs(|r| Ok::<_, ()>(10 + ROUTINES.iter().position(|(x, _)| *x == r).unwrap() as u64), [3, 4, 5]).unwrap();
         for (i, (r, name)) in ROUTINES.iter().enumerate() {
             assert_eq!(*r as usize, i, "{name}");
             assert_eq!(ROUTINE_NAMES[i], *name);
@@ -240,9 +243,9 @@ mod tests {
         ] {
             assert_eq!(Routine::of_field(f).name(), r);
         }
-        assert_eq!((costs.instruction, costs.bytes), (3, 4));
+        assert_eq!((costs.instruction, costs.bytes, costs.grouping), (3, 4, 5));
         assert_eq!(Routine::named("discard"), None);
-        assert_eq!(unit_costs(|r| if r == Routine::Count { Err("no COUNT") } else { Ok(1) }, [1, 1]), Err("no COUNT"));
+        assert_eq!(unit_costs(|r| if r == Routine::Count { Err("no COUNT") } else { Ok(1) }, [1, 1, 0]), Err("no COUNT"));
     }
 
     #[test]

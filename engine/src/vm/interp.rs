@@ -185,10 +185,12 @@ impl Run<'_, '_> {
                 }
                 Insn::GroupDst { dst, set } => {
                     self.charge(pc, u.group_by_destination, self.card(set))?;
+                    self.charge(pc, u.grouping, 1)?;
                     self.group(dst, set, true);
                 }
                 Insn::GroupSrc { dst, set } => {
                     self.charge(pc, u.group_by_source, self.card(set))?;
+                    self.charge(pc, u.grouping, 1)?;
                     self.group(dst, set, false);
                 }
                 Insn::Narrow { dst, set, field, a, b } => {
@@ -198,6 +200,7 @@ impl Run<'_, '_> {
                 }
                 Insn::GroupField { dst, set, field } => {
                     self.charge(pc, u.by_field[field as usize], self.card(set))?;
+                    self.charge(pc, u.grouping, 1)?;
                     self.group_field(dst, set, field);
                 }
                 Insn::DistinctPorts { dst, set } => {
@@ -207,6 +210,7 @@ impl Run<'_, '_> {
                 }
                 Insn::GroupContent { dests, content, set } => {
                     self.charge(pc, u.group_by_content, self.card(set))?;
+                    self.charge(pc, u.grouping, 1)?;
                     self.group_content(dests, content, set);
                 }
                 Insn::ContainsString { dst, set, needle } => {

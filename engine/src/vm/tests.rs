@@ -40,6 +40,7 @@ pub(crate) fn metered_policy() -> Policy {
             distinct_destinations: 3,
             by_field: [1, 1, 1, 1],
             distinct_ports: 3,
+            grouping: 0,
             instruction: 1,
             bytes: 1,
         },
