@@ -19,19 +19,29 @@
 //! - [`router`]: the participant server a router hosts ([`router::serve`]);
 //! - [`config`]: the manager's routers file, a router's configuration;
 //! - [`manager`]: admission, paths, two-phase commit, refresh, recovery;
+//! - [`state`]: where the store is, the manager's own SQLite or etcd;
+//! - [`etcd`]: state shared by several managers (`serve --etcd`): the pool,
+//!   each router's room and every manager's log, by compare-and-swap;
 //! - [`control`]: the operator's `request`, `release` and `status`.
 //!
 //! **Architecture Invariant:** bytes from the network (frames, control
 //! lines) never panic the manager or a router: they are refused with a
 //! one-line reason, and routers count what they refuse.
 //!
-//! **Not here yet:** several managers sharing their state in etcd
-//! (`serve --etcd`); see the crate's README.
+//! With etcd the store is shared, and so is the picture: each router's
+//! room is kept there as sums that admission updates by compare-and-swap
+//! together with the flow id, since another manager may be admitting onto
+//! the same router at the same moment ([`etcd`]).
+//!
+//! **Not here yet:** a live manager taking over a dead one's log; TLS to
+//! etcd. See the crate's README.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod control;
+pub mod etcd;
 pub mod manager;
 pub mod router;
+pub mod state;
 pub mod wire;

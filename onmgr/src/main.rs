@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 use vinet_onmgr::config::{Network, RouterFile};
 use vinet_onmgr::control::{self, ask};
+use vinet_onmgr::etcd::Etcd;
 use vinet_onmgr::manager::{Control, ControlReply, Manager, Timing};
 use vinet_onmgr::router::{self, RouterConfig};
+use vinet_onmgr::state::State;
 use vinet_onmgr::wire::{self, parse_public, public_hex};
 use vinet_overlay::lease::LeaseConfig;
 use vinet_overlay::partition::{PartitionConfig, Resources};
@@ -31,8 +33,8 @@ enum Cmd {
     /// Run the manager.
     Serve {
         /// Its SQLite store (flow-id pool and decision log).
-        #[arg(long)]
-        db: PathBuf,
+        #[arg(long, required_unless_present = "etcd", conflicts_with = "etcd")]
+        db: Option<PathBuf>,
         /// The control port for request, release and status (keep it on loopback).
         #[arg(long, default_value = DEFAULT_MANAGER)]
         listen: SocketAddr,
@@ -51,9 +53,14 @@ enum Cmd {
         /// How often unanswered messages are resent, in milliseconds.
         #[arg(long, default_value_t = 200)]
         retry_ms: u64,
-        /// Shared state in etcd (comma-separated endpoints): not implemented yet.
+        /// Keep the state in etcd instead, shared with other managers
+        /// (comma-separated http:// endpoints).
+        #[arg(long, value_delimiter = ',', requires = "manager_id")]
+        etcd: Option<Vec<String>>,
+        /// This manager's id among those sharing etcd (its log's name there;
+        /// a restart with the same id recovers that log).
         #[arg(long)]
-        etcd: Option<String>,
+        manager_id: Option<String>,
     },
     /// Ask a running manager for an ON; prints its id or a one-line refusal.
     Request {
@@ -133,10 +140,7 @@ fn ms(v: u64, what: &str) -> Result<Duration, String> {
 fn run(cmd: Cmd) -> Result<(), String> {
     let wait = Duration::from_secs(60);
     match cmd {
-        Cmd::Serve { db, listen, routers, key, refresh_ms, prepare_timeout_ms, retry_ms, etcd } => {
-            if etcd.is_some() {
-                return Err("--etcd: shared state in etcd is not implemented yet".into());
-            }
+        Cmd::Serve { db, listen, routers, key, refresh_ms, prepare_timeout_ms, retry_ms, etcd, manager_id } => {
             let net = Network::load(&routers)?;
             let me = wire::load_key(&key)?;
             let timing = Timing {
@@ -144,10 +148,18 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 prepare_timeout: ms(prepare_timeout_ms, "--prepare-timeout-ms")?,
                 retry: ms(retry_ms, "--retry-ms")?,
             };
-            let store = Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
             let crash = crash_point("VINET_ONMGR_CRASH_AT")?;
-            // Bind before recovering, so that a client sees the port as soon as the process is up.
+            // Bind before recovering (and before waiting for etcd), so that a
+            // client sees the port as soon as the process is up.
             let listener = TcpListener::bind(listen).map_err(|e| format!("listen {listen}: {e}"))?;
+            let store = match (db, etcd) {
+                (Some(db), None) => State::Local(Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?),
+                (None, Some(endpoints)) => {
+                    let id = manager_id.ok_or("--etcd needs --manager-id")?;
+                    State::Etcd(Box::new(Etcd::connect(&endpoints, &id)?))
+                }
+                _ => return Err("serve takes --db FILE or --etcd ENDPOINTS".into()),
+            };
             let m = Manager::open(store, net, me, timing, crash)?;
             let tick = timing.retry.min(timing.refresh).min(Duration::from_millis(100)) / 2;
             control::run(m, listener, tick, timing.prepare_timeout * 2 + Duration::from_secs(1))

@@ -1,18 +1,25 @@
 //! The ON manager: admission, paths, two-phase commit and lease refresh.
 //!
-//! Its durable state is an overlay [`Store`]: the flow-id pool (each
-//! allocated id labelled with the ON's access points and paths, as JSON)
-//! and the coordinator's decision log. Everything else is derived from
-//! them, so a restarted manager is the one that crashed:
+//! Its durable state is a [`State`]: an overlay [`vinet_overlay::store::Store`]
+//! of its own, or etcd shared with other managers ([`crate::etcd`]). Either
+//! holds the flow-id pool (each allocated id labelled with the ON's access
+//! points and paths, as JSON) and the coordinator's decision log.
+//! Everything else is derived from them, so a restarted manager is the one
+//! that crashed:
 //!
 //! - an ON's *state* is that of its latest transaction: undecided
 //!   (preparing), committed (committing until every router acknowledged,
 //!   then up), aborted (releasing until acknowledged, then its id is freed);
 //! - the *picture* of each router's free capacity is its capacity minus the
 //!   reservations of every ON whose latest transaction is not aborted
-//!   (undecided ones count: they are set aside on the routers);
+//!   (undecided ones count: they are set aside on the routers); with etcd,
+//!   the sums kept there, which count an ON until its id is freed;
 //! - an id allocated with no transaction (a crash between the two writes)
 //!   is freed at start.
+//!
+//! With etcd, a manager sees every manager's ONs (`status` is the same
+//! from each) but refreshes, releases and frees only its own: only its
+//! log has their transactions.
 //!
 //! A request is admitted against the picture: routers without room are
 //! left out of the graph, then the shortest path (or two node-disjoint
@@ -30,6 +37,7 @@
 
 use crate::config::Network;
 use crate::router::now_ns;
+use crate::state::State;
 use crate::wire::{Channel, FromRouter, ToRouter};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -37,7 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 use vinet_overlay::partition::{Reservation, Resources};
 use vinet_overlay::paths::node_disjoint;
-use vinet_overlay::store::{LoggedTx, Store};
+use vinet_overlay::store::LoggedTx;
 use vinet_overlay::twopc::{Coordinator, Decision, Envelope, NodeId, ToParticipant, TxId};
 use vinet_overlay::FlowId;
 
@@ -175,13 +183,14 @@ impl Links {
     }
 }
 
-/// An allocated flow id, its label (if it parses) and its latest transaction.
-type FlowRow = (FlowId, Option<OnLabel>, Option<LoggedTx>);
+/// An allocated flow id, its label (if it parses), its latest transaction,
+/// and whether this manager owns it.
+type FlowRow = (FlowId, Option<OnLabel>, Option<LoggedTx>, bool);
 
 /// The manager's state, behind one lock.
 pub struct Manager {
     net: Network,
-    coord: Coordinator,
+    coord: Coordinator<State>,
     links: Links,
     timing: Timing,
     crash_at: Option<CrashPoint>,
@@ -192,10 +201,65 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Admission against the picture `reserved`: leaves out the routers
+/// without room for `rates`, asks for the shortest path (or two
+/// node-disjoint ones) between the access points `ends`, and returns the
+/// routers of the paths, in order, and the ON's label as JSON.
+fn choose_paths(
+    net: &Network, access: &[String; 2], ends: [usize; 2], rates: Resources, redundant: bool, reserved: &BTreeMap<NodeId, Resources>,
+) -> Result<(Vec<NodeId>, String), String> {
+    let mut g = vinet_overlay::paths::Graph::new(net.routers.len());
+    let fits = |i: usize| {
+        let r = &net.routers[i];
+        let used = reserved.get(&r.id).copied().unwrap_or_default();
+        used.bps.saturating_add(rates.bps) <= r.capacity.bps
+            && used.pps.saturating_add(rates.pps) <= r.capacity.pps
+            && used.units.saturating_add(rates.units) <= r.capacity.units
+    };
+    for e in ends {
+        if !fits(e) {
+            return Err(format!("router {} has no room", net.routers[e].name));
+        }
+    }
+    for a in 0..net.routers.len() {
+        for &(b, w) in net.graph.neighbours(a) {
+            if a < b && fits(a) && fits(b) {
+                g.add_link(a, b, w).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let k = if redundant { 2 } else { 1 };
+    let paths = node_disjoint(&g, ends[0], ends[1], k).map_err(|e| e.to_string())?;
+    if paths.len() < k {
+        return Err(format!(
+            "no {} path{} with room between {} and {}",
+            if redundant { "two disjoint" } else { "" },
+            if redundant { "s" } else { "" },
+            access[0],
+            access[1]
+        )
+        .replace("no  path", "no path"));
+    }
+    let mut participants = Vec::new();
+    for p in &paths {
+        for &n in &p.nodes {
+            let id = net.routers[n].id;
+            if !participants.contains(&id) {
+                participants.push(id);
+            }
+        }
+    }
+    let label = OnLabel {
+        access: access.clone(),
+        paths: paths.iter().map(|p| p.nodes.iter().map(|&n| net.routers[n].name.clone()).collect()).collect(),
+    };
+    Ok((participants, serde_json::to_string(&label).map_err(|e| e.to_string())?))
+}
+
 impl Manager {
-    /// Opens the manager's store, recovers from its log and announces
+    /// Opens the manager's state, recovers from its log and announces
     /// what recovery decided.
-    pub fn open(store: Store, net: Network, me: SigningKey, timing: Timing, crash_at: Option<CrashPoint>) -> Result<Manager, String> {
+    pub fn open(store: State, net: Network, me: SigningKey, timing: Timing, crash_at: Option<CrashPoint>) -> Result<Manager, String> {
         let now = now_ns();
         let (coord, out) = Coordinator::open(store, ns(timing.retry), now).map_err(|e| e.to_string())?;
         let mut m = Manager { net, coord, links: Links { me, conns: HashMap::new() }, timing, crash_at, next_refresh_ns: now };
@@ -204,33 +268,15 @@ impl Manager {
         Ok(m)
     }
 
-    fn latest(&self, flow: FlowId) -> Result<Option<LoggedTx>, String> {
-        Ok(self.coord.store().transactions_of_flow(flow).map_err(|e| e.to_string())?.pop())
-    }
-
-    /// Every allocated flow id, its label and its latest transaction.
+    /// Every allocated flow id, its label, its latest transaction and
+    /// whether it is this manager's.
     fn flows(&self) -> Result<Vec<FlowRow>, String> {
-        let mut out = Vec::new();
-        for (f, label) in self.coord.store().flows().map_err(|e| e.to_string())? {
-            out.push((f, serde_json::from_str(&label).ok(), self.latest(f)?));
-        }
-        Ok(out)
+        Ok(self.coord.store().rows()?.into_iter().map(|r| (r.flow, serde_json::from_str(&r.label).ok(), r.latest, r.mine)).collect())
     }
 
-    /// Each router's reservations, as the log has them.
+    /// Each router's reservations, as the manager's state has them.
     pub fn reserved(&self) -> Result<BTreeMap<NodeId, Resources>, String> {
-        let mut sum: BTreeMap<NodeId, Resources> = BTreeMap::new();
-        for (_, _, t) in self.flows()? {
-            let Some(t) = t.filter(|t| t.decision != Some(Decision::Abort)) else { continue };
-            for n in &t.participants {
-                let e = sum.entry(*n).or_default();
-                let r = t.reservation.rates();
-                e.bps = e.bps.saturating_add(r.bps);
-                e.pps = e.pps.saturating_add(r.pps);
-                e.units = e.units.saturating_add(r.units);
-            }
-        }
-        Ok(sum)
+        self.coord.store().reserved()
     }
 
     /// Admits a request, logs it and sends its prepares; returns the
@@ -241,60 +287,19 @@ impl Manager {
         if ends[0] == ends[1] {
             return Err("the access points are the same router".into());
         }
-        let reserved = self.reserved()?;
-        let mut g = vinet_overlay::paths::Graph::new(self.net.routers.len());
-        let fits = |i: usize| {
-            let r = &self.net.routers[i];
-            let used = reserved.get(&r.id).copied().unwrap_or_default();
-            used.bps.saturating_add(rates.bps) <= r.capacity.bps
-                && used.pps.saturating_add(rates.pps) <= r.capacity.pps
-                && used.units.saturating_add(rates.units) <= r.capacity.units
-        };
-        for e in ends {
-            if !fits(e) {
-                return Err(format!("router {} has no room", self.net.routers[e].name));
-            }
-        }
-        for a in 0..self.net.routers.len() {
-            for &(b, w) in self.net.graph.neighbours(a) {
-                if a < b && fits(a) && fits(b) {
-                    g.add_link(a, b, w).map_err(|e| e.to_string())?;
-                }
-            }
-        }
-        let k = if redundant { 2 } else { 1 };
-        let paths = node_disjoint(&g, ends[0], ends[1], k).map_err(|e| e.to_string())?;
-        if paths.len() < k {
-            return Err(format!(
-                "no {} path{} with room between {} and {}",
-                if redundant { "two disjoint" } else { "" },
-                if redundant { "s" } else { "" },
-                access[0],
-                access[1]
-            )
-            .replace("no  path", "no path"));
-        }
+        let net = &self.net;
         let mut participants = Vec::new();
-        for p in &paths {
-            for &n in &p.nodes {
-                let id = self.net.routers[n].id;
-                if !participants.contains(&id) {
-                    participants.push(id);
-                }
-            }
-        }
-        let label = OnLabel {
-            access: access.clone(),
-            paths: paths.iter().map(|p| p.nodes.iter().map(|&n| self.net.routers[n].name.clone()).collect()).collect(),
+        let mut choose = |reserved: &BTreeMap<NodeId, Resources>| {
+            let (p, label) = choose_paths(net, access, ends, rates, redundant, reserved)?;
+            participants.clone_from(&p);
+            Ok((p, label))
         };
-        let label = serde_json::to_string(&label).map_err(|e| e.to_string())?;
-        let store_err = |e: vinet_overlay::store::StoreError| e.to_string();
-        let flow = self.coord.store_mut().allocate_flow(&label).map_err(store_err)?;
+        let flow = self.coord.store_mut().admit(rates, &mut choose)?;
         let now = now_ns();
         let (tx, out) = match self.coord.begin(flow, reservation, &participants, ns(self.timing.prepare_timeout), now) {
             Ok(x) => x,
             Err(e) => {
-                let _ = self.coord.store_mut().free_flow(flow);
+                let _ = self.coord.store_mut().free(flow);
                 return Err(e.to_string());
             }
         };
@@ -378,8 +383,8 @@ impl Manager {
     fn refresh(&mut self) -> Result<(), String> {
         let mut per_router: BTreeMap<NodeId, Vec<FlowId>> = BTreeMap::new();
         let mut tx_of = HashMap::new();
-        for (f, _, t) in self.flows()? {
-            let Some(t) = t.filter(|t| t.decision == Some(Decision::Commit) && t.done) else { continue };
+        for (f, _, t, mine) in self.flows()? {
+            let Some(t) = t.filter(|t| mine && t.decision == Some(Decision::Commit) && t.done) else { continue };
             tx_of.insert(f, t.tx);
             for n in &t.participants {
                 per_router.entry(*n).or_default().push(f);
@@ -411,13 +416,13 @@ impl Manager {
     /// transaction (a crash between allocation and logging; the lock keeps
     /// a request under way from being seen between the two).
     fn cleanup(&mut self) -> Result<(), String> {
-        for (f, _, t) in self.flows()? {
+        for (f, _, t, mine) in self.flows()? {
             let finished = match t {
                 None => true,
                 Some(t) => t.decision == Some(Decision::Abort) && t.done,
             };
-            if finished {
-                self.coord.store_mut().free_flow(f).map_err(|e| e.to_string())?;
+            if finished && mine {
+                self.coord.store_mut().free(f)?;
             }
         }
         Ok(())
@@ -425,10 +430,11 @@ impl Manager {
 
     /// Releases an ON on all its routers.
     pub fn release(&mut self, flow: FlowId) -> Result<(), String> {
-        let t = self.latest(flow)?.ok_or_else(|| format!("no ON {}", flow.0))?;
-        if !self.coord.store().flows().map_err(|e| e.to_string())?.iter().any(|(f, _)| *f == flow) {
-            return Err(format!("no ON {}", flow.0));
+        let row = self.coord.store().rows()?.into_iter().find(|r| r.flow == flow).ok_or_else(|| format!("no ON {}", flow.0))?;
+        if !row.mine {
+            return Err(format!("ON {} is manager {}'s: release it there", flow.0, row.owner));
         }
+        let t = row.latest.ok_or_else(|| format!("no ON {}", flow.0))?;
         let out = self.coord.revoke(t.tx, now_ns()).map_err(|e| e.to_string())?;
         self.deliver(out)
     }
@@ -436,7 +442,7 @@ impl Manager {
     /// Every ON.
     pub fn status(&self) -> Result<Vec<OnStatus>, String> {
         let mut out = Vec::new();
-        for (f, label, t) in self.flows()? {
+        for (f, label, t, _) in self.flows()? {
             let Some(t) = t else { continue };
             let state = match (t.decision, t.done) {
                 (None, _) => "preparing",

@@ -89,6 +89,10 @@ pub enum StoreError {
     /// The transaction is not in the log.
     #[error("no transaction {0:?} in the log")]
     UnknownTx(TxId),
+    /// Another implementation of [`crate::twopc::DecisionLog`] (a store
+    /// shared by several managers) failed; one line.
+    #[error("shared store: {0}")]
+    Shared(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;

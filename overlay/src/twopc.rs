@@ -22,7 +22,9 @@
 //! the deadline passes; it resends prepares and decisions every retry
 //! period until answered. On restart it resolves from its log: decided
 //! transactions are announced again; undecided ones are aborted (presumed
-//! abort: nobody can have been told to commit).
+//! abort: nobody can have been told to commit). Its log is a
+//! [`DecisionLog`]: the SQLite [`Store`] here, or one shared by several
+//! managers (vinet-onmgr keeps one in etcd).
 //!
 //! **Timeouts and revocation.** A participant's prepared entry lapses at
 //! its own receipt time plus the timeout, never before the coordinator's
@@ -44,7 +46,7 @@
 
 use crate::lease::{Lease, LeaseConfig, LeaseError, LeaseTable};
 use crate::partition::{AdmissionError, PartitionConfig, Reservation, Standing, Verdict};
-use crate::store::{Store, StoreError, StoredLease};
+use crate::store::{LoggedTx, Store, StoreError, StoredLease};
 use crate::FlowId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -279,6 +281,52 @@ impl Participant {
 // The coordinator
 // ------------------------------------------------------------------------
 
+/// Where a [`Coordinator`] logs its transactions and decisions: the
+/// manager's SQLite [`Store`], or a store shared by several managers (the
+/// ON manager's etcd backend). Each method is one atomic, durable write or
+/// one read; the coordinator's rule "log the decision before announcing it"
+/// is only as good as the implementation's durability.
+///
+/// Transaction ids must be unique among every coordinator whose
+/// participants overlap (a router maps a transaction to its flow), so a
+/// shared implementation allocates them from one shared counter.
+pub trait DecisionLog {
+    /// Logs a new, undecided transaction and returns its id.
+    fn begin_tx(
+        &mut self, flow: FlowId, reservation: &Reservation, participants: &[NodeId], deadline_ns: u64,
+    ) -> std::result::Result<TxId, StoreError>;
+    /// Logs `tx`'s decision (a commit may later be revoked to an abort),
+    /// and marks it not done; [`StoreError::UnknownTx`] if it is not in the log.
+    fn decide(&mut self, tx: TxId, decision: Decision) -> std::result::Result<(), StoreError>;
+    /// Marks a decided `tx` as acknowledged by every participant;
+    /// [`StoreError::UnknownTx`] if it is not in the log or undecided.
+    fn finish(&mut self, tx: TxId) -> std::result::Result<(), StoreError>;
+    /// `tx` as logged.
+    fn transaction(&self, tx: TxId) -> std::result::Result<Option<LoggedTx>, StoreError>;
+    /// This coordinator's transactions not yet done, oldest first.
+    fn open_transactions(&self) -> std::result::Result<Vec<LoggedTx>, StoreError>;
+}
+
+impl DecisionLog for Store {
+    fn begin_tx(
+        &mut self, flow: FlowId, reservation: &Reservation, participants: &[NodeId], deadline_ns: u64,
+    ) -> std::result::Result<TxId, StoreError> {
+        Store::begin_tx(self, flow, reservation, participants, deadline_ns)
+    }
+    fn decide(&mut self, tx: TxId, decision: Decision) -> std::result::Result<(), StoreError> {
+        Store::decide(self, tx, decision)
+    }
+    fn finish(&mut self, tx: TxId) -> std::result::Result<(), StoreError> {
+        Store::finish(self, tx)
+    }
+    fn transaction(&self, tx: TxId) -> std::result::Result<Option<LoggedTx>, StoreError> {
+        Store::transaction(self, tx)
+    }
+    fn open_transactions(&self) -> std::result::Result<Vec<LoggedTx>, StoreError> {
+        Store::open_transactions(self)
+    }
+}
+
 /// A transaction the coordinator has not finished.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -304,18 +352,19 @@ pub struct TxStatus {
     pub done: bool,
 }
 
-/// The manager's side: its decision log and the transactions under way.
-pub struct Coordinator {
-    store: Store,
+/// The manager's side: its decision log (a [`Store`] unless said
+/// otherwise) and the transactions under way.
+pub struct Coordinator<L: DecisionLog = Store> {
+    store: L,
     retry_ns: u64,
     open: BTreeMap<TxId, Pending>,
 }
 
-impl Coordinator {
+impl<L: DecisionLog> Coordinator<L> {
     /// Opens the coordinator from its log and resolves what it finds:
     /// returns the messages to send (each decision again; aborts for the
     /// undecided, whose abort it logs first).
-    pub fn open(mut store: Store, retry_ns: u64, now_ns: u64) -> Result<(Coordinator, Vec<Envelope>)> {
+    pub fn open(mut store: L, retry_ns: u64, now_ns: u64) -> Result<(Coordinator<L>, Vec<Envelope>)> {
         let mut open = BTreeMap::new();
         let mut out = Vec::new();
         for t in store.open_transactions()? {
@@ -496,12 +545,12 @@ impl Coordinator {
     }
 
     /// The store, to read (the flow-id pool lives there too).
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &L {
         &self.store
     }
 
     /// The store, to allocate flow ids ([`Store::allocate_flow`]).
-    pub fn store_mut(&mut self) -> &mut Store {
+    pub fn store_mut(&mut self) -> &mut L {
         &mut self.store
     }
 }
