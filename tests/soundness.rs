@@ -119,7 +119,7 @@ fn random_packet(r: &mut Rng, dsts: &[u32]) -> RefPacket {
     let proto = r.pick(&[6u8, 6, 17, 17, 1]);
     let payload: Vec<u8> = (0..r.next() % 3).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
     // One packet in eight of TCP or UDP is a non-first fragment: no ports (`frame`).
-    let has_ports = proto != 1 && r.next() % 8 != 0;
+    let has_ports = proto != 1 && !r.next().is_multiple_of(8);
     RefPacket {
         src: r.pick(&SOURCES),
         dst: r.pick(dsts),
