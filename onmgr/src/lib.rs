@@ -40,6 +40,7 @@
 
 pub mod config;
 pub mod control;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod manager;
 pub mod router;

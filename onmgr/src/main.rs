@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use vinet_onmgr::config::{Network, RouterFile};
 use vinet_onmgr::control::{self, ask};
+#[cfg(feature = "etcd")]
 use vinet_onmgr::etcd::Etcd;
 use vinet_onmgr::manager::{Control, ControlReply, Manager, Timing};
 use vinet_onmgr::router::{self, RouterConfig};
@@ -154,9 +155,15 @@ fn run(cmd: Cmd) -> Result<(), String> {
             let listener = TcpListener::bind(listen).map_err(|e| format!("listen {listen}: {e}"))?;
             let store = match (db, etcd) {
                 (Some(db), None) => State::Local(Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?),
+                #[cfg(feature = "etcd")]
                 (None, Some(endpoints)) => {
                     let id = manager_id.ok_or("--etcd needs --manager-id")?;
                     State::Etcd(Box::new(Etcd::connect(&endpoints, &id)?))
+                }
+                #[cfg(not(feature = "etcd"))]
+                (None, Some(_)) => {
+                    let _ = manager_id;
+                    return Err("this vinet-onmgr was built without etcd (cargo feature `etcd`)".into());
                 }
                 _ => return Err("serve takes --db FILE or --etcd ENDPOINTS".into()),
             };

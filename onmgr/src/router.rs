@@ -5,7 +5,10 @@
 //! abort and refresh ([`crate::wire::ToRouter`]), and sweeps lapsed leases
 //! (prepared entries past their timeout, active leases not refreshed) on a
 //! timer. It is a library function so that vinetd can host it; the
-//! `vinet-onmgr router` command hosts it for the tests.
+//! `vinet-onmgr router` command hosts it for the tests. A host that serves
+//! the reservations on a data path of its own (vinetd) starts it with
+//! [`serve_observed`] and mirrors the lease table from its [`Observer`], so
+//! that its packets never wait for the participant's store writes.
 //!
 //! The clock is Unix nanoseconds, so that leases read back from the store
 //! after a restart lapse when they would have.
@@ -22,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vinet_overlay::lease::LeaseConfig;
+use vinet_overlay::lease::{LeaseConfig, LeaseTable};
 use vinet_overlay::partition::{PartitionConfig, Standing};
 use vinet_overlay::store::Store;
 use vinet_overlay::twopc::{NodeId, Participant, ToParticipant};
@@ -127,21 +130,34 @@ impl Drop for RouterServer {
     }
 }
 
+/// Told of the lease table each time its reservations may have changed: once
+/// when the store is opened, after every prepare, commit, abort and refresh
+/// (each sweeps first), and after each sweep that released leases. It runs under the participant's lock, so
+/// it sees every change in order; it must be quick and must not call back
+/// into the server. vinetd's data path mirrors the reservations from it.
+pub type Observer = Arc<dyn Fn(&LeaseTable) + Send + Sync>;
+
 /// Opens the router's store and starts serving.
 pub fn serve(cfg: RouterConfig) -> Result<RouterServer, String> {
+    serve_observed(cfg, Arc::new(|_: &LeaseTable| {}))
+}
+
+/// [`serve`], telling `observer` of every change of the reservations.
+pub fn serve_observed(cfg: RouterConfig, observer: Observer) -> Result<RouterServer, String> {
     let store = Store::open(&cfg.store).map_err(|e| format!("{}: {e}", cfg.store.display()))?;
     let participant =
         Participant::open(cfg.node, store, cfg.lease, cfg.partition, now_ns()).map_err(|e| format!("{}: {e}", cfg.store.display()))?;
     let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("listen {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    observer(participant.leases());
     let shared = Arc::new(Mutex::new(participant));
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
     let cfg = Arc::new(cfg);
 
     let sweeper = {
-        let (shared, stop, stats, every) = (shared.clone(), stop.clone(), stats.clone(), cfg.sweep_every);
+        let (shared, stop, stats, every, observer) = (shared.clone(), stop.clone(), stats.clone(), cfg.sweep_every, observer.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(every.min(Duration::from_millis(50)));
@@ -149,6 +165,9 @@ pub fn serve(cfg: RouterConfig) -> Result<RouterServer, String> {
                 match p.tick(now_ns()) {
                     Ok(gone) => {
                         stats.lapsed.fetch_add(gone.len() as u64, Ordering::Relaxed);
+                        if !gone.is_empty() {
+                            observer(p.leases());
+                        }
                     }
                     Err(e) => eprintln!("vinet-onmgr router: sweep: {e}"),
                 }
@@ -162,13 +181,14 @@ pub fn serve(cfg: RouterConfig) -> Result<RouterServer, String> {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, peer)) => {
-                        let (shared, stop, stats, cfg) = (shared.clone(), stop.clone(), stats.clone(), cfg.clone());
+                        let (shared, stop, stats, cfg, observer) =
+                            (shared.clone(), stop.clone(), stats.clone(), cfg.clone(), observer.clone());
                         conns.retain(|c| !c.is_finished());
                         conns.push(std::thread::spawn(move || {
                             if s.set_nonblocking(false).is_err() {
                                 return;
                             }
-                            if let Err(e) = connection(s, &shared, &stop, &stats, &cfg) {
+                            if let Err(e) = connection(s, &shared, &stop, &stats, &cfg, &observer) {
                                 if !matches!(&e, WireError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof) {
                                     stats.refused.fetch_add(1, Ordering::Relaxed);
                                     eprintln!("vinet-onmgr router: {peer}: {e}");
@@ -192,7 +212,7 @@ pub fn serve(cfg: RouterConfig) -> Result<RouterServer, String> {
 }
 
 fn connection(
-    s: std::net::TcpStream, shared: &Mutex<Participant>, stop: &AtomicBool, stats: &Stats, cfg: &RouterConfig,
+    s: std::net::TcpStream, shared: &Mutex<Participant>, stop: &AtomicBool, stats: &Stats, cfg: &RouterConfig, observer: &Observer,
 ) -> Result<(), WireError> {
     // A short read timeout so that the thread notices a stop; an idle
     // manager's connection is kept open through timeouts.
@@ -211,7 +231,7 @@ fn connection(
             }
             Err(e) => return Err(e),
         };
-        let answer = handle(shared, cfg, &msg);
+        let answer = handle(shared, cfg, &msg, observer);
         stats.answered.fetch_add(1, Ordering::Relaxed);
         ch.send(&answer)?;
     }
@@ -224,7 +244,7 @@ fn crash_if(cfg: &RouterConfig, at: CrashPoint) {
     }
 }
 
-fn handle(shared: &Mutex<Participant>, cfg: &RouterConfig, msg: &ToRouter) -> FromRouter {
+fn handle(shared: &Mutex<Participant>, cfg: &RouterConfig, msg: &ToRouter, observer: &Observer) -> FromRouter {
     let mut p = shared.lock().unwrap_or_else(|e| e.into_inner());
     let now = now_ns();
     match msg {
@@ -233,20 +253,28 @@ fn handle(shared: &Mutex<Participant>, cfg: &RouterConfig, msg: &ToRouter) -> Fr
                 ToParticipant::Prepare { .. } => (CrashPoint::BeforePrepare, CrashPoint::AfterPrepare),
                 ToParticipant::Commit { .. } => (CrashPoint::BeforeCommit, CrashPoint::AfterCommit),
                 ToParticipant::Abort { .. } => {
-                    return p.handle(m, now).map_or_else(|e| FromRouter::Failed(e.to_string()), FromRouter::TwoPc);
+                    let r = p.handle(m, now);
+                    observer(p.leases());
+                    return r.map_or_else(|e| FromRouter::Failed(e.to_string()), FromRouter::TwoPc);
                 }
             };
             crash_if(cfg, before);
             let r = p.handle(m, now);
             crash_if(cfg, after);
+            observer(p.leases());
             r.map_or_else(|e| FromRouter::Failed(e.to_string()), FromRouter::TwoPc)
         }
         ToRouter::Refresh(flows) => {
-            FromRouter::Refreshed(flows.iter().map(|&f| (f, p.refresh(f, now).map_err(|e| e.to_string()))).collect())
+            // A refresh sweeps first, which may release other leases.
+            let answer = FromRouter::Refreshed(flows.iter().map(|&f| (f, p.refresh(f, now).map_err(|e| e.to_string()))).collect());
+            observer(p.leases());
+            answer
         }
         ToRouter::Leases => {
-            if let Err(e) = p.tick(now) {
-                return FromRouter::Failed(e.to_string());
+            match p.tick(now) {
+                Ok(gone) if !gone.is_empty() => observer(p.leases()),
+                Ok(_) => {}
+                Err(e) => return FromRouter::Failed(e.to_string()),
             }
             let leases = p
                 .leases()

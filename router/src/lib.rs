@@ -15,7 +15,9 @@
 //! ([`live`]: NFQUEUE and the raw socket for GENERATE, around the packet
 //! engine's window runner), metrics ([`metrics`]), the scheduler
 //! ([`scheduler`]), which sources a program discards ([`sources`]), and the
-//! SQLite store ([`store`]). What a router computes over packets is
+//! SQLite store ([`store`]); with `[overlay]`, virtual overlay networks
+//! ([`overlay`]: the ON manager's participant server, and the partition the
+//! ON lane serves GRE packets by). What a router computes over packets is
 //! `vinet-engine`; what it says to clients is `vinet-proto`.
 //!
 //! **Architecture Invariant:** the router links no solver and no prover.
@@ -37,6 +39,7 @@ pub mod live;
 pub mod metrics;
 #[cfg(unix)]
 pub mod operator;
+pub mod overlay;
 pub mod scheduler;
 pub mod sources;
 pub mod store;

@@ -11,6 +11,7 @@
 //!     chain forward {
 //!         type filter hook forward priority mangle - 10; policy accept;
 //!         ip saddr @blocked4 counter name blocked drop
+//!         meta nfproto ipv4 ip protocol gre meta mark set mark & ~OURS | OVERLAY counter name overlay accept   (with [overlay])
 //!         ip daddr @window4_K meta mark set mark & ~OURS | WINDOW_K counter name window accept   (each K)
 //!         ip daddr @local4 meta mark set mark & ~OURS | LOCAL counter name local accept
 //!         meta nfproto ipv6 counter name ipv6 [drop]
@@ -19,7 +20,16 @@
 //! iptables -t mangle -A PREROUTING -m mark --mark BOTH/BOTH -m socket --nowildcard -j RETURN   (turns on the defragmenter)
 //! iptables -t mangle -A FORWARD -m mark --mark LOCAL/LOCAL -j NFQUEUE --queue-balance Q:Q+n-1 [--queue-bypass]
 //! iptables -t mangle -A FORWARD -m mark --mark WINDOW_K/WINDOW|SHARD -j NFQUEUE --queue-num Q+n+K [--queue-bypass]   (each K)
+//! iptables -t mangle -A FORWARD -m mark --mark OVERLAY/OVERLAY -j NFQUEUE --queue-num Q+n+k [--queue-bypass]   (with [overlay])
 //! ```
+//!
+//! - **Overlay networks.** With `[overlay]`, every forwarded IPv4 GRE packet
+//!   (protocol 47; whole, after the defragmenter) goes to the ON lane, the
+//!   queue after the windowed lanes', which serves it within its ON's
+//!   reservation (`live::overlay`). It is matched before the destination
+//!   sets: an ON's packets are the ON's, served by its partition, and client
+//!   programs do not see the outer packets of tunnels that cross the router.
+//!   Without `[overlay]` the table and the rules are exactly as they were.
 //!
 //! - **The fast path.** A packet to a destination with no program matches
 //!   no set: it never leaves the kernel's forwarding path.
@@ -58,7 +68,10 @@ pub const LOCAL_MARK: u32 = 0x1000_0000;
 pub const WINDOW_MARK: u32 = 0x2000_0000;
 /// The bits of a windowed lane's shard in the mark.
 pub const SHARD_MASK: u32 = 0x00ff_0000;
-/// Every bit of the mark vinetd sets (it keeps the others).
+/// The mark bit of packets for the ON lane (with `[overlay]`).
+pub const OVERLAY_MARK: u32 = 0x4000_0000;
+/// Every bit of the mark vinetd sets (it keeps the others); with
+/// `[overlay]`, [`OVERLAY_MARK`] too.
 const OURS: u32 = LOCAL_MARK | WINDOW_MARK | SHARD_MASK;
 
 /// The mark of windowed lane `k`'s packets.
@@ -82,12 +95,29 @@ pub struct HookConfig {
     pub down_open: bool,
     /// Drop forwarded IPv6 (else forward it untouched); counted either way.
     pub ipv6_drop: bool,
+    /// Queue forwarded IPv4 GRE to the ON lane (`[overlay]`), the queue
+    /// after the windowed lanes'.
+    pub overlay: bool,
 }
 
 impl HookConfig {
     /// Windowed lane `k`'s queue.
     pub fn window_queue(&self, k: u16) -> u16 {
         self.first_queue + self.local_lanes.max(1) + k
+    }
+
+    /// The ON lane's queue (with `[overlay]`).
+    pub fn overlay_queue(&self) -> u16 {
+        self.window_queue(self.window_lanes.max(1))
+    }
+
+    /// The bits of the mark vinetd's rules clear before setting their own.
+    fn ours(&self) -> u32 {
+        if self.overlay {
+            OURS | OVERLAY_MARK
+        } else {
+            OURS
+        }
     }
 
     fn iptables_rules(&self) -> Vec<Vec<String>> {
@@ -123,7 +153,8 @@ impl HookConfig {
         .collect();
         let windows = (0..self.window_lanes.max(1))
             .map(|k| (window_mark(k), WINDOW_MARK | SHARD_MASK, vec!["--queue-num".to_string(), self.window_queue(k).to_string()]));
-        let queues = std::iter::once((LOCAL_MARK, LOCAL_MARK, local)).chain(windows).map(|(mark, mask, target)| {
+        let overlay = self.overlay.then(|| (OVERLAY_MARK, OVERLAY_MARK, vec!["--queue-num".to_string(), self.overlay_queue().to_string()]));
+        let queues = std::iter::once((LOCAL_MARK, LOCAL_MARK, local)).chain(windows).chain(overlay).map(|(mark, mask, target)| {
             let mut r: Vec<String> = [
                 "FORWARD",
                 "-m",
@@ -252,9 +283,16 @@ impl Hooks {
             let els = if s.is_empty() { String::new() } else { format!(" elements = {{ {} }};", elements(s)) };
             format!("    set {name} {{ type ipv4_addr; flags interval;{els} }}\n")
         };
-        let keep = !OURS;
+        let keep = !cfg.ours();
         let mut sets = set("blocked4", &blocked) + &set("local4", &local);
         let mut marks = String::new();
+        let mut overlay_counter = String::new();
+        if cfg.overlay {
+            overlay_counter = "    counter overlay {}\n".into();
+            marks += &format!(
+                "        meta nfproto ipv4 ip protocol gre meta mark set meta mark & 0x{keep:x} | 0x{OVERLAY_MARK:x} counter name overlay accept\n"
+            );
+        }
         for (k, w) in windows.iter().enumerate() {
             sets += &set(&format!("window4_{k}"), w);
             let mark = window_mark(k as u16);
@@ -262,7 +300,7 @@ impl Hooks {
                 &format!("        ip daddr @window4_{k} meta mark set meta mark & 0x{keep:x} | 0x{mark:x} counter name window accept\n");
         }
         let script = format!(
-            "table inet vinet {{}}\ndelete table inet vinet\ntable inet vinet {{\n{sets}    counter blocked {{}}\n    counter window {{}}\n    counter local {{}}\n    counter ipv6 {{}}\n    chain forward {{\n        type filter hook forward priority mangle - 10; policy accept;\n        ip saddr @blocked4 counter name blocked drop\n{marks}        ip daddr @local4 meta mark set meta mark & 0x{keep:x} | 0x{LOCAL_MARK:x} counter name local accept\n        meta nfproto ipv6 counter name ipv6 {}\n    }}\n}}\n",
+            "table inet vinet {{}}\ndelete table inet vinet\ntable inet vinet {{\n{sets}{overlay_counter}    counter blocked {{}}\n    counter window {{}}\n    counter local {{}}\n    counter ipv6 {{}}\n    chain forward {{\n        type filter hook forward priority mangle - 10; policy accept;\n        ip saddr @blocked4 counter name blocked drop\n{marks}        ip daddr @local4 meta mark set meta mark & 0x{keep:x} | 0x{LOCAL_MARK:x} counter name local accept\n        meta nfproto ipv6 counter name ipv6 {}\n    }}\n}}\n",
             if cfg.ipv6_drop { "drop" } else { "accept" },
         );
         nft(&script)?;
@@ -341,7 +379,8 @@ pub fn remove() -> Result<(), String> {
     Ok(())
 }
 
-/// The table's counters (packets): blocked, window, local, ipv6.
+/// The table's counters (packets): blocked, window, local, ipv6 (and
+/// overlay, with `[overlay]`).
 pub fn counters() -> Option<Vec<(String, u64)>> {
     let out = Command::new("nft").args(["-j", "list", "counters", "table", "inet", "vinet"]).stdin(Stdio::null()).output().ok()?;
     if !out.status.success() {
@@ -383,7 +422,7 @@ mod tests {
 
     #[test]
     fn rules_follow_the_config() {
-        let c = HookConfig { first_queue: 3, local_lanes: 2, window_lanes: 2, down_open: false, ipv6_drop: false };
+        let c = HookConfig { first_queue: 3, local_lanes: 2, window_lanes: 2, down_open: false, ipv6_drop: false, overlay: false };
         let r = c.iptables_rules();
         assert!(r[0].join(" ").starts_with("PREROUTING -m mark --mark 0x30000000/0x30000000 -m socket"));
         assert_eq!(
@@ -392,7 +431,15 @@ mod tests {
         );
         assert_eq!(r[2].join(" "), "FORWARD -m mark --mark 0x20000000/0x20ff0000 -m comment --comment vinetd -j NFQUEUE --queue-num 5");
         assert_eq!(r[3].join(" "), "FORWARD -m mark --mark 0x20010000/0x20ff0000 -m comment --comment vinetd -j NFQUEUE --queue-num 6");
-        let open = HookConfig { local_lanes: 1, down_open: true, ..c };
+        let open = HookConfig { local_lanes: 1, down_open: true, ..c.clone() };
         assert!(open.iptables_rules()[1].join(" ").ends_with("--queue-num 3 --queue-bypass"));
+        // Without [overlay], no rule of its own; with it, one more queue after the windowed lanes'.
+        assert_eq!(r.len(), 4);
+        let ov = HookConfig { overlay: true, ..c };
+        let r = ov.iptables_rules();
+        assert_eq!(r.len(), 5);
+        assert_eq!(ov.overlay_queue(), 7);
+        assert_eq!(r[4].join(" "), "FORWARD -m mark --mark 0x40000000/0x40000000 -m comment --comment vinetd -j NFQUEUE --queue-num 7");
+        assert_eq!(ov.ours(), OURS | OVERLAY_MARK);
     }
 }

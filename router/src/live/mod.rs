@@ -48,6 +48,8 @@ use vinet_engine::window::{FrameMeta, Sink, WindowConfig};
 pub mod hooks;
 #[cfg(target_os = "linux")]
 pub mod nfqueue;
+#[cfg(target_os = "linux")]
+pub mod overlay;
 pub mod rawsock;
 
 /// What the admission side asks of a lane.
@@ -140,6 +142,9 @@ pub struct NfqueueSource {
     pub manage_hooks: bool,
     /// While a queue is full, the kernel lets packets pass.
     pub queue_full_accept: bool,
+    /// With `[overlay]` (and `hooks.overlay`): the data plane the ON lane
+    /// serves forwarded GRE packets by.
+    pub overlay: Option<Arc<crate::overlay::DataPlane>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +267,9 @@ pub struct PacketPath {
     placement: Mutex<Placement>,
     #[cfg(target_os = "linux")]
     nfqueue: Option<NfqueueSource>,
+    /// The ON lane, with `[overlay]` and vinetd's own hooks.
+    #[cfg(target_os = "linux")]
+    overlay: Option<overlay::OverlayLane>,
 }
 
 impl std::fmt::Debug for PacketPath {
@@ -379,6 +387,13 @@ impl PacketPath {
                 thread: Some(thread),
             });
         }
+        #[cfg(target_os = "linux")]
+        let overlay = match &nfq_cfg {
+            Some(NfqueueSource { hooks, manage_hooks: true, overlay: Some(data), .. }) if hooks.overlay => {
+                Some(overlay::OverlayLane::start(hooks.overlay_queue(), Arc::clone(data))?)
+            }
+            _ => None,
+        };
         let placement = Placement {
             entries: HashMap::new(),
             carried: HashMap::new(),
@@ -393,6 +408,8 @@ impl PacketPath {
             placement: Mutex::new(placement),
             #[cfg(target_os = "linux")]
             nfqueue: nfq_cfg,
+            #[cfg(target_os = "linux")]
+            overlay,
         })
     }
 
@@ -564,11 +581,26 @@ impl PacketPath {
                 l.send(Command::Bind { queue_full_accept: n.queue_full_accept, ack });
                 acks.push(rx);
             }
+            if let Some(o) = &self.overlay {
+                let (ack, rx) = mpsc::channel();
+                o.send(overlay::Command::Bind { queue_full_accept: n.queue_full_accept, ack });
+                acks.push(rx);
+            }
             for rx in acks {
                 rx.recv_timeout(ACK_TIMEOUT).map_err(|_| "a lane did not answer".to_string())??;
             }
         }
         Ok(())
+    }
+
+    /// The ON lane's counters (received, verdict errors, malformed), if it runs.
+    pub fn overlay_lane(&self) -> Option<(u64, u64, u64)> {
+        #[cfg(target_os = "linux")]
+        if let Some(o) = &self.overlay {
+            use std::sync::atomic::Ordering::Relaxed;
+            return Some((o.stats.received.load(Relaxed), o.stats.verdict_errors.load(Relaxed), o.stats.malformed.load(Relaxed)));
+        }
+        None
     }
 
     /// The latest counters, over every lane.

@@ -1,0 +1,430 @@
+//! Virtual overlay networks on vinetd (issue 13, `[overlay]`).
+//!
+//! Two halves, joined by one mutex that the data path takes once a batch:
+//!
+//! - **The control plane** is the ON manager's participant server,
+//!   `vinet_onmgr::router`, hosted here as it is by `vinet-onmgr router`:
+//!   prepare, commit, abort and refresh over the signed wire protocol, leases
+//!   in the SQLite store (so they survive a restart), and a sweeper that
+//!   releases lapsed and unconfirmed ones. It is not duplicated: vinetd starts
+//!   it with an observer ([`vinet_onmgr::router::serve_observed`]).
+//! - **The data plane** is a [`Partition`] of vinetd's own, a mirror of the
+//!   participant's lease table that the observer brings in step after every
+//!   change (a prepare sets capacity aside, a commit puts it in force, an
+//!   abort or a lapse removes it). The NFQUEUE lane for GRE (`live::overlay`)
+//!   serves each packet against it: O(1), no allocation.
+//!
+//! **Why a mirror.** The participant holds its lock across its store writes
+//! (SQLite with `synchronous = FULL`: an fsync a message); a packet must not
+//! wait for a disk. The mirror's mutex is held only for bucket arithmetic (by
+//! the lane) or for applying a change (by the observer, which allocates, on
+//! the control side). The participant's own partition still does admission;
+//! the mirror has the same capacity and the same reservations, so it admits
+//! whatever the participant admitted.
+//!
+//! **Clock.** Buckets run on a monotonic clock ([`mono_ns`]): a wall-clock
+//! step must neither refill nor starve an ON. Leases expire on the
+//! participant's wall clock (Unix nanoseconds), which survives a restart.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use vinet_onmgr::router::{RouterConfig, RouterServer, Stats};
+use vinet_overlay::lease::{LeaseConfig, LeaseTable};
+use vinet_overlay::partition::{Counters, Partition, PartitionConfig, Reservation, Resources, Standing, Verdict};
+use vinet_overlay::FlowId;
+
+use crate::config::OverlayConfig;
+
+/// Nanoseconds on a monotonic clock, from the first call in the process.
+pub fn mono_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The data plane's partition and what it counts beyond it.
+#[derive(Debug)]
+pub struct DataPlane {
+    partition: Mutex<Partition>,
+    /// Lease expiry (Unix ns) of each ON, for the metrics page.
+    expiry: Mutex<Vec<(FlowId, u64)>>,
+    /// GRE packets that do not decode as ON packets (no key, malformed):
+    /// outside every ON, served by the unreserved share.
+    unclassified: AtomicU64,
+}
+
+impl DataPlane {
+    /// An empty data plane of this capacity.
+    pub fn new(config: PartitionConfig) -> DataPlane {
+        DataPlane { partition: Mutex::new(Partition::new(config, mono_ns())), expiry: Mutex::new(vec![]), unclassified: AtomicU64::new(0) }
+    }
+
+    /// The partition, for a batch of packets ([`DataPlane::serve`]).
+    pub fn lock(&self) -> MutexGuard<'_, Partition> {
+        self.partition.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves one IPv4 packet of `len` bytes (its outer header first):
+    /// classified by its GRE key, then within its ON's reservation, or the
+    /// unreserved share's if it is of no ON in force. O(1), no allocation.
+    pub fn serve(&self, partition: &mut Partition, packet: &[u8], len: u64, now_ns: u64) -> Verdict {
+        let flow = vinet_overlay::gre::classify_ipv4(packet);
+        if flow.is_none() {
+            self.unclassified.fetch_add(1, Ordering::Relaxed);
+        }
+        partition.serve(flow, len, now_ns)
+    }
+
+    /// Brings the mirror in step with the participant's lease table:
+    /// releases what the table no longer holds (or holds differently),
+    /// reserves what it holds anew, activates what it committed.
+    pub fn sync(&self, table: &LeaseTable) {
+        let now = mono_ns();
+        let mut p = self.lock();
+        let stale: Vec<FlowId> = p
+            .iter()
+            .filter(|&(f, r, s)| table.get(f).is_none_or(|l| l.reservation != r || (s == Standing::Active && l.standing != s)))
+            .map(|(f, _, _)| f)
+            .collect();
+        for f in stale {
+            p.release(f, now);
+        }
+        for l in table.iter() {
+            match p.reservation(l.flow) {
+                None => {
+                    if let Err(e) = p.reserve(l.flow, l.reservation, l.standing, now) {
+                        // Cannot happen: same capacity, same reservations.
+                        tracing::error!(flow = l.flow.0, error = %e, "overlay: the data plane refused a reservation the participant holds");
+                    }
+                }
+                Some((_, Standing::Tentative)) if l.standing == Standing::Active => {
+                    p.activate(l.flow, now);
+                }
+                Some(_) => {}
+            }
+        }
+        let expiry = table.iter().map(|l| (l.flow, l.expires_ns)).collect();
+        drop(p);
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = expiry;
+    }
+
+    /// What the metrics page shows, read at once.
+    pub fn report(&self) -> OverlayReport {
+        let p = self.lock();
+        let mut ons: Vec<OnReport> = p
+            .iter()
+            .map(|(flow, reservation, standing)| OnReport {
+                flow,
+                reservation,
+                active: standing == Standing::Active,
+                counters: p.counters(flow).unwrap_or_default(),
+                expires_ns: 0,
+            })
+            .collect();
+        let (reserved, free, unreserved) = (p.reserved(), p.free(), p.unreserved_counters());
+        drop(p);
+        let expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        for o in &mut ons {
+            o.expires_ns = expiry.iter().find(|(f, _)| *f == o.flow).map_or(0, |e| e.1);
+        }
+        ons.sort_by_key(|o| o.flow);
+        OverlayReport { ons, reserved, free, unreserved, unclassified: self.unclassified.load(Ordering::Relaxed) }
+    }
+}
+
+/// One ON as the metrics page shows it.
+#[derive(Clone, Debug)]
+pub struct OnReport {
+    /// Its flow id (the GRE key).
+    pub flow: FlowId,
+    /// What it reserves.
+    pub reservation: Reservation,
+    /// In force (else prepared, not yet committed).
+    pub active: bool,
+    /// Passed and dropped over contract, since it was put in force.
+    pub counters: Counters,
+    /// When its lease lapses unless refreshed (Unix ns).
+    pub expires_ns: u64,
+}
+
+/// The data plane at one moment.
+#[derive(Clone, Debug)]
+pub struct OverlayReport {
+    /// Every reservation, by flow id.
+    pub ons: Vec<OnReport>,
+    /// Their sum.
+    pub reserved: Resources,
+    /// The unreserved share's rates.
+    pub free: Resources,
+    /// The unreserved share's counters.
+    pub unreserved: Counters,
+    /// GRE packets with no ON identity (served by the unreserved share).
+    pub unclassified: u64,
+}
+
+/// vinetd's overlay: the participant server and the data plane it feeds.
+pub struct Overlay {
+    data: Arc<DataPlane>,
+    server: RouterServer,
+    capacity: Resources,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("participant", &self.server.addr()).finish_non_exhaustive()
+    }
+}
+
+impl Overlay {
+    /// Opens the store (restoring its leases into the data plane) and starts
+    /// the participant server.
+    pub fn start(cfg: &OverlayConfig) -> Result<Overlay, String> {
+        let partition = PartitionConfig {
+            capacity: cfg.capacity,
+            unreserved_burst_bytes: cfg.unreserved_burst_bytes,
+            unreserved_burst_packets: cfg.unreserved_burst_packets,
+        };
+        let lease = LeaseConfig::new(cfg.refresh_ms.saturating_mul(1_000_000)).map_err(|e| format!("[overlay] refresh_ms: {e}"))?;
+        let key = vinet_onmgr::wire::load_key(&cfg.key).map_err(|e| format!("[overlay] key: {e}"))?;
+        let data = Arc::new(DataPlane::new(partition));
+        let observer = {
+            let data = Arc::clone(&data);
+            Arc::new(move |t: &LeaseTable| data.sync(t))
+        };
+        let rc = RouterConfig {
+            node: vinet_overlay::twopc::NodeId(cfg.node),
+            listen: cfg.listen,
+            store: cfg.store.clone(),
+            key,
+            manager: cfg.manager_key,
+            partition,
+            lease,
+            sweep_every: Duration::from_millis(cfg.refresh_ms.clamp(10, 1_000) / 2),
+            crash_at: None,
+        };
+        let server = vinet_onmgr::router::serve_observed(rc, observer).map_err(|e| format!("[overlay] participant server: {e}"))?;
+        tracing::info!(participant = %server.addr(), ons = data.lock().len(), "overlay: participant server listening");
+        Ok(Overlay { data, server, capacity: cfg.capacity })
+    }
+
+    /// The data plane.
+    pub fn data(&self) -> &Arc<DataPlane> {
+        &self.data
+    }
+
+    /// The participant server's counters.
+    pub fn stats(&self) -> &Stats {
+        self.server.stats()
+    }
+
+    /// What reservations may sum to.
+    pub fn capacity(&self) -> Resources {
+        self.capacity
+    }
+
+    /// The overlay's part of the metrics page; `lane`: the ON lane's
+    /// received, verdict-error and malformed counts, if it runs.
+    ///
+    /// Unlike the rest of the page, the per-ON series are labelled by an
+    /// identifier (`on`, the flow id): their number is bounded by admission
+    /// (every ON holds some of a finite capacity), and an operator asked for
+    /// them per ON. An ON's series go when its reservation does.
+    pub fn render_metrics(&self, lane: Option<(u64, u64, u64)>) -> String {
+        use std::fmt::Write as _;
+        let r = self.data.report();
+        let st = self.stats();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, series: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in series {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let res = |x: Resources| {
+            [("bps", x.bps), ("pps", x.pps), ("units", x.units)].map(|(k, v)| (format!("{{resource=\"{k}\"}}"), v as f64)).to_vec()
+        };
+        let active = r.ons.iter().filter(|o| o.active).count();
+        family(
+            "vinet_overlay_ons",
+            "gauge",
+            "ONs with a reservation here: in force (active) or prepared",
+            &[("{standing=\"active\"}".into(), active as f64), ("{standing=\"prepared\"}".into(), (r.ons.len() - active) as f64)],
+        );
+        family("vinet_overlay_capacity", "gauge", "What reservations may sum to", &res(self.capacity));
+        family("vinet_overlay_reserved", "gauge", "The sum of the reservations, prepared ones included", &res(r.reserved));
+        let per = |f: &dyn Fn(&OnReport) -> Vec<(String, f64)>| r.ons.iter().flat_map(f).collect::<Vec<_>>();
+        family(
+            "vinet_overlay_on_reserved",
+            "gauge",
+            "An ON's reservation",
+            &per(&|o| {
+                let x = o.reservation.rates();
+                [("bps", x.bps), ("pps", x.pps), ("units", x.units)]
+                    .map(|(k, v)| (format!("{{on=\"{}\",resource=\"{k}\"}}", o.flow.0), v as f64))
+                    .to_vec()
+            }),
+        );
+        family(
+            "vinet_overlay_on_lease_expires_seconds",
+            "gauge",
+            "When an ON's lease lapses unless refreshed (Unix time)",
+            &per(&|o| vec![(format!("{{on=\"{}\"}}", o.flow.0), o.expires_ns as f64 / 1e9)]),
+        );
+        let verdicts = |on: Option<FlowId>, c: Counters, bytes: bool| {
+            let on = on.map_or(String::new(), |f| format!("on=\"{}\",", f.0));
+            let (p, d) = if bytes { (c.passed_bytes, c.dropped_bytes) } else { (c.passed_packets, c.dropped_packets) };
+            vec![(format!("{{{on}verdict=\"passed\"}}"), p as f64), (format!("{{{on}verdict=\"dropped\"}}"), d as f64)]
+        };
+        family(
+            "vinet_overlay_on_packets_total",
+            "counter",
+            "An ON's packets, passed within its contract or dropped over it (since it was put in force)",
+            &per(&|o| verdicts(Some(o.flow), o.counters, false)),
+        );
+        family(
+            "vinet_overlay_on_bytes_total",
+            "counter",
+            "An ON's bytes, passed or dropped over contract",
+            &per(&|o| verdicts(Some(o.flow), o.counters, true)),
+        );
+        family(
+            "vinet_overlay_unreserved_packets_total",
+            "counter",
+            "GRE packets of no ON in force, passed or dropped by the unreserved share",
+            &verdicts(None, r.unreserved, false),
+        );
+        family(
+            "vinet_overlay_unreserved_bytes_total",
+            "counter",
+            "Bytes of the unreserved share, passed or dropped",
+            &verdicts(None, r.unreserved, true),
+        );
+        family(
+            "vinet_overlay_unclassified_total",
+            "counter",
+            "GRE packets with no ON identity (no key, malformed), served by the unreserved share",
+            &[(String::new(), r.unclassified as f64)],
+        );
+        if let Some((received, errors, malformed)) = lane {
+            family(
+                "vinet_overlay_lane_received_total",
+                "counter",
+                "Packets the ON lane took from its queue",
+                &[(String::new(), received as f64)],
+            );
+            family(
+                "vinet_overlay_lane_verdict_errors_total",
+                "counter",
+                "ON lane verdicts the kernel refused",
+                &[(String::new(), errors as f64)],
+            );
+            family(
+                "vinet_overlay_lane_malformed_total",
+                "counter",
+                "ON lane queue messages that were not whole packets",
+                &[(String::new(), malformed as f64)],
+            );
+        }
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        family("vinet_overlay_participant_answered_total", "counter", "Manager messages answered", &[(String::new(), n(&st.answered))]);
+        family(
+            "vinet_overlay_participant_refused_total",
+            "counter",
+            "Manager connections or frames refused (unknown key, bad signature, replay, malformed)",
+            &[(String::new(), n(&st.refused))],
+        );
+        family(
+            "vinet_overlay_participant_lapsed_total",
+            "counter",
+            "Leases released by the sweeper (lapsed or never committed)",
+            &[(String::new(), n(&st.lapsed))],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinet_overlay::gre::{encode, Outer, Tag};
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn config() -> PartitionConfig {
+        PartitionConfig {
+            capacity: Resources { bps: 1_000_000, pps: 1_000, units: 10 },
+            unreserved_burst_bytes: 3_000,
+            unreserved_burst_packets: 2,
+        }
+    }
+
+    fn packet(key: u32) -> Vec<u8> {
+        let inner = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let outer = Outer { src: [10, 0, 1, 2], dst: [10, 0, 2, 2], ttl: 64, tos: 0, identification: 1, dont_fragment: false };
+        let mut out = vec![];
+        encode(&outer, Tag { flow: FlowId(key), seq: None }, &inner, &mut out).unwrap();
+        out
+    }
+
+    fn table() -> LeaseTable {
+        LeaseTable::new(LeaseConfig::new(SEC).unwrap(), config(), 0)
+    }
+
+    #[test]
+    fn the_mirror_follows_prepare_commit_abort_and_lapse() {
+        let d = DataPlane::new(config());
+        let mut t = table();
+        let r = Reservation::new(Resources { bps: 100_000, pps: 10, units: 1 }, 1_500, 2).unwrap();
+        t.hold(FlowId(7), r, 2 * SEC, 0).unwrap();
+        d.sync(&t);
+        assert_eq!(d.lock().reservation(FlowId(7)), Some((r, Standing::Tentative)));
+        assert_eq!(d.lock().free().pps, 990, "a prepared reservation sets its capacity aside");
+        t.confirm(FlowId(7), 1).unwrap();
+        t.hold(FlowId(8), r, 2 * SEC, 1).unwrap();
+        d.sync(&t);
+        assert_eq!(d.lock().reservation(FlowId(7)), Some((r, Standing::Active)));
+        // An abort (the prepared 8 released) and a lapse (7 swept).
+        t.release(FlowId(8), 2);
+        d.sync(&t);
+        assert!(d.lock().reservation(FlowId(8)).is_none());
+        assert_eq!(t.sweep(10 * SEC).len(), 1);
+        d.sync(&t);
+        assert!(d.lock().is_empty());
+        assert_eq!(d.lock().free(), config().capacity);
+        assert!(d.report().ons.is_empty());
+    }
+
+    #[test]
+    fn packets_are_served_by_their_key_strictly() {
+        let d = DataPlane::new(config());
+        let mut t = table();
+        // Two packets of burst, and a rate of 10 packets a second.
+        let r = Reservation::new(Resources { bps: 1_000_000 / 2, pps: 10, units: 1 }, 10_000, 2).unwrap();
+        t.grant(FlowId(5), r, 0).unwrap();
+        d.sync(&t);
+        let (on, other) = (packet(5), packet(6));
+        let now = mono_ns();
+        let mut p = d.lock();
+        let verdicts: Vec<Verdict> = (0..5).map(|_| d.serve(&mut p, &on, on.len() as u64, now)).collect();
+        assert_eq!(
+            verdicts,
+            [Verdict::Pass, Verdict::Pass, Verdict::Drop, Verdict::Drop, Verdict::Drop],
+            "over contract on an idle router"
+        );
+        // Another key is of no ON: the unreserved share (burst 2) serves it.
+        assert_eq!(d.serve(&mut p, &other, other.len() as u64, now), Verdict::Pass);
+        // Not GRE at all (a bare inner packet): unclassified, unreserved.
+        assert_eq!(d.serve(&mut p, &on[28..], 20, now), Verdict::Pass);
+        // A tenth of a second later, one packet's worth has come back.
+        assert_eq!(d.serve(&mut p, &on, on.len() as u64, now + SEC / 10), Verdict::Pass);
+        assert_eq!(d.serve(&mut p, &on, on.len() as u64, now + SEC / 10), Verdict::Drop);
+        drop(p);
+        let rep = d.report();
+        assert_eq!(rep.ons.len(), 1);
+        let c = rep.ons[0].counters;
+        assert_eq!((c.passed_packets, c.dropped_packets), (3, 4));
+        assert_eq!(c.passed_bytes, 3 * on.len() as u64);
+        assert_eq!((rep.unreserved.passed_packets, rep.unclassified), (2, 1));
+    }
+}
