@@ -19,7 +19,8 @@
 //! tests (no test sleeps or measures the wall clock); the router and the
 //! emulator carry the messages and own the sockets and tunnels. The one
 //! exception is [`store`], which owns SQLite files, because durability is
-//! what two-phase commit and leases are about.
+//! what two-phase commit and leases are about (and [`monitor`]'s
+//! `write_report`, which writes the report it otherwise builds as strings).
 //!
 //! How the pieces fit the paper:
 //!
@@ -42,6 +43,10 @@
 //!   failure cuts an ON.
 //! - [`frer`]: *duplicate suppression* at the egress: IEEE 802.1CB's vector
 //!   recovery algorithm over GRE's sequence numbers.
+//! - [`monitor`]: *VON management*: per-ON throughput, drops, loss and path
+//!   health from the partition's and the recovery's counters, checked
+//!   against a profile with edge-triggered alerts, and a report (Markdown
+//!   and SVG plots).
 //!
 //! **Architecture Invariant:** nothing here panics on untrusted input: bytes
 //! from the wire ([`gre::decode`]) and flow ids in packets
@@ -59,6 +64,7 @@ use serde::{Deserialize, Serialize};
 pub mod frer;
 pub mod gre;
 pub mod lease;
+pub mod monitor;
 pub mod partition;
 pub mod paths;
 pub mod store;
