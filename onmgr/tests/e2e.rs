@@ -4,23 +4,15 @@
 
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use vinet_onmgr::manager::OnStatus;
 use vinet_onmgr::wire::{self, public_hex, Channel, FromRouter, LeaseView, ToRouter};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vinet-onmgr");
-const ROUTERS: [&str; 4] = ["a", "b", "c", "d"];
-/// a-b-d is the shortest path from a to d, a-c-d the other disjoint one.
-const LINKS: [(&str, &str, u64); 4] = [("a", "b", 1), ("b", "d", 1), ("a", "c", 2), ("c", "d", 2)];
-const POLLS: usize = 400;
-const POLL: Duration = Duration::from_millis(50);
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+mod support;
+use support::{free_port, poll, wait_listening, write_network, BIN, POLL, POLLS, ROUTERS};
 
 struct Net {
     dir: PathBuf,
@@ -36,36 +28,7 @@ impl Net {
         let dir = std::env::temp_dir().join(format!("vinet-onmgr-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mpub = wire::generate_key(&dir.join("manager.key")).unwrap();
-        let manager_key = wire::load_key(&dir.join("manager.key")).unwrap();
-        let mut file = String::new();
-        let mut routers = BTreeMap::new();
-        for (k, r) in ROUTERS.iter().enumerate() {
-            let key = dir.join(format!("{r}.key"));
-            let public = wire::generate_key(&key).unwrap();
-            let addr = free_port();
-            file += &format!(
-                "[[router]]\nid = {}\nname = \"{r}\"\naddress = \"{addr}\"\nkey = \"{}\"\ncapacity = {{ bps = 1000000, pps = 1000, units = 10 }}\n\n",
-                k + 1,
-                public_hex(&public)
-            );
-            std::fs::write(
-                dir.join(format!("{r}.toml")),
-                format!(
-                    "id = {}\nlisten = \"{addr}\"\nstore = \"{}\"\nkey = \"{}\"\nmanager_key = \"{}\"\nrefresh_ms = {refresh_ms}\ncapacity = {{ bps = 1000000, pps = 1000, units = 10 }}\n",
-                    k + 1,
-                    dir.join(format!("{r}.db")).display(),
-                    key.display(),
-                    public_hex(&mpub)
-                ),
-            )
-            .unwrap();
-            routers.insert(*r, (addr, None));
-        }
-        for (a, b, w) in LINKS {
-            file += &format!("[[link]]\na = \"{a}\"\nb = \"{b}\"\nweight = {w}\n");
-        }
-        std::fs::write(dir.join("routers.toml"), file).unwrap();
+        let (manager_key, routers) = write_network(&dir, "{ bps = 1000000, pps = 1000, units = 10 }", refresh_ms);
         let mut n = Net { dir, manager_key, manager_addr: free_port(), routers, manager: None, refresh_ms };
         for r in ROUTERS {
             n.start_router(r, None);
@@ -216,20 +179,6 @@ impl Drop for Net {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-fn poll(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..POLLS {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(POLL);
-    }
-    false
-}
-
-fn wait_listening(a: SocketAddr) {
-    assert!(poll(|| TcpStream::connect_timeout(&a, POLL).is_ok()), "nothing listens on {a}");
 }
 
 fn set(names: &[&str]) -> BTreeSet<String> {

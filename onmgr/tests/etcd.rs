@@ -8,40 +8,18 @@
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vinet_onmgr::control::ask;
 use vinet_onmgr::manager::{Control, ControlReply, OnStatus};
-use vinet_onmgr::wire::{self, public_hex, Channel, FromRouter, LeaseView, ToRouter};
+use vinet_onmgr::wire::{self, Channel, FromRouter, LeaseView, ToRouter};
 use vinet_overlay::partition::Resources;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vinet-onmgr");
-const ROUTERS: [&str; 4] = ["a", "b", "c", "d"];
-/// a-b-d is the shortest path from a to d, a-c-d the other disjoint one.
-const LINKS: [(&str, &str, u64); 4] = [("a", "b", 1), ("b", "d", 1), ("a", "c", 2), ("c", "d", 2)];
-const POLLS: usize = 600;
-const POLL: Duration = Duration::from_millis(50);
+mod support;
+use support::{free_port, poll, wait_listening, write_network, BIN, POLL, POLLS, ROUTERS};
 const ASK: Duration = Duration::from_secs(60);
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn poll(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..POLLS {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(POLL);
-    }
-    false
-}
-
-fn wait_listening(a: SocketAddr) {
-    assert!(poll(|| TcpStream::connect_timeout(&a, POLL).is_ok()), "nothing listens on {a}");
-}
 
 /// Kills a child and reaps it.
 fn kill(c: &mut Option<Child>) {
@@ -130,37 +108,8 @@ impl Net {
         std::fs::create_dir_all(&dir).unwrap();
         let etcd = Etcd::start(&dir);
         // One key for every manager: a router answers one manager key.
-        let mpub = wire::generate_key(&dir.join("manager.key")).unwrap();
-        let manager_key = wire::load_key(&dir.join("manager.key")).unwrap();
         let capacity = format!("{{ bps = 100000000, pps = 100000, units = {units} }}");
-        let mut file = String::new();
-        let mut routers = BTreeMap::new();
-        for (k, r) in ROUTERS.iter().enumerate() {
-            let key = dir.join(format!("{r}.key"));
-            let public = wire::generate_key(&key).unwrap();
-            let addr = free_port();
-            file += &format!(
-                "[[router]]\nid = {}\nname = \"{r}\"\naddress = \"{addr}\"\nkey = \"{}\"\ncapacity = {capacity}\n\n",
-                k + 1,
-                public_hex(&public)
-            );
-            std::fs::write(
-                dir.join(format!("{r}.toml")),
-                format!(
-                    "id = {}\nlisten = \"{addr}\"\nstore = \"{}\"\nkey = \"{}\"\nmanager_key = \"{}\"\nrefresh_ms = 30000\ncapacity = {capacity}\n",
-                    k + 1,
-                    dir.join(format!("{r}.db")).display(),
-                    key.display(),
-                    public_hex(&mpub)
-                ),
-            )
-            .unwrap();
-            routers.insert(*r, (addr, None));
-        }
-        for (a, b, w) in LINKS {
-            file += &format!("[[link]]\na = \"{a}\"\nb = \"{b}\"\nweight = {w}\n");
-        }
-        std::fs::write(dir.join("routers.toml"), file).unwrap();
+        let (manager_key, routers) = write_network(&dir, &capacity, 30_000);
         let managers = managers.iter().map(|&id| Manager { id, addr: free_port(), child: None }).collect();
         let mut n = Net { managers, routers, etcd, dir, manager_key };
         for r in ROUTERS {
