@@ -6,7 +6,7 @@ use super::pass::DIRECT_CLIENTS;
 use super::*;
 use crate::packet::LinkType;
 use crate::runner::{NullSink, Runner};
-use crate::vm::tests::{firewall, policy, udp, Asm, BAD, GOOD, ME, OTHER};
+use crate::vm::tests::{firewall, policy, udp, xorshift, Asm, BAD, GOOD, ME, OTHER};
 use crate::window::{FrameMeta, Sink, WindowConfig};
 use vinet_checker::bytecode::{Class, Insn, Ty};
 
@@ -231,13 +231,7 @@ fn packet_local_plans_agree_with_the_vm() {
     tight.header.lifetime_secs += 1;
     // Bound 5: a bucket with one packet from BAD costs 1 + 2 + 1, two cost 8.
     let tight = Arc::new(Program::unchecked(tight, 5, &policy()));
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let mut ds = [Dispatch::new(256), Dispatch::new(256)];
     ds[1].fast_paths = false;
     ds[1].machine.interpret_only = true;
@@ -314,13 +308,8 @@ fn odd_chain() -> Arc<Program> {
 /// chain plan does with THIS_IP = the packet's destination.
 #[test]
 fn direct_plans_decide_as_the_chain_plan() {
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng as u32
-    };
+    let mut rng = xorshift(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng() as u32;
     for (program, param) in [(fw(), BAD), (fw(), 0x0a00_0007), (odd_chain(), BAD), (odd_chain(), 0x0a00_0007)] {
         let inst = program.instantiate(&[Const::Addr(param)]).unwrap();
         let plan = DirectPlan::of(&inst).expect("a chain");
@@ -348,17 +337,11 @@ fn direct_plans_decide_as_the_chain_plan() {
 fn exact_index_agrees_with_a_map() {
     let mut ix = ExactIndex::new();
     let mut map = std::collections::HashMap::new();
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for step in 0..40_000u32 {
         // Few distinct keys, many of them sharing home slots.
         let key = (next() % 3000) as u32 * if step % 2 == 0 { 1 } else { 1 << 20 };
-        if next() % 3 == 0 {
+        if next().is_multiple_of(3) {
             assert_eq!(ix.remove(key).map(|s| s.d), map.remove(&key), "step {step}");
         } else if let std::collections::hash_map::Entry::Vacant(e) = map.entry(key) {
             e.insert(step);
@@ -551,13 +534,7 @@ fn port_plans_agree_with_the_vm_in_the_table() {
         p.client = ClientKind::EdgeRouter;
         Arc::new(Program::unchecked(a.module(Class::Filtering), 256 * 3, &p))
     };
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut ds = [Dispatch::new(256), Dispatch::new(256)];
     ds[1].fast_paths = false;
     ds[1].machine.interpret_only = true;
@@ -608,13 +585,7 @@ fn port_plans_agree_with_the_vm_in_the_table() {
 #[test]
 fn direct_plans_of_port_chains_decide_as_the_chain_plan() {
     use crate::vm::transport_tests::port_firewall;
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let p = Arc::new(Program::unchecked(port_firewall(), 256 * 6, &policy()));
     for (params, some) in
         [(vec![], true), (vec![Const::Addr(GOOD), Const::Num(53)], true), (vec![Const::Addr(BAD), Const::Num(1 << 20)], false)]
@@ -624,7 +595,7 @@ fn direct_plans_of_port_chains_decide_as_the_chain_plan() {
         assert_eq!(plan.len, 3, "GBS and the two narrowings after the leading GBD");
         let mut w = Window::new();
         for _ in 0..5000 {
-            let dst = if next() % 2 == 0 { ME } else { next() as u32 };
+            let dst = if next().is_multiple_of(2) { ME } else { next() as u32 };
             let src = [BAD, GOOD, dst][(next() % 3) as usize];
             w.push(LinkType::Raw, 0, 0, &transport_frame(&mut next, src, dst));
         }

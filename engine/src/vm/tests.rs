@@ -47,6 +47,16 @@ pub(crate) fn metered_policy() -> Policy {
     }
 }
 
+/// A deterministic xorshift64 from `seed` (the tests' random windows and installs).
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 /// A tiny module assembler.
 #[derive(Default)]
 pub(crate) struct Asm {

@@ -5,7 +5,7 @@
 //! data offsets below 5; their metering against the condition generator's
 //! certified complexity; the packet-local plans against the interpreter.
 
-use super::tests::{metered_policy, policy, Asm, BAD, GOOD, ME, OTHER};
+use super::tests::{metered_policy, policy, xorshift, Asm, BAD, GOOD, ME, OTHER};
 use super::*;
 use crate::packet::tests::{ipv4_bytes, tcp_bytes_with, udp_bytes};
 use crate::packet::LinkType;
@@ -537,13 +537,7 @@ fn random_window(next: &mut impl FnMut() -> u64, n: usize) -> Win {
 /// with parameters bound, and at a bound that makes runs fault.
 #[test]
 fn port_plans_agree_with_the_interpreter() {
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let fw = Arc::new(Program::unchecked(port_firewall(), 256 * 6, &policy()));
     let mixed_plan = Arc::new(Program::unchecked(flags_and_ports(), 256 * 5, &policy()));
     let tight = Arc::new(Program::unchecked(port_firewall(), 12, &policy()));
@@ -642,16 +636,10 @@ fn the_example_port_firewall_is_a_chain() {
 fn field_bits_agree_with_the_field_of_each_packet() {
     use super::bits::{field_bits, FieldTest};
     use crate::window::{ColumnSlices, View};
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     for len in [0usize, 1, 7, 63, 64, 65, 127, 128, 200] {
         let proto: Vec<u8> = (0..len).map(|_| [TCP, UDP, ICMP, 47][(next() % 4) as usize]).collect();
-        let has_ports: Vec<bool> = proto.iter().map(|&p| (p == TCP || p == UDP) && next() % 4 != 0).collect();
+        let has_ports: Vec<bool> = proto.iter().map(|&p| (p == TCP || p == UDP) && !next().is_multiple_of(4)).collect();
         let sport: Vec<u16> = (0..len).map(|_| [0, 25, 53, 65_535, next() as u16][(next() % 5) as usize]).collect();
         let dport: Vec<u16> = (0..len).map(|_| [0, 25, 53, 65_535, next() as u16][(next() % 5) as usize]).collect();
         let tcp_flags: Vec<u8> = (0..len).map(|i| if proto[i] == TCP && has_ports[i] { next() as u8 } else { 0 }).collect();
