@@ -368,6 +368,13 @@ impl Run<'_, '_> {
     /// Group the packets of `set` by destination or source.
     fn group(&mut self, dst: Reg, set: Reg, by_dst: bool) {
         let col = if by_dst { self.v.dst } else { self.v.src };
+        self.group_by(dst, set, |pos| Some(col[pos]));
+    }
+
+    /// Group the packets of `set` by `key`: groups in the order their keys
+    /// first occur, members in arrival order; a packet whose key is `None` is
+    /// in no group.
+    fn group_by(&mut self, dst: Reg, set: Reg, key: impl Fn(usize) -> Option<u32>) {
         let (so, nw, gi) = (self.so(set), self.m.words_per_set, self.idx(dst));
         let n_in = self.card(set) as usize;
         let Machine { sets, groups, table, member_group, member_pos, .. } = &mut *self.m;
@@ -377,7 +384,7 @@ impl Run<'_, '_> {
         member_group.clear();
         member_pos.clear();
         for_each_bit(&sets[so..so + nw], |pos| {
-            let key = col[pos];
+            let Some(key) = key(pos) else { return };
             let (id, new) = table.get_or_insert(u64::from(key), g.keys.len() as u32);
             if new {
                 g.keys.push(key);
@@ -406,32 +413,10 @@ impl Run<'_, '_> {
     }
 
     /// Group the packets of `set` that have `field` by its value, as
-    /// [`Run::group`] groups by address: groups in the order their keys
-    /// first occur, members in arrival order; packets without the field are
-    /// in no group.
+    /// [`Run::group`] groups by address; packets without the field are in no group.
     fn group_field(&mut self, dst: Reg, set: Reg, field: Field) {
-        let (so, nw, gi) = (self.so(set), self.m.words_per_set, self.idx(dst));
-        let n_in = self.card(set) as usize;
         let v = self.v;
-        let Machine { sets, groups, table, member_group, member_pos, .. } = &mut *self.m;
-        let g = &mut groups[gi];
-        g.keys.clear();
-        table.reset(n_in);
-        member_group.clear();
-        member_pos.clear();
-        for_each_bit(&sets[so..so + nw], |pos| {
-            let key = v.field(field, pos);
-            if key == ABSENT {
-                return;
-            }
-            let (id, new) = table.get_or_insert(u64::from(key), g.keys.len() as u32);
-            if new {
-                g.keys.push(key);
-            }
-            member_group.push(id);
-            member_pos.push(pos as u32);
-        });
-        counting_sort(g, member_group, member_pos);
+        self.group_by(dst, set, |pos| Some(v.field(field, pos)).filter(|&k| k != ABSENT));
     }
 
     /// DISTINCT_DESTINATION_PORTS: distinct destination ports among the
