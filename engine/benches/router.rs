@@ -338,6 +338,16 @@ impl Buffer {
     }
 }
 
+/// 64 lanes of 0 or 1 as a bit mask (lane j is bit j), eight lanes a multiply.
+fn lane_bits(lanes: &[u8; 64]) -> u64 {
+    let mut b = 0u64;
+    for (j, e) in lanes.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+        b |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
+    }
+    b
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -455,11 +465,7 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
                 for (o, (&s, &d)) in lanes.iter_mut().zip(s.iter().zip(d)) {
                     *o = u8::from(s == BAD) & u8::from(d == X);
                 }
-                let mut b = 0u64;
-                for (j, e) in lanes.chunks_exact(8).enumerate() {
-                    let x = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
-                    b |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
-                }
+                let b = lane_bits(&lanes);
                 bits[k] = b;
             }
             drops += bits.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
@@ -607,11 +613,7 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
                 for (o, &x) in l.iter_mut().zip(&dport[base..end]) {
                     *o &= u8::from(x == TCP_DPORT);
                 }
-                let mut m = 0u64;
-                for (j, e) in lanes.chunks_exact(8).enumerate() {
-                    let x = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
-                    m |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
-                }
+                let m = lane_bits(&lanes);
                 bits[k] = m;
             }
             drops += bits.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
