@@ -29,8 +29,9 @@
 //! elapsed" holds however slow the machine is):
 //!
 //! - over its contract, on an idle router, an ON is dropped down to it;
-//! - paced well under its contract, it loses nothing;
-//! - another key (no ON) passes through the unreserved share;
+//! - paced well under its contract, it loses nothing, and leaves R with the
+//!   ON mark (`[overlay] mark`) for an egress qdisc to give it priority;
+//! - another key (no ON) passes through the unreserved share, unmarked;
 //! - vinetd killed and restarted within the lease (the manager gone, so
 //!   nothing re-sends it): the partition is in force again, from the store;
 //! - with the manager gone, the lease lapses and the partition is gone: the
@@ -61,6 +62,8 @@ const BPS: u64 = 10_000_000;
 const BURST_PACKETS: u64 = PPS / 10;
 /// The lease refresh period: L = 5.25 R = 21 s.
 const REFRESH_MS: u64 = 4_000;
+/// The mark vinetd sets on what a reservation passes (`[overlay] mark`).
+const MARK: u32 = 0x10;
 
 /// The `vinet-onmgr` binary, built beside vinetd (same target directory).
 fn onmgr_bin() -> PathBuf {
@@ -164,6 +167,27 @@ impl World {
         let key = |k: u32| format!("ip protocol gre @th,32,32 {k}");
         count_arrivals(&self.r, &[("k1_in", &key(k1)), ("k2_in", &key(k2))]).unwrap();
         count_arrivals(&self.b, &[("k1", &key(k1)), ("k2", &key(k2))]).unwrap();
+    }
+
+    /// Fresh counters at R's postrouting: GRE packets of each key leaving
+    /// R with the ON mark vinetd sets on what a reservation passed.
+    fn reset_marks(&self, k1: u32, k2: u32) {
+        let rule = |k: u32, name: &str| format!("        meta mark {MARK} ip protocol gre @th,32,32 {k} counter name {name}\n");
+        let script = format!(
+            "table inet marks {{}}\ndelete table inet marks\ntable inet marks {{\n    counter m1 {{}}\n    counter m2 {{}}\n    chain out {{\n        type filter hook postrouting priority 0; policy accept;\n{}{}    }}\n}}\n",
+            rule(k1, "m1"),
+            rule(k2, "m2")
+        );
+        let mut c = Command::new("ip").args(["netns", "exec", &self.r, "nft", "-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success(), "nft refused the marks table:\n{script}");
+    }
+
+    /// Packets counted by [`World::reset_marks`]'s counter `name`.
+    fn marked(&self, name: &str) -> u64 {
+        let o = Command::new("ip").args(["netns", "exec", &self.r, "nft", "list", "counter", "inet", "marks", name]).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split_whitespace().skip_while(|w| *w != "packets").nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{out}"))
     }
 
     /// `count` GRE packets of key `key` from A to B, back to back or at
@@ -270,7 +294,7 @@ fn overlay_networks_on_vinetd() {
     routers += "[[link]]\na = \"a\"\nb = \"r\"\n\n[[link]]\na = \"r\"\nb = \"b\"\n";
     std::fs::write(env.dir.path("routers.toml"), routers).unwrap();
     let overlay = format!(
-        "\n[overlay]\nnode = 2\nlisten = \"127.0.0.1:7403\"\nmanager_key = \"{}\"\nkey = \"{}\"\nstore = \"{}\"\nrefresh_ms = {REFRESH_MS}\n{cap}\nunreserved = {{ burst_bytes = 1000000, burst_packets = 1000 }}\n",
+        "\n[overlay]\nnode = 2\nlisten = \"127.0.0.1:7403\"\nmanager_key = \"{}\"\nkey = \"{}\"\nstore = \"{}\"\nrefresh_ms = {REFRESH_MS}\n{cap}\nunreserved = {{ burst_bytes = 1000000, burst_packets = 1000 }}\nmark = {MARK}\n",
         env.p("manager.pub"),
         env.p("r.key"),
         env.p("overlay.db")
@@ -332,6 +356,7 @@ fn overlay_networks_on_vinetd() {
     // up in bursts after a stall; the bucket holds 100 ms of the rate, so a
     // stall of up to half a second costs nothing.)
     w.reset_counts(k1, k2);
+    w.reset_marks(k1, k2);
     let (p0, d0) = w.on(k1);
     w.flood(k1, 300, Some(PPS / 5));
     wait_for("B to receive the paced traffic", HANG, || arrivals(&w.b, "k1") >= arrivals(&w.r, "k1_in") && arrivals(&w.r, "k1_in") > 0);
@@ -341,6 +366,7 @@ fn overlay_networks_on_vinetd() {
     eprintln!("at a fifth of the contract: {n} packets of the ON at R, {} passed, {} dropped, {at_b} at B", p1 - p0, d1 - d0);
     assert_eq!(n, 300, "every paced packet reached R");
     assert_eq!((p1 - p0, d1 - d0, at_b), (300, 0, 300), "under its contract an ON loses nothing");
+    assert_eq!(w.marked("m1"), 300, "what the reservation passed leaves R with the ON mark");
 
     // 3. Another key, of no ON: the unreserved share serves it.
     let (u0, ud0) = w.unreserved();
@@ -353,6 +379,7 @@ fn overlay_networks_on_vinetd() {
     let (n2, at_b2) = (arrivals(&w.r, "k2_in"), arrivals(&w.b, "k2"));
     eprintln!("key {k2} (no ON): {n2} packets at R, {} passed by the unreserved share, {} dropped, {at_b2} at B", u1 - u0, ud1 - ud0);
     assert_eq!((n2, u1 - u0, ud1 - ud0, at_b2), (500, 500, 0, 500));
+    assert_eq!(w.marked("m2"), 0, "what the unreserved share passed is not marked");
     assert!(!w.page().contains(&format!("on=\"{k2}\"")), "no ON for key {k2}");
     assert_eq!(w.on(k1), (p1, d1), "the ON's counters did not move");
 

@@ -83,6 +83,8 @@ struct RawOverlay {
     unreserved: RawUnreserved,
     #[serde(default = "d_refresh_ms")]
     refresh_ms: u64,
+    #[serde(default)]
+    mark: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -311,6 +313,11 @@ pub struct OverlayConfig {
     /// The manager's refresh period R in ms: a lease not refreshed within
     /// 5.25 R lapses (RFC 2205's lifetime).
     pub refresh_ms: u64,
+    /// The netfilter mark the ON lane sets on the packets that an ON's
+    /// reservation passes (none if absent): the operator's egress qdisc
+    /// gives that mark priority (a `fw` filter to a `prio` band), so that a
+    /// policed ON also gets its rate on a congested link.
+    pub mark: Option<u32>,
 }
 
 /// The manager's public key from a file: 64 hex digits, as `vinet-onmgr
@@ -583,6 +590,15 @@ impl Config {
                     unreserved_burst_bytes: o.unreserved.burst_bytes,
                     unreserved_burst_packets: o.unreserved.burst_packets,
                     refresh_ms: o.refresh_ms,
+                    mark: match o.mark {
+                        Some(m) if m & crate::live::hooks::HOOK_BITS != 0 || m == 0 => {
+                            return Err(err(format!(
+                                "[overlay] mark = 0x{m:x}: expected a nonzero mark clear of vinetd's own bits (0x{:x})",
+                                crate::live::hooks::HOOK_BITS
+                            )))
+                        }
+                        m => m,
+                    },
                 })
             }
         };
@@ -731,6 +747,11 @@ mod tests {
         assert!(e(&format!("{base}{}", section.replace("manager.pub", "manager.key"))).contains("is a secret key"));
         assert!(e(&format!("{base}{}", section.replace("pps = 10", "pps = 0"))).contains("bps and pps must be positive"));
         assert!(e(&format!("{base}{section}colour = 1\n")).contains("unknown field"));
+        assert_eq!(o.mark, None);
+        assert_eq!(Config::parse(&format!("{base}{section}mark = 16\n"), &dir).unwrap().overlay.unwrap().mark, Some(16));
+        for bad in ["0", "0x40000000", "0x10000001"] {
+            assert!(e(&format!("{base}{section}mark = {bad}\n")).contains("clear of vinetd's own bits"), "{bad}");
+        }
         let nfq = base.replace("mode = \"none\"", "mode = \"nfqueue\"").replace("hooks = true", "hooks = false");
         assert!(nfq.contains("hooks = false"));
         assert!(e(&format!("{nfq}{section}")).contains("[overlay] needs vinetd's own hooks"));

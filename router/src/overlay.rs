@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use vinet_onmgr::router::{RouterConfig, RouterServer, Stats};
 use vinet_overlay::lease::{LeaseConfig, LeaseTable};
-use vinet_overlay::partition::{Counters, Partition, PartitionConfig, Reservation, Resources, Standing, Verdict};
+use vinet_overlay::partition::{Counters, Packet, Partition, PartitionConfig, Reservation, Resources, Standing, Verdict};
 use vinet_overlay::FlowId;
 
 use crate::config::OverlayConfig;
@@ -52,12 +52,25 @@ pub struct DataPlane {
     /// GRE packets that do not decode as ON packets (no key, malformed):
     /// outside every ON, served by the unreserved share.
     unclassified: AtomicU64,
+    /// The netfilter mark set on the packets an ON's reservation passes
+    /// (`[overlay] mark`), for an egress qdisc to give them priority.
+    mark: Option<u32>,
 }
 
 impl DataPlane {
-    /// An empty data plane of this capacity.
-    pub fn new(config: PartitionConfig) -> DataPlane {
-        DataPlane { partition: Mutex::new(Partition::new(config, mono_ns())), expiry: Mutex::new(vec![]), unclassified: AtomicU64::new(0) }
+    /// An empty data plane of this capacity, marking what reservations pass with `mark`.
+    pub fn new(config: PartitionConfig, mark: Option<u32>) -> DataPlane {
+        DataPlane {
+            partition: Mutex::new(Partition::new(config, mono_ns())),
+            expiry: Mutex::new(vec![]),
+            unclassified: AtomicU64::new(0),
+            mark,
+        }
+    }
+
+    /// The mark for packets a reservation passes, if one is configured.
+    pub fn mark(&self) -> Option<u32> {
+        self.mark
     }
 
     /// The partition, for a batch of packets ([`DataPlane::serve`]).
@@ -69,11 +82,18 @@ impl DataPlane {
     /// classified by its GRE key, then within its ON's reservation, or the
     /// unreserved share's if it is of no ON in force. O(1), no allocation.
     pub fn serve(&self, partition: &mut Partition, packet: &[u8], len: u64, now_ns: u64) -> Verdict {
+        let p = self.classify(packet, len);
+        partition.serve(p.flow, p.bytes, now_ns)
+    }
+
+    /// One IPv4 packet of `len` bytes for [`Partition::serve_batch`]: its
+    /// ON by its GRE key (counted as unclassified if it has none).
+    pub fn classify(&self, packet: &[u8], len: u64) -> Packet {
         let flow = vinet_overlay::gre::classify_ipv4(packet);
         if flow.is_none() {
             self.unclassified.fetch_add(1, Ordering::Relaxed);
         }
-        partition.serve(flow, len, now_ns)
+        Packet { flow, bytes: len }
     }
 
     /// Brings the mirror in step with the participant's lease table:
@@ -187,7 +207,7 @@ impl Overlay {
         };
         let lease = LeaseConfig::new(cfg.refresh_ms.saturating_mul(1_000_000)).map_err(|e| format!("[overlay] refresh_ms: {e}"))?;
         let key = vinet_onmgr::wire::load_key(&cfg.key).map_err(|e| format!("[overlay] key: {e}"))?;
-        let data = Arc::new(DataPlane::new(partition));
+        let data = Arc::new(DataPlane::new(partition, cfg.mark));
         let observer = {
             let data = Arc::clone(&data);
             Arc::new(move |t: &LeaseTable| data.sync(t))
@@ -201,7 +221,12 @@ impl Overlay {
             partition,
             lease,
             sweep_every: Duration::from_millis(cfg.refresh_ms.clamp(10, 1_000) / 2),
-            crash_at: None,
+            // The participant's crash points (`vinet-onmgr router`'s), for
+            // fault-injection runs; unset, none.
+            crash_at: match std::env::var("VINET_ONMGR_ROUTER_CRASH_AT") {
+                Ok(v) => Some(v.parse().map_err(|e| format!("VINET_ONMGR_ROUTER_CRASH_AT: {e}"))?),
+                Err(_) => None,
+            },
         };
         let server = vinet_onmgr::router::serve_observed(rc, observer).map_err(|e| format!("[overlay] participant server: {e}"))?;
         tracing::info!(participant = %server.addr(), ons = data.lock().len(), "overlay: participant server listening");
@@ -373,7 +398,7 @@ mod tests {
 
     #[test]
     fn the_mirror_follows_prepare_commit_abort_and_lapse() {
-        let d = DataPlane::new(config());
+        let d = DataPlane::new(config(), None);
         let mut t = table();
         let r = Reservation::new(Resources { bps: 100_000, pps: 10, units: 1 }, 1_500, 2).unwrap();
         t.hold(FlowId(7), r, 2 * SEC, 0).unwrap();
@@ -397,7 +422,7 @@ mod tests {
 
     #[test]
     fn packets_are_served_by_their_key_strictly() {
-        let d = DataPlane::new(config());
+        let d = DataPlane::new(config(), None);
         let mut t = table();
         // Two packets of burst, and a rate of 10 packets a second.
         let r = Reservation::new(Resources { bps: 1_000_000 / 2, pps: 10, units: 1 }, 10_000, 2).unwrap();

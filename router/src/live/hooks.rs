@@ -73,6 +73,9 @@ pub const OVERLAY_MARK: u32 = 0x4000_0000;
 /// Every bit of the mark vinetd sets (it keeps the others); with
 /// `[overlay]`, [`OVERLAY_MARK`] too.
 const OURS: u32 = LOCAL_MARK | WINDOW_MARK | SHARD_MASK;
+/// Every bit vinetd's hooks use, [`OVERLAY_MARK`] included: an operator's
+/// mark (`[overlay] mark`) must be clear of them.
+pub const HOOK_BITS: u32 = OURS | OVERLAY_MARK;
 
 /// The mark of windowed lane `k`'s packets.
 fn window_mark(k: u16) -> u32 {

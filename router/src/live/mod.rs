@@ -890,7 +890,7 @@ impl Lane {
             }
         }
         if let (Some(id), true) = (last, accepted) {
-            if q.accept_through(id).is_err() {
+            if q.accept_through(id, None).is_err() {
                 self.stats.verdict_errors += 1;
             }
         }

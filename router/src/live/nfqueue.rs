@@ -42,6 +42,7 @@ const NFQNL_MSG_CONFIG: u16 = 2;
 const NFQNL_MSG_VERDICT_BATCH: u16 = 3;
 const NFQA_PACKET_HDR: u16 = 1;
 const NFQA_VERDICT_HDR: u16 = 2;
+const NFQA_MARK: u16 = 3;
 const NFQA_PAYLOAD: u16 = 10;
 const NFQA_CAP_LEN: u16 = 13;
 const NFQA_CFG_CMD: u16 = 1;
@@ -258,7 +259,7 @@ impl NfQueue {
                 }
             }
             if let Some((id, ..)) = parse_packet(msg) {
-                self.verdict_msg(NFQNL_MSG_VERDICT, id, NF_REPEAT)?;
+                self.verdict_msg(NFQNL_MSG_VERDICT, id, NF_REPEAT, None)?;
             }
         }
         Err(io::Error::other("the kernel did not acknowledge the NFQUEUE configuration"))
@@ -339,23 +340,41 @@ impl NfQueue {
         self.bufs.get(q.slot as usize).and_then(|b| b.get(q.start as usize..(q.start + q.len) as usize)).unwrap_or(&[])
     }
 
-    fn verdict_msg(&mut self, kind: u16, id: u32, verdict: u32) -> io::Result<()> {
-        let mut m = self.header(kind, 0);
-        let mut v = verdict.to_be_bytes().to_vec();
-        v.extend_from_slice(&id.to_be_bytes());
-        attr(&mut m, NFQA_VERDICT_HDR, &v);
+    fn verdict_msg(&mut self, kind: u16, id: u32, verdict: u32, mark: Option<u32>) -> io::Result<()> {
+        let m = self.verdict_bytes(kind, id, verdict, mark);
         self.send(m)
+    }
+
+    /// A verdict message.
+    fn verdict_bytes(&mut self, kind: u16, id: u32, verdict: u32, mark: Option<u32>) -> Vec<u8> {
+        let mut m = self.header(kind, 0);
+        m.extend_from_slice(&verdict_attrs(id, verdict, mark));
+        m
     }
 
     /// The verdict on one packet.
     pub fn verdict(&mut self, id: u32, accept: bool) -> io::Result<()> {
-        self.verdict_msg(NFQNL_MSG_VERDICT, id, if accept { NF_ACCEPT } else { NF_DROP })
+        self.verdict_msg(NFQNL_MSG_VERDICT, id, if accept { NF_ACCEPT } else { NF_DROP }, None)
     }
 
-    /// Accept every packet still waiting for its verdict whose id is at most `id`.
-    pub fn accept_through(&mut self, id: u32) -> io::Result<()> {
-        self.verdict_msg(NFQNL_MSG_VERDICT_BATCH, id, NF_ACCEPT)
+    /// Accept every packet still waiting for its verdict whose id is at most
+    /// `id`, setting its netfilter mark to `mark` if one is given.
+    pub fn accept_through(&mut self, id: u32, mark: Option<u32>) -> io::Result<()> {
+        self.verdict_msg(NFQNL_MSG_VERDICT_BATCH, id, NF_ACCEPT, mark)
     }
+}
+
+/// A verdict's attributes: the verdict header (verdict, packet id), then
+/// the mark if one is set (the kernel sets the packet's mark to it).
+fn verdict_attrs(id: u32, verdict: u32, mark: Option<u32>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(20);
+    let mut v = verdict.to_be_bytes().to_vec();
+    v.extend_from_slice(&id.to_be_bytes());
+    attr(&mut m, NFQA_VERDICT_HDR, &v);
+    if let Some(mark) = mark {
+        attr(&mut m, NFQA_MARK, &mark.to_be_bytes());
+    }
+    m
 }
 
 /// A packet message: (packet id, payload offset, payload length, original length).
@@ -409,6 +428,18 @@ mod tests {
         let len = m.len() as u32;
         m[..4].copy_from_slice(&len.to_ne_bytes());
         m
+    }
+
+    /// A verdict carries the mark only when one is given, as NFQA_MARK
+    /// (big-endian, after the verdict header).
+    #[test]
+    fn verdicts_carry_the_mark_when_given() {
+        let read = |m: &[u8]| attrs(m).map(|(k, v)| (k, v.to_vec())).collect::<Vec<_>>();
+        let plain = read(&verdict_attrs(7, NF_ACCEPT, None));
+        assert_eq!(plain, vec![(NFQA_VERDICT_HDR, [1u32.to_be_bytes(), 7u32.to_be_bytes()].concat())]);
+        let marked = read(&verdict_attrs(7, NF_ACCEPT, Some(0x10)));
+        assert_eq!(marked.len(), 2);
+        assert_eq!(marked[1], (NFQA_MARK, 0x10u32.to_be_bytes().to_vec()));
     }
 
     #[test]

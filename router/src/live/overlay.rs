@@ -6,10 +6,14 @@
 //! by the unreserved share.
 //!
 //! Per batch: one read (up to `nfqueue::BATCH` packets), one lock of the
-//! data plane for all of them, then the drops one by one and a single
-//! verdict that accepts the rest. Per packet: a GRE decode of fixed size, a
-//! hash lookup and two token buckets; nothing is allocated (the verdicts
-//! are kept in a fixed array).
+//! data plane for all of them (`Partition::serve_batch`, which overlaps the
+//! batch's lookups), then the drops one by one and a single verdict that
+//! accepts the rest. With `[overlay] mark`, what a reservation passed is
+//! accepted with that mark (the rest of the passed, served by the
+//! unreserved share, one by one without it first), so that an egress qdisc
+//! can give the ONs priority. Per packet: a GRE decode of fixed size, a
+//! hash lookup and two token buckets; nothing is allocated (packets and
+//! verdicts are kept in fixed arrays).
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use vinet_overlay::partition::Verdict;
+use vinet_overlay::partition::{Packet, Served, Verdict};
 
 use super::nfqueue::{self, NfQueue};
 use crate::overlay::{mono_ns, DataPlane};
@@ -82,7 +86,9 @@ impl Drop for OverlayLane {
 
 fn run(rx: Receiver<Command>, mut q: NfQueue, wake: std::os::unix::net::UnixDatagram, data: &DataPlane, stats: &LaneStats) {
     let mut batch = Vec::with_capacity(nfqueue::BATCH);
-    let mut verdicts = [Verdict::Pass; nfqueue::BATCH];
+    let mut packets = [Packet::default(); nfqueue::BATCH];
+    let mut verdicts = [Served::default(); nfqueue::BATCH];
+    let mark = data.mark();
     let mut drain = [0u8; 64];
     loop {
         loop {
@@ -116,28 +122,32 @@ fn run(rx: Receiver<Command>, mut q: NfQueue, wake: std::os::unix::net::UnixData
                 break;
             }
             stats.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            {
-                let mut p = data.lock();
-                let now = mono_ns();
-                for (m, v) in batch.iter().zip(verdicts.iter_mut()) {
-                    *v = data.serve(&mut p, q.payload(m), u64::from(m.original_len), now);
-                }
+            let n = batch.len();
+            for (p, m) in packets.iter_mut().zip(batch.iter()) {
+                *p = data.classify(q.payload(m), u64::from(m.original_len));
             }
-            // Drops one by one, then one verdict for the rest (every packet
-            // of this queue up to the batch's last id has had its verdict).
-            let mut last_pass = None;
+            data.lock().serve_batch(&packets[..n], mono_ns(), &mut verdicts);
+            // Drops (and, with a mark, the unmarked passes) one by one, then
+            // one verdict for the rest: every packet of this queue up to the
+            // batch's last id has had its verdict.
+            let mut last = None;
             for (m, v) in batch.iter().zip(verdicts.iter()) {
-                match v {
-                    Verdict::Drop => {
-                        if q.verdict(m.id, false).is_err() {
+                let alone = match v.verdict {
+                    Verdict::Drop => Some(false),
+                    Verdict::Pass if mark.is_some() && !v.reserved => Some(true),
+                    Verdict::Pass => None,
+                };
+                match alone {
+                    Some(accept) => {
+                        if q.verdict(m.id, accept).is_err() {
                             stats.verdict_errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    Verdict::Pass => last_pass = Some(m.id),
+                    None => last = Some(m.id),
                 }
             }
-            if let Some(id) = last_pass {
-                if q.accept_through(id).is_err() {
+            if let Some(id) = last {
+                if q.accept_through(id, mark).is_err() {
                     stats.verdict_errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
