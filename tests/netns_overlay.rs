@@ -28,7 +28,8 @@
 //! refill, measured around the traffic, so that "at most burst + rate x
 //! elapsed" holds however slow the machine is):
 //!
-//! - over its contract, on an idle router, an ON is dropped down to it;
+//! - over its contract, on an idle router, an ON is dropped down to it, and
+//!   vinetd's VON monitor raises an alert;
 //! - paced well under its contract, it loses nothing, and leaves R with the
 //!   ON mark (`[overlay] mark`) for an egress qdisc to give it priority;
 //! - another key (no ON) passes through the unreserved share, unmarked;
@@ -294,7 +295,7 @@ fn overlay_networks_on_vinetd() {
     routers += "[[link]]\na = \"a\"\nb = \"r\"\n\n[[link]]\na = \"r\"\nb = \"b\"\n";
     std::fs::write(env.dir.path("routers.toml"), routers).unwrap();
     let overlay = format!(
-        "\n[overlay]\nnode = 2\nlisten = \"127.0.0.1:7403\"\nmanager_key = \"{}\"\nkey = \"{}\"\nstore = \"{}\"\nrefresh_ms = {REFRESH_MS}\n{cap}\nunreserved = {{ burst_bytes = 1000000, burst_packets = 1000 }}\nmark = {MARK}\n",
+        "\n[overlay]\nnode = 2\nlisten = \"127.0.0.1:7403\"\nmanager_key = \"{}\"\nkey = \"{}\"\nstore = \"{}\"\nrefresh_ms = {REFRESH_MS}\n{cap}\nunreserved = {{ burst_bytes = 1000000, burst_packets = 1000 }}\nmark = {MARK}\nsample_ms = 200\n",
         env.p("manager.pub"),
         env.p("r.key"),
         env.p("overlay.db")
@@ -351,6 +352,9 @@ fn overlay_networks_on_vinetd() {
 
     // 1. Over the contract on an idle router: dropped down to it.
     let first = w.over_contract(k1, k2, "over contract");
+    // The VON monitor saw it: an alert raised for drops over contract.
+    wait_for("the VON monitor to raise an alert", HANG, || w.metric("vinet_overlay_alerts_raised_total") >= 1);
+    eprintln!("VON alerts raised: {}", w.metric("vinet_overlay_alerts_raised_total"));
 
     // 2. Paced at a fifth of the contract: nothing lost. (The sender catches
     // up in bursts after a stall; the bucket holds 100 ms of the rate, so a

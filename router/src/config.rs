@@ -85,6 +85,18 @@ struct RawOverlay {
     refresh_ms: u64,
     #[serde(default)]
     mark: Option<u32>,
+    #[serde(default = "d_alert_drop_fraction")]
+    alert_drop_fraction: f64,
+    #[serde(default = "d_sample_ms")]
+    sample_ms: u64,
+}
+
+fn d_alert_drop_fraction() -> f64 {
+    0.01
+}
+
+fn d_sample_ms() -> u64 {
+    1_000
 }
 
 #[derive(Deserialize)]
@@ -318,6 +330,11 @@ pub struct OverlayConfig {
     /// gives that mark priority (a `fw` filter to a `prio` band), so that a
     /// policed ON also gets its rate on a congested link.
     pub mark: Option<u32>,
+    /// The VON monitor alerts when more than this fraction of an ON's
+    /// packets are dropped over contract in a sampling period.
+    pub alert_drop_fraction: f64,
+    /// The VON monitor's sampling period, milliseconds.
+    pub sample_ms: u64,
 }
 
 /// The manager's public key from a file: 64 hex digits, as `vinet-onmgr
@@ -590,6 +607,14 @@ impl Config {
                     unreserved_burst_bytes: o.unreserved.burst_bytes,
                     unreserved_burst_packets: o.unreserved.burst_packets,
                     refresh_ms: o.refresh_ms,
+                    alert_drop_fraction: match o.alert_drop_fraction {
+                        f if (0.0..=1.0).contains(&f) => f,
+                        f => return Err(err(format!("[overlay] alert_drop_fraction = {f}: expected a fraction from 0 to 1"))),
+                    },
+                    sample_ms: match o.sample_ms {
+                        0 => return Err(err("[overlay] sample_ms: expected a positive number of milliseconds".into())),
+                        ms => ms,
+                    },
                     mark: match o.mark {
                         Some(m) if m & crate::live::hooks::HOOK_BITS != 0 || m == 0 => {
                             return Err(err(format!(
@@ -749,6 +774,9 @@ mod tests {
         assert!(e(&format!("{base}{section}colour = 1\n")).contains("unknown field"));
         assert_eq!(o.mark, None);
         assert_eq!(Config::parse(&format!("{base}{section}mark = 16\n"), &dir).unwrap().overlay.unwrap().mark, Some(16));
+        assert_eq!((o.alert_drop_fraction, o.sample_ms), (0.01, 1_000));
+        assert!(e(&format!("{base}{section}alert_drop_fraction = 1.5\n")).contains("expected a fraction"));
+        assert!(e(&format!("{base}{section}sample_ms = 0\n")).contains("sample_ms"));
         for bad in ["0", "0x40000000", "0x10000001"] {
             assert!(e(&format!("{base}{section}mark = {bad}\n")).contains("clear of vinetd's own bits"), "{bad}");
         }

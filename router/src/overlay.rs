@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use vinet_onmgr::router::{RouterConfig, RouterServer, Stats};
 use vinet_overlay::lease::{LeaseConfig, LeaseTable};
+use vinet_overlay::monitor::{AlertKind, Event, Monitor, OnProfile, Sample};
 use vinet_overlay::partition::{Counters, Packet, Partition, PartitionConfig, Reservation, Resources, Standing, Verdict};
 use vinet_overlay::FlowId;
 
@@ -153,6 +154,18 @@ impl DataPlane {
     }
 }
 
+/// An alert's kind as a label value.
+fn alert_name(k: AlertKind) -> String {
+    match k {
+        AlertKind::ThroughputLow => "throughput_low".into(),
+        AlertKind::ThroughputHigh => "throughput_high".into(),
+        AlertKind::Drops => "drops".into(),
+        AlertKind::Loss => "loss".into(),
+        AlertKind::PathLoss(p) => format!("path_loss_{}", p.0),
+        AlertKind::PathSilent(p) => format!("path_silent_{}", p.0),
+    }
+}
+
 /// One ON as the metrics page shows it.
 #[derive(Clone, Debug)]
 pub struct OnReport {
@@ -183,11 +196,95 @@ pub struct OverlayReport {
     pub unclassified: u64,
 }
 
+/// VON management on the router (Birman section VI): every ON in force is
+/// watched against the profile a router can hold it to, its contract. The
+/// sampler takes each ON's counters once a period; an ON that has more than
+/// `max_drop_fraction` of its packets dropped over contract in a period
+/// departs from its profile (it sends more than it reserved). Alerts are
+/// edge-triggered (`vinet_overlay::monitor`): raised and cleared once, each
+/// logged, and shown on the metrics page while they stand. Throughput is not
+/// held to a lower bound here: what an ON is offered is its owner's to say,
+/// and strict service keeps it from exceeding its contract.
+pub struct Watch {
+    monitor: Mutex<Monitor>,
+    max_drop_fraction: f64,
+    raised: AtomicU64,
+}
+
+impl Watch {
+    /// A watch that alerts above `max_drop_fraction` dropped over contract.
+    pub fn new(max_drop_fraction: f64) -> Result<Watch, String> {
+        OnProfile::new(0, u64::MAX, max_drop_fraction, 1.0).map_err(|e| format!("[overlay] alert_drop_fraction: {e}"))?;
+        let history = std::num::NonZeroUsize::new(600).expect("nonzero");
+        Ok(Watch { monitor: Mutex::new(Monitor::new(history)), max_drop_fraction, raised: AtomicU64::new(0) })
+    }
+
+    /// One sample of every ON in force on `data` at `now_ns`: new ONs are
+    /// watched, gone ones forgotten; returns the alerts raised and cleared.
+    pub fn sample(&self, data: &DataPlane, now_ns: u64) -> Vec<Event> {
+        let samples: Vec<(FlowId, Sample)> = {
+            let p = data.lock();
+            p.iter()
+                .filter(|&(_, _, s)| s == Standing::Active)
+                .filter_map(|(f, _, _)| Some((f, Sample::from_partition(&p, f, now_ns)?)))
+                .collect()
+        };
+        let mut m = self.monitor.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<FlowId> = m.flows().filter(|f| samples.iter().all(|(g, _)| g != f)).collect();
+        for f in gone {
+            m.unwatch(f);
+        }
+        let profile = OnProfile::new(0, u64::MAX, self.max_drop_fraction, 1.0).expect("checked by Watch::new");
+        let mut events = Vec::new();
+        for (flow, sample) in samples {
+            if m.profile(flow).is_none() {
+                let _ = m.watch(flow, profile);
+            }
+            match m.record(flow, sample) {
+                Ok(e) => events.extend(e),
+                Err(e) => tracing::error!(flow = flow.0, error = %e, "overlay: the VON monitor refused a sample"),
+            }
+        }
+        for e in &events {
+            match e {
+                Event::Raised(a) => {
+                    self.raised.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(on = a.flow.0, kind = ?a.kind, measured = a.measured, bound = ?a.bound, "overlay: an ON departs from its profile");
+                }
+                Event::Cleared { alert, .. } => {
+                    tracing::info!(on = alert.flow.0, kind = ?alert.kind, "overlay: an ON is back within its profile")
+                }
+            }
+        }
+        events
+    }
+
+    /// The alerts standing now, and the last measured throughput (bit/s) of each ON.
+    fn standing(&self) -> (Vec<(FlowId, AlertKind)>, Vec<(FlowId, f64)>) {
+        let m = self.monitor.lock().unwrap_or_else(|p| p.into_inner());
+        let alerts = m.flows().flat_map(|f| m.active_alerts(f).map(move |a| (f, a.kind))).collect();
+        let rates = m.flows().filter_map(|f| Some((f, m.points(f).last()?.bps))).collect();
+        (alerts, rates)
+    }
+}
+
 /// vinetd's overlay: the participant server and the data plane it feeds.
 pub struct Overlay {
     data: Arc<DataPlane>,
     server: RouterServer,
     capacity: Resources,
+    watch: Arc<Watch>,
+    /// The sampler thread, stopped when the flag is set.
+    sampler: Option<(Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        if let Some((stop, t)) = self.sampler.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Overlay {
@@ -230,7 +327,24 @@ impl Overlay {
         };
         let server = vinet_onmgr::router::serve_observed(rc, observer).map_err(|e| format!("[overlay] participant server: {e}"))?;
         tracing::info!(participant = %server.addr(), ons = data.lock().len(), "overlay: participant server listening");
-        Ok(Overlay { data, server, capacity: cfg.capacity })
+        let watch = Arc::new(Watch::new(cfg.alert_drop_fraction)?);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (w, d, st, period) = (Arc::clone(&watch), Arc::clone(&data), Arc::clone(&stop), cfg.sample_ms.max(1));
+        let thread = std::thread::Builder::new()
+            .name("vinet-von".into())
+            .spawn(move || {
+                let mut next = Instant::now() + Duration::from_millis(period);
+                while !st.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    if now >= next {
+                        w.sample(&d, mono_ns());
+                        next += Duration::from_millis(period);
+                    }
+                    std::thread::sleep(next.saturating_duration_since(now).min(Duration::from_millis(100)));
+                }
+            })
+            .map_err(|e| format!("[overlay] cannot start the VON sampler: {e}"))?;
+        Ok(Overlay { data, server, capacity: cfg.capacity, watch, sampler: Some((stop, thread)) })
     }
 
     /// The data plane.
@@ -246,6 +360,11 @@ impl Overlay {
     /// What reservations may sum to.
     pub fn capacity(&self) -> Resources {
         self.capacity
+    }
+
+    /// The VON watch.
+    pub fn watch(&self) -> &Watch {
+        &self.watch
     }
 
     /// The overlay's part of the metrics page; `lane`: the ON lane's
@@ -330,6 +449,28 @@ impl Overlay {
             "counter",
             "GRE packets with no ON identity (no key, malformed), served by the unreserved share",
             &[(String::new(), r.unclassified as f64)],
+        );
+        // Only ONs still reserved here (the watch forgets the others at its next sample).
+        let (mut alerts, mut rates) = self.watch.standing();
+        alerts.retain(|(f, _)| r.ons.iter().any(|o| o.flow == *f));
+        rates.retain(|(f, _)| r.ons.iter().any(|o| o.flow == *f));
+        family(
+            "vinet_overlay_on_throughput_bps",
+            "gauge",
+            "An ON's throughput passed over the VON monitor's last sampling period, bits per second",
+            &rates.iter().map(|(f, bps)| (format!("{{on=\"{}\"}}", f.0), *bps)).collect::<Vec<_>>(),
+        );
+        family(
+            "vinet_overlay_on_alert",
+            "gauge",
+            "1 while an ON departs from its profile (drops: more dropped over contract than [overlay] alert_drop_fraction)",
+            &alerts.iter().map(|(f, k)| (format!("{{on=\"{}\",kind=\"{}\"}}", f.0, alert_name(*k)), 1.0)).collect::<Vec<_>>(),
+        );
+        family(
+            "vinet_overlay_alerts_raised_total",
+            "counter",
+            "VON alerts raised (each departure from a profile once)",
+            &[(String::new(), self.watch.raised.load(Ordering::Relaxed) as f64)],
         );
         if let Some((received, errors, malformed)) = lane {
             family(
@@ -451,5 +592,46 @@ mod tests {
         assert_eq!((c.passed_packets, c.dropped_packets), (3, 4));
         assert_eq!(c.passed_bytes, 3 * on.len() as u64);
         assert_eq!((rep.unreserved.passed_packets, rep.unclassified), (2, 1));
+    }
+
+    /// The VON watch: an ON dropped over contract in a period raises one
+    /// alert (edge-triggered), cleared in a period within its contract; an
+    /// ON whose reservation goes is no longer watched.
+    #[test]
+    fn the_watch_alerts_on_an_on_over_its_contract() {
+        let d = DataPlane::new(config(), None);
+        let mut t = table();
+        let r = Reservation::new(Resources { bps: 1_000_000, pps: 10, units: 1 }, 10_000, 2).unwrap();
+        t.grant(FlowId(5), r, 0).unwrap();
+        d.sync(&t);
+        let w = Watch::new(0.01).unwrap();
+        let on = packet(5);
+        let serve = |n: usize, at: u64| {
+            let mut p = d.lock();
+            for _ in 0..n {
+                d.serve(&mut p, &on, on.len() as u64, at);
+            }
+        };
+        assert!(w.sample(&d, SEC).is_empty(), "a first sample measures nothing");
+        // 50 packets at once: 2 pass (the burst), 48 dropped over contract.
+        serve(50, SEC + 1);
+        let raised = w.sample(&d, 2 * SEC);
+        assert!(matches!(raised[..], [Event::Raised(a)] if a.kind == AlertKind::Drops && a.flow == FlowId(5)), "{raised:?}");
+        assert_eq!(w.standing().0, vec![(FlowId(5), AlertKind::Drops)]);
+        // Still over: no second alert.
+        serve(50, 2 * SEC + 1);
+        assert!(w.sample(&d, 3 * SEC).is_empty());
+        // Within contract (2 packets a second, well under 10): cleared.
+        serve(2, 3 * SEC + 1);
+        assert!(matches!(w.sample(&d, 4 * SEC)[..], [Event::Cleared { .. }]));
+        assert!(w.standing().0.is_empty());
+        assert_eq!(w.raised.load(Ordering::Relaxed), 1);
+        assert!(w.standing().1.iter().any(|&(f, bps)| f == FlowId(5) && bps > 0.0));
+        // The reservation goes: so does the watch.
+        t.release(FlowId(5), 5 * SEC);
+        d.sync(&t);
+        w.sample(&d, 5 * SEC);
+        assert!(w.standing().1.is_empty());
+        assert!(Watch::new(1.5).is_err());
     }
 }
