@@ -260,13 +260,16 @@ impl Watch {
     }
 
     /// The alerts standing now, and the last measured throughput (bit/s) of each ON.
-    fn standing(&self) -> (Vec<(FlowId, AlertKind)>, Vec<(FlowId, f64)>) {
+    fn standing(&self) -> Standings {
         let m = self.monitor.lock().unwrap_or_else(|p| p.into_inner());
         let alerts = m.flows().flat_map(|f| m.active_alerts(f).map(move |a| (f, a.kind))).collect();
         let rates = m.flows().filter_map(|f| Some((f, m.points(f).last()?.bps))).collect();
         (alerts, rates)
     }
 }
+
+/// The alerts standing, and each ON's last throughput (bit/s).
+type Standings = (Vec<(FlowId, AlertKind)>, Vec<(FlowId, f64)>);
 
 /// vinetd's overlay: the participant server and the data plane it feeds.
 pub struct Overlay {
