@@ -61,6 +61,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod endpoint;
 pub mod frer;
 pub mod gre;
 pub mod lease;

@@ -13,7 +13,13 @@
 //!   `rtt` measures round trips through it (sequence-numbered probes);
 //! - `craft` sends hand-built IPv4 packets from a raw socket (the IP header
 //!   is ours: truncated UDP and TCP headers, IP options, hand-made
-//!   fragments, an unknown protocol), and IPv6 UDP from an ordinary socket.
+//!   fragments, an unknown protocol), and IPv6 UDP from an ordinary socket;
+//! - `tunnel` is an ON's access point with redundant paths (issue 13): a TUN
+//!   device whose IPv4 packets go out in GRE with the ON's key and a sequence
+//!   number, one copy to each remote (one remote per disjoint path), and
+//!   whose incoming copies are reduced to one by IEEE 802.1CB's vector
+//!   recovery. The decisions are `vinet_overlay::endpoint`'s; this file only
+//!   moves the bytes (the TUN, the raw sockets, signals, the stats file).
 //!
 //! `flood` and `count` also print the CPU time they used (user + system,
 //! from `/proc/self/stat`), so a benchmark can show the sender is not what
@@ -46,6 +52,8 @@ Examples:
   vinet-traffic craft --from 10.0.1.2 --to 10.0.3.2 --kind truncated-udp --tag T1
   vinet-traffic craft --to fd00:3::2 --kind udp6 --tag T2
   vinet-traffic gre --from 10.0.1.2 --to 10.0.3.2 --key 1 --count 5000 [--pps 500]
+  vinet-traffic tunnel --key 7 --local 10.9.1.1 --remote 10.9.1.2,10.9.2.2 --tun on0 \
+      --address 172.16.0.1/30 [--history 1024] [--reset-ms 2000] [--stats FILE] [--lifetime SECONDS] [--mtu 1400]
 
 Craft kinds: udp (a well-formed datagram, the control), truncated-udp (IPv4
 total length 20 + 4: the UDP header cut), truncated-tcp (20 + 8), options
@@ -156,6 +164,48 @@ enum Cmd {
         /// Packets a second (default: back to back).
         #[arg(long)]
         pps: Option<u64>,
+    },
+    /// An ON's tunnel endpoint with redundant paths: creates TUN device NAME
+    /// (IPv4 only) with ADDRESS and MTU, prints `tunnel-ready`, then sends every
+    /// packet read from it in GRE (key KEY, one sequence number per packet) to
+    /// each REMOTE, and writes to it the first copy of each number received with
+    /// key KEY (802.1CB vector recovery). Ends on SIGTERM or SIGINT, at
+    /// LIFETIME, or when stdin (if a pipe) closes, printing `tunnel-stats JSON`;
+    /// the JSON is also written to FILE, every second and at the end. Needs
+    /// CAP_NET_ADMIN and CAP_NET_RAW.
+    Tunnel {
+        /// The GRE key (the ON's flow id).
+        #[arg(long)]
+        key: u32,
+        /// This host's address: the source of every outer packet.
+        #[arg(long)]
+        local: std::net::Ipv4Addr,
+        /// The remote ends, one per disjoint path, comma-separated (1 to 8).
+        #[arg(long, value_delimiter = ',', required = true)]
+        remote: Vec<std::net::Ipv4Addr>,
+        /// The TUN device to create (1 to 15 characters).
+        #[arg(long, value_name = "NAME")]
+        tun: String,
+        /// The TUN device's address, A.B.C.D/NN.
+        #[arg(long)]
+        address: String,
+        /// The recovery's history window, in sequence numbers (2 to 65536).
+        #[arg(long, default_value_t = 1024)]
+        history: u32,
+        /// The recovery's reset timeout: after this long without a packet
+        /// passed, the next number is taken whatever it is.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        reset_ms: u64,
+        /// Where to write the statistics (JSON), every second and at the end.
+        #[arg(long, value_name = "FILE")]
+        stats: Option<std::path::PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = MAX_SECS)]
+        lifetime: f64,
+        /// The TUN device's MTU (576 to 65000; 1400 leaves the 32 bytes of
+        /// outer IPv4 and GRE room on 1500-byte links).
+        #[arg(long, default_value_t = 1400)]
+        mtu: u32,
     },
     /// Count UDP datagrams on PORT for SECS seconds from the first one (or
     /// until SILENCE seconds without one); prints `ready` once bound, then
@@ -307,6 +357,13 @@ fn main() -> ExitCode {
             }
             gre(from, to, key, count, pps)
         }
+        Cmd::Tunnel { key, local, remote, tun, address, history, reset_ms, stats, lifetime, mtu } => {
+            let config = match tunnel::Config::new(key, local, &remote, &tun, &address, history, reset_ms, mtu) {
+                Ok(c) => c,
+                Err(m) => return usage(&m),
+            };
+            seconds("--lifetime", lifetime).and_then(|l| tunnel::run(&config, stats.as_deref(), l))
+        }
         Cmd::Count { port, secs, wait, silence, max } => {
             match (seconds("--for", secs), seconds("--wait", wait), seconds("--silence", silence)) {
                 (Ok(l), Ok(w), Ok(s)) => count(port, l, w, s, max),
@@ -320,6 +377,323 @@ fn main() -> ExitCode {
         Err(Failure::Io(m)) => {
             eprintln!("vinet-traffic: {m}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `vinet-traffic tunnel`: the I/O of an ON's endpoint with redundant paths.
+/// Everything that decides about a packet is `vinet_overlay::endpoint`'s.
+mod tunnel {
+    use std::io::{Read, Write};
+    use std::net::Ipv4Addr;
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use socket2::{Domain, Protocol, Socket, Type};
+    use vinet_overlay::endpoint::{Egress, Ingress, IoCounters, Stats};
+    use vinet_overlay::frer::RecoveryConfig;
+    use vinet_overlay::FlowId;
+
+    use super::{io, Failure};
+
+    /// Packets taken from each side per turn of the loop, so that neither
+    /// direction starves the other.
+    const BURST: usize = 64;
+    /// How long the loop waits for a packet before it checks the clock.
+    const POLL_MS: i32 = 100;
+
+    /// A checked command line.
+    pub(super) struct Config {
+        key: u32,
+        local: [u8; 4],
+        remotes: Vec<[u8; 4]>,
+        tun: String,
+        address: String,
+        recovery: RecoveryConfig,
+        mtu: u32,
+    }
+
+    impl Config {
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn new(
+            key: u32, local: Ipv4Addr, remotes: &[Ipv4Addr], tun: &str, address: &str, history: u32, reset_ms: u64, mtu: u32,
+        ) -> Result<Config, String> {
+            if tun.is_empty() || tun.len() > 15 || !tun.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(format!("--tun must be 1 to 15 letters, digits, '-' or '_', not {tun:?}"));
+            }
+            let ok_address =
+                address.split_once('/').is_some_and(|(a, n)| a.parse::<Ipv4Addr>().is_ok() && n.parse::<u8>().is_ok_and(|n| n <= 32));
+            if !ok_address {
+                return Err(format!("--address must be A.B.C.D/NN, not {address:?}"));
+            }
+            if !(2..=65_536).contains(&history) {
+                return Err("--history must be 2 to 65536".into());
+            }
+            if !(1..=3_600_000).contains(&reset_ms) {
+                return Err("--reset-ms must be 1 to 3600000".into());
+            }
+            if !(576..=65_000).contains(&mtu) {
+                return Err("--mtu must be 576 to 65000".into());
+            }
+            let recovery = RecoveryConfig::new(history, reset_ms * 1_000_000).map_err(|e| e.to_string())?;
+            let remotes: Vec<[u8; 4]> = remotes.iter().map(|r| r.octets()).collect();
+            // The ingress's own checks (1 to 8 remotes, no repeats), at the command line.
+            Ingress::new(FlowId(key), local.octets(), &remotes, 0).map_err(|e| format!("--remote: {e}"))?;
+            Ok(Config { key, local: local.octets(), remotes, tun: tun.into(), address: address.into(), recovery, mtu })
+        }
+    }
+
+    pub(super) fn run(c: &Config, stats_file: Option<&Path>, lifetime: Duration) -> Result<(), Failure> {
+        let mut ingress = Ingress::new(FlowId(c.key), c.local, &c.remotes, 0).map_err(io("--remote"))?;
+        let mut egress = Egress::new(FlowId(c.key), c.recovery);
+        let mut counts = IoCounters::default();
+        let mut tun = sys::open_tun(&c.tun).map_err(io(format!("TUN device {} (needs CAP_NET_ADMIN)", c.tun)))?;
+        configure(c)?;
+        let sender = vinet_router::live::rawsock::RawSender::open().map_err(io("raw IPv4 socket (needs CAP_NET_RAW)"))?;
+        let receiver = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(vinet_overlay::gre::IPPROTO_GRE))))
+            .map_err(io("raw GRE socket (needs CAP_NET_RAW)"))?;
+        receiver.set_nonblocking(true).map_err(io("raw GRE socket"))?;
+        // Room for bursts of both paths' copies while this process is not scheduled.
+        sys::force_receive_buffer(receiver.as_raw_fd(), 8 << 20)
+            .or_else(|_| receiver.set_recv_buffer_size(8 << 20))
+            .map_err(io("raw GRE socket"))?;
+        sys::on_signals();
+        // Stdin is watched only if it is a pipe (a parent that holds its end).
+        let stdin = std::io::stdin();
+        let stdin_pipe =
+            stdin.as_fd().try_clone_to_owned().ok().map(std::fs::File::from).and_then(|f| f.metadata().ok()).is_some_and(|m| {
+                use std::os::unix::fs::FileTypeExt;
+                m.file_type().is_fifo()
+            });
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "tunnel-ready").and_then(|()| out.flush()).map_err(io("stdout"))?;
+        }
+        let t0 = Instant::now();
+        let mut last_stats = t0;
+        let mut inner = vec![0u8; 65_536];
+        let mut outer = vec![0u8; 65_536];
+        let mut fds = vec![(tun.as_raw_fd(), false), (receiver.as_raw_fd(), false)];
+        if stdin_pipe {
+            fds.push((0, false));
+        }
+        while !sys::stopped() && t0.elapsed() < lifetime {
+            sys::poll(&mut fds, POLL_MS).map_err(io("poll"))?;
+            // Host -> wire: each packet read from the TUN, once per remote.
+            for _ in 0..BURST {
+                let n = match tun.read(&mut inner) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Failure::Io(format!("reading TUN {}: {e}", c.tun))),
+                };
+                for (_, copy) in ingress.encapsulate(&inner[..n]) {
+                    match sender.send(copy) {
+                        Ok(()) => counts.sent_copies += 1,
+                        Err(_) => counts.send_errors += 1,
+                    }
+                }
+            }
+            // Wire -> host: the first copy of each number.
+            for _ in 0..BURST {
+                let n = match (&receiver).read(&mut outer) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Failure::Io(format!("raw GRE socket: {e}"))),
+                };
+                let now = t0.elapsed().as_nanos() as u64;
+                if let Ok(packet) = egress.receive(&outer[..n], now) {
+                    // A packet the host's stack refuses is not retried.
+                    if tun.write(packet).is_ok() {
+                        counts.tun_written += 1;
+                    }
+                }
+            }
+            egress.tick(t0.elapsed().as_nanos() as u64);
+            if stdin_pipe && fds[2].1 && stdin_closed() {
+                break;
+            }
+            if let Some(f) = stats_file {
+                if last_stats.elapsed() >= Duration::from_secs(1) {
+                    last_stats = Instant::now();
+                    write_stats(f, &Stats::collect(&ingress, &egress, &counts))?;
+                }
+            }
+        }
+        let stats = Stats::collect(&ingress, &egress, &counts);
+        if let Some(f) = stats_file {
+            write_stats(f, &stats)?;
+        }
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "tunnel-stats {}", stats.json()).and_then(|()| out.flush()).map_err(io("stdout"))
+    }
+
+    /// The TUN device's address, MTU and state, with `ip`; IPv6 off on it
+    /// (an ON carries IPv4, and the kernel's IPv6 chatter would be refused).
+    fn configure(c: &Config) -> Result<(), Failure> {
+        // Best effort: a kernel without IPv6 has no such file.
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.tun), "1");
+        let mtu = c.mtu.to_string();
+        for args in [vec!["addr", "add", c.address.as_str(), "dev", &c.tun], vec!["link", "set", "dev", &c.tun, "mtu", &mtu, "up"]] {
+            let o = std::process::Command::new("ip").args(&args).stdin(std::process::Stdio::null()).output().map_err(io("ip"))?;
+            if !o.status.success() {
+                return Err(Failure::Io(format!("`ip {}`: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether stdin, reported ready, is at its end (its data is discarded).
+    fn stdin_closed() -> bool {
+        let mut buf = [0u8; 512];
+        !matches!(std::io::stdin().lock().read(&mut buf), Ok(n) if n > 0)
+    }
+
+    /// Writes the stats to `file` whole: to a temporary file, then renamed.
+    fn write_stats(file: &Path, stats: &Stats) -> Result<(), Failure> {
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, format!("{}\n", stats.json())).and_then(|()| std::fs::rename(&tmp, file)).map_err(io(file.display()))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::Config;
+        use std::net::Ipv4Addr;
+
+        const L: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 1);
+        const R1: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 2);
+        const R2: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
+
+        fn refused(remotes: &[Ipv4Addr], tun: &str, address: &str, history: u32, reset_ms: u64, mtu: u32) -> String {
+            match Config::new(7, L, remotes, tun, address, history, reset_ms, mtu) {
+                Ok(_) => panic!("accepted {remotes:?} {tun} {address} {history} {reset_ms} {mtu}"),
+                Err(e) => e,
+            }
+        }
+
+        #[test]
+        fn the_command_line_is_checked() {
+            assert!(Config::new(7, L, &[R1, R2], "on0", "172.16.0.1/30", 1024, 2000, 1400).is_ok());
+            assert!(Config::new(7, L, &[R1], "fifteen-chars15", "172.16.0.1/32", 2, 1, 576).is_ok());
+            assert!(refused(&[R1], "a-name-too-long0", "172.16.0.1/30", 1024, 2000, 1400).contains("--tun"));
+            assert!(refused(&[R1], "on 0", "172.16.0.1/30", 1024, 2000, 1400).contains("--tun"));
+            assert!(refused(&[R1], "", "172.16.0.1/30", 1024, 2000, 1400).contains("--tun"));
+            for bad in ["172.16.0.1", "172.16.0.1/33", "172.16.0/30", "x/1"] {
+                assert!(refused(&[R1], "on0", bad, 1024, 2000, 1400).contains("--address"), "{bad}");
+            }
+            assert!(refused(&[R1], "on0", "172.16.0.1/30", 1, 2000, 1400).contains("--history"));
+            assert!(refused(&[R1], "on0", "172.16.0.1/30", 1024, 0, 1400).contains("--reset-ms"));
+            assert!(refused(&[R1], "on0", "172.16.0.1/30", 1024, 2000, 100).contains("--mtu"));
+            assert_eq!(refused(&[R1, R2, R1], "on0", "172.16.0.1/30", 1024, 2000, 1400), "--remote: remote 10.9.1.2 given twice");
+            let nine: Vec<Ipv4Addr> = (1..=9).map(|k| Ipv4Addr::new(10, 9, k, 2)).collect();
+            assert!(refused(&nine, "on0", "172.16.0.1/30", 1024, 2000, 1400).contains("at most 8"));
+        }
+    }
+
+    /// The system calls std does not wrap: the TUN device's ioctl, poll, a
+    /// signal handler, SO_RCVBUFFORCE.
+    #[allow(unsafe_code)]
+    mod sys {
+        use std::fs::File;
+        use std::os::fd::{AsRawFd, RawFd};
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        /// `_IOW('T', 202, int)`, from `<linux/if_tun.h>`.
+        const TUNSETIFF: u64 = 0x4004_54ca;
+        const IFF_TUN: i16 = 0x0001;
+        const IFF_NO_PI: i16 = 0x1000;
+
+        /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags in
+        /// the union (40 bytes on 64-bit Linux, 32 on 32-bit; the kernel
+        /// copies `sizeof(struct ifreq)`, so the larger is allocated).
+        #[repr(C)]
+        struct IfReq {
+            name: [u8; 16],
+            flags: i16,
+            _pad: [u8; 22],
+        }
+
+        /// Opens `/dev/net/tun` (non-blocking) and attaches a new TUN device
+        /// `name` (IFF_TUN | IFF_NO_PI: bare IP packets). The device goes when
+        /// the file is closed.
+        pub(super) fn open_tun(name: &str) -> std::io::Result<File> {
+            let file =
+                std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open("/dev/net/tun")?;
+            let mut req = IfReq { name: [0; 16], flags: IFF_TUN | IFF_NO_PI, _pad: [0; 22] };
+            // The caller checked 1 to 15 bytes: the name stays NUL-terminated.
+            req.name[..name.len()].copy_from_slice(name.as_bytes());
+            // SAFETY: `req` is a live, properly sized `struct ifreq` for the
+            // call's duration, and the fd is open.
+            let r = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &raw mut req) };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(file)
+        }
+
+        /// Waits up to `ms` for any of `fds` to be readable (or hung up);
+        /// sets each one's flag. An interrupting signal is a timeout.
+        pub(super) fn poll(fds: &mut [(RawFd, bool)], ms: i32) -> std::io::Result<()> {
+            let mut p = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 4];
+            assert!(fds.len() <= p.len());
+            for (q, (fd, _)) in p.iter_mut().zip(fds.iter()) {
+                *q = libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 };
+            }
+            // SAFETY: `p` holds `fds.len()` initialised pollfd structs.
+            let r = unsafe { libc::poll(p.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            for (q, (_, ready)) in p.iter().zip(fds.iter_mut()) {
+                *ready = r > 0 && q.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+            }
+            Ok(())
+        }
+
+        /// Set by SIGTERM and SIGINT.
+        static STOPPED: AtomicBool = AtomicBool::new(false);
+
+        extern "C" fn on_signal(_: libc::c_int) {
+            // Async-signal-safe: one atomic store.
+            STOPPED.store(true, Ordering::Relaxed);
+        }
+
+        /// Whether SIGTERM or SIGINT has come.
+        pub(super) fn stopped() -> bool {
+            STOPPED.load(Ordering::Relaxed)
+        }
+
+        /// SIGTERM and SIGINT set the flag of [`stopped`] (and interrupt `poll`).
+        pub(super) fn on_signals() {
+            for sig in [libc::SIGTERM, libc::SIGINT] {
+                // SAFETY: the handler only touches an atomic.
+                unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+            }
+        }
+
+        /// SO_RCVBUFFORCE: a receive buffer above `rmem_max` (needs CAP_NET_ADMIN).
+        pub(super) fn force_receive_buffer(fd: RawFd, bytes: i32) -> std::io::Result<()> {
+            // SAFETY: a pointer to a live int and its size.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&raw const bytes).cast(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         }
     }
 }
