@@ -32,7 +32,7 @@ const WINDOWS: usize = 4;
 fn env() -> Env {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let load = |n: &str| vinet_engine::policy_file::load(root.join(format!("examples/policies/{n}.toml"))).unwrap();
-    Env::new(load("end-user"), load("edge-router"))
+    Env::new(load("end-user"), load("edge-router"), load("on-owner"))
 }
 
 #[test]
@@ -62,6 +62,8 @@ fn generated_modules_are_refused_or_run_safely() {
     assert!(t.windows >= 4 * t.checked, "windows were skipped");
     // The transport-level instructions are exercised, and accepted ones run.
     assert!(t.transport * 5 >= t.valid && t.transport_checked * 10 >= t.transport, "too few transport-level modules: {t}");
+    // Each policy accepts some: overlay-network owners' modules (issue 13) are run too.
+    assert!(t.checked_by.iter().all(|&n| n * 20 >= t.checked), "too few accepted under some policy: {t}");
 }
 
 /// The fuzz target drives the same generator from its input bytes: the same

@@ -13,7 +13,7 @@
 //!
 //! The kind says which command produces the error: `build` (the front end's
 //! diagnostics) or `prove` (the prover's: the program compiles but is not safe
-//! under the policy named by a `// policy: end-user|edge-router` line after
+//! under the policy named by a `// policy: end-user|edge-router|on-owner` line after
 //! the expectations, end-user by default). A file with no expectation, or with
 //! an unknown kind, fails the test. That both verifiers also refuse the
 //! `prove` files is `tests/verifiers_agree.rs`.
@@ -51,11 +51,8 @@ impl Kind {
                 .expect("run vinetc"),
             Kind::Prove => {
                 let text = std::fs::read_to_string(file).unwrap_or_default();
-                let policy = if text.lines().take_while(|l| l.starts_with("//")).any(|l| l.contains("policy: edge-router")) {
-                    "edge-router"
-                } else {
-                    "end-user"
-                };
+                let header = |p: &str| text.lines().take_while(|l| l.starts_with("//")).any(|l| l.contains(&format!("policy: {p}")));
+                let policy = ["edge-router", "on-owner"].into_iter().find(|p| header(p)).unwrap_or("end-user");
                 Command::new(env!("CARGO_BIN_EXE_vinetc"))
                     .arg("prove")
                     .arg(file)

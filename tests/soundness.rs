@@ -109,6 +109,9 @@ fn mine(kind: ClientKind, dst: u32) -> bool {
     match kind {
         ClientKind::EndUser => dst == ME,
         ClientKind::EdgeRouter => dst & 0xffff_ff00 == NET.0,
+        // The examples here are end users' and edge routers'; an ON owner's programs are
+        // fuzzed by the differential oracle and tested in prover/tests/on_owner.rs.
+        ClientKind::OnOwner => unreachable!("no overlay-network owner's example here"),
     }
 }
 
@@ -129,6 +132,7 @@ fn random_packet(r: &mut Rng, dsts: &[u32]) -> RefPacket {
         seq: if proto == 6 && has_ports { 1000 + 3 * (r.next() % 4) as u32 } else { 0 },
         has_ports,
         tcp_flags: if proto == 6 && has_ports { r.pick(&[0x02, 0x02, 0x02, 0x12, 0x10, 0x18]) } else { 0 },
+        on_key: None,
         payload,
     }
 }

@@ -154,6 +154,8 @@ enum Prefix {
 enum Dst {
     Is(Addr),
     In(Prefix),
+    /// Every packet carries THIS_ON (ON_PACKETS' sets, for an overlay-network owner).
+    On,
 }
 
 /// A fact on a path.
@@ -392,6 +394,7 @@ impl Analyzer<'_> {
             (ClientKind::EndUser, Dst::Is(a)) => path.same(a, &Addr::ThisIp),
             (ClientKind::EdgeRouter, Dst::Is(a)) => path.inside(a, &Prefix::ThisNet),
             (ClientKind::EdgeRouter, Dst::In(p)) => *p == Prefix::ThisNet,
+            (ClientKind::OnOwner, Dst::On) => true,
             _ => false,
         })
     }
@@ -400,7 +403,11 @@ impl Analyzer<'_> {
         if st.path.dead() || self.mine(set, &st.path) {
             return Ok(());
         }
-        let who = if self.p.client == ClientKind::EdgeRouter { "THIS_SUBNET_IP" } else { "THIS_IP" };
+        let who = match self.p.client {
+            ClientKind::EndUser => "THIS_IP",
+            ClientKind::EdgeRouter => "THIS_SUBNET_IP",
+            ClientKind::OnOwner => "THIS_ON",
+        };
         refuse(at, format!("{routine} touches a set not confined to {who}"))
     }
 
@@ -415,6 +422,8 @@ impl Analyzer<'_> {
                 || match self.p.client {
                     ClientKind::EndUser => st.path.same(&key, &Addr::ThisIp),
                     ClientKind::EdgeRouter => st.path.inside(&key, &Prefix::ThisNet),
+                    // An ON owner has no destination: only its ON's grouped set will do.
+                    ClientKind::OnOwner => false,
                 };
             if !ok {
                 return refuse(at, "an effect inside a foreach over other clients' groups is not limited to the client's own group");
@@ -546,6 +555,7 @@ impl Analyzer<'_> {
                     dst.push(match self.p.client {
                         ClientKind::EndUser => Dst::Is(Addr::ThisIp),
                         ClientKind::EdgeRouter => Dst::In(Prefix::ThisNet),
+                        ClientKind::OnOwner => Dst::On,
                     });
                 }
                 V::Set { dst, extent: if e1 == e2 { *e1 } else { None } }
@@ -665,12 +675,29 @@ impl Analyzer<'_> {
                     }
                 },
             ),
-            ThisIp { dst } => (*dst, V::Addr(Addr::ThisIp)),
+            ThisIp { dst } => {
+                if self.p.client == ClientKind::OnOwner {
+                    return refuse(at, "THIS_IP is defined only for end-user and edge-router clients");
+                }
+                (*dst, V::Addr(Addr::ThisIp))
+            }
             ThisSubnet { dst } => {
-                if self.p.client == ClientKind::EndUser {
+                if self.p.client != ClientKind::EdgeRouter {
                     return refuse(at, "THIS_SUBNET_IP is defined only for edge-router clients");
                 }
                 (*dst, V::Prefix(Prefix::ThisNet))
+            }
+            OnPackets { dst, set } => {
+                if self.p.client != ClientKind::OnOwner {
+                    return refuse(at, "ON_PACKETS is defined only for overlay-network-owner clients");
+                }
+                let s = r(set);
+                self.charge(at, &mut cost, u.by_field[0], &s)?;
+                let V::Set { dst: mut facts, extent } = s else { return refuse(at, "a set expected") };
+                if !facts.contains(&Dst::On) {
+                    facts.push(Dst::On);
+                }
+                (*dst, V::Set { dst: facts, extent })
             }
             AllPackets { dst } => (*dst, V::Set { dst: vec![], extent: None }),
             Bool { dst, value } => (*dst, if *value { fact_bool(vec![], vec![Fact::False]) } else { fact_bool(vec![Fact::False], vec![]) }),
@@ -1288,6 +1315,8 @@ mod tests {
         match client {
             Some(ClientKind::EndUser) => vec![AllPackets { dst: 2 }, ThisIp { dst: 1 }, FilterDst { dst: 0, set: 2, by: 1 }],
             Some(ClientKind::EdgeRouter) => vec![AllPackets { dst: 2 }, ThisSubnet { dst: 3 }, FilterDst { dst: 0, set: 2, by: 3 }],
+            // The packets carrying THIS_ON (register 1 stays unwritten: an ON owner has no address).
+            Some(ClientKind::OnOwner) => vec![AllPackets { dst: 2 }, OnPackets { dst: 0, set: 2 }],
             None => vec![AllPackets { dst: 0 }],
         }
     }
@@ -1340,17 +1369,20 @@ mod tests {
     #[test]
     fn a_narrowing_is_the_clients_exactly_when_its_set_is() {
         use Insn::*;
-        for client in [ClientKind::EndUser, ClientKind::EdgeRouter] {
+        for client in [ClientKind::EndUser, ClientKind::EdgeRouter, ClientKind::OnOwner] {
             let p = transport_policy(client);
+            // The base's narrowing to the client: GROUP_BY_DESTINATION's unit, or (an ON
+            // owner's ON_PACKETS) GROUP_BY_PROTOCOL's, in one instruction fewer.
+            let (filter, base) = if client == ClientKind::OnOwner { (p.unit_costs.by_field[0], 6) } else { (1, 7) };
             for field in [Field::Proto, Field::SrcPort, Field::DstPort, Field::TcpFlags] {
                 let narrow = Narrow { dst: 6, set: 0, field, a: 4, b: 5 };
                 let mine = transport(Some(client), vec![narrow.clone(), Discard { set: 6 }]);
                 let v = both_ways(&mine, &p).unwrap_or_else(|e| panic!("{field:?}: {e}"));
-                // 256 x (the filter 1 + the field's unit + DISCARD 1), and 7 instructions.
-                assert_eq!(v.complexity, 256 * (1 + p.unit_costs.by_field[field as usize] + 1) + 7, "{field:?}");
+                // 256 x (the filter + the field's unit + DISCARD 1), and the instructions.
+                assert_eq!(v.complexity, 256 * (filter + p.unit_costs.by_field[field as usize] + 1) + base, "{field:?}");
                 let window = transport(None, vec![narrow.clone(), Discard { set: 6 }]);
                 let e = analyze(&window, &p).unwrap_err();
-                let who = if client == ClientKind::EndUser { "THIS_IP" } else { "THIS_SUBNET_IP" };
+                let who = ["THIS_IP", "THIS_SUBNET_IP", "THIS_ON"][client as usize];
                 assert_eq!(e, Violation { at: 4, reason: format!("DISCARD touches a set not confined to {who}") });
                 // A narrowing of a narrowing of the client's set is still the client's.
                 let twice =

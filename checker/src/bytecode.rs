@@ -193,6 +193,8 @@ pub enum Insn {
     GroupField { dst: Reg, set: Reg, field: Field },
     /// `dst = DISTINCT_DESTINATION_PORTS(set)`, among the packets that have ports.
     DistinctPorts { dst: Reg, set: Reg },
+    /// `dst = ON_PACKETS(set)`: the packets of `set` carrying THIS_ON's flow id (an ON owner's).
+    OnPackets { dst: Reg, set: Reg },
 }
 
 /// A bytecode module.
@@ -313,6 +315,7 @@ pub fn operands(insn: &Insn, regs: &[Ty], consts: &[Const], params: &[Param]) ->
             o.r(*set, Ty::Set).r(*by, t).w(*dst, Ty::Set)
         }
         GroupDst { dst, set } | GroupSrc { dst, set } => o.r(*set, Ty::Set).w(*dst, Ty::Groups),
+        OnPackets { dst, set } => o.r(*set, Ty::Set).w(*dst, Ty::Set),
         GroupContent { dests, content, set } => {
             ensure!(dests != content, "GROUP_BY_CONTENT writes one register twice".into());
             o.r(*set, Ty::Set).w(*dests, Ty::AddrList).w(*content, Ty::Content)

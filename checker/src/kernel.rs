@@ -313,6 +313,7 @@ fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
     let src_is = |k: &Term| f(Eq, &[&f(Src, &[&p])?, k]);
     let dst_in = |k: &Term| f(In, &[&f(Dst, &[&p])?, k]);
     let src_in = |k: &Term| f(In, &[&f(Src, &[&p])?, k]);
+    let key_is = |k: &Term| f(Eq, &[&f(Key, &[&p])?, k]);
     // mem(p, op(s, k)) -> mem(p, s) and fact(k)
     let filter = |op: Sym, k: &Term, fact: &dyn Fn(&Term) -> Result<Term, String>| {
         all(&[&p, &s, k], imp(mem(&f(op, &[&s, k])?)?, and(mem(&s)?, fact(k)?)?)?)
@@ -348,6 +349,9 @@ fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
         // Appended, so that the numbers certificates cite stay those of format 2.
         ("narrow", all(&[&p, &s, &x, &y, &z], imp(mem(&f(Narrow, &[&s, &x, &y, &z])?)?, mem(&s)?)?)?),
         ("nport_count", all(&[&s], f(Le, &[&f(NPort, &[&s])?, &f(Count, &[&s])?])?)?),
+        ("fkey", filter(FKey, &x, &key_is)?),
+        ("confk_intro", set_pred_intro(ConfK, &x, key_is(&x)?)?),
+        ("confk_elim", set_pred_elim(ConfK, &x, key_is(&x)?)?),
     ])
 }
 

@@ -87,31 +87,20 @@ pub struct Checked {
     policy: Policy,
 }
 
+#[rustfmt::skip] // a table of getters: one line each
 impl Checked {
     /// The accepted module.
-    pub fn module(&self) -> &Module {
-        &self.module
-    }
+    pub fn module(&self) -> &Module { &self.module }
     /// Its id.
-    pub fn id(&self) -> ModuleId {
-        self.id
-    }
+    pub fn id(&self) -> ModuleId { self.id }
     /// Its certified complexity: cost units per window of `policy().window_packets`.
-    pub fn complexity(&self) -> u64 {
-        self.complexity
-    }
+    pub fn complexity(&self) -> u64 { self.complexity }
     /// Its certified cost: complexity x lifetime in seconds.
-    pub fn cost(&self) -> u64 {
-        self.cost
-    }
+    pub fn cost(&self) -> u64 { self.cost }
     /// Its certified bound on the bytes it generates per window.
-    pub fn generated(&self) -> u64 {
-        self.generated
-    }
+    pub fn generated(&self) -> u64 { self.generated }
     /// The policy it was checked against.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
+    pub fn policy(&self) -> &Policy { &self.policy }
 }
 
 pub mod cert;

@@ -101,8 +101,10 @@ pub enum Sym {
     // Appended, so that older certificates keep their encoding: `Narrow(S, f, a, b)`, the
     // packets of S narrowed by bytecode field number f; with f + 4, the group of S whose
     // field f is a (a = b = the group's key);
-    // `NPort(S)`, DISTINCT_DESTINATION_PORTS.
-    Narrow, NPort,
+    // `NPort(S)`, DISTINCT_DESTINATION_PORTS; an overlay network's (issue 13): `Key(p)` the
+    // flow id a packet carries, `ThisOn` the client's, `FKey(S, k)` the packets of S
+    // carrying k, `ConfK(S, k)` every packet of S carries k.
+    Narrow, NPort, Key, ThisOn, FKey, ConfK,
 }
 
 impl Sym {
@@ -125,12 +127,16 @@ impl Sym {
             Eq => (&[None, None], B),
             Ite => (&[B, None, None], None),
             ThisIp => (&[], A),
+            ThisOn => (&[], N),
+            Key => (&[K], N),
             ThisNet => (&[], P),
             Param(_, s) => (&[], Some(s)),
             All => (&[], S),
             FDst | FSrc | GDst | GSrc => (&[S, A], S),
             FDstP | FSrcP => (&[S, P], S),
             Narrow => (&[S, N, N, N], S),
+            FKey => (&[S, N], S),
+            ConfK => (&[S, N], B),
             Mem => (&[K, S], B),
             Dst | Src => (&[K], A),
             Sub => (&[S, S], B),

@@ -10,6 +10,9 @@ pub enum ClientKind {
     EndUser,
     /// Confinement to THIS_SUBNET_IP; GENERATE to THIS_IP (the client router).
     EdgeRouter,
+    /// An overlay network's owner: confinement to the packets carrying THIS_ON, its flow
+    /// id; no THIS_IP, so no GENERATE (appended: older policies keep their encoding).
+    OnOwner,
 }
 
 /// Cost units of each routine, per packet touched.

@@ -21,7 +21,7 @@
 
 use crate::bytecode::{blocks, operands, CmpOp, Const, Field, Insn, Module, Reg, Ty};
 use crate::cert::Declared;
-use crate::logic::{Lit, Sort, Sym, Term};
+use crate::logic::{Kind, Lit, Sort, Sym, Term};
 use crate::policy::{ClientKind, Policy};
 use std::collections::BTreeMap;
 
@@ -235,11 +235,24 @@ impl Gen<'_> {
         Ok(())
     }
 
+    /// The client's confinement of `set`: to THIS_IP, into THIS_SUBNET_IP, or carrying THIS_ON.
     fn confined(&self, at: usize, set: &Term) -> Result<Term, VcError> {
-        match self.policy.client {
-            ClientKind::EndUser => app(at, Sym::Conf, vec![set.clone(), app(at, Sym::ThisIp, vec![])?]),
-            ClientKind::EdgeRouter => app(at, Sym::ConfP, vec![set.clone(), app(at, Sym::ThisNet, vec![])?]),
-        }
+        let (pred, me) = [(Sym::Conf, Sym::ThisIp), (Sym::ConfP, Sym::ThisNet), (Sym::ConfK, Sym::ThisOn)][self.policy.client as usize];
+        app(at, pred, vec![set.clone(), app(at, me, vec![])?])
+    }
+
+    /// THIS_IP, THIS_SUBNET_IP or THIS_ON, where the policy's clients have it.
+    fn client_term(&self, at: usize, sym: Sym, name: &str) -> Result<Term, VcError> {
+        use ClientKind::*;
+        let (kinds, only): (&[ClientKind], _) = match sym {
+            Sym::ThisIp => (&[EndUser, EdgeRouter], "end-user and edge-router"),
+            Sym::ThisNet => (&[EdgeRouter], "edge-router"),
+            _ => (&[OnOwner], "overlay-network-owner"),
+        };
+        let client = ["end users", "edge routers", "overlay-network owners"][self.policy.client as usize];
+        let why = format!("{name} is defined only for {only} clients, and this policy is for {client}");
+        ensure!(kinds.contains(&self.policy.client), self.fail(at, why));
+        app(at, sym, vec![])
     }
 
     /// An effect (DISCARD, GENERATE): within each foreach over destination
@@ -250,6 +263,8 @@ impl Gen<'_> {
             let key = match self.policy.client {
                 ClientKind::EndUser => app(at, Sym::Eq, vec![f.key.clone(), app(at, Sym::ThisIp, vec![])?])?,
                 ClientKind::EdgeRouter => app(at, Sym::In, vec![f.key.clone(), app(at, Sym::ThisNet, vec![])?])?,
+                // An ON owner has no destination of its own: the grouped set must be its ON's.
+                ClientKind::OnOwner => app(at, Sym::False, vec![])?,
             };
             goals.push(app(at, Sym::Or, vec![self.confined(at, &f.set)?, key])?);
         }
@@ -264,10 +279,10 @@ impl Gen<'_> {
                 return Some(f.key_id);
             }
             match t.kind() {
-                crate::logic::Kind::App(Sym::FDst | Sym::FDstP | Sym::FSrc | Sym::FSrcP | Sym::GDst | Sym::GSrc | Sym::Narrow, a) => {
+                Kind::App(Sym::FDst | Sym::FDstP | Sym::FSrc | Sym::FSrcP | Sym::GDst | Sym::GSrc | Sym::Narrow | Sym::FKey, a) => {
                     t = &a[0]
                 }
-                crate::logic::Kind::App(Sym::Ite, a) => {
+                Kind::App(Sym::Ite, a) => {
                     let (x, y) = (self.extent(&a[1]), self.extent(&a[2]));
                     return if x == y { x } else { None };
                 }
@@ -460,13 +475,8 @@ impl Gen<'_> {
                 let n = u64::from(self.policy.max_param_bytes).min(MAX_STRING);
                 (*dst, if sort == Sort::Str { self.string(at, &mut cost, t, n)? } else { Val::T(t) })
             }
-            ThisIp { dst } => (*dst, Val::T(app(at, Sym::ThisIp, vec![])?)),
-            ThisSubnet { dst } => {
-                if self.policy.client == ClientKind::EndUser {
-                    return Err(self.fail(at, "THIS_SUBNET_IP is defined only for edge-router clients, and this policy is for end users"));
-                }
-                (*dst, Val::T(app(at, Sym::ThisNet, vec![])?))
-            }
+            ThisIp { dst } => (*dst, Val::T(self.client_term(at, Sym::ThisIp, "THIS_IP")?)),
+            ThisSubnet { dst } => (*dst, Val::T(self.client_term(at, Sym::ThisNet, "THIS_SUBNET_IP")?)),
             AllPackets { dst } => (*dst, Val::T(app(at, Sym::All, vec![])?)),
             Bool { dst, value } => (*dst, Val::T(app(at, if *value { Sym::True } else { Sym::False }, vec![])?)),
             Copy { dst, src } => {
@@ -523,6 +533,12 @@ impl Gen<'_> {
                 let s = t(set)?;
                 self.charge(at, &mut cost, u.by_field[*field as usize], Some(&s), false)?;
                 (*dst, Val::T(app(at, Sym::Narrow, vec![s, Term::num(*field as u64), t(a)?, t(b)?])?))
+            }
+            // Charged as GROUP_BY_PROTOCOL: both read one header field of each packet.
+            OnPackets { dst, set } => {
+                let (s, on) = (t(set)?, self.client_term(at, Sym::ThisOn, "ON_PACKETS")?);
+                self.charge(at, &mut cost, u.by_field[0], Some(&s), false)?;
+                (*dst, Val::T(app(at, Sym::FKey, vec![s, on])?))
             }
             GroupField { dst, set, field } => {
                 let s = self.touch(at, BY_FIELD[*field as usize], &mut cost, u.by_field[*field as usize], t(set)?)?;

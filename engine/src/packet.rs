@@ -127,6 +127,10 @@ pub struct Fields {
     pub tcp_flags: u8,
     /// TCP sequence number; 0 for other protocols.
     pub seq: u32,
+    /// The overlay-network flow id the packet carries: the key of a GRE
+    /// header (RFC 2890; protocol 47, version 0, the K bit set) that starts
+    /// the payload of a first (or only) fragment; `None` for any other packet.
+    pub on_key: Option<u32>,
     /// Offset of the payload in the frame.
     pub payload_start: u32,
     /// Length of the payload (clipped to the captured bytes).
@@ -150,6 +154,7 @@ const ETHERTYPE_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 const MAX_VLAN_TAGS: usize = 8;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
+const PROTO_GRE: u8 = 47;
 
 /// Parse a frame of link type `link`.
 #[inline]
@@ -297,6 +302,13 @@ fn ipv4(frame: &[u8], off: usize) -> Parsed {
         f.dport = be16(l4, 2);
         f.has_ports = true;
         start += 8;
+    } else if first_fragment && proto == PROTO_GRE && l4.len() >= 8 {
+        // Flags C (a checksum word before the key), K (a key), version 0.
+        let flags = be16(l4, 0);
+        let at = if flags & 0x8000 != 0 { 8 } else { 4 };
+        if flags & 0x2000 != 0 && flags & 7 == 0 && l4.len() >= at + 4 {
+            f.on_key = Some(be32(l4, at));
+        }
     }
     // Frames are at most a few hundred KiB (the capture reader's buffer is
     // 8 MB), so offsets fit in u32; a frame that does not is refused.
@@ -378,6 +390,27 @@ pub(crate) mod tests {
         assert_eq!((f.has_ports, f.tcp_flags), (true, 0x18), "PSH ACK");
         let p = &frame[f.payload_start as usize..][..f.payload_len as usize];
         assert_eq!(p, b"hello");
+    }
+
+    /// The overlay-network flow id: a GRE key (RFC 2890), after the checksum word when
+    /// there is one; none without the K bit, in another GRE version, in a header cut
+    /// short, in a non-first fragment, or in another protocol.
+    #[test]
+    fn gre_keys_are_flow_ids() {
+        let key = |l4: &[u8]| fields(parse_frame(LinkType::Raw, &ipv4_bytes(A, B, 47, l4))).on_key;
+        let k = [0x00, 0xc0, 0xff, 0xee];
+        assert_eq!(key(&[&[0x20, 0, 0x08, 0][..], &k].concat()), Some(0x00c0_ffee));
+        assert_eq!(key(&[&[0xa0, 0, 0x08, 0][..], &[0xde, 0xad, 0, 0], &k].concat()), Some(0x00c0_ffee), "after a checksum");
+        assert_eq!(key(&[&[0x30, 0, 0x08, 0][..], &k, &[0, 0, 0, 1]].concat()), Some(0x00c0_ffee), "with a sequence number");
+        assert_eq!(key(&[&[0, 0, 0x08, 0][..], &k].concat()), None, "no K bit");
+        assert_eq!(key(&[&[0x20, 1, 0x88, 0x0b][..], &k].concat()), None, "version 1 (PPTP)");
+        assert_eq!(key(&[0x20, 0, 0x08, 0, 0, 0xc0, 0xff]), None, "cut short");
+        assert_eq!(key(&[0xa0, 0, 0x08, 0, 0, 0, 0, 0]), None, "checksum, no room for the key");
+        let mut frag = ipv4_bytes(A, B, 47, &[&[0x20, 0, 0x08, 0][..], &k].concat());
+        frag[6..8].copy_from_slice(&[0, 1]);
+        assert_eq!(fields(parse_frame(LinkType::Raw, &frag)).on_key, None, "a non-first fragment");
+        let udp = ipv4_bytes(A, B, 17, &[&[0x20, 0, 0x08, 0][..], &k].concat());
+        assert_eq!(fields(parse_frame(LinkType::Raw, &udp)).on_key, None, "UDP");
     }
 
     #[test]
@@ -553,7 +586,7 @@ pub(crate) mod tests {
 /// the oracle of `hand_parser_equals_etherparse`.
 #[cfg(test)]
 mod oracle {
-    use super::{Fields, Parsed, ETHERTYPE_IPV4, ETHERTYPE_VLAN, MAX_VLAN_TAGS, PROTO_TCP, PROTO_UDP};
+    use super::{Fields, Parsed, ETHERTYPE_IPV4, ETHERTYPE_VLAN, MAX_VLAN_TAGS, PROTO_GRE, PROTO_TCP, PROTO_UDP};
     use etherparse::{Ethernet2HeaderSlice, Ipv4HeaderSlice, SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
 
     pub(super) fn ethernet(frame: &[u8]) -> Parsed {
@@ -614,7 +647,21 @@ mod oracle {
             f.dport = u.destination_port();
             f.has_ports = true;
             start += u.slice().len();
+        } else if first_fragment && proto == PROTO_GRE {
+            // RFC 2784 and 2890, read field by field: C, R, K, S, then the reserved bits and
+            // the version (0); the key follows the checksum word when C is set.
+            let (Some(&b0), Some(&b1)) = (l4.first(), l4.get(1)) else { return finish(f, off, start, ip_len) };
+            let (checksum, key) = (b0 & 0b1000_0000 != 0, b0 & 0b0010_0000 != 0);
+            let version = b1 & 0b0000_0111;
+            let at = 4 + 4 * usize::from(checksum);
+            if key && version == 0 {
+                f.on_key = l4.get(at..at + 4).map(|k| u32::from_be_bytes([k[0], k[1], k[2], k[3]]));
+            }
         }
+        finish(f, off, start, ip_len)
+    }
+
+    fn finish(mut f: Fields, off: usize, start: usize, ip_len: usize) -> Parsed {
         // Frames are at most a few hundred KiB (the capture reader's buffer is
         // 8 MB), so offsets fit in u32; a frame that does not is refused.
         let (Ok(s), Ok(l)) = (u32::try_from(off + start), u32::try_from(ip_len - start)) else {
@@ -646,6 +693,10 @@ mod fuzz {
                 let l4 = match proto {
                     6 => tests::tcp_bytes_with(1, 2, 3, flags, &vec![1; 4 * option_words], &payload),
                     17 => tests::udp_bytes(1, 2, &payload),
+                    // GRE: the flag byte (C, K and the rest at random), version 0 or not, a
+                    // checksum word, a key and a sequence number, then the payload.
+                    47 => [&[flags, (option_words as u8) & 1, 0x08, 0x00][..], &[0, 0, 0, 0, 0, 0xc0, 0xff, 0xee, 0, 0, 0, 9], &payload]
+                        .concat(),
                     _ => payload,
                 };
                 let mut inner = tests::ipv4_bytes(0x0102_0304, 0x0a00_0007, proto, &l4);

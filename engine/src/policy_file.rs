@@ -77,7 +77,8 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     let client = match raw.client.as_str() {
         "end-user" => ClientKind::EndUser,
         "edge-router" => ClientKind::EdgeRouter,
-        other => return Err(PolicyError::Value(format!("client = {other:?}: expected \"end-user\" or \"edge-router\""))),
+        "on-owner" => ClientKind::OnOwner,
+        other => return Err(PolicyError::Value(format!("client = {other:?}: expected \"end-user\", \"edge-router\" or \"on-owner\""))),
     };
     let max_lifetime_secs = parse_duration(&raw.max_lifetime).map_err(|e| PolicyError::Value(format!("max_lifetime: {e}")))?;
     if raw.window_packets == 0 {
@@ -180,7 +181,7 @@ mod tests {
         let e = err(&good.replace("\"30 days\"", "\"30\""));
         assert!(e.contains("<number> <unit>"), "{e}");
         let e = err(&good.replace("\"end-user\"", "\"router\""));
-        assert!(e.contains("expected \"end-user\" or \"edge-router\""), "{e}");
+        assert!(e.contains("expected \"end-user\", \"edge-router\" or \"on-owner\""), "{e}");
         let e = err(&good.replace("window_packets = 256", "window_packets = 0"));
         assert!(e.contains("window_packets"), "{e}");
         let e = err(&good.replace("window_packets = 256", "window_packet = 256"));

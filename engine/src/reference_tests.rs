@@ -32,6 +32,8 @@ use crate::window::Window;
 const ME: u32 = 0x0a01_0007; // 10.1.0.7, inside the edge client's subnet
 const SUBNET: (u32, u8) = (0x0a01_0000, 16);
 const ROUTER: u32 = 0x0a01_0001;
+/// An overlay-network owner's flow id (THIS_ON).
+const ON: u32 = 0x00c0_ffee;
 const SRCS: [u32; 5] = [0xcb00_7109, 0xc633_6407, 0x0808_0808, 0x0a01_0003, 0xc000_0235];
 const DSTS: [u32; 8] = [ME, ME, 0x0a01_0002, 0x0a01_0004, 0x0a01_0005, 0x0a01_0006, 0x0a02_0001, 0x0101_0101];
 const PIECES: [&[u8]; 8] = [b"", b"via", b"gra", b"viagra", b"lot", b"tery", b"lottery ", b"hello"];
@@ -111,9 +113,9 @@ fn packet() -> impl Strategy<Value = Vec<u8>> {
 /// two see one packet.
 fn ref_packet(frame: &[u8]) -> RefPacket {
     let Parsed::Ipv4(f) = parse_frame(LinkType::Raw, frame) else { panic!("not IPv4: {frame:?}") };
-    let Fields { src, dst, proto, sport, dport, has_ports, tcp_flags, seq, payload_start, payload_len } = f;
+    let Fields { src, dst, proto, sport, dport, has_ports, tcp_flags, seq, on_key, payload_start, payload_len } = f;
     let payload = frame[payload_start as usize..][..payload_len as usize].to_vec();
-    RefPacket { src, dst, proto, sport, dport, has_ports, tcp_flags, seq, payload }
+    RefPacket { src, dst, proto, sport, dport, has_ports, tcp_flags, seq, on_key, payload }
 }
 
 /// (src, dst, UDP payload) of a generated IPv4/UDP packet.
@@ -150,6 +152,7 @@ fn case_of(compiled: vinet_lang::Compiled, kind: ClientKind) -> Case {
     let this = match kind {
         ClientKind::EndUser => This { ip: ME, subnet: (ME, 32) },
         ClientKind::EdgeRouter => This { ip: ROUTER, subnet: SUBNET },
+        ClientKind::OnOwner => This::on_owner(ON),
     };
     Case { compiled, program, this }
 }

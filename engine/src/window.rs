@@ -91,6 +91,8 @@ pub(crate) struct Columns {
     /// The TCP flags byte (0 for a packet without flags).
     pub(crate) tcp_flags: Vec<u8>,
     pub(crate) seq: Vec<u32>,
+    /// The overlay-network flow id each packet carries ([`crate::packet::Fields::on_key`]).
+    pub(crate) on_key: Vec<Option<u32>>,
     pub(crate) pay_off: Vec<u32>,
     pub(crate) pay_len: Vec<u32>,
     /// Window packet index of each row.
@@ -107,6 +109,7 @@ impl Columns {
         self.has_ports.clear();
         self.tcp_flags.clear();
         self.seq.clear();
+        self.on_key.clear();
         self.pay_off.clear();
         self.pay_len.clear();
         self.origin.clear();
@@ -130,6 +133,7 @@ impl Columns {
         col(&mut self.has_ports, &from.has_ports, perm);
         col(&mut self.tcp_flags, &from.tcp_flags, perm);
         col(&mut self.seq, &from.seq, perm);
+        col(&mut self.on_key, &from.on_key, perm);
         col(&mut self.pay_off, &from.pay_off, perm);
         col(&mut self.pay_len, &from.pay_len, perm);
         col(&mut self.origin, &from.origin, perm);
@@ -147,6 +151,7 @@ impl Columns {
             has_ports: &self.has_ports[start..end],
             tcp_flags: &self.tcp_flags[start..end],
             seq: &self.seq[start..end],
+            on_key: Some(&self.on_key[start..end]),
             pay_off: &self.pay_off[start..end],
             pay_len: &self.pay_len[start..end],
             origin: &self.origin[start..end],
@@ -169,6 +174,9 @@ pub struct View<'a> {
     pub(crate) has_ports: &'a [bool],
     pub(crate) tcp_flags: &'a [u8],
     pub(crate) seq: &'a [u32],
+    /// The flow ids packets carry; `None` for a view of caller-held columns
+    /// ([`View::from_columns`]), whose packets carry none.
+    pub(crate) on_key: Option<&'a [Option<u32>]>,
     pub(crate) pay_off: &'a [u32],
     pub(crate) pay_len: &'a [u32],
     pub(crate) origin: &'a [u32],
@@ -237,6 +245,7 @@ impl<'a> View<'a> {
             has_ports: c.has_ports,
             tcp_flags: c.tcp_flags,
             seq: c.seq,
+            on_key: None,
             pay_off: c.pay_off,
             pay_len: c.pay_len,
             origin: c.origin,
@@ -266,6 +275,12 @@ impl<'a> View<'a> {
     /// Window packet index of view position `i`.
     pub fn origin(&self, i: usize) -> Option<u32> {
         self.origin.get(i).copied()
+    }
+
+    /// The overlay-network flow id packet `i` carries, if any.
+    #[inline]
+    pub(crate) fn on_key(&self, i: usize) -> Option<u32> {
+        self.on_key.and_then(|k| k.get(i).copied().flatten())
     }
 
     /// Field `f` of packet `i` as the VM tests it: [`ABSENT`] when the
@@ -454,6 +469,7 @@ impl Window {
                 c.has_ports.push(f.has_ports);
                 c.tcp_flags.push(f.tcp_flags);
                 c.seq.push(f.seq);
+                c.on_key.push(f.on_key);
                 // In range: checked above that off + len fits in u32, and the
                 // parser's payload lies inside the frame.
                 c.pay_off.push(off as u32 + f.payload_start);
@@ -490,6 +506,7 @@ impl Window {
         c.has_ports.extend(p.iter().map(|f| f.has_ports));
         c.tcp_flags.extend(p.iter().map(|f| f.tcp_flags));
         c.seq.extend(p.iter().map(|f| f.seq));
+        c.on_key.extend(p.iter().map(|f| f.on_key));
         c.pay_off.extend(p.iter().map(|f| f.payload_start));
         c.pay_len.extend(p.iter().map(|f| f.payload_len));
         c.origin.extend(base..base + p.len() as u32);

@@ -21,7 +21,11 @@ use support::oracle::{Env, Tally};
 thread_local! {
     static ENV: Env = {
         let parse = |text| vinet_engine::policy_file::parse(text).expect("the example policies parse");
-        Env::new(parse(include_str!("../../examples/policies/end-user.toml")), parse(include_str!("../../examples/policies/edge-router.toml")))
+        Env::new(
+            parse(include_str!("../../examples/policies/end-user.toml")),
+            parse(include_str!("../../examples/policies/edge-router.toml")),
+            parse(include_str!("../../examples/policies/on-owner.toml")),
+        )
     };
     static TALLY: RefCell<Tally> = RefCell::new(Tally::default());
 }

@@ -216,6 +216,11 @@ impl Lower<'_> {
             ExprKind::ThisIp => Insn::ThisIp { dst },
             ExprKind::ThisSubnet => Insn::ThisSubnet { dst },
             ExprKind::AllPackets => Insn::AllPackets { dst },
+            // The window's packets, then those carrying THIS_ON.
+            ExprKind::OnPackets => {
+                self.emit(Insn::AllPackets { dst }, span);
+                Insn::OnPackets { dst, set: dst }
+            }
             ExprKind::Not(a) => Insn::Not { dst, a: self.expr(a)? },
             ExprKind::Binary(op, a, b) => {
                 let (a, b) = (self.expr(a)?, self.expr(b)?);

@@ -45,6 +45,8 @@ pub struct RefPacket {
     pub tcp_flags: u8,
     /// TCP sequence number (0 if not TCP).
     pub seq: u32,
+    /// The overlay-network flow id it carries (its GRE key), if any.
+    pub on_key: Option<u32>,
     /// The payload.
     pub payload: Vec<u8>,
 }
@@ -52,7 +54,7 @@ pub struct RefPacket {
 /// What a run is bound to.
 #[derive(Clone, Debug)]
 pub struct RefEnv {
-    /// THIS_IP.
+    /// THIS_IP; for an overlay-network owner, which has no address, THIS_ON (its flow id).
     pub this_ip: u32,
     /// THIS_SUBNET_IP: network and length.
     pub this_subnet: (u32, u8),
@@ -440,6 +442,13 @@ impl Machine<'_> {
             ExprKind::ThisIp => Value::Addr(self.env.this_ip),
             ExprKind::ThisSubnet => Value::Prefix(self.env.this_subnet.0, self.env.this_subnet.1),
             ExprKind::AllPackets => Value::Set((0..self.window.len()).collect()),
+            // Two instructions (AllPackets, then the narrowing), its unit a window packet.
+            ExprKind::OnPackets => {
+                self.instruction(e.span)?;
+                self.charge(costs.by_field[0], self.window.len(), e.span)?;
+                let on = self.env.this_ip;
+                Value::Set((0..self.window.len()).filter(|&i| self.window[i].on_key == Some(on)).collect())
+            }
             ExprKind::Not(a) => Value::Bool(!self.truth(a)?),
             ExprKind::Binary(op, a, b) => {
                 // Both operands are evaluated, always (`and`, `or` included).
@@ -637,6 +646,7 @@ mod tests {
             has_ports: true,
             tcp_flags: 0,
             seq: 0,
+            on_key: None,
             payload: payload.as_bytes().to_vec(),
         }
     }

@@ -28,9 +28,9 @@ use crate::types::{BinOp, By, Expr, ExprKind, Field, PacketField, ParamDecl, Pro
 pub const ROUTINES: &[&str] = &vinet_vocab::names::ROUTINE_NAMES;
 
 /// The built-in names, as they are written (matched case-insensitively):
-/// the three built-in values, then the [`NAMED_NUMBERS`].
+/// the four built-in values, then the [`NAMED_NUMBERS`].
 pub const BUILTINS: &[&str] =
-    &["AllPackets", "THIS_IP", "THIS_SUBNET_IP", "ICMP", "TCP", "UDP", "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    &["AllPackets", "OnPackets", "THIS_IP", "THIS_SUBNET_IP", "ICMP", "TCP", "UDP", "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
 
 /// The built-in named numbers: IP protocols and TCP flags (one bit each, so
 /// they combine with `+`: `SYN + ACK`). Each is a numeric constant.
@@ -1198,6 +1198,7 @@ impl Checker {
             return match (b, named_number(b)) {
                 (_, Some(v)) => mk(ExprKind::Const(Const::Num(v)), Type::Num),
                 ("AllPackets", _) => mk(ExprKind::AllPackets, Type::Set),
+                ("OnPackets", _) => mk(ExprKind::OnPackets, Type::Set),
                 ("THIS_IP", _) => mk(ExprKind::ThisIp, Type::Addr),
                 _ => mk(ExprKind::ThisSubnet, Type::Prefix),
             };

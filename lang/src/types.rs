@@ -321,6 +321,8 @@ pub enum ExprKind {
     ThisSubnet,
     /// AllPackets
     AllPackets,
+    /// OnPackets: the window's packets carrying THIS_ON, an overlay-network owner's flow id
+    OnPackets,
     /// `not e`
     Not(Box<Expr>),
     /// `a OP b`

@@ -244,6 +244,7 @@ impl Walk<'_> {
             }
             GroupSrc { dst, set } => (dst, Val::Groups { extent: extent(set), by: By::Src }, self.grouping(u.group_by_source, extent(set))),
             Narrow { dst, set, field, .. } => (dst, Val::Set(extent(set)), self.charge(u.by_field[field as usize], extent(set))),
+            OnPackets { dst, set } => (dst, Val::Set(extent(set)), self.charge(u.by_field[0], extent(set))),
             GroupField { dst, set, field } => {
                 (dst, Val::Groups { extent: extent(set), by: By::Field(field) }, self.grouping(u.by_field[field as usize], extent(set)))
             }

@@ -48,6 +48,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("10-confinement.vl", include_str!("../../lemmas/10-confinement.vl")),
     ("20-partition.vl", include_str!("../../lemmas/20-partition.vl")),
     ("30-equality.vl", include_str!("../../lemmas/30-equality.vl")),
+    ("40-overlay.vl", include_str!("../../lemmas/40-overlay.vl")),
 ];
 
 /// Build a library from sources `(file name, text)`, in order.
@@ -157,6 +158,10 @@ pub fn sym_of(s: &str) -> Option<Sym> {
         "Concat" => Concat,
         "Narrow" => Narrow,
         "NPort" => NPort,
+        "Key" => Key,
+        "ThisOn" => ThisOn,
+        "FKey" => FKey,
+        "ConfK" => ConfK,
         _ => return None,
     })
 }

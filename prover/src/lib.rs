@@ -258,9 +258,12 @@ fn routine_verb(what: What) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params: &z3enc::Preferences, policy: &Policy) -> Failure {
     let edge = policy.client == ClientKind::EdgeRouter;
+    let on = policy.client == ClientKind::OnOwner;
     let mut notes = vec![];
-    let me_name = if edge { "THIS_SUBNET_IP" } else { "THIS_IP" };
+    let me_name = ["THIS_IP", "THIS_SUBNET_IP", "THIS_ON"][policy.client as usize];
     let help = match what {
+        What::Confined(_) if on => Some("narrow the set first: start from OnPackets, the window's packets carrying THIS_ON".to_string()),
+        What::NoLeak if on => Some("group OnPackets (or a set made from it), so that the effect is on your own overlay network's packets".to_string()),
         What::Confined(_) => Some(format!("narrow the set first with GROUP_BY_DESTINATION(..., {me_name}), or test the group's destination against {me_name} in an `if`")),
         What::NoLeak => Some(format!("guard the effect with `if DestIP(i) == {me_name}` (or `in THIS_SUBNET_IP`), on its own `if`, so that it happens only in your own group")),
         What::GenerateTo => Some("GENERATE may send only to THIS_IP".to_string()),
@@ -292,6 +295,12 @@ fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params:
                 notes.push(format!("with {name} = {value}"));
             }
             match (what, cx.packet) {
+                (What::Confined(_), Some((src, dst))) if on => {
+                    let key = cx.key.map_or("no flow id".into(), |k| format!("flow id {k}"));
+                    let this = cx.this_on.map_or("THIS_ON".into(), |k| format!("THIS_ON ({k})"));
+                    format!("{} a packet {} -> {} carrying {key}, which is not {this}", routine_verb(what), ip(src), ip(dst))
+                }
+                (What::NoLeak, _) if on => "this effect could happen in a group of packets of other overlay networks".into(),
                 (What::Confined(_), Some((src, dst))) => {
                     format!("{} a packet {} -> {}, and {} is not {me}", routine_verb(what), ip(src), ip(dst), ip(dst))
                 }

@@ -50,6 +50,19 @@ impl<'b, 'c> Tactics<'b, 'c> {
     fn this_net() -> Term {
         Term::app(Sym::ThisNet, vec![]).expect("nullary")
     }
+    fn this_on() -> Term {
+        Term::app(Sym::ThisOn, vec![]).expect("nullary")
+    }
+
+    /// The client's confinement: its predicate, what it is confined to, and
+    /// its lemmas' prefix (`conf`, `confp`, `confk`).
+    fn confinement(&self) -> (Sym, Term, &'static str) {
+        match self.client {
+            ClientKind::EndUser => (Sym::Conf, Self::this_ip(), "conf"),
+            ClientKind::EdgeRouter => (Sym::ConfP, Self::this_net(), "confp"),
+            ClientKind::OnOwner => (Sym::ConfK, Self::this_on(), "confk"),
+        }
+    }
 
     /// Instantiate a library lemma and discharge its premises.
     fn lemma(&mut self, name: &str, insts: &[Term], premises: &[&Pf]) -> TResult<Pf> {
@@ -99,6 +112,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
         match goal.kind() {
             Kind::App(Sym::Conf, a) if a[1] == Self::this_ip() => self.conf(facts, &a[0]),
             Kind::App(Sym::ConfP, a) if a[1] == Self::this_net() => self.conf(facts, &a[0]),
+            Kind::App(Sym::ConfK, a) if a[1] == Self::this_on() => self.conf(facts, &a[0]),
             Kind::App(Sym::Or, a) => {
                 let (l, r) = (a[0].clone(), a[1].clone());
                 match self.goal(facts, &l) {
@@ -118,11 +132,12 @@ impl<'b, 'c> Tactics<'b, 'c> {
         }
     }
 
-    /// `Conf(set, THIS_IP)` or `ConfP(set, THIS_SUBNET_IP)`, following the set's structure.
+    /// `Conf(set, THIS_IP)`, `ConfP(set, THIS_SUBNET_IP)` or `ConfK(set, THIS_ON)`, following
+    /// the set's structure.
     fn conf(&mut self, facts: &[Pf], set: &Term) -> TResult<Pf> {
         let edge = self.client == ClientKind::EdgeRouter;
-        let (me, conf_, inherit) =
-            if edge { (Self::this_net(), "confp", "confp_inherit") } else { (Self::this_ip(), "conf", "conf_inherit") };
+        let (_, me, conf_) = self.confinement();
+        let inherit = format!("{conf_}_inherit");
         let Kind::App(sym, args) = set.kind() else {
             return Err("a set of unknown packets (assigned in a loop) is not known to be confined".into());
         };
@@ -136,6 +151,7 @@ impl<'b, 'c> Tactics<'b, 'c> {
             // A narrowing by a field (and a field group, `Narrow(S, f, k, k)`) is a subset of
             // its set: confined exactly when the set is, whatever the field and bounds.
             Sym::Narrow => "narrow",
+            Sym::FKey => "fkey",
             Sym::Ite => return self.conf_ite(facts, set, &args[0], &args[1], &args[2]),
             Sym::All => return Err("AllPackets holds every destination's packets".into()),
             _ => return Err(format!("cannot show {sym:?} confined")),
@@ -143,7 +159,10 @@ impl<'b, 'c> Tactics<'b, 'c> {
         let (s, k) = (&args[0], &args[1]);
         // The operator itself confines: filtering or grouping to the client's destination.
         let own = match (sym, edge) {
-            (Sym::Narrow, _) => Err(String::new()),
+            // Narrowing to the client's flow id: an ON owner's own packets.
+            (Sym::FKey, _) if self.client == ClientKind::OnOwner && *k == me => self.lemma("confk_fkey", &[s.clone(), me.clone()], &[]),
+            (Sym::Narrow | Sym::FKey, _) => Err(String::new()),
+            (_, _) if self.client == ClientKind::OnOwner => Err(String::new()),
             (Sym::FDst | Sym::GDst, false) if *k == me => self.lemma(&format!("conf_{op}"), &[s.clone(), me.clone()], &[]),
             (Sym::FDst | Sym::GDst, false) => {
                 self.eq(facts, k, &me).and_then(|e| self.lemma(&format!("conf_{op}_eq"), &[s.clone(), k.clone(), me.clone()], &[&e]))
@@ -165,14 +184,12 @@ impl<'b, 'c> Tactics<'b, 'c> {
     }
 
     fn conf_ite(&mut self, facts: &[Pf], set: &Term, c: &Term, x: &Term, y: &Term) -> TResult<Pf> {
-        let edge = self.client == ClientKind::EdgeRouter;
-        let me = if edge { Self::this_net() } else { Self::this_ip() };
+        let (pred, me, conf_) = self.confinement();
         let (cx, cy) = (self.conf(facts, x), self.conf(facts, y));
         if let (Ok(a), Ok(b)) = (&cx, &cy) {
-            return self.lemma(if edge { "confp_ite" } else { "conf_ite" }, &[c.clone(), x.clone(), y.clone(), me], &[a, b]);
+            return self.lemma(&format!("{conf_}_ite"), &[c.clone(), x.clone(), y.clone(), me], &[a, b]);
         }
         // Split on the condition; in each case the set is one of its choices.
-        let pred = if edge { Sym::ConfP } else { Sym::Conf };
         let goal = app(pred, vec![set.clone(), me.clone()])?;
         let nc = app(Sym::Not, vec![c.clone()])?;
         let em = self.b.em(c).map_err(rule)?;

@@ -102,6 +102,10 @@ pub struct Counterexample {
     pub this_ip: Option<u32>,
     /// THIS_SUBNET_IP as (network, length).
     pub this_net: Option<(u32, u8)>,
+    /// The flow id the packet carries, when its confinement is to THIS_ON.
+    pub key: Option<u64>,
+    /// THIS_ON.
+    pub this_on: Option<u64>,
     /// Other values by name (group keys, parameters, numbers).
     pub values: Vec<(String, String)>,
 }
@@ -194,6 +198,10 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
                 cx.packet = bv(src).zip(bv(dst));
             }
             cx.this_ip = e.this_ip.as_ref().and_then(bv);
+            let int = |x: &Int| m.eval(x, true).and_then(|v| v.as_u64());
+            cx.key = e.witnesses.first().and_then(|w| e.keys.get(&w.0.to_string())).and_then(int);
+            let this_on = Term::app(Sym::ThisOn, vec![]).ok();
+            cx.this_on = this_on.and_then(|t| e.atoms.get(&t).and_then(|d| d.as_int())).as_ref().and_then(int);
             if let Some((net, mask)) = &e.this_net {
                 cx.this_net = bv(net).zip(bv(mask)).map(|(n, k)| (n, k.leading_ones() as u8));
             }
@@ -230,6 +238,8 @@ struct Enc<'a> {
     witnesses: Vec<(BV, BV)>,
     /// Whether a witness (by its source's name) is in a narrowing, by term.
     narrowed: HashMap<(String, Term), Bool>,
+    /// The flow id each witness (by its source's name) carries (`Key`).
+    keys: HashMap<String, Int>,
     named: Vec<(String, Val)>,
     side: Vec<Bool>,
     fresh: u32,
@@ -260,6 +270,13 @@ impl Enc<'_> {
         match goal.kind() {
             Kind::App(Sym::Or, a) => Ok(Bool::and(&[self.negate(&a[0])?, self.negate(&a[1])?])),
             Kind::App(Sym::And, a) => Ok(Bool::or(&[self.negate(&a[0])?, self.negate(&a[1])?])),
+            Kind::App(Sym::ConfK, a) => {
+                let w = (BV::new_const(self.name("src"), 32), BV::new_const(self.name("dst"), 32));
+                let inside = self.mem(&w, &a[0])?;
+                let at = self.key(&w).eq(self.num(&a[1])?);
+                self.witnesses.push(w);
+                Ok(Bool::and(&[inside, at.not()]))
+            }
             Kind::App(Sym::Conf | Sym::ConfP, a) => {
                 let w = (BV::new_const(self.name("src"), 32), BV::new_const(self.name("dst"), 32));
                 let inside = self.mem(&w, &a[0])?;
@@ -300,8 +317,17 @@ impl Enc<'_> {
                 let field = self.narrowed.entry(key).or_insert_with(|| Bool::new_const(name)).clone();
                 Bool::and(&[self.mem(w, &a[0])?, field])
             }
+            Sym::FKey => Bool::and(&[self.mem(w, &a[0])?, self.key(w).eq(self.num(&a[1])?)]),
             _ => return Err(format!("cannot encode the set {sym:?}")),
         })
+    }
+
+    /// The flow id witness `w` carries: a natural of its own.
+    fn key(&mut self, w: &(BV, BV)) -> Int {
+        let name = self.name("key");
+        let k = self.keys.entry(w.0.to_string()).or_insert_with(|| Int::new_const(name)).clone();
+        self.side.push(k.ge(Int::from_i64(0)));
+        k
     }
 
     fn atom(&mut self, t: &Term, make: impl FnOnce() -> z3::ast::Dynamic) -> TResult<z3::ast::Dynamic> {
@@ -425,6 +451,7 @@ impl Enc<'_> {
                     Kind::App(Sym::Count, _) => self.name("COUNT"),
                     Kind::App(Sym::NDst, _) => self.name("DISTINCT_DESTINATIONS"),
                     Kind::App(Sym::NPort, _) => self.name("DISTINCT_DESTINATION_PORTS"),
+                    Kind::App(Sym::ThisOn, _) => "THIS_ON".into(),
                     _ => self.name("n"),
                 };
                 let fresh = !self.atoms.contains_key(t);

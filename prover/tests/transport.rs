@@ -9,7 +9,7 @@ use vinet_lang::Severity;
 use vinet_prover::Prover;
 
 fn policy(client: ClientKind) -> Policy {
-    let name = if client == ClientKind::EndUser { "end-user" } else { "edge-router" };
+    let name = ["end-user", "edge-router", "on-owner"][client as usize];
     vinet_engine::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
@@ -29,6 +29,7 @@ fn mine(client: ClientKind) -> &'static str {
     match client {
         ClientKind::EndUser => "GROUP_BY_DESTINATION(AllPackets, THIS_IP)",
         ClientKind::EdgeRouter => "GROUP_BY_DESTINATION(AllPackets, THIS_SUBNET_IP)",
+        ClientKind::OnOwner => "OnPackets",
     }
 }
 

@@ -668,6 +668,8 @@ impl Config {
         match kind {
             ClientKind::EndUser => self.policy_end_user.as_ref(),
             ClientKind::EdgeRouter => self.policy_edge_router.as_ref(),
+            // Overlay-network owners' programs are checked (vinetc) but not yet run by routers.
+            ClientKind::OnOwner => None,
         }
     }
 

@@ -255,6 +255,7 @@ fn insn_text(insn: &Insn, consts: &[Const], params: &[vinet_checker::bytecode::P
         }
         Insn::GroupField { dst, set, field } => format!("r{dst} = {}(r{set}) (grouping)", Routine::of_field(*field).name()),
         Insn::DistinctPorts { dst, set } => format!("r{dst} = DISTINCT_DESTINATION_PORTS(r{set})"),
+        Insn::OnPackets { dst, set } => format!("r{dst} = ON_PACKETS(r{set}) (those carrying THIS_ON)"),
         Insn::If { .. } | Insn::Foreach { .. } | Insn::While { .. } => format!("{insn:?}"),
     }
 }

@@ -248,6 +248,11 @@ pub fn generate(kind: &Kind) -> Result<Generated, Failure> {
     let (mine, mine_doc) = match client {
         ClientKind::EndUser => ("THIS_IP", "this client"),
         ClientKind::EdgeRouter => ("THIS_SUBNET_IP", "this client's subnet"),
+        ClientKind::OnOwner => {
+            return usage(
+                "vinetc new writes programs for end users and edge routers; an overlay-network owner's program starts from OnPackets (docs/LANGUAGE.md)",
+            )
+        }
     };
     let (default_life, life_flag, life_text) = match kind {
         Kind::Multicast(m) if m.window.is_some() => (0, "--window", m.window.clone()),

@@ -168,7 +168,8 @@ type GuardSave = (usize, bool, bool, Vec<(Reg, Info)>);
 
 /// Generate one module.
 pub fn module(r: &mut Rng) -> Generated {
-    let kind = if r.chance(50) { ClientKind::EndUser } else { ClientKind::EdgeRouter };
+    // Overlay-network owners (issue 13) less often: their programs have no address.
+    let kind = r.pick(&[ClientKind::EndUser, ClientKind::EndUser, ClientKind::EdgeRouter, ClientKind::EdgeRouter, ClientKind::OnOwner]);
     let budget = 6 + r.below(34) as usize;
     let mut g = Gen {
         r,
@@ -368,7 +369,16 @@ impl Gen<'_> {
             }
         }
         let from = self.any_set();
+        if self.kind == ClientKind::OnOwner {
+            // The owner's packets are those carrying THIS_ON.
+            let Info::Set { ext, .. } = self.info[from as usize] else { unreachable!("a set") };
+            let d = self.dst(Ty::Set);
+            self.emit(Insn::OnPackets { dst: d, set: from });
+            self.set_info(d, Info::Set { mine: true, all: false, ext });
+            return d;
+        }
         let by = match self.kind {
+            ClientKind::OnOwner => unreachable!("returned above"),
             ClientKind::EndUser => self.this_ip(),
             ClientKind::EdgeRouter if self.r.chance(85) => self.this_net(),
             ClientKind::EdgeRouter => self.this_ip(),
@@ -388,7 +398,8 @@ impl Gen<'_> {
         }
         let d = self.dst(Ty::Addr);
         match self.r.below(4) {
-            0 => {
+            // (An overlay-network owner has no THIS_IP: rarely, so that some of its modules are refused for it.)
+            0 if self.kind != ClientKind::OnOwner || self.r.chance(10) => {
                 self.emit(Insn::ThisIp { dst: d });
                 self.set_info(d, Info::This);
                 return d;
@@ -676,6 +687,7 @@ impl Gen<'_> {
                     0 => (self.addr(), false),
                     1 => (self.prefix(), false),
                     _ if self.kind == ClientKind::EndUser => (self.this_ip(), true),
+                    _ if self.kind == ClientKind::OnOwner => (self.addr(), false),
                     _ => (self.this_net(), true),
                 };
                 let Info::Set { mine, ext, .. } = self.info[s as usize] else { unreachable!("a set") };
@@ -724,6 +736,8 @@ impl Gen<'_> {
                 || match self.kind {
                     ClientKind::EndUser => c.guard_eq,
                     ClientKind::EdgeRouter => c.guard_in,
+                    // No destination of its own: only a grouped set of its ON will do.
+                    ClientKind::OnOwner => false,
                 }
         })
     }
@@ -739,7 +753,7 @@ impl Gen<'_> {
             return;
         }
         let src = self.addr();
-        let dst = if self.r.chance(92) {
+        let dst = if self.r.chance(92) && self.kind != ClientKind::OnOwner {
             // THIS_IP, or a key known to equal it.
             match self.any_live(|t, i| t == Ty::Addr && i == Info::This) {
                 Some(r) if self.r.chance(70) => r,
@@ -760,6 +774,9 @@ impl Gen<'_> {
     /// A key guard of an unguarded enclosing destination grouping, with an effect inside.
     fn guard_here(&mut self) {
         let kind = self.kind;
+        if kind == ClientKind::OnOwner {
+            return self.set_op(); // no guard confines an ON owner's effect
+        }
         let open = |c: &Ctx| c.by_dst && !c.grouped_mine && !if kind == ClientKind::EndUser { c.guard_eq } else { c.guard_in };
         let Some(c) = self.ctxs.iter().rposition(open) else { return self.set_op() };
         let id = self.ctxs[c].id;
@@ -772,6 +789,13 @@ impl Gen<'_> {
         let eq = match self.kind {
             ClientKind::EndUser => self.r.chance(90),
             ClientKind::EdgeRouter => self.r.chance(25),
+            ClientKind::OnOwner => {
+                // A plain test of the key: it confines nothing for a client with no address.
+                let (d, a) = (self.dst(Ty::Bool), self.addr());
+                self.emit(Insn::Cmp { op: CmpOp::Eq, dst: d, a: key, b: a });
+                self.set_info(d, Info::Plain);
+                return (d, false);
+            }
         };
         let d = self.dst(Ty::Bool);
         if eq {

@@ -33,6 +33,8 @@ pub const NET: (u32, u8) = (0x0a00_0000, 24);
 pub struct Tally {
     /// Modules generated.
     pub generated: u64,
+    /// Pairs the checker accepted, by policy: end user, edge router, overlay-network owner.
+    pub checked_by: [u64; 3],
     /// Of which `Module::validate` accepted.
     pub valid: u64,
     /// Valid modules with a register written before a loop and inside it.
@@ -90,7 +92,8 @@ impl std::fmt::Display for Tally {
              {} (module, policy) pairs: {} proved, {} accepted by the checker ({} proved but refused), {} accepted by the analyzer; \
              verifiers agree on {} ({} both accept, {} both refuse), disagree on {} ({} checker only, {} analyzer only), {} cost mismatches; \
              {} modules accepted by some verifier; {} valid modules narrow, group or count by protocol, port or TCP flags ({} of them accepted by the checker); \
-             {} windows run ({} benign faults, {} idle windows with whole-window effects, {} whole-window-only faults); {} oracle violations",
+             {} windows run ({} benign faults, {} idle windows with whole-window effects, {} whole-window-only faults); {} oracle violations; \
+             accepted by the checker under the end-user, edge-router and on-owner policies: {:?}",
             self.generated,
             self.valid,
             self.generated - self.valid,
@@ -115,7 +118,8 @@ impl std::fmt::Display for Tally {
             self.benign_faults,
             self.idle_effects,
             self.whole_only_faults,
-            self.violations.len()
+            self.violations.len(),
+            self.checked_by
         )
     }
 }
@@ -124,20 +128,22 @@ impl std::fmt::Display for Tally {
 pub struct Env {
     prover: vinet_prover::Prover,
     cache: LemmaCache,
-    policies: [Policy; 2],
+    policies: [Policy; 3],
 }
 
 impl Env {
-    /// The shipped prover and lemma library, and the example policies (end user, edge router).
-    pub fn new(end_user: Policy, edge_router: Policy) -> Env {
-        assert_eq!((end_user.client, edge_router.client), (ClientKind::EndUser, ClientKind::EdgeRouter));
+    /// The shipped prover and lemma library, and the example policies (end user, edge
+    /// router, overlay-network owner).
+    pub fn new(end_user: Policy, edge_router: Policy, on_owner: Policy) -> Env {
+        let kinds = (end_user.client, edge_router.client, on_owner.client);
+        assert_eq!(kinds, (ClientKind::EndUser, ClientKind::EdgeRouter, ClientKind::OnOwner));
         let prover = vinet_prover::Prover::new().expect("the shipped lemma library builds");
         let mut cache = LemmaCache::new();
         cache.admit_library(&encode_file(&prover.lemmas().library, LIBRARY_MAGIC)).expect("the shipped library is admitted");
-        Env { prover, cache, policies: [end_user, edge_router] }
+        Env { prover, cache, policies: [end_user, edge_router, on_owner] }
     }
 
-    /// Generate one module from `r`, put it through the verifiers under both
+    /// Generate one module from `r`, put it through the verifiers under the three
     /// policies, and run what the checker accepts over `windows` windows.
     /// `label` names the case in reports (the seed, or "fuzz input").
     pub fn one(&self, r: &mut Rng, windows: usize, label: &str, t: &mut Tally) {
@@ -162,6 +168,7 @@ impl Env {
             let checked = proved.as_ref().and_then(|p| vinet_checker::check(&p.bytes, policy, &self.cache).ok());
             t.proved_not_checked += (proved.is_some() && checked.is_none()) as u64;
             t.checked += checked.is_some() as u64;
+            t.checked_by[policy.client as usize] += checked.is_some() as u64;
             let analyzed = vinet_analyzer::analyze(&m, policy).ok();
             t.analyzed += analyzed.is_some() as u64;
             let what = format!("{label} under the {:?} policy", policy.client);
@@ -214,6 +221,8 @@ pub struct Pkt {
     seq: u32,
     /// TCP flags (a TCP packet).
     flags: u8,
+    /// A GRE packet's key (protocol 47): the overlay-network flow id it carries.
+    key: Option<u32>,
     /// How the transport header is cut: whole, cut inside the ports, cut after them, or a
     /// non-first fragment (the last three have no ports: SEMANTICS "The window").
     cut: Cut,
@@ -234,10 +243,17 @@ const SOURCES: [u32; 8] = [ME, 0x0a00_0005, 0x0a00_0042, 0xcb00_7109, 0xc633_640
 /// Destinations: the client (often), its subnet neighbours, other clients, the world.
 const DESTS: [u32; 10] = [ME, ME, ME, 0x0a00_0005, 0x0a00_0009, 0x0a00_0107, 0x0a09_0909, 0xc000_0201, 0xc633_6407, 0x0b00_0007];
 
-fn mine(kind: ClientKind, dst: u32) -> bool {
+/// The overlay-network owner's flow id (THIS_ON), and the keys packets carry.
+pub const ON: u32 = 0x00c0_ffee;
+const KEYS: [Option<u32>; 5] = [Some(ON), Some(ON), Some(ON + 1), Some(7), None];
+
+/// Whether a packet is the client's: to THIS_IP, into THIS_SUBNET_IP, or carrying THIS_ON
+/// (a GRE key, in a first fragment).
+fn mine(kind: ClientKind, p: &Pkt) -> bool {
     match kind {
-        ClientKind::EndUser => dst == ME,
-        ClientKind::EdgeRouter => dst & 0xffff_ff00 == NET.0,
+        ClientKind::EndUser => p.dst == ME,
+        ClientKind::EdgeRouter => p.dst & 0xffff_ff00 == NET.0,
+        ClientKind::OnOwner => p.proto == 47 && p.cut != Cut::Fragment && p.key == Some(ON),
     }
 }
 
@@ -245,7 +261,7 @@ fn mine(kind: ClientKind, dst: u32) -> bool {
 const PORTS: [u16; 8] = [25, 53, 123, 445, 80, 1000, 1001, 65_535];
 
 fn packet(r: &mut Rng, dsts: &[u32]) -> Pkt {
-    let proto = r.pick(&[6u8, 6, 17, 17, 1, 47]);
+    let proto = r.pick(&[6u8, 6, 17, 17, 1, 47, 47, 47]);
     let cut = if r.chance(85) { Cut::Whole } else { r.pick(&[Cut::InPorts, Cut::AfterPorts, Cut::Fragment]) };
     let payload: Vec<u8> = (0..r.below(3)).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
     let ported = matches!(proto, 6 | 17);
@@ -257,7 +273,9 @@ fn packet(r: &mut Rng, dsts: &[u32]) -> Pkt {
         dport: if ported { r.pick(&PORTS) } else { 0 },
         seq: if proto == 6 { 1000 + 3 * r.below(4) as u32 } else { 0 },
         flags: r.pick(&[0x02, 0x02, 0x12, 0x10, 0x18, 0x11, 0x04, 0x00, 0xff]),
-        cut: if ported { cut } else { Cut::Whole },
+        key: if proto == 47 { r.pick(&KEYS) } else { None },
+        // A GRE packet may be a non-first fragment too: it then carries no key.
+        cut: if ported || proto == 47 && cut == Cut::Fragment { cut } else { Cut::Whole },
         payload: if ported && cut != Cut::Whole && cut != Cut::Fragment { vec![] } else { payload },
     }
 }
@@ -278,6 +296,14 @@ fn frame(p: &Pkt) -> Vec<u8> {
             l4.extend((8 + p.payload.len() as u16).to_be_bytes());
             l4.extend([0, 0]);
         }
+        // GRE (RFC 2890): the K bit and the key, or no key; an IPv4 payload type.
+        47 => match p.key {
+            Some(k) => {
+                l4.extend([0x20, 0x00, 0x08, 0x00]);
+                l4.extend(k.to_be_bytes());
+            }
+            None => l4.extend([0x00, 0x00, 0x08, 0x00]),
+        },
         _ => {}
     }
     match p.cut {
@@ -330,6 +356,7 @@ fn this(c: &Checked) -> This {
     match c.policy().client {
         ClientKind::EndUser => This { ip: ME, subnet: (ME, 32) },
         ClientKind::EdgeRouter => This { ip: ME, subnet: NET },
+        ClientKind::OnOwner => This::on_owner(ON),
     }
 }
 
@@ -376,10 +403,11 @@ fn safe(c: &Checked, packets: &[Pkt], o: &Outcome, run: &str) -> Result<(), Stri
         ) => Err(format!("{run}: a checked program stopped on a metering fault: {f}")),
         Outcome::Faulted(_) => Ok(()),
         Outcome::Ran { dropped, generated, cost } => {
-            if let Some(&i) = dropped.iter().find(|&&i| !mine(kind, packets[i].dst)) {
+            if let Some(&i) = dropped.iter().find(|&&i| !mine(kind, &packets[i])) {
                 return Err(format!("{run}: dropped packet {i}, to {:#x}, not the client's", packets[i].dst));
             }
-            if let Some(g) = generated.iter().find(|g| g.1 != ME) {
+            // (An overlay-network owner has no THIS_IP: it may generate nothing.)
+            if let Some(g) = generated.iter().find(|g| kind == ClientKind::OnOwner || g.1 != ME) {
                 return Err(format!("{run}: generated to {:#x}, not THIS_IP", g.1));
             }
             if *cost > c.complexity() {
@@ -413,23 +441,38 @@ fn exercise(c: &Checked, prog: &Arc<Program>, seed: u64) -> Result<WindowNotes, 
     let packets: Vec<Pkt> = (0..n).map(|_| packet(&mut r, &DESTS)).collect();
     let whole_run = whole(c, prog, &packets, false);
     let interpreted = whole(c, prog, &packets, true);
-    let router = bucketed(c, &packets);
     safe(c, &packets, &whole_run, "whole window")?;
     safe(c, &packets, &interpreted, "whole window, interpreted")?;
-    safe(c, &packets, &router, "bucketed")?;
     if whole_run != interpreted {
         return Err(format!("the compiled plans and the interpreter differ: {whole_run:?} vs {interpreted:?}"));
     }
+    if kind == ClientKind::OnOwner {
+        // Routers do not dispatch overlay-network owners' programs yet (the dispatch table
+        // refuses them): the whole window, and non-interference over it, is what runs.
+        let mut others = packets.clone();
+        for q in others.iter_mut().filter(|q| !mine(kind, q)) {
+            let fresh = packet(&mut r, &[0x0a09_0909, 0xc000_0201, 0x0a00_0107, 0x0b00_0007, ME]);
+            *q = Pkt { key: if fresh.key == Some(ON) { Some(ON + 2) } else { fresh.key }, ..fresh };
+        }
+        let again = whole(c, prog, &others, false);
+        safe(c, &others, &again, "whole window, other ONs' packets changed")?;
+        if !same_effects(&whole_run, &again) {
+            return Err(format!("other overlay networks' packets changed what it does: {whole_run:?} vs {again:?}"));
+        }
+        return Ok(WindowNotes { faulted: matches!(whole_run, Outcome::Faulted(_)), idle_effects: false, whole_only_fault: false });
+    }
+    let router = bucketed(c, &packets);
+    safe(c, &packets, &router, "bucketed")?;
     // The router runs a program only over a bucket with packets in it (dispatch/run.rs): in a
     // window with none of the client's packets, the bucketed run has no effects, whatever the
     // whole-window run of a program with effects of its own (a constant GENERATE) does.
-    let idle = !packets.iter().any(|p| mine(kind, p.dst));
+    let idle = !packets.iter().any(|p| mine(kind, p));
     let nothing = Outcome::Ran { dropped: vec![], generated: vec![], cost: 0 };
     if idle && router != nothing {
         return Err(format!("the router ran a program with no packets of its client: {router:?}"));
     }
     // The bucket as a window of its own: what the router's run must do.
-    let own: Vec<usize> = (0..packets.len()).filter(|&i| mine(kind, packets[i].dst)).collect();
+    let own: Vec<usize> = (0..packets.len()).filter(|&i| mine(kind, &packets[i])).collect();
     let own_packets: Vec<Pkt> = own.iter().map(|&i| packets[i].clone()).collect();
     let own_run = match whole(c, prog, &own_packets, false) {
         Outcome::Ran { dropped, generated, cost } => Outcome::Ran { dropped: dropped.iter().map(|&i| own[i]).collect(), generated, cost },
@@ -447,9 +490,12 @@ fn exercise(c: &Checked, prog: &Arc<Program>, seed: u64) -> Result<WindowNotes, 
     }
     // Non-interference: every other client's packet changes, in place.
     let mut others = packets.clone();
-    for q in others.iter_mut().filter(|q| !mine(kind, q.dst)) {
-        let fresh = packet(&mut r, &[0x0a09_0909, 0xc000_0201, 0x0a00_0107, 0x0b00_0007, 0x0a00_0005]);
-        *q = Pkt { dst: if mine(kind, fresh.dst) { 0x0b00_0001 } else { fresh.dst }, ..fresh };
+    for q in others.iter_mut().filter(|q| !mine(kind, q)) {
+        let mut fresh = packet(&mut r, &[0x0a09_0909, 0xc000_0201, 0x0a00_0107, 0x0b00_0007, 0x0a00_0005]);
+        if mine(kind, &fresh) {
+            (fresh.dst, fresh.key) = (0x0b00_0001, Some(ON + 2));
+        }
+        *q = fresh;
     }
     let whole_again = whole(c, prog, &others, false);
     safe(c, &others, &whole_again, "whole window, others changed")?;

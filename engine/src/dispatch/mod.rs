@@ -106,6 +106,10 @@ pub enum InstallError {
     /// The table holds 2^31 - 1 installations.
     #[error("the dispatch table is full")]
     Full,
+    /// An overlay-network owner's program: checked, but not dispatched by
+    /// routers yet (their ON lane serves tunnelled packets by reservation only).
+    #[error("overlay-network owners' programs are checked but not yet run by routers")]
+    OnOwner,
 }
 
 /// A listing entry.
@@ -311,6 +315,8 @@ impl Dispatch {
                 }
                 (Dest::Prefix(net, len), This { ip: binding.this_ip, subnet: (net, len) })
             }
+            // The ON lane does not run programs yet: tunnelled packets reach no dispatch table.
+            ClientKind::OnOwner => return Err(InstallError::OnOwner),
         };
         let pkey = (program.id(), program.policy_digest());
         let program = Arc::clone(self.programs.entry(pkey).or_insert(program));

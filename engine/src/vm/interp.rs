@@ -203,6 +203,11 @@ impl Run<'_, '_> {
                     self.charge(pc, u.grouping, 1)?;
                     self.group_field(dst, set, field);
                 }
+                Insn::OnPackets { dst, set } => {
+                    self.charge(pc, u.by_field[0], self.card(set))?;
+                    let (v, on) = (self.v, self.this.this_on());
+                    self.keep(dst, set, |pos| v.on_key(pos) == Some(on));
+                }
                 Insn::DistinctPorts { dst, set } => {
                     self.charge(pc, u.distinct_ports, self.card(set))?;
                     let n = self.distinct_ports(set);
@@ -409,6 +414,27 @@ impl Run<'_, '_> {
             if s != 0 {
                 sets[d + w] = s & field_bits(&v, test, w * 64);
             }
+        }
+    }
+
+    /// `dst` = the packets of `set` for whose position `test` holds.
+    fn keep(&mut self, dst: Reg, set: Reg, test: impl Fn(usize) -> bool) {
+        let (so, d, nw) = (self.so(set), self.so(dst), self.m.words_per_set);
+        let sets = &mut self.m.sets;
+        if so != d {
+            sets.copy_within(so..so + nw, d);
+        }
+        for w in 0..nw {
+            let mut bits = sets[d + w];
+            let mut keep = 0u64;
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if test(w * 64 + b) {
+                    keep |= 1 << b;
+                }
+            }
+            sets[d + w] = keep;
         }
     }
 

@@ -200,11 +200,26 @@ pub enum BindError {
 /// The addresses a run is bound to: the client's identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct This {
-    /// THIS_IP, host byte order.
+    /// THIS_IP, host byte order. For an overlay-network owner, which has no
+    /// address, THIS_ON: its ON's flow id ([`This::on_owner`]).
     pub ip: u32,
     /// THIS_SUBNET_IP: network (host bits zero) and length. For an end user,
     /// the /32 of THIS_IP.
     pub subnet: (u32, u8),
+}
+
+impl This {
+    /// An overlay-network owner's identity: THIS_ON, its flow id. (The
+    /// checker refuses THIS_IP and THIS_SUBNET_IP for such a client, so the
+    /// fields an address would take hold the flow id alone.)
+    pub fn on_owner(flow: u32) -> This {
+        This { ip: flow, subnet: (flow, 32) }
+    }
+
+    /// THIS_ON, for an overlay-network owner's run.
+    pub fn this_on(&self) -> u32 {
+        self.ip
+    }
 }
 
 /// What a client installs: its identity and the program's parameter values.

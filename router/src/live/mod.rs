@@ -299,6 +299,7 @@ fn dest_of(program: &Program, binding: &Binding) -> Result<Dest, String> {
             let (net, len) = binding.this_subnet.ok_or("an edge-router program needs THIS_SUBNET_IP")?;
             Ok(Dest::Prefix(net, len.min(32)))
         }
+        ClientKind::OnOwner => Err("overlay-network owners' programs are not yet run by routers".into()),
     }
 }
 
