@@ -21,7 +21,10 @@
 //! plan, removed by drop guards and by `vinet-emu clean`); [`agent`] is the
 //! traffic agent run inside each host; [`load`] the bulk upload client (the
 //! only module that links vinet's own crates: the client side of the upload
-//! protocol); [`run`] drives a run and measures;
+//! protocol); [`overlay`] the overlay networks of a run (the ON managers,
+//! the routers' participants, their management namespace, GRE counters,
+//! tunnels and the consistency check); [`transfer`] the TCP transfer and
+//! UDP stream run inside an ON; [`run`] drives a run and measures;
 //! [`report`] writes the results and plots; [`export`] writes a plan as a
 //! containerlab topology.
 #![deny(missing_docs)]
@@ -30,8 +33,10 @@ pub mod agent;
 pub mod export;
 pub mod load;
 pub mod netns;
+pub mod overlay;
 pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod topology;
+pub mod transfer;

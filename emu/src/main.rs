@@ -90,6 +90,30 @@ enum Cmd {
         /// Its spec (JSON).
         spec: PathBuf,
     },
+    /// One end of a transfer inside an ON (run by the emulator inside a host).
+    #[command(hide = true)]
+    Transfer {
+        /// "send" or "recv".
+        role: String,
+        /// The receiver's TCP address.
+        #[arg(long)]
+        tcp: std::net::SocketAddrV4,
+        /// The receiver's UDP address.
+        #[arg(long)]
+        udp: std::net::SocketAddrV4,
+        /// send: TCP bytes.
+        #[arg(long, default_value_t = 0)]
+        bytes: u64,
+        /// send: bits a second.
+        #[arg(long, default_value_t = 8_000_000)]
+        rate: u64,
+        /// send: datagrams a second.
+        #[arg(long, default_value_t = 100.0)]
+        pps: f64,
+        /// recv: the most seconds it waits.
+        #[arg(long, default_value_t = 120.0)]
+        seconds: f64,
+    },
     /// The bulk upload client of a `load` event (run by the emulator inside a host).
     #[command(hide = true)]
     Load {
@@ -101,6 +125,24 @@ enum Cmd {
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.cmd {
+        Cmd::Transfer { role, tcp, udp, bytes, rate, pps, seconds } => {
+            let line = match role.as_str() {
+                "send" => serde_json::to_string(&vinet_emu::transfer::send(tcp, udp, bytes, rate, pps)),
+                "recv" => match vinet_emu::transfer::recv(tcp, udp, seconds) {
+                    Ok(r) => serde_json::to_string(&r),
+                    Err(e) => {
+                        eprintln!("vinet-emu transfer: {e}");
+                        return ExitCode::from(1);
+                    }
+                },
+                _ => {
+                    eprintln!("vinet-emu transfer: the role is send or recv");
+                    return ExitCode::from(2);
+                }
+            };
+            println!("transfer {}", line.expect("json"));
+            ExitCode::SUCCESS
+        }
         Cmd::Agent { spec } => {
             let text = match std::fs::read_to_string(&spec) {
                 Ok(t) => t,
@@ -258,7 +300,25 @@ fn run_cmd(
     let root = root.canonicalize().unwrap_or(root);
     let emu = std::env::current_exe().expect("current exe");
     let bin_dir = bin_dir.unwrap_or_else(|| emu.parent().expect("exe dir").to_path_buf());
-    let tools = Tools { vinetc: bin_dir.join("vinetc"), vinetd: bin_dir.join("vinetd"), emu, root: root.clone() };
+    let tools = Tools {
+        vinetc: bin_dir.join("vinetc"),
+        vinetd: bin_dir.join("vinetd"),
+        onmgr: bin_dir.join("vinet-onmgr"),
+        traffic: bin_dir.join("vinet-traffic"),
+        emu,
+        root: root.clone(),
+    };
+    if l.scenario.overlay.is_some() {
+        for t in [&tools.onmgr, &tools.traffic] {
+            if !t.is_file() {
+                eprintln!(
+                    "vinet-emu: {} is missing (an overlay scenario needs it): build it (cargo build --release --bins) or pass --bin-dir",
+                    t.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     for t in [&tools.vinetc, &tools.vinetd] {
         if !t.is_file() {
             eprintln!("vinet-emu: {} is missing: build it (cargo build --release --bins) or pass --bin-dir", t.display());
@@ -443,5 +503,31 @@ fn summarize(r: &run::RunResult) {
     }
     for (c, (s, d)) in by_class {
         println!("  {c}: {d} of {s} datagrams delivered");
+    }
+    if let Some(o) = &r.overlay {
+        if let Some(last) = o.samples.last() {
+            for (name, g) in &last.gre {
+                println!("  GRE {name}: {} of {} packets delivered", g[2], g[0]);
+            }
+        }
+        for (end, st) in &o.tunnels {
+            println!(
+                "  tunnel end {end}: passed {}, duplicates discarded {}, lost {}, out of order {}",
+                st["passed"], st["discarded"], st["lost"], st["out_of_order"]
+            );
+        }
+        for t in &o.transfers {
+            let rc = &t["receiver"];
+            println!(
+                "  transfer in ON {}: TCP {} bytes, intact {}, closed cleanly {}; UDP {} of {} datagrams, {} duplicates",
+                t["on"],
+                rc["tcp_bytes"],
+                rc["tcp_intact"],
+                rc["tcp_closed_cleanly"],
+                rc["udp_unique"],
+                rc["udp_expected"],
+                rc["udp_duplicates"]
+            );
+        }
     }
 }

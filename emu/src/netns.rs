@@ -88,6 +88,12 @@ impl Network {
         &self.ns[i]
     }
 
+    /// Take a namespace made outside [`Network::build`] (the overlay's
+    /// management namespace): removed with the others.
+    pub fn adopt(&mut self, ns: String) {
+        self.created.insert(0, ns);
+    }
+
     /// Build the plan's network: namespaces, veth pairs, tc, addresses,
     /// routes, forwarding, and the per-class counters of every router.
     /// `stop` is polled between steps (an interrupted build is torn down by
@@ -132,7 +138,10 @@ impl Network {
                 if let Some(bits) = l.bandwidth {
                     // tbf: the rate, a burst of 10 ms of it (at least 2 full frames), 100 ms of queue.
                     let burst = (bits / 8 / 100).max(3200);
-                    tc[node].push_str(&format!("qdisc add dev {ifn} root tbf rate {bits}bit burst {burst} latency 100ms\n"));
+                    match priority_of(plan, node) {
+                        Some((_, share)) => tc[node].push_str(&priority_shaper(ifn, bits, burst, share)),
+                        None => tc[node].push_str(&format!("qdisc add dev {ifn} root tbf rate {bits}bit burst {burst} latency 100ms\n")),
+                    }
                 }
             }
         }
@@ -165,6 +174,37 @@ impl Drop for Network {
             remove_namespace(n);
         }
     }
+}
+
+/// With overlay priority, an overlay router's (mark, priority share).
+fn priority_of(plan: &Plan, node: usize) -> Option<(u32, f64)> {
+    let o = plan.overlay.as_ref()?;
+    (o.spec.priority != crate::scenario::Priority::None && o.has(node)).then_some((o.spec.mark, o.spec.priority_share))
+}
+
+/// A shaped link with a priority class (an overlay router's, with
+/// `[overlay] priority`): HTB at the link's rate, two classes that may each
+/// borrow the whole link, the priority one (class 1:10) guaranteed `share`
+/// of it and served first, the other (1:20, the default) the rest; each a
+/// FIFO of 100 ms of full-sized (1,500-byte) packets at the link's rate,
+/// counted in packets (so a small packet is as likely to find it full as a
+/// large one, as with Linux's default queue). A packet goes to 1:10 when its priority says so: the
+/// router's counting table sets it from the mark at postrouting (after
+/// vinetd's verdict). (The kernel here has neither `prio` nor the `fw` and
+/// u32-mark classifiers: HTB's class priorities and its classification by
+/// `skb->priority` do the same.)
+pub fn priority_shaper(ifn: &str, bits: u64, burst: u64, share: f64) -> String {
+    let hi = ((bits as f64 * share) as u64).max(8_000);
+    let lo = bits.saturating_sub(hi).max(8_000);
+    let queue = (bits / 8 / 10 / 1_500).max(10);
+    format!(
+        "qdisc add dev {ifn} root handle 1: htb default 20\n\
+         class add dev {ifn} parent 1: classid 1:1 htb rate {bits}bit ceil {bits}bit burst {burst} cburst {burst}\n\
+         class add dev {ifn} parent 1:1 classid 1:10 htb rate {hi}bit ceil {bits}bit burst {burst} cburst {burst} prio 0\n\
+         class add dev {ifn} parent 1:1 classid 1:20 htb rate {lo}bit ceil {bits}bit burst {burst} cburst {burst} prio 1\n\
+         qdisc add dev {ifn} parent 1:10 handle 10: pfifo limit {queue}\n\
+         qdisc add dev {ifn} parent 1:20 handle 20: pfifo limit {queue}\n"
+    )
 }
 
 /// `route replace TO [via V] dev D [src S]`, for `ip` (batch or not).
@@ -206,6 +246,10 @@ fn counting_table(plan: &Plan, node: usize, classes: &[(String, u16)]) -> String
         s.push_str(&format!("  counter c_{i}_all {{}}\n"));
     }
     s.push_str("  chain out {\n    type filter hook postrouting priority 300; policy accept;\n");
+    if let Some((mark, _)) = priority_of(plan, node) {
+        // The priority class of the overlay's shaped links (`priority_shaper`): by the mark.
+        s.push_str(&format!("    meta mark & {mark:#x} == {mark:#x} meta priority set 1:10\n"));
+    }
     for i in &ifs {
         for (c, port) in classes {
             s.push_str(&format!("    oifname \"{i}\" udp dport {port} counter name c_{i}_{c}\n"));

@@ -99,6 +99,9 @@ pub fn plot_run(r: &RunResult, path: &Path) -> Result<(), String> {
     if kind == PlotKind::Delivery {
         return plot_delivery(r, path);
     }
+    if kind == PlotKind::Overlay {
+        return plot_overlay(r, path);
+    }
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     if kind == PlotKind::Infected {
@@ -306,6 +309,335 @@ fn plot_delivery(r: &RunResult, path: &Path) -> Result<(), String> {
         chart.draw_series(std::iter::once(Text::new(format!("{label} {v}"), (0.6, y + 0.5), ("sans-serif", 13)))).map_err(plot_err)?;
     }
     root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Per GRE source, (t, packets a second delivered, offered, Mbit/s delivered)
+/// between consecutive overlay samples, at the middle of each interval.
+pub fn gre_rates(r: &RunResult) -> BTreeMap<String, Vec<(f64, f64, f64, f64)>> {
+    let mut out: BTreeMap<String, Vec<(f64, f64, f64, f64)>> = BTreeMap::new();
+    let Some(o) = &r.overlay else { return out };
+    for w in o.samples.windows(2) {
+        let dt = w[1].t - w[0].t;
+        if dt <= 0.05 {
+            continue;
+        }
+        for (name, b) in &w[1].gre {
+            let a = w[0].gre.get(name).copied().unwrap_or_default();
+            let d = |i: usize| b[i].saturating_sub(a[i]) as f64 / dt;
+            out.entry(name.clone()).or_default().push(((w[0].t + w[1].t) / 2.0, d(2), d(0), d(3) * 8.0 / 1e6));
+        }
+    }
+    out
+}
+
+/// The overlay plot: on the left each GRE source's packets delivered a
+/// second (solid; offered: dotted) with each ON's contract; in the middle
+/// the throughput delivered of every source, GRE and UDP (Mbit/s); on the
+/// right each vinetd's reserved packets a second. The script's overlay
+/// events (requests, releases, managers stopped and started) are marked.
+fn plot_overlay(r: &RunResult, path: &Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (1350, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let panels = root.split_evenly((1, 3));
+    let rates = gre_rates(r);
+    let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, RGBColor(255, 140, 0), BLACK];
+    // One colour per source, the same in both panels.
+    let mut names: Vec<String> = rates.keys().cloned().collect();
+    names.extend(delivery_series(r).into_keys());
+    names.sort();
+    names.dedup();
+    let colour = |n: &str| palette[names.iter().position(|x| x == n).unwrap_or(0) % palette.len()];
+    let contracts: Vec<(String, f64)> =
+        r.overlay.as_ref().map_or(vec![], |o| o.contracts.iter().map(|(k, v)| (k.clone(), v[0] as f64)).collect());
+    let marks: Vec<(f64, String)> = r
+        .events
+        .iter()
+        .filter(|e| {
+            e.action.starts_with("on-")
+                || e.action.contains("manager")
+                || e.action.contains("crash at")
+                || e.action.starts_with("link ")
+                || e.action.starts_with("start ")
+                || e.action.starts_with("stop ")
+        })
+        .map(|e| (e.t, e.action.split(" (").next().unwrap_or("").to_string()))
+        .collect();
+    // A long script: only the crash points are labelled (the other events are lines).
+    let marks: Vec<(f64, String)> = if marks.len() > 12 {
+        let crashes: Vec<(f64, String)> = r
+            .events
+            .iter()
+            .filter_map(|e| {
+                let point = e.action.split("crash at ").nth(1)?.trim_end_matches(')');
+                let who = e.action.split(" on ").nth(1).and_then(|x| x.split(' ').next()).unwrap_or("manager");
+                Some((e.t, format!("{who}: {point}")))
+            })
+            .collect();
+        marks.iter().map(|(t, _)| (*t, crashes.iter().find(|c| (c.0 - t).abs() < 1e-9).map_or(String::new(), |c| c.1.clone()))).collect()
+    } else {
+        marks
+    };
+    let draw_marks = |chart: &mut Chart<'_, '_>, top: f64| -> Result<(), String> {
+        for (i, (t, label)) in marks.iter().enumerate() {
+            chart.draw_series(LineSeries::new(vec![(*t, 0.0), (*t, top)], BLACK.mix(0.25))).map_err(plot_err)?;
+            let y = top * (0.97 - 0.045 * (i % 8) as f64);
+            chart.draw_series(std::iter::once(Text::new(label.clone(), (*t, y), ("sans-serif", 10)))).map_err(plot_err)?;
+        }
+        Ok(())
+    };
+    // No traffic at all (a control-plane scenario): the reservations alone, the width of the plot.
+    if rates.is_empty() && delivery_series(r).is_empty() {
+        drop(panels);
+        plot_reservations(r, &root, &draw_marks)?;
+        root.present().map_err(plot_err)?;
+        return Ok(());
+    }
+    // Left: GRE packets a second.
+    let top = rates.values().flatten().map(|x| x.1.max(x.2)).fold(10.0, f64::max) * 1.3;
+    let mut chart = ChartBuilder::on(&panels[0])
+        .caption(format!("{}: GRE packets a second at the receiver", r.scenario), ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..r.duration, 0f64..top)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("packets a second").draw().map_err(plot_err)?;
+    draw_marks(&mut chart, top)?;
+    for (i, (name, v)) in rates.iter().enumerate() {
+        let col = colour(name);
+        // Lines that coincide stay visible: the first ones are drawn wider.
+        let width = 2 + 2 * (rates.len() - 1 - i) as u32;
+        chart
+            .draw_series(LineSeries::new(v.iter().map(|x| (x.0, x.1)), col.stroke_width(width)))
+            .map_err(plot_err)?
+            .label(format!("{name} delivered"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(v.iter().map(|x| (x.0, x.2)), 3, 3, col.mix(0.6).stroke_width(1)))
+            .map_err(plot_err)?
+            .label(format!("{name} offered"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.mix(0.6)));
+    }
+    for (name, pps) in contracts.iter().filter(|c| c.1 < top) {
+        chart
+            .draw_series(DashedLineSeries::new(vec![(0.0, *pps), (r.duration, *pps)], 6, 4, BLACK.stroke_width(1)))
+            .map_err(plot_err)?
+            .label(format!("ON {name}'s contract"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(plot_err)?;
+    // Middle: Mbit/s delivered, GRE and UDP.
+    let mut mbit: BTreeMap<String, Vec<(f64, f64)>> =
+        rates.iter().map(|(k, v)| (k.clone(), v.iter().map(|x| (x.0, x.3)).collect())).collect();
+    let sizes = r.overlay.as_ref().map_or(BTreeMap::new(), |o| o.sizes.clone());
+    for (name, v) in delivery_series(r) {
+        let size = sizes.get(&name).copied().unwrap_or(200) as f64 + 28.0;
+        let pts =
+            v.iter().enumerate().take(v.len().saturating_sub(1)).map(|(i, n)| (i as f64 + 0.5, *n as f64 * size * 8.0 / 1e6)).collect();
+        mbit.insert(name, pts);
+    }
+    let top = mbit.values().flatten().map(|x| x.1).fold(1.0, f64::max) * 1.3;
+    let mut chart = ChartBuilder::on(&panels[1])
+        .caption("throughput delivered (Mbit/s, IP)", ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..r.duration, 0f64..top)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("Mbit/s").draw().map_err(plot_err)?;
+    draw_marks(&mut chart, top)?;
+    for (name, v) in &mbit {
+        let col = colour(name);
+        chart
+            .draw_series(LineSeries::new(v.clone(), col.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(plot_err)?;
+    // Right: inside the ON's tunnel (with a transfer), else the reserved pps per vinetd.
+    if let Some(o) = r.overlay.as_ref().filter(|o| !o.transfers.is_empty()) {
+        plot_transfers(r, o, &panels[2], &draw_marks)?;
+        root.present().map_err(plot_err)?;
+        return Ok(());
+    }
+    let mut reserved: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in r.overlay.iter().flat_map(|o| o.samples.iter()) {
+        for (name, v) in &s.reserved {
+            if v[1].is_finite() {
+                reserved.entry(name.clone()).or_default().push((s.t, v[1]));
+            }
+        }
+    }
+    let top = reserved.values().flatten().map(|x| x.1).fold(1.0, f64::max) * 1.3;
+    let mut chart = ChartBuilder::on(&panels[2])
+        .caption("each vinetd's reserved packets a second", ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..r.duration, 0f64..top)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("reserved pps").draw().map_err(plot_err)?;
+    draw_marks(&mut chart, top)?;
+    for (i, (name, v)) in reserved.iter().enumerate() {
+        let col = palette[i % palette.len()];
+        let width = 2 + 2 * (reserved.len() - 1 - i) as u32;
+        chart
+            .draw_series(LineSeries::new(v.clone(), col.stroke_width(width)))
+            .map_err(plot_err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// A control-plane scenario's plot: each vinetd's reserved packets a second
+/// over time (its metrics page, every sample), and every router's (vinetd's
+/// or a stand-alone participant's) at each `on-check`, from its leases.
+fn plot_reservations(
+    r: &RunResult, area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    draw_marks: &dyn Fn(&mut Chart<'_, '_>, f64) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut sampled: BTreeMap<String, Points> = BTreeMap::new();
+    for s in r.overlay.iter().flat_map(|o| o.samples.iter()) {
+        for (name, v) in &s.reserved {
+            if v[1].is_finite() {
+                sampled.entry(name.clone()).or_default().push((s.t, v[1]));
+            }
+        }
+    }
+    let mut checked: BTreeMap<String, Points> = BTreeMap::new();
+    let mut capacity = 0f64;
+    for e in r.events.iter().filter(|e| e.action == "on-check") {
+        let Ok(c) = serde_json::from_str::<crate::overlay::Check>(&e.outcome) else { continue };
+        for (name, rc) in c.routers {
+            capacity = capacity.max(rc.capacity.pps as f64);
+            checked.entry(name).or_default().push((e.done, rc.reserved.pps as f64));
+        }
+    }
+    let top = sampled.values().chain(checked.values()).flatten().map(|x| x.1).fold(capacity.max(1.0), f64::max) * 1.25;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{}: reserved packets a second, each vinetd (lines) and every router at each check (points)", r.scenario),
+            ("sans-serif", 16),
+        )
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..r.duration, 0f64..top)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("reserved pps").draw().map_err(plot_err)?;
+    draw_marks(&mut chart, top)?;
+    if capacity > 0.0 {
+        chart
+            .draw_series(DashedLineSeries::new(vec![(0.0, capacity), (r.duration, capacity)], 6, 4, BLACK.stroke_width(1)))
+            .map_err(plot_err)?
+            .label("a router's capacity")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+    }
+    let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, RGBColor(255, 140, 0), BLACK];
+    let mut names: Vec<&String> = sampled.keys().chain(checked.keys()).collect();
+    names.sort();
+    names.dedup();
+    for (i, name) in names.iter().enumerate() {
+        let col = palette[i % palette.len()];
+        if let Some(v) = sampled.get(*name) {
+            let width = 2 + 2 * (names.len() - 1 - i) as u32;
+            chart
+                .draw_series(LineSeries::new(v.clone(), col.stroke_width(width)))
+                .map_err(plot_err)?
+                .label(format!("{name} (vinetd)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+        }
+        if let Some(v) = checked.get(*name) {
+            let size = 3 + 2 * (names.len() - 1 - i) as u32;
+            chart
+                .draw_series(v.iter().map(|p| Circle::new(*p, size, col.filled())))
+                .map_err(plot_err)?
+                .label(format!("{name} at a check"))
+                .legend(move |(x, y)| Circle::new((x + 9, y), 4, col.filled()));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::MiddleLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// (x, y) points of a line.
+type Points = Vec<(f64, f64)>;
+
+type Chart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// The transfers inside an ON's tunnel, as their receivers counted them
+/// each second: TCP Mbit/s and UDP datagrams (in hundreds) a second, from
+/// the `on-transfer` event on.
+fn plot_transfers(
+    r: &RunResult, o: &crate::overlay::OverlayResult, area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    draw_marks: &dyn Fn(&mut Chart<'_, '_>, f64) -> Result<(), String>,
+) -> Result<(), String> {
+    let starts: Vec<f64> = r.events.iter().filter(|e| e.action.starts_with("on-transfer")).map(|e| e.done).collect();
+    let mut lines: Vec<(String, Points, RGBColor)> = vec![];
+    for (i, t) in o.transfers.iter().enumerate() {
+        let t0 = starts.get(i).copied().unwrap_or(0.0);
+        let on = t["on"].as_str().unwrap_or("");
+        let series = |k: &str, scale: f64| -> Vec<(f64, f64)> {
+            let v: Vec<f64> = t["receiver"][k].as_array().map_or(vec![], |a| a.iter().filter_map(|x| x.as_f64()).collect());
+            v.iter().enumerate().take(v.len().saturating_sub(1)).map(|(s, n)| (t0 + s as f64 + 0.5, n * scale)).collect()
+        };
+        lines.push((format!("{on}: TCP Mbit/s"), series("tcp_per_second", 8.0 / 1e6), BLUE));
+        lines.push((format!("{on}: UDP datagrams a second / 100"), series("udp_per_second", 0.01), RED));
+    }
+    let top = lines.iter().flat_map(|l| l.1.iter().map(|x| x.1)).fold(1.0, f64::max) * 1.3;
+    let mut chart = ChartBuilder::on(area)
+        .caption("inside the ON, at the receiver", ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..r.duration, 0f64..top)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("a second").draw().map_err(plot_err)?;
+    draw_marks(&mut chart, top)?;
+    for (label, pts, col) in lines {
+        chart
+            .draw_series(LineSeries::new(pts, col.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(plot_err)?;
     Ok(())
 }
 

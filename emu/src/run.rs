@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentSpec, Flow, Summary, Worm};
 use crate::netns::{self, Network, OsError, Procs};
+use crate::overlay::{Overlay, OverlayResult};
 use crate::scenario::{Placement, TrafficSpec};
 use crate::topology::{Action, Forgery, Kind, Plan, Unsafe, When, BACKGROUND_PORT, GENERATE_PORT, MULTICAST_PORT, SPAM_PORT};
 
@@ -29,6 +30,10 @@ pub struct Tools {
     pub vinetd: PathBuf,
     /// This binary (runs the agents).
     pub emu: PathBuf,
+    /// vinet-onmgr (overlay scenarios).
+    pub onmgr: PathBuf,
+    /// vinet-traffic (GRE traffic).
+    pub traffic: PathBuf,
     /// The repository (for examples/policies).
     pub root: PathBuf,
 }
@@ -204,6 +209,10 @@ pub struct RunResult {
     /// With a sweep over programs: this run's count.
     #[serde(default)]
     pub programs: Option<usize>,
+    /// Overlay networks: the per-source GRE counts and routers' reservations
+    /// over time, the ids granted, the check at the end.
+    #[serde(default)]
+    pub overlay: Option<OverlayResult>,
 }
 
 /// The traffic classes and their ports (the counters' names).
@@ -233,6 +242,7 @@ fn class_of(spec: &TrafficSpec) -> &'static str {
         TrafficSpec::Spam { .. } => "spam",
         TrafficSpec::Multicast { .. } => "multicast",
         TrafficSpec::Worm { .. } => "worm",
+        TrafficSpec::Gre { .. } => "gre",
     }
 }
 
@@ -260,7 +270,7 @@ fn p(x: &Path) -> &str {
 
 /// vinetd's ports on its edge router's address.
 const LISTEN_PORT: u16 = 7700;
-const METRICS_PORT: u16 = 9100;
+pub(crate) const METRICS_PORT: u16 = 9100;
 /// The longest one upload may take (`timeout` kills vinetc after it).
 const UPLOAD_SECS: u32 = 30;
 
@@ -305,13 +315,14 @@ queue = 0
 threads = 1
 window_threads = 1
 down = "{down}"
-"#,
+{overlay}"#,
         name = node.name,
         db = dir.join("router.db").display(),
         rk = dir.join("router.key").display(),
         cap = plan.vinet.capacity,
         wm = plan.vinet.window_millis,
         down = if plan.vinet.down == crate::scenario::Down::Open { "open" } else { "closed" },
+        overlay = crate::overlay::vinetd_section(plan, &files.work, r).unwrap_or_default(),
     );
     let cfg = dir.join("router.toml");
     std::fs::write(&cfg, text).map_err(|e| fail(e.to_string()))?;
@@ -524,18 +535,19 @@ struct Router {
     proc_ix: Option<usize>,
 }
 
-fn start_vinetd(net: &Network, tools: &Tools, r: usize, router: &mut Router, procs: &mut Procs, stop: &AtomicBool) -> Result<(), RunError> {
+fn start_vinetd(
+    net: &Network, tools: &Tools, r: usize, router: &mut Router, procs: &mut Procs, stop: &AtomicBool, crash_at: Option<&str>,
+) -> Result<(), RunError> {
     let f = std::fs::OpenOptions::new().create(true).append(true).open(&router.log).map_err(|e| fail(e.to_string()))?;
     let from = f.metadata().map_or(0, |m| m.len() as usize);
-    let child = Command::new("ip")
-        .args(["netns", "exec", net.of(r)])
-        .arg(&tools.vinetd)
-        .args(["--config", p(&router.cfg)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(f)
-        .spawn()
-        .map_err(|e| fail(format!("vinetd: {e}")))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", net.of(r)]).arg(&tools.vinetd).args(["--config", p(&router.cfg)]);
+    match crash_at {
+        // The participant vinetd hosts honours the stand-alone one's crash points.
+        Some(c) => cmd.env("VINET_ONMGR_ROUTER_CRASH_AT", c),
+        None => cmd.env_remove("VINET_ONMGR_ROUTER_CRASH_AT"),
+    };
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(f).spawn().map_err(|e| fail(format!("vinetd: {e}")))?;
     let ix = procs.push(format!("vinetd {}", net.of(r)), child);
     router.proc_ix = Some(ix);
     let t0 = Instant::now();
@@ -575,14 +587,14 @@ fn agent_spec(plan: &Plan, h: usize) -> AgentSpec {
     let mut listen = vec![];
     for t in &plan.traffic {
         let class = class_of(&t.spec);
-        if class != "worm" && !listen.iter().any(|(c, _): &(String, u16)| c == class) {
+        if class != "worm" && class != "gre" && !listen.iter().any(|(c, _): &(String, u16)| c == class) {
             listen.push((class.to_string(), t.port));
         }
         let (rate, size, running, text) = match &t.spec {
             TrafficSpec::Background { rate, size, running, .. } => (*rate, *size, *running, String::new()),
             TrafficSpec::Spam { rate, size, running, .. } => (*rate, *size, *running, "viagra lottery ".repeat(2)),
             TrafficSpec::Multicast { rate, size, running, .. } => (*rate, *size, *running, String::new()),
-            TrafficSpec::Worm { .. } => continue,
+            TrafficSpec::Worm { .. } | TrafficSpec::Gre { .. } => continue,
         };
         if let Some(k) = t.from.iter().position(|f| *f == h) {
             let to = t.to[k].iter().map(|x| plan.nodes[*x].addr.expect("address")).collect();
@@ -672,7 +684,7 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 /// The longest a load event may take (`timeout` kills the client after it).
 const LOAD_SECS: u32 = 300;
 
-fn metrics(ns: &str, addr: &str) -> BTreeMap<String, f64> {
+pub(crate) fn metrics(ns: &str, addr: &str) -> BTreeMap<String, f64> {
     let page =
         netns::sh(&["ip", "netns", "exec", ns, "curl", "-s", "--max-time", "5", &format!("http://{addr}/metrics")]).unwrap_or_default();
     page.lines()
@@ -735,6 +747,7 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
     let files = Files { work: work.to_path_buf(), operator: work.join("operator.key") };
     vinetc(tools, &["keygen", "-o", p(&files.operator)])?;
     let bundles = bundles(plan, tools, cache)?;
+    let mut overlay = Overlay::prepare(plan, tools, work)?;
     let mut routers: BTreeMap<usize, Router> = BTreeMap::new();
     for r in plan.vinet_routers() {
         check()?;
@@ -773,12 +786,19 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
         routers.len(),
         plan.links.len()
     ));
-    let net = Network::build(plan, &netns::run_prefix(), &classes, &|| stop.load(Ordering::SeqCst))?;
+    let mut net = Network::build(plan, &netns::run_prefix(), &classes, &|| stop.load(Ordering::SeqCst))?;
+    if let Some(o) = overlay.as_mut() {
+        o.build(plan, &mut net)?;
+    }
     let mut procs = Procs::default();
     progress.phase(routers.len() as u64, "vinetd");
     for (i, (r, router)) in routers.iter_mut().enumerate() {
-        start_vinetd(&net, tools, *r, router, &mut procs, stop)?;
+        start_vinetd(&net, tools, *r, router, &mut procs, stop, None)?;
         progress.set(i as u64 + 1, plan.nodes[*r].name.clone());
+    }
+    if let Some(o) = overlay.as_mut() {
+        progress.line("overlay: participants and managers");
+        o.start(plan, tools, &net, &mut procs, stop)?;
     }
 
     // Agents.
@@ -841,6 +861,14 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
         a.say("go");
     }
     let start = Instant::now();
+    if let Some(o) = overlay.as_mut() {
+        for (i, t) in plan.traffic.iter().enumerate() {
+            if matches!(t.spec, TrafficSpec::Gre { running: true, .. }) {
+                o.start_gre(plan, tools, &net, &mut procs, i, 0.0).map_err(|e| fail(format!("GRE source {}: {e}", t.spec.name())))?;
+            }
+        }
+        o.sample(plan, &net, 0.0);
+    }
     let ticks = (plan.duration * 10.0).round() as u64;
     progress.phase(ticks, "running");
     let mut infections: Vec<Infection> = vec![];
@@ -879,6 +907,11 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
         if t >= plan.duration {
             break;
         }
+        if t >= next_sample && next_sample <= plan.duration + 1e-9 {
+            if let Some(o) = overlay.as_mut() {
+                o.sample(plan, &net, start.elapsed().as_secs_f64());
+            }
+        }
         while t >= next_sample && next_sample <= plan.duration + 1e-9 {
             samples.push(Sample { t: next_sample, infected: infected.len(), router_cpu: cpu_of(&routers, &procs) });
             next_sample += plan.sample_every;
@@ -896,7 +929,8 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
             }
             fired[i] = true;
             let ctx = Ctx { plan, tools, net: &net, files: &files, bundles: &bundles, attacks: &attacks, stop };
-            let (ok, action, outcome) = fire(&ctx, i, &e.action, &mut routers, &mut procs, &mut agents, &mut routing)?;
+            let (ok, action, outcome) =
+                fire(&ctx, i, &e.action, &mut routers, &mut procs, &mut agents, &mut routing, &mut overlay, start.elapsed().as_secs_f64())?;
             let done = start.elapsed().as_secs_f64();
             let refused = refusal_of(&e.action, &outcome);
             let verdict = match (&refused, ok) {
@@ -936,6 +970,28 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
     if summaries.len() < hosts.len() {
         return Err(fail(format!("only {} of {} agents reported", summaries.len(), hosts.len())));
     }
+    let overlay_result = match overlay.as_mut() {
+        Some(o) => {
+            o.sample(plan, &net, start.elapsed().as_secs_f64());
+            o.finish(plan, &mut procs);
+            let c = o.check(plan, tools, &mut procs, stop, 5.0);
+            progress.line(&format!(
+                "overlay at the end: {} ({} ids granted, {} violations)",
+                if c.ok { "consistent" } else { "INCONSISTENT" },
+                c.granted,
+                c.violations.len()
+            ));
+            let mut res = o.result(plan, Some(c));
+            for (r, x) in &routers {
+                let crashes: Vec<String> = crate::overlay::log_lines(&x.log).into_iter().filter(|l| l.contains("crashing at")).collect();
+                if !crashes.is_empty() {
+                    res.logs.insert(format!("vinetd {}", plan.nodes[*r].name), crashes);
+                }
+            }
+            Some(res)
+        }
+        None => None,
+    };
     let mut router_metrics = BTreeMap::new();
     for r in routers.keys() {
         let addr = format!("{}:{METRICS_PORT}", plan.nodes[*r].addr.expect("address"));
@@ -979,7 +1035,7 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
     let mut flows = vec![];
     for t in &plan.traffic {
         let class = class_of(&t.spec);
-        if class == "worm" {
+        if class == "worm" || class == "gre" {
             continue;
         }
         for (k, f) in t.from.iter().enumerate() {
@@ -1019,6 +1075,7 @@ pub fn run(plan: &Plan, tools: &Tools, work: &Path, cache: &Path, stop: &AtomicB
         setup_secs,
         plot: plan.plot,
         programs: plan.programs,
+        overlay: overlay_result,
     };
     drop(agents);
     drop(procs);
@@ -1108,8 +1165,11 @@ fn reroute(plan: &Plan, net: &Network, routing: &mut Routing) -> Result<(usize, 
 #[allow(clippy::too_many_arguments)]
 fn fire(
     ctx: &Ctx, ix: usize, action: &Action, routers: &mut BTreeMap<usize, Router>, procs: &mut Procs, agents: &mut BTreeMap<usize, Agent>,
-    routing: &mut Routing,
+    routing: &mut Routing, overlay: &mut Option<Overlay>, now: f64,
 ) -> Result<(bool, String, String), RunError> {
+    if let Some(r) = overlay_event(ctx, action, procs, overlay, now)? {
+        return Ok(r);
+    }
     let (plan, tools, net, files, bundles, stop) = (ctx.plan, ctx.tools, ctx.net, ctx.files, ctx.bundles, ctx.stop);
     let name = |i: usize| plan.nodes[i].name.clone();
     Ok(match action {
@@ -1307,6 +1367,23 @@ fn fire(
             }
             (ok, format!("link {} {}", l.name, if up { "up" } else { "down" }), out)
         }
+        Action::KillRouter { router } if !plan.nodes[*router].vinet => {
+            let o = overlay.as_mut().expect("an overlay participant");
+            (o.kill_participant(procs, *router), format!("kill -9 the participant on {}", name(*router)), String::new())
+        }
+        Action::RestartRouter { router, crash_at } if !plan.nodes[*router].vinet => {
+            let o = overlay.as_mut().expect("an overlay participant");
+            let what = format!(
+                "restart the participant on {}{}",
+                name(*router),
+                crash_at.as_ref().map_or(String::new(), |c| format!(" (to crash at {c})"))
+            );
+            match o.start_participant(plan, tools, net, procs, stop, *router, crash_at.as_deref()) {
+                Err(RunError::Interrupted) => return Err(RunError::Interrupted),
+                Err(e) => (false, what, e.to_string()),
+                Ok(out) => (true, what, out),
+            }
+        }
         Action::KillRouter { router } => {
             let r = routers.get_mut(router).expect("vinet router");
             let mut ok = false;
@@ -1317,18 +1394,104 @@ fn fire(
             }
             (ok, format!("kill -9 vinetd on {}", name(*router)), String::new())
         }
-        Action::RestartRouter { router } => {
+        Action::RestartRouter { router, crash_at } => {
             let r = routers.get_mut(router).expect("vinet router");
-            let res = start_vinetd(net, tools, *router, r, procs, stop);
+            let res = start_vinetd(net, tools, *router, r, procs, stop, crash_at.as_deref());
+            let what = format!(
+                "restart vinetd on {}{}",
+                name(*router),
+                crash_at.as_ref().map_or(String::new(), |c| format!(" (its participant to crash at {c})"))
+            );
             match res {
                 Err(RunError::Interrupted) => return Err(RunError::Interrupted),
-                Err(e) => (false, format!("restart vinetd on {}", name(*router)), e.to_string()),
+                Err(e) => (false, what, e.to_string()),
                 Ok(()) => {
                     let log = std::fs::read_to_string(&r.log).unwrap_or_default();
                     let resumed = log.lines().rev().find(|l| l.contains("resumed=")).unwrap_or("").trim().to_string();
-                    (true, format!("restart vinetd on {}", name(*router)), resumed)
+                    (true, what, resumed)
                 }
             }
         }
+        Action::OnRequest { .. }
+        | Action::OnRelease { .. }
+        | Action::ManagerStop { .. }
+        | Action::ManagerStart { .. }
+        | Action::OnCheck { .. }
+        | Action::OnTransfer { .. } => (false, "an overlay event".into(), "the scenario has no [overlay]".into()),
     })
+}
+
+/// The overlay's events (and a GRE source's start and stop); None for the others.
+fn overlay_event(
+    ctx: &Ctx, action: &Action, procs: &mut Procs, overlay: &mut Option<Overlay>, now: f64,
+) -> Result<Option<(bool, String, String)>, RunError> {
+    let (plan, tools, net, stop) = (ctx.plan, ctx.tools, ctx.net, ctx.stop);
+    let Some(o) = overlay.as_mut() else { return Ok(None) };
+    let on_name = |i: usize| plan.ons[i].name.clone();
+    let r = match action {
+        Action::Start { traffic } | Action::Stop { traffic } if matches!(plan.traffic[*traffic].spec, TrafficSpec::Gre { .. }) => {
+            let t = plan.traffic[*traffic].spec.name();
+            if matches!(action, Action::Start { .. }) {
+                match o.start_gre(plan, tools, net, procs, *traffic, now) {
+                    Ok(out) => (true, format!("start {t}"), out),
+                    Err(e) => (false, format!("start {t}"), e),
+                }
+            } else {
+                (o.stop_gre(procs, *traffic), format!("stop {t}"), String::new())
+            }
+        }
+        Action::OnRequest { on, managers, count, expect } => {
+            let (mut ok, mut out) = o.request(plan, tools, *on, managers, *count, expect);
+            let last = o.flows.get(on).and_then(|v| v.last()).map(|x| x.0);
+            if let (true, Some(flow)) = (plan.ons[*on].tunnel, last) {
+                match o.start_tunnel(plan, tools, net, procs, *on, flow) {
+                    Ok(t) => out = format!("{out}; {t}"),
+                    Err(e) => {
+                        ok = false;
+                        out = format!("{out}; tunnel: {e}");
+                    }
+                }
+            }
+            let ms: Vec<String> = managers.iter().map(|m| (m + 1).to_string()).collect();
+            let what = format!(
+                "on-request {} x{count} of manager {}{}",
+                on_name(*on),
+                ms.join(" and "),
+                if expect == "granted" { String::new() } else { format!(" (expected: {expect})") }
+            );
+            (ok, what, out)
+        }
+        Action::OnRelease { on } => {
+            let (ok, out) = o.release(tools, *on);
+            (ok, format!("on-release {}", on_name(*on)), out)
+        }
+        Action::ManagerStop { manager } => (o.stop_manager(procs, *manager), format!("kill -9 manager {}", manager + 1), String::new()),
+        Action::ManagerStart { manager, crash_at } => {
+            let what =
+                format!("start manager {}{}", manager + 1, crash_at.as_ref().map_or(String::new(), |c| format!(" (to crash at {c})")));
+            match o.start_manager(plan, tools, procs, stop, *manager, crash_at.as_deref()) {
+                Err(RunError::Interrupted) => return Err(RunError::Interrupted),
+                Err(e) => (false, what, e.to_string()),
+                Ok(out) => (true, what, out),
+            }
+        }
+        Action::OnCheck { wait } => {
+            let c = o.check(plan, tools, procs, stop, *wait);
+            (c.ok, "on-check".to_string(), serde_json::to_string(&c).expect("json"))
+        }
+        Action::OnTransfer { on, bytes, rate, pps } => match o.start_transfer(plan, tools, net, procs, *on, *bytes, *rate, *pps) {
+            Ok(out) => (true, format!("on-transfer {}", on_name(*on)), out),
+            Err(e) => (false, format!("on-transfer {}", on_name(*on)), e),
+        },
+        _ => return Ok(None),
+    };
+    if plan.overlay.as_ref().is_some_and(|x| x.spec.priority == crate::scenario::Priority::Emulator)
+        && matches!(action, Action::OnRequest { .. } | Action::OnRelease { .. } | Action::OnCheck { .. })
+    {
+        let (ons, _) = o.status(tools, procs);
+        if let Err(e) = o.mark_ons(plan, net, &ons) {
+            return Ok(Some((false, r.1, format!("{}; marks: {e}", r.2))));
+        }
+    }
+    Ok(Some(r))
 }

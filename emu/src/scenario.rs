@@ -73,6 +73,139 @@ pub struct Scenario {
     /// false: routes stay as built, so a failed link's traffic is lost.
     #[serde(default = "d_true")]
     pub reroute: bool,
+    /// Virtual overlay networks: the ON manager(s) and the routers that
+    /// take part (issue 13).
+    #[serde(default)]
+    pub overlay: Option<Spanned<OverlaySpec>>,
+    /// The ONs the script may request.
+    #[serde(default, rename = "on")]
+    pub ons: Vec<Spanned<OnSpec>>,
+}
+
+/// `[overlay]`: the ON manager(s), where their state is kept, and the
+/// routers of their picture of the network.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySpec {
+    /// Managers run at once (1, or 2 and more sharing etcd).
+    #[serde(default = "d_managers")]
+    pub managers: usize,
+    /// Where the managers keep their state: "sqlite" (one manager) or "etcd".
+    #[serde(default)]
+    pub store: OverlayStore,
+    /// The lease refresh period R, milliseconds (a lease lives 5.25 R).
+    #[serde(default = "d_refresh")]
+    pub refresh_ms: u64,
+    /// How long a router holds a prepared, undecided reservation, milliseconds.
+    #[serde(default = "d_prepare")]
+    pub prepare_timeout_ms: u64,
+    /// How often the manager resends an unanswered message, milliseconds.
+    #[serde(default = "d_retry")]
+    pub retry_ms: u64,
+    /// The routers in the managers' picture (default: every router); each
+    /// running vinetd hosts its participant, the others run `vinet-onmgr
+    /// router`. The picture's links are the links among them.
+    #[serde(default)]
+    pub routers: Vec<String>,
+    /// What each router can reserve.
+    pub capacity: Capacity,
+    /// How an ON's policed packets get priority on a congested link:
+    /// "vinetd" (vinetd's `[overlay] mark` on every packet it passes within
+    /// a contract), "emulator" (an nftables rule marks each ON's key while
+    /// the manager says it is up) or "none" (no priority: plain tbf).
+    #[serde(default)]
+    pub priority: Priority,
+    /// The netfilter mark of priority packets (bits vinetd does not use).
+    #[serde(default = "d_mark")]
+    pub mark: u32,
+    /// The share of each shaped link of an overlay router guaranteed to the
+    /// priority class (HTB: the rest to the others; each may borrow all).
+    #[serde(default = "d_share")]
+    pub priority_share: f64,
+}
+
+/// An overlay router's capacity.
+#[derive(Debug, Deserialize, Clone, Copy, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Bits a second.
+    pub bps: u64,
+    /// Packets a second.
+    pub pps: u64,
+    /// Program capacity units.
+    #[serde(default = "d_units")]
+    pub units: u64,
+}
+
+/// Where the managers keep their state.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlayStore {
+    /// SQLite, one file per manager.
+    #[default]
+    Sqlite,
+    /// One etcd (etcd-server, started by the emulator) shared by every manager.
+    Etcd,
+}
+
+/// How ON packets get priority.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Priority {
+    /// vinetd marks what it passes within a contract.
+    Vinetd,
+    /// The emulator marks each up ON's key with nftables.
+    Emulator,
+    /// No priority class.
+    #[default]
+    None,
+}
+
+/// An ON the script may request.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OnSpec {
+    /// Its name.
+    pub name: String,
+    /// Its two access hosts (the ON's access points are their edge routers).
+    pub access: [String; 2],
+    /// Contracted bits a second.
+    pub bps: u64,
+    /// Contracted packets a second.
+    pub pps: u64,
+    /// Program capacity units.
+    #[serde(default = "d_units")]
+    pub units: u64,
+    /// Two node-disjoint paths.
+    #[serde(default)]
+    pub redundant: bool,
+    /// Once it is up, run the user-space ON endpoint (`vinet-traffic
+    /// tunnel`) at both access hosts, each path pinned to addresses of its
+    /// own (static /32 routes on the path's routers).
+    #[serde(default)]
+    pub tunnel: bool,
+}
+
+fn d_managers() -> usize {
+    1
+}
+fn d_refresh() -> u64 {
+    2_000
+}
+fn d_prepare() -> u64 {
+    3_000
+}
+fn d_retry() -> u64 {
+    100
+}
+fn d_mark() -> u32 {
+    0x800
+}
+fn d_share() -> f64 {
+    0.5
+}
+fn d_units() -> u64 {
+    1
 }
 
 /// What a run's plot shows.
@@ -86,6 +219,9 @@ pub enum PlotKind {
     /// The datagrams delivered each second, by traffic source, with the
     /// script's events, and the attacked routers' refusals by reason.
     Delivery,
+    /// Overlay networks: each GRE source's packets delivered a second, the
+    /// cross traffic's throughput, each router's reserved capacity.
+    Overlay,
 }
 
 fn d_seed() -> u64 {
@@ -317,6 +453,30 @@ pub enum TrafficSpec {
         #[serde(default = "d_true")]
         running: bool,
     },
+    /// GRE packets (an ON's, or of a key of no ON) from one host to
+    /// another, sent by `vinet-traffic gre` in the sender's namespace
+    /// (120-byte packets: a 92-byte inner UDP datagram), counted by key at
+    /// both ends.
+    Gre {
+        /// Its name.
+        name: String,
+        /// The sending host.
+        from: String,
+        /// The receiving host.
+        to: String,
+        /// The GRE key: an ON's flow id (`on`, known once it is requested) ...
+        #[serde(default)]
+        on: Option<String>,
+        /// ... or a key of its own.
+        #[serde(default)]
+        key: Option<u32>,
+        /// Packets a second.
+        pps: f64,
+        /// Whether it runs from t = 0 (not with `on`: the key is known
+        /// only when the ON is set up).
+        #[serde(default)]
+        running: bool,
+    },
     /// A scanning worm: each infected host sends scans at `scan_rate` to
     /// random addresses of the subnets; a vulnerable host that receives one
     /// is infected with `infection_probability` and starts scanning.
@@ -378,6 +538,7 @@ impl TrafficSpec {
             TrafficSpec::Background { name, .. }
             | TrafficSpec::Spam { name, .. }
             | TrafficSpec::Multicast { name, .. }
+            | TrafficSpec::Gre { name, .. }
             | TrafficSpec::Worm { name, .. } => name,
         }
     }
@@ -452,6 +613,58 @@ pub struct EventSpec {
     /// value of its own.
     #[serde(default)]
     pub vary: Option<String>,
+    /// on-request, on-release: the ON.
+    #[serde(default)]
+    pub on: Option<String>,
+    /// on-request: the managers asked (1-based; several at once, each in
+    /// turn `count` times); on-release, manager-stop, manager-start: one.
+    #[serde(default)]
+    pub manager: Option<Managers>,
+    /// on-request: requests per manager (each a new ON of the same spec).
+    #[serde(default)]
+    pub count: Option<usize>,
+    /// manager-start: the coordinator's crash point; restart-router: the
+    /// participant's (`VINET_ONMGR_CRASH_AT`, `VINET_ONMGR_ROUTER_CRASH_AT`).
+    #[serde(default)]
+    pub crash_at: Option<String>,
+    /// on-request: what the event expects (its `ok`): "granted" (every
+    /// request gets an id: the default), "refused" (none does: e.g. cut short
+    /// by a crash) or "any".
+    #[serde(default)]
+    pub expect: Option<String>,
+    /// on-check: seconds to wait for the overlay to settle (no transaction
+    /// undecided, no prepared lease) before checking.
+    #[serde(default)]
+    pub wait: Option<f64>,
+    /// on-transfer: TCP bytes.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// on-transfer: the TCP sender's pace (a bandwidth, e.g. "8mbit").
+    #[serde(default)]
+    pub rate: Option<String>,
+    /// on-transfer: the UDP stream's datagrams a second.
+    #[serde(default)]
+    pub pps: Option<f64>,
+}
+
+/// One manager (`manager = 1`) or several (`manager = [1, 2]`), 1-based.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Managers {
+    /// One.
+    One(usize),
+    /// Several.
+    Many(Vec<usize>),
+}
+
+impl Managers {
+    /// As a list.
+    pub fn list(&self) -> Vec<usize> {
+        match self {
+            Managers::One(m) => vec![*m],
+            Managers::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// The event kinds.
@@ -481,6 +694,20 @@ pub enum ActionKind {
     UnsafeUpload,
     /// Many clients upload many programs to one router, from a host.
     Load,
+    /// Ask a manager for an ON.
+    OnRequest,
+    /// Release an ON (every id the script got for it).
+    OnRelease,
+    /// SIGKILL a manager.
+    ManagerStop,
+    /// Start a manager again (on its state), possibly with a crash point.
+    ManagerStart,
+    /// Check the overlay: every reservation on all routers of its ON's
+    /// paths or on none, no router over capacity, no id given twice.
+    OnCheck,
+    /// A TCP transfer and a paced UDP stream inside an ON's tunnel (in the
+    /// background).
+    OnTransfer,
 }
 
 impl ActionKind {
@@ -498,6 +725,12 @@ impl ActionKind {
             ActionKind::ForgedUpload => "forged-upload",
             ActionKind::UnsafeUpload => "unsafe-upload",
             ActionKind::Load => "load",
+            ActionKind::OnRequest => "on-request",
+            ActionKind::OnRelease => "on-release",
+            ActionKind::ManagerStop => "manager-stop",
+            ActionKind::ManagerStart => "manager-start",
+            ActionKind::OnCheck => "on-check",
+            ActionKind::OnTransfer => "on-transfer",
         }
     }
 }

@@ -152,15 +152,63 @@ pub enum Action {
         /// The link.
         link: usize,
     },
-    /// SIGKILL vinetd.
+    /// SIGKILL vinetd (or an overlay router's stand-alone participant).
     KillRouter {
         /// The router.
         router: usize,
     },
-    /// Start vinetd again.
+    /// Start vinetd (or the participant) again.
     RestartRouter {
         /// The router.
         router: usize,
+        /// Its participant's crash point (`VINET_ONMGR_ROUTER_CRASH_AT`).
+        crash_at: Option<String>,
+    },
+    /// Ask managers for an ON: `count` requests to each, the managers at once.
+    OnRequest {
+        /// The ON (index into `Plan::ons`).
+        on: usize,
+        /// The managers (0-based).
+        managers: Vec<usize>,
+        /// Requests per manager.
+        count: usize,
+        /// What is expected: "granted", "refused" or "any".
+        expect: String,
+    },
+    /// Release every id the script got for an ON.
+    OnRelease {
+        /// The ON.
+        on: usize,
+    },
+    /// SIGKILL a manager.
+    ManagerStop {
+        /// The manager (0-based).
+        manager: usize,
+    },
+    /// Start a manager again on its state.
+    ManagerStart {
+        /// The manager (0-based).
+        manager: usize,
+        /// Its crash point (`VINET_ONMGR_CRASH_AT`).
+        crash_at: Option<String>,
+    },
+    /// Check the overlay's consistency (after waiting up to `wait` s for it
+    /// to settle).
+    OnCheck {
+        /// Seconds.
+        wait: f64,
+    },
+    /// A TCP transfer and a UDP stream inside an ON's tunnel, from its first
+    /// access host to its second (in the background).
+    OnTransfer {
+        /// The ON.
+        on: usize,
+        /// TCP bytes.
+        bytes: u64,
+        /// The TCP sender's pace, bits a second.
+        rate: u64,
+        /// The UDP stream's datagrams a second.
+        pps: f64,
     },
     /// A host floods a router's admission port (in the background: the
     /// script goes on).
@@ -288,6 +336,54 @@ impl Unsafe {
     }
 }
 
+/// The coordinator's crash points (`onmgr::manager::CrashPoint`).
+pub const MANAGER_CRASH_POINTS: [&str; 4] = ["logged", "prepared", "decided", "committed"];
+/// A participant's crash points (`onmgr::router::CrashPoint`).
+pub const ROUTER_CRASH_POINTS: [&str; 4] = ["before-prepare", "after-prepare", "before-commit", "after-commit"];
+/// The most managers of a scenario.
+pub const MAX_MANAGERS: usize = 4;
+/// The most requests of one `on-request` event, per manager.
+pub const MAX_ON_REQUESTS: usize = 500;
+
+/// The overlay of a plan: its managers and the routers of their picture.
+#[derive(Debug, Clone)]
+pub struct OverlayPlan {
+    /// As written.
+    pub spec: scenario::OverlaySpec,
+    /// The routers in the picture (node indices, in node order).
+    pub routers: Vec<usize>,
+    /// The links among them (link indices).
+    pub links: Vec<usize>,
+}
+
+impl OverlayPlan {
+    /// Whether router `r` is in the picture.
+    pub fn has(&self, r: usize) -> bool {
+        self.routers.contains(&r)
+    }
+}
+
+/// An ON of the plan.
+#[derive(Debug, Clone)]
+pub struct OnPlan {
+    /// Its name.
+    pub name: String,
+    /// Its access hosts.
+    pub hosts: [usize; 2],
+    /// Their edge routers (the manager's access points).
+    pub routers: [usize; 2],
+    /// Contract.
+    pub bps: u64,
+    /// Contract.
+    pub pps: u64,
+    /// Units.
+    pub units: u64,
+    /// Two disjoint paths.
+    pub redundant: bool,
+    /// User-space endpoints at both access hosts once it is up.
+    pub tunnel: bool,
+}
+
 /// The longest a flood may last, seconds.
 pub const MAX_FLOOD_SECS: f64 = 120.0;
 /// The most connections one flood keeps open.
@@ -333,6 +429,10 @@ pub struct Plan {
     pub programs: Option<usize>,
     /// Whether a link's failure (and return) recomputes the routes.
     pub reroute: bool,
+    /// Overlay networks, if the scenario has them.
+    pub overlay: Option<OverlayPlan>,
+    /// The ONs.
+    pub ons: Vec<OnPlan>,
 }
 
 /// The background class's UDP port.
@@ -556,6 +656,9 @@ impl Plan {
             }
         }
 
+        // Overlay networks.
+        let (overlay, ons) = plan_overlay(l, &nodes, &links, &index)?;
+
         // Traffic.
         let hosts: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].kind == Kind::Host).collect();
         let mut traffic: Vec<Traffic> = vec![];
@@ -624,6 +727,31 @@ impl Plan {
                         return Err(l.error_at(off, format!("traffic {name:?}: multicast needs receivers other than its sender")));
                     }
                     Traffic { spec: spec.clone(), from: vec![from], to: vec![to], initial: vec![], port: MULTICAST_PORT }
+                }
+                TrafficSpec::Gre { from, to, on, key, pps, running, .. } => {
+                    let (f, t) = (host(from)?, host(to)?);
+                    if f == t {
+                        return Err(l.error_at(off, format!("traffic {name:?}: from and to are the same host")));
+                    }
+                    if !(*pps > 0.0 && *pps <= 20_000.0) {
+                        return Err(l.error_at(off, format!("traffic {name:?}: pps must be more than 0 and at most 20000")));
+                    }
+                    match (on, key) {
+                        (Some(o), None) => {
+                            if !ons.iter().any(|x| &x.name == o) {
+                                return Err(l.error_at(off, format!("traffic {name:?}: no ON {o:?} (an [[on]] table)")));
+                            }
+                            if *running {
+                                return Err(l.error_at(
+                                    off,
+                                    format!("traffic {name:?}: an ON's traffic cannot run from t = 0 (its key is known once it is requested: start it)"),
+                                ));
+                            }
+                        }
+                        (None, Some(_)) => {}
+                        _ => return Err(l.error_at(off, format!("traffic {name:?}: give exactly one of `on` (an ON's key) and `key`"))),
+                    }
+                    Traffic { spec: spec.clone(), from: vec![f], to: vec![vec![t]], initial: vec![], port: 0 }
                 }
                 TrafficSpec::Worm {
                     scan_rate,
@@ -705,7 +833,14 @@ impl Plan {
                 ActionKind::Upload => &["program", "params", "router", "client", "pay"],
                 ActionKind::Start | ActionKind::Stop => &["traffic"],
                 ActionKind::LinkDown | ActionKind::LinkUp => &["link"],
-                ActionKind::KillRouter | ActionKind::RestartRouter => &["router"],
+                ActionKind::KillRouter => &["router"],
+                ActionKind::RestartRouter => &["router", "crash_at"],
+                ActionKind::OnRequest => &["on", "manager", "count", "expect"],
+                ActionKind::OnRelease => &["on"],
+                ActionKind::ManagerStop => &["manager"],
+                ActionKind::ManagerStart => &["manager", "crash_at"],
+                ActionKind::OnCheck => &["wait"],
+                ActionKind::OnTransfer => &["on", "bytes", "rate", "pps"],
                 ActionKind::Flood => &["client", "router", "connections", "seconds", "garbage"],
                 ActionKind::ForgedUpload => &["client", "router", "victim", "attack", "program", "params", "pay"],
                 ActionKind::UnsafeUpload => &["client", "router", "attack", "program", "params", "pay"],
@@ -728,6 +863,15 @@ impl Plan {
                 ("clients", e.clients.is_some()),
                 ("concurrency", e.concurrency.is_some()),
                 ("vary", e.vary.is_some()),
+                ("on", e.on.is_some()),
+                ("manager", e.manager.is_some()),
+                ("count", e.count.is_some()),
+                ("crash_at", e.crash_at.is_some()),
+                ("expect", e.expect.is_some()),
+                ("wait", e.wait.is_some()),
+                ("bytes", e.bytes.is_some()),
+                ("rate", e.rate.is_some()),
+                ("pps", e.pps.is_some()),
             ];
             if let Some((f, _)) = given.iter().find(|(f, g)| *g && !allowed.contains(f)) {
                 return Err(bad(format!("`{f}` is not a field of this action (it takes {})", allowed.join(", "))));
@@ -823,13 +967,99 @@ impl Plan {
                 }
                 ActionKind::KillRouter | ActionKind::RestartRouter => {
                     let r = router(&e.router)?;
-                    if !nodes[r].vinet {
-                        return Err(bad(format!("router {:?} does not run vinet (only vinetd is killed and restarted)", nodes[r].name)));
+                    let participant = overlay.as_ref().is_some_and(|o| o.has(r));
+                    if !nodes[r].vinet && !participant {
+                        return Err(bad(format!(
+                            "router {:?} does not run vinet, nor an overlay participant (only vinetd, or a participant, is killed and restarted)",
+                            nodes[r].name
+                        )));
+                    }
+                    if let Some(c) = &e.crash_at {
+                        if !participant {
+                            return Err(bad(format!("crash_at: router {:?} is not in the [overlay]'s routers", nodes[r].name)));
+                        }
+                        if !ROUTER_CRASH_POINTS.contains(&c.as_str()) {
+                            return Err(bad(format!("crash_at = {c:?}: a router's crash points are {}", ROUTER_CRASH_POINTS.join(", "))));
+                        }
                     }
                     if e.action == ActionKind::KillRouter {
                         Action::KillRouter { router: r }
                     } else {
-                        Action::RestartRouter { router: r }
+                        Action::RestartRouter { router: r, crash_at: e.crash_at.clone() }
+                    }
+                }
+                ActionKind::OnRequest
+                | ActionKind::OnRelease
+                | ActionKind::ManagerStop
+                | ActionKind::ManagerStart
+                | ActionKind::OnCheck
+                | ActionKind::OnTransfer => {
+                    let o = overlay.as_ref().ok_or_else(|| bad("needs an [overlay] section".into()))?;
+                    let n_managers = o.spec.managers;
+                    let managers = e.manager.as_ref().map_or(vec![1], scenario::Managers::list);
+                    if managers.is_empty() || managers.iter().any(|m| *m == 0 || *m > n_managers) {
+                        return Err(bad(format!("manager = {managers:?}: the managers are 1 to {n_managers}")));
+                    }
+                    let on = |name: &Option<String>| -> Result<usize, ScenarioError> {
+                        let n = name.as_ref().ok_or_else(|| bad("needs `on` (an [[on]]'s name)".into()))?;
+                        ons.iter().position(|x| &x.name == n).ok_or_else(|| bad(format!("no ON {n:?}")))
+                    };
+                    let one = || -> Result<usize, ScenarioError> {
+                        match managers.as_slice() {
+                            [m] => Ok(m - 1),
+                            _ => Err(bad("takes one manager".into())),
+                        }
+                    };
+                    match e.action {
+                        ActionKind::OnRequest => {
+                            let count = e.count.unwrap_or(1);
+                            if !(1..=MAX_ON_REQUESTS).contains(&count) {
+                                return Err(bad(format!("count = {count} must be 1 to {MAX_ON_REQUESTS}")));
+                            }
+                            let mut ms: Vec<usize> = managers.iter().map(|m| m - 1).collect();
+                            ms.dedup();
+                            let expect = e.expect.clone().unwrap_or_else(|| "granted".into());
+                            if !["granted", "refused", "any"].contains(&expect.as_str()) {
+                                return Err(bad(format!("expect = {expect:?}: \"granted\", \"refused\" or \"any\"")));
+                            }
+                            Action::OnRequest { on: on(&e.on)?, managers: ms, count, expect }
+                        }
+                        ActionKind::OnRelease => Action::OnRelease { on: on(&e.on)? },
+                        ActionKind::OnTransfer => {
+                            let i = on(&e.on)?;
+                            if !ons[i].tunnel {
+                                return Err(bad(format!("ON {:?} has no tunnel (its [[on]] needs tunnel = true)", ons[i].name)));
+                            }
+                            let bytes = e.bytes.unwrap_or(4_000_000);
+                            if !(1..=1_000_000_000).contains(&bytes) {
+                                return Err(bad(format!("bytes = {bytes}: 1 to 1000000000")));
+                            }
+                            let rate = scenario::bandwidth(e.rate.as_deref().unwrap_or("8mbit")).map_err(bad)?;
+                            let pps = e.pps.unwrap_or(100.0);
+                            if !(pps > 0.0 && pps <= 5000.0) {
+                                return Err(bad(format!("pps = {pps}: more than 0 and at most 5000")));
+                            }
+                            Action::OnTransfer { on: i, bytes, rate, pps }
+                        }
+                        ActionKind::ManagerStop => Action::ManagerStop { manager: one()? },
+                        ActionKind::ManagerStart => {
+                            if let Some(c) = &e.crash_at {
+                                if !MANAGER_CRASH_POINTS.contains(&c.as_str()) {
+                                    return Err(bad(format!(
+                                        "crash_at = {c:?}: the coordinator's crash points are {}",
+                                        MANAGER_CRASH_POINTS.join(", ")
+                                    )));
+                                }
+                            }
+                            Action::ManagerStart { manager: one()?, crash_at: e.crash_at.clone() }
+                        }
+                        _ => {
+                            let wait = e.wait.unwrap_or(0.0);
+                            if !(0.0..=120.0).contains(&wait) {
+                                return Err(bad(format!("wait = {wait} must be 0 to 120 seconds")));
+                            }
+                            Action::OnCheck { wait }
+                        }
                     }
                 }
                 ActionKind::Flood => {
@@ -952,7 +1182,15 @@ impl Plan {
             plot: s.plot,
             programs: None,
             reroute: s.reroute,
+            overlay,
+            ons,
         })
+    }
+
+    /// Node indices of the overlay routers whose participant is a stand-alone
+    /// `vinet-onmgr router` (those not running vinetd).
+    pub fn standalone_participants(&self) -> Vec<usize> {
+        self.overlay.as_ref().map_or(vec![], |o| o.routers.iter().copied().filter(|r| !self.nodes[*r].vinet).collect())
     }
 
     /// Set every `load` event's uploads to `n` (a sweep over programs
@@ -1000,6 +1238,107 @@ impl Plan {
 
 /// Barabasi-Albert: a clique of m + 1, then each new node links to m
 /// distinct existing nodes with probability proportional to degree.
+/// The `[overlay]` section and the `[[on]]` tables, checked against the
+/// network.
+fn plan_overlay(
+    l: &Loaded, nodes: &[Node], links: &[Link], index: &BTreeMap<String, usize>,
+) -> Result<(Option<OverlayPlan>, Vec<OnPlan>), ScenarioError> {
+    let s = &l.scenario;
+    let Some(o) = &s.overlay else {
+        if let Some(on) = s.ons.first() {
+            return Err(l.error_at(on.span().start, "an [[on]] needs an [overlay] section (the manager that sets it up)"));
+        }
+        return Ok((None, vec![]));
+    };
+    let off = o.span().start;
+    let spec = o.get_ref().clone();
+    let bad = |m: String| l.error_at(off, format!("[overlay] {m}"));
+    if !(1..=MAX_MANAGERS).contains(&spec.managers) {
+        return Err(bad(format!("managers = {}: 1 to {MAX_MANAGERS}", spec.managers)));
+    }
+    if spec.managers > 1 && spec.store != scenario::OverlayStore::Etcd {
+        return Err(bad(format!("managers = {}: several managers share their state in etcd (store = \"etcd\")", spec.managers)));
+    }
+    for (what, v) in [("refresh_ms", spec.refresh_ms), ("prepare_timeout_ms", spec.prepare_timeout_ms), ("retry_ms", spec.retry_ms)] {
+        if !(10..=600_000).contains(&v) {
+            return Err(bad(format!("{what} = {v}: 10 to 600000 milliseconds")));
+        }
+    }
+    if spec.capacity.bps == 0 || spec.capacity.pps == 0 {
+        return Err(bad("capacity: bps and pps must be positive".into()));
+    }
+    if spec.mark == 0 || spec.mark & 0x7fff_0000 != 0 {
+        return Err(bad(format!("mark = {:#x}: a non-zero mark in the low 16 bits (vinetd uses the others)", spec.mark)));
+    }
+    if !(spec.priority_share > 0.0 && spec.priority_share < 1.0) {
+        return Err(bad(format!("priority_share = {}: more than 0 and less than 1", spec.priority_share)));
+    }
+    let mut routers: Vec<usize> = if spec.routers.is_empty() {
+        (0..nodes.len()).filter(|i| nodes[*i].kind != Kind::Host).collect()
+    } else {
+        let mut v = vec![];
+        for r in &spec.routers {
+            let i =
+                index.get(r).copied().filter(|i| nodes[*i].kind != Kind::Host).ok_or_else(|| bad(format!("routers: no router {r:?}")))?;
+            if v.contains(&i) {
+                return Err(bad(format!("routers: {r:?} is listed twice")));
+            }
+            v.push(i);
+        }
+        v
+    };
+    routers.sort_unstable();
+    if routers.len() > 250 {
+        return Err(bad(format!("{} routers: at most 250 (one management /30 each)", routers.len())));
+    }
+    let links: Vec<usize> =
+        (0..links.len()).filter(|k| !links[*k].host_link && routers.contains(&links[*k].a) && routers.contains(&links[*k].b)).collect();
+    let plan = OverlayPlan { spec, routers, links };
+    let mut ons: Vec<OnPlan> = vec![];
+    for on in &s.ons {
+        let off = on.span().start;
+        let on = on.get_ref();
+        let bad = |m: String| l.error_at(off, format!("on {:?}: {m}", on.name));
+        if !valid_name(&on.name) {
+            return Err(bad("use 1 to 12 letters, digits, '-' or '_' for its name".into()));
+        }
+        if ons.iter().any(|x| x.name == on.name) {
+            return Err(bad("defined twice".into()));
+        }
+        let mut hosts = [0; 2];
+        let mut ends = [0; 2];
+        for (k, h) in on.access.iter().enumerate() {
+            let i = index.get(h).copied().filter(|i| nodes[*i].kind == Kind::Host).ok_or_else(|| bad(format!("access: no host {h:?}")))?;
+            let r = nodes[i].router.expect("a host's router");
+            if !plan.has(r) {
+                return Err(bad(format!("access: {h:?}'s router {:?} is not in the [overlay]'s routers", nodes[r].name)));
+            }
+            hosts[k] = i;
+            ends[k] = r;
+        }
+        if ends[0] == ends[1] {
+            return Err(bad("access: the two hosts are behind one router (an ON joins two access routers)".into()));
+        }
+        if on.bps == 0 || on.pps == 0 {
+            return Err(bad("bps and pps must be positive".into()));
+        }
+        if on.bps > plan.spec.capacity.bps || on.pps > plan.spec.capacity.pps || on.units > plan.spec.capacity.units {
+            return Err(bad("its contract is more than a router's whole capacity".into()));
+        }
+        ons.push(OnPlan {
+            name: on.name.clone(),
+            hosts,
+            routers: ends,
+            bps: on.bps,
+            pps: on.pps,
+            units: on.units,
+            redundant: on.redundant,
+            tunnel: on.tunnel,
+        });
+    }
+    Ok((Some(plan), ons))
+}
+
 fn barabasi_albert(n: usize, m: usize, rng: &mut Rng) -> Vec<(usize, usize)> {
     let mut edges = vec![];
     let start = (m + 1).min(n);

@@ -38,6 +38,12 @@ fn shipped_scenarios_plan() {
         [
             "multicast-agg",
             "multicast-none",
+            "on-2pc-faults",
+            "on-etcd-managers",
+            "on-isolation",
+            "on-isolation-none",
+            "on-lease-lapse",
+            "on-redundant",
             "reroute",
             "reroute-static",
             "robust-baseline",

@@ -101,6 +101,19 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_MANAGER)]
         manager: SocketAddr,
     },
+    /// A participant's leases and capacity, asked with the manager's key
+    /// (what a router holds, for the operator and the emulator); one JSON line.
+    Leases {
+        /// The participant's address.
+        #[arg(long)]
+        router: SocketAddr,
+        /// Its public key (64 hex digits).
+        #[arg(long)]
+        router_key: String,
+        /// The manager's secret key (the only one a participant answers).
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Write a new secret key; prints its public half.
     Keygen {
         /// Where to write it (refuses to overwrite).
@@ -217,6 +230,19 @@ fn run(cmd: Cmd) -> Result<(), String> {
             ControlReply::Refused(why) => Err(format!("refused: {why}")),
             other => Err(format!("unexpected answer {other:?}")),
         },
+        Cmd::Leases { router, router_key, key } => {
+            let peer = parse_public(&router_key)?;
+            let me = wire::load_key(&key)?;
+            let mut ch = wire::Channel::connect(router, &me, &peer, Duration::from_secs(5)).map_err(|e| format!("{router}: {e}"))?;
+            match ch.call::<_, wire::FromRouter>(&wire::ToRouter::Leases).map_err(|e| format!("{router}: {e}"))? {
+                wire::FromRouter::Leases { node, capacity, leases } => {
+                    println!("{}", leases_json(node, capacity, &leases));
+                    Ok(())
+                }
+                wire::FromRouter::Failed(why) => Err(format!("{router}: {why}")),
+                other => Err(format!("{router}: unexpected answer {other:?}")),
+            }
+        }
         Cmd::Keygen { out } => {
             println!("{}", public_hex(&wire::generate_key(&out)?));
             Ok(())
@@ -242,5 +268,53 @@ fn run(cmd: Cmd) -> Result<(), String> {
             server.wait();
             Ok(())
         }
+    }
+}
+
+/// `leases`' output: the router's id and capacity, and each lease's flow,
+/// standing, rates, expiry (Unix ns) and transaction.
+fn leases_json(node: NodeId, capacity: Resources, leases: &[wire::LeaseView]) -> serde_json::Value {
+    let res = |r: Resources| serde_json::json!({ "bps": r.bps, "pps": r.pps, "units": r.units });
+    serde_json::json!({
+        "node": node.0,
+        "capacity": res(capacity),
+        "leases": leases
+            .iter()
+            .map(|l| serde_json::json!({
+                "flow": l.flow.0,
+                "active": l.active,
+                "rates": res(l.reservation.rates()),
+                "expires_ns": l.expires_ns,
+                "tx": l.tx.map(|t| t.0),
+            }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinet_overlay::partition::Reservation;
+    use vinet_overlay::twopc::TxId;
+    use vinet_overlay::FlowId;
+
+    #[test]
+    fn leases_are_listed_as_json() {
+        let rates = Resources { bps: 8_000, pps: 10, units: 1 };
+        let l = wire::LeaseView {
+            flow: FlowId(7),
+            reservation: Reservation::new(rates, 1_500, 1).unwrap(),
+            active: true,
+            expires_ns: 42,
+            tx: Some(TxId(3)),
+        };
+        let v = leases_json(NodeId(2), Resources { bps: 1_000_000, pps: 100, units: 5 }, &[l]);
+        assert_eq!(v["node"], 2);
+        assert_eq!(v["capacity"]["pps"], 100);
+        assert_eq!(v["leases"][0]["flow"], 7);
+        assert_eq!(v["leases"][0]["active"], true);
+        assert_eq!(v["leases"][0]["rates"]["bps"], 8_000);
+        assert_eq!(v["leases"][0]["tx"], 3);
+        assert_eq!(leases_json(NodeId(1), rates, &[])["leases"].as_array().map(Vec::len), Some(0));
     }
 }

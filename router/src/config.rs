@@ -327,7 +327,7 @@ pub struct OverlayConfig {
     pub refresh_ms: u64,
     /// The netfilter mark the ON lane sets on the packets that an ON's
     /// reservation passes (none if absent): the operator's egress qdisc
-    /// gives that mark priority (a `fw` filter to a `prio` band), so that a
+    /// gives that mark priority (a priority class it is classified into), so that a
     /// policed ON also gets its rate on a congested link.
     pub mark: Option<u32>,
     /// The VON monitor alerts when more than this fraction of an ON's
