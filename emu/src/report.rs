@@ -82,6 +82,30 @@ fn plot_err<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Whether an event of the log is an attack on a router.
+/// A chart of series over a run's seconds.
+type TimeChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// A panel over a run's seconds: its caption, `0..duration` by `0..top`, its y label.
+fn time_panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>, caption: &str, y_desc: &str, duration: f64, top: f64,
+) -> Result<TimeChart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..duration, 0f64..top)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("seconds").y_desc(y_desc).draw().map_err(plot_err)?;
+    Ok(chart)
+}
+
+/// The series' legend, boxed, at `pos`.
+fn legend<'a, 'b: 'a>(chart: &mut TimeChart<'a, 'b>, pos: SeriesLabelPosition) -> Result<(), String> {
+    chart.configure_series_labels().position(pos).border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(plot_err)
+}
+
 fn hostile(action: &str) -> bool {
     action.starts_with("flood") || action.starts_with("forged") || action.starts_with("unsafe")
 }
@@ -275,13 +299,7 @@ fn plot_delivery(r: &RunResult, path: &Path) -> Result<(), String> {
             .label("admission port flooded")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RED.mix(0.15).filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
 
     if bars.is_empty() {
         root.present().map_err(plot_err)?;
@@ -395,14 +413,8 @@ fn plot_overlay(r: &RunResult, path: &Path) -> Result<(), String> {
     }
     // Left: GRE packets a second.
     let top = rates.values().flatten().map(|x| x.1.max(x.2)).fold(10.0, f64::max) * 1.3;
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption(format!("{}: GRE packets a second at the receiver", r.scenario), ("sans-serif", 15))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..r.duration, 0f64..top)
-        .map_err(plot_err)?;
-    chart.configure_mesh().x_desc("seconds").y_desc("packets a second").draw().map_err(plot_err)?;
+    let mut chart =
+        time_panel(&panels[0], &format!("{}: GRE packets a second at the receiver", r.scenario), "packets a second", r.duration, top)?;
     draw_marks(&mut chart, top)?;
     for (i, (name, v)) in rates.iter().enumerate() {
         let col = colour(name);
@@ -426,13 +438,7 @@ fn plot_overlay(r: &RunResult, path: &Path) -> Result<(), String> {
             .label(format!("ON {name}'s contract"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     // Middle: Mbit/s delivered, GRE and UDP.
     let mut mbit: BTreeMap<String, Vec<(f64, f64)>> =
         rates.iter().map(|(k, v)| (k.clone(), v.iter().map(|x| (x.0, x.3)).collect())).collect();
@@ -444,14 +450,7 @@ fn plot_overlay(r: &RunResult, path: &Path) -> Result<(), String> {
         mbit.insert(name, pts);
     }
     let top = mbit.values().flatten().map(|x| x.1).fold(1.0, f64::max) * 1.3;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption("throughput delivered (Mbit/s, IP)", ("sans-serif", 15))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..r.duration, 0f64..top)
-        .map_err(plot_err)?;
-    chart.configure_mesh().x_desc("seconds").y_desc("Mbit/s").draw().map_err(plot_err)?;
+    let mut chart = time_panel(&panels[1], "throughput delivered (Mbit/s, IP)", "Mbit/s", r.duration, top)?;
     draw_marks(&mut chart, top)?;
     for (name, v) in &mbit {
         let col = colour(name);
@@ -461,13 +460,7 @@ fn plot_overlay(r: &RunResult, path: &Path) -> Result<(), String> {
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     // Right: inside the ON's tunnel (with a transfer), else the reserved pps per vinetd.
     if let Some(o) = r.overlay.as_ref().filter(|o| !o.transfers.is_empty()) {
         plot_transfers(r, o, &panels[2], &draw_marks)?;
@@ -483,14 +476,7 @@ fn plot_overlay(r: &RunResult, path: &Path) -> Result<(), String> {
         }
     }
     let top = reserved.values().flatten().map(|x| x.1).fold(1.0, f64::max) * 1.3;
-    let mut chart = ChartBuilder::on(&panels[2])
-        .caption("each vinetd's reserved packets a second", ("sans-serif", 15))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..r.duration, 0f64..top)
-        .map_err(plot_err)?;
-    chart.configure_mesh().x_desc("seconds").y_desc("reserved pps").draw().map_err(plot_err)?;
+    let mut chart = time_panel(&panels[2], "each vinetd's reserved packets a second", "reserved pps", r.duration, top)?;
     draw_marks(&mut chart, top)?;
     for (i, (name, v)) in reserved.iter().enumerate() {
         let col = palette[i % palette.len()];
@@ -501,13 +487,7 @@ fn plot_overlay(r: &RunResult, path: &Path) -> Result<(), String> {
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }
@@ -579,13 +559,7 @@ fn plot_reservations(
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, col.filled()));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::MiddleLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::MiddleLeft)?;
     Ok(())
 }
 
@@ -615,14 +589,7 @@ fn plot_transfers(
         lines.push((format!("{on}: UDP datagrams a second / 100"), series("udp_per_second", 0.01), RED));
     }
     let top = lines.iter().flat_map(|l| l.1.iter().map(|x| x.1)).fold(1.0, f64::max) * 1.3;
-    let mut chart = ChartBuilder::on(area)
-        .caption("inside the ON, at the receiver", ("sans-serif", 15))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..r.duration, 0f64..top)
-        .map_err(plot_err)?;
-    chart.configure_mesh().x_desc("seconds").y_desc("a second").draw().map_err(plot_err)?;
+    let mut chart = time_panel(area, "inside the ON, at the receiver", "a second", r.duration, top)?;
     draw_marks(&mut chart, top)?;
     for (label, pts, col) in lines {
         chart
@@ -631,13 +598,7 @@ fn plot_transfers(
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -668,13 +629,7 @@ pub fn plot_sweep(name: &str, curves: &[Curve], path: &Path) -> Result<(), Strin
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }

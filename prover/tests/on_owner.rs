@@ -6,8 +6,11 @@
 //! refused, also with the safe program's certificate; a checked program run by
 //! the VM touches only packets carrying its flow id.
 
-use vinet_checker::cert::{encode_file, Bundle, Declared, LemmaCache, BUNDLE_MAGIC, LIBRARY_MAGIC};
-use vinet_checker::policy::{ClientKind, Policy};
+mod support;
+
+use support::{compile, policy, router_cache};
+use vinet_checker::cert::{encode_file, Bundle, Declared, BUNDLE_MAGIC};
+use vinet_checker::policy::ClientKind;
 use vinet_engine::packet::LinkType;
 use vinet_engine::vm::{Machine, Program, This};
 use vinet_engine::window::Window;
@@ -18,21 +21,6 @@ const ON: u32 = 0x00c0_ffee;
 const OTHER_ON: u32 = 0x00c0_ffef;
 /// The source the ON's firewall blocks (its parameter's default).
 const BLOCKED: u32 = 0x0a09_0005;
-
-fn policy(client: ClientKind) -> Policy {
-    let name = ["end-user", "edge-router", "on-owner"][client as usize];
-    vinet_engine::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn compile(name: &str, src: &str) -> vinet_lang::Compiled {
-    vinet_lang::compile(name, src.as_bytes(), &[]).unwrap_or_else(|d| panic!("{name}: {}", d.render()))
-}
-
-fn router_cache(prover: &Prover) -> LemmaCache {
-    let mut cache = LemmaCache::new();
-    cache.admit_library(&encode_file(&prover.lemmas().library, LIBRARY_MAGIC)).unwrap();
-    cache
-}
 
 /// The paper's four programs, and the transport routines, on the ON's packets (`set`).
 fn programs(set: &str) -> Vec<(&'static str, String)> {

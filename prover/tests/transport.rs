@@ -3,26 +3,13 @@
 //! checker under the shipped policies; their unsafe twins are refused, at the
 //! routine, naming it. The second verifier (the analyzer) agrees on every one.
 
-use vinet_checker::cert::{encode_file, Bundle, Declared, LemmaCache, BUNDLE_MAGIC, LIBRARY_MAGIC};
+mod support;
+
+use support::{compile, policy, router_cache};
+use vinet_checker::cert::{encode_file, Bundle, Declared, LemmaCache, BUNDLE_MAGIC};
 use vinet_checker::policy::{ClientKind, Policy};
 use vinet_lang::Severity;
 use vinet_prover::Prover;
-
-fn policy(client: ClientKind) -> Policy {
-    let name = ["end-user", "edge-router", "on-owner"][client as usize];
-    vinet_engine::policy_file::load(format!("{}/../examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn compile(name: &str, src: &str) -> vinet_lang::Compiled {
-    vinet_lang::compile(name, src.as_bytes(), &[]).unwrap_or_else(|d| panic!("{name}: {}", d.render()))
-}
-
-/// The router's cache: the shipped library, admitted from its file bytes.
-fn router_cache(prover: &Prover) -> LemmaCache {
-    let mut cache = LemmaCache::new();
-    cache.admit_library(&encode_file(&prover.lemmas().library, LIBRARY_MAGIC)).unwrap();
-    cache
-}
 
 /// The client's own set, as each kind of client writes it.
 fn mine(client: ClientKind) -> &'static str {
