@@ -135,7 +135,8 @@ fn admit(name: &'static str, source: &str, policy: &Policy, edge: bool, prover: 
     let checked = vinet_checker::check(&proved.bytes, policy, cache).unwrap_or_else(|e| panic!("{name}: refused: {e}"));
     let complexity = checked.complexity();
     let instance = Arc::new(Program::new(&checked)).instantiate(&[]).expect("default parameters bind");
-    let this = if edge { This { ip: 0x0a00_0001, subnet: (0x0a00_0000, 24) } } else { This { ip: ME, subnet: (ME, 32) } };
+    let m = vinet_checker::mapped;
+    let this = if edge { This { ip: m(0x0a00_0001), subnet: (m(0x0a00_0000), 120) } } else { This::end_user(m(ME)) };
     Case { name, policy: *policy, instance, complexity, this, interpret: false }
 }
 

@@ -107,8 +107,9 @@ fn certified_bounds_hold_and_are_within_2x_of_the_worst_case() {
     let prover = vinet_prover::Prover::new().expect("lemma library");
     let w = user.window_packets as usize;
     let words: [&[u8]; 4] = [b"viagra lottery", b"viagra", b"lottery", b"hello"];
-    let end_user = Binding::end_user(ME);
-    let subnet = Binding { this_ip: ROUTER, this_subnet: Some(NET), params: vec![] };
+    let end_user = Binding::end_user(vinet_checker::mapped(ME));
+    let subnet =
+        Binding { this_ip: vinet_checker::mapped(ROUTER), this_subnet: Some((vinet_checker::mapped(NET.0), NET.1 + 96)), params: vec![] };
     let mut rows = Vec::new();
 
     // Firewall: every packet of a full bucket from SrcIP.

@@ -60,6 +60,9 @@ fn generated_modules_are_refused_or_run_safely() {
     assert!(t.checked * 4 >= t.valid, "only {} of {} valid modules' pairs are accepted by the checker", t.checked, t.valid);
     assert!(t.reuse_loop * 5 >= t.valid && t.reuse_branch * 10 >= t.valid, "too few register-reuse shapes: {t}");
     assert!(t.windows >= 4 * t.checked, "windows were skipped");
+    // Issue 15: both families in every window, and clients of both.
+    assert!(t.v6_client_windows * 3 >= t.windows && t.v6_client_windows * 3 <= 2 * t.windows, "too few or too many IPv6 clients: {t}");
+    assert!(t.v6_packets > 0, "no IPv6 packets: {t}");
     // The transport-level instructions are exercised, and accepted ones run.
     assert!(t.transport * 5 >= t.valid && t.transport_checked * 10 >= t.transport, "too few transport-level modules: {t}");
     // Each policy accepts some: overlay-network owners' modules (issue 13) are run too.

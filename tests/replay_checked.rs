@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use vinet_checker::bytecode::Const;
 use vinet_checker::{check, Checked, Policy};
 use vinet_engine::packet::{parse_frame, LinkType, Parsed};
 use vinet_engine::pcap::{CaptureError, CaptureReader, PcapOut};
@@ -18,6 +17,7 @@ use vinet_engine::policy_file;
 use vinet_engine::runner::Runner;
 use vinet_engine::vm::Binding;
 use vinet_engine::window::WindowConfig;
+use vinet_vocab::{addr_const, v4_of};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,6 +57,7 @@ fn checked_examples_replay_every_capture_within_their_certified_cost() {
     let cfg = WindowConfig::new(user.window_packets, 1000);
     let start = Instant::now();
     let (mut frames, mut dropped, mut generated, mut runs) = (0u64, 0u64, 0u64, 0u64);
+    let (mut v6_clients, mut v6_packets) = (0usize, 0u64);
     for path in &files {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut reader = match CaptureReader::open(path) {
@@ -70,19 +71,25 @@ fn checked_examples_replay_every_capture_within_their_certified_cost() {
         let mut clients = Vec::new();
         let mut n = 0u64;
         while let Some(Ok(f)) = reader.next_frame() {
-            if let Parsed::Ipv4(p) = parse_frame(f.link, f.data) {
+            if let Parsed::Packet(p) = parse_frame(f.link, f.data) {
+                v6_packets += u64::from(v4_of(p.dst).is_none());
+            }
+            if let Parsed::Packet(p) = parse_frame(f.link, f.data) {
                 // The first destinations of the file become clients: end users
-                // with the firewall and the spam filter, and the /24 around
-                // them as edge routers with the multicast and worm programs.
+                // with the firewall and the spam filter, and the /24 (IPv4) or
+                // /64 (IPv6) around them as edge routers with the multicast and
+                // worm programs: IPv4 and IPv6 clients alike (issue 15).
                 if clients.len() < 3 && !clients.contains(&p.dst) {
                     clients.push(p.dst);
                     let d = router.dispatch_mut();
                     let end_user = |params| Binding { this_ip: p.dst, this_subnet: None, params };
-                    d.install(&firewall, &end_user(vec![Const::Addr(p.src)])).unwrap();
+                    d.install(&firewall, &end_user(vec![addr_const(p.src)])).unwrap();
                     d.install(&spam, &end_user(vec![])).unwrap();
-                    let subnet = Some((p.dst & 0xffff_ff00, 24));
+                    let len = if v4_of(p.dst).is_some() { 96 + 24 } else { 64 };
+                    let subnet = Some((p.dst & vinet_checker::netmask(len), len));
+                    v6_clients += usize::from(v4_of(p.dst).is_none());
                     let router_client = |params| Binding { this_ip: p.dst | 1, this_subnet: subnet, params };
-                    d.install(&multicast, &router_client(vec![Const::Addr(p.src)])).unwrap();
+                    d.install(&multicast, &router_client(vec![addr_const(p.src)])).unwrap();
                     d.install(&worm, &router_client(vec![])).unwrap();
                 }
             }
@@ -108,4 +115,6 @@ fn checked_examples_replay_every_capture_within_their_certified_cost() {
         files.len()
     );
     assert!(dropped > 0 && generated > 0 && runs > 0);
+    eprintln!("IPv6 clients: {v6_clients}, IPv6 packets: {v6_packets}");
+    assert!(v6_clients >= 20 && v6_packets >= 200, "too few IPv6 clients ({v6_clients}) or packets ({v6_packets}) in the captures");
 }

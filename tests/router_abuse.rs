@@ -283,7 +283,7 @@ fn metrics_follow_prometheus_conventions() {
     for reason in vinet_proto::protocol::Refusal::ALL {
         assert!(page.contains(&format!("vinet_refusals_total{{reason=\"{}\"}} 0\n", reason.label())), "{reason:?} not pre-initialised");
     }
-    for family in ["vinet_frames_unparsed_total", "vinet_frames_not_ipv4_total", "vinet_program_faults_total"] {
+    for family in ["vinet_frames_unparsed_total", "vinet_frames_not_ip_total", "vinet_program_faults_total"] {
         assert!(page.lines().any(|l| l.starts_with(&format!("{family} "))), "{family} missing");
     }
     let fw = env.firewall("fw", "2 days");

@@ -19,14 +19,24 @@ use std::path::{Path, PathBuf};
 use vinet_checker::cert::{encode_file, LemmaCache, LIBRARY_MAGIC};
 use vinet_checker::policy::{ClientKind, Policy};
 use vinet_checker::Checked;
+use vinet_checker::{mapped, netmask};
 use vinet_engine::dispatch::Dispatch;
 use vinet_engine::packet::LinkType;
 use vinet_engine::vm::Binding;
 use vinet_engine::window::Window;
 use vinet_lang::reference::{self, RefEnv, RefPacket};
+use vinet_vocab::{addr_text, v4_of};
 
-const ME: u32 = 0x0a00_0007; // 10.0.0.7
-const NET: (u32, u8) = (0x0a00_0000, 24); // 10.0.0.0/24 for edge-router clients
+/// The client: 10.0.0.7 in 10.0.0.0/24 (an edge router's THIS_SUBNET_IP), or
+/// 2001:db8::7 in 2001:db8::/64 (issue 15). Windows mix both families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Client {
+    ip: u128,
+    net: (u128, u8),
+}
+const V4: Client = Client { ip: mapped(0x0a00_0007), net: (mapped(0x0a00_0000), 120) };
+const DOC: u128 = 0x2001_0db8 << 96;
+const V6: Client = Client { ip: DOC | 7, net: (DOC, 64) };
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -103,12 +113,13 @@ impl Rng {
 }
 
 const SOURCES: [u32; 7] = [0xcb00_7109, 0xc633_6407, 0xc633_6417, 0xc000_0205, 0xcb00_7142, 0xc633_6401, 0x0808_0808];
+const SOURCES6: [u128; 5] = [DOC | 0xbad << 64 | 9, DOC | 0xb << 64 | 7, DOC | 0xffff, 0xfe80 << 112 | 1, DOC | 5];
 const WORDS: [&[u8]; 10] = [b"viagra", b"lottery", b"attack", b"ransom", b"via", b"gra", b"hello", b"", b"password", b"x"];
 
-fn mine(kind: ClientKind, dst: u32) -> bool {
+fn mine(kind: ClientKind, me: Client, dst: u128) -> bool {
     match kind {
-        ClientKind::EndUser => dst == ME,
-        ClientKind::EdgeRouter => dst & 0xffff_ff00 == NET.0,
+        ClientKind::EndUser => dst == me.ip,
+        ClientKind::EdgeRouter => dst & netmask(me.net.1) == me.net.0,
         // The examples here are end users' and edge routers'; an ON owner's programs are
         // fuzzed by the differential oracle and tested in prover/tests/on_owner.rs.
         ClientKind::OnOwner => unreachable!("no overlay-network owner's example here"),
@@ -118,14 +129,21 @@ fn mine(kind: ClientKind, dst: u32) -> bool {
 /// Ports the transport examples name, and others.
 const PORTS: [u16; 9] = [25, 53, 123, 445, 139, 80, 1000, 1001, 40_000];
 
-fn random_packet(r: &mut Rng, dsts: &[u32]) -> RefPacket {
-    let proto = r.pick(&[6u8, 6, 17, 17, 1]);
-    let payload: Vec<u8> = (0..r.next() % 3).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
+/// A packet to one of `dsts`: an IPv4 one from the world's IPv4 sources, an IPv6 one from its IPv6 sources.
+fn random_packet(r: &mut Rng, dsts: &[u128]) -> RefPacket {
+    let dst = r.pick(dsts);
+    let v6 = v4_of(dst).is_none();
+    let proto = r.pick(&[6u8, 6, 17, 17, if v6 { 58 } else { 1 }]);
+    let mut payload: Vec<u8> = (0..r.next() % 3).flat_map(|_| r.pick(&WORDS).to_vec()).collect();
+    if proto == 58 {
+        // An ICMPv6 echo request header: an IPv6 packet of payload length 0 is no packet of the window.
+        payload.splice(0..0, [128, 0, 0, 0]);
+    }
     // One packet in eight of TCP or UDP is a non-first fragment: no ports (`frame`).
-    let has_ports = proto != 1 && !r.next().is_multiple_of(8);
+    let has_ports = matches!(proto, 6 | 17) && !r.next().is_multiple_of(8);
     RefPacket {
-        src: r.pick(&SOURCES),
-        dst: r.pick(dsts),
+        src: if v6 { r.pick(&SOURCES6) } else { mapped(r.pick(&SOURCES)) },
+        dst,
         proto,
         sport: if has_ports { r.pick(&PORTS) } else { 0 },
         dport: if has_ports { r.pick(&PORTS) } else { 0 },
@@ -138,13 +156,27 @@ fn random_packet(r: &mut Rng, dsts: &[u32]) -> RefPacket {
 }
 
 fn random_window(r: &mut Rng, n: usize) -> Vec<RefPacket> {
-    // The client, its subnet neighbours, and the rest of the world.
-    let dsts = [ME, ME, ME, 0x0a00_0005, 0x0a00_0009, 0x0a09_0909, 0xc000_0201, 0x0a00_0107];
-    (0..n).map(|_| random_packet(r, &dsts)).collect()
+    // The clients of both families, their subnet neighbours, and the rest of the world.
+    let dsts = [V4.ip, V4.ip, V4.ip, V6.ip, V6.ip, V6.ip, mapped(0x0a00_0005), mapped(0x0a00_0009), mapped(0x0a09_0909)];
+    let more = [mapped(0xc000_0201), mapped(0x0a00_0107), DOC | 5, DOC | 0xffff, DOC | 1 << 64 | 7, 0xfe80 << 112 | 7];
+    (0..n)
+        .map(|_| {
+            let world = r.next().is_multiple_of(4);
+            random_packet(r, if world { &more } else { &dsts })
+        })
+        .collect()
 }
 
+/// Destinations of no client, for the non-interference rounds.
+const OTHERS: [u128; 6] =
+    [mapped(0x0a09_0909), mapped(0xc000_0201), mapped(0x0a00_0107), mapped(0x0b00_0007), DOC | 1 << 64 | 7, 0xfe80 << 112 | 7];
+
 fn frame(p: &RefPacket) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ipv4(p.src.to_be_bytes(), p.dst.to_be_bytes(), 64);
+    if v4_of(p.dst).is_none() {
+        return frame6(p);
+    }
+    let (src, dst) = (p.src as u32, p.dst as u32);
+    let b = etherparse::PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64);
     let mut out = vec![];
     match p.proto {
         6 if p.has_ports => {
@@ -162,8 +194,8 @@ fn frame(p: &RefPacket) -> Vec<u8> {
                 p.payload.len() as u16,
                 64,
                 etherparse::IpNumber(p.proto),
-                p.src.to_be_bytes(),
-                p.dst.to_be_bytes(),
+                src.to_be_bytes(),
+                dst.to_be_bytes(),
             )
             .unwrap();
             // A TCP or UDP packet without ports: a non-first fragment (offset 64 bytes).
@@ -179,47 +211,87 @@ fn frame(p: &RefPacket) -> Vec<u8> {
     out
 }
 
-fn decode(g: &[u8]) -> (u32, u32, Vec<u8>) {
-    let s = etherparse::SlicedPacket::from_ip(g).expect("generated packet parses");
-    let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else { panic!("not IPv4") };
-    let Some(etherparse::TransportSlice::Udp(u)) = &s.transport else { panic!("not UDP") };
-    let h = ip.header();
-    (u32::from_be_bytes(h.source()), u32::from_be_bytes(h.destination()), u.payload().to_vec())
+/// An IPv6 packet: TCP or UDP by etherparse; without ports, a non-first fragment (a Fragment
+/// header, offset 64 bytes) of TCP or UDP, or ICMPv6 bytes.
+fn frame6(p: &RefPacket) -> Vec<u8> {
+    let (src, dst) = (p.src.to_be_bytes(), p.dst.to_be_bytes());
+    let b = etherparse::PacketBuilder::ipv6(src, dst, 64);
+    let mut out = vec![];
+    match p.proto {
+        6 if p.has_ports => {
+            let f = p.tcp_flags;
+            let mut t = b.tcp(p.sport, p.dport, p.seq, 1024);
+            t = if f & 0x02 != 0 { t.syn() } else { t };
+            t = if f & 0x10 != 0 { t.ack(0) } else { t };
+            t = if f & 0x08 != 0 { t.psh() } else { t };
+            t.write(&mut out, &p.payload).unwrap();
+            assert_eq!(out[40 + 13], f, "flags as built");
+        }
+        17 if p.has_ports => b.udp(p.sport, p.dport).write(&mut out, &p.payload).unwrap(),
+        proto => {
+            let fragment = proto != 58;
+            let len = p.payload.len() + if fragment { 8 } else { 0 };
+            out.extend([0x60, 0, 0, 0]);
+            out.extend((len as u16).to_be_bytes());
+            out.extend([if fragment { 44 } else { proto }, 64]);
+            out.extend(src);
+            out.extend(dst);
+            if fragment {
+                out.extend([proto, 0, 0, 8 << 3, 0, 0, 0, 1]);
+            }
+            out.extend_from_slice(&p.payload);
+        }
+    }
+    out
 }
 
-fn binding(kind: ClientKind) -> Binding {
-    Binding { this_ip: ME, this_subnet: (kind == ClientKind::EdgeRouter).then_some(NET), params: vec![] }
+fn decode(g: &[u8]) -> (u128, u128, Vec<u8>) {
+    let s = etherparse::SlicedPacket::from_ip(g).expect("generated packet parses");
+    let Some(etherparse::TransportSlice::Udp(u)) = &s.transport else { panic!("not UDP") };
+    let (src, dst) = match &s.net {
+        Some(etherparse::NetSlice::Ipv4(ip)) => {
+            (mapped(u32::from_be_bytes(ip.header().source())), mapped(u32::from_be_bytes(ip.header().destination())))
+        }
+        Some(etherparse::NetSlice::Ipv6(ip)) => (u128::from_be_bytes(ip.header().source()), u128::from_be_bytes(ip.header().destination())),
+        _ => panic!("not IP"),
+    };
+    (src, dst, u.payload().to_vec())
+}
+
+fn binding(kind: ClientKind, me: Client) -> Binding {
+    Binding { this_ip: me.ip, this_subnet: (kind == ClientKind::EdgeRouter).then_some(me.net), params: vec![] }
 }
 
 /// Generated packets: (source, destination, payload).
-type Generated = Vec<(u32, u32, Vec<u8>)>;
+type Generated = Vec<(u128, u128, Vec<u8>)>;
 
 /// What the VM does to a window when the checked program is installed for the client.
-fn vm_run(checked: &Checked, kind: ClientKind, packets: &[RefPacket]) -> (Vec<usize>, Generated) {
+fn vm_run(checked: &Checked, kind: ClientKind, me: Client, packets: &[RefPacket]) -> (Vec<usize>, Generated) {
     let mut w = Window::new();
     for p in packets {
         w.push(LinkType::Raw, 0, 0, &frame(p));
     }
+    assert_eq!(w.packet_count(), packets.len(), "every test frame parses");
     let mut d = Dispatch::new(checked.policy().window_packets);
-    d.install(checked, &binding(kind)).unwrap();
+    d.install(checked, &binding(kind, me)).unwrap();
     let rep = d.run_window(&mut w);
     assert_eq!(rep.faults, 0, "a run of a checked program faulted (its certified complexity is too low?)");
     let dropped = (0..packets.len()).filter(|&i| w.is_dropped(i as u32)).collect();
     (dropped, w.generated().map(decode).collect())
 }
 
-fn confined(kind: ClientKind, packets: &[RefPacket], dropped: &[usize], generated: &[(u32, u32, Vec<u8>)]) -> Result<(), String> {
-    if let Some(&i) = dropped.iter().find(|&&i| !mine(kind, packets[i].dst)) {
-        return Err(format!("dropped a packet to {:#x}, not the client's", packets[i].dst));
+fn confined(kind: ClientKind, me: Client, packets: &[RefPacket], dropped: &[usize], generated: &Generated) -> Result<(), String> {
+    if let Some(&i) = dropped.iter().find(|&&i| !mine(kind, me, packets[i].dst)) {
+        return Err(format!("dropped a packet to {}, not the client's", addr_text(packets[i].dst)));
     }
-    match generated.iter().find(|g| g.1 != ME) {
-        Some(g) => Err(format!("generated to {:#x}", g.1)),
+    match generated.iter().find(|g| g.1 != me.ip) {
+        Some(g) => Err(format!("generated to {}", addr_text(g.1))),
         None => Ok(()),
     }
 }
 
-fn assert_confined(kind: ClientKind, packets: &[RefPacket], dropped: &[usize], generated: &[(u32, u32, Vec<u8>)], what: &str) {
-    if let Err(e) = confined(kind, packets, dropped, generated) {
+fn assert_confined(kind: ClientKind, me: Client, packets: &[RefPacket], dropped: &[usize], generated: &Generated, what: &str) {
+    if let Err(e) = confined(kind, me, packets, dropped, generated) {
         panic!("{what}: {e}");
     }
 }
@@ -230,28 +302,28 @@ fn exercise(p: &Prepared, seed: u64, windows: usize) {
     let w = p.policy.window_packets as usize;
     for round in 0..windows {
         let n = [0, 1, 2, 7, 31, 64, w][round % 7];
+        let me = [V4, V6][round % 2];
         let packets = random_window(&mut r, n);
         let env = RefEnv {
-            this_ip: ME,
-            this_subnet: if p.kind == ClientKind::EdgeRouter { NET } else { (ME, 32) },
+            this_ip: me.ip,
+            this_subnet: if p.kind == ClientKind::EdgeRouter { me.net } else { (me.ip, 128) },
             params: vec![],
             unit_costs: p.policy.unit_costs,
             fuel: None,
         };
         let effects = reference::run(&p.compiled.program, &packets, &env).unwrap_or_else(|f| panic!("{name}: reference faulted: {f:?}"));
         assert!(effects.cost <= p.checked.complexity(), "{name}: cost {} over the certified {}", effects.cost, p.checked.complexity());
-        assert_confined(p.kind, &packets, &effects.dropped, &effects.generated, &name);
+        assert_confined(p.kind, me, &packets, &effects.dropped, &effects.generated, &name);
         // Non-interference: every packet of another client changes; the effects do not.
         let mut others = packets.clone();
-        for q in others.iter_mut().filter(|q| !mine(p.kind, q.dst)) {
-            let fresh = random_packet(&mut r, &[0x0a09_0909, 0xc000_0201, 0x0a00_0107, 0x0b00_0007]);
-            *q = RefPacket { dst: if mine(p.kind, fresh.dst) { 0x0b00_0001 } else { fresh.dst }, ..fresh };
+        for q in others.iter_mut().filter(|q| !mine(p.kind, me, q.dst)) {
+            *q = random_packet(&mut r, &OTHERS);
         }
         let again = reference::run(&p.compiled.program, &others, &env).unwrap();
         assert_eq!(again.dropped, effects.dropped, "{name}: other clients' packets changed the drops");
         assert_eq!(again.generated, effects.generated, "{name}: other clients' packets changed what is generated");
         // The VM, from the checked bundle, through the dispatch table.
-        let (dropped, generated) = vm_run(&p.checked, p.kind, &packets);
+        let (dropped, generated) = vm_run(&p.checked, p.kind, me, &packets);
         assert_eq!(dropped, effects.dropped, "{name}: VM and reference drop differently");
         assert_eq!(generated, effects.generated, "{name}: VM and reference generate differently");
     }
@@ -289,8 +361,8 @@ fn every_single_byte_change_of_every_example_bundle_is_refused_or_sound() {
                 if let Ok(c) = vinet_checker::check(&bad, &p.policy, &cache) {
                     accepted += 1;
                     for w in &windows {
-                        let (dropped, generated) = vm_run(&c, kind, w);
-                        assert_confined(kind, w, &dropped, &generated, &format!("{} mutated at byte {at} to {v}", path.display()));
+                        let (dropped, generated) = vm_run(&c, kind, V4, w);
+                        assert_confined(kind, V4, w, &dropped, &generated, &format!("{} mutated at byte {at} to {v}", path.display()));
                     }
                 }
             }
@@ -312,24 +384,24 @@ fn the_oracle_catches_unsafe_programs() {
     let pol = policy(ClientKind::EndUser);
     for src in cases {
         let c = vinet_lang::compile("u.vinet", src.as_bytes(), &[]).unwrap();
-        let env = RefEnv { this_ip: ME, this_subnet: (ME, 32), params: vec![], unit_costs: pol.unit_costs, fuel: None };
+        let env = RefEnv { this_ip: V4.ip, this_subnet: (V4.ip, 128), params: vec![], unit_costs: pol.unit_costs, fuel: None };
         let mut r = Rng(3);
         let caught = (0..50).any(|_| {
             let packets = random_window(&mut r, 40);
             let e = reference::run(&c.program, &packets, &env).unwrap();
-            confined(ClientKind::EndUser, &packets, &e.dropped, &e.generated).is_err()
+            confined(ClientKind::EndUser, V4, &packets, &e.dropped, &e.generated).is_err()
         });
         assert!(caught, "the oracle missed an unsafe program: {src}");
     }
     // And non-interference catches a program that reads another client's traffic.
     let leaky = "LIFETIME = 1 days\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nif COUNT(AllPackets) > 5 then DISCARD(Mine);";
     let c = vinet_lang::compile("l.vinet", leaky.as_bytes(), &[]).unwrap();
-    let env = RefEnv { this_ip: ME, this_subnet: (ME, 32), params: vec![], unit_costs: pol.unit_costs, fuel: None };
+    let env = RefEnv { this_ip: V4.ip, this_subnet: (V4.ip, 128), params: vec![], unit_costs: pol.unit_costs, fuel: None };
     let mut r = Rng(5);
     let caught = (0..200).any(|_| {
         let packets = random_window(&mut r, 8);
         let mut others = packets.clone();
-        others.retain(|q| mine(ClientKind::EndUser, q.dst));
+        others.retain(|q| mine(ClientKind::EndUser, V4, q.dst));
         let a = reference::run(&c.program, &packets, &env).unwrap().dropped.len();
         let b = reference::run(&c.program, &others, &env).unwrap().dropped.len();
         a != b

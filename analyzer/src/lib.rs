@@ -59,7 +59,12 @@
 //!   packets (`= a` for an abstract address, `in p` for an abstract prefix) and
 //!   its extent (the window, or the group of an enclosing foreach);
 //! - an address is THIS_IP, a destination group's key, a parameter, a
-//!   constant, or unknown (a field group's key is a number);
+//!   constant, or unknown (a field group's key is a number); constants are
+//!   128-bit, IPv4 as IPv4-mapped IPv6 (`Const::addr`, `Const::prefix`: an
+//!   IPv4 `/n` is the `/96+n` of its mapped network), so IPv4 and IPv6
+//!   constants compare, mask and test prefixes alike, and only the full
+//!   128-bit mask `ffff:...:ffff` leaves an address unchanged (`a &
+//!   255.255.255.255` is `a` only for IPv4 `a`);
 //! - a boolean carries the facts it implies when true and when false;
 //! - a number is affine over the loop-head values, or unknown;
 //! - the path carries facts (address equalities and disequalities, prefix
@@ -76,6 +81,10 @@ use std::collections::BTreeMap;
 use vinet_checker::bytecode::{blocks, ArithOp, CmpOp, Const as K, Field, Insn, Module, Reg, Ty};
 use vinet_checker::policy::{ClientKind, Policy};
 use vinet_checker::vcgen::{GEN, MAX_STRING};
+
+/// The headers of a generated packet, IPv6's 40 bytes and UDP's 8: the most a
+/// packet of either family carries besides its payload.
+const HEADERS: u64 = 40 + 8;
 
 /// What the analysis derived for an accepted module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +145,8 @@ enum Addr {
     ThisIp,
     Key(u32),
     Param(u16),
-    Const(u32),
+    /// A constant, 128-bit (IPv4 as IPv4-mapped).
+    Const(u128),
     Unknown(u32),
 }
 
@@ -145,7 +155,8 @@ enum Addr {
 enum Prefix {
     ThisNet,
     Param(u16),
-    Const(u32, u8),
+    /// A constant: network and length in the 128-bit space.
+    Const(u128, u8),
     Unknown(u32),
 }
 
@@ -653,8 +664,11 @@ impl Analyzer<'_> {
             Const { dst, k } => (
                 *dst,
                 match &self.m.consts[*k as usize] {
-                    K::Addr(a) => V::Addr(Addr::Const(*a)),
-                    K::Prefix(n, l) => V::Prefix(Prefix::Const(*n, *l)),
+                    // 128-bit values: IPv4 as IPv4-mapped, an IPv4 /n as the /96+n of it.
+                    K::Addr(a) => V::Addr(Addr::Const(vinet_checker::mapped(*a))),
+                    K::Addr6(a) => V::Addr(Addr::Const(*a)),
+                    K::Prefix(n, l) => V::Prefix(Prefix::Const(vinet_checker::mapped(*n), l.saturating_add(96))),
+                    K::Prefix6(n, l) => V::Prefix(Prefix::Const(*n, *l)),
                     K::Num(n) => V::Num(Some(Affine::constant(*n as i128))),
                     K::Str(s) => {
                         self.bytes(at, &mut cost, s.len() as u64)?;
@@ -665,8 +679,8 @@ impl Analyzer<'_> {
             Param { dst, p } => (
                 *dst,
                 match self.m.params[*p as usize].default {
-                    K::Addr(_) => V::Addr(Addr::Param(*p)),
-                    K::Prefix(..) => V::Prefix(Prefix::Param(*p)),
+                    K::Addr(_) | K::Addr6(_) => V::Addr(Addr::Param(*p)),
+                    K::Prefix(..) | K::Prefix6(..) => V::Prefix(Prefix::Param(*p)),
                     K::Num(_) => V::Num(Some(Affine::symbol(self.fresh()))),
                     K::Str(_) => {
                         let n = u64::from(self.p.max_param_bytes).min(MAX_STRING);
@@ -772,7 +786,7 @@ impl Analyzer<'_> {
             Mask { dst, addr, mask } => (
                 *dst,
                 match (r(addr), r(mask)) {
-                    (V::Addr(a), V::Addr(Addr::Const(u32::MAX))) => V::Addr(a),
+                    (V::Addr(a), V::Addr(Addr::Const(u128::MAX))) => V::Addr(a),
                     (V::Addr(Addr::Const(a)), V::Addr(Addr::Const(m))) => V::Addr(Addr::Const(a & m)),
                     _ => V::Addr(Addr::Unknown(self.fresh())),
                 },
@@ -900,19 +914,20 @@ impl Analyzer<'_> {
                 if !to_me && !st.path.dead() {
                     return refuse(at, "GENERATE sends to an address that is not THIS_IP");
                 }
-                // Bytes sent, per packet: 28 of headers and the payload; an address list
-                // sends at most 40 bytes an address (8 a packet of up to 360, 4 an address).
+                // Bytes sent, per packet: HEADERS (IPv6 and UDP; IPv4's are fewer) and the
+                // payload; an address list sends at most 72 bytes an address (a packet, 8
+                // bytes of list header, 16 an address, whatever the packet's family).
                 match r(payload) {
                     V::List { set } => {
                         self.need_mine(at, &set, st, "GENERATE")?;
                         self.charge(at, &mut cost, u.generate, &set)?;
-                        let item = if self.m.regs[*payload as usize] == Ty::AddrList { 40 } else { 28 + MAX_STRING };
+                        let item = if self.m.regs[*payload as usize] == Ty::AddrList { HEADERS + 8 + 16 } else { HEADERS + MAX_STRING };
                         self.charge_as(at, &mut cost, item, &set, &[GEN])?;
                     }
                     V::Str(n) => {
                         Self::once(at, &mut cost, u.generate.saturating_mul(n.div_ceil(64).max(1)), &[])?; // a packet a 64 bytes
                         self.bytes(at, &mut cost, n)?;
-                        Self::once(at, &mut cost, 28 + n, &[GEN])?;
+                        Self::once(at, &mut cost, HEADERS + n, &[GEN])?;
                     }
                     _ => return refuse(at, "GENERATE of something that is not a string or a list"),
                 }
@@ -1022,17 +1037,17 @@ mod tests {
                 Copy { dst: 4, src: 2 },                   // 1 + 2 * 4
                 ThisIp { dst: 5 },                         // 1
                 ThisIp { dst: 6 },                         // 1
-                Generate { src: 5, dst: 6, payload: 4 },   // 1 + GENERATE 4 * 4 + 2 * 4; 28 + 230 bytes sent
+                Generate { src: 5, dst: 6, payload: 4 },   // 1 + GENERATE 4 * 4 + 2 * 4; 48 + 230 bytes sent
             ],
             Class::Multicast,
             vec![K::Str(word)],
         );
         m.params = vec![vinet_checker::bytecode::Param { name: "W".into(), default: K::Str("x".into()) }];
-        let want = Verdict { complexity: 7 + 5 + 9 + 7 + 9 + 1 + 1 + 25, cost: 64 * 86_400, generated: 258 };
+        let want = Verdict { complexity: 7 + 5 + 9 + 7 + 9 + 1 + 1 + 25, cost: 64 * 86_400, generated: 278 };
         assert_eq!(analyze(&m, &p), Ok(want));
         assert_eq!(vcgen(&m, &p), Ok(want));
-        p.generated_bytes_up = 257;
-        assert!(analyze(&m, &p).unwrap_err().reason.contains("generate 258 bytes"));
+        p.generated_bytes_up = 277;
+        assert!(analyze(&m, &p).unwrap_err().reason.contains("generate 278 bytes"));
     }
 
     #[test]
@@ -1040,6 +1055,78 @@ mod tests {
         let e = analyze(&firewall(false), &policy(ClientKind::EndUser)).unwrap_err();
         assert!(e.reason.contains("GROUP_BY_SOURCE touches a set not confined to THIS_IP"), "{e}");
         assert!(analyze(&firewall(true), &policy(ClientKind::EdgeRouter)).is_err(), "THIS_IP is not the edge router's subnet");
+    }
+
+    /// Issue 15: IPv6 constants and parameters are 128-bit values like IPv4's.
+    #[test]
+    fn ipv6_addresses_are_analyzed_like_ipv4() {
+        use Insn::*;
+        let doc: u128 = 0x2001_0db8 << 96;
+        let p = policy(ClientKind::EndUser);
+        // The firewall with an IPv6 source: accepted; filtered to an IPv6 constant: refused.
+        let mut m = firewall(true);
+        m.params[0].default = K::Addr6(doc | 0xbad << 80 | 9);
+        assert_eq!(analyze(&m, &p), vcgen(&m, &p));
+        assert!(analyze(&m, &p).is_ok());
+        let mut m = firewall(false);
+        m.consts = vec![K::Addr6(doc | 7)];
+        assert!(analyze(&m, &p).unwrap_err().reason.contains("not confined to THIS_IP"));
+        // Masking keeps the address only with the full 128-bit mask; 255.255.255.255
+        // keeps an IPv4 address only, and THIS_IP may be IPv6.
+        let masked = |mask: K| {
+            module(
+                vec![Ty::Set, Ty::Addr, Ty::Addr, Ty::Addr, Ty::Set],
+                vec![
+                    AllPackets { dst: 0 },
+                    ThisIp { dst: 1 },
+                    Const { dst: 2, k: 0 },
+                    Mask { dst: 3, addr: 1, mask: 2 },
+                    FilterDst { dst: 4, set: 0, by: 3 },
+                    Discard { set: 4 },
+                ],
+                Class::Filtering,
+                vec![mask],
+            )
+        };
+        assert!(analyze(&masked(K::Addr6(u128::MAX)), &p).is_ok());
+        assert!(analyze(&masked(K::Addr(u32::MAX)), &p).is_err());
+        // Two constants of one class that differ (an IPv4 and an IPv6 one) make a dead path.
+        let dead = |a: K, b: K| {
+            module(
+                vec![Ty::Set, Ty::Addr, Ty::Addr, Ty::Bool],
+                vec![
+                    AllPackets { dst: 0 },
+                    Const { dst: 1, k: 0 },
+                    Const { dst: 2, k: 1 },
+                    Cmp { op: CmpOp::Eq, dst: 3, a: 1, b: 2 },
+                    If { cond: 3, then_len: 1, else_len: 0 },
+                    Discard { set: 0 },
+                ],
+                Class::Filtering,
+                vec![a, b],
+            )
+        };
+        assert!(analyze(&dead(K::Addr(0x0a00_0001), K::Addr6(doc | 1)), &p).is_ok());
+        assert!(analyze(&dead(K::Addr6(doc | 2), K::Addr6(doc | 1)), &p).is_ok());
+        assert!(analyze(&dead(K::Addr6(doc | 1), K::Addr6(doc | 1)), &p).is_err(), "equal: DISCARD(AllPackets) runs");
+        // The edge router: a constant IPv6 destination inside THIS_SUBNET_IP, shown by `in`.
+        let ep = policy(ClientKind::EdgeRouter);
+        let m = module(
+            vec![Ty::Set, Ty::Addr, Ty::Prefix, Ty::Bool, Ty::Set],
+            vec![
+                AllPackets { dst: 0 },
+                Const { dst: 1, k: 0 },
+                ThisSubnet { dst: 2 },
+                InPrefix { dst: 3, addr: 1, prefix: 2 },
+                If { cond: 3, then_len: 2, else_len: 0 },
+                FilterDst { dst: 4, set: 0, by: 1 },
+                Discard { set: 4 },
+            ],
+            Class::Filtering,
+            vec![K::Addr6(doc | 7)],
+        );
+        assert!(analyze(&m, &ep).is_ok());
+        assert_eq!(analyze(&m, &ep), vcgen(&m, &ep));
     }
 
     /// foreach over GROUP_BY_DESTINATION(AllPackets): DISCARD(group) only under `key == THIS_IP`.

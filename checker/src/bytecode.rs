@@ -26,7 +26,7 @@ pub const MAX_LOOP_BOUND: u32 = 1 << 20;
 pub type Reg = u16;
 
 /// The type of a register: `Bool`; `Num`, a natural (u64: arithmetic that overflows
-/// stops the run); `Addr`, an IPv4 address; `Prefix`, an IPv4 prefix (`10.1.0.0/16`);
+/// stops the run); `Addr`, an IPv6 or IPv4 address; `Prefix`, a prefix (`10.1.0.0/16`, `2001:db8::/32`);
 /// `Str`, a byte string; `Set`, a set of packets of the current window; `Groups`, the
 /// non-empty groups of a set by destination or source; `AddrList` and `Content`, the
 /// distinct destinations and payloads of a set (GROUP_BY_CONTENT); `NumGroups`, the
@@ -44,27 +44,42 @@ pub enum Ty { Bool, Num, Addr, Prefix, Str, Set, Groups, AddrList, Content, NumG
 #[rustfmt::skip]
 pub enum Field { Proto, SrcPort, DstPort, TcpFlags }
 
-/// A constant of the pool.
+/// A constant of the pool. Addresses are 128-bit, IPv4 as IPv4-mapped ([`crate::mapped`]):
+/// `Addr(a)` and `Prefix(net, len)` spell IPv4's (host byte order, host bits zero, length
+/// at most 32), `Addr6` and `Prefix6` (appended, so that older modules keep their encoding)
+/// the others' (an address outside `::ffff:0:0/96`; a prefix, length at most 128, that is no
+/// IPv4 prefix), so that a module has one encoding. `Str` is a string, `Num` a natural.
+#[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Const {
-    /// An IPv4 address, host byte order.
-    Addr(u32),
-    /// An IPv4 prefix: network (host byte order, host bits zero) and length.
-    Prefix(u32, u8),
-    /// A string.
-    Str(String),
-    /// A natural number.
-    Num(u64),
-}
+#[rustfmt::skip]
+pub enum Const { Addr(u32), Prefix(u32, u8), Str(String), Num(u64), Addr6(u128), Prefix6(u128, u8) }
 
 impl Const {
     /// The register type a constant loads as.
     pub fn ty(&self) -> Ty {
         match self {
-            Const::Addr(_) => Ty::Addr,
-            Const::Prefix(..) => Ty::Prefix,
+            Const::Addr(_) | Const::Addr6(_) => Ty::Addr,
+            Const::Prefix(..) | Const::Prefix6(..) => Ty::Prefix,
             Const::Str(_) => Ty::Str,
             Const::Num(_) => Ty::Num,
+        }
+    }
+
+    /// The 128-bit value of an address constant.
+    pub fn addr(&self) -> Option<u128> {
+        match *self {
+            Const::Addr(a) => Some(crate::mapped(a)),
+            Const::Addr6(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The 128-bit network and length of a prefix constant.
+    pub fn prefix(&self) -> Option<(u128, u8)> {
+        match *self {
+            Const::Prefix(n, l) => Some((crate::mapped(n), l.saturating_add(96))),
+            Const::Prefix6(n, l) => Some((n, l)),
+            _ => None,
         }
     }
 }
@@ -368,7 +383,7 @@ impl Operands {
 
 /// The structural validator. It checks:
 /// - the version, and that code, lines, registers, constants, parameters are within limits;
-/// - constants: prefixes have zero host bits and length <= 32;
+/// - constants: prefixes have zero host bits and length <= 32 (IPv4) or 128, IPv4 is spelt as IPv4;
 /// - every operand register and constant exists and has the type its instruction needs;
 /// - every block lies inside its parent, nesting is at most [`MAX_NESTING`];
 /// - every register is written before it is read, on every path; registers a
@@ -415,10 +430,15 @@ impl<'m> Validator<'m> {
         ensure!(!too_many, BytecodeError::Invalid(format!("more than {MAX_ITEMS} items in a table")));
         ensure!(m.lines.len() == m.code.len(), BytecodeError::Invalid("line table does not match the code".into()));
         for c in m.consts.iter().chain(m.params.iter().map(|p| &p.default)) {
-            if let Const::Prefix(net, len) = *c {
-                if len > 32 || net & !crate::netmask(len) != 0 {
-                    return Err(BytecodeError::Invalid(format!("malformed prefix constant {net:#x}/{len}")));
-                }
+            let v4 = |a: u128| a >> 32 == 0xffff;
+            let bad = match *c {
+                Const::Prefix(_, len) if len > 32 => true,
+                Const::Addr6(a) => v4(a),
+                Const::Prefix6(n, l) => l > 128 || l >= 96 && v4(n),
+                _ => false,
+            };
+            if bad || c.prefix().is_some_and(|(n, l)| n & !crate::netmask(l) != 0) {
+                return Err(BytecodeError::Invalid(format!("malformed or non-canonical address or prefix constant {c:?}")));
             }
         }
         let n = m.regs.len();
@@ -676,6 +696,35 @@ mod tests {
         m.code.remove(1);
         m.lines.pop();
         assert!(m.validate().unwrap_err().to_string().contains("r3 is read before it is written"));
+    }
+
+    /// Issue 15: IPv6 constants, and one spelling of each address and prefix.
+    #[test]
+    fn ipv6_constants_are_checked_and_canonical() {
+        let doc: u128 = 0x2001_0db8 << 96;
+        let with = |c: Const| {
+            let mut m = firewall();
+            m.params[0].default = c;
+            m.validate()
+        };
+        with(Const::Addr6(doc | 9)).unwrap();
+        let mut m = firewall();
+        m.consts.push(Const::Prefix6(doc, 32));
+        m.validate().unwrap();
+        for bad in [
+            Const::Addr6(crate::mapped(0xcb00_7109)),        // an IPv4 address spelt as IPv6
+            Const::Prefix6(crate::mapped(0x0a00_0000), 104), // 10.0.0.0/8 spelt as IPv6
+            Const::Prefix6(doc | 1, 32),                     // host bits
+            Const::Prefix6(doc, 129),
+            Const::Prefix(0x0a00_0000, 33),
+        ] {
+            let mut m = firewall();
+            m.consts.push(bad.clone());
+            let e = m.validate().unwrap_err().to_string();
+            assert!(e.contains("malformed or non-canonical"), "{bad:?}: {e}");
+        }
+        assert_eq!(Const::Prefix(0x0a00_0000, 8).prefix(), Some((crate::mapped(0x0a00_0000), 104)));
+        assert_eq!(Const::Addr(1).addr(), Some(0xffff_0000_0001));
     }
 
     #[test]

@@ -45,47 +45,24 @@ pub const MAX_PROOF_ITEMS: usize = 1 << 20;
 /// then its pool's nodes: pool node `j` is term `goals + j`.
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TermNode {
-    Var(u32, Sort),
-    Bound(u32, Sort),
-    Lit(Lit),
-    App(Sym, Vec<u32>),
-    All(Sort, u32),
-    /// `Arg(t, i)`: the `i`-th argument of the application that term `t` is.
-    Arg(u32, u32),
-}
+#[rustfmt::skip] // `Arg(t, i)`: the `i`-th argument of the application that term `t` is
+pub enum TermNode { Var(u32, Sort), Bound(u32, Sort), Lit(Lit), App(Sym, Vec<u32>), All(Sort, u32), Arg(u32, u32) }
 
 /// One proof step: a kernel rule applied to earlier steps (`u32` step
 /// indices, named `s..`) and pool terms (named `t..`).
+/// `Lemma { i, at }` cites a lemma by its index in the proof's list of cited lemmas; with `at`,
+/// instantiated to conclude term `at` (as `Inst` does). `Inst { s, t }` is [`Theorem::inst`]:
+/// instantiate `s`'s quantifiers so that it concludes `t`; `Conj { s }`, [`Theorem::conj`].
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[rustfmt::skip] // a table: the order is the encoding
 pub enum Step {
-    Assume { t: u32 },
-    ImpIntro { t: u32, s: u32 },
-    ImpElim { s1: u32, s2: u32 },
-    AndIntro { s1: u32, s2: u32 },
-    AndElim { s: u32, right: bool },
-    OrIntro { s: u32, t: u32, on_left: bool },
-    OrElim { s1: u32, s2: u32, s3: u32 },
-    NotIntro { t: u32, s: u32 },
-    NotElim { s1: u32, s2: u32 },
-    FalseElim { s: u32, t: u32 },
-    ExcludedMiddle { t: u32 },
-    Refl { t: u32 },
-    EqSubst { s1: u32, s2: u32, var: u32, template: u32 },
-    Ite { s: u32, c: u32, x: u32, y: u32 },
-    AllIntro { s: u32, var: u32 },
-    AllElim { s: u32, t: u32 },
-    Axiom { n: u16 },
-    // `Lemma { i, at }`: a lemma, by its index in the proof's list of cited lemmas; with `at`,
-    // instantiated to conclude term `at` (as `Inst` does).
-    Lemma { i: u32, at: Option<u32> },
-    Eval { t: u32 },
-    Farkas { premises: Vec<(u32, i64)> },
-    // `Inst { s, t }`: [`Theorem::inst`], instantiate `s`'s quantifiers so that it concludes `t`.
-    Inst { s: u32, t: u32 },
-    // `Conj { s }`: [`Theorem::conj`], the balanced conjunction of steps `s`.
-    Conj { s: Vec<u32> },
+    Assume { t: u32 }, ImpIntro { t: u32, s: u32 }, ImpElim { s1: u32, s2: u32 }, AndIntro { s1: u32, s2: u32 },
+    AndElim { s: u32, right: bool }, OrIntro { s: u32, t: u32, on_left: bool }, OrElim { s1: u32, s2: u32, s3: u32 },
+    NotIntro { t: u32, s: u32 }, NotElim { s1: u32, s2: u32 }, FalseElim { s: u32, t: u32 }, ExcludedMiddle { t: u32 },
+    Refl { t: u32 }, EqSubst { s1: u32, s2: u32, var: u32, template: u32 }, Ite { s: u32, c: u32, x: u32, y: u32 },
+    AllIntro { s: u32, var: u32 }, AllElim { s: u32, t: u32 }, Axiom { n: u16 }, Lemma { i: u32, at: Option<u32> },
+    Eval { t: u32 }, Farkas { premises: Vec<(u32, i64)> }, Inst { s: u32, t: u32 }, Conj { s: Vec<u32> },
 }
 
 /// A proof: a term pool and steps. The last step's theorem is what it proves.

@@ -339,7 +339,7 @@ fn build_axioms() -> Result<Vec<(&'static str, Term)>, String> {
         ("in_psub", all(&[&a, &n, &m], imp(f(In, &[&a, &n])?, imp(f(PSub, &[&n, &m])?, f(In, &[&a, &m])?)?)?)?),
         ("in_mask", all(&[&a, &n], imp(f(In, &[&a, &n])?, f(Eq, &[&f(Mask, &[&a, &f(NMask, &[&n])?])?, &f(Net, &[&n])?])?)?)?),
         ("mask_in", all(&[&a, &n], imp(f(Eq, &[&f(Mask, &[&a, &f(NMask, &[&n])?])?, &f(Net, &[&n])?])?, f(In, &[&a, &n])?)?)?),
-        ("mask_full", all(&[&a], f(Eq, &[&f(Mask, &[&a, &Term::lit(crate::logic::Lit::Addr(u32::MAX))])?, &a])?)?),
+        ("mask_full", all(&[&a], f(Eq, &[&f(Mask, &[&a, &Term::lit(crate::logic::Lit::Addr6(u128::MAX))])?, &a])?)?),
         ("nat", all(&[&x], f(Le, &[&zero, &x])?)?),
         ("monus_le", all(&[&x, &y], imp(f(Le, &[&y, &x])?, f(Eq, &[&f(Add, &[&f(Monus, &[&x, &y])?, &y])?, &x])?)?)?),
         ("monus_lt", all(&[&x, &y], imp(f(Lt, &[&x, &y])?, f(Eq, &[&f(Monus, &[&x, &y])?, &zero])?)?)?),

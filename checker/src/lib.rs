@@ -70,9 +70,15 @@ pub mod policy;
 pub use bytecode::{Module, ModuleId};
 pub use policy::Policy;
 
-/// The netmask of a prefix length (0..=32), host byte order.
-pub fn netmask(len: u8) -> u32 {
-    u32::MAX.checked_shl(32 - len.min(32) as u32).unwrap_or(0)
+/// The netmask of a prefix length (0..=128; longer is 128), host byte order.
+pub fn netmask(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - len.min(128) as u32).unwrap_or(0)
+}
+
+/// The IPv4-mapped IPv6 address of an IPv4 address (`::ffff:a.b.c.d`, RFC 4291, 2.5.5.2):
+/// how every address sort and register of vinet holds IPv4.
+pub const fn mapped(a: u32) -> u128 {
+    0xffff << 32 | a as u128
 }
 
 /// A module that [`check`] accepted against a policy. Only this crate can make

@@ -76,8 +76,9 @@ pub const MAX_SIZE: u64 = 1 << 20;
 /// Longest string `eval` computes (the VM's strings are shorter).
 pub const MAX_STR: usize = 1 << 16;
 
-/// Sorts: `Bool` (formulas), `Num` (naturals), `Addr` and `Prefix` (IPv4 addresses and
-/// prefixes), `Str` (byte strings), `Set` (sets of packets), `Pkt` (packets).
+/// Sorts: `Bool` (formulas), `Num` (naturals), `Addr` and `Prefix` (IPv6 addresses and
+/// prefixes /0 to /128, IPv4 among them as [`Lit::wide`] says), `Str` (byte strings),
+/// `Set` (sets of packets), `Pkt` (packets).
 #[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[rustfmt::skip]
@@ -155,23 +156,26 @@ impl Sym {
     }
 }
 
-/// Literal values.
+/// Literal values. `Addr6` and `Prefix6` (appended: older certificates keep their encoding)
+/// are IPv6's; `Addr` and `Prefix` spell IPv4's shorter.
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Lit {
-    Addr(u32),
-    Prefix(u32, u8),
-    Num(u64),
-    Str(String),
-}
+#[rustfmt::skip]
+pub enum Lit { Addr(u32), Prefix(u32, u8), Num(u64), Str(String), Addr6(u128), Prefix6(u128, u8) }
 
 impl Lit {
+    #[rustfmt::skip]
     fn sort(&self) -> Sort {
+        match self { Lit::Addr(_) | Lit::Addr6(_) => Sort::Addr, Lit::Prefix(..) | Lit::Prefix6(..) => Sort::Prefix, Lit::Num(_) => Sort::Num, Lit::Str(_) => Sort::Str }
+    }
+
+    /// The value `eval` computes with: an IPv4 address `a` is the IPv4-mapped `::ffff:a`
+    /// (RFC 4291, 2.5.5.2) and an IPv4 `/n` the `/96+n` of it, so one 128-bit sort holds both.
+    pub fn wide(self) -> Lit {
         match self {
-            Lit::Addr(_) => Sort::Addr,
-            Lit::Prefix(..) => Sort::Prefix,
-            Lit::Num(_) => Sort::Num,
-            Lit::Str(_) => Sort::Str,
+            Lit::Addr(a) => Lit::Addr6(crate::mapped(a)),
+            Lit::Prefix(n, l) => Lit::Prefix6(crate::mapped(n), l.saturating_add(96)),
+            l => l,
         }
     }
 }
@@ -481,7 +485,7 @@ impl Term {
 
     fn eval_in(&self, memo: &mut HashMap<usize, Option<Value>>) -> Option<Value> {
         let args = match self.kind() {
-            Kind::Lit(l) => return Some(Value::V(l.clone())),
+            Kind::Lit(l) => return Some(Value::V(l.clone().wide())),
             Kind::App(_, a) => a,
             _ => return None,
         };
@@ -508,8 +512,8 @@ impl Term {
         let v = |i: usize| vals[i].clone();
         let num = |i: usize| if let Some(V(Lit::Num(n))) = v(i) { Some(n) } else { None };
         let b = |i: usize| if let Some(B(x)) = v(i) { Some(x) } else { None };
-        let addr = |i: usize| if let Some(V(Lit::Addr(a))) = v(i) { Some(a) } else { None };
-        let pfx = |i: usize| if let Some(V(Lit::Prefix(n, l))) = v(i) { Some((n, l)) } else { None };
+        let addr = |i: usize| if let Some(V(Lit::Addr6(a))) = v(i) { Some(a) } else { None };
+        let pfx = |i: usize| if let Some(V(Lit::Prefix6(n, l))) = v(i) { Some((n, l)) } else { None };
         Some(match *sym {
             True => B(true),
             False => B(false),
@@ -524,9 +528,9 @@ impl Term {
             Mul => V(Lit::Num(num(0)?.checked_mul(num(1)?)?)),
             Le => B(num(0)? <= num(1)?),
             Lt => B(num(0)? < num(1)?),
-            Mask => V(Lit::Addr(addr(0)? & addr(1)?)),
-            NMask => V(Lit::Addr(crate::netmask(pfx(0)?.1))),
-            Net => V(Lit::Addr(pfx(0)?.0)),
+            Mask => V(Lit::Addr6(addr(0)? & addr(1)?)),
+            NMask => V(Lit::Addr6(crate::netmask(pfx(0)?.1))),
+            Net => V(Lit::Addr6(pfx(0)?.0)),
             In => pfx(1).and_then(|(n, l)| Some(B(addr(0)? & crate::netmask(l) == n)))?,
             PSub => pfx(0).zip(pfx(1)).map(|((n1, l1), (n2, l2))| B(l1 >= l2 && n1 & crate::netmask(l2) == n2))?,
             Concat => match (v(0)?, v(1)?) {
@@ -583,5 +587,45 @@ impl Linear {
         }
         self.terms.retain(|(_, c)| *c != 0);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holds(sym: Sym, args: Vec<Term>) -> bool {
+        Term::app(sym, args).unwrap().eval() == Some(Value::B(true))
+    }
+
+    /// Issue 15: one 128-bit address sort; an IPv4 literal is its IPv4-mapped IPv6 address.
+    #[test]
+    fn ipv4_and_ipv6_share_one_address_sort() {
+        let v4 = |a: u32| Term::lit(Lit::Addr(a));
+        let v6 = |a: u128| Term::lit(Lit::Addr6(a));
+        let p4 = |n: u32, l: u8| Term::lit(Lit::Prefix(n, l));
+        let p6 = |n: u128, l: u8| Term::lit(Lit::Prefix6(n, l));
+        let doc: u128 = 0x2001_0db8 << 96; // 2001:db8::/32
+                                           // 10.0.0.7 is ::ffff:10.0.0.7, and in 10.0.0.0/8, that is ::ffff:10.0.0.0/104.
+        assert!(holds(Sym::Eq, vec![v4(0x0a00_0007), v6(crate::mapped(0x0a00_0007))]));
+        assert!(holds(Sym::In, vec![v4(0x0a00_0007), p4(0x0a00_0000, 8)]));
+        assert!(holds(Sym::In, vec![v4(0x0a00_0007), p6(crate::mapped(0x0a00_0000), 104)]));
+        assert!(holds(Sym::In, vec![v4(0x0a00_0007), p6(0, 0)]), "::/0 holds IPv4 too");
+        assert!(!holds(Sym::In, vec![v6(doc | 7), p4(0, 0)]), "0.0.0.0/0 is ::ffff:0:0/96, no IPv6 address");
+        assert!(holds(Sym::In, vec![v6(doc | 7), p6(doc, 32)]));
+        assert!(holds(Sym::In, vec![v6(doc | 7), p6(doc | 7, 128)]));
+        assert!(!holds(Sym::In, vec![v6(doc | 7), p6(doc | 6, 128)]));
+        assert!(holds(Sym::PSub, vec![p6(doc | 0x100, 120), p6(doc, 32)]));
+        assert!(!holds(Sym::PSub, vec![p6(doc, 32), p6(doc | 0x100, 120)]));
+        assert!(holds(Sym::PSub, vec![p4(0x0a01_0000, 16), p4(0x0a00_0000, 8)]));
+        // Masks are 128-bit: the full mask keeps an IPv6 address whole (axiom mask_full).
+        let mask = |a: Term, m: Term| Term::app(Sym::Mask, vec![a, m]).unwrap().eval();
+        assert_eq!(mask(v6(doc | 0xffff), v6(u128::MAX)), Some(Value::V(Lit::Addr6(doc | 0xffff))));
+        let nmask = Term::app(Sym::NMask, vec![p6(doc, 32)]).unwrap().eval();
+        assert_eq!(nmask, Some(Value::V(Lit::Addr6(u128::MAX << 96))));
+        // An IPv4 mask on an IPv4 address stays IPv4.
+        assert_eq!(mask(v4(0x0a01_0203), v4(0xffff_0000)), Some(Value::V(Lit::Addr6(crate::mapped(0x0a01_0000)))));
+        // A prefix longer than 128 is /128 (so the axioms hold of every literal a pool can hold).
+        assert!(holds(Sym::In, vec![v6(doc), p6(doc, 200)]));
     }
 }

@@ -72,6 +72,6 @@ pub struct Policy {
     pub unit_costs: UnitCosts,
     /// Longest string a parameter may be bound to, in bytes.
     pub max_param_bytes: u32,
-    /// Most bytes (IPv4 packets, headers included) a program may GENERATE per window.
+    /// Most bytes (IP packets, headers included) a program may GENERATE per window.
     pub generated_bytes_up: u64,
 }

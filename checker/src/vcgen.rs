@@ -157,6 +157,8 @@ type Poly = BTreeMap<Vec<u32>, u128>;
 pub const GEN: u32 = u32::MAX;
 /// Most bytes a string or a generated payload holds (a run that makes a longer one faults).
 pub const MAX_STRING: u64 = 65_507;
+/// The IPv6 and UDP headers of a GENERATEd packet (an IPv4 one has 28 bytes of them).
+pub const HEADERS: u64 = 48;
 
 struct Frame {
     key: Term,
@@ -577,14 +579,14 @@ impl Gen<'_> {
                 let to = app(at, Sym::Eq, vec![t(dst)?, app(at, Sym::ThisIp, vec![])?])?;
                 self.oblige(at, What::GenerateTo, to)?;
                 // A list: its unit an item, confined; a string: its unit per 64 bytes, and its bytes.
-                // Bytes sent: 28 of IPv4 and UDP headers a packet, and the payload (an address
-                // list: 8 bytes a packet of up to 360 addresses, and 4 an address).
+                // Bytes sent: 48 of IPv6 and UDP headers a packet (28 for IPv4), and the payload (an
+                // address list: 8 bytes a packet, and 16 an address, 4 if all are IPv4).
                 let (unit, sent, set) = match &vals[*payload as usize] {
                     Val::List(s) => {
-                        let item = if self.m.regs[*payload as usize] == Ty::AddrList { 40 } else { 28 + MAX_STRING };
+                        let item = if self.m.regs[*payload as usize] == Ty::AddrList { 72 } else { HEADERS + MAX_STRING };
                         (u.generate, item, Some(self.touch(at, "GENERATE", &mut cost, 0, s.clone())?))
                     }
-                    _ => (u.generate.saturating_mul(len(payload).div_ceil(64).max(1)), 28 + len(payload), None),
+                    _ => (u.generate.saturating_mul(len(payload).div_ceil(64).max(1)), HEADERS + len(payload), None),
                 };
                 self.charge(at, &mut cost, unit, set.as_ref(), false)?;
                 self.charge(at, &mut cost, sent, set.as_ref(), true)?;
@@ -618,6 +620,8 @@ fn lit(c: &Const) -> Lit {
     match c {
         Const::Addr(a) => Lit::Addr(*a),
         Const::Prefix(n, l) => Lit::Prefix(*n, *l),
+        Const::Addr6(a) => Lit::Addr6(*a),
+        Const::Prefix6(n, l) => Lit::Prefix6(*n, *l),
         Const::Str(s) => Lit::Str(s.clone()),
         Const::Num(n) => Lit::Num(*n),
     }

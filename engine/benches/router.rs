@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench -p vinet-engine --bench router                 # full run, ~1M frames
 //! cargo bench -p vinet-engine --bench router -- --frames 200000 --reps 3   # quicker
+//! cargo bench -p vinet-engine --bench router -- --test       # smoke run: every figure, small, once
 //! ```
 //!
 //! - **The buffer**: `--frames` Ethernet frames (default 2^20) of a realistic
@@ -29,6 +30,12 @@
 //!   for distinct clients, traffic spread over all of them and concentrated
 //!   on 16; and the memory an installation costs, counted by a global
 //!   allocator that tracks live heap bytes.
+//! - **End to end, IPv6** in the same run: a second buffer of the same size
+//!   and shape whose packets are IPv6 (TCP and UDP of the same sizes, one in
+//!   ten behind a Destination Options header, UDP datagrams fragmented in
+//!   two, 802.1Q-tagged IPv6, some IPv4, ARP and malformed frames), every
+//!   IPv6 packet addressed to an IPv6 client, the same programs installed
+//!   for 1, 1,000 and 100,000 IPv6 clients (SrcIP an IPv6 address).
 //!
 //! Each figure is the median of `--reps` passes over the whole buffer.
 //! Allocations of 4 MiB and more (the buffer, the dispatch table's arrays
@@ -47,7 +54,7 @@ use std::time::Instant;
 
 use vinet_checker::bytecode::Const;
 use vinet_checker::cert::LemmaCache;
-use vinet_checker::{check, Checked};
+use vinet_checker::{check, mapped, Checked};
 use vinet_engine::packet::LinkType;
 use vinet_engine::pcap::Frame;
 use vinet_engine::runner::{NullSink, Runner};
@@ -165,6 +172,17 @@ static ALLOC: Counting = Counting;
 const BAD: u32 = 0xcb00_7109; // 203.0.113.9
 /// Clients are BASE + k.
 const BASE: u32 = 0x0a00_0000; // 10.0.0.0
+/// The IPv6 pest: 2001:db8:bad::9.
+const BAD6: u128 = 0x2001_0db8_0bad_0000_0000_0000_0000_0009;
+/// IPv6 clients are BASE6 + k: 2001:db8:c000::/48.
+const BASE6: u128 = 0x2001_0db8_c000 << 80;
+
+/// The family of a buffer's client traffic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
 
 struct Rng(u64);
 impl Rng {
@@ -185,7 +203,8 @@ struct Rec {
     off: u32,
     len: u32,
     ts_ns: u64,
-    /// Offset of the IPv4 destination address in the buffer, if IPv4.
+    /// Offset of the destination address in the buffer of a packet to a
+    /// client (4 bytes in the IPv4 buffer, 16 in the IPv6 one).
     dst_at: Option<u32>,
     /// A random number choosing the frame's client in each configuration.
     pick: u32,
@@ -194,8 +213,10 @@ struct Rec {
 struct Buffer {
     bytes: Vec<u8>,
     recs: Vec<Rec>,
+    /// Packets to clients.
     ipv4: usize,
     mix: String,
+    family: Family,
 }
 
 fn ipv4_packet(r: &mut Rng, src: u32, proto: u8, payload: usize) -> Vec<u8> {
@@ -233,7 +254,155 @@ fn ipv4_packet(r: &mut Rng, src: u32, proto: u8, payload: usize) -> Vec<u8> {
     v
 }
 
+/// An IPv6 packet from `src` to BASE6: TCP (the same header as
+/// `ipv4_packet`'s), UDP or ICMPv6, behind a Destination Options header when
+/// `opts`; the payload as `ipv4_packet`'s.
+fn ipv6_packet(r: &mut Rng, src: u128, proto: u8, payload: usize, opts: bool) -> Vec<u8> {
+    let v4 = ipv4_packet(r, 0, if proto == 58 { 1 } else { proto }, payload);
+    let mut l4 = v4[20..].to_vec();
+    if proto == 58 {
+        l4[0] = 128; // echo request
+    }
+    let (next, ext) = if opts { (60u8, vec![proto, 0, 1, 4, 0, 0, 0, 0]) } else { (proto, vec![]) };
+    let plen = (ext.len() + l4.len()) as u16;
+    let mut v = vec![0x60, 0, 0, 0];
+    v.extend_from_slice(&plen.to_be_bytes());
+    v.extend_from_slice(&[next, 64]);
+    v.extend_from_slice(&src.to_be_bytes());
+    v.extend_from_slice(&BASE6.to_be_bytes());
+    v.extend_from_slice(&ext);
+    v.extend_from_slice(&l4);
+    v
+}
+
+/// The two fragments of an IPv6 UDP datagram from `src` to BASE6 of
+/// `payload` bytes: the first holding the UDP header and 1,232 bytes, the
+/// last the rest (RFC 8200: offsets in 8-byte units).
+fn ipv6_fragments(r: &mut Rng, src: u128, payload: usize) -> [Vec<u8>; 2] {
+    let v4 = ipv4_packet(r, 0, 17, payload);
+    let udp = &v4[20..];
+    let cut = 1240.min(udp.len() - 8) & !7;
+    let id = r.next() as u32;
+    [(0u16, true, &udp[..cut]), ((cut / 8) as u16, false, &udp[cut..])].map(|(offset, more, data)| {
+        let plen = (8 + data.len()) as u16;
+        let mut v = vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&plen.to_be_bytes());
+        v.extend_from_slice(&[44, 64]);
+        v.extend_from_slice(&src.to_be_bytes());
+        v.extend_from_slice(&BASE6.to_be_bytes());
+        v.extend_from_slice(&[17, 0]);
+        v.extend_from_slice(&(offset << 3 | u16::from(more)).to_be_bytes());
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    })
+}
+
 impl Buffer {
+    /// The IPv6 counterpart of [`Buffer::build`] (shares by frame count):
+    /// IPv6 86% (TCP 62 with [`Buffer::build`]'s sizes, UDP 20 of them a
+    /// quarter 2,400-byte datagrams in two fragments, ICMPv6 4; one in ten
+    /// of the unfragmented behind a Destination Options header), 802.1Q-tagged
+    /// IPv6 3%, IPv4 7% (to no client), ARP 3%, malformed 1%. Every IPv6
+    /// packet is addressed to a client.
+    fn build_v6(frames: usize) -> Buffer {
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        let mut bytes: Vec<u8> = Vec::with_capacity(frames * 700);
+        let mut recs = Vec::with_capacity(frames);
+        let (mut ipv6, mut fragments, mut with_opts) = (0, 0, 0);
+        let sources: Vec<u128> = (0..10_000).map(|_| 0x2001_0db8_5000 << 80 | u128::from(r.next())).collect();
+        let eth = |bytes: &mut Vec<u8>, ty: u16| {
+            bytes.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]);
+            bytes.extend_from_slice(&ty.to_be_bytes());
+        };
+        let mut i = 0;
+        while i < frames {
+            let ts = |i: usize| 1_700_000_000_000_000_000 + i as u64 * 50;
+            let src = if r.below(16) == 0 { BAD6 } else { sources[r.below(sources.len() as u64) as usize] };
+            let push = |bytes: &mut Vec<u8>, recs: &mut Vec<Rec>, off: usize, dst_at: Option<u32>, r: &mut Rng, i: usize| {
+                let len = (bytes.len() - off) as u32;
+                recs.push(Rec { off: off as u32, len, ts_ns: ts(i), dst_at, pick: r.next() as u32 });
+            };
+            let off = bytes.len();
+            let roll = r.below(100);
+            match roll {
+                0..=85 => {
+                    let (proto, payload) = match r.below(86) {
+                        0..=61 => (
+                            6,
+                            match r.below(100) {
+                                0..=44 => 0,
+                                45..=74 => 1440,
+                                _ => 100 + r.below(900) as usize,
+                            },
+                        ),
+                        62..=81 => (17, if r.below(2) == 0 { 40 + r.below(160) as usize } else { 1200 + r.below(150) as usize }),
+                        _ => (58, 56),
+                    };
+                    if proto == 17 && r.below(4) == 0 && i + 1 < frames {
+                        // A datagram in two fragments, one client's, one after the other.
+                        let pick = r.next() as u32;
+                        for (k, f) in ipv6_fragments(&mut r, src, 2400).into_iter().enumerate() {
+                            let off = bytes.len();
+                            eth(&mut bytes, 0x86dd);
+                            let dst_at = Some(bytes.len() as u32 + 24);
+                            bytes.extend_from_slice(&f);
+                            recs.push(Rec { off: off as u32, len: (bytes.len() - off) as u32, ts_ns: ts(i + k), dst_at, pick });
+                        }
+                        (ipv6, fragments, i) = (ipv6 + 2, fragments + 2, i + 2);
+                        continue;
+                    }
+                    let opts = r.below(10) == 0;
+                    with_opts += usize::from(opts);
+                    eth(&mut bytes, 0x86dd);
+                    let dst_at = Some(bytes.len() as u32 + 24);
+                    bytes.extend_from_slice(&ipv6_packet(&mut r, src, proto, payload, opts));
+                    push(&mut bytes, &mut recs, off, dst_at, &mut r, i);
+                    ipv6 += 1;
+                }
+                86..=88 => {
+                    eth(&mut bytes, 0x8100);
+                    bytes.extend_from_slice(&[0, 42, 0x86, 0xdd]);
+                    let dst_at = Some(bytes.len() as u32 + 24);
+                    let payload = r.below(600) as usize;
+                    bytes.extend_from_slice(&ipv6_packet(&mut r, src, 17, payload, false));
+                    push(&mut bytes, &mut recs, off, dst_at, &mut r, i);
+                    ipv6 += 1;
+                }
+                89..=95 => {
+                    eth(&mut bytes, 0x0800);
+                    let payload = if r.below(2) == 0 { 0 } else { 1200 };
+                    bytes.extend_from_slice(&ipv4_packet(&mut r, 0xc000_0201, 6, payload));
+                    push(&mut bytes, &mut recs, off, None, &mut r, i);
+                }
+                96..=98 => {
+                    eth(&mut bytes, 0x0806);
+                    bytes.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+                    bytes.extend_from_slice(&[0; 18]);
+                    push(&mut bytes, &mut recs, off, None, &mut r, i);
+                }
+                _ => {
+                    if r.below(2) == 0 {
+                        bytes.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0]);
+                    } else {
+                        eth(&mut bytes, 0x86dd);
+                        bytes.extend_from_slice(&[0x60, 0, 0, 0, 0, 40, 6, 64]);
+                    }
+                    push(&mut bytes, &mut recs, off, None, &mut r, i);
+                }
+            }
+            i += 1;
+        }
+        let avg = bytes.len() / frames.max(1);
+        let mix = format!(
+            "{frames} frames, {} MB, {avg} bytes a frame on average; {ipv6} IPv6 ({:.0}%: {fragments} of them fragments, {with_opts} behind \
+             Destination Options, 3 points 802.1Q-tagged), the rest IPv4, ARP and malformed",
+            bytes.len() >> 20,
+            100.0 * ipv6 as f64 / frames as f64
+        );
+        Buffer { bytes, recs, ipv4: ipv6, mix, family: Family::V6 }
+    }
+
     /// A realistic mix (shares by frame count): IPv4 86% (TCP 62: 45% acks,
     /// 30% full 1,460-byte segments, 25% 100..1,000 bytes; UDP 20: DNS-sized
     /// and QUIC-sized; ICMP 4), 802.1Q-tagged IPv4 3%, IPv6 7%, ARP 3%,
@@ -315,16 +484,29 @@ impl Buffer {
             bytes.len() >> 20,
             100.0 * ipv4 as f64 / frames as f64
         );
-        Buffer { bytes, recs, ipv4, mix }
+        Buffer { bytes, recs, ipv4, mix, family: Family::V4 }
     }
 
-    /// Address every IPv4 packet to one of `clients` clients (BASE + k).
+    /// Address every packet to a client to one of `clients` clients (BASE +
+    /// k, or BASE6 + k).
     fn retarget(&mut self, clients: u32) {
         for rec in &self.recs {
             if let Some(at) = rec.dst_at {
-                let dst = BASE + rec.pick % clients.max(1);
-                self.bytes[at as usize..at as usize + 4].copy_from_slice(&dst.to_be_bytes());
+                let k = rec.pick % clients.max(1);
+                let at = at as usize;
+                match self.family {
+                    Family::V4 => self.bytes[at..at + 4].copy_from_slice(&(BASE + k).to_be_bytes()),
+                    Family::V6 => self.bytes[at..at + 16].copy_from_slice(&(BASE6 + u128::from(k)).to_be_bytes()),
+                }
             }
+        }
+    }
+
+    /// Client `k`'s address.
+    fn client(&self, k: u32) -> u128 {
+        match self.family {
+            Family::V4 => mapped(BASE + k),
+            Family::V6 => BASE6 + u128::from(k),
         }
     }
 
@@ -408,8 +590,10 @@ fn main() {
     if std::env::args().any(|a| a == "--no-huge-pages") {
         HUGE_ON.store(false, Ordering::Relaxed);
     }
-    let frames = arg("--frames", 1 << 20);
-    let reps = arg("--reps", 7);
+    // `--test` (what `cargo bench -- --test` passes): a smoke run of every figure, small and once.
+    let smoke = std::env::args().any(|a| a == "--test");
+    let frames = arg("--frames", if smoke { 1 << 14 } else { 1 << 20 });
+    let reps = arg("--reps", if smoke { 1 } else { 7 });
     let fx = fixtures();
     let t0 = Instant::now();
     let mut buf = Buffer::build(frames);
@@ -433,23 +617,37 @@ fn main() {
         decision_stage(&mut buf, &fx, reps);
         port_decision_stage(&mut buf, &fx, reps);
         end_to_end(&mut buf, &fx, reps, &[1, 1000, 100_000]);
+        drop(buf);
+        let mut buf6 = build_v6(frames);
+        end_to_end(&mut buf6, &fx, reps, &[1, 1000, 100_000]);
     } else {
         end_to_end(&mut buf, &fx, reps, &[only as u32]);
+        drop(buf);
+        end_to_end(&mut build_v6(frames), &fx, reps, &[only as u32]);
     }
+}
+
+/// The IPv6 buffer, built after the IPv4 one is dropped (they are the same size).
+fn build_v6(frames: usize) -> Buffer {
+    let t0 = Instant::now();
+    let buf = Buffer::build_v6(frames);
+    println!("- IPv6 buffer: {} (built in {:.1} s)\n", buf.mix, t0.elapsed().as_secs_f64());
+    buf
 }
 
 /// (a) The decision `dst == X && src == Y => drop` over parsed packets.
 fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     const X: u32 = BASE + 7;
     buf.retarget(1000);
-    // Parsed columns of every IPv4 packet.
+    // Parsed columns of every IPv4 packet (128-bit, IPv4-mapped, as the engine holds them).
     let (mut src, mut dst) = (Vec::with_capacity(buf.ipv4), Vec::with_capacity(buf.ipv4));
     for f in buf.frames() {
-        if let vinet_engine::packet::Parsed::Ipv4(p) = vinet_engine::packet::parse_frame(f.link, f.data) {
+        if let vinet_engine::packet::Parsed::Packet(p) = vinet_engine::packet::parse_frame(f.link, f.data) {
             src.push(p.src);
             dst.push(p.dst);
         }
     }
+    let (bad, x) = (mapped(BAD), mapped(X));
     let n = src.len();
     let w = fx.firewall.policy().window_packets as usize;
 
@@ -463,7 +661,7 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
             for (k, (s, d)) in s.chunks(64).zip(d.chunks(64)).enumerate() {
                 let mut lanes = [0u8; 64];
                 for (o, (&s, &d)) in lanes.iter_mut().zip(s.iter().zip(d)) {
-                    *o = u8::from(s == BAD) & u8::from(d == X);
+                    *o = u8::from(s == bad) & u8::from(d == x);
                 }
                 let b = lane_bits(&lanes);
                 bits[k] = b;
@@ -503,7 +701,7 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
         .collect();
     let program = Arc::new(Program::new(&fx.firewall));
     let inst = program.instantiate(&[Const::Addr(BAD)]).expect("bind");
-    let this = This { ip: X, subnet: (X, 32) };
+    let this = This::end_user(x);
     let mut m = Machine::new();
     let mut vm = || views.iter().map(|v| u64::from(inst.run(this, *v, &mut m).expect("no fault").dropped)).sum::<u64>();
     let mut mi = Machine::new();
@@ -515,7 +713,9 @@ fn decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
         "ldxw r2, [r1]\nldxw r3, [r1+4]\nlddw r4, {BAD:#x}\nlddw r5, {X:#x}\nmov64 r0, 0\njne r2, r4, +2\njne r3, r5, +1\nmov64 r0, 1\nexit"
     );
     let prog = rbpf::assembler::assemble(&asm).expect("assemble");
-    let mut records: Vec<u8> = src.iter().zip(&dst).flat_map(|(s, d)| [s.to_ne_bytes(), d.to_ne_bytes()].concat()).collect();
+    // (The IPv4 addresses: eBPF registers are 64-bit.)
+    let mut records: Vec<u8> =
+        src.iter().zip(&dst).flat_map(|(&s, &d)| [(s as u32).to_ne_bytes(), (d as u32).to_ne_bytes()].concat()).collect();
     let ebpf = rbpf::EbpfVmRaw::new(Some(&prog)).expect("rbpf vm");
     let interp = |records: &mut [u8]| records.chunks_exact_mut(8).map(|r| ebpf.execute_program(r).expect("runs")).sum::<u64>();
     let (t_interp, d_interp) = time(reps.min(3), || interp(&mut records));
@@ -564,8 +764,8 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     buf.retarget(1000);
     #[derive(Default)]
     struct Cols {
-        src: Vec<u32>,
-        dst: Vec<u32>,
+        src: Vec<u128>,
+        dst: Vec<u128>,
         proto: Vec<u8>,
         sport: Vec<u16>,
         dport: Vec<u16>,
@@ -574,7 +774,7 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     }
     let mut c = Cols::default();
     for f in buf.frames() {
-        if let vinet_engine::packet::Parsed::Ipv4(p) = vinet_engine::packet::parse_frame(f.link, f.data) {
+        if let vinet_engine::packet::Parsed::Packet(p) = vinet_engine::packet::parse_frame(f.link, f.data) {
             c.src.push(p.src);
             c.dst.push(p.dst);
             c.proto.push(p.proto);
@@ -586,6 +786,7 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     }
     let n = c.src.len();
     let w = fx.firewall.policy().window_packets as usize;
+    let (bad, x) = (mapped(BAD), mapped(X));
 
     // Native: the physical limit, one byte lane per packet as in (a).
     let native = || {
@@ -598,11 +799,11 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
                 let end = (base + 64).min(b - a);
                 let mut lanes = [0u8; 64];
                 let l = &mut lanes[..end - base];
-                for (o, &x) in l.iter_mut().zip(&src[base..end]) {
-                    *o = u8::from(x == BAD);
+                for (o, &s) in l.iter_mut().zip(&src[base..end]) {
+                    *o = u8::from(s == bad);
                 }
-                for (o, &x) in l.iter_mut().zip(&dst[base..end]) {
-                    *o &= u8::from(x == X);
+                for (o, &d) in l.iter_mut().zip(&dst[base..end]) {
+                    *o &= u8::from(d == x);
                 }
                 for (o, &x) in l.iter_mut().zip(&proto[base..end]) {
                     *o &= u8::from(x == 6);
@@ -649,7 +850,7 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
         })
         .collect();
     let params = [Const::Addr(BAD), Const::Num(u64::from(TCP_DPORT))];
-    let this = This { ip: X, subnet: (X, 32) };
+    let this = This::end_user(x);
     let inst = fx.port_firewall.as_ref().map(|checked| Arc::new(Program::new(checked)).instantiate(&params).expect("bind"));
     let run_vm = |m: &mut Machine| {
         let inst = inst.as_ref().expect("a port firewall");
@@ -666,8 +867,8 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     let mut records: Vec<u8> = (0..n)
         .flat_map(|i| {
             let mut r = [0u8; 12];
-            r[..4].copy_from_slice(&c.src[i].to_ne_bytes());
-            r[4..8].copy_from_slice(&c.dst[i].to_ne_bytes());
+            r[..4].copy_from_slice(&(c.src[i] as u32).to_ne_bytes());
+            r[4..8].copy_from_slice(&(c.dst[i] as u32).to_ne_bytes());
             r[8..10].copy_from_slice(&c.dport[i].to_ne_bytes());
             r[10] = c.proto[i];
             r[11] = u8::from(c.has_ports[i]);
@@ -710,18 +911,24 @@ fn port_decision_stage(buf: &mut Buffer, fx: &Fixtures, reps: usize) {
     println!();
 }
 
-/// (b, c) End to end with 1, 1,000 and 100,000 installed firewalls.
+/// (b, c) End to end with 1, 1,000 and 100,000 installed firewalls, for
+/// the clients of `buf`'s family (its IPv4 or IPv6 buffer).
 fn end_to_end(buf: &mut Buffer, fx: &Fixtures, reps: usize, configs: &[u32]) {
     let w = fx.firewall.policy().window_packets;
     let cfg = WindowConfig::new(w, 50);
-    println!("## (b, c) End to end from raw frames: parse, window, dispatch, run, verdicts\n");
-    println!("Every IPv4 packet is addressed to an installed client. Spread: over all the clients; concentrated: over 16 of them (1 when one is installed).\n");
+    let (v, bad) = match buf.family {
+        Family::V4 => ("IPv4", Const::Addr(BAD)),
+        Family::V6 => ("IPv6", Const::Addr6(BAD6)),
+    };
+    let part = if buf.family == Family::V4 { "(b, c)" } else { "(b6, c6)" };
+    println!("## {part} End to end from raw frames, {v} clients: parse, window, dispatch, run, verdicts\n");
+    println!("Every {v} packet is addressed to an installed {v} client. Spread: over all the clients; concentrated: over 16 of them (1 when one is installed).\n");
     println!("The address firewall, then the port firewall (`examples/port_firewall.vinet`, Port = {TCP_DPORT}) in the same run; \"vs 1 program\" is against one program of the same kind.\n");
     println!("| installed programs | traffic | M frames/s | ns/frame | vs 1 program | runs per window | heap per installation |");
     println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
-    let mut kinds = vec![("firewalls", &fx.firewall, vec![Const::Addr(BAD)])];
+    let mut kinds = vec![("firewalls", &fx.firewall, vec![bad.clone()])];
     if let Some(pf) = &fx.port_firewall {
-        kinds.push(("port firewalls", pf, vec![Const::Addr(BAD), Const::Num(u64::from(TCP_DPORT))]));
+        kinds.push(("port firewalls", pf, vec![bad, Const::Num(u64::from(TCP_DPORT))]));
     }
     for (what, checked, params) in kinds {
         let mut base_ns = None;
@@ -729,7 +936,7 @@ fn end_to_end(buf: &mut Buffer, fx: &Fixtures, reps: usize, configs: &[u32]) {
             let mut router = Runner::new(cfg);
             let program = Arc::new(Program::new(checked));
             // The first installation creates the shared instance; count the rest.
-            let b = |c: u32| Binding { this_ip: BASE + c, this_subnet: None, params: params.clone() };
+            let b = |c: u32| Binding { this_ip: buf.client(c), this_subnet: None, params: params.clone() };
             router.dispatch_mut().install_program(Arc::clone(&program), &b(0)).expect("install");
             COUNT.store(true, Ordering::Relaxed);
             let before = LIVE.load(Ordering::Relaxed);

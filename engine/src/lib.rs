@@ -2,7 +2,7 @@
 //!
 //! The one big decision: **programs run per window, per client, over
 //! columns.** Frames are gathered into windows of up to W packets; each
-//! window's IPv4 packets are stored as columns (addresses, protocols, ports
+//! window's IP packets are stored as columns (addresses, protocols, ports
 //! and whether a packet has them, TCP flags, sequence numbers, payload
 //! offsets into one arena). The dispatch table (the paper's
 //! Fig. 4) buckets a window's packets by the clients they are addressed to in
@@ -19,6 +19,11 @@
 //! flags, and DISCARD, like the firewall and the port firewall) also
 //! gets a *plan* when it is prepared from its checked module, which the VM
 //! and the dispatch table run without interpretation, metered the same way.
+//!
+//! Addresses are 128-bit everywhere, IPv4 as IPv4-mapped (`::ffff:a.b.c.d`):
+//! IPv4 and IPv6 packets share the window, the VM's registers and groupings
+//! and the dispatch table's indexes, and cost the same. The later fragments
+//! of an IPv6 datagram get the verdict of its first ([`fragments`]).
 //!
 //! The engine computes and decides; it talks to no kernel, no database and
 //! no network. Reading captures (pcap, pcapng) and policy files is the only
@@ -38,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod dispatch;
+pub mod fragments;
 pub mod packet;
 pub mod pcap;
 mod pcapng;

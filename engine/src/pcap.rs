@@ -209,15 +209,17 @@ pub fn replay<R: Read>(
 }
 
 /// Writes a pcap file (nanosecond stamps, native layout of pcap-file: big
-/// endian header) of one link type. Generated IPv4 packets are framed for that
-/// link type; forwarded frames are written untouched, and those of another
+/// endian header) of one link type. Generated IPv4 and IPv6 packets are
+/// framed for that link type; forwarded frames are written untouched, and those of another
 /// link type (a multi-interface pcapng) are written as they are and counted.
 pub struct PcapOut<W: Write> {
     w: PcapWriter<W>,
     link: LinkType,
     /// Frames written.
     pub written: u64,
-    /// Frames whose link type differs from the file's.
+    /// Frames whose link type differs from the file's (and generated packets
+    /// of the family a raw IPv4 or raw IPv6 file cannot carry, written as
+    /// they are).
     pub link_mismatch: u64,
     buf: Vec<u8>,
 }
@@ -259,27 +261,36 @@ impl<W: Write> PcapOut<W> {
         Ok(())
     }
 
-    /// Write a generated IPv4 packet, framed for the file's link type.
-    pub fn write_generated(&mut self, ts_ns: u64, ipv4: &[u8]) -> Result<(), CaptureError> {
+    /// Write a generated IPv4 or IPv6 packet (its version nibble tells),
+    /// framed for the file's link type: ethertype 0x0800 or 0x86DD; BSD
+    /// loopback address family 2 or 24 (AF_INET6 of NetBSD and OpenBSD, which
+    /// every reader of NULL and LOOP captures takes).
+    pub fn write_generated(&mut self, ts_ns: u64, packet: &[u8]) -> Result<(), CaptureError> {
+        let v6 = packet.first().is_some_and(|b| b >> 4 == 6);
+        let (ethertype, af) = if v6 { ([0x86, 0xdd], 24u32) } else { ([0x08, 0x00], 2) };
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         match self.link {
             LinkType::Ethernet => {
                 buf.extend_from_slice(&[0; 12]);
-                buf.extend_from_slice(&[0x08, 0x00]);
+                buf.extend_from_slice(&ethertype);
             }
-            LinkType::Null => buf.extend_from_slice(&2u32.to_ne_bytes()),
-            LinkType::Loop => buf.extend_from_slice(&2u32.to_be_bytes()),
+            LinkType::Null => buf.extend_from_slice(&af.to_ne_bytes()),
+            LinkType::Loop => buf.extend_from_slice(&af.to_be_bytes()),
             LinkType::LinuxSll => {
-                // outgoing (4), ARPHRD_NONE, no address, IPv4
-                buf.extend_from_slice(&[0, 4, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]);
+                // outgoing (4), ARPHRD_NONE, no address, the protocol
+                buf.extend_from_slice(&[0, 4, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                buf.extend_from_slice(&ethertype);
             }
             LinkType::LinuxSll2 => {
-                buf.extend_from_slice(&[0x08, 0x00, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                buf.extend_from_slice(&ethertype);
+                buf.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0xff, 0xfe, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
             }
+            LinkType::Ipv4 if v6 => self.link_mismatch += 1,
+            LinkType::Ipv6 if !v6 => self.link_mismatch += 1,
             _ => {}
         }
-        buf.extend_from_slice(ipv4);
+        buf.extend_from_slice(packet);
         let len = buf.len() as u32;
         let r = self.write_frame(self.link, ts_ns, len, &buf);
         self.buf = buf;
@@ -298,8 +309,8 @@ impl<W: Write> crate::window::Sink for PcapOut<W> {
         // flush; the sink interface has no error channel.
         let _ = self.write_frame(meta.link, meta.ts_ns, meta.orig_len, data);
     }
-    fn generated(&mut self, ts_ns: u64, ipv4: &[u8]) {
-        let _ = self.write_generated(ts_ns, ipv4);
+    fn generated(&mut self, ts_ns: u64, packet: &[u8]) {
+        let _ = self.write_generated(ts_ns, packet);
     }
 }
 
@@ -362,15 +373,26 @@ mod tests {
 
     #[test]
     fn generated_packets_are_framed_for_the_link() {
+        use crate::packet::tests::{ipv6_bytes, A6, B6};
         let ip = ipv4_bytes(1, 2, 17, &udp_bytes(9910, 9910, b"g"));
-        for link in [LinkType::Ethernet, LinkType::Raw, LinkType::Null, LinkType::Loop, LinkType::LinuxSll, LinkType::LinuxSll2] {
+        let ip6 = ipv6_bytes(A6, B6, 17, &udp_bytes(9910, 9910, b"g"));
+        for (packet, dst) in [(&ip, vinet_checker::mapped(2)), (&ip6, B6)] {
+            for link in [LinkType::Ethernet, LinkType::Raw, LinkType::Null, LinkType::Loop, LinkType::LinuxSll, LinkType::LinuxSll2] {
+                let mut out = PcapOut::new(Vec::new(), link).unwrap();
+                out.write_generated(9, packet).unwrap();
+                assert_eq!(out.link_mismatch, 0);
+                let bytes = out.into_inner();
+                let mut r = CaptureReader::new(&bytes[..]).unwrap();
+                let f = r.next_frame().unwrap().unwrap();
+                let parsed = crate::packet::parse_frame(f.link, f.data);
+                assert!(matches!(parsed, crate::packet::Parsed::Packet(p) if p.dst == dst), "{link:?}: {parsed:?}");
+            }
+        }
+        // Raw IPv4 cannot carry IPv6, nor raw IPv6 IPv4: written, counted.
+        for (link, packet) in [(LinkType::Ipv4, &ip6), (LinkType::Ipv6, &ip)] {
             let mut out = PcapOut::new(Vec::new(), link).unwrap();
-            out.write_generated(9, &ip).unwrap();
-            let bytes = out.into_inner();
-            let mut r = CaptureReader::new(&bytes[..]).unwrap();
-            let f = r.next_frame().unwrap().unwrap();
-            let parsed = crate::packet::parse_frame(f.link, f.data);
-            assert!(matches!(parsed, crate::packet::Parsed::Ipv4(p) if p.dst == 2), "{link:?}: {parsed:?}");
+            out.write_generated(9, packet).unwrap();
+            assert_eq!((out.written, out.link_mismatch), (1, 1));
         }
     }
 }

@@ -56,7 +56,7 @@ struct Raw {
 /// `max_param_bytes` when a policy leaves it out.
 pub const DEFAULT_MAX_PARAM_BYTES: u32 = 256;
 /// `generated_bytes_up` per packet of the window when a policy leaves it
-/// out: two IPv4 packets of the largest size, so that the paper's multicast
+/// out: two packets of the largest size (either family), so that the paper's multicast
 /// aggregator (which may send every payload of its window again) fits.
 pub const DEFAULT_GENERATED_BYTES_PER_PACKET: u64 = 2 * 65_536;
 

@@ -14,12 +14,14 @@ use std::time::Instant;
 use vinet_checker::bytecode::{Class, Const, Insn, Ty};
 use vinet_checker::policy::ClientKind;
 
+use crate::packet::is_mapped;
 use crate::pcap::Frame;
 use crate::pcap::{CaptureError, CaptureReader, PcapOut};
 use crate::runner::Runner;
 use crate::vm::tests::{firewall, multicast, policy, spam_filter, Asm};
 use crate::vm::{Binding, Program};
 use crate::window::WindowConfig;
+use vinet_vocab::addr_const;
 
 /// Per-file frame cap; no file of the corpus comes near it (the largest has
 /// a few hundred frames).
@@ -73,7 +75,8 @@ fn replay_every_capture() {
     let mc = Arc::new(Program::unchecked(multicast(), 1_000_000, &pol));
     let mon = Arc::new(Program::unchecked(monitor(), 1_000_000, &edge));
     let cfg = WindowConfig::new(pol.window_packets, 1000);
-    let (mut frames, mut unparsed, mut not_ipv4, mut packets, mut dropped, mut generated) = (0u64, 0, 0, 0, 0, 0);
+    let (mut frames, mut unparsed, mut not_ip, mut packets, mut dropped, mut generated) = (0u64, 0, 0, 0, 0, 0);
+    let (mut v6, mut fragment_verdicts) = (0u64, 0);
     let (mut damaged, mut unreadable, mut capped) = (Vec::new(), Vec::new(), 0);
     let start = Instant::now();
     let mut addrs = Vec::new();
@@ -111,14 +114,16 @@ fn replay_every_capture() {
                 }
                 Some(Ok(f)) => f,
             };
-            if let crate::packet::Parsed::Ipv4(p) = crate::packet::parse_frame(f.link, f.data) {
-                if installed < 3 && !addrs.contains(&p.dst) {
+            if let crate::packet::Parsed::Packet(p) = crate::packet::parse_frame(f.link, f.data) {
+                v6 += u64::from(p.v6);
+                // The first destinations of each family.
+                if installed < 6 && !addrs.contains(&p.dst) && addrs.iter().filter(|&&a| is_mapped(a) != p.v6).count() < 3 {
                     addrs.push(p.dst);
                     let d = router.dispatch_mut();
                     let b = |params| Binding { this_ip: p.dst, this_subnet: None, params };
-                    d.install_program(Arc::clone(&fw), &b(vec![Const::Addr(p.src)])).unwrap();
+                    d.install_program(Arc::clone(&fw), &b(vec![addr_const(p.src)])).unwrap();
                     d.install_program(Arc::clone(&spam), &b(vec![Const::Str("".into())])).unwrap();
-                    d.install_program(Arc::clone(&mc), &b(vec![Const::Addr(p.src)])).unwrap();
+                    d.install_program(Arc::clone(&mc), &b(vec![addr_const(p.src)])).unwrap();
                     installed += 1;
                 }
             }
@@ -144,15 +149,17 @@ fn replay_every_capture() {
         assert_eq!(m, st.forwarded + st.generated, "{name}");
         frames += st.frames_in;
         unparsed += st.unparsed;
-        not_ipv4 += st.not_ipv4;
+        not_ip += st.not_ip;
+        fragment_verdicts += st.fragment_verdicts;
         packets += st.packets_in;
         dropped += st.discarded;
         generated += st.generated;
     }
     let took = start.elapsed();
     eprintln!(
-        "replayed {} captures: {frames} frames ({packets} IPv4, {unparsed} unparsed, {not_ipv4} not IPv4), \
-         {dropped} dropped, {generated} generated, {} damaged, {} unreadable, {capped} capped, in {took:?}",
+        "replayed {} captures: {frames} frames ({packets} packets, {v6} of them IPv6, {unparsed} unparsed, {not_ip} not IP), \
+         {dropped} dropped, {generated} generated, {fragment_verdicts} later fragments given their datagram's verdict, \
+         {} damaged, {} unreadable, {capped} capped, in {took:?}",
         files.len(),
         damaged.len(),
         unreadable.len()
@@ -162,20 +169,21 @@ fn replay_every_capture() {
     }
     assert!(frames > 3000, "the corpus has over 3,000 frames, replayed {frames}");
     assert!(dropped > 0 && generated > 0, "programs should have acted on real traffic");
+    assert!(v6 > 100, "the corpus has IPv6 traffic, {v6} packets");
 }
 
 /// The paper's programs for the first three destinations of `frames`.
 fn install_first(r: &mut Runner, frames: &[Frame<'_>], progs: &[Arc<Program>; 3]) {
     let mut dsts = Vec::new();
     for f in frames {
-        if let crate::packet::Parsed::Ipv4(p) = crate::packet::parse_frame(f.link, f.data) {
+        if let crate::packet::Parsed::Packet(p) = crate::packet::parse_frame(f.link, f.data) {
             if dsts.len() < 3 && !dsts.contains(&p.dst) {
                 dsts.push(p.dst);
                 let b = |params| Binding { this_ip: p.dst, this_subnet: None, params };
                 let d = r.dispatch_mut();
-                d.install_program(Arc::clone(&progs[0]), &b(vec![Const::Addr(p.src)])).unwrap();
+                d.install_program(Arc::clone(&progs[0]), &b(vec![addr_const(p.src)])).unwrap();
                 d.install_program(Arc::clone(&progs[1]), &b(vec![Const::Str("".into())])).unwrap();
-                d.install_program(Arc::clone(&progs[2]), &b(vec![Const::Addr(p.src)])).unwrap();
+                d.install_program(Arc::clone(&progs[2]), &b(vec![addr_const(p.src)])).unwrap();
             }
         }
     }

@@ -6,20 +6,26 @@
 //! its client's bucket, and the window's output (forwarded frames in arrival
 //! order, then generated packets) goes to the sink. `flush` closes the
 //! current window at the end of input.
+//!
+//! Between the programs' verdicts and the output, the later fragments of an
+//! IPv6 datagram get the verdict of its first fragment ([`crate::fragments`]):
+//! this runner is the one place, for pcap replay and the live router alike,
+//! where a window's effects become per-frame verdicts.
 
 use crate::dispatch::Dispatch;
+use crate::fragments::FragmentVerdicts;
 use crate::pcap::Frame;
 use crate::stream::{note_window, Streams};
 use crate::window::{FrameKind, FrameMeta, Sink, Window, WindowConfig};
 
 /// Runner-wide counters. Every frame is accounted for:
 /// `frames_in = forwarded + discarded`, and `forwarded` includes the
-/// `unparsed` and `not_ipv4` frames.
+/// `unparsed` and `not_ip` frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunnerStats {
     /// Frames received.
     pub frames_in: u64,
-    /// IPv4 packets among them.
+    /// IP packets (IPv4 and IPv6) among them: the windows' packets.
     pub packets_in: u64,
     /// Frames forwarded.
     pub forwarded: u64,
@@ -29,14 +35,20 @@ pub struct RunnerStats {
     pub generated: u64,
     /// Frames that did not parse (forwarded).
     pub unparsed: u64,
-    /// Frames that parsed but are not IPv4 (forwarded).
-    pub not_ipv4: u64,
+    /// Frames that parsed but are not packets of the window (forwarded):
+    /// neither IPv4 nor IPv6, or IPv6 with an IPv4-mapped address.
+    pub not_ip: u64,
     /// Windows closed.
     pub windows: u64,
     /// Program runs.
     pub runs: u64,
     /// Program runs that faulted.
     pub faults: u64,
+    /// Later IPv6 fragments given the verdict of their datagram's first
+    /// fragment ([`crate::fragments`]).
+    pub fragment_verdicts: u64,
+    /// GENERATEs that emitted nothing: source and destination of different families.
+    pub skipped_generations: u64,
 }
 
 impl std::ops::AddAssign for RunnerStats {
@@ -49,10 +61,12 @@ impl std::ops::AddAssign for RunnerStats {
         a.discarded += b.discarded;
         a.generated += b.generated;
         a.unparsed += b.unparsed;
-        a.not_ipv4 += b.not_ipv4;
+        a.not_ip += b.not_ip;
         a.windows += b.windows;
         a.runs += b.runs;
         a.faults += b.faults;
+        a.fragment_verdicts += b.fragment_verdicts;
+        a.skipped_generations += b.skipped_generations;
     }
 }
 
@@ -72,9 +86,10 @@ const BATCH_SLAB: usize = 64 << 20;
 /// How far ahead frames of a smaller slab are read.
 const NEAR: usize = 6;
 
-/// The bytes of a frame's headers that parsing reads: Ethernet, IPv4 and
-/// TCP without options (an 802.1Q tag, UDP and ICMP need fewer).
-const HEADERS: usize = 54;
+/// The bytes of a frame's headers that parsing reads: Ethernet, IPv6 and
+/// TCP without options (IPv4 needs 20 fewer; an 802.1Q tag, UDP and ICMP
+/// fewer still; extension headers more).
+const HEADERS: usize = 74;
 
 /// Read the first and the last header byte of every frame of `frames` (so
 /// that the one or two cache lines of its headers are on their way when it
@@ -99,6 +114,7 @@ pub struct Runner {
     cfg: WindowConfig,
     window: Window,
     dispatch: Dispatch,
+    frags: FragmentVerdicts,
     stats: RunnerStats,
     pub(crate) streams: Streams,
 }
@@ -113,6 +129,7 @@ impl Runner {
             cfg,
             window: Window::new(),
             dispatch: Dispatch::new(cfg.packets),
+            frags: FragmentVerdicts::new(),
             stats: RunnerStats::default(),
             streams: Streams::default(),
         }
@@ -147,7 +164,7 @@ impl Runner {
         self.stats.frames_in += 1;
         match self.window.push(frame.link, frame.ts_ns, frame.orig_len, frame.data) {
             FrameKind::Packet(_) => self.stats.packets_in += 1,
-            FrameKind::NotIpv4 => self.stats.not_ipv4 += 1,
+            FrameKind::NotIp => self.stats.not_ip += 1,
             FrameKind::Unparsed => self.stats.unparsed += 1,
         }
         if self.window.is_full(&self.cfg) {
@@ -192,7 +209,7 @@ impl Runner {
             };
             match kind {
                 FrameKind::Packet(_) => self.stats.packets_in += 1,
-                FrameKind::NotIpv4 => self.stats.not_ipv4 += 1,
+                FrameKind::NotIp => self.stats.not_ip += 1,
                 FrameKind::Unparsed => self.stats.unparsed += 1,
             }
             if self.window.is_full(&self.cfg) {
@@ -227,9 +244,12 @@ impl Runner {
         let rep = self.dispatch.run_window_with(&mut self.window, slab);
         self.stats.runs += u64::from(rep.runs);
         self.stats.faults += u64::from(rep.faults);
+        self.stats.skipped_generations += u64::from(rep.skipped_generations);
         self.stats.windows += 1;
+        // Later fragments: their datagram's verdict.
+        self.stats.fragment_verdicts += self.frags.apply(&mut self.window);
         // Counted from the window, not per frame through the sink: a
-        // dropped frame is an IPv4 packet marked in the drop bitmap.
+        // dropped frame is an IP packet marked in the drop bitmap.
         let dropped = u64::from(self.window.dropped_count());
         self.stats.discarded += dropped;
         self.stats.forwarded += self.window.frame_count() as u64 - dropped;
@@ -245,5 +265,5 @@ pub struct NullSink;
 
 impl Sink for NullSink {
     fn forward(&mut self, _meta: &FrameMeta, _data: &[u8]) {}
-    fn generated(&mut self, _ts_ns: u64, _ipv4: &[u8]) {}
+    fn generated(&mut self, _ts_ns: u64, _packet: &[u8]) {}
 }

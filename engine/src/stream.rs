@@ -42,7 +42,7 @@ pub const MAX_FLOWS: usize = 16_384;
 const TCP: u8 = 6;
 /// The search words of the programs packets to a destination belong to:
 /// `words(dst, f)` calls `f` on each.
-pub(crate) type Words<'a> = dyn Fn(u32, &mut dyn FnMut(&Finder<'static>)) + 'a;
+pub(crate) type Words<'a> = dyn Fn(u128, &mut dyn FnMut(&Finder<'static>)) + 'a;
 
 /// "No note" in [`StreamNotes::per_packet`].
 const NONE: u32 = u32::MAX;
@@ -163,7 +163,7 @@ impl StreamNotes {
 /// The flows a router follows (see the module documentation).
 #[derive(Debug, Default)]
 pub struct Streams {
-    flows: HashMap<(u32, u32, u16, u16), Flow>,
+    flows: HashMap<(u128, u128, u16, u16), Flow>,
     window: u64,
     joined: Vec<u8>,
 }
@@ -289,7 +289,7 @@ mod tests {
         let pol = policy();
         let mut r = Runner::new(WindowConfig::new(pol.window_packets, 1000));
         let spam = Arc::new(Program::unchecked(spam_filter(), 1_000_000, &pol));
-        r.dispatch_mut().install_program(spam, &Binding { this_ip: ME, this_subnet: None, params: vec![] }).unwrap();
+        r.dispatch_mut().install_program(spam, &Binding { this_ip: vinet_checker::mapped(ME), this_subnet: None, params: vec![] }).unwrap();
         r
     }
 
@@ -360,6 +360,30 @@ mod tests {
             assert!(r.streams.len() <= MAX_FLOWS, "{} flows", r.streams.len());
         }
         assert!(!r.streams.is_empty());
+    }
+
+    /// IPv6 flows are followed as IPv4 ones, and an IPv6 flow is not the
+    /// IPv4 flow of the same ports.
+    #[test]
+    fn ipv6_flows_across_windows() {
+        use crate::packet::tests::ipv6_chain;
+        use crate::vm::tests::{BAD6, ME6};
+        let pol = policy();
+        let mut r = Runner::new(WindowConfig::new(pol.window_packets, 1000));
+        let spam = Arc::new(Program::unchecked(spam_filter(), 1_000_000, &pol));
+        r.dispatch_mut().install_program(Arc::clone(&spam), &Binding { this_ip: ME6, this_subnet: None, params: vec![] }).unwrap();
+        r.dispatch_mut().install_program(spam, &Binding { this_ip: vinet_checker::mapped(ME), this_subnet: None, params: vec![] }).unwrap();
+        let push = |r: &mut Runner, bytes: Vec<u8>| {
+            let mut v = Verdicts::default();
+            r.push(Frame { link: LinkType::Raw, ts_ns: 0, orig_len: bytes.len() as u32, data: &bytes }, &mut v);
+            r.flush(&mut v);
+            v.0
+        };
+        let seg6 = |seq: u32, p: &[u8]| ipv6_chain(BAD6, ME6, &[60], 6, &tcp_bytes(1, 25, seq, p));
+        assert_eq!(push(&mut r, seg6(100, b"win the lottery, buy via")), vec![true]);
+        assert_eq!(push(&mut r, seg6(124, b"gra now")), vec![false], "the word split across windows");
+        // The IPv4 flow with the same ports and sequence numbers holds nothing.
+        assert_eq!(push(&mut r, ipv4_bytes(BAD, ME, 6, &tcp_bytes(1, 25, 124, b"gra now"))), vec![true]);
     }
 
     #[test]

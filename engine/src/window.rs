@@ -1,9 +1,10 @@
 //! The execution window: up to W packets (or T milliseconds of capture time)
 //! stored as columns, so that one VM instruction runs over a whole column.
 //!
-//! A window owns one byte arena holding every frame it was given (IPv4 or
+//! A window owns one byte arena holding every frame it was given (IP or
 //! not, in arrival order), one row per frame, and one column per packet field
-//! for the frames that parsed as IPv4 (the window's `AllPackets`). Payloads
+//! for the frames that parsed as IPv4 or IPv6 packets (the window's
+//! `AllPackets`; addresses are 128-bit, IPv4 as IPv4-mapped). Payloads
 //! are offsets into the arena. Per-window output is a drop bitmap over the
 //! packets and the generated packets, also in one arena. Buffers are cleared,
 //! never freed, so a router reuses one window without allocating per packet.
@@ -16,23 +17,28 @@
 //! given back is *internalized* (its frames copied into the arena), so a
 //! window may span calls.
 //!
+//! The window also lists its IPv6 fragments (packet, addresses,
+//! identification, offset, capture time), so that the runner can give the
+//! later fragments of a datagram the verdict of its first
+//! ([`crate::fragments`]).
+//!
 //! **Invariant:** every column has one entry per packet, and every payload
 //! range lies inside the arena, or in borrowed mode inside the slab the
 //! window was filled from (enforced by the push methods, the only writers).
 
 use vinet_checker::bytecode::Field;
 
-use crate::packet::{parse_frame, LinkType, Parsed};
+use crate::packet::{parse_frame, Fragment, LinkType, Parsed};
 use crate::stream::StreamNotes;
 
 /// When a window closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowConfig {
-    /// W: IPv4 packets per window (the policy's `window_packets`).
+    /// W: IP packets per window (the policy's `window_packets`).
     pub packets: u32,
     /// T: a window spans at most this much capture time, in milliseconds.
     pub millis: u64,
-    /// Frames (of any kind) per window, so that a flood of non-IPv4 frames
+    /// Frames (of any kind) per window, so that a flood of non-IP frames
     /// still closes windows. At least `packets`.
     pub max_frames: u32,
 }
@@ -52,10 +58,10 @@ pub const MAX_WINDOW_BYTES: usize = 64 << 20;
 /// What a frame of the window is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameKind {
-    /// An IPv4 packet: the packet's index in the window.
+    /// An IPv4 or IPv6 packet: the packet's index in the window.
     Packet(u32),
-    /// Parsed, not IPv4: forwarded untouched.
-    NotIpv4,
+    /// Parsed, not a packet of the window ([`Parsed::NotIp`]): forwarded untouched.
+    NotIp,
     /// Not parsed: forwarded untouched.
     Unparsed,
 }
@@ -77,12 +83,27 @@ pub struct FrameMeta {
     pub kind: FrameKind,
 }
 
+/// An IPv6 fragment of the window ([`Window::fragments`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FragRow {
+    /// Its packet index in the window.
+    pub(crate) packet: u32,
+    pub(crate) src: u128,
+    pub(crate) dst: u128,
+    /// Its identification and offset.
+    pub(crate) frag: Fragment,
+    /// Its capture time, ns since the epoch.
+    pub(crate) ts_ns: u64,
+}
+
 /// Packet fields as columns. Used for a window and for the dispatch table's
 /// per-client buckets.
 #[derive(Default, Debug, Clone)]
 pub(crate) struct Columns {
-    pub(crate) src: Vec<u32>,
-    pub(crate) dst: Vec<u32>,
+    /// Source addresses (IPv4 as IPv4-mapped).
+    pub(crate) src: Vec<u128>,
+    /// Destination addresses (IPv4 as IPv4-mapped).
+    pub(crate) dst: Vec<u128>,
     pub(crate) proto: Vec<u8>,
     pub(crate) sport: Vec<u16>,
     pub(crate) dport: Vec<u16>,
@@ -166,8 +187,8 @@ impl Columns {
 /// the window.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
-    pub(crate) src: &'a [u32],
-    pub(crate) dst: &'a [u32],
+    pub(crate) src: &'a [u128],
+    pub(crate) dst: &'a [u128],
     pub(crate) proto: &'a [u8],
     pub(crate) sport: &'a [u16],
     pub(crate) dport: &'a [u16],
@@ -190,10 +211,10 @@ pub struct View<'a> {
 /// sources that keep their own columns, and for measurements).
 #[derive(Clone, Copy, Debug)]
 pub struct ColumnSlices<'a> {
-    /// Source addresses.
-    pub src: &'a [u32],
-    /// Destination addresses.
-    pub dst: &'a [u32],
+    /// Source addresses (IPv4 as IPv4-mapped, [`vinet_checker::mapped`]).
+    pub src: &'a [u128],
+    /// Destination addresses (IPv4 as IPv4-mapped).
+    pub dst: &'a [u128],
     /// IP protocols.
     pub proto: &'a [u8],
     /// Source ports.
@@ -336,8 +357,10 @@ pub struct Window {
     dropped: Vec<u64>,
     gen_bytes: Vec<u8>,
     gen: Vec<(u32, u32)>,
+    /// The window's IPv6 fragments, in arrival order.
+    frags: Vec<FragRow>,
     unparsed: u32,
-    not_ipv4: u32,
+    not_ip: u32,
     /// The stream tracker's notes on this window's TCP packets.
     pub(crate) notes: StreamNotes,
 }
@@ -359,8 +382,9 @@ impl Window {
         self.dropped.clear();
         self.gen_bytes.clear();
         self.gen.clear();
+        self.frags.clear();
         self.unparsed = 0;
-        self.not_ipv4 = 0;
+        self.not_ip = 0;
         self.notes.clear();
     }
 
@@ -447,8 +471,12 @@ impl Window {
     #[inline]
     fn record(&mut self, off: usize, len: u32, link: LinkType, ts_ns: u64, orig_len: u32, parsed: Parsed) -> FrameKind {
         self.held += len as usize;
+        if let Parsed::Packet(f @ crate::packet::Fields { v6: true, fragment: Some(frag), .. }) = parsed {
+            let packet = (self.cols.len() + self.pending.len()) as u32;
+            self.frags.push(FragRow { packet, src: f.src, dst: f.dst, frag, ts_ns });
+        }
         let kind = match parsed {
-            Parsed::Ipv4(mut f) if self.borrowed => {
+            Parsed::Packet(mut f) if self.borrowed => {
                 // Rows first, columns when the window closes (one push here
                 // instead of nine).
                 let i = (self.cols.len() + self.pending.len()) as u32;
@@ -458,7 +486,7 @@ impl Window {
                 self.pending.push(f);
                 FrameKind::Packet(i)
             }
-            Parsed::Ipv4(f) => {
+            Parsed::Packet(f) => {
                 let i = self.cols.len() as u32;
                 let c = &mut self.cols;
                 c.src.push(f.src);
@@ -477,9 +505,9 @@ impl Window {
                 c.origin.push(i);
                 FrameKind::Packet(i)
             }
-            Parsed::NotIpv4 => {
-                self.not_ipv4 += 1;
-                FrameKind::NotIpv4
+            Parsed::NotIp => {
+                self.not_ip += 1;
+                FrameKind::NotIp
             }
             Parsed::Unparsed => {
                 self.unparsed += 1;
@@ -518,7 +546,7 @@ impl Window {
         self.frames.len()
     }
 
-    /// IPv4 packets in the window.
+    /// IP packets in the window.
     pub fn packet_count(&self) -> usize {
         self.cols.len() + self.pending.len()
     }
@@ -528,9 +556,14 @@ impl Window {
         self.unparsed
     }
 
-    /// Frames that parsed but are not IPv4.
-    pub fn not_ipv4(&self) -> u32 {
-        self.not_ipv4
+    /// Frames that parsed but are not packets of the window ([`FrameKind::NotIp`]).
+    pub fn not_ip(&self) -> u32 {
+        self.not_ip
+    }
+
+    /// The window's IPv6 fragments, in arrival order.
+    pub(crate) fn fragments(&self) -> &[FragRow] {
+        &self.frags
     }
 
     /// Frame `i`: its metadata and bytes (`None` for a window of borrowed
@@ -541,7 +574,7 @@ impl Window {
         Some((m, b))
     }
 
-    /// The whole window as one view (AllPackets = every IPv4 packet). For a
+    /// The whole window as one view (AllPackets = every IP packet). For a
     /// window of borrowed frames, see `Window::view_with`.
     pub fn view(&self) -> View<'_> {
         self.view_with(&[])
@@ -568,12 +601,33 @@ impl Window {
         self.dropped.get(w).is_some_and(|&x| x >> (packet % 64) & 1 == 1)
     }
 
+    /// Set the verdict of packet `packet`: dropped or forwarded, whatever
+    /// the programs said (the verdict of its datagram, [`crate::fragments`]).
+    pub(crate) fn set_dropped(&mut self, packet: u32, dropped: bool) {
+        let w = packet as usize / 64;
+        if packet as usize >= self.packet_count() {
+            return;
+        }
+        if w >= self.dropped.len() {
+            if !dropped {
+                return;
+            }
+            self.dropped.resize(w + 1, 0);
+        }
+        let bit = 1u64 << (packet % 64);
+        if dropped {
+            self.dropped[w] |= bit;
+        } else {
+            self.dropped[w] &= !bit;
+        }
+    }
+
     /// Packets dropped so far.
     pub fn dropped_count(&self) -> u32 {
         self.dropped.iter().map(|w| w.count_ones()).sum()
     }
 
-    /// Generated packets (IPv4 bytes), in generation order.
+    /// Generated packets (IPv4 or IPv6 bytes), in generation order.
     pub fn generated(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.gen.iter().map(|&(o, l)| &self.gen_bytes[o as usize..o as usize + l as usize])
     }
@@ -634,8 +688,9 @@ pub trait Sink {
     fn forward(&mut self, meta: &FrameMeta, data: &[u8]);
     /// A frame dropped (frame index in its window).
     fn dropped(&mut self, _index: usize, _meta: &FrameMeta, _data: &[u8]) {}
-    /// A generated IPv4 packet, stamped with the window's last capture time.
-    fn generated(&mut self, ts_ns: u64, ipv4: &[u8]);
+    /// A generated IPv4 or IPv6 packet (its version nibble tells), stamped
+    /// with the window's last capture time.
+    fn generated(&mut self, ts_ns: u64, packet: &[u8]);
 }
 
 #[cfg(test)]
@@ -766,5 +821,50 @@ mod tests {
         // An ICMP packet (row 2) with ports is no packet.
         assert!(View::from_columns(slices(&[true, true, true, false, false])).is_none());
         assert!(View::from_columns(slices(&[false, false, false, true, true])).is_some(), "TCP and UDP may");
+    }
+
+    /// Both families in one window, copied and borrowed: 128-bit address
+    /// columns (IPv4 as IPv4-mapped), IPv6 with a mapped address counted as
+    /// not IP, the IPv6 fragments listed, verdicts set.
+    #[test]
+    fn dual_stack_columns_and_fragments() {
+        use crate::packet::tests::{fragment_header, ipv6_bytes, A6, B6};
+        use vinet_checker::mapped;
+        let frames = [
+            ipv4_bytes(1, 2, 17, &udp_bytes(53, 5353, b"q")),
+            ipv6_bytes(A6, B6, 17, &udp_bytes(53, 5353, b"q6")),
+            ipv6_bytes(mapped(1), B6, 17, &udp_bytes(1, 2, b"")),
+            ipv6_bytes(A6, B6, 44, &[fragment_header(17, 0, true, 77), udp_bytes(1, 2, b"first")].concat()),
+            ipv6_bytes(A6, B6, 44, &[fragment_header(17, 3, false, 77), b"rest".to_vec()].concat()),
+        ];
+        let slab: Vec<u8> = frames.concat();
+        let mut copied = Window::new();
+        let mut borrowed = Window::new();
+        let mut off = 0;
+        for f in &frames {
+            copied.push(LinkType::Raw, 5, 0, f);
+            borrowed.push_borrowed(&slab, off, f.len(), LinkType::Raw, 5, 0);
+            off += f.len();
+        }
+        borrowed.materialize();
+        for w in [&mut copied, &mut borrowed] {
+            assert_eq!((w.packet_count(), w.not_ip(), w.unparsed()), (4, 1, 0));
+            assert_eq!(w.cols.src, [mapped(1), A6, A6, A6]);
+            assert_eq!(w.cols.dst, [mapped(2), B6, B6, B6]);
+            let frags: Vec<(u32, u32, u16)> = w.fragments().iter().map(|r| (r.packet, r.frag.id, r.frag.offset)).collect();
+            assert_eq!(frags, [(2, 77, 0), (3, 77, 3)]);
+            assert!(w.fragments().iter().all(|r| (r.src, r.dst, r.ts_ns) == (A6, B6, 5)));
+            w.set_dropped(3, true);
+            assert!(w.is_dropped(3) && !w.is_dropped(2));
+            w.set_dropped(3, false);
+            w.set_dropped(9, true);
+            assert_eq!(w.dropped_count(), 0, "no packet 9");
+        }
+        assert_eq!(copied.view().payload(1), b"q6");
+        assert_eq!(borrowed.view_with(&slab).payload(2), b"first");
+        borrowed.internalize(&slab);
+        assert_eq!(borrowed.view().payload(3), b"rest");
+        copied.clear();
+        assert!(copied.fragments().is_empty());
     }
 }

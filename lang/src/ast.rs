@@ -96,10 +96,11 @@ pub enum Item {
 pub enum Literal {
     /// A natural number.
     Num(u64),
-    /// An address.
-    Addr(u32),
-    /// A prefix.
-    Prefix(u32, u8),
+    /// An address, IPv4 or IPv6, in the 128-bit space (IPv4 as IPv4-mapped:
+    /// [`crate::tokens::IpLit`]).
+    Addr(u128),
+    /// A prefix: network (host bits zero) and length 0 to 128 (an IPv4 `/n` is `/96+n`).
+    Prefix(u128, u8),
     /// A string.
     Str(String),
     /// A boolean.

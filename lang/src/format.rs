@@ -1,10 +1,14 @@
 //! The formatter behind `vinetc fmt`: one layout for every VInet program,
 //! keeping its comments.
 //!
-//! The formatter changes whitespace only. It prints every token of the
-//! source, in order and as written (keywords keep their case, literals their
-//! spelling), and decides only where lines break and how deep they are
-//! indented. Those decisions come from the syntax tree: a header item or a
+//! The formatter changes whitespace, and the spelling of addresses only. It
+//! prints every token of the source, in order and as written (keywords keep
+//! their case, numbers and strings their spelling), but for address and prefix
+//! literals, which it prints in their one canonical form, as every vinet tool
+//! prints them ([`vinet_vocab::addr_text`]): IPv4 dotted, IPv6 as RFC 5952
+//! says (`2001:DB8:0:0::1` becomes `2001:db8::1`, `::ffff:10.0.0.1` becomes
+//! `10.0.0.1`, one literal either way). It decides only where lines break
+//! and how deep they are indented. Those decisions come from the syntax tree: a header item or a
 //! statement starts a line; the body of `then`, `else`, `do` starts an indented
 //! line unless it is a block (`begin ... end`, `{ ... }`), whose statements are
 //! indented and whose closing word is back at the statement's depth; an `else
@@ -176,7 +180,10 @@ impl Layout<'_, '_> {
                     }
                 }
             }
-            out.push_str(&source[*start..*end]);
+            match token {
+                Token::Ip(lit) => out.push_str(&lit.text()),
+                _ => out.push_str(&source[*start..*end]),
+            }
             if self.semis.binary_search(&i).is_ok() {
                 out.push(';');
             }
@@ -320,6 +327,23 @@ mod tests {
         assert!(e.has_errors());
         assert!(e.render().contains("t.vinet:2:"), "{}", e.render());
         assert!(format("t.vinet", "LIFETIME = 1 hours\nX = 300.1.2.3;\n").is_err());
+    }
+
+    #[test]
+    fn addresses_print_canonically() {
+        let src = "LIFETIME = 1 days\nPARAM A = 2001:0DB8:0000::0009; PARAM B = ::FFFF:203.0.113.9;\n\
+                   M = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\nif THIS_IP in 2001:db8:0:0:0:0:0:0/32 or A == 010.0.0.1 then DISCARD(GROUP_BY_SOURCE(M, 0:0::0/0));\n";
+        let want = "LIFETIME = 1 days\nPARAM A = 2001:db8::9;\nPARAM B = 203.0.113.9;\nM = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\n\
+                    if THIS_IP in 2001:db8::/32 or A == 10.0.0.1 then\n  DISCARD(GROUP_BY_SOURCE(M, ::/0));\n";
+        assert_eq!(fmt(src), want);
+        assert_eq!(fmt(want), want);
+        let module = |s: &str| {
+            let mut m = crate::compile("t.vinet", s.as_bytes(), &[]).unwrap_or_else(|d| panic!("{}", d.render())).module;
+            m.lines.iter_mut().for_each(|l| *l = 0);
+            m
+        };
+        assert_eq!(module(src), module(want));
+        assert!(format("t.vinet", "LIFETIME = 1 days\nX = 2001:db8:::1;\n").is_err());
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! deliberately plain interpreter of checked programs, the yardstick the VM is
 //! tested against.
 //!
+//! Addresses are IPv4 or IPv6 (issue 15), in one 128-bit space where IPv4 is
+//! IPv4-mapped IPv6: one type `IP address` and one `prefix` hold both, a
+//! literal of either family (`203.0.113.9`, `2001:db8::9`, `::ffff:203.0.113.9`,
+//! `2001:db8::/32`) is one token ([`tokens::IpLit`]), and it lowers to its one
+//! canonical constant (IPv4 as `Const::Addr`/`Const::Prefix`, the rest as
+//! `Const::Addr6`/`Const::Prefix6`). Addresses print as every vinet tool prints
+//! them, through [`vinet_vocab::addr_text`] (RFC 5952 for IPv6).
+//!
 //! The one big decision: **the front end never gives up at the first problem
 //! and never panics.** Every pass collects diagnostics instead of returning at
 //! the first error: lexical errors are values beside the tokens, the parser
@@ -47,7 +55,7 @@ use vinet_checker::bytecode::{Const, Module};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 
 use ast::Span;
-use tokens::{parse_dotted, IpLit};
+use tokens::{parse_dotted, parse_ip6_literal};
 
 /// A program that compiled: the module, and what is needed to talk about it
 /// in terms of its source.
@@ -162,20 +170,22 @@ pub fn parse_param_arg(arg: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
-/// The value of a `--param`, typed by its syntax: an address `1.2.3.4`, a
-/// prefix `10.0.0.0/8`, a number `42`, a quoted string `"a b"` (escapes as in
-/// the language), or else the text itself as a string.
+/// The value of a `--param`, typed by its syntax: an address `1.2.3.4` or
+/// `2001:db8::9`, a prefix `10.0.0.0/8` or `2001:db8::/32` (IPv6 is text of
+/// hex digits, `:`, `.` and `/` with a `:`; an IPv4-mapped one is IPv4), a
+/// number `42`, a quoted string `"a b"` (escapes as in the language), or else
+/// the text itself as a string.
 pub fn parse_param_value(value: &str) -> Result<Const, String> {
     if value.len() > tokens::MAX_STRING + 2 {
         return Err(format!("value of {} bytes is too long (at most {})", value.len(), tokens::MAX_STRING));
     }
+    let message = |kind| parser::lex_diagnostic(&tokens::LexError { kind, span: Span::default() }).message;
     let dotted = !value.is_empty() && value.starts_with(|c: char| c.is_ascii_digit()) && value.contains('.');
     if dotted && value.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/') {
-        return match parse_dotted(value) {
-            Ok(IpLit::Addr(a)) => Ok(Const::Addr(a)),
-            Ok(IpLit::Prefix(n, l)) => Ok(Const::Prefix(n, l)),
-            Err(kind) => Err(parser::lex_diagnostic(&tokens::LexError { kind, span: Span::default() }).message),
-        };
+        return parse_dotted(value).map(|lit| lit.to_const()).map_err(message);
+    }
+    if value.contains(':') && value.chars().all(|c| c.is_ascii_hexdigit() || ":./".contains(c)) {
+        return parse_ip6_literal(value).map(|lit| lit.to_const()).map_err(|(kind, _)| message(kind));
     }
     if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) {
         return value.parse().map(Const::Num).map_err(|_| "number too large".to_string());
@@ -201,6 +211,16 @@ mod tests {
         assert_eq!(parse_param_value("viagra"), Ok(Const::Str("viagra".into())));
         assert!(parse_param_value("300.1.2.3").is_err());
         assert!(parse_param_value("10.0.0.1/8").is_err());
+        let doc: u128 = 0x2001_0db8 << 96;
+        assert_eq!(parse_param_value("2001:db8:bad::9"), Ok(Const::Addr6(doc | 0xbad << 80 | 9)));
+        assert_eq!(parse_param_value("2001:db8::/32"), Ok(Const::Prefix6(doc, 32)));
+        assert_eq!(parse_param_value("::ffff:203.0.113.9"), Ok(Const::Addr(0xcb00_7109)), "IPv4-mapped is IPv4");
+        assert_eq!(parse_param_value("::/0"), Ok(Const::Prefix6(0, 0)));
+        let e = parse_param_value("2001:db8::1/32").unwrap_err();
+        assert!(e.contains("host bits"), "{e}");
+        assert!(parse_param_value("2001::db8::1").unwrap_err().contains("not a valid IPv6 address"));
+        assert!(parse_param_value("::/129").is_err());
+        assert_eq!(parse_param_value("http:"), Ok(Const::Str("http:".into())), "not hex: a string");
         assert_eq!(parse_param_arg("A_1=x=y"), Ok(("A_1".into(), "x=y".into())));
         assert!(parse_param_arg("1A=x").is_err());
         assert!(parse_param_arg("A").is_err());

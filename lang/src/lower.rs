@@ -2,8 +2,12 @@
 //!
 //! - one register per variable (register number = variable id), then one per
 //!   temporary, each with its type;
-//! - literals go to the constant pool, deduplicated; each use of a PARAM is an
-//!   `Insn::Param` load (parameters stay symbolic until install time);
+//! - literals go to the constant pool, deduplicated, each address and prefix
+//!   in its one canonical constant (IPv4 as `Const::Addr`/`Const::Prefix`, an
+//!   IPv4-mapped literal included; the rest as `Const::Addr6`/`Const::Prefix6`),
+//!   which the validator insists on; each use of a PARAM is an `Insn::Param`
+//!   load (parameters stay symbolic until install time, THIS_IP and
+//!   THIS_SUBNET_IP until run time, so nothing here depends on a family);
 //! - `if`, `foreach` and `while` become the structured instructions that own
 //!   the blocks after them; a `while` carries the bound and rank the checker
 //!   found;

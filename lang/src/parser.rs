@@ -6,7 +6,7 @@ use lalrpop_util::ParseError;
 use crate::ast::{BinOp, Expr, ExprKind, Ident, Program, Span, Stmt, StmtKind};
 use crate::diagnostics::Diagnostic;
 use crate::lexer::{lex, Spanned};
-use crate::tokens::{LexError, LexErrorKind, Token};
+use crate::tokens::{Ipv6Error, LexError, LexErrorKind, Token};
 
 /// Most syntax errors reported in one run; past that they are mostly echoes.
 const MAX_SYNTAX_ERRORS: usize = 20;
@@ -60,9 +60,15 @@ pub fn lex_diagnostic(e: &LexError) -> Diagnostic {
         LexErrorKind::BadAddress(text) => Diagnostic::error(format!("`{text}` is not a valid IP address"))
             .at(e.span, "not an IPv4 address")
             .help("an address is four numbers from 0 to 255, like 203.0.113.9; a prefix adds /LENGTH, like 10.1.0.0/16"),
-        LexErrorKind::BadPrefixLength(text) => Diagnostic::error(format!("`{text}` has a prefix length above 32"))
+        LexErrorKind::BadAddress6 { text, why } => {
+            Diagnostic::error(format!("`{text}` is not a valid IPv6 address")).at(e.span, ipv6_problem(why)).help(IPV6_HELP)
+        }
+        LexErrorKind::BadPrefixLength { text, max: 32 } => Diagnostic::error(format!("`{text}` has a prefix length above 32"))
             .at(e.span, "not an IPv4 prefix")
-            .help("a prefix length is 0 to 32, like 10.1.0.0/16"),
+            .help("an IPv4 prefix length is 0 to 32, like 10.1.0.0/16"),
+        LexErrorKind::BadPrefixLength { text, max } => Diagnostic::error(format!("`{text}` has a prefix length above {max}"))
+            .at(e.span, "not an IPv6 prefix")
+            .help(format!("an IPv6 prefix length is 0 to {max}, like 2001:db8::/32")),
         LexErrorKind::HostBitsSet { text, fixed } => Diagnostic::error(format!("the prefix `{text}` has host bits set"))
             .at(e.span, "bits past the prefix length must be zero")
             .help(format!("did you mean `{fixed}`?")),
@@ -81,6 +87,24 @@ pub fn lex_diagnostic(e: &LexError) -> Diagnostic {
         LexErrorKind::NonAsciiEscape(esc) => Diagnostic::error(format!("the escape `{esc}` is not ASCII"))
             .at(e.span, "above \\x7f")
             .help("strings are UTF-8 text: write the character itself"),
+    }
+}
+
+/// How an IPv6 address is written, for the help line of a malformed one.
+const IPV6_HELP: &str =
+    "an IPv6 address is eight groups of one to four hex digits separated by `:`, with one `::` for a run of zero groups, \
+     like 2001:db8::9; a prefix adds /LENGTH (0 to 128), like 2001:db8::/32";
+
+/// The label under the part of an IPv6 literal at fault.
+fn ipv6_problem(why: &Ipv6Error) -> String {
+    match why {
+        Ipv6Error::Group(g) => format!("`{g}` is not a group of one to four hex digits"),
+        Ipv6Error::TwoGaps => "a second `::`: it may stand for only one run of zero groups".into(),
+        Ipv6Error::TooManyGroups(n) => format!("{n} groups are more than 128 bits (eight groups, or at most seven beside `::`)"),
+        Ipv6Error::TooFewGroups(n) => format!("{n} groups and no `::`: an address has eight"),
+        Ipv6Error::LoneColon => "a single `:` cannot start or end an address (`::` can)".into(),
+        Ipv6Error::BadV4(v4) => format!("`{v4}` is not an IPv4 address (four numbers from 0 to 255, without leading zeros)"),
+        Ipv6Error::V4NotLast => "an IPv4 address may be written only as the last 32 bits, like ::ffff:203.0.113.9".into(),
     }
 }
 

@@ -5,6 +5,12 @@
 //! plain vectors and hash sets, over a whole window. The engine's property
 //! tests compare the VM against it on random windows; if the two disagree,
 //! this file is the one that is easy to read.
+//!
+//! Addresses are `u128`, host byte order, in vinet's one address space: an
+//! IPv4 address is its IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
+//! [`vinet_checker::mapped`]) and an IPv4 prefix `/n` the `/96+n` of it, so
+//! packets, THIS_IP, THIS_SUBNET_IP and constants of both families compare
+//! with plain 128-bit masks.
 
 use std::collections::HashSet;
 
@@ -18,6 +24,10 @@ use crate::types::{BinOp, By, Expr, ExprKind, Field, PacketField, Program, Routi
 pub const GENERATE_PORT: u16 = 9910;
 /// Most addresses in one generated address-list packet.
 pub const ADDRS_PER_PACKET: usize = 360;
+/// Bytes of one address in an address-list packet whose addresses are all IPv4.
+pub const V4_ADDR_BYTES: usize = 4;
+/// Bytes of one address in an address-list packet with an IPv6 address.
+pub const V6_ADDR_BYTES: usize = 16;
 /// Longest string or generated payload, in bytes (an IPv4 UDP payload).
 pub use crate::tokens::MAX_STRING;
 /// Magic at the start of an address-list payload.
@@ -26,10 +36,10 @@ pub const ADDR_LIST_MAGIC: &[u8; 4] = b"VND1";
 /// A packet of the window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefPacket {
-    /// Source address.
-    pub src: u32,
-    /// Destination address.
-    pub dst: u32,
+    /// Source address (IPv4 as IPv4-mapped).
+    pub src: u128,
+    /// Destination address (IPv4 as IPv4-mapped).
+    pub dst: u128,
     /// IP protocol number (6 is TCP).
     pub proto: u8,
     /// Source port (meaningful only when `has_ports`).
@@ -54,10 +64,11 @@ pub struct RefPacket {
 /// What a run is bound to.
 #[derive(Clone, Debug)]
 pub struct RefEnv {
-    /// THIS_IP; for an overlay-network owner, which has no address, THIS_ON (its flow id).
-    pub this_ip: u32,
-    /// THIS_SUBNET_IP: network and length.
-    pub this_subnet: (u32, u8),
+    /// THIS_IP (IPv4 as IPv4-mapped); for an overlay-network owner, which has no
+    /// address, THIS_ON (its flow id).
+    pub this_ip: u128,
+    /// THIS_SUBNET_IP: network and length in the 128-bit space (an IPv4 `/n` is `/96+n`).
+    pub this_subnet: (u128, u8),
     /// Parameter values bound at install time, overriding the defaults.
     pub params: Vec<(String, Const)>,
     /// The policy's unit costs.
@@ -72,7 +83,11 @@ pub struct RefEffects {
     /// Indices of the dropped packets, ascending.
     pub dropped: Vec<usize>,
     /// Generated packets `(src, dst, UDP payload)`, in generation order.
-    pub generated: Vec<(u32, u32, Vec<u8>)>,
+    pub generated: Vec<(u128, u128, Vec<u8>)>,
+    /// Generations skipped because their source and destination are of two
+    /// families (one IPv4, one IPv6): no packet can carry both, so none is sent
+    /// (and the run goes on; they are charged like the others).
+    pub skipped: u64,
     /// The cost charged (sum of unit cost times packets touched).
     pub cost: u64,
 }
@@ -111,20 +126,20 @@ pub enum Value {
     Bool(bool),
     /// A number.
     Num(u64),
-    /// An address.
-    Addr(u32),
-    /// A prefix.
-    Prefix(u32, u8),
+    /// An address (IPv4 as IPv4-mapped).
+    Addr(u128),
+    /// A prefix: network and length in the 128-bit space.
+    Prefix(u128, u8),
     /// A byte string.
     Str(Vec<u8>),
     /// Packet indices, ascending.
     Set(Vec<usize>),
     /// Groups `(key, packets)` in order of their first packet.
-    Groups(Vec<(u32, Vec<usize>)>),
+    Groups(Vec<(u128, Vec<usize>)>),
     /// Groups by a transport field `(key, packets)`, in order of their first packet.
     NumGroups(Vec<(u64, Vec<usize>)>),
     /// Distinct addresses in order of first appearance.
-    AddrList(Vec<u32>),
+    AddrList(Vec<u128>),
     /// Distinct payloads in order of first appearance.
     Content(Vec<Vec<u8>>),
 }
@@ -132,8 +147,10 @@ pub enum Value {
 impl Value {
     fn of_const(c: &Const) -> Value {
         match c {
-            Const::Addr(a) => Value::Addr(*a),
-            Const::Prefix(n, l) => Value::Prefix(*n, *l),
+            Const::Addr(a) => Value::Addr(vinet_checker::mapped(*a)),
+            Const::Addr6(a) => Value::Addr(*a),
+            Const::Prefix(n, l) => Value::Prefix(vinet_checker::mapped(*n), l.saturating_add(96)),
+            Const::Prefix6(n, l) => Value::Prefix(*n, *l),
             Const::Str(s) => Value::Str(s.as_bytes().to_vec()),
             Const::Num(n) => Value::Num(*n),
         }
@@ -145,17 +162,27 @@ pub fn run(program: &Program, window: &[RefPacket], env: &RefEnv) -> Result<RefE
     let mut params = Vec::with_capacity(program.params.len());
     for p in &program.params {
         let value = match env.params.iter().find(|(n, _)| *n == p.name) {
-            Some((_, v)) if std::mem::discriminant(v) == std::mem::discriminant(&p.value) => v,
+            // Of the parameter's type; an address or prefix of either family.
+            Some((_, v)) if v.ty() == p.value.ty() => v,
             Some(_) => return Err(RefFault::BadParam(p.name.clone())),
             None => &p.value,
         };
         params.push(Value::of_const(value));
     }
-    let mut m = Machine { window, env, params, vars: vec![None; program.vars.len()], dropped: HashSet::new(), generated: vec![], cost: 0 };
+    let mut m = Machine {
+        window,
+        env,
+        params,
+        vars: vec![None; program.vars.len()],
+        dropped: HashSet::new(),
+        generated: vec![],
+        skipped: 0,
+        cost: 0,
+    };
     m.block(&program.body)?;
     let mut dropped: Vec<usize> = m.dropped.into_iter().collect();
     dropped.sort_unstable();
-    Ok(RefEffects { dropped, generated: m.generated, cost: m.cost })
+    Ok(RefEffects { dropped, generated: m.generated, skipped: m.skipped, cost: m.cost })
 }
 
 struct Machine<'w> {
@@ -164,11 +191,36 @@ struct Machine<'w> {
     params: Vec<Value>,
     vars: Vec<Option<Value>>,
     dropped: HashSet<usize>,
-    generated: Vec<(u32, u32, Vec<u8>)>,
+    generated: Vec<(u128, u128, Vec<u8>)>,
+    skipped: u64,
     cost: u64,
 }
 
-fn in_prefix(a: u32, net: u32, len: u8) -> bool {
+/// Whether an address is IPv4 (IPv4-mapped).
+fn is_v4(a: u128) -> bool {
+    a >> 32 == 0xffff
+}
+
+/// The payload of one address-list packet: the magic, the count (u32), then
+/// each address in network byte order, 4 bytes if every address of the packet
+/// is IPv4, else 16.
+pub fn addr_list_payload(addrs: &[u128]) -> Vec<u8> {
+    let v4 = addrs.iter().all(|&a| is_v4(a));
+    let width = if v4 { V4_ADDR_BYTES } else { V6_ADDR_BYTES };
+    let mut p = Vec::with_capacity(8 + width * addrs.len());
+    p.extend(ADDR_LIST_MAGIC);
+    p.extend((addrs.len() as u32).to_be_bytes());
+    for &a in addrs {
+        if v4 {
+            p.extend((a as u32).to_be_bytes());
+        } else {
+            p.extend(a.to_be_bytes());
+        }
+    }
+    p
+}
+
+fn in_prefix(a: u128, net: u128, len: u8) -> bool {
     a & vinet_checker::netmask(len) == net
 }
 
@@ -249,7 +301,7 @@ impl Machine<'_> {
         }
     }
 
-    fn addr(&mut self, e: &Expr) -> Result<u32, RefFault> {
+    fn addr(&mut self, e: &Expr) -> Result<u128, RefFault> {
         match self.eval(e)? {
             Value::Addr(a) => Ok(a),
             other => unreachable_type("an address", &other),
@@ -300,7 +352,7 @@ impl Machine<'_> {
                 };
                 self.charge(unit, set.len(), s.span)?;
                 self.charge(costs.grouping, 1, s.span)?;
-                let mut out: Vec<(u32, Vec<usize>)> = vec![];
+                let mut out: Vec<(u128, Vec<usize>)> = vec![];
                 for i in set {
                     let p = &self.window[i];
                     let key = if *by == Field::Dst { p.dst } else { p.src };
@@ -316,7 +368,7 @@ impl Machine<'_> {
                 let set = self.set(of)?;
                 self.charge(costs.group_by_content, set.len(), s.span)?;
                 self.charge(costs.grouping, 1, s.span)?;
-                let (mut d, mut c): (Vec<u32>, Vec<Vec<u8>>) = (vec![], vec![]);
+                let (mut d, mut c): (Vec<u128>, Vec<Vec<u8>>) = (vec![], vec![]);
                 for i in set {
                     let p = &self.window[i];
                     if !d.contains(&p.dst) {
@@ -350,16 +402,7 @@ impl Machine<'_> {
                     }
                     Value::AddrList(list) => {
                         self.charge(costs.generate, list.len(), payload.span)?;
-                        list.chunks(ADDRS_PER_PACKET)
-                            .map(|chunk| {
-                                let mut p = ADDR_LIST_MAGIC.to_vec();
-                                p.extend((chunk.len() as u32).to_be_bytes());
-                                for a in chunk {
-                                    p.extend(a.to_be_bytes());
-                                }
-                                p
-                            })
-                            .collect()
+                        list.chunks(ADDRS_PER_PACKET).map(addr_list_payload).collect()
                     }
                     Value::Content(items) => {
                         self.charge(costs.generate, items.len(), payload.span)?;
@@ -367,7 +410,12 @@ impl Machine<'_> {
                     }
                     other => return unreachable_type("a GENERATE payload", &other),
                 };
-                self.generated.extend(payloads.into_iter().map(|p| (src, dst, p)));
+                // A packet has one family: from IPv4 to IPv4, or from IPv6 to IPv6.
+                if is_v4(src) == is_v4(dst) {
+                    self.generated.extend(payloads.into_iter().map(|p| (src, dst, p)));
+                } else {
+                    self.skipped += 1;
+                }
             }
             StmtKind::If { cond, then, els } => {
                 self.instruction(s.span)?;
@@ -447,7 +495,7 @@ impl Machine<'_> {
                 self.instruction(e.span)?;
                 self.charge(costs.by_field[0], self.window.len(), e.span)?;
                 let on = self.env.this_ip;
-                Value::Set((0..self.window.len()).filter(|&i| self.window[i].on_key == Some(on)).collect())
+                Value::Set((0..self.window.len()).filter(|&i| self.window[i].on_key.map(u128::from) == Some(on)).collect())
             }
             ExprKind::Not(a) => Value::Bool(!self.truth(a)?),
             ExprKind::Binary(op, a, b) => {
@@ -494,7 +542,7 @@ impl Machine<'_> {
                     }
                     Routine::DistinctDestinations => {
                         self.charge(costs.distinct_destinations, set.len(), e.span)?;
-                        let d: HashSet<u32> = set.iter().map(|&i| self.window[i].dst).collect();
+                        let d: HashSet<u128> = set.iter().map(|&i| self.window[i].dst).collect();
                         Value::Num(d.len() as u64)
                     }
                     Routine::Narrow(f) => {
@@ -558,7 +606,7 @@ pub fn contains_string(window: &[RefPacket], set: &[usize], needle: &[u8]) -> bo
         return true;
     }
     // TCP flows, each in arrival order (set is ascending).
-    type Flow = (u32, u32, u16, u16);
+    type Flow = (u128, u128, u16, u16);
     let mut flows: Vec<(Flow, Vec<usize>)> = vec![];
     for &i in set {
         let p = &window[i];
@@ -626,14 +674,11 @@ mod tests {
     }
 
     fn env() -> RefEnv {
-        RefEnv { this_ip: ip("10.0.0.7"), this_subnet: (ip("10.0.0.0"), 24), params: vec![], unit_costs: costs(), fuel: None }
+        RefEnv { this_ip: ip("10.0.0.7"), this_subnet: (ip("10.0.0.0"), 96 + 24), params: vec![], unit_costs: costs(), fuel: None }
     }
 
-    fn ip(s: &str) -> u32 {
-        match crate::tokens::parse_dotted(s) {
-            Ok(crate::tokens::IpLit::Addr(a)) => a,
-            other => panic!("{other:?}"),
-        }
+    fn ip(s: &str) -> u128 {
+        vinet_vocab::parse_addr(s).unwrap_or_else(|| panic!("{s}"))
     }
 
     fn pkt(src: &str, dst: &str, payload: &str) -> RefPacket {
@@ -682,7 +727,7 @@ mod tests {
         // GROUP_BY_DESTINATION over 4, GROUP_BY_SOURCE over 3 (x2), DISCARD over 2.
         assert_eq!(fx.cost, 4 + 3 * 2 + 2);
         let mut e = env();
-        e.params = vec![("SrcIP".into(), Const::Addr(ip("1.1.1.1")))];
+        e.params = vec![("SrcIP".into(), Const::Addr(0x0101_0101))];
         assert_eq!(run(&program("firewall.vinet"), &w, &e).unwrap().dropped, vec![2]);
         e.params = vec![("SrcIP".into(), Const::Num(1))];
         assert!(matches!(run(&program("firewall.vinet"), &w, &e), Err(RefFault::BadParam(_))));
@@ -731,8 +776,7 @@ mod tests {
         assert_eq!(fx.dropped, vec![0, 1, 2]);
         let mut list = b"VND1".to_vec();
         list.extend(2u32.to_be_bytes());
-        list.extend(ip("10.0.0.1").to_be_bytes());
-        list.extend(ip("10.0.0.2").to_be_bytes());
+        list.extend([10, 0, 0, 1, 10, 0, 0, 2]); // IPv4 destinations: 4 bytes each
         let (b, me) = (ip("198.51.100.7"), ip("10.0.0.7"));
         assert_eq!(fx.generated, vec![(b, me, list), (b, me, b"movie".to_vec()), (b, me, b"news".to_vec())]);
     }
@@ -781,7 +825,7 @@ mod tests {
         let p = source(
             "LIFETIME = 1 days\nD, C = GROUP_BY_CONTENT(AllPackets);\nGENERATE(THIS_IP, THIS_IP, \"hi\" + \"!\");\nGENERATE(THIS_IP, THIS_IP, D);",
         );
-        let w: Vec<RefPacket> = (0..400u32).map(|i| RefPacket { dst: i, ..pkt("1.1.1.1", "0.0.0.0", "") }).collect();
+        let w: Vec<RefPacket> = (0..400u32).map(|i| RefPacket { dst: vinet_checker::mapped(i), ..pkt("1.1.1.1", "0.0.0.0", "") }).collect();
         let fx = run(&p, &w, &env()).unwrap();
         assert_eq!(fx.generated.len(), 3);
         assert_eq!(fx.generated[0].2, b"hi!");
@@ -917,6 +961,7 @@ mod tests {
             vars: vec![None; p.vars.len()],
             dropped: HashSet::new(),
             generated: vec![],
+            skipped: 0,
             cost: 0,
         };
         m.stmt(&p.body[2]).unwrap();
@@ -957,6 +1002,7 @@ mod tests {
                 vars: vec![None; p.vars.len()],
                 dropped: HashSet::new(),
                 generated: vec![],
+                skipped: 0,
                 cost: 0,
             };
             m.block(&p.body).unwrap();

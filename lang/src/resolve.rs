@@ -22,6 +22,7 @@ use vinet_vocab::names::{class_name, class_named, class_names};
 use crate::ast::{self, ExprKind as AK, Ident, Item, Literal, Span, StmtKind as SK};
 use crate::bounds::{self, BoundError, Known};
 use crate::diagnostics::Diagnostic;
+use crate::tokens::IpLit;
 use crate::types::{BinOp, By, Expr, ExprKind, Field, PacketField, ParamDecl, Program, Routine, Stmt, StmtKind, Type, Var, VarId};
 
 /// The routines, as they are written (matched case-insensitively).
@@ -552,8 +553,8 @@ impl Checker {
         }
         let value = match value {
             Literal::Num(n) => Const::Num(*n),
-            Literal::Addr(a) => Const::Addr(*a),
-            Literal::Prefix(n, l) => Const::Prefix(*n, *l),
+            Literal::Addr(a) => IpLit::Addr(*a).to_const(),
+            Literal::Prefix(n, l) => IpLit::Prefix(*n, *l).to_const(),
             Literal::Str(s) => Const::Str(s.clone()),
             Literal::Bool(_) => {
                 self.error(
@@ -1176,8 +1177,8 @@ impl Checker {
             AK::Error => Self::err(span),
             AK::Lit(l) => match l {
                 Literal::Num(n) => mk(ExprKind::Const(Const::Num(*n)), Type::Num),
-                Literal::Addr(a) => mk(ExprKind::Const(Const::Addr(*a)), Type::Addr),
-                Literal::Prefix(n, len) => mk(ExprKind::Const(Const::Prefix(*n, *len)), Type::Prefix),
+                Literal::Addr(a) => mk(ExprKind::Const(IpLit::Addr(*a).to_const()), Type::Addr),
+                Literal::Prefix(n, len) => mk(ExprKind::Const(IpLit::Prefix(*n, *len).to_const()), Type::Prefix),
                 Literal::Str(s) => mk(ExprKind::Const(Const::Str(s.clone())), Type::Str),
                 Literal::Bool(b) => mk(ExprKind::Bool(*b), Type::Bool),
             },

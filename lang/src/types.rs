@@ -17,9 +17,9 @@ pub enum Type {
     Bool,
     /// A natural number.
     Num,
-    /// An IPv4 address.
+    /// An IP address: IPv6, or IPv4 (as IPv4-mapped IPv6; one type holds both).
     Addr,
-    /// An IPv4 prefix.
+    /// An IP prefix, IPv6 or IPv4.
     Prefix,
     /// A string.
     Str,
@@ -75,8 +75,8 @@ impl Type {
     /// The type of a constant.
     pub fn of_const(c: &Const) -> Type {
         match c {
-            Const::Addr(_) => Type::Addr,
-            Const::Prefix(..) => Type::Prefix,
+            Const::Addr(_) | Const::Addr6(_) => Type::Addr,
+            Const::Prefix(..) | Const::Prefix6(..) => Type::Prefix,
             Const::Str(_) => Type::Str,
             Const::Num(_) => Type::Num,
         }

@@ -50,7 +50,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use vinet_vocab::Ipv4Prefix;
+use vinet_vocab::IpPrefix;
 
 use crate::identity::{hex, IdentityError, SignedIdentity, Subject};
 
@@ -81,7 +81,7 @@ pub struct Announcement {
     /// The source prefixes the router sits in front of. On the wire, pairs
     /// (network, length); one that is no prefix does not decode.
     #[serde(with = "wire_prefixes")]
-    pub prefixes: Vec<Ipv4Prefix>,
+    pub prefixes: Vec<IpPrefix>,
     /// When it was signed (seconds since the Unix epoch).
     pub issued: u64,
     /// Valid until (seconds since the Unix epoch), exclusive.
@@ -102,15 +102,18 @@ pub struct SignedAnnouncement {
 
 mod wire_prefixes {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use vinet_vocab::Ipv4Prefix;
+    use vinet_vocab::IpPrefix;
 
-    pub fn serialize<S: Serializer>(v: &[Ipv4Prefix], s: S) -> Result<S::Ok, S::Error> {
-        v.iter().map(|p| <(u32, u8)>::from(*p)).collect::<Vec<_>>().serialize(s)
+    // Version 1 announces IPv4 source prefixes only: pairs of IPv4 values.
+    pub fn serialize<S: Serializer>(v: &[IpPrefix], s: S) -> Result<S::Ok, S::Error> {
+        let v4 = |p: &IpPrefix| vinet_vocab::v4_of(p.net()).filter(|_| p.is_v4()).map(|n| (n, p.length() - 96));
+        let pairs: Option<Vec<(u32, u8)>> = v.iter().map(v4).collect();
+        pairs.ok_or_else(|| serde::ser::Error::custom("an announcement (version 1) carries IPv4 prefixes only"))?.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Prefix>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpPrefix>, D::Error> {
         let pairs = <Vec<(u32, u8)>>::deserialize(d)?;
-        pairs.into_iter().map(|p| Ipv4Prefix::try_from(p).map_err(serde::de::Error::custom)).collect()
+        pairs.into_iter().map(|(n, l)| IpPrefix::v4(n, l).map_err(serde::de::Error::custom)).collect()
     }
 }
 
@@ -174,18 +177,18 @@ pub enum EntryError {
     #[error("announces {prefix}, outside {allowed}, the prefix its identity allows")]
     OutsideIdentity {
         /// The announced prefix.
-        prefix: Ipv4Prefix,
+        prefix: IpPrefix,
         /// The identity's prefix.
-        allowed: Ipv4Prefix,
+        allowed: IpPrefix,
     },
     /// Two prefixes of one announcement overlap.
     #[error("announces {0} and {1}, which overlap")]
-    Overlap(Ipv4Prefix, Ipv4Prefix),
+    Overlap(IpPrefix, IpPrefix),
     /// Another key claims the same prefix.
     #[error("announces {prefix}, as does the entry at {other} signed by another key: both are refused rather than one chosen")]
     Conflict {
         /// The prefix claimed twice.
-        prefix: Ipv4Prefix,
+        prefix: IpPrefix,
         /// Where the other claim is.
         other: String,
     },
@@ -201,7 +204,10 @@ fn shape(a: &Announcement, subject: &Subject) -> Result<(), EntryError> {
     if a.version != ANNOUNCEMENT_VERSION {
         return malformed(format!("version {} (this client reads {ANNOUNCEMENT_VERSION})", a.version));
     }
-    let Subject::EdgeRouter { prefix: allowed, .. } = *subject else { return Err(EntryError::NotARouter(subject.to_string())) };
+    if subject.kind() != vinet_checker::policy::ClientKind::EdgeRouter {
+        return Err(EntryError::NotARouter(subject.to_string()));
+    }
+    let allowed = subject.dests();
     if a.address == 0 || a.port == 0 {
         return malformed(format!("address {} names no router", SocketAddrV4::new(Ipv4Addr::from(a.address), a.port)));
     }
@@ -215,8 +221,8 @@ fn shape(a: &Announcement, subject: &Subject) -> Result<(), EntryError> {
         return malformed(format!("{} prefixes (at most {MAX_PREFIXES})", a.prefixes.len()));
     }
     for p in &a.prefixes {
-        if !allowed.covers(*p) {
-            return Err(EntryError::OutsideIdentity { prefix: *p, allowed });
+        if !allowed.iter().any(|a| a.covers(*p)) {
+            return Err(EntryError::OutsideIdentity { prefix: *p, allowed: allowed[0] });
         }
     }
     let mut sorted = a.prefixes.clone();
@@ -224,7 +230,7 @@ fn shape(a: &Announcement, subject: &Subject) -> Result<(), EntryError> {
     // Sorted by (network, length): a prefix that overlaps another overlaps
     // the nearest earlier one that covers it, so checking each against the
     // widest so far is enough.
-    let mut widest: Option<Ipv4Prefix> = None;
+    let mut widest: Option<IpPrefix> = None;
     for p in sorted {
         if let Some(w) = widest.filter(|w| w.covers(p)) {
             return Err(EntryError::Overlap(w, p));
@@ -242,7 +248,7 @@ pub struct Entry {
     /// The router's Noise static public key, to pin.
     pub noise_key: [u8; 32],
     /// The prefixes it serves.
-    pub prefixes: Vec<Ipv4Prefix>,
+    pub prefixes: Vec<IpPrefix>,
     /// When it was signed.
     pub issued: u64,
     /// When it expires (the earlier of the announcement's and its identity's end).
@@ -252,7 +258,7 @@ pub struct Entry {
     /// The authority that vouched for the key.
     pub authority: VerifyingKey,
     /// The router's own address, as its identity states it.
-    pub router_ip: u32,
+    pub router_ip: u128,
 }
 
 impl SignedAnnouncement {
@@ -384,7 +390,7 @@ impl Directory {
             }
         }
         // The same prefix from different keys: refuse every claimant.
-        let mut claims: BTreeMap<Ipv4Prefix, Vec<usize>> = BTreeMap::new();
+        let mut claims: BTreeMap<IpPrefix, Vec<usize>> = BTreeMap::new();
         for (i, (_, e)) in good.iter().enumerate().filter(|(i, _)| keep[*i]) {
             for p in &e.prefixes {
                 claims.entry(*p).or_default().push(i);
@@ -410,7 +416,7 @@ impl Directory {
 
     /// The entry nearest `addr`: the one with the longest prefix containing it,
     /// and that prefix.
-    pub fn locate(&self, addr: u32) -> Option<(&At, &Entry, Ipv4Prefix)> {
+    pub fn locate(&self, addr: u128) -> Option<(&At, &Entry, IpPrefix)> {
         self.entries
             .iter()
             .flat_map(|(at, e)| e.prefixes.iter().filter(|p| p.contains(addr)).map(move |p| (at, e, *p)))
@@ -435,7 +441,7 @@ mod tests {
         SigningKey::from_bytes(&[n; 32])
     }
 
-    fn p(s: &str) -> Ipv4Prefix {
+    fn p(s: &str) -> IpPrefix {
         s.parse().unwrap()
     }
 
@@ -497,7 +503,7 @@ mod tests {
         assert!(e.to_string().contains("which is not trusted"), "{e}");
         // An identity that is not valid yet, or any more.
         let mut later = good.clone();
-        later.identity = issue(&key(1), &key(2).verifying_key(), good.identity.cert.subject, 160, 10_000).unwrap();
+        later.identity = issue(&key(1), &key(2).verifying_key(), good.identity.cert.subject.clone(), 160, 10_000).unwrap();
         assert!(matches!(later.verify(&trusted, 150), Err(EntryError::Identity(IdentityError::NotYetValid { .. }))));
         assert!(matches!(later.verify(&trusted, 10_000), Err(EntryError::Identity(IdentityError::Expired { .. }))));
         // A prefix outside the identity's, and overlapping prefixes: refused by the signer and the reader.
@@ -551,18 +557,21 @@ mod tests {
         let narrow = announce(3, "10.1.0.0/16", &["10.1.2.0/24", "10.1.4.0/24"], 100, 500);
         let d = build(&[wide.clone(), narrow.clone()], 150);
         assert!(d.refused.is_empty(), "{:?}", d.refused);
-        let (at, e, pre) = d.locate(u32::from(Ipv4Addr::new(10, 1, 2, 9))).unwrap();
+        let (at, e, pre) = d.locate(vinet_checker::mapped(u32::from(Ipv4Addr::new(10, 1, 2, 9)))).unwrap();
         assert_eq!((at.as_str(), e.noise_key, pre), ("dir:2", [3; 32], p("10.1.2.0/24")));
-        let (_, e, pre) = d.locate(u32::from(Ipv4Addr::new(10, 1, 3, 9))).unwrap();
+        let (_, e, pre) = d.locate(vinet_checker::mapped(u32::from(Ipv4Addr::new(10, 1, 3, 9)))).unwrap();
         assert_eq!((e.noise_key, pre), ([2; 32], p("10.0.0.0/8")));
-        assert!(d.locate(u32::from(Ipv4Addr::new(11, 0, 0, 1))).is_none());
+        assert!(d.locate(vinet_checker::mapped(u32::from(Ipv4Addr::new(11, 0, 0, 1)))).is_none());
 
         // Re-announcing with the same key: the later one is used.
         let newer = announce(3, "10.1.0.0/16", &["10.1.2.0/24"], 120, 500);
         let d = build(&[newer, narrow.clone()], 150);
         assert_eq!(d.entries.len(), 1);
         assert_eq!(d.refused, vec![("dir:2".to_string(), EntryError::Superseded("dir:1".into()))]);
-        assert!(d.locate(u32::from(Ipv4Addr::new(10, 1, 4, 1))).is_none(), "the older announcement's prefix is gone");
+        assert!(
+            d.locate(vinet_checker::mapped(u32::from(Ipv4Addr::new(10, 1, 4, 1)))).is_none(),
+            "the older announcement's prefix is gone"
+        );
 
         // Two keys claim one prefix: neither is used; the others still are.
         let rival = announce(4, "10.1.0.0/16", &["10.1.2.0/24"], 100, 500);
@@ -572,7 +581,7 @@ mod tests {
         assert_eq!(why.len(), 2);
         assert!(why[0].starts_with("dir:2: announces 10.1.2.0/24, as does the entry at dir:3"), "{why:?}");
         assert!(why[1].starts_with("dir:3: announces 10.1.2.0/24, as does the entry at dir:2"), "{why:?}");
-        let (_, e, _) = d.locate(u32::from(Ipv4Addr::new(10, 1, 2, 9))).unwrap();
+        let (_, e, _) = d.locate(vinet_checker::mapped(u32::from(Ipv4Addr::new(10, 1, 2, 9)))).unwrap();
         assert_eq!(e.noise_key, [2; 32], "falls back to the /8");
     }
 

@@ -3,7 +3,13 @@
 //! A file holds `(lemma NAME STATEMENT PROOF)` forms. Terms are written as
 //! `(Symbol args...)` with the kernel's symbol names (`->` and `=` also stand
 //! for `Imp` and `Eq`), `(forall ((x Sort) ...) body)`, variable names,
-//! numbers, addresses `10.0.0.1`, prefixes `10.0.0.0/8` and strings. A proof is
+//! numbers, addresses `10.0.0.1` and `2001:db8::1`, prefixes `10.0.0.0/8` and
+//! `2001:db8::/32`, and strings. Literals are the logic's, spelt as written:
+//! dotted text is `Lit::Addr`/`Lit::Prefix` (IPv4, a length up to 32), IPv6
+//! text `Lit::Addr6`/`Lit::Prefix6` (a length up to 128), even in
+//! `::ffff:0:0/96` (`::ffff:10.0.0.1` is `Lit::Addr6` of the mapped address,
+//! another term than `10.0.0.1`, which `eval` finds equal), so that every
+//! literal a term can hold can be written, and [`show`] prints each so. A proof is
 //! natural deduction, one kernel rule per form:
 //!
 //! | form | rule |
@@ -166,22 +172,39 @@ pub fn sym_of(s: &str) -> Option<Sym> {
     })
 }
 
-/// A literal written as an atom: a number, an address or a prefix.
+/// A literal written as an atom: a number, an address or a prefix (IPv4
+/// dotted, or IPv6; prefixes with zero host bits).
 pub fn lit_of(a: &str) -> Option<Lit> {
     if let Ok(n) = a.parse::<u64>() {
         return Some(Lit::Num(n));
     }
     let (addr, len) = match a.split_once('/') {
-        Some((x, l)) => (x, Some(l.parse::<u8>().ok().filter(|&l| l <= 32)?)),
+        Some((x, l)) if l.bytes().all(|b| b.is_ascii_digit()) => (x, Some(l.parse::<u8>().ok()?)),
+        Some(_) => return None,
         None => (a, None),
     };
-    let ip: std::net::Ipv4Addr = addr.parse().ok()?;
-    let ip = u32::from(ip);
+    let wide = |n: u128, l: u8| n & !vinet_checker::netmask(l) == 0;
+    if let Ok(ip) = addr.parse::<std::net::Ipv4Addr>() {
+        let ip = u32::from(ip);
+        return Some(match len {
+            Some(l) if l <= 32 && wide(vinet_checker::mapped(ip), l + 96) => Lit::Prefix(ip, l),
+            Some(_) => return None,
+            None => Lit::Addr(ip),
+        });
+    }
+    let ip = u128::from(addr.parse::<std::net::Ipv6Addr>().ok()?);
     Some(match len {
-        Some(l) if ip & !vinet_checker::netmask(l) == 0 => Lit::Prefix(ip, l),
+        Some(l) if l <= 128 && wide(ip, l) => Lit::Prefix6(ip, l),
         Some(_) => return None,
-        None => Lit::Addr(ip),
+        None => Lit::Addr6(ip),
     })
+}
+
+/// An IPv6 literal as [`lit_of`] reads it back: RFC 5952, and an address in
+/// `::ffff:0:0/96` as `::ffff:a.b.c.d` (std's printer), not as the dotted
+/// IPv4 literal, which is another term.
+fn addr6_text(a: u128) -> String {
+    std::net::Ipv6Addr::from(a).to_string()
 }
 
 impl Cx<'_, '_> {
@@ -445,6 +468,8 @@ pub fn show(t: &Term) -> String {
         Kind::Lit(Lit::Num(n)) => n.to_string(),
         Kind::Lit(Lit::Addr(a)) => std::net::Ipv4Addr::from(*a).to_string(),
         Kind::Lit(Lit::Prefix(n, l)) => format!("{}/{l}", std::net::Ipv4Addr::from(*n)),
+        Kind::Lit(Lit::Addr6(a)) => addr6_text(*a),
+        Kind::Lit(Lit::Prefix6(n, l)) => format!("{}/{l}", addr6_text(*n)),
         Kind::Lit(Lit::Str(s)) => format!("{s:?}"),
         Kind::App(s, args) if args.is_empty() => format!("{s:?}"),
         Kind::App(s, args) => format!("({s:?} {})", args.iter().map(show).collect::<Vec<_>>().join(" ")),
@@ -470,6 +495,44 @@ mod tests {
         }
         for name in ["sub_narrow", "count_narrow", "nport_narrow", "conf_inherit_narrow", "confp_inherit_narrow"] {
             assert!(set.hash(name).is_some(), "the library has no {name}");
+        }
+    }
+
+    /// Issue 15: IPv6 literals in lemma sources, read and printed back exactly, and
+    /// decided by the kernel's `eval` in the one 128-bit address space.
+    #[test]
+    fn ipv6_literals_in_lemma_sources() {
+        let doc: u128 = 0x2001_0db8 << 96;
+        for (text, lit) in [
+            ("2001:db8::9", Lit::Addr6(doc | 9)),
+            ("2001:db8::/32", Lit::Prefix6(doc, 32)),
+            ("::/0", Lit::Prefix6(0, 0)),
+            ("::ffff:10.0.0.7", Lit::Addr6(vinet_checker::mapped(0x0a00_0007))),
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", Lit::Addr6(u128::MAX)),
+            ("10.0.0.7", Lit::Addr(0x0a00_0007)),
+            ("10.0.0.0/8", Lit::Prefix(0x0a00_0000, 8)),
+        ] {
+            assert_eq!(lit_of(text), Some(lit.clone()), "{text}");
+            assert_eq!(show(&Term::lit(lit)), text);
+        }
+        for bad in ["2001:db8::1/32", "2001:db8::/129", "10.0.0.1/8", "10.0.0.0/33", "2001:::1", "2001:db8::/x"] {
+            assert_eq!(lit_of(bad), None, "{bad}");
+        }
+        let mut files: Vec<(&str, &str)> = BUILTIN.to_vec();
+        let good = "(lemma doc_in (In 2001:db8::9 2001:db8::/32) (eval (In 2001:db8::9 2001:db8::/32)))\n\
+                    (lemma mapped_eq (= 10.0.0.7 ::ffff:10.0.0.7) (eval (= 10.0.0.7 ::ffff:10.0.0.7)))\n\
+                    (lemma v4_in_all (In 10.0.0.7 ::/0) (eval (In 10.0.0.7 ::/0)))\n\
+                    (lemma v6_not_v4 (Not (In 2001:db8::9 0.0.0.0/0)) (eval (Not (In 2001:db8::9 0.0.0.0/0))))";
+        files.push(("v6.vl", good));
+        let set = build(&files).unwrap();
+        assert!(set.hash("mapped_eq").is_some());
+        for bad in [
+            "(lemma bad (In 2001:db8::9 2001:db9::/32) (eval (In 2001:db8::9 2001:db9::/32)))",
+            "(lemma bad (In 2001:db8::9 0.0.0.0/0) (eval (In 2001:db8::9 0.0.0.0/0)))",
+        ] {
+            files.pop();
+            files.push(("bad.vl", bad));
+            assert!(build(&files).is_err(), "{bad}");
         }
     }
 

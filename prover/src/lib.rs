@@ -9,6 +9,12 @@
 //! decreases, with which Farkas coefficients) enters only as kernel steps the
 //! router re-checks without a solver. When an obligation fails, z3's model is
 //! the user's counterexample.
+//!
+//! Addresses are those of vinet's one 128-bit space (IPv6, and IPv4 as
+//! IPv4-mapped IPv6; issue 15): z3 sees 128-bit vectors ([`z3enc`]), the
+//! lemma sources read IPv6 literals ([`lemma_src`]), and counterexamples print
+//! addresses as every vinet tool does ([`vinet_vocab::addr_text`]), in the
+//! family of the program's own address parameters, one family a packet.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -22,7 +28,6 @@ pub mod z3enc;
 
 use builder::Builder;
 use lemma_src::LemmaSet;
-use std::net::Ipv4Addr;
 use vinet_checker::bytecode::Module;
 use vinet_checker::cert::{encode_file, Bundle, Certificate, Declared, Proof, BUNDLE_MAGIC, CERT_VERSION};
 use vinet_checker::logic::{Sym, Term};
@@ -75,8 +80,14 @@ pub struct Failure {
     pub help: Option<String>,
 }
 
-fn ip(a: u32) -> Ipv4Addr {
-    Ipv4Addr::from(a)
+/// An address as every vinet tool prints it: IPv4 dotted, IPv6 as RFC 5952 says.
+fn ip(a: u128) -> String {
+    vinet_vocab::addr_text(a)
+}
+
+/// A prefix (network and 128-bit length) as every vinet tool prints it.
+fn prefix_text(n: u128, l: u8) -> String {
+    vinet_vocab::IpPrefix::new(n, l).map_or_else(|_| format!("{}/{l}", ip(n)), |p| p.to_string())
 }
 
 impl Prover {
@@ -114,9 +125,15 @@ impl Prover {
             defaults: module
                 .params
                 .iter()
-                .map(|p| match p.default {
-                    vinet_checker::bytecode::Const::Addr(a) => Some(vinet_checker::logic::Lit::Addr(a)),
-                    _ => None,
+                .map(|p| {
+                    use vinet_checker::{bytecode::Const, logic::Lit};
+                    match p.default {
+                        Const::Addr(a) => Some(Lit::Addr(a)),
+                        Const::Addr6(a) => Some(Lit::Addr6(a)),
+                        Const::Prefix(n, l) => Some(Lit::Prefix(n, l)),
+                        Const::Prefix6(n, l) => Some(Lit::Prefix6(n, l)),
+                        Const::Num(_) | Const::Str(_) => None,
+                    }
                 })
                 .collect(),
         };
@@ -286,7 +303,7 @@ fn explain(at: usize, what: What, path: &[Term], goal: &Term, why: &str, params:
     let message = match z3enc::decide(path, goal, params) {
         z3enc::Decision::Fails(cx) => {
             let me = match (edge, cx.this_net, cx.this_ip) {
-                (true, Some((n, l)), _) => format!("inside THIS_SUBNET_IP ({}/{l})", ip(n)),
+                (true, Some((n, l)), _) => format!("inside THIS_SUBNET_IP ({})", prefix_text(n, l)),
                 (true, None, _) => "inside THIS_SUBNET_IP".into(),
                 (false, _, Some(a)) => format!("THIS_IP ({})", ip(a)),
                 (false, _, None) => "THIS_IP".into(),

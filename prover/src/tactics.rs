@@ -416,11 +416,14 @@ impl<'b, 'c> Tactics<'b, 'c> {
             }
         }
         cc.close(self)?;
-        // Two literals of one class that differ: a contradiction.
+        // Two literals of one class that differ: a contradiction. (Two spellings of one
+        // value, `10.0.0.1` and `::ffff:10.0.0.1`, do not differ: `eval` widens IPv4.)
         let classes = cc.classes();
         for class in &classes {
             let lits_in: Vec<&Term> = class.iter().filter(|t| matches!(t.kind(), Kind::Lit(_))).collect();
-            if let [a, b, ..] = lits_in.as_slice() {
+            let differ = |a: &Term, b: &Term| app(Sym::Eq, vec![a.clone(), b.clone()]).ok().and_then(|e| e.eval()) == Some(Value::B(false));
+            let pair = lits_in.iter().enumerate().find_map(|(i, a)| lits_in[i + 1..].iter().find(|b| differ(a, b)).map(|b| (*a, *b)));
+            if let Some((a, b)) = pair {
                 let eq = cc.prove(self, a, b)?;
                 let neq = self.b.eval(&app(Sym::Not, vec![eq.concl().clone()])?).map_err(rule)?;
                 return self.b.not_elim(&neq, &eq).map(Some).map_err(rule);
@@ -456,10 +459,13 @@ impl<'b, 'c> Tactics<'b, 'c> {
         Ok(None)
     }
 
-    /// Facts about subterms worth adding to the congruence: `a & 255.255.255.255 = a`.
+    /// Facts about subterms worth adding to the congruence: `a & ffff:...:ffff = a`
+    /// (the axiom `mask_full`, whose mask is the literal `Lit::Addr6(u128::MAX)`: an
+    /// address is 128 bits, so `a & 255.255.255.255` is `a` only for IPv4 `a`, and is
+    /// no identity).
     fn add_identities(&mut self, cc: &mut Congruence, t: &Term) -> TResult<()> {
         if let Some([a, m]) = t.args_of(Sym::Mask) {
-            if m.eval() == Some(Value::V(Lit::Addr(u32::MAX))) && *m == Term::lit(Lit::Addr(u32::MAX)) {
+            if *m == Term::lit(Lit::Addr6(u128::MAX)) {
                 let pf = self.axiom("mask_full", std::slice::from_ref(a), &[])?;
                 cc.add_term(a);
                 cc.union(t, a, pf);

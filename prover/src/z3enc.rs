@@ -3,8 +3,11 @@
 //! refutations. z3 is never trusted: its answers become kernel steps (or
 //! diagnostics), and the router checks the steps without it.
 //!
-//! Encoding: addresses are 32-bit vectors (masks are `bvand`), a prefix is a
-//! (network, mask) pair with a well-formed mask, naturals are integers >= 0
+//! Encoding: addresses are 128-bit vectors (masks are `bvand`), IPv4 among them
+//! as IPv4-mapped IPv6 (`::ffff:a.b.c.d`: a literal `Lit::Addr(a)` is
+//! [`vinet_checker::mapped`]`(a)`, as the kernel's `eval` has it); a prefix is a
+//! (network, mask) pair with a well-formed mask of length 0 to 128 (an IPv4
+//! `/n` is the `/96+n` of its mapped network), naturals are integers >= 0
 //! (truncated subtraction as an `ite`), strings are z3 strings, and packet sets
 //! are encoded by the membership of witness packets: `mem(w, FDst(S, a))` is
 //! `mem(w, S) and dst(w) = a`. Negated confinement introduces a fresh witness.
@@ -93,31 +96,71 @@ pub enum Decision {
     Unknown(String),
 }
 
-/// Named values of a failing case.
+/// Named values of a failing case. Addresses are 128-bit, IPv4 as IPv4-mapped
+/// (print them with [`vinet_vocab::addr_text`]).
 #[derive(Debug, Default)]
 pub struct Counterexample {
     /// The packet that breaks confinement, as (source, destination), if any.
-    pub packet: Option<(u32, u32)>,
+    pub packet: Option<(u128, u128)>,
     /// THIS_IP.
-    pub this_ip: Option<u32>,
-    /// THIS_SUBNET_IP as (network, length).
-    pub this_net: Option<(u32, u8)>,
+    pub this_ip: Option<u128>,
+    /// THIS_SUBNET_IP as (network, length), the length in the 128-bit space (an IPv4 /n is /96+n).
+    pub this_net: Option<(u128, u8)>,
     /// The flow id the packet carries, when its confinement is to THIS_ON.
     pub key: Option<u64>,
     /// THIS_ON.
     pub this_on: Option<u64>,
-    /// Other values by name (group keys, parameters, numbers).
+    /// Other values by name (group keys, parameters, numbers), addresses as
+    /// [`vinet_vocab::addr_text`] prints them.
     pub values: Vec<(String, String)>,
 }
 
 /// Values a counterexample should show when it can: parameters at their
-/// defaults, and plausible addresses for the client and the packet.
+/// defaults, and plausible addresses for the client and the packet, of the
+/// family the program's address parameters have (documentation addresses,
+/// RFC 5737 and RFC 3849), with the packet's source and destination of one
+/// family, as on a wire.
 #[derive(Clone, Debug, Default)]
 pub struct Preferences {
     /// Parameter names, in module order.
     pub names: Vec<String>,
-    /// Parameter defaults that are addresses or numbers, in module order.
+    /// Parameter defaults that are addresses (`Lit::Addr`, `Lit::Addr6`) or
+    /// prefixes, in module order (`None` for the others).
     pub defaults: Vec<Option<Lit>>,
+}
+
+impl Preferences {
+    /// Whether the program's address parameters are IPv6 (then the
+    /// counterexample's other addresses are IPv6 too, where they can be).
+    fn ipv6(&self) -> bool {
+        self.defaults.iter().flatten().any(|l| match l.clone().wide() {
+            Lit::Addr6(a) => a >> 32 != 0xffff,
+            Lit::Prefix6(n, l) => l < 96 || n >> 32 != 0xffff,
+            _ => false,
+        })
+    }
+}
+
+/// The addresses a counterexample shows when it can, by family: THIS_IP,
+/// THIS_SUBNET_IP (network and length), the packet's source and destination.
+struct Wished {
+    this_ip: u128,
+    this_net: (u128, u8),
+    src: u128,
+    dst: u128,
+}
+
+const DOC6: u128 = 0x2001_0db8 << 96; // 2001:db8::/32, RFC 3849
+
+fn wished(ipv6: bool) -> Wished {
+    use vinet_checker::mapped;
+    if ipv6 {
+        // 2001:db8::7 in 2001:db8::/64; a packet from 2001:db8:5::9 to 2001:db8:9::9.
+        Wished { this_ip: DOC6 | 7, this_net: (DOC6, 64), src: DOC6 | 5 << 80 | 9, dst: DOC6 | 9 << 80 | 9 }
+    } else {
+        // 10.0.0.7 in 10.0.0.0/24; a packet from 203.0.113.9 to 10.9.9.9.
+        Wished { this_ip: mapped(0x0a00_0007), this_net: (mapped(0x0a00_0000), 120), src: mapped(0xcb00_7109), dst: mapped(0x0a09_0909) }
+    }
 }
 
 /// Decide `path -> goal` (`goal` is the obligation's conclusion).
@@ -139,60 +182,63 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
         Err(why) => return Decision::Unknown(why),
     };
     solver.assert(&query);
-    // Prefer readable values: try them as assumptions, drop them if they conflict.
+    // Prefer readable values: try them as assumptions, drop them if they conflict. First
+    // the parameters' defaults and one family a packet (as on a wire, and THIS_IP's for its
+    // destination), the family the parameters suggest where nothing decides it; then, in the
+    // family that the model has (a source forced to an IPv4 parameter is IPv4), the usual
+    // addresses of the client and of the packet.
+    let ipv6 = prefs.ipv6();
     let mut wish: Vec<Bool> = vec![];
+    for (i, d) in prefs.defaults.iter().enumerate() {
+        let Some(Lit::Addr6(a)) = d.clone().map(Lit::wide) else { continue };
+        if let Some(v) = Term::app(Sym::Param(i as u16, Sort::Addr), vec![]).ok().and_then(|t| e.atoms.get(&t)).and_then(|x| x.as_bv()) {
+            wish.push(v.eq(bv(a)));
+        }
+    }
+    let packet = e.witnesses.first().cloned();
+    if let Some((src, dst)) = &packet {
+        wish.push(is_v4(src).eq(is_v4(dst)));
+        if let Some(ip) = &e.this_ip {
+            wish.push(is_v4(dst).eq(is_v4(ip)));
+        }
+        wish.push(is_v4(src).eq(Bool::from_bool(!ipv6)));
+    }
     if let Some(ip) = &e.this_ip {
-        wish.push(ip.eq(bv(0x0a00_0007)));
+        wish.push(is_v4(ip).eq(Bool::from_bool(!ipv6)));
+    }
+    let mut kept = keep(&solver, vec![], &wish);
+    // The family the model has: its packet's, else THIS_IP's, else the parameters'.
+    let family6 = match (solver.check_assumptions(&kept), solver.get_model()) {
+        (SatResult::Sat, Some(m)) => {
+            let v4 = |x: &BV| m.eval(&is_v4(x), true).and_then(|b| b.as_bool());
+            packet.as_ref().map(|w| &w.0).or(e.this_ip.as_ref()).and_then(v4).map_or(ipv6, |b| !b)
+        }
+        _ => ipv6,
+    };
+    let w = wished(family6);
+    let mut usual: Vec<Bool> = vec![];
+    if let Some(ip) = &e.this_ip {
+        usual.push(ip.eq(bv(w.this_ip)));
     }
     if let Some((n, m)) = &e.this_net {
-        wish.push(m.eq(bv(0xffff_ff00)));
-        wish.push(n.eq(bv(0x0a00_0000)));
+        usual.push(m.eq(bv(vinet_checker::netmask(w.this_net.1))));
+        usual.push(n.eq(bv(w.this_net.0)));
     }
-    for (i, d) in prefs.defaults.iter().enumerate() {
-        let t = Term::app(
-            Sym::Param(
-                i as u16,
-                match d {
-                    Some(Lit::Addr(_)) => Sort::Addr,
-                    _ => Sort::Num,
-                },
-            ),
-            vec![],
-        );
-        if let (Some(Lit::Addr(a)), Ok(t)) = (d, &t) {
-            if let Some(v) = e.atoms.get(t).and_then(|x| x.as_bv()) {
-                wish.push(v.eq(bv(*a)));
-            }
-        }
+    if let Some((src, dst)) = &packet {
+        usual.push(src.eq(bv(w.src)));
+        usual.push(dst.eq(bv(w.dst)));
     }
-    if let Some((src, dst)) = e.witnesses.first() {
-        wish.push(src.eq(bv(0xcb00_7109)));
-        wish.push(dst.eq(bv(0x0a09_0909)));
-    }
-    let outcome = if !wish.is_empty() && solver.check_assumptions(&[Bool::and(&wish)]) == SatResult::Sat {
-        SatResult::Sat
-    } else {
-        // Some wishes conflict: keep those that do not, one at a time.
-        let mut kept: Vec<Bool> = vec![];
-        for w in &wish {
-            let mut trial = kept.clone();
-            trial.push(w.clone());
-            if solver.check_assumptions(&trial) == SatResult::Sat {
-                kept = trial;
-            }
-        }
-        if kept.is_empty() {
-            solver.check()
-        } else {
-            solver.check_assumptions(&kept)
-        }
-    };
+    kept = keep(&solver, kept, &usual);
+    let outcome = if kept.is_empty() { solver.check() } else { solver.check_assumptions(&kept) };
     match outcome {
         SatResult::Unsat => Decision::Valid,
         SatResult::Unknown => Decision::Unknown(solver.get_reason_unknown().unwrap_or_else(|| "unknown".into())),
         SatResult::Sat => {
             let Some(m) = solver.get_model() else { return Decision::Unknown("no model".into()) };
-            let bv = |x: &BV| m.eval(x, true).and_then(|v| v.as_u64()).map(|v| v as u32);
+            let bv = |x: &BV| {
+                let half = |hi, lo| m.eval(&x.extract(hi, lo), true).and_then(|v| v.as_u64());
+                Some(u128::from(half(127, 64)?) << 64 | u128::from(half(63, 0)?))
+            };
             let mut cx = Counterexample::default();
             if let Some((src, dst)) = e.witnesses.first() {
                 cx.packet = bv(src).zip(bv(dst));
@@ -207,7 +253,7 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
             }
             for (name, v) in &e.named {
                 let shown = match v {
-                    Val::A(x) => bv(x).map(|a| std::net::Ipv4Addr::from(a).to_string()),
+                    Val::A(x) => bv(x).map(vinet_vocab::addr_text),
                     Val::N(x) => m.eval(x, true).and_then(|v| v.as_u64()).map(|n| n.to_string()),
                 };
                 if let Some(s) = shown {
@@ -222,6 +268,25 @@ pub fn decide(path: &[Term], goal: &Term, prefs: &Preferences) -> Decision {
             Decision::Fails(cx)
         }
     }
+}
+
+/// `kept` and those of `wishes` that the solver's assertions allow with them: all
+/// at once if they can be, else one at a time, in order.
+fn keep(solver: &Solver, kept: Vec<Bool>, wishes: &[Bool]) -> Vec<Bool> {
+    let mut all = kept.clone();
+    all.extend_from_slice(wishes);
+    if wishes.is_empty() || solver.check_assumptions(&all) == SatResult::Sat {
+        return all;
+    }
+    let mut kept = kept;
+    for w in wishes {
+        let mut trial = kept.clone();
+        trial.push(w.clone());
+        if solver.check_assumptions(&trial) == SatResult::Sat {
+            kept = trial;
+        }
+    }
+    kept
 }
 
 enum Val {
@@ -245,15 +310,24 @@ struct Enc<'a> {
     fresh: u32,
 }
 
-fn bv(v: u32) -> BV {
-    BV::from_u64(v as u64, 32)
+/// The width of an address: 128 bits, IPv4 as IPv4-mapped.
+const W: u32 = 128;
+
+/// A 128-bit constant.
+fn bv(v: u128) -> BV {
+    BV::from_u64((v >> 64) as u64, 64).concat(BV::from_u64(v as u64, 64))
 }
 
-/// A well-formed prefix: `mask` is some `/len` netmask and `net` has no host bits.
+/// Whether an address is IPv4 (IPv4-mapped: its top 96 bits are `::ffff`).
+fn is_v4(a: &BV) -> Bool {
+    a.extract(127, 32).eq(BV::from_u64(0xffff, 96))
+}
+
+/// A well-formed prefix: `mask` is some `/len` netmask (0 to 128) and `net` has no host bits.
 fn well_formed(net: &BV, mask: &BV, len: &BV) -> Bool {
-    let ones = bv(u32::MAX);
-    let m = len.eq(bv(0)).ite(&bv(0), &ones.bvshl(bv(32).bvsub(len)));
-    Bool::and(&[len.bvule(bv(32)), mask.eq(&m), net.bvand(mask.bvnot()).eq(bv(0))])
+    let ones = bv(u128::MAX);
+    let m = len.eq(bv(0)).ite(&bv(0), &ones.bvshl(bv(128).bvsub(len)));
+    Bool::and(&[len.bvule(bv(128)), mask.eq(&m), net.bvand(mask.bvnot()).eq(bv(0))])
 }
 
 impl Enc<'_> {
@@ -271,14 +345,14 @@ impl Enc<'_> {
             Kind::App(Sym::Or, a) => Ok(Bool::and(&[self.negate(&a[0])?, self.negate(&a[1])?])),
             Kind::App(Sym::And, a) => Ok(Bool::or(&[self.negate(&a[0])?, self.negate(&a[1])?])),
             Kind::App(Sym::ConfK, a) => {
-                let w = (BV::new_const(self.name("src"), 32), BV::new_const(self.name("dst"), 32));
+                let w = (BV::new_const(self.name("src"), W), BV::new_const(self.name("dst"), W));
                 let inside = self.mem(&w, &a[0])?;
                 let at = self.key(&w).eq(self.num(&a[1])?);
                 self.witnesses.push(w);
                 Ok(Bool::and(&[inside, at.not()]))
             }
             Kind::App(Sym::Conf | Sym::ConfP, a) => {
-                let w = (BV::new_const(self.name("src"), 32), BV::new_const(self.name("dst"), 32));
+                let w = (BV::new_const(self.name("src"), W), BV::new_const(self.name("dst"), W));
                 let inside = self.mem(&w, &a[0])?;
                 let at = if goal.args_of(Sym::Conf).is_some() {
                     w.1.eq(self.addr(&a[1])?)
@@ -381,8 +455,11 @@ impl Enc<'_> {
 
     fn addr(&mut self, t: &Term) -> TResult<BV> {
         match t.kind() {
-            Kind::Lit(Lit::Addr(a)) => Ok(bv(*a)),
-            Kind::App(Sym::ThisIp, _) => Ok(self.this_ip.get_or_insert_with(|| BV::new_const("THIS_IP", 32)).clone()),
+            Kind::Lit(l @ (Lit::Addr(_) | Lit::Addr6(_))) => match l.clone().wide() {
+                Lit::Addr6(a) => Ok(bv(a)),
+                _ => Err("cannot encode this address".into()),
+            },
+            Kind::App(Sym::ThisIp, _) => Ok(self.this_ip.get_or_insert_with(|| BV::new_const("THIS_IP", W)).clone()),
             Kind::App(Sym::Mask, a) => Ok(self.addr(&a[0])?.bvand(&self.addr(&a[1])?)),
             Kind::App(Sym::Net, a) => Ok(self.prefix(&a[0])?.0),
             Kind::App(Sym::NMask, a) => Ok(self.prefix(&a[0])?.1),
@@ -394,7 +471,7 @@ impl Enc<'_> {
                     _ => self.name("a"),
                 };
                 let fresh = !self.atoms.contains_key(t);
-                let v = self.atom(t, || BV::new_const(name.clone(), 32).into())?.as_bv().ok_or("sort")?;
+                let v = self.atom(t, || BV::new_const(name.clone(), W).into())?.as_bv().ok_or("sort")?;
                 if fresh {
                     self.named.push((name, Val::A(v.clone())));
                 }
@@ -406,13 +483,17 @@ impl Enc<'_> {
 
     fn prefix(&mut self, t: &Term) -> TResult<(BV, BV)> {
         match t.kind() {
-            Kind::Lit(Lit::Prefix(n, l)) => Ok((bv(*n), bv(vinet_checker::netmask(*l)))),
+            // As `eval` has them: an IPv4 /n is the /96+n of its mapped network; past 128 is /128.
+            Kind::Lit(l @ (Lit::Prefix(..) | Lit::Prefix6(..))) => match l.clone().wide() {
+                Lit::Prefix6(n, l) => Ok((bv(n), bv(vinet_checker::netmask(l)))),
+                _ => Err("cannot encode this prefix".into()),
+            },
             Kind::App(Sym::ThisNet, _) => {
                 if self.this_net.is_none() {
                     let (n, m, l) = (
-                        BV::new_const("THIS_SUBNET_IP.net", 32),
-                        BV::new_const("THIS_SUBNET_IP.mask", 32),
-                        BV::new_const("THIS_SUBNET_IP.len", 32),
+                        BV::new_const("THIS_SUBNET_IP.net", W),
+                        BV::new_const("THIS_SUBNET_IP.mask", W),
+                        BV::new_const("THIS_SUBNET_IP.len", W),
                     );
                     self.side.push(well_formed(&n, &m, &l));
                     self.this_net = Some((n, m));
@@ -423,10 +504,10 @@ impl Enc<'_> {
                 let key = t.clone();
                 if let Some(d) = self.atoms.get(&key) {
                     let bv = d.as_bv().ok_or("sort")?;
-                    return Ok((bv.extract(63, 32), bv.extract(31, 0)));
+                    return Ok((bv.extract(2 * W - 1, W), bv.extract(W - 1, 0)));
                 }
                 let (n, m, l) =
-                    (BV::new_const(self.name("net"), 32), BV::new_const(self.name("mask"), 32), BV::new_const(self.name("len"), 32));
+                    (BV::new_const(self.name("net"), W), BV::new_const(self.name("mask"), W), BV::new_const(self.name("len"), W));
                 self.side.push(well_formed(&n, &m, &l));
                 self.atoms.insert(key, n.concat(&m).into());
                 Ok((n, m))

@@ -45,7 +45,7 @@ use ed25519_dalek::VerifyingKey;
 use vinet_checker::bytecode::{Class, Const};
 use vinet_checker::cert::{decode_file, Bundle, Lemma, LemmaCache, LemmaHash, LemmaRef, ProofError, BUNDLE_MAGIC};
 use vinet_checker::policy::ClientKind;
-use vinet_checker::{netmask, CheckError, Checked, Module, ModuleId, Policy};
+use vinet_checker::{mapped, netmask, CheckError, Checked, Module, ModuleId, Policy};
 
 use crate::config::{class_name, Config, LiveMode};
 use crate::live::PacketPath;
@@ -55,10 +55,13 @@ use crate::sources::discarded_sources;
 use crate::store::{NewLease, Store, Taken};
 use vinet_engine::vm::{Binding, Program};
 use vinet_proto::clock::now_ms;
-use vinet_proto::identity::{hex, ip4, IdentityError, SignedIdentity, Subject};
+use vinet_proto::identity::{hex, IdentityError, SignedIdentity, Subject};
 use vinet_proto::protocol::{self, LeaseInfo, Op, Refusal, Reply, Status, Wire};
+use vinet_vocab::{addr_text, parse_addr, IpPrefix};
 
-type InstanceKey = (ModuleId, [u8; 32], Vec<u8>);
+/// A running program: module, policy, parameters and how many instances (addresses or
+/// prefixes of the identity) it has; leases with one key share its load.
+type InstanceKey = (ModuleId, [u8; 32], Vec<u8>, usize);
 
 /// An installed program's lease.
 #[derive(Clone, Debug)]
@@ -71,7 +74,7 @@ struct Lease {
     cost: u64,
     lifetime_ms: u64,
     instance: InstanceKey,
-    sources: BTreeSet<u32>,
+    sources: BTreeSet<u128>,
     end_ms: u64,
     /// Its parameters as bound: (name, value as text), for the client's status.
     params: Vec<(String, String)>,
@@ -86,14 +89,26 @@ struct Lease {
 const MAX_CLOCK_SKEW_MS: u64 = 300_000;
 
 /// How many independent networks the destinations discarding a source are
-/// in: each /24 once (a prefix longer than /24 counts as its /24, a shorter
-/// one as itself), so that many identities in one network count once.
-fn networks(destinations: &HashMap<(u32, u8), usize>) -> usize {
-    destinations.keys().map(|&(a, l)| if l >= 24 { (a & 0xffff_ff00, 24) } else { (a, l) }).collect::<BTreeSet<_>>().len()
+/// in: each IPv4 /24 and each IPv6 /48 (a site) once (a longer prefix counts
+/// as its /24 or /48, a shorter one as itself), so that many identities in one
+/// network count once.
+fn networks(destinations: &HashMap<IpPrefix, usize>) -> usize {
+    let site = |p: &IpPrefix| {
+        let l = if p.is_v4() { 96 + 24 } else { 48 };
+        if p.length() >= l {
+            (p.net() & netmask(l), l)
+        } else {
+            (p.net(), p.length())
+        }
+    };
+    destinations.keys().map(site).collect::<BTreeSet<_>>().len()
 }
 
-fn prefix_text(a: u32, l: u8) -> String {
-    vinet_vocab::Ipv4Prefix::new(a, l).map_or_else(|e| e.to_string(), |p| p.to_string())
+/// The key a lease's destinations count under in the quotas and the
+/// drop-for-everyone rule: its identity's first destination (a client with
+/// several addresses is one client).
+fn dest_key(s: &Subject) -> IpPrefix {
+    s.dests()[0]
 }
 
 /// A module's parameters, named, with their bound values as text.
@@ -136,7 +151,7 @@ struct State {
     checked: HashMap<[u8; 32], Checked>,
     arrivals: u64,
     next_lease: u64,
-    blocked: BTreeSet<u32>,
+    blocked: BTreeSet<u128>,
     /// Lemmas this router asked each client for (in memory: after a restart
     /// the client is simply asked again).
     asked: HashMap<[u8; 32], BTreeSet<LemmaRef>>,
@@ -144,13 +159,13 @@ struct State {
     ends: BTreeSet<(u64, u64)>,
     /// Per discarded source: the destinations discarding it, with how many
     /// of their leases do (the drop-for-everyone rule).
-    discards: HashMap<u32, HashMap<(u32, u8), usize>>,
+    discards: HashMap<u128, HashMap<IpPrefix, usize>>,
     /// The same per functionality class (the quotas).
-    class_discards: HashMap<(Class, u32), HashMap<(u32, u8), usize>>,
+    class_discards: HashMap<(Class, u128), HashMap<IpPrefix, usize>>,
     /// Client keys the operator banned (revoked), and why.
     banned: BTreeMap<[u8; 32], String>,
     /// Sources whose drop-for-everyone block the operator lifted.
-    lifted: BTreeSet<u32>,
+    lifted: BTreeSet<u128>,
     /// The latest refusals, newest last: (ms, reason, message).
     refusals: std::collections::VecDeque<(u64, &'static str, String)>,
     stopping: bool,
@@ -201,31 +216,27 @@ fn internal(e: impl std::fmt::Display) -> Refused {
     (Refusal::Internal, format!("the router could not record the request ({e}); nothing was admitted"))
 }
 
+/// The client's destinations as text: addresses bare, prefixes with their length.
 fn dest_text(s: &Subject) -> String {
-    let (n, l) = s.dest();
-    if l == 32 {
-        ip4(n).to_string()
-    } else {
-        format!("{}/{l}", ip4(n))
-    }
+    let one = |p: &IpPrefix| if p.length() == 128 { addr_text(p.net()) } else { p.to_string() };
+    s.dests().iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
 fn kind_of(s: &Subject) -> ClientKind {
-    match s {
-        Subject::EndUser { .. } => ClientKind::EndUser,
-        Subject::EdgeRouter { .. } => ClientKind::EdgeRouter,
-    }
+    s.kind()
 }
 
-fn binding(s: &Subject, params: Vec<Const>) -> Binding {
-    match *s {
-        Subject::EndUser { ip } => Binding { this_ip: ip, this_subnet: None, params },
-        Subject::EdgeRouter { prefix, router_ip } => Binding { this_ip: router_ip, this_subnet: Some(prefix.into()), params },
-    }
+/// What each instance of a client's program binds: one per address (an end
+/// user) or prefix (an edge router) of its identity.
+fn bindings(s: &Subject, params: &[Const]) -> Vec<Binding> {
+    let one = |(ip, net): (u128, Option<IpPrefix>)| Binding { this_ip: ip, this_subnet: net.map(Into::into), params: params.to_vec() };
+    s.instances().into_iter().map(one).collect()
 }
 
-fn contains(outer: (u32, u8), inner: (u32, u8)) -> bool {
-    inner.1 >= outer.1 && inner.0 & netmask(outer.1) == outer.0
+/// What a lease costs the router's capacity: its program's complexity once for
+/// each instance (each address or prefix of the client's identity).
+fn load_of(s: &Subject, complexity: u64) -> u64 {
+    complexity.saturating_mul(s.instances().len() as u64)
 }
 
 /// Parameter values in declaration order: given by name, else the defaults.
@@ -288,8 +299,10 @@ impl Admission {
             .marks("lift")
             .map_err(|e| e.to_string())?
             .iter()
-            .filter_map(|(x, ..)| x.as_slice().try_into().ok())
-            .map(u32::from_be_bytes)
+            .filter_map(|(x, ..)| match x.len() {
+                4 => x.as_slice().try_into().ok().map(|b| mapped(u32::from_be_bytes(b))),
+                _ => x.as_slice().try_into().ok().map(u128::from_be_bytes),
+            })
             .collect();
         let state = State {
             store,
@@ -386,10 +399,11 @@ impl Admission {
                 self.observe_check(t0);
                 let program = Arc::new(Program::new(&checked));
                 program.instantiate(&params).map_err(|e| e.to_string())?;
-                let key: InstanceKey = (checked.id(), vinet_vocab::policy_digest(&policy), row.params.clone());
+                let key: InstanceKey = (checked.id(), vinet_vocab::policy_digest(&policy), row.params.clone(), v.subject.instances().len());
                 let st = self.lock();
                 let shared = st.instances.contains_key(&key);
-                if !shared && !st.load.fits(checked.complexity()) {
+                let load = load_of(&v.subject, checked.complexity());
+                if !shared && !st.load.fits(load) {
                     return Err(format!(
                         "complexity {} no longer fits (capacity {}, load {})",
                         checked.complexity(),
@@ -398,15 +412,15 @@ impl Admission {
                     ));
                 }
                 drop(st);
-                self.packets.install(row.id, program, binding(&v.subject, params.clone()))?;
+                self.packets.install(row.id, program, bindings(&v.subject, &params))?;
                 let mut st = self.lock();
                 let module = checked.module();
                 let lease = Lease {
                     client: row.client,
-                    subject: v.subject,
+                    subject: v.subject.clone(),
                     class: module.header.class,
                     module: checked.id(),
-                    complexity: checked.complexity(),
+                    complexity: load,
                     cost: checked.cost(),
                     lifetime_ms: module.header.lifetime_secs.saturating_mul(1000),
                     instance: key.clone(),
@@ -514,8 +528,9 @@ impl Admission {
                 ),
             ));
         }
-        let dest = id.subject.dest();
-        if !self.cfg.serves.is_empty() && !self.cfg.serves.iter().any(|&p| contains(p.into(), dest)) {
+        let dests = id.subject.dests();
+        let served = |d: &IpPrefix| self.cfg.serves.iter().any(|p| p.covers(*d));
+        if !self.cfg.serves.is_empty() && !dests.iter().all(served) {
             return refused((
                 Refusal::NotServed,
                 format!("this router does not serve {} (the identity's {})", dest_text(&id.subject), id.subject),
@@ -535,7 +550,7 @@ impl Admission {
             .cfg
             .grants
             .iter()
-            .find(|(p, _)| contains((*p).into(), dest))
+            .find(|(p, _)| p.covers(dests[0]))
             .map(|g| g.1)
             .or_else(|| self.cfg.authorities.iter().find(|x| x.key == id.authority).map(|x| x.grant))
             .unwrap_or(0);
@@ -723,20 +738,23 @@ impl Admission {
     /// Scheduler -> checker -> install -> commit, for one request.
     fn serve(&self, job: &Job) -> Reply {
         let module_id = Module::id_of(&decode_file::<Bundle>(&job.bundle, BUNDLE_MAGIC, "bundle").map(|b| b.module).unwrap_or_default());
-        let key: InstanceKey = (module_id, vinet_vocab::policy_digest(&job.policy), protocol::encode(&job.params));
+        let key: InstanceKey =
+            (module_id, vinet_vocab::policy_digest(&job.policy), protocol::encode(&job.params), job.subject.instances().len());
         let class = job.module.header.class;
         let sources = discarded_sources(&job.module, &job.params);
-        let dest = job.subject.dest();
+        let dest = dest_key(&job.subject);
+        let load = load_of(&job.subject, job.complexity);
         // Scheduler: capacity and quotas.
         let shared = {
             let st = self.lock();
             let shared = st.instances.contains_key(&key);
-            if !shared && !st.load.fits(job.complexity) {
+            if !shared && !st.load.fits(load) {
                 return refused((
                     Refusal::Capacity,
                     format!(
-                        "complexity {} does not fit: capacity {}, load {} ({} free)",
+                        "complexity {load} ({} an instance, {} instances) does not fit: capacity {}, load {} ({} free)",
                         job.complexity,
+                        job.subject.instances().len(),
                         st.load.capacity,
                         st.load.load,
                         st.load.capacity.saturating_sub(st.load.load)
@@ -749,7 +767,11 @@ impl Admission {
                 if others >= quota {
                     return refused((
                         Refusal::Quota,
-                        format!("the quota of {} programs against source {} is full ({quota} destinations)", class_name(class), ip4(x)),
+                        format!(
+                            "the quota of {} programs against source {} is full ({quota} destinations)",
+                            class_name(class),
+                            addr_text(x)
+                        ),
                     ));
                 }
             }
@@ -784,7 +806,7 @@ impl Admission {
             st.next_lease += 1;
             st.next_lease - 1
         };
-        if let Err(e) = self.packets.install(id, Arc::clone(&program), binding(&job.subject, job.params.clone())) {
+        if let Err(e) = self.packets.install(id, Arc::clone(&program), bindings(&job.subject, &job.params)) {
             return refused((Refusal::Internal, format!("the program could not be installed: {e}")));
         }
         let now = now_ms();
@@ -804,7 +826,7 @@ impl Admission {
             paid: job.pay,
         };
         let (module, complexity, paid) = (checked.id().to_string(), checked.complexity(), job.pay);
-        let notice = self.would_block(&st, &sources, job.subject.dest());
+        let notice = self.would_block(&st, &sources, dest);
         let stored = notice.clone();
         let answer = |balance| {
             protocol::encode(&Reply::Admitted { lease: id, module, complexity, expires_ms: end_ms, shared, paid, balance, notice: stored })
@@ -819,10 +841,10 @@ impl Admission {
         };
         let lease = Lease {
             client: job.client,
-            subject: job.subject,
+            subject: job.subject.clone(),
             class,
             module: checked.id(),
-            complexity: checked.complexity(),
+            complexity: load,
             cost: checked.cost(),
             lifetime_ms,
             instance: key,
@@ -981,7 +1003,7 @@ impl Admission {
     /// The sources more than N destinations discard are dropped for everyone.
     /// The notice an admission from `dest` discarding `sources` would set off:
     /// a source it would make the router drop for everyone.
-    fn would_block(&self, st: &State, sources: &BTreeSet<u32>, dest: (u32, u8)) -> Option<String> {
+    fn would_block(&self, st: &State, sources: &BTreeSet<u128>, dest: IpPrefix) -> Option<String> {
         let n = self.cfg.drop_for_everyone;
         let hit: Vec<String> = sources
             .iter()
@@ -991,7 +1013,7 @@ impl Admission {
                 *d.entry(dest).or_default() += 1;
                 networks(&d) > n
             })
-            .map(|&x| ip4(x).to_string())
+            .map(|&x| addr_text(x))
             .collect();
         (!hit.is_empty()).then(|| {
             format!(
@@ -1005,26 +1027,26 @@ impl Admission {
     /// everyone (see [`networks`]); returns the alerts raised.
     fn update_blocks(&self, st: &mut State) -> Vec<String> {
         let n = self.cfg.drop_for_everyone;
-        let blocked: BTreeSet<u32> =
+        let blocked: BTreeSet<u128> =
             st.discards.iter().filter(|(x, d)| d.len() > n && networks(d) > n && !st.lifted.contains(x)).map(|(&x, _)| x).collect();
         if blocked == st.blocked {
             return vec![];
         }
         let mut alerts = vec![];
         for &x in blocked.difference(&st.blocked) {
-            let d = st.discards.get(&x).map(|d| d.keys().map(|&(a, l)| prefix_text(a, l)).collect::<Vec<_>>()).unwrap_or_default();
+            let d = st.discards.get(&x).map(|d| d.keys().map(IpPrefix::to_string).collect::<Vec<_>>()).unwrap_or_default();
             let why = format!(
                 "source {} is dropped for everyone: {} destinations in more than {n} networks discard it ({})",
-                ip4(x),
+                addr_text(x),
                 d.len(),
                 d.join(", ")
             );
-            tracing::warn!(alert = "source_dropped_for_everyone", source = %ip4(x), threshold = n, "ALERT: {why}");
+            tracing::warn!(alert = "source_dropped_for_everyone", source = %addr_text(x), threshold = n, "ALERT: {why}");
             self.metrics.inc("vinet_alerts_total", &labels(&[("kind", "source_dropped_for_everyone")]));
             alerts.push(why);
         }
         for &x in st.blocked.difference(&blocked) {
-            tracing::info!(source = %ip4(x), "source no longer dropped for everyone");
+            tracing::info!(source = %addr_text(x), "source no longer dropped for everyone");
         }
         st.blocked = blocked.clone();
         self.packets.block(blocked);
@@ -1050,7 +1072,7 @@ impl Admission {
             installed: st.leases.len() as u64,
             instances: st.instances.len() as u64,
             queues: st.queues.lengths(),
-            blocked_sources: st.blocked.iter().map(|&x| ip4(x).to_string()).collect(),
+            blocked_sources: st.blocked.iter().map(|&x| addr_text(x)).collect(),
             block_reasons: st
                 .blocked
                 .iter()
@@ -1059,7 +1081,7 @@ impl Admission {
                     let nets = st.discards.get(x).map_or(0, networks);
                     format!(
                         "{}: {d} destinations in {nets} networks discard it, more than this router's {} (drop_for_everyone); its operator can lift the block",
-                        ip4(*x),
+                        addr_text(*x),
                         self.cfg.drop_for_everyone
                     )
                 })
@@ -1120,7 +1142,9 @@ impl Admission {
             ("vinet_packets_generated_total", r.generated),
             ("vinet_windows_total", r.windows),
             ("vinet_frames_unparsed_total", r.unparsed),
-            ("vinet_frames_not_ipv4_total", r.not_ipv4),
+            ("vinet_frames_not_ip_total", r.not_ip),
+            ("vinet_fragment_verdicts_total", r.fragment_verdicts),
+            ("vinet_generations_skipped_total", r.skipped_generations),
             ("vinet_program_runs_total", r.runs),
             ("vinet_program_faults_total", r.faults),
             ("vinet_blocked_source_dropped_total", snap.blocked_dropped),
@@ -1170,9 +1194,9 @@ impl Admission {
             let w = w.ok_or("which client? give the hex of its key (as `clients` lists it)")?;
             vinet_proto::identity::unhex::<32>(w).map_err(|e| format!("{w:?} is not a client key: {e}"))
         };
-        let source = |w: Option<&&str>| -> Result<u32, String> {
+        let source = |w: Option<&&str>| -> Result<u128, String> {
             let w = w.ok_or("which source? give its address")?;
-            w.parse::<std::net::Ipv4Addr>().map(u32::from).map_err(|_| format!("{w:?} is not an IPv4 address"))
+            parse_addr(w).ok_or_else(|| format!("{w:?} is not an IPv4 or IPv6 address"))
         };
         let now = now_ms();
         let mut out = String::new();
@@ -1217,9 +1241,8 @@ impl Admission {
                     } else {
                         continue;
                     };
-                    let dests: Vec<String> =
-                        d.keys().map(|&(n, l)| vinet_vocab::Ipv4Prefix::new(n, l).map_or(String::new(), |p| p.to_string())).collect();
-                    let _ = writeln!(out, "source {}: {state}; {} destinations discard it: {}", ip4(x), d.len(), dests.join(", "));
+                    let dests: Vec<String> = d.keys().map(IpPrefix::to_string).collect();
+                    let _ = writeln!(out, "source {}: {state}; {} destinations discard it: {}", addr_text(x), d.len(), dests.join(", "));
                 }
             }
             "evict" => {
@@ -1259,7 +1282,7 @@ impl Admission {
                 st.store.mark("lift", &x.to_be_bytes(), now, "lifted by the operator").map_err(|e| e.to_string())?;
                 st.lifted.insert(x);
                 self.update_blocks(&mut st);
-                let _ = writeln!(out, "source {}: the drop-for-everyone block is lifted", ip4(x));
+                let _ = writeln!(out, "source {}: the drop-for-everyone block is lifted", addr_text(x));
             }
             "refusals" => {
                 for (at, reason, message) in &self.lock().refusals {
@@ -1293,7 +1316,7 @@ impl State {
         }
         e.1 += 1;
         self.ends.insert((l.end_ms, id));
-        let dest = l.subject.dest();
+        let dest = dest_key(&l.subject);
         for &x in &l.sources {
             *self.discards.entry(x).or_default().entry(dest).or_default() += 1;
             *self.class_discards.entry((l.class, x)).or_default().entry(dest).or_default() += 1;
@@ -1304,7 +1327,7 @@ impl State {
     fn remove_lease(&mut self, id: u64) -> Option<Lease> {
         let l = self.leases.remove(&id)?;
         self.ends.remove(&(l.end_ms, id));
-        let dest = l.subject.dest();
+        let dest = dest_key(&l.subject);
         for &x in &l.sources {
             for map in [self.discards.get_mut(&x), self.class_discards.get_mut(&(l.class, x))].into_iter().flatten() {
                 if let Some(c) = map.get_mut(&dest) {
@@ -1377,7 +1400,9 @@ fn describe(m: &Metrics) {
         ("vinet_program_runs_total", "counter", "Program runs (one a window and installed client with packets)."),
         ("vinet_program_faults_total", "counter", "Program runs that faulted (their effects thrown away)."),
         ("vinet_frames_unparsed_total", "counter", "Frames that did not parse (forwarded untouched)."),
-        ("vinet_frames_not_ipv4_total", "counter", "Frames that parsed but are not IPv4 (forwarded untouched)."),
+        ("vinet_frames_not_ip_total", "counter", "Frames that parsed but are no packet of a window: neither IPv4 nor IPv6, or IPv6 with an IPv4-mapped address (forwarded untouched)."),
+        ("vinet_fragment_verdicts_total", "counter", "Later IPv6 fragments given the verdict of their datagram's first fragment."),
+        ("vinet_generations_skipped_total", "counter", "GENERATEs that sent nothing: their source and destination are of different families."),
         ("vinet_nfqueue_dropped_total", "counter", "Packets the kernel dropped before vinetd saw them, by reason."),
         ("vinet_packets_received_total", "counter", "Packets received from the live source."),
         ("vinet_frames_total", "counter", "Frames that entered a window."),
@@ -1394,8 +1419,8 @@ fn describe(m: &Metrics) {
         ("vinet_kernel_blocked_dropped_total", "counter", "Packets from sources dropped for everyone, dropped in the kernel."),
         ("vinet_kernel_queued_windowed_total", "counter", "Packets the kernel queued to the windowed lane."),
         ("vinet_kernel_queued_local_total", "counter", "Packets the kernel queued to the packet-local lanes."),
-        ("vinet_ipv6_forwarded_total", "counter", "Forwarded IPv6 packets, which programs do not see (ipv6 = \"forward\")."),
-        ("vinet_ipv6_dropped_total", "counter", "Forwarded IPv6 packets dropped (ipv6 = \"drop\")."),
+        ("vinet_ipv6_forwarded_total", "counter", "Forwarded IPv6 packets to no client with a program, forwarded untouched (ipv6 = \"forward\")."),
+        ("vinet_ipv6_dropped_total", "counter", "Forwarded IPv6 packets to no client with a program, dropped (ipv6 = \"drop\")."),
     ] {
         m.describe(n, k, h);
     }
@@ -1516,8 +1541,14 @@ mod tests {
         assert_eq!(resolve_params(&m, &[("A".into(), Const::Addr(9))]).unwrap()[0], Const::Addr(9));
         assert!(resolve_params(&m, &[("B".into(), Const::Addr(9))]).unwrap_err().contains("no parameter B"));
         assert!(resolve_params(&m, &[("A".into(), Const::Num(9))]).unwrap_err().contains("expected Addr"));
-        assert!(contains((0x0a00_0000, 8), (0x0a01_0203, 32)));
-        assert!(!contains((0x0a00_0000, 8), (0x0b01_0203, 32)));
-        assert!(!contains((0x0a01_0000, 16), (0x0a00_0000, 8)));
+    }
+
+    /// Destinations in one IPv4 /24 or one IPv6 /48 are one network.
+    #[test]
+    fn networks_are_sites_of_either_family() {
+        let d = |ps: &[&str]| ps.iter().map(|p| (p.parse::<IpPrefix>().unwrap(), 1)).collect::<HashMap<_, _>>();
+        assert_eq!(networks(&d(&["10.0.3.2", "10.0.3.7", "10.0.4.2", "10.0.0.0/8"])), 3);
+        assert_eq!(networks(&d(&["2001:db8:1::2", "2001:db8:1:ff::9", "2001:db8:2::1", "2001:db8::/32"])), 3);
+        assert_eq!(networks(&d(&["10.0.3.2", "::ffff:10.0.3.9", "fd00:3::2"])), 2);
     }
 }

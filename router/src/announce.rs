@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use vinet_proto::directory::{sign, Announcement, SignedAnnouncement, ANNOUNCEMENT_VERSION};
-use vinet_proto::identity::{hex, parse_secret_key, SignedIdentity, Subject};
+use vinet_proto::identity::{hex, parse_secret_key, SignedIdentity};
 use vinet_proto::keyfile::router_key;
 
 use crate::config::Config;
@@ -29,18 +29,20 @@ pub fn announcement(cfg: &Config, now: u64) -> Result<SignedAnnouncement, String
     let key = parse_secret_key(&text).map_err(|e| format!("[announce] key {}: {e}", a.key.display()))?;
     let identity = SignedIdentity::from_file(&read(&a.identity, "identity")?)
         .map_err(|e| format!("[announce] identity {}: {e}", a.identity.display()))?;
-    let Subject::EdgeRouter { prefix, .. } = identity.cert.subject else {
+    if identity.cert.subject.kind() != vinet_checker::policy::ClientKind::EdgeRouter {
         return Err(format!(
             "[announce] identity {} is an end user's ({}): issue one with --prefix NET/LEN --router-ip IP",
             a.identity.display(),
             identity.cert.subject
         ));
-    };
+    }
+    // Version 1 announcements carry IPv4 prefixes: an identity's IPv6 prefixes are not announced.
+    let own: Vec<_> = identity.cert.subject.dests().into_iter().filter(|p| p.is_v4()).collect();
     if now >= identity.cert.not_after {
         return Err(format!("[announce] identity {} expired at {} (now {now})", a.identity.display(), identity.cert.not_after));
     }
     let (_, noise_key) = router_key(&cfg.router_key)?;
-    let prefixes = if a.prefixes.is_empty() { vec![prefix] } else { a.prefixes.clone() };
+    let prefixes = if a.prefixes.is_empty() { own } else { a.prefixes.clone() };
     let announcement = Announcement {
         version: ANNOUNCEMENT_VERSION,
         address: u32::from(*a.address.ip()),

@@ -25,7 +25,7 @@ use vinet_checker::Module;
 
 /// The sources `module` discards, with `params` the bound parameter values
 /// (declaration order, defaults filled in).
-pub fn discarded_sources(module: &Module, params: &[Const]) -> BTreeSet<u32> {
+pub fn discarded_sources(module: &Module, params: &[Const]) -> BTreeSet<u128> {
     // Registers written exactly once.
     let mut writes: HashMap<Reg, u32> = HashMap::new();
     for insn in &module.code {
@@ -38,19 +38,19 @@ pub fn discarded_sources(module: &Module, params: &[Const]) -> BTreeSet<u32> {
         }
     }
     let once = |r: Reg| writes.get(&r) == Some(&1);
-    let mut addr: HashMap<Reg, u32> = HashMap::new();
-    let mut from: HashMap<Reg, u32> = HashMap::new();
+    let mut addr: HashMap<Reg, u128> = HashMap::new();
+    let mut from: HashMap<Reg, u128> = HashMap::new();
     let mut out = BTreeSet::new();
     for insn in &module.code {
         match *insn {
             Insn::Const { dst, k } if once(dst) => {
-                if let Some(Const::Addr(a)) = module.consts.get(k as usize) {
-                    addr.insert(dst, *a);
+                if let Some(a) = module.consts.get(k as usize).and_then(Const::addr) {
+                    addr.insert(dst, a);
                 }
             }
             Insn::Param { dst, p } if once(dst) => {
-                if let Some(Const::Addr(a)) = params.get(p as usize) {
-                    addr.insert(dst, *a);
+                if let Some(a) = params.get(p as usize).and_then(Const::addr) {
+                    addr.insert(dst, a);
                 }
             }
             Insn::Copy { dst, src } if once(dst) => {
@@ -88,6 +88,7 @@ pub fn discarded_sources(module: &Module, params: &[Const]) -> BTreeSet<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vinet_checker::mapped;
 
     fn module(src: &str) -> Module {
         vinet_lang::compile("t.vinet", src.as_bytes(), &[]).unwrap_or_else(|d| panic!("{}", d.render())).module
@@ -105,22 +106,33 @@ mod tests {
     #[test]
     fn the_papers_programs() {
         let fw = example("firewall.vinet");
-        assert_eq!(discarded_sources(&fw, &defaults(&fw)), BTreeSet::from([0xcb00_7109]));
+        assert_eq!(discarded_sources(&fw, &defaults(&fw)), BTreeSet::from([mapped(0xcb00_7109)]));
         // The bound parameter value counts, not the default.
-        assert_eq!(discarded_sources(&fw, &[Const::Addr(0x0a00_0102)]), BTreeSet::from([0x0a00_0102]));
+        assert_eq!(discarded_sources(&fw, &[Const::Addr(0x0a00_0102)]), BTreeSet::from([mapped(0x0a00_0102)]));
         let mc = example("multicast.vinet");
-        assert_eq!(discarded_sources(&mc, &defaults(&mc)), BTreeSet::from([0xc633_6407]));
+        assert_eq!(discarded_sources(&mc, &defaults(&mc)), BTreeSet::from([mapped(0xc633_6407)]));
         for e in ["spam_filter.vinet", "worm_blocker.vinet"] {
             let m = example(e);
             assert!(discarded_sources(&m, &defaults(&m)).is_empty(), "{e}");
         }
     }
 
+    /// Issue 15: a dual-stack firewall discards both of its sources, IPv4 and IPv6.
+    #[test]
+    fn ipv6_sources_count() {
+        let m = module(
+            "LIFETIME = 1 hours\nPARAM A = 203.0.113.9;\nPARAM B = 2001:db8:bad::9;\nMine = GROUP_BY_DESTINATION(AllPackets, THIS_IP);\n\
+             DISCARD(GROUP_BY_SOURCE(Mine, A));\nDISCARD(GROUP_BY_SOURCE(Mine, B));",
+        );
+        let b: u128 = "2001:db8:bad::9".parse::<std::net::Ipv6Addr>().unwrap().into();
+        assert_eq!(discarded_sources(&m, &defaults(&m)), BTreeSet::from([mapped(0xcb00_7109), b]));
+    }
+
     #[test]
     fn only_what_is_certain() {
         // Nested calls and constants count.
         let m = module("LIFETIME = 1 hours\nDISCARD(GROUP_BY_SOURCE(GROUP_BY_DESTINATION(AllPackets, THIS_IP), 192.0.2.1));");
-        assert_eq!(discarded_sources(&m, &[]), BTreeSet::from([0xc000_0201]));
+        assert_eq!(discarded_sources(&m, &[]), BTreeSet::from([mapped(0xc000_0201)]));
         // A prefix is not one source; a set that is only grouped is not discarded.
         let m = module("LIFETIME = 1 hours\nDISCARD(GROUP_BY_SOURCE(GROUP_BY_DESTINATION(AllPackets, THIS_IP), 192.0.2.0/24));");
         assert!(discarded_sources(&m, &[]).is_empty());

@@ -8,7 +8,6 @@
 //! one after another; the first step that fails stops the run with that
 //! step's exit code, and nothing after it is done.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use vinet_checker::cert::{decode_file, Bundle, BUNDLE_MAGIC};
@@ -90,7 +89,7 @@ fn step(n: u32, what: &str) {
 pub fn run(args: Args) -> Result<(), Failure> {
     // Everything that can be refused without work is refused first.
     let trust_dir = args.dir.clone();
-    let source: Option<Ipv4Addr> = args.source.as_deref().map(|s| locate::address("--source ", s)).transpose()?;
+    let source: Option<u128> = args.source.as_deref().map(|s| locate::address("--source ", s)).transpose()?;
     let (program, from_block) = match (&args.program, &args.kind) {
         (Some(_), Some(_)) => {
             return Err(Failure::Usage("give --program PROG.vinet or a kind to generate (firewall, spam, ...), not both".into()))
@@ -129,10 +128,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let verb = new::write(&g, Some(&path), c.force)?;
             step(1, &format!("new: {verb} {}: {}", path.display(), g.summary));
             let block = match &kind {
-                Kind::Firewall(f) if f.blocks.len() == 1 => f.blocks[0].trim().parse::<vinet_vocab::Ipv4Prefix>().ok().map(|p| p.net()),
+                Kind::Firewall(f) if f.blocks.len() == 1 => f.blocks[0].trim().parse::<vinet_vocab::IpPrefix>().ok().map(|p| p.net()),
                 _ => None,
             };
-            (path, block.map(Ipv4Addr::from))
+            (path, block)
         }
     };
     let Some(source) = source.or(from_block) else {
@@ -149,7 +148,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     step(
         3,
         &format!(
-            "locate: the edge router nearest {source}{}",
+            "locate: the edge router nearest {}{}",
+            vinet_vocab::addr_text(source),
             if from_block.is_some() && args.source.is_none() { " (the blocked source)" } else { "" }
         ),
     );

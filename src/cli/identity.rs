@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use vinet_proto::clock::unix_now;
 use vinet_proto::identity::{hex, issue, parse_public_key, parse_secret_key, SignedIdentity, Subject};
 use vinet_vocab::names::parse_duration;
-use vinet_vocab::Ipv4Prefix;
+use vinet_vocab::IpPrefix;
 
 use super::{read_input, Failure};
 
@@ -52,15 +52,16 @@ pub struct IssueArgs {
     /// The client's public key file (or its hex).
     #[arg(long, value_name = "KEY.pub")]
     pub client: String,
-    /// An end user's address (THIS_IP).
-    #[arg(long, value_name = "IP", conflicts_with = "prefix")]
-    pub address: Option<std::net::Ipv4Addr>,
-    /// An edge router's prefix (THIS_SUBNET_IP).
+    /// An end user's address (THIS_IP), IPv4 or IPv6; repeat it for a client with
+    /// several (a dual-stack host): its programs run once for each.
+    #[arg(long, value_name = "IP", conflicts_with = "prefix", value_parser = addr_arg)]
+    pub address: Vec<u128>,
+    /// An edge router's prefix (THIS_SUBNET_IP), IPv4 or IPv6; repeat it for several.
     #[arg(long, value_name = "NET/LEN", requires = "router_ip", value_parser = prefix_arg)]
-    pub prefix: Option<Ipv4Prefix>,
-    /// The edge router's own address (its THIS_IP).
-    #[arg(long, value_name = "IP")]
-    pub router_ip: Option<std::net::Ipv4Addr>,
+    pub prefix: Vec<IpPrefix>,
+    /// The edge router's own address (its THIS_IP); one of each family at most.
+    #[arg(long, value_name = "IP", value_parser = addr_arg)]
+    pub router_ip: Vec<u128>,
     /// How long it is valid, from now (or from --not-before).
     #[arg(long, value_name = "DURATION", default_value = "365 days")]
     pub valid_for: String,
@@ -72,8 +73,12 @@ pub struct IssueArgs {
     pub output: PathBuf,
 }
 
-fn prefix_arg(s: &str) -> Result<Ipv4Prefix, String> {
+fn prefix_arg(s: &str) -> Result<IpPrefix, String> {
     s.parse().map_err(|e: vinet_vocab::PrefixError| e.to_string())
+}
+
+fn addr_arg(s: &str) -> Result<u128, String> {
+    vinet_vocab::parse_addr(s).ok_or_else(|| format!("`{s}` is not an IPv4 or IPv6 address"))
 }
 
 /// Run `vinetc identity`.
@@ -107,11 +112,15 @@ fn issue_cmd(a: IssueArgs) -> Result<(), Failure> {
     let authority = parse_secret_key(&text).map_err(|e| Failure::Usage(format!("{}: {e}", a.authority.display())))?;
     let client_text = std::fs::read_to_string(&a.client).unwrap_or_else(|_| a.client.clone());
     let client = parse_public_key(&client_text).map_err(|e| Failure::Usage(format!("--client: {e}")))?;
-    let subject = match (a.address, a.prefix, a.router_ip) {
-        (Some(ip), None, _) => Subject::EndUser { ip: ip.into() },
-        (None, Some(prefix), Some(r)) => Subject::EdgeRouter { prefix, router_ip: r.into() },
-        _ => return Err(Failure::Usage("give --address IP (an end user) or --prefix NET/LEN with --router-ip IP (an edge router)".into())),
-    };
+    let subject = match (a.address.is_empty(), a.prefix.is_empty(), a.router_ip.is_empty()) {
+        (false, true, _) => Subject::host(a.address),
+        (true, false, false) => Subject::site(a.prefix, a.router_ip),
+        _ => {
+            let usage = "give --address IP (an end user; repeat it for several) or --prefix NET/LEN with --router-ip IP (an edge router)";
+            return Err(Failure::Usage(usage.into()));
+        }
+    }
+    .map_err(Failure::Usage)?;
     let secs = parse_duration(&a.valid_for).map_err(|e| Failure::Usage(format!("--valid-for: {e}")))?;
     let nb = a.not_before.unwrap_or_else(unix_now);
     let id = issue(&authority, &client, subject, nb, nb.saturating_add(secs)).map_err(|e| Failure::Usage(e.to_string()))?;

@@ -75,11 +75,13 @@ pub fn describe(bytes: &[u8]) -> Result<String, String> {
 
 fn const_text(c: &Const) -> String {
     match c {
-        Const::Addr(a) => addr(*a),
+        Const::Addr(_) | Const::Addr6(_) => c.addr().map(vinet_vocab::addr_text).unwrap_or_default(),
         // A module inspect reads is not checked: show a malformed prefix as it is.
-        Const::Prefix(n, l) => {
-            vinet_vocab::Ipv4Prefix::new(*n, *l).map_or_else(|_| format!("{}/{l} (not a prefix)", addr(*n)), |p| p.to_string())
-        }
+        Const::Prefix(..) | Const::Prefix6(..) => match c.prefix() {
+            Some((n, l)) => vinet_vocab::IpPrefix::new(n, l)
+                .map_or_else(|_| format!("{}/{l} (not a prefix)", vinet_vocab::addr_text(n)), |p| p.to_string()),
+            None => String::new(),
+        },
         Const::Str(s) => format!("{s:?}"),
         Const::Num(n) => n.to_string(),
     }
@@ -87,16 +89,11 @@ fn const_text(c: &Const) -> String {
 
 fn const_kind(c: &Const) -> &'static str {
     match c {
-        Const::Addr(_) => "address",
-        Const::Prefix(..) => "prefix",
+        Const::Addr(_) | Const::Addr6(_) => "address",
+        Const::Prefix(..) | Const::Prefix6(..) => "prefix",
         Const::Str(_) => "string",
         Const::Num(_) => "number",
     }
-}
-
-fn addr(a: u32) -> String {
-    let [x, y, z, w] = a.to_be_bytes();
-    format!("{x}.{y}.{z}.{w}")
 }
 
 fn list_module(bytes: &[u8]) -> Result<String, String> {

@@ -2,12 +2,11 @@
 //! router nearest a traffic source, from a directory of signed announcements
 //! (CONTRACT section 9; `vinet_proto::directory` verifies them).
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use vinet_proto::directory::{parse_file, At, Directory, Entry};
 use vinet_proto::identity::{hex, parse_public_key, VerifyingKey};
-use vinet_vocab::Ipv4Prefix;
+use vinet_vocab::{addr_text, parse_addr, IpPrefix};
 
 use super::upload::until;
 use super::{Failure, Format};
@@ -114,10 +113,11 @@ impl DirArgs {
 }
 
 /// The router for `addr`, or exit 1 with the reason.
-pub fn find(dir: &Directory, addr: Ipv4Addr) -> Result<(&At, &Entry, Ipv4Prefix), Failure> {
-    dir.locate(u32::from(addr)).ok_or_else(|| {
+pub fn find(dir: &Directory, addr: u128) -> Result<(&At, &Entry, IpPrefix), Failure> {
+    dir.locate(addr).ok_or_else(|| {
         Failure::Rejected(format!(
-            "no trusted router announces a prefix containing {addr} ({} used, {} refused)",
+            "no trusted router announces a prefix containing {} ({} used, {} refused)",
+            addr_text(addr),
             count(dir.entries.len()),
             count(dir.refused.len())
         ))
@@ -130,14 +130,15 @@ fn count(n: usize) -> String {
 }
 
 /// Parse an address argument.
-pub fn address(flag: &str, s: &str) -> Result<Ipv4Addr, Failure> {
-    s.trim().parse().map_err(|_| Failure::Usage(format!("{flag}{s}: not an IPv4 address (a.b.c.d)")))
+pub fn address(flag: &str, s: &str) -> Result<u128, Failure> {
+    parse_addr(s.trim()).ok_or_else(|| Failure::Usage(format!("{flag}{s}: not an IPv4 or IPv6 address")))
 }
 
 /// One line about a located router.
-pub fn describe(addr: Ipv4Addr, at: &At, e: &Entry, prefix: Ipv4Prefix) -> String {
+pub fn describe(addr: u128, at: &At, e: &Entry, prefix: IpPrefix) -> String {
     format!(
-        "{addr} is behind {prefix}: router {} (key {}), entry {at}, expires in {}",
+        "{} is behind {prefix}: router {} (key {}), entry {at}, expires in {}",
+        addr_text(addr),
         e.address,
         &hex(&e.noise_key)[..16],
         until(e.expires.saturating_mul(1000))

@@ -162,6 +162,9 @@ struct Gen<'r> {
 
 const MAX_DEPTH: usize = 4;
 
+/// 2001:db8::, the IPv6 documentation prefix: the oracle's IPv6 client and its neighbours live in 2001:db8::/64.
+pub const V6: u128 = 0x2001_0db8 << 96;
+
 /// What entering a key guard changed: the context's index, its guard flags before, and the
 /// registers whose info it changed, with their info before.
 type GuardSave = (usize, bool, bool, Vec<(Reg, Info)>);
@@ -191,10 +194,13 @@ pub fn module(r: &mut Rng) -> Generated {
         generates: false,
     };
     if g.r.chance(30) {
-        g.params.push(Param { name: "P_ADDR".into(), default: Const::Addr(0xcb00_7109) });
+        // An address parameter of either family (issue 15).
+        let p_addr = if g.r.chance(50) { Const::Addr(0xcb00_7109) } else { Const::Addr6(V6 | 0xbad << 64 | 9) };
+        g.params.push(Param { name: "P_ADDR".into(), default: p_addr });
         g.params.push(Param { name: "P_NUM".into(), default: Const::Num(3) });
         g.params.push(Param { name: "P_STR".into(), default: Const::Str("via".into()) });
-        g.params.push(Param { name: "P_NET".into(), default: Const::Prefix(0xc633_6400, 24) });
+        let p_net = if g.r.chance(50) { Const::Prefix(0xc633_6400, 24) } else { Const::Prefix6(V6 | 0x64 << 64, 64) };
+        g.params.push(Param { name: "P_NET".into(), default: p_net });
     }
     while g.budget > 0 {
         g.stmt();
@@ -405,9 +411,16 @@ impl Gen<'_> {
                 return d;
             }
             1 if !self.params.is_empty() => self.emit(Insn::Param { dst: d, p: 0 }),
-            _ => {
+            // IPv4 and IPv6 constants: the client's own addresses of both families, neighbours, the
+            // world, and masks (the oracle's clients are 10.0.0.7 and 2001:db8::7).
+            _ if self.r.chance(50) => {
                 let a = self.r.pick(&[0x0a00_0007, 0x0a00_0005, 0xcb00_7109, 0xc633_6407, 0x0808_0808, 0xffff_ff00]);
                 let k = self.konst(Const::Addr(a));
+                self.emit(Insn::Const { dst: d, k })
+            }
+            _ => {
+                let a = self.r.pick(&[V6 | 7, V6 | 5, V6 | 0xbad << 64 | 9, 0xfe80 << 112 | 7, 1, u128::MAX, u128::MAX << 64]);
+                let k = self.konst(Const::Addr6(a));
                 self.emit(Insn::Const { dst: d, k })
             }
         }
@@ -428,8 +441,14 @@ impl Gen<'_> {
         if !self.params.is_empty() && self.r.chance(30) {
             self.emit(Insn::Param { dst: d, p: 3 });
         } else {
-            let (n, l) = self.r.pick(&[(0x0a00_0000, 24), (0x0a00_0000, 8), (0xc633_6400, 24), (0, 0), (0x0a00_0007, 32)]);
-            let k = self.konst(Const::Prefix(n, l));
+            let c = if self.r.chance(50) {
+                let (n, l) = self.r.pick(&[(0x0a00_0000, 24), (0x0a00_0000, 8), (0xc633_6400, 24), (0, 0), (0x0a00_0007, 32)]);
+                Const::Prefix(n, l)
+            } else {
+                let (n, l) = self.r.pick(&[(V6, 64), (V6, 32), (V6 | 7, 128), (0, 0), (0xfe80 << 112, 10), (V6 | 0x64 << 64, 64)]);
+                Const::Prefix6(n, l)
+            };
+            let k = self.konst(c);
             self.emit(Insn::Const { dst: d, k });
         }
         self.set_info(d, Info::Plain);

@@ -1,7 +1,7 @@
 //! # vinet-vocab: one home for each notion vinet's crates share
 //!
 //! The language front end, the policy reader, the router's configuration and
-//! the command-line tools all speak of the same few things: IPv4 prefixes,
+//! the command-line tools all speak of the same few things: addresses and prefixes (IPv4 and IPv6),
 //! the names of the functionality classes, of the routines and of the units
 //! of a LIFETIME, and install-time parameter values given as text. Each of
 //! them is written here once, as a type or a table, and every crate reads it
@@ -27,7 +27,7 @@ pub mod names;
 pub mod params;
 pub mod prefix;
 
-pub use prefix::{Ipv4Prefix, PrefixError};
+pub use prefix::{addr_const, addr_text, parse_addr, v4_of, IpPrefix, PrefixError};
 
 /// A policy's digest, for logs and caches (kept out of the trusted base,
 /// which has no use for it): blake3 of its postcard encoding.

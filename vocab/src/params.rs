@@ -8,11 +8,9 @@
 //! has one (the front end refuses a free name that no `--param` gave at
 //! build), so a parameter cannot be missing at install.
 
-use std::net::Ipv4Addr;
-
 use vinet_checker::bytecode::{Const, Param};
 
-use crate::Ipv4Prefix;
+use crate::{addr_text, parse_addr, IpPrefix};
 
 /// Why parameter values were refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,16 +51,20 @@ fn names(declared: &[String]) -> String {
 /// A parameter's value as text, the way `--param` takes it (strings bare).
 pub fn value_text(c: &Const) -> String {
     match c {
-        Const::Addr(a) => Ipv4Addr::from(*a).to_string(),
+        Const::Addr(_) | Const::Addr6(_) => c.addr().map(addr_text).unwrap_or_default(),
         // A checked module's prefixes are prefixes (the validator refuses host bits).
-        Const::Prefix(n, l) => Ipv4Prefix::new(*n, *l).map_or_else(|e| e.to_string(), |p| p.to_string()),
+        Const::Prefix(..) | Const::Prefix6(..) => match c.prefix().map(|(n, l)| IpPrefix::new(n, l)) {
+            Some(Ok(p)) => p.to_string(),
+            Some(Err(e)) => e.to_string(),
+            None => String::new(),
+        },
         Const::Num(n) => n.to_string(),
         Const::Str(s) => s.clone(),
     }
 }
 
 /// A value of the type of `declared` (a parameter's default) from its text:
-/// an address `a.b.c.d`, a prefix (see [`Ipv4Prefix`]'s parser), a decimal
+/// an address (`a.b.c.d` or IPv6), a prefix (see [`IpPrefix`]'s parser), a decimal
 /// number, or a string. A string is the text itself; text in double quotes
 /// is decoded by `unquote` (the language's string literal, escapes and all:
 /// this crate does not depend on the front end, which owns that syntax).
@@ -71,10 +73,12 @@ pub fn typed_value(
 ) -> Result<Const, ParamError> {
     let bad = |expected, reason| ParamError::Value { name: name.to_string(), value: value.to_string(), expected, reason };
     match declared {
-        Const::Addr(_) => value.parse::<Ipv4Addr>().map(|a| Const::Addr(a.into())).map_err(|_| bad("an address (a.b.c.d)", None)),
-        Const::Prefix(..) => match value.parse::<Ipv4Prefix>() {
-            Ok(p) => Ok(Const::Prefix(p.net(), p.length())),
-            Err(e) => Err(bad("a prefix (a.b.c.d/len)", Some(e.to_string()))),
+        Const::Addr(_) | Const::Addr6(_) => {
+            parse_addr(value).map(crate::addr_const).ok_or_else(|| bad("an address (a.b.c.d or IPv6)", None))
+        }
+        Const::Prefix(..) | Const::Prefix6(..) => match value.parse::<IpPrefix>() {
+            Ok(p) => Ok(p.to_const()),
+            Err(e) => Err(bad("a prefix (a.b.c.d/len or IPv6/len)", Some(e.to_string()))),
         },
         Const::Num(_) => {
             let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
@@ -149,6 +153,16 @@ mod tests {
             Ok(vec![Const::Num(42), Const::Addr(0xcb00_7109), Const::Prefix(0x0a01_0000, 16)])
         );
         assert_eq!(bind(&d, &[("Net", "10.1.0.7")]).unwrap()[2], Const::Prefix(0x0a01_0007, 32));
+        // An address or prefix parameter takes either family, whatever its default's.
+        let doc: u128 = 0x2001_0db8 << 96;
+        assert_eq!(
+            bind(&d, &[("Net", "2001:db8::/32"), ("Src", "2001:db8:bad::9")]),
+            Ok(vec![Const::Num(8), Const::Addr6(doc | 0xbad << 80 | 9), Const::Prefix6(doc, 32)])
+        );
+        assert_eq!(bind(&d, &[("Src", "::ffff:203.0.113.9")]).unwrap()[1], Const::Addr(0xcb00_7109), "IPv4-mapped is IPv4");
+        assert_eq!(value_text(&Const::Addr6(doc | 9)), "2001:db8::9");
+        assert_eq!(value_text(&Const::Prefix6(doc, 32)), "2001:db8::/32");
+        assert_eq!(value_text(&Const::Prefix(0x0a00_0000, 8)), "10.0.0.0/8");
     }
 
     #[test]
@@ -162,10 +176,10 @@ mod tests {
         assert_eq!(e(&d, &[("N", "viagra")]), "--param N=viagra: N is a number");
         assert_eq!(e(&d, &[("N", "+1")]), "--param N=+1: N is a number");
         assert_eq!(e(&d, &[("N", "99999999999999999999")]), "--param N=99999999999999999999: N is a number: too large for 64 bits");
-        assert_eq!(e(&d, &[("Src", "42")]), "--param Src=42: Src is an address (a.b.c.d)");
+        assert_eq!(e(&d, &[("Src", "42")]), "--param Src=42: Src is an address (a.b.c.d or IPv6)");
         assert_eq!(
             e(&d, &[("Net", "10.0.0.1/8")]),
-            "--param Net=10.0.0.1/8: Net is a prefix (a.b.c.d/len): `10.0.0.1/8` has host bits set (did you mean 10.0.0.0/8?)"
+            "--param Net=10.0.0.1/8: Net is a prefix (a.b.c.d/len or IPv6/len): `10.0.0.1/8` has host bits set (did you mean 10.0.0.0/8?)"
         );
     }
 }

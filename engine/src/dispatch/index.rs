@@ -13,9 +13,10 @@ use vinet_checker::ModuleId;
 use super::{Dest, Tally};
 use crate::vm::{EndUserStep, Instance, StepCol};
 
-/// A fast hasher for `u32` keys (installed addresses and prefixes, which the
-/// router's clients, not the traffic, choose): a folded 64x64->128 multiply,
-/// which mixes high and low bits alike (prefix keys have zero low bits).
+/// A fast hasher for `u128` keys (installed addresses and prefixes, which the
+/// router's clients, not the traffic, choose): the two halves folded, then a
+/// folded 64x64->128 multiply, which mixes high and low bits alike (prefix
+/// keys have zero low bits; IPv6 prefixes of /64 or shorter a zero low half).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct AddrHasher(u64);
 
@@ -32,9 +33,20 @@ impl Hasher for AddrHasher {
     fn write_u32(&mut self, n: u32) {
         self.0 = self.0.rotate_left(32) ^ u64::from(n);
     }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = self.0.rotate_left(32) ^ fold(n);
+    }
 }
 
-pub(super) type AddrMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<AddrHasher>>;
+/// The two halves of an address in one word: the low half, and the high
+/// half multiplied by an odd constant (so that neither half's bits cancel
+/// the other's in the prefixes of one length).
+#[inline]
+pub(super) fn fold(n: u128) -> u64 {
+    (n as u64) ^ ((n >> 64) as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+pub(super) type AddrMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<AddrHasher>>;
 
 /// What the per-window pass needs of a client, apart from its (colder)
 /// [`DestEntry`]. (End users decided during the pass keep their per-window
@@ -55,7 +67,8 @@ pub(super) struct Hot {
 /// [`ExactSlot::d`] of a free slot.
 pub(super) const EMPTY: u32 = u32::MAX;
 
-/// One end user of the [`ExactIndex`]: 32 bytes, two to a cache line. For a
+/// One end user of the [`ExactIndex`]: 64 bytes (a 128-bit address and the
+/// 28 bytes below), one to a cache line. For a
 /// client decided packet by packet during the bucketing pass (`plan` set),
 /// it also holds everything the pass reads and writes for it: the plan, the
 /// window it last had packets in, and its counters since they were last
@@ -65,10 +78,10 @@ pub(super) const EMPTY: u32 = u32::MAX;
 /// `windows` windows cost less than `2^32`, and they are folded before
 /// `windows` wraps.
 #[derive(Clone, Copy, Debug)]
-#[repr(C, align(32))]
+#[repr(C, align(64))]
 pub(super) struct ExactSlot {
-    /// The address.
-    pub(super) key: u32,
+    /// The address (IPv4 as IPv4-mapped).
+    pub(super) key: u128,
     /// The client's [`DestEntry`] index; [`EMPTY`] for a free slot.
     pub(super) d: u32,
     /// Low 32 bits of the last window the client had packets in (0: none
@@ -147,8 +160,8 @@ impl ExactIndex {
     /// addresses are the router's clients', not the traffic's; consecutive
     /// addresses land far apart and do not collide).
     #[inline]
-    pub(super) fn home(&self, key: u32) -> usize {
-        (u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    pub(super) fn home(&self, key: u128) -> usize {
+        (fold(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
     }
 
     #[inline]
@@ -159,21 +172,21 @@ impl ExactIndex {
     /// Read the home slot of `key` (to pull its line into the cache ahead of
     /// use: a prefetch in safe code).
     #[inline]
-    pub(super) fn peek(&self, key: u32) -> u32 {
-        self.slots.get(self.home(key)).map_or(0, |s| s.key)
+    pub(super) fn peek(&self, key: u128) -> u32 {
+        self.slots.get(self.home(key)).map_or(0, |s| s.key as u32)
     }
 
     /// Read the home slots of `keys` in a tight loop of independent loads,
     /// so that their cache misses overlap (a prefetch in safe code): with
     /// many clients they are mostly misses, and the lookups that follow find
     /// them in the cache.
-    pub(super) fn peek_all(&self, keys: &[u32]) -> u32 {
+    pub(super) fn peek_all(&self, keys: &[u128]) -> u32 {
         keys.iter().fold(0, |t, &k| t ^ self.peek(k))
     }
 
     /// The slot of `key`.
     #[inline]
-    pub(super) fn find(&self, key: u32) -> Option<usize> {
+    pub(super) fn find(&self, key: u128) -> Option<usize> {
         let mask = self.mask();
         let mut i = self.home(key);
         // Ends: the table is at most half full.
@@ -189,13 +202,13 @@ impl ExactIndex {
         }
     }
 
-    pub(super) fn get_mut(&mut self, key: u32) -> Option<&mut ExactSlot> {
+    pub(super) fn get_mut(&mut self, key: u128) -> Option<&mut ExactSlot> {
         let i = self.find(key)?;
         self.slots.get_mut(i)
     }
 
     /// Add `key` (not present) for client `d`.
-    pub(super) fn insert(&mut self, key: u32, d: u32) {
+    pub(super) fn insert(&mut self, key: u128, d: u32) {
         debug_assert!(self.find(key).is_none() && d != EMPTY);
         if (self.len + 1) * 2 > self.slots.len() {
             let grown = vec![ExactSlot::FREE; self.slots.len() * 2];
@@ -220,7 +233,7 @@ impl ExactIndex {
 
     /// Remove `key`, closing the gap (backward shift: every later slot of
     /// the run that may move closer to its home does).
-    pub(super) fn remove(&mut self, key: u32) -> Option<ExactSlot> {
+    pub(super) fn remove(&mut self, key: u128) -> Option<ExactSlot> {
         let mut hole = self.find(key)?;
         let gone = self.slots[hole];
         let mask = self.mask();
@@ -270,7 +283,7 @@ impl DirectPlan {
         // A field test always needs the packet's fields, even one every
         // packet passes: only address tests lead.
         let always = |f: &EndUserStep| {
-            let to_this = f.col == StepCol::Dst && f.this && f.mask == u32::MAX;
+            let to_this = f.col == StepCol::Dst && f.this && f.mask == u128::MAX;
             let any = matches!(f.col, StepCol::Src | StepCol::Dst) && !f.this && f.mask == 0 && f.net == 0;
             f.span == 0 && (to_this || any)
         };
@@ -290,14 +303,14 @@ impl DirectPlan {
     /// The cost and decision for a packet (source, destination, and its
     /// transport fields as `l4` reads them, [`crate::window::Columns::field`]).
     #[inline]
-    pub(super) fn decide(&self, src: u32, dst: u32, l4: impl Fn(Field) -> u32) -> (u64, bool) {
+    pub(super) fn decide(&self, src: u128, dst: u128, l4: impl Fn(Field) -> u32) -> (u64, bool) {
         let mut cost = self.lead;
         for f in self.steps.iter().take(self.len) {
             cost += f.unit;
             let v = match f.col {
                 StepCol::Src => src,
                 StepCol::Dst => dst,
-                StepCol::Field(x) => l4(x),
+                StepCol::Field(x) => u128::from(l4(x)),
             };
             let key = if f.this { dst } else { f.net };
             if (v & f.mask).wrapping_sub(key) > f.span {

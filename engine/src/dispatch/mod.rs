@@ -2,13 +2,18 @@
 //! for many clients, indexed by the destinations they are confined to.
 //!
 //! - **Index.** End users are keyed by their exact address in one
-//!   open-addressing table whose 32-byte slots also hold the per-window
+//!   open-addressing table whose 64-byte slots also hold the per-window
 //!   state of the end users decided during the bucketing pass (below), so
 //!   that such a packet costs one cache line however many clients are
 //!   installed; edge-router clients by their prefix, in one hash map per
 //!   prefix length present, probed longest first. A packet costs one lookup
-//!   plus one per distinct edge-router prefix length installed (at most 33),
-//!   however many programs are installed.
+//!   plus one per distinct edge-router prefix length installed (at most
+//!   129), however many programs are installed.
+//! - **One address space.** Keys are 128-bit addresses and prefixes with
+//!   128-bit lengths, IPv4 as IPv4-mapped (`::ffff:a.b.c.d`, an IPv4 /n as
+//!   the /96+n): IPv4 and IPv6 clients share every table and cost the same.
+//!   An identity with several addresses or prefixes is several installations,
+//!   one per address or prefix, each confined to its own.
 //! - **Deciding during the pass.** With many clients installed, buckets are
 //!   small, and a client whose program is a chain of keyed filters and
 //!   narrowings that no window can make exceed its bound (the firewall, the
@@ -46,13 +51,15 @@ use crate::window::{Columns, Window};
 use index::{AddrMap, DestEntry, ExactIndex, Hot, Plans, ProgramKey, SlotList, DIRECT, SEVERAL};
 use pass::Direct;
 
-/// Where a client's traffic goes: what its bucket holds.
+/// Where a client's traffic goes: what its bucket holds. Addresses are
+/// 128-bit, IPv4 as IPv4-mapped; prefix lengths are 128-bit (an IPv4 /n is
+/// the /96+n).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dest {
     /// Packets to this address (an end-user client).
-    Exact(u32),
+    Addr(u128),
     /// Packets inside this prefix (an edge-router client).
-    Prefix(u32, u8),
+    Prefix(u128, u8),
 }
 
 /// An installation's handle.
@@ -80,6 +87,9 @@ pub struct ProgramStats {
     pub max_cost: u64,
     /// Packets it generated.
     pub generated: u64,
+    /// Its GENERATEs that emitted nothing (source and destination of
+    /// different families).
+    pub skipped_generations: u64,
     /// Runs that faulted.
     pub faults: u64,
     /// The certified complexity (cost bound per window).
@@ -100,9 +110,9 @@ pub enum InstallError {
         /// The router's W.
         router: u32,
     },
-    /// THIS_SUBNET_IP is malformed (host bits set, length over 32).
-    #[error("malformed client prefix {0:#010x}/{1}")]
-    BadPrefix(u32, u8),
+    /// THIS_SUBNET_IP is malformed (host bits set, length over 128).
+    #[error("malformed client prefix {0:#034x}/{1}")]
+    BadPrefix(u128, u8),
     /// The table holds 2^31 - 1 installations.
     #[error("the dispatch table is full")]
     Full,
@@ -139,6 +149,7 @@ struct Tally {
     packets: u64,
     discarded: u64,
     generated: u64,
+    skipped: u64,
     cost: u64,
     max_cost: u64,
     faults: u64,
@@ -153,6 +164,7 @@ impl Tally {
             packets: packets as u64,
             discarded: u64::from(st.dropped),
             generated: u64::from(st.generated),
+            skipped: u64::from(st.skipped_generations),
             cost: st.cost,
             max_cost: st.cost,
             faults: 0,
@@ -172,6 +184,7 @@ impl Tally {
         st.packets_in += self.packets;
         st.discarded += self.discarded;
         st.generated += self.generated;
+        st.skipped_generations += self.skipped;
         st.total_cost += self.cost;
         st.max_cost = st.max_cost.max(self.max_cost);
         st.faults += self.faults;
@@ -200,6 +213,8 @@ pub struct WindowReport {
     pub runs: u32,
     /// Runs that faulted.
     pub faults: u32,
+    /// GENERATEs that emitted nothing (source and destination of different families).
+    pub skipped_generations: u32,
 }
 
 /// The dispatch table and its per-window scratch.
@@ -307,10 +322,10 @@ impl Dispatch {
             return Err(InstallError::WindowMismatch { checked: program.window_packets(), router: self.window_packets });
         }
         let (dest, this) = match program.client_kind() {
-            ClientKind::EndUser => (Dest::Exact(binding.this_ip), This { ip: binding.this_ip, subnet: (binding.this_ip, 32) }),
+            ClientKind::EndUser => (Dest::Addr(binding.this_ip), This::end_user(binding.this_ip)),
             ClientKind::EdgeRouter => {
                 let (net, len) = binding.this_subnet.ok_or(BindError::NoSubnet)?;
-                if len > 32 || net & !netmask(len) != 0 {
+                if len > 128 || net & !netmask(len) != 0 {
                     return Err(InstallError::BadPrefix(net, len));
                 }
                 (Dest::Prefix(net, len), This { ip: binding.this_ip, subnet: (net, len) })
@@ -367,7 +382,7 @@ impl Dispatch {
         };
         self.dest_index.insert(dest, d);
         match dest {
-            Dest::Exact(ip) => self.exact.insert(ip, d),
+            Dest::Addr(ip) => self.exact.insert(ip, d),
             Dest::Prefix(net, len) => {
                 let i = match self.prefixes.iter().position(|(l, _)| *l <= len) {
                     Some(i) if self.prefixes[i].0 == len => i,
@@ -419,7 +434,7 @@ impl Dispatch {
             if let Some(e) = self.dests[d].take() {
                 self.dest_index.remove(&e.dest);
                 match e.dest {
-                    Dest::Exact(ip) => {
+                    Dest::Addr(ip) => {
                         self.exact.remove(ip);
                     }
                     Dest::Prefix(net, len) => {
@@ -452,7 +467,7 @@ impl Dispatch {
     /// installation's stats.
     fn fold(&mut self, d: usize) {
         let Some(Some(e)) = self.dests.get(d) else { return };
-        let Dest::Exact(ip) = e.dest else { return };
+        let Dest::Addr(ip) = e.dest else { return };
         let Some(s) = self.exact.get_mut(ip) else { return };
         let p = s.take_pending();
         let first = self.hot.get(d).map_or(SEVERAL, |h| h.first & !DIRECT);
@@ -466,7 +481,7 @@ impl Dispatch {
     fn current(&self, i: &Installed) -> ProgramStats {
         let mut st = i.stats;
         if self.hot.get(i.dest as usize).is_some_and(|h| h.first & !DIRECT == i.id.slot) {
-            if let Some(Some(DestEntry { dest: Dest::Exact(ip), .. })) = self.dests.get(i.dest as usize) {
+            if let Some(Some(DestEntry { dest: Dest::Addr(ip), .. })) = self.dests.get(i.dest as usize) {
                 if let Some(s) = self.exact.find(*ip).and_then(|k| self.exact.slots.get(k)) {
                     s.pending().add_to(&mut st);
                 }
@@ -497,7 +512,7 @@ impl Dispatch {
             if per_window.is_some_and(|c| c <= i.complexity()) {
                 first |= DIRECT;
                 let narrow = per_window.is_some_and(|c| c <= u64::from(u16::MAX)) && w <= u64::from(u16::MAX);
-                if narrow && dest == Some(Dest::Exact(inst.this.ip)) && inst.this.subnet == (inst.this.ip, 32) {
+                if narrow && dest == Some(Dest::Addr(inst.this.ip)) && inst.this.subnet == (inst.this.ip, 128) {
                     plan = Some(Arc::clone(i));
                 }
             }
@@ -505,7 +520,7 @@ impl Dispatch {
         if let Some(h) = self.hot.get_mut(d) {
             h.first = first;
         }
-        if let Some(Dest::Exact(ip)) = dest {
+        if let Some(Dest::Addr(ip)) = dest {
             let new = plan.and_then(|i| self.plans.acquire(&i)).unwrap_or(0);
             if let Some(s) = self.exact.get_mut(ip) {
                 let old = std::mem::replace(&mut s.plan, new);
@@ -530,8 +545,8 @@ impl Dispatch {
 
     /// Call `f` on each search word of the programs whose clients packets
     /// to `dst` belong to.
-    pub(crate) fn search_words(&self, dst: u32, f: &mut dyn FnMut(&memchr::memmem::Finder<'static>)) {
-        let exact = self.searching.get(&Dest::Exact(dst));
+    pub(crate) fn search_words(&self, dst: u128, f: &mut dyn FnMut(&memchr::memmem::Finder<'static>)) {
+        let exact = self.searching.get(&Dest::Addr(dst));
         let prefixes = self.searching_lens.iter().filter_map(|&l| self.searching.get(&Dest::Prefix(dst & netmask(l), l)));
         for list in exact.into_iter().chain(prefixes) {
             for inst in list {
@@ -544,7 +559,7 @@ impl Dispatch {
     pub fn list(&self) -> impl Iterator<Item = InstallInfo<'_>> + '_ {
         self.installs.iter().flatten().map(|i| InstallInfo {
             id: i.id,
-            dest: self.dests[i.dest as usize].as_ref().map_or(Dest::Exact(i.this.ip), |e| e.dest),
+            dest: self.dests[i.dest as usize].as_ref().map_or(Dest::Addr(i.this.ip), |e| e.dest),
             this: i.this,
             module: i.instance.program().id(),
             params: i.instance.params(),

@@ -206,7 +206,7 @@ impl Dispatch {
         } else {
             // Consecutive packets to one address are common (a flow, a
             // busy client): the last exact lookup is kept.
-            let mut last: Option<(u32, Option<u32>)> = None;
+            let mut last: Option<(u128, Option<u32>)> = None;
             for (i, &dst) in dst_col.iter().enumerate() {
                 let found = match last {
                     Some((a, d)) if a == dst => d,

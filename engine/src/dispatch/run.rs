@@ -169,6 +169,7 @@ impl Dispatch {
                 match inst.instance.run(inst.this, view, &mut self.machine) {
                     Ok(st) => {
                         Tally::run(rows.len(), &st).add_to(&mut inst.stats);
+                        rep.skipped_generations += st.skipped_generations;
                         let fx = self.machine.effects();
                         for (wi, &w) in fx.drops.iter().enumerate() {
                             mark_dropped_word(&mut self.win_drops, wi * 64, w, |pos| view.origin(pos));

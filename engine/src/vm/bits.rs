@@ -1,13 +1,14 @@
-//! Packet sets as bitmaps of `u64` words over view positions, and the
-//! encoding of prefixes in scalar registers; the one form of a field test.
+//! Packet sets as bitmaps of `u64` words over view positions, the address
+//! match of the keyed filters, and the one form of a field test.
 
 use vinet_checker::bytecode::Field;
 
-/// Bit j set when `col[j] & mask == net` (`col` at most 64 long). Written as
-/// a byte-per-lane compare, which the compiler vectorizes, then packed eight
-/// lanes at a time with one multiply.
+/// Bit j set when `col[j] & mask == net` (`col` at most 64 long; 128-bit
+/// addresses, IPv4 as IPv4-mapped, so one compare serves both families).
+/// Written as a byte-per-lane compare, which the compiler vectorizes, then
+/// packed eight lanes at a time with one multiply.
 #[inline]
-pub(super) fn match_bits(col: &[u32], net: u32, mask: u32) -> u64 {
+pub(super) fn match_bits(col: &[u128], net: u128, mask: u128) -> u64 {
     let mut lanes = [0u8; 64];
     for (o, &x) in lanes.iter_mut().zip(col) {
         *o = u8::from(x & mask == net);
@@ -29,16 +30,6 @@ pub(super) fn for_each_bit(words: &[u64], mut f: impl FnMut(usize)) {
 #[inline]
 pub(super) fn popcount(words: &[u64]) -> u64 {
     words.iter().map(|w| u64::from(w.count_ones())).sum()
-}
-
-#[inline]
-pub(super) fn enc_prefix(net: u32, len: u8) -> u64 {
-    (u64::from(net) << 8) | u64::from(len)
-}
-
-#[inline]
-pub(super) fn dec_prefix(x: u64) -> (u32, u8) {
-    ((x >> 8) as u32, x as u8)
 }
 
 /// A test on one field of a packet, as [`crate::window::View::field`] reads

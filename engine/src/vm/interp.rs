@@ -7,8 +7,8 @@ use memchr::memmem::Finder;
 use vinet_checker::bytecode::{ArithOp, CmpOp, Const, Field, Insn, Reg, Ty};
 use vinet_checker::netmask;
 
-use super::bits::{dec_prefix, enc_prefix, field_bits, for_each_bit, match_bits, popcount, FieldTest};
-use super::emit::emit;
+use super::bits::{field_bits, for_each_bit, match_bits, popcount, FieldTest};
+use super::emit::{emit, family};
 use super::machine::{FinderSrc, Groups};
 use super::{Fault, Instance, Machine, Program, Slot, This, ADDRS_PER_PACKET, MAX_PAYLOAD};
 use crate::window::{View, ABSENT};
@@ -48,18 +48,44 @@ impl Run<'_, '_> {
         self.p.slots[r as usize]
     }
     #[inline]
-    fn sc(&self, r: Reg) -> u64 {
+    fn scalar_slot(&self, r: Reg) -> usize {
         match self.slot(r) {
-            Slot::Scalar(i) => self.m.scalars[i as usize],
+            Slot::Scalar(i) => i as usize,
             s => unreachable!("register r{r} is {s:?}, not a scalar (validated module)"),
         }
     }
+    /// A scalar register: a bool, a number, an address, a prefix's network.
     #[inline]
-    fn set_sc(&mut self, r: Reg, v: u64) {
-        match self.slot(r) {
-            Slot::Scalar(i) => self.m.scalars[i as usize] = v,
-            s => unreachable!("register r{r} is {s:?}, not a scalar (validated module)"),
-        }
+    fn sc(&self, r: Reg) -> u128 {
+        self.m.scalars[self.scalar_slot(r)]
+    }
+    /// A number register (a `Num` holds a u64).
+    #[inline]
+    fn num(&self, r: Reg) -> u64 {
+        self.sc(r) as u64
+    }
+    /// A scalar register's whole value: a prefix's network and length,
+    /// another scalar's value and 0.
+    #[inline]
+    fn value(&self, r: Reg) -> (u128, u8) {
+        let i = self.scalar_slot(r);
+        (self.m.scalars[i], self.m.lens[i])
+    }
+    /// A prefix register: network and length.
+    #[inline]
+    fn prefix(&self, r: Reg) -> (u128, u8) {
+        self.value(r)
+    }
+    #[inline]
+    fn set_sc(&mut self, r: Reg, v: u128) {
+        let i = self.scalar_slot(r);
+        self.m.scalars[i] = v;
+    }
+    #[inline]
+    fn set_prefix(&mut self, r: Reg, (net, len): (u128, u8)) {
+        let i = self.scalar_slot(r);
+        self.m.scalars[i] = net;
+        self.m.lens[i] = len;
     }
     /// Word offset of a set register.
     #[inline]
@@ -107,8 +133,8 @@ impl Run<'_, '_> {
                     let c = &inst.params[pi as usize];
                     self.load(pc, dst, c, FinderSrc::Param(pi))?;
                 }
-                Insn::ThisIp { dst } => self.set_sc(dst, u64::from(self.this.ip)),
-                Insn::ThisSubnet { dst } => self.set_sc(dst, enc_prefix(self.this.subnet.0, self.this.subnet.1)),
+                Insn::ThisIp { dst } => self.set_sc(dst, self.this.ip),
+                Insn::ThisSubnet { dst } => self.set_prefix(dst, self.this.subnet),
                 Insn::AllPackets { dst } => {
                     let (o, nw, n) = (self.so(dst), self.m.words_per_set, self.m.packets);
                     for w in 0..nw {
@@ -116,11 +142,11 @@ impl Run<'_, '_> {
                         self.m.sets[o + w] = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
                     }
                 }
-                Insn::Bool { dst, value } => self.set_sc(dst, u64::from(value)),
+                Insn::Bool { dst, value } => self.set_sc(dst, u128::from(value)),
                 Insn::Copy { dst, src } => self.copy(pc, dst, src)?,
-                Insn::Not { dst, a } => self.set_sc(dst, u64::from(self.sc(a) == 0)),
-                Insn::And { dst, a, b } => self.set_sc(dst, u64::from(self.sc(a) != 0 && self.sc(b) != 0)),
-                Insn::Or { dst, a, b } => self.set_sc(dst, u64::from(self.sc(a) != 0 || self.sc(b) != 0)),
+                Insn::Not { dst, a } => self.set_sc(dst, u128::from(self.sc(a) == 0)),
+                Insn::And { dst, a, b } => self.set_sc(dst, u128::from(self.sc(a) != 0 && self.sc(b) != 0)),
+                Insn::Or { dst, a, b } => self.set_sc(dst, u128::from(self.sc(a) != 0 || self.sc(b) != 0)),
                 Insn::Cmp { op, dst, a, b } => {
                     if let Slot::Str(_) = self.slot(a) {
                         let n = self.m.strs[self.idx(a)].bytes.len().min(self.m.strs[self.idx(b)].bytes.len());
@@ -130,7 +156,9 @@ impl Run<'_, '_> {
                         (Slot::Str(_), CmpOp::Eq) => self.m.strs[self.idx(a)].bytes == self.m.strs[self.idx(b)].bytes,
                         (Slot::Str(_), _) => self.m.strs[self.idx(a)].bytes != self.m.strs[self.idx(b)].bytes,
                         _ => {
-                            let (x, y) = (self.sc(a), self.sc(b));
+                            // A prefix is its network and its length (the
+                            // other scalars have length 0): both compared.
+                            let (x, y) = (self.value(a), self.value(b));
                             match op {
                                 CmpOp::Eq => x == y,
                                 CmpOp::Ne => x != y,
@@ -141,23 +169,22 @@ impl Run<'_, '_> {
                             }
                         }
                     };
-                    self.set_sc(dst, u64::from(r));
+                    self.set_sc(dst, u128::from(r));
                 }
                 Insn::InPrefix { dst, addr, prefix } => {
-                    let (net, len) = dec_prefix(self.sc(prefix));
-                    let a = self.sc(addr) as u32;
-                    self.set_sc(dst, u64::from(a & netmask(len) == net));
+                    let (net, len) = self.prefix(prefix);
+                    self.set_sc(dst, u128::from(self.sc(addr) & netmask(len) == net));
                 }
                 Insn::Mask { dst, addr, mask } => self.set_sc(dst, self.sc(addr) & self.sc(mask)),
                 Insn::Arith { op, dst, a, b } => {
-                    let (x, y) = (self.sc(a), self.sc(b));
+                    let (x, y) = (self.num(a), self.num(b));
                     let r = match op {
                         ArithOp::Add => x.checked_add(y),
                         ArithOp::Sub => Some(x.saturating_sub(y)),
                         ArithOp::Mul => x.checked_mul(y),
                     };
                     let r = r.ok_or(Fault::Overflow { at: pc as u32, line: self.line(pc) })?;
-                    self.set_sc(dst, r);
+                    self.set_sc(dst, u128::from(r));
                 }
                 Insn::Concat { dst, a, b } => {
                     let (ia, ib, id) = (self.idx(a), self.idx(b), self.idx(dst));
@@ -195,7 +222,7 @@ impl Run<'_, '_> {
                 }
                 Insn::Narrow { dst, set, field, a, b } => {
                     self.charge(pc, u.by_field[field as usize], self.card(set))?;
-                    let test = FieldTest::new(field, self.sc(a), self.sc(b));
+                    let test = FieldTest::new(field, self.num(a), self.num(b));
                     self.narrow(dst, set, test);
                 }
                 Insn::GroupField { dst, set, field } => {
@@ -211,7 +238,7 @@ impl Run<'_, '_> {
                 Insn::DistinctPorts { dst, set } => {
                     self.charge(pc, u.distinct_ports, self.card(set))?;
                     let n = self.distinct_ports(set);
-                    self.set_sc(dst, n);
+                    self.set_sc(dst, u128::from(n));
                 }
                 Insn::GroupContent { dests, content, set } => {
                     self.charge(pc, u.group_by_content, self.card(set))?;
@@ -222,17 +249,17 @@ impl Run<'_, '_> {
                     self.charge(pc, u.contains_string, self.card(set))?;
                     self.bytes(pc, self.m.strs[self.idx(needle)].bytes.len())?;
                     let r = self.contains(set, needle);
-                    self.set_sc(dst, u64::from(r));
+                    self.set_sc(dst, u128::from(r));
                 }
                 Insn::Count { dst, set } => {
                     let n = self.card(set);
                     self.charge(pc, u.count, n)?;
-                    self.set_sc(dst, n);
+                    self.set_sc(dst, u128::from(n));
                 }
                 Insn::DistinctDst { dst, set } => {
                     self.charge(pc, u.distinct_destinations, self.card(set))?;
                     let n = self.distinct_dst(set);
-                    self.set_sc(dst, n);
+                    self.set_sc(dst, u128::from(n));
                 }
                 Insn::Discard { set } => {
                     self.charge(pc, u.discard, self.card(set))?;
@@ -291,9 +318,10 @@ impl Run<'_, '_> {
             self.bytes(pc, s.len())?;
         }
         match *c {
-            Const::Addr(a) => self.set_sc(dst, u64::from(a)),
-            Const::Prefix(net, len) => self.set_sc(dst, enc_prefix(net, len)),
-            Const::Num(n) => self.set_sc(dst, n),
+            // IPv4 as IPv4-mapped: one 128-bit form for both families.
+            Const::Addr(_) | Const::Addr6(_) => self.set_sc(dst, c.addr().unwrap_or_default()),
+            Const::Prefix(..) | Const::Prefix6(..) => self.set_prefix(dst, c.prefix().unwrap_or_default()),
+            Const::Num(n) => self.set_sc(dst, u128::from(n)),
             Const::Str(ref s) => {
                 let i = self.idx(dst);
                 let d = &mut self.m.strs[i];
@@ -326,7 +354,10 @@ impl Run<'_, '_> {
         }
         let m = &mut *self.m;
         match (self.p.slots[dst as usize], self.p.slots[src as usize]) {
-            (Slot::Scalar(d), Slot::Scalar(s)) => m.scalars[d as usize] = m.scalars[s as usize],
+            (Slot::Scalar(d), Slot::Scalar(s)) => {
+                m.scalars[d as usize] = m.scalars[s as usize];
+                m.lens[d as usize] = m.lens[s as usize];
+            }
             (Slot::Set(d), Slot::Set(s)) => {
                 let nw = m.words_per_set;
                 m.sets.copy_within(s as usize * nw..(s as usize + 1) * nw, d as usize * nw);
@@ -344,10 +375,10 @@ impl Run<'_, '_> {
     fn filter(&mut self, dst: Reg, set: Reg, by: Reg, by_dst: bool) {
         let (net, mask) = match self.p.module.regs[by as usize] {
             Ty::Prefix => {
-                let (net, len) = dec_prefix(self.sc(by));
+                let (net, len) = self.prefix(by);
                 (net, netmask(len))
             }
-            _ => (self.sc(by) as u32, u32::MAX),
+            _ => (self.sc(by), u128::MAX),
         };
         let col = if by_dst { self.v.dst } else { self.v.src };
         let (so, d, nw, n) = (self.so(set), self.so(dst), self.m.words_per_set, self.m.packets);
@@ -379,7 +410,7 @@ impl Run<'_, '_> {
     /// Group the packets of `set` by `key`: groups in the order their keys
     /// first occur, members in arrival order; a packet whose key is `None` is
     /// in no group.
-    fn group_by(&mut self, dst: Reg, set: Reg, key: impl Fn(usize) -> Option<u32>) {
+    fn group_by(&mut self, dst: Reg, set: Reg, key: impl Fn(usize) -> Option<u128>) {
         let (so, nw, gi) = (self.so(set), self.m.words_per_set, self.idx(dst));
         let n_in = self.card(set) as usize;
         let Machine { sets, groups, table, member_group, member_pos, .. } = &mut *self.m;
@@ -390,7 +421,7 @@ impl Run<'_, '_> {
         member_pos.clear();
         for_each_bit(&sets[so..so + nw], |pos| {
             let Some(key) = key(pos) else { return };
-            let (id, new) = table.get_or_insert(u64::from(key), g.keys.len() as u32);
+            let (id, new) = table.get_or_insert(key, g.keys.len() as u32);
             if new {
                 g.keys.push(key);
             }
@@ -442,7 +473,7 @@ impl Run<'_, '_> {
     /// [`Run::group`] groups by address; packets without the field are in no group.
     fn group_field(&mut self, dst: Reg, set: Reg, field: Field) {
         let v = self.v;
-        self.group_by(dst, set, |pos| Some(v.field(field, pos)).filter(|&k| k != ABSENT));
+        self.group_by(dst, set, |pos| Some(v.field(field, pos)).filter(|&k| k != ABSENT).map(u128::from));
     }
 
     /// DISTINCT_DESTINATION_PORTS: distinct destination ports among the
@@ -456,7 +487,7 @@ impl Run<'_, '_> {
         let mut count = 0u64;
         for_each_bit(&sets[so..so + nw], |pos| {
             let p = v.field(Field::DstPort, pos);
-            if p != ABSENT && table.get_or_insert(u64::from(p), 0).1 {
+            if p != ABSENT && table.get_or_insert(u128::from(p), 0).1 {
                 count += 1;
             }
         });
@@ -471,7 +502,7 @@ impl Run<'_, '_> {
         table.reset(n_in);
         let mut count = 0u64;
         for_each_bit(&sets[so..so + nw], |pos| {
-            if table.get_or_insert(u64::from(col[pos]), 0).1 {
+            if table.get_or_insert(col[pos], 0).1 {
                 count += 1;
             }
         });
@@ -488,7 +519,7 @@ impl Run<'_, '_> {
         ds.clear();
         table.reset(n_in);
         for_each_bit(&sets[so..so + nw], |pos| {
-            if table.get_or_insert(u64::from(v.dst[pos]), 0).1 {
+            if table.get_or_insert(v.dst[pos], 0).1 {
                 ds.push(v.dst[pos]);
             }
         });
@@ -502,7 +533,7 @@ impl Run<'_, '_> {
             let pay = v.payload(pos);
             let h = hasher.hash_one(pay);
             let new = cs.len() as u32;
-            let (head, inserted) = table.get_or_insert(h, new);
+            let (head, inserted) = table.get_or_insert(u128::from(h), new);
             if inserted {
                 cs.push(pos as u32);
                 chain.push(u32::MAX);
@@ -602,8 +633,8 @@ impl Run<'_, '_> {
             }
             let same =
                 |q: usize| v.src[q] == v.src[pos] && v.dst[q] == v.dst[pos] && v.sport[q] == v.sport[pos] && v.dport[q] == v.dport[pos];
-            let h = (u64::from(v.src[pos]) << 32 | u64::from(v.dst[pos]))
-                ^ (u64::from(v.sport[pos]) << 16 | u64::from(v.dport[pos])).wrapping_mul(0xff51_afd7_ed55_8ccd);
+            let h = (v.src[pos] ^ v.dst[pos].rotate_left(47))
+                ^ u128::from(u64::from(v.sport[pos]) << 16 | u64::from(v.dport[pos])).wrapping_mul(0xff51_afd7_ed55_8ccd);
             let new = flow_first.len() as u32;
             let (head, inserted) = table.get_or_insert(h, new);
             let id = if inserted {
@@ -663,7 +694,14 @@ impl Run<'_, '_> {
     }
 
     fn generate(&mut self, pc: usize, src: Reg, dst: Reg, payload: Reg) -> Result<(), Fault> {
-        let (s, d) = (self.sc(src) as u32, self.sc(dst) as u32);
+        let (s, d) = (self.sc(src), self.sc(dst));
+        // One IPv4 and one IPv6 address: no packet can carry them. Charged
+        // as any GENERATE, nothing emitted, counted as one skipped
+        // generation (never silent).
+        let emits = family(s, d).is_some();
+        if !emits {
+            self.m.effects.skipped += 1;
+        }
         let unit = self.p.units.generate;
         let too_large = Fault::TooLarge { at: pc as u32, line: self.line(pc), what: "a generated payload" };
         match self.slot(payload) {
@@ -676,19 +714,16 @@ impl Run<'_, '_> {
                 if b.len() > MAX_PAYLOAD {
                     return Err(too_large);
                 }
-                emit(effects, s, d, b);
+                if emits {
+                    emit(effects, s, d, b);
+                }
             }
             Slot::Addrs(i) => {
                 let n = self.m.addrs[i as usize].len();
                 self.charge(pc, unit, n as u64)?;
                 let Machine { addrs, effects, stream, .. } = &mut *self.m;
-                for chunk in addrs[i as usize].chunks(ADDRS_PER_PACKET) {
-                    stream.clear();
-                    stream.extend_from_slice(b"VND1");
-                    stream.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
-                    for a in chunk {
-                        stream.extend_from_slice(&a.to_be_bytes());
-                    }
+                for chunk in addrs[i as usize].chunks(ADDRS_PER_PACKET).filter(|_| emits) {
+                    address_list(stream, chunk);
                     emit(effects, s, d, stream);
                 }
             }
@@ -701,7 +736,7 @@ impl Run<'_, '_> {
                 if items.iter().any(|&pos| v.payload(pos as usize).len() > MAX_PAYLOAD) {
                     return Err(too_large);
                 }
-                for &pos in items {
+                for &pos in items.iter().filter(|_| emits) {
                     emit(effects, s, d, v.payload(pos as usize));
                 }
             }
@@ -737,7 +772,7 @@ impl Run<'_, '_> {
             for &pos in &grp.members[grp.starts[g] as usize..grp.starts[g + 1] as usize] {
                 words[pos as usize / 64] |= 1 << (pos % 64);
             }
-            self.set_sc(key, u64::from(k));
+            self.set_sc(key, k);
             // One unit per iteration (SEMANTICS: loops are not free).
             self.charge(pc, self.p.units.loop_turn(), 1)?;
             self.block(pc + 1, end)?;
@@ -771,4 +806,26 @@ fn counting_sort(g: &mut Groups, ids: &[u32], pos: &[u32]) {
     }
     g.starts.copy_within(1..=ng, 0);
     g.starts[ng] = ids.len() as u32;
+}
+
+/// The payload of an address-list packet (SEMANTICS "GENERATE"): the magic
+/// `VND1`, a big-endian u32 count, then the addresses, big-endian: 4 bytes
+/// each when every address of the packet is IPv4 (its IPv4 address), else 16
+/// each (IPv4 among them as IPv4-mapped). The width follows from the length:
+/// `8 + 4 n` or `8 + 16 n` bytes for `n` addresses. At most
+/// [`ADDRS_PER_PACKET`] addresses (5,768 bytes), within the checker's 72
+/// bytes an item, headers included (`vinet_checker::vcgen`).
+pub(super) fn address_list(out: &mut Vec<u8>, addrs: &[u128]) {
+    out.clear();
+    out.extend_from_slice(b"VND1");
+    out.extend_from_slice(&(addrs.len() as u32).to_be_bytes());
+    if addrs.iter().all(|&a| crate::packet::is_mapped(a)) {
+        for &a in addrs {
+            out.extend_from_slice(&(a as u32).to_be_bytes());
+        }
+    } else {
+        for a in addrs {
+            out.extend_from_slice(&a.to_be_bytes());
+        }
+    }
 }

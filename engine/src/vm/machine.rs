@@ -10,6 +10,9 @@ pub struct Effects {
     pub(crate) drops: Vec<u64>,
     pub(crate) gen_bytes: Vec<u8>,
     pub(crate) gen: Vec<(u32, u32)>,
+    /// GENERATEs that emitted nothing: their source and destination are of
+    /// different families (one IPv4, one IPv6), so no packet can carry them.
+    pub(crate) skipped: u32,
 }
 
 impl Effects {
@@ -18,14 +21,19 @@ impl Effects {
         self.drops.iter_mut().for_each(|w| *w = 0);
         self.gen_bytes.clear();
         self.gen.clear();
+        self.skipped = 0;
     }
     /// Whether view position `i` is dropped.
     pub fn is_dropped(&self, i: usize) -> bool {
         self.drops.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
     }
-    /// Generated packets (IPv4 bytes).
+    /// Generated packets (IPv4 or IPv6 bytes).
     pub fn generated(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.gen.iter().map(|&(o, l)| &self.gen_bytes[o as usize..o as usize + l as usize])
+    }
+    /// GENERATEs skipped: source and destination of different families.
+    pub fn skipped_generations(&self) -> u32 {
+        self.skipped
     }
 }
 
@@ -33,8 +41,8 @@ impl Effects {
 /// arrival order.
 #[derive(Default, Clone, Debug)]
 pub(super) struct Groups {
-    /// Each group's key.
-    pub(super) keys: Vec<u32>,
+    /// Each group's key: an address (IPv4 as IPv4-mapped) or a field's value.
+    pub(super) keys: Vec<u128>,
     /// `starts[g]..starts[g + 1]` are group g's members.
     pub(super) starts: Vec<u32>,
     /// View positions, group after group.
@@ -70,11 +78,11 @@ impl Clone for StrVal {
     }
 }
 
-/// A map from `u64` keys to `u32` ids for up to a window of keys, cleared in
-/// O(1) by a generation stamp.
+/// A map from `u128` keys (addresses, field values, hashes) to `u32` ids for
+/// up to a window of keys, cleared in O(1) by a generation stamp.
 #[derive(Default, Debug)]
 pub(super) struct KeyTable {
-    keys: Vec<u64>,
+    keys: Vec<u128>,
     vals: Vec<u32>,
     stamp: Vec<u32>,
     gen: u32,
@@ -100,8 +108,11 @@ impl KeyTable {
 
     /// The id of `key`, inserting `new` if absent: `(id, inserted)`.
     #[inline]
-    pub(super) fn get_or_insert(&mut self, key: u64, new: u32) -> (u32, bool) {
-        let mut i = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask;
+    pub(super) fn get_or_insert(&mut self, key: u128, new: u32) -> (u32, bool) {
+        // Both halves mixed: IPv4-mapped keys differ in the low half only,
+        // IPv6 prefixes often in the high half only.
+        let folded = (key as u64) ^ ((key >> 64) as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        let mut i = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask;
         loop {
             if self.stamp[i] != self.gen {
                 self.stamp[i] = self.gen;
@@ -124,9 +135,12 @@ pub struct Machine {
     pub(super) packets: usize,
     /// `u64` words of one set register: `packets` rounded up to 64, over 64.
     pub(super) words_per_set: usize,
-    /// The scalar registers (bool, number, address, prefix as
-    /// [`super::bits::enc_prefix`] encodes it), by scalar slot.
-    pub(super) scalars: Vec<u64>,
+    /// The scalar registers (bool, number, address, a prefix's network), by
+    /// scalar slot. Addresses are 128-bit, IPv4 as IPv4-mapped.
+    pub(super) scalars: Vec<u128>,
+    /// A prefix register's length (0..=128), by scalar slot (0 for the
+    /// other scalars): a prefix is `(scalars[i], lens[i])`.
+    pub(super) lens: Vec<u8>,
     /// The set registers, `words_per_set` words each, back to back.
     pub(super) sets: Vec<u64>,
     /// The grouping registers.
@@ -134,7 +148,7 @@ pub struct Machine {
     /// The string registers.
     pub(super) strs: Vec<StrVal>,
     /// The address-list registers.
-    pub(super) addrs: Vec<Vec<u32>>,
+    pub(super) addrs: Vec<Vec<u128>>,
     /// Content lists: view positions of the first packet with each payload.
     pub(super) contents: Vec<Vec<u32>>,
     /// Snapshots of the groupings walked by enclosing `foreach`es, by depth.
@@ -192,6 +206,7 @@ impl Machine {
             packets: 0,
             words_per_set: 0,
             scalars: Vec::new(),
+            lens: Vec::new(),
             sets: Vec::new(),
             groups: Vec::new(),
             strs: Vec::new(),
@@ -234,6 +249,8 @@ impl Machine {
         let [ns, nset, ng, nstr, na, nc] = p.counts.map(|c| c as usize);
         self.scalars.clear();
         self.scalars.resize(ns, 0);
+        self.lens.clear();
+        self.lens.resize(ns, 0);
         self.sets.clear();
         self.sets.resize(nset * self.words_per_set, 0);
         if self.groups.len() < ng {
@@ -252,6 +269,7 @@ impl Machine {
         self.effects.drops.resize(self.words_per_set, 0);
         self.effects.gen_bytes.clear();
         self.effects.gen.clear();
+        self.effects.skipped = 0;
         self.depth = 0;
         self.spent = 0;
         self.steps = 0;

@@ -10,7 +10,7 @@ use vinet_checker::bytecode::{ArithOp, Const, Field, Insn, Reg, Ty};
 use vinet_checker::policy::UnitCosts;
 use vinet_checker::{netmask, Module};
 
-use super::bits::{dec_prefix, enc_prefix, field_bits, match_bits, popcount, FieldTest};
+use super::bits::{field_bits, match_bits, popcount, FieldTest};
 use super::{Instance, Machine, RunStats, This, MAX_STEPS};
 use crate::window::{Columns, View};
 
@@ -20,8 +20,8 @@ const LOCAL_SCALARS: usize = 16;
 /// Where a scalar of a [`LocalPlan`] comes from (loaded once per run).
 #[derive(Clone, Copy, Debug)]
 enum ScalarSrc {
-    /// A constant, encoded as the VM's scalar registers hold it.
-    Value(u64),
+    /// A constant, as the VM's scalar registers hold it ([`Sv`]).
+    Value(Sv),
     /// A (non-string) parameter.
     Param(u16),
     /// THIS_IP.
@@ -32,6 +32,11 @@ enum ScalarSrc {
     /// leaves the run to the VM, which reports it.
     Arith(ArithOp, u8, u8),
 }
+
+/// A scalar's value as the VM's registers hold it: the value (a bool, a
+/// number, an address, a prefix's network) and a prefix's length (0 for the
+/// others).
+type Sv = (u128, u8);
 
 /// The test of one filter step: an address column against a scalar key, or
 /// a transport field narrowed by two number scalars.
@@ -81,8 +86,8 @@ pub(crate) struct LocalPlan {
 /// The key of a chain filter once the parameters are bound.
 #[derive(Clone, Copy, Debug)]
 enum ChainKey {
-    /// A constant or parameter: network and mask.
-    Fixed(u32, u32),
+    /// A constant or parameter: network and mask (128-bit).
+    Fixed(u128, u128),
     /// THIS_IP.
     ThisIp,
     /// THIS_SUBNET_IP.
@@ -109,12 +114,12 @@ impl BoundStep {
     /// Whether a packet (source, destination, transport fields `l4`) passes,
     /// on behalf of `this`.
     #[inline]
-    fn passes(&self, this: This, s_addr: u32, d_addr: u32, l4: impl Fn(Field) -> u32) -> bool {
+    fn passes(&self, this: This, s_addr: u128, d_addr: u128, l4: impl Fn(Field) -> u32) -> bool {
         match self.test {
             BoundTest::Addr { key, on_dst } => {
                 let (net, mask) = match key {
                     ChainKey::Fixed(n, m) => (n, m),
-                    ChainKey::ThisIp => (this.ip, u32::MAX),
+                    ChainKey::ThisIp => (this.ip, u128::MAX),
                     ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
                 };
                 (if on_dst { d_addr } else { s_addr }) & mask == net
@@ -141,11 +146,13 @@ pub(crate) enum StepCol {
 /// masked with `mask`, is within `span` above `net` (in wrapping arithmetic:
 /// `span` is 0 for an address, and see [`FieldTest`] for a field), where for
 /// a THIS_IP / THIS_SUBNET_IP key (`this`) `net` is the packet's destination.
+/// 128-bit, so that one form tests addresses of both families and fields
+/// (whose values, below 2^32, wrap past every `span` as in [`FieldTest`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EndUserStep {
-    pub(crate) net: u32,
-    pub(crate) mask: u32,
-    pub(crate) span: u32,
+    pub(crate) net: u128,
+    pub(crate) mask: u128,
+    pub(crate) span: u128,
     pub(crate) col: StepCol,
     pub(crate) this: bool,
     pub(crate) unit: u64,
@@ -161,29 +168,33 @@ struct ChainStep {
 /// The value of scalar `src` given the slots before it (`vals`), the
 /// parameters and the client; `None` on an arithmetic overflow (or a string
 /// parameter, which no plan has).
-fn scalar(src: ScalarSrc, vals: &[u64], params: &[Const], this: Option<This>) -> Option<u64> {
+fn scalar(src: ScalarSrc, vals: &[Sv], params: &[Const], this: Option<This>) -> Option<Sv> {
     Some(match src {
         ScalarSrc::Value(x) => x,
-        ScalarSrc::ThisIp => u64::from(this?.ip),
-        ScalarSrc::ThisSubnet => {
-            let t = this?;
-            enc_prefix(t.subnet.0, t.subnet.1)
-        }
-        ScalarSrc::Param(p) => match params.get(p as usize)? {
-            Const::Addr(a) => u64::from(*a),
-            Const::Prefix(n, l) => enc_prefix(*n, *l),
-            Const::Num(n) => *n,
-            Const::Str(_) => return None,
-        },
+        ScalarSrc::ThisIp => (this?.ip, 0),
+        ScalarSrc::ThisSubnet => this?.subnet,
+        ScalarSrc::Param(p) => konst(params.get(p as usize)?)?,
         ScalarSrc::Arith(op, a, b) => {
-            let (x, y) = (*vals.get(a as usize)?, *vals.get(b as usize)?);
-            match op {
+            // Numbers: u64, as the VM computes them.
+            let (x, y) = (vals.get(a as usize)?.0 as u64, vals.get(b as usize)?.0 as u64);
+            let r = match op {
                 ArithOp::Add => x.checked_add(y)?,
                 ArithOp::Sub => x.saturating_sub(y),
                 ArithOp::Mul => x.checked_mul(y)?,
-            }
+            };
+            (u128::from(r), 0)
         }
     })
+}
+
+/// A non-string constant as the VM loads it (IPv4 as IPv4-mapped).
+fn konst(c: &Const) -> Option<Sv> {
+    match *c {
+        Const::Addr(_) | Const::Addr6(_) => Some((c.addr()?, 0)),
+        Const::Prefix(..) | Const::Prefix6(..) => c.prefix(),
+        Const::Num(n) => Some((u128::from(n), 0)),
+        Const::Str(_) => None,
+    }
 }
 
 impl LocalPlan {
@@ -240,15 +251,10 @@ impl LocalPlan {
         for insn in &module.code {
             match *insn {
                 Insn::Const { dst, k } => {
-                    let v = match module.consts.get(k as usize)? {
-                        Const::Addr(a) => u64::from(*a),
-                        Const::Prefix(n, l) => enc_prefix(*n, *l),
-                        Const::Num(n) => *n,
-                        Const::Str(_) => return None,
-                    };
+                    let v = konst(module.consts.get(k as usize)?)?;
                     load(dst, ScalarSrc::Value(v), &mut scalar_slot)?;
                 }
-                Insn::Bool { dst, value } => load(dst, ScalarSrc::Value(u64::from(value)), &mut scalar_slot)?,
+                Insn::Bool { dst, value } => load(dst, ScalarSrc::Value((u128::from(value), 0)), &mut scalar_slot)?,
                 Insn::Param { dst, p } => {
                     if matches!(module.params.get(p as usize)?.default, Const::Str(_)) {
                         return None;
@@ -320,10 +326,10 @@ impl LocalPlan {
         let (steps, du) = plan.chain.as_ref()?;
         // The scalars, but THIS_IP and THIS_SUBNET_IP (the client's, read as
         // 0 here; never operands of arithmetic, which is on numbers).
-        let mut vals: Vec<u64> = Vec::with_capacity(plan.scalars.len());
+        let mut vals: Vec<Sv> = Vec::with_capacity(plan.scalars.len());
         for &src in &plan.scalars {
             let v = match src {
-                ScalarSrc::ThisIp | ScalarSrc::ThisSubnet => 0,
+                ScalarSrc::ThisIp | ScalarSrc::ThisSubnet => (0, 0),
                 _ => scalar(src, &vals, values, None)?,
             };
             vals.push(v);
@@ -335,15 +341,14 @@ impl LocalPlan {
                     let key = match (plan.scalars.get(by as usize)?, *vals.get(by as usize)?) {
                         (ScalarSrc::ThisIp, _) => ChainKey::ThisIp,
                         (ScalarSrc::ThisSubnet, _) => ChainKey::ThisSubnet,
-                        (_, v) if prefix => {
-                            let (n, l) = dec_prefix(v);
-                            ChainKey::Fixed(n, netmask(l))
-                        }
-                        (_, v) => ChainKey::Fixed(v as u32, u32::MAX),
+                        (_, (n, l)) if prefix => ChainKey::Fixed(n, netmask(l)),
+                        (_, (v, _)) => ChainKey::Fixed(v, u128::MAX),
                     };
                     BoundTest::Addr { key, on_dst }
                 }
-                Test::Field { field, a, b } => BoundTest::Field(FieldTest::new(field, *vals.get(a as usize)?, *vals.get(b as usize)?)),
+                Test::Field { field, a, b } => {
+                    BoundTest::Field(FieldTest::new(field, vals.get(a as usize)?.0 as u64, vals.get(b as usize)?.0 as u64))
+                }
             };
             Some(BoundStep { test, unit: st.unit })
         });
@@ -372,17 +377,12 @@ impl Instance {
         }
         // Every scalar's value, and as a (net, mask) key, as the VM's filter
         // reads it (an address is its own net with a full mask).
-        let mut vals = [0u64; LOCAL_SCALARS];
-        let mut keys = [(0u32, 0u32); LOCAL_SCALARS];
+        let mut vals = [(0u128, 0u8); LOCAL_SCALARS];
+        let mut keys = [(0u128, 0u128); LOCAL_SCALARS];
         for (i, s) in plan.scalars.iter().enumerate() {
             let v = scalar(*s, &vals[..i], &self.params, Some(this))?;
             vals[i] = v;
-            keys[i] = if plan.prefix_slots >> i & 1 == 1 {
-                let (n, l) = dec_prefix(v);
-                (n, netmask(l))
-            } else {
-                (v as u32, u32::MAX)
-            };
+            keys[i] = if plan.prefix_slots >> i & 1 == 1 { (v.0, netmask(v.1)) } else { (v.0, u128::MAX) };
         }
         let mut cost = self.run_base();
         let mut drops = 0u64;
@@ -404,7 +404,7 @@ impl Instance {
                                 (if on_dst { d_addr } else { s_addr }) & mask == net
                             }
                             Test::Field { field, a, b } => {
-                                FieldTest::new(field, vals[a as usize], vals[b as usize]).passes(cols.field(field, row))
+                                FieldTest::new(field, vals[a as usize].0 as u64, vals[b as usize].0 as u64).passes(cols.field(field, row))
                             }
                         };
                         let hit = inside & u64::from(pass);
@@ -422,7 +422,7 @@ impl Instance {
         if cost > self.program.complexity {
             return None;
         }
-        Some((RunStats { cost, steps: plan.steps, dropped: drops.count_ones(), generated: 0 }, drops))
+        Some((RunStats { cost, steps: plan.steps, dropped: drops.count_ones(), ..RunStats::default() }, drops))
     }
 
     /// What a run costs besides its packets: its instructions (each runs
@@ -443,7 +443,7 @@ impl Instance {
     /// its transport fields as `l4` reads them, [`Columns::field`]): its cost
     /// and whether it is dropped. `(0, false)` without a chain plan.
     #[inline]
-    pub(crate) fn chain_packet(&self, this: This, s_addr: u32, d_addr: u32, l4: impl Fn(Field) -> u32) -> (u64, bool) {
+    pub(crate) fn chain_packet(&self, this: This, s_addr: u128, d_addr: u128, l4: impl Fn(Field) -> u32) -> (u64, bool) {
         let Some((chain, du)) = self.chain.as_ref() else { return (0, false) };
         let mut cost = 0u64;
         for f in chain {
@@ -456,7 +456,7 @@ impl Instance {
     }
 
     /// The chain plan's filters for an end user's packets, whose THIS_IP
-    /// (and THIS_SUBNET_IP, the same address as a /32) is the packet's
+    /// (and THIS_SUBNET_IP, the same address as a /128) is the packet's
     /// destination: each as [`EndUserStep`], with DISCARD's unit. The
     /// decision of [`Instance::chain_packet`] with `this` = the destination.
     pub(crate) fn end_user_chain(&self) -> Option<(Vec<EndUserStep>, u64)> {
@@ -467,14 +467,19 @@ impl Instance {
                 BoundTest::Addr { key, on_dst } => {
                     let (net, mask, this) = match key {
                         ChainKey::Fixed(n, m) => (n, m, false),
-                        ChainKey::ThisIp | ChainKey::ThisSubnet => (0, u32::MAX, true),
+                        ChainKey::ThisIp | ChainKey::ThisSubnet => (0, u128::MAX, true),
                     };
                     let col = if on_dst { StepCol::Dst } else { StepCol::Src };
                     EndUserStep { net, mask, span: 0, col, this, unit: f.unit }
                 }
-                BoundTest::Field(t) => {
-                    EndUserStep { net: t.lo, mask: t.mask, span: t.span, col: StepCol::Field(t.field), this: false, unit: f.unit }
-                }
+                BoundTest::Field(t) => EndUserStep {
+                    net: u128::from(t.lo),
+                    mask: u128::from(t.mask),
+                    span: u128::from(t.span),
+                    col: StepCol::Field(t.field),
+                    this: false,
+                    unit: f.unit,
+                },
             })
             .collect();
         Some((steps, *du))
@@ -515,7 +520,7 @@ impl Instance {
             return None;
         }
         let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
-        Some((RunStats { cost, steps, dropped: drops.count_ones(), generated: 0 }, drops))
+        Some((RunStats { cost, steps, dropped: drops.count_ones(), ..RunStats::default() }, drops))
     }
 
     /// A chain plan over a whole view, a word of 64 packets at a time (the
@@ -541,7 +546,7 @@ impl Instance {
                 BoundTest::Addr { key, on_dst } => {
                     let (net, mask) = match key {
                         ChainKey::Fixed(n, m) => (n, m),
-                        ChainKey::ThisIp => (this.ip, u32::MAX),
+                        ChainKey::ThisIp => (this.ip, u128::MAX),
                         ChainKey::ThisSubnet => (this.subnet.0, netmask(this.subnet.1)),
                     };
                     let col = if on_dst { v.dst } else { v.src };
@@ -576,6 +581,6 @@ impl Instance {
         m.effects.gen_bytes.clear();
         m.effects.gen.clear();
         let steps = self.program.local.as_ref().map_or(0, |p| p.steps);
-        Some(RunStats { cost, steps, dropped: dropped as u32, generated: 0 })
+        Some(RunStats { cost, steps, dropped: dropped as u32, ..RunStats::default() })
     }
 }

@@ -5,12 +5,13 @@
 //! data offsets below 5; their metering against the condition generator's
 //! certified complexity; the packet-local plans against the interpreter.
 
-use super::tests::{metered_policy, policy, xorshift, Asm, BAD, GOOD, ME, OTHER};
+use super::tests::{metered_policy, policy, xorshift, Asm, BAD, BAD6, GOOD, GOOD6, ME, ME6, OTHER, OTHER6};
 use super::*;
-use crate::packet::tests::{ipv4_bytes, tcp_bytes_with, udp_bytes};
+use crate::packet::tests::{fragment_header, ipv4_bytes, ipv6_bytes, ipv6_chain, tcp_bytes_with, udp_bytes};
 use crate::packet::LinkType;
 use crate::window::Window;
 use vinet_checker::bytecode::{ArithOp, Class, CmpOp, Field, Module, Reg};
+use vinet_checker::mapped;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -34,6 +35,39 @@ struct Spec {
 struct Win {
     w: Window,
     specs: Vec<Spec>,
+    /// The IPv6 extension headers its IPv6 packets carry before the upper layer.
+    exts: &'static [u8],
+}
+
+/// An address of a test packet: an IPv4 one as a `u32` (IPv4-mapped), any
+/// as a `u128`.
+trait Wide: Copy {
+    fn wide(self) -> u128;
+}
+impl Wide for u32 {
+    fn wide(self) -> u128 {
+        mapped(self)
+    }
+}
+impl Wide for i32 {
+    fn wide(self) -> u128 {
+        mapped(self as u32)
+    }
+}
+impl Wide for u128 {
+    fn wide(self) -> u128 {
+        self
+    }
+}
+
+/// An IPv4 packet when both addresses are IPv4-mapped, else IPv6 with the
+/// extension headers `exts` before the upper layer.
+fn ip_of(src: u128, dst: u128, proto: u8, l4: &[u8], exts: &[u8]) -> Vec<u8> {
+    if crate::packet::is_mapped(src) && crate::packet::is_mapped(dst) {
+        ipv4_bytes(src as u32, dst as u32, proto, l4)
+    } else {
+        ipv6_chain(src, dst, exts, proto, l4)
+    }
 }
 
 impl Win {
@@ -42,32 +76,40 @@ impl Win {
         self.specs.push(spec);
         assert_eq!(self.w.packet_count(), self.specs.len(), "every test packet is a packet of the window");
     }
-    fn tcp(&mut self, src: u32, dst: u32, sport: u16, dport: u16, flags: u8) {
-        let ip = ipv4_bytes(src, dst, TCP, &tcp_bytes_with(sport, dport, 1, flags, &[], b"data"));
+    fn tcp(&mut self, src: impl Wide, dst: impl Wide, sport: u16, dport: u16, flags: u8) {
+        let ip = ip_of(src.wide(), dst.wide(), TCP, &tcp_bytes_with(sport, dport, 1, flags, &[], b"data"), self.exts);
         self.push(Spec { proto: TCP, ports: Some((sport, dport)), flags: Some(flags) }, &ip);
     }
-    fn udp(&mut self, src: u32, dst: u32, sport: u16, dport: u16) {
-        let ip = ipv4_bytes(src, dst, UDP, &udp_bytes(sport, dport, b"data"));
+    fn udp(&mut self, src: impl Wide, dst: impl Wide, sport: u16, dport: u16) {
+        let ip = ip_of(src.wide(), dst.wide(), UDP, &udp_bytes(sport, dport, b"data"), self.exts);
         self.push(Spec { proto: UDP, ports: Some((sport, dport)), flags: None }, &ip);
     }
-    fn other(&mut self, src: u32, dst: u32, proto: u8) {
+    fn other(&mut self, src: impl Wide, dst: impl Wide, proto: u8) {
         // Bytes that would read as ports 25 and 25, and flags SYN, were it TCP.
-        let ip = ipv4_bytes(src, dst, proto, &tcp_bytes_with(25, 25, 1, SYN, &[], b""));
+        let ip = ip_of(src.wide(), dst.wide(), proto, &tcp_bytes_with(25, 25, 1, SYN, &[], b""), self.exts);
         self.push(Spec { proto, ports: None, flags: None }, &ip);
     }
     /// A packet without ports: a TCP or UDP header of ports `25 -> 25`
-    /// (flags SYN) cut short at `n` bytes, a non-first fragment, or (for
-    /// TCP, `offset` below 5) a data offset too small.
-    fn portless(&mut self, src: u32, dst: u32, proto: u8, how: Portless) {
+    /// (flags SYN) cut short at `n` bytes, a non-first fragment (`off`: the
+    /// IPv4 flags and offset word; for IPv6 the offset and the M bit of a
+    /// Fragment header), or (for TCP, `offset` below 5) a data offset too small.
+    fn portless(&mut self, src: impl Wide, dst: impl Wide, proto: u8, how: Portless) {
+        let (src, dst) = (src.wide(), dst.wide());
         let mut l4 = if proto == TCP { tcp_bytes_with(25, 25, 1, SYN, &[], b"data") } else { udp_bytes(25, 25, b"data") };
         if let Portless::Offset(words) = how {
             l4[12] = words << 4;
         }
-        let mut ip = ipv4_bytes(src, dst, proto, &l4);
+        let v6 = !crate::packet::is_mapped(src);
+        let mut ip = match how {
+            Portless::Fragment(off) if v6 => {
+                ipv6_bytes(src, dst, 44, &[fragment_header(proto, off & 0x1fff, off & 0x2000 != 0, 9), l4.clone()].concat())
+            }
+            _ => ip_of(src, dst, proto, &l4, self.exts),
+        };
         match how {
-            Portless::Cut(n) => ip.truncate(20 + n),
-            Portless::Fragment(off) => ip[6..8].copy_from_slice(&off.to_be_bytes()),
-            Portless::Offset(_) => {}
+            Portless::Cut(n) => ip.truncate(ip.len() - l4.len() + n),
+            Portless::Fragment(off) if !v6 => ip[6..8].copy_from_slice(&off.to_be_bytes()),
+            _ => {}
         }
         self.push(Spec { proto, ports: None, flags: None }, &ip);
     }
@@ -90,39 +132,52 @@ enum Portless {
 /// length of their header, non-first fragments, data offsets 0 to 4).
 fn mixed() -> Win {
     let mut w = Win::default();
-    w.tcp(BAD, ME, 40_000, 25, SYN);
-    w.udp(GOOD, ME, 53, 40_001);
-    w.other(BAD, ME, ICMP);
-    w.tcp(GOOD, ME, 443, 40_002, SYN | ACK);
-    w.tcp(BAD, ME, 40_003, 25, ACK);
-    w.udp(BAD, ME, 123, 123);
-    w.tcp(BAD, OTHER, 1, 25, SYN);
-    w.tcp(GOOD, ME, 0, 0, 0);
-    w.tcp(GOOD, ME, 65_535, 65_535, 0xff);
-    w.udp(GOOD, ME, 0, 65_535);
-    w.other(GOOD, ME, 47);
+    mixed_into(&mut w, [ME, OTHER, BAD, GOOD].map(mapped));
+    w
+}
+
+/// [`mixed`] of IPv4 and of IPv6 packets (the IPv6 ones behind Hop-by-Hop
+/// and Destination Options headers) in one window.
+fn dual() -> Win {
+    let mut w = Win { exts: &[0, 60], ..Win::default() };
+    mixed_into(&mut w, [ME, OTHER, BAD, GOOD].map(mapped));
+    mixed_into(&mut w, [ME6, OTHER6, BAD6, GOOD6]);
+    w
+}
+
+fn mixed_into(w: &mut Win, [me, other, bad, good]: [u128; 4]) {
+    w.tcp(bad, me, 40_000, 25, SYN);
+    w.udp(good, me, 53, 40_001);
+    w.other(bad, me, ICMP);
+    w.tcp(good, me, 443, 40_002, SYN | ACK);
+    w.tcp(bad, me, 40_003, 25, ACK);
+    w.udp(bad, me, 123, 123);
+    w.tcp(bad, other, 1, 25, SYN);
+    w.tcp(good, me, 0, 0, 0);
+    w.tcp(good, me, 65_535, 65_535, 0xff);
+    w.udp(good, me, 0, 65_535);
+    w.other(good, me, 47);
     for n in 0..20 {
-        w.portless(BAD, ME, TCP, Portless::Cut(n));
+        w.portless(bad, me, TCP, Portless::Cut(n));
     }
     for n in 0..8 {
-        w.portless(BAD, ME, UDP, Portless::Cut(n));
+        w.portless(bad, me, UDP, Portless::Cut(n));
     }
     for off in [1u16, 0x1fff, 0x2001] {
-        w.portless(BAD, ME, TCP, Portless::Fragment(off));
-        w.portless(BAD, ME, UDP, Portless::Fragment(off));
+        w.portless(bad, me, TCP, Portless::Fragment(off));
+        w.portless(bad, me, UDP, Portless::Fragment(off));
     }
     for words in 0..5 {
-        w.portless(BAD, ME, TCP, Portless::Offset(words));
+        w.portless(bad, me, TCP, Portless::Offset(words));
     }
-    w.tcp(BAD, ME, 40_004, 26, FIN | ACK);
-    w.udp(BAD, ME, 40_005, 25);
-    w.tcp(GOOD, ME, 40_000, 25, RST);
-    w
+    w.tcp(bad, me, 40_004, 26, FIN | ACK);
+    w.udp(bad, me, 40_005, 25);
+    w.tcp(good, me, 40_000, 25, RST);
 }
 
 fn sc(p: &Program, m: &Machine, r: Reg) -> u64 {
     match p.slots[r as usize] {
-        Slot::Scalar(i) => m.scalars[i as usize],
+        Slot::Scalar(i) => m.scalars[i as usize] as u64,
         s => panic!("r{r} is {s:?}"),
     }
 }
@@ -157,7 +212,7 @@ fn narrow_module(field: Field, a: u64, b: u64) -> (Module, Reg) {
 /// its set; the interpreter and the plan agree on every one.
 #[test]
 fn narrowings_select_what_the_semantics_says() {
-    let w = mixed();
+    let w = dual();
     let n = w.specs.len();
     let port = |s: &Spec, src: bool| s.ports.map(|(a, b)| u64::from(if src { a } else { b }));
     let in_range = |v: Option<u64>, lo: u64, hi: u64| v.is_some_and(|v| lo <= v && v <= hi);
@@ -226,11 +281,17 @@ fn narrowings_select_what_the_semantics_says() {
         assert_eq!(x, y, "{field:?} {a} {b}");
         let dropped = |m: &Machine| (0..n).filter(|&i| m.effects().is_dropped(i)).collect::<Vec<_>>();
         assert_eq!((dropped(&plan), dropped(&interp)), (want.clone(), want.clone()), "{field:?} {a} {b}");
-        // And over rows of the window's columns (the small-bucket path).
-        let rows: Vec<u32> = (0..n as u32).rev().take(64).collect();
-        let (st, drops) = inst.run_chain(super::tests::this(), &w.w.cols, &rows).unwrap();
-        let got: Vec<usize> = (0..rows.len()).filter(|&k| drops >> k & 1 == 1).map(|k| rows[k] as usize).rev().collect();
-        assert_eq!((got, st.cost), (want.clone(), y.cost), "{field:?} {a} {b}: rows");
+        // And over rows of the window's columns (the small-bucket path), 64
+        // at a time (the policy's instructions cost nothing, so the costs add up).
+        let all_rows: Vec<u32> = (0..n as u32).rev().collect();
+        let (mut got, mut cost) = (Vec::new(), 0);
+        for rows in all_rows.chunks(64) {
+            let (st, drops) = inst.run_chain(super::tests::this(), &w.w.cols, rows).unwrap();
+            got.extend((0..rows.len()).filter(|&k| drops >> k & 1 == 1).map(|k| rows[k] as usize));
+            cost += st.cost;
+        }
+        got.sort_unstable();
+        assert_eq!((got, cost), (want.clone(), y.cost), "{field:?} {a} {b}: rows");
     }
 }
 
@@ -266,7 +327,7 @@ fn groups_by_field_order_and_keys() {
             }
         }
         let gr = groups(&p, &m, g);
-        assert_eq!(gr.keys, keys, "{field:?}: keys in first-occurrence order");
+        assert_eq!(gr.keys, keys.iter().map(|&k| u128::from(k)).collect::<Vec<_>>(), "{field:?}: keys in first-occurrence order");
         for (gi, &k) in keys.iter().enumerate() {
             let got = &gr.members[gr.starts[gi] as usize..gr.starts[gi + 1] as usize];
             let want: Vec<u32> = (0..n as u32).filter(|&i| key(&w.specs[i as usize]) == Some(k)).collect();
@@ -515,11 +576,15 @@ pub(crate) fn flags_and_ports() -> Module {
 /// A random window of TCP, UDP, ICMP and portless packets, from and to a few
 /// addresses, on a few ports.
 fn random_window(next: &mut impl FnMut() -> u64, n: usize) -> Win {
-    let mut w = Win::default();
+    let mut w = Win { exts: &[60, 43, 44], ..Win::default() };
     let ports = [25u16, 53, 80, 123, 0, 65_535];
     for _ in 0..n {
-        let src = [BAD, GOOD, OTHER][(next() % 3) as usize];
-        let dst = [ME, ME, OTHER][(next() % 3) as usize];
+        // IPv4 or IPv6 (behind extension headers, an atomic fragment among them).
+        let [src, dst] = if next().is_multiple_of(2) {
+            [[BAD, GOOD, OTHER][(next() % 3) as usize], [ME, ME, OTHER][(next() % 3) as usize]].map(mapped)
+        } else {
+            [[BAD6, GOOD6, OTHER6][(next() % 3) as usize], [ME6, ME6, OTHER6][(next() % 3) as usize]]
+        };
         let (sp, dp) = (ports[(next() % 6) as usize], ports[(next() % 6) as usize]);
         match next() % 10 {
             0..=3 => w.tcp(src, dst, sp, dp, [SYN, SYN | ACK, ACK, 0x18, FIN | ACK][(next() % 5) as usize]),
@@ -545,6 +610,8 @@ fn port_plans_agree_with_the_interpreter() {
         (Arc::clone(&fw), vec![]),
         (Arc::clone(&fw), vec![Const::Addr(GOOD), Const::Num(53)]),
         (Arc::clone(&fw), vec![Const::Addr(BAD), Const::Num(70_000)]),
+        (Arc::clone(&fw), vec![Const::Addr6(BAD6), Const::Num(25)]),
+        (Arc::clone(&fw), vec![Const::Addr6(GOOD6), Const::Num(53)]),
         (Arc::clone(&mixed_plan), vec![]),
         (Arc::clone(&mixed_plan), vec![Const::Num(0), Const::Num(65_535)]),
         (Arc::clone(&mixed_plan), vec![Const::Num(100), Const::Num(10)]),
@@ -560,8 +627,9 @@ fn port_plans_agree_with_the_interpreter() {
         for (p, params) in &binds {
             let inst = p.instantiate(params).unwrap();
             assert!(inst.is_packet_local());
-            let a = inst.run(super::tests::this(), w.w.view(), &mut plan);
-            let b = inst.run(super::tests::this(), w.w.view(), &mut interp);
+            let this = if round % 2 == 0 { super::tests::this() } else { This::end_user(ME6) };
+            let a = inst.run(this, w.w.view(), &mut plan);
+            let b = inst.run(this, w.w.view(), &mut interp);
             assert_eq!(a, b, "round {round}, {params:?}");
             faults += u32::from(b.is_err());
             let dropped = |m: &Machine| (0..n).filter(|&i| m.effects().is_dropped(i)).collect::<Vec<_>>();
@@ -573,8 +641,8 @@ fn port_plans_agree_with_the_interpreter() {
                 let (m, bytes) = w.w.frame(r as usize).unwrap();
                 part.push(m.link, 0, 0, bytes);
             }
-            let whole = inst.run(super::tests::this(), part.view(), &mut interp);
-            match (inst.run_local(super::tests::this(), &w.w.cols, &rows), whole) {
+            let whole = inst.run(this, part.view(), &mut interp);
+            match (inst.run_local(this, &w.w.cols, &rows), whole) {
                 (Some((st, drops)), Ok(want)) => {
                     assert_eq!(st.cost, want.cost, "round {round}");
                     let want_drops = (0..rows.len()).fold(0u64, |b, k| b | u64::from(interp.effects().is_dropped(k)) << k);
@@ -644,9 +712,10 @@ fn field_bits_agree_with_the_field_of_each_packet() {
         let dport: Vec<u16> = (0..len).map(|_| [0, 25, 53, 65_535, next() as u16][(next() % 5) as usize]).collect();
         let tcp_flags: Vec<u8> = (0..len).map(|i| if proto[i] == TCP && has_ports[i] { next() as u8 } else { 0 }).collect();
         let (zeros, origin): (Vec<u32>, Vec<u32>) = (vec![0; len], (0..len as u32).collect());
+        let addrs = vec![ME6; len];
         let v = View::from_columns(ColumnSlices {
-            src: &zeros,
-            dst: &zeros,
+            src: &addrs,
+            dst: &addrs,
             proto: &proto,
             sport: &sport,
             dport: &dport,

@@ -3,7 +3,6 @@
 //! binding (THIS_IP, THIS_SUBNET_IP and the parameter values) for the VM.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -12,7 +11,7 @@ use vinet_checker::policy::ClientKind;
 use vinet_checker::{netmask, Checked, Policy};
 use vinet_engine::vm::Binding;
 use vinet_vocab::params::bind_params;
-use vinet_vocab::Ipv4Prefix;
+use vinet_vocab::{parse_addr, IpPrefix};
 
 use crate::cli::{read_input, unquote, Failure};
 
@@ -37,8 +36,8 @@ struct ManifestEntry {
 pub(super) struct Request {
     pub bundle: PathBuf,
     pub policy: PathBuf,
-    pub this_ip: u32,
-    pub this_subnet: Option<Ipv4Prefix>,
+    pub this_ip: u128,
+    pub this_subnet: Option<IpPrefix>,
     pub params: Vec<(String, String)>,
 }
 
@@ -55,9 +54,9 @@ pub(super) fn manifest_requests(path: &Path, default_policy: &Path) -> Result<Ve
         .enumerate()
         .map(|(i, e)| {
             let at = |msg: String| Failure::Usage(format!("manifest {} entry {}: {msg}", path.display(), i + 1));
-            let this_ip = e.this_ip.parse::<Ipv4Addr>().map_err(|_| at(format!("this_ip `{}` is not an IPv4 address", e.this_ip)))?;
+            let this_ip = parse_addr(&e.this_ip).ok_or_else(|| at(format!("this_ip `{}` is not an IPv4 or IPv6 address", e.this_ip)))?;
             let this_subnet =
-                e.this_subnet.as_deref().map(str::parse::<Ipv4Prefix>).transpose().map_err(|e| at(format!("this_subnet: {e}")))?;
+                e.this_subnet.as_deref().map(str::parse::<IpPrefix>).transpose().map_err(|e| at(format!("this_subnet: {e}")))?;
             let params = e
                 .params
                 .into_iter()
@@ -73,7 +72,7 @@ pub(super) fn manifest_requests(path: &Path, default_policy: &Path) -> Result<Ve
             Ok(Request {
                 bundle: base.join(e.bundle),
                 policy: e.policy.map_or_else(|| default_policy.to_path_buf(), |p| base.join(p)),
-                this_ip: u32::from(this_ip),
+                this_ip,
                 this_subnet,
                 params,
             })
@@ -92,7 +91,10 @@ pub(super) fn binding(req: &Request, checked: &Checked) -> Result<Binding, Failu
             return Err(Failure::Usage(format!(
                 "{} is checked against an edge-router policy: give the client's prefix, THIS_SUBNET_IP, with --this-subnet (e.g. --this-subnet {})",
                 req.bundle.display(),
-                Ipv4Prefix::new(req.this_ip & netmask(24), 24).map_or_else(|e| e.to_string(), |p| p.to_string())
+                {
+                    let len = if vinet_vocab::v4_of(req.this_ip).is_some() { 96 + 24 } else { 64 };
+                    IpPrefix::new(req.this_ip & netmask(len), len).map_or_else(|e| e.to_string(), |p| p.to_string())
+                }
             )))
         }
         (ClientKind::EndUser, Some(_)) => {

@@ -12,14 +12,13 @@ mod replay;
 mod report;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use vinet_checker::{Checked, Policy};
 use vinet_engine::dispatch::InstallId;
 use vinet_engine::runner::Runner;
 use vinet_engine::window::WindowConfig;
-use vinet_vocab::Ipv4Prefix;
+use vinet_vocab::{addr_text, parse_addr, IpPrefix};
 
 use super::{load_policy, Failure, Format};
 use install::{binding, check_bundle, manifest_requests, Request};
@@ -66,12 +65,12 @@ pub struct Args {
     /// The router's safety policy.
     #[arg(long, value_name = "POLICY.toml")]
     pub policy: PathBuf,
-    /// THIS_IP: the client's address (not with --install).
-    #[arg(long, value_name = "IP", required_unless_present = "install", conflicts_with = "install")]
-    pub this_ip: Option<Ipv4Addr>,
-    /// THIS_SUBNET_IP: the client's prefix (edge-router policies only).
+    /// THIS_IP: the client's address, IPv4 or IPv6 (not with --install).
+    #[arg(long, value_name = "IP", required_unless_present = "install", conflicts_with = "install", value_parser = addr_arg)]
+    pub this_ip: Option<u128>,
+    /// THIS_SUBNET_IP: the client's prefix, IPv4 or IPv6 (edge-router policies only).
     #[arg(long, value_name = "PREFIX", value_parser = prefix_arg, conflicts_with = "install")]
-    pub this_subnet: Option<Ipv4Prefix>,
+    pub this_subnet: Option<IpPrefix>,
     /// An install-time parameter value, typed by the program's declaration.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = param_arg, conflicts_with = "install")]
     pub params: Vec<(String, String)>,
@@ -100,8 +99,12 @@ fn param_arg(arg: &str) -> Result<(String, String), String> {
     vinet_lang::parse_param_arg(arg)
 }
 
-fn prefix_arg(s: &str) -> Result<Ipv4Prefix, String> {
+fn prefix_arg(s: &str) -> Result<IpPrefix, String> {
     s.parse().map_err(|e: vinet_vocab::PrefixError| e.to_string())
+}
+
+fn addr_arg(s: &str) -> Result<u128, String> {
+    parse_addr(s).ok_or_else(|| format!("`{s}` is not an IPv4 or IPv6 address"))
 }
 
 /// Run `vinetc run`.
@@ -113,13 +116,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let (Some(bundle), Some(ip)) = (args.bundle.clone(), args.this_ip) else {
                 return Err(Failure::Usage("give BUNDLE.vpc and --this-ip, or --install MANIFEST.toml".into()));
             };
-            vec![Request {
-                bundle,
-                policy: args.policy.clone(),
-                this_ip: u32::from(ip),
-                this_subnet: args.this_subnet,
-                params: args.params.clone(),
-            }]
+            vec![Request { bundle, policy: args.policy.clone(), this_ip: ip, this_subnet: args.this_subnet, params: args.params.clone() }]
         }
     };
     if args.window_ms == 0 {
@@ -149,7 +146,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let id = router
             .dispatch_mut()
             .install(c, &b)
-            .map_err(|e| Failure::Usage(format!("cannot install {} for {}: {e}", req.bundle.display(), Ipv4Addr::from(req.this_ip))))?;
+            .map_err(|e| Failure::Usage(format!("cannot install {} for {}: {e}", req.bundle.display(), addr_text(req.this_ip))))?;
         installed.push((id, ri));
     }
 
@@ -171,7 +168,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Row {
                 bundle: req.bundle.display().to_string(),
                 module: c.id().to_string(),
-                this_ip: Ipv4Addr::from(req.this_ip).to_string(),
+                this_ip: addr_text(req.this_ip),
                 this_subnet: req.this_subnet.map(|p| p.to_string()),
                 params,
                 stats: router.dispatch().stats(id).unwrap_or_default(),
