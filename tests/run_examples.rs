@@ -142,28 +142,29 @@ struct Chain {
 }
 
 /// An IPv6 packet's extension-header chain, by hand. A later fragment's chain ends at its Fragment header (what
-/// follows is data). `None` when the chain is malformed: a header runs past
-/// the packet's bytes (but a first fragment whose chain its end cuts off is
-/// a packet all the same, RFC 7112), a Hop-by-Hop header is not the first,
-/// an AH's length is 0, or there are more than 8 headers.
+/// follows is data). A chain that is not followed (a header runs past the
+/// packet's bytes, a Hop-by-Hop header is not the first, an AH's length is
+/// 0, or there are more than 8 headers) stops at that header: the packet is a
+/// packet without ports, its protocol that header's number (SEMANTICS "IPv6").
 fn chain6(p: &Pkt<'_>) -> Option<Chain> {
     let ip = p.ip;
     let end = (40 + payload_len6(ip)).min(ip.len());
     let (mut next, mut at, mut frag, mut n) = (ip[6], 40, None, 0);
     while EXT_HEADERS.contains(&next) {
         n += 1;
+        let stop = Some(Chain { proto: next, at: end, frag });
         if n > 8 || (next == 0 && at != 40) {
-            return None;
+            return stop;
         }
         let len = match (next, ip[..end].get(at + 1)) {
             (44, _) => 8,
             (_, None) => usize::MAX / 2,
-            (51, Some(0)) => return None,
+            (51, Some(0)) => return stop,
             (51, Some(&l)) => (usize::from(l) + 2) * 4,
             (_, Some(&l)) => (usize::from(l) + 1) * 8,
         };
         if at + len > end {
-            return frag.map(|f| Chain { proto: next, at: end, frag: Some(f) });
+            return stop;
         }
         if next == 44 {
             let id = u32::from_be_bytes(ip[at + 4..at + 8].try_into().unwrap());
@@ -762,11 +763,12 @@ fn ipv6_firewall_drops_exactly_the_pests_ipv6_packets() {
     let (per4, per6) = generate::FW6_PER_BURST;
     let bursts = generate::FW6_BURSTS;
     let none = |_| Vec::new();
-    // 17 a burst: TCP, UDP, ICMPv6, behind Hop-by-Hop, Destination Options
+    // 18 a burst: TCP, UDP, ICMPv6, behind Hop-by-Hop, Destination Options
     // and Routing headers, tagged, fragments (first, later, orphaned, a
-    // first cut inside its TCP header) and a TCP header cut short. Not: the
+    // first cut inside its TCP header), a TCP header cut short and a packet
+    // cut inside its Hop-by-Hop header (a packet without ports). Not: the
     // pest to 2001:db8::8, its neighbour, the replies, IPv4-mapped
-    // addresses (no packets of a window), frames cut inside an IPv6 header.
+    // addresses (no packets of a window), a frame cut inside the fixed header.
     let drop = |_: &Rec, src, dst| pest6(src, dst);
     let args = [s(&bundle), "--policy", END_USER, "--this-ip", "2001:db8::7"];
     let rep = run_and_compare(&dir, "firewall6.pcap", &args, Expect { drop: &drop, generated: &none }, per6 * bursts, 0);

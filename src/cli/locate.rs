@@ -175,14 +175,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let Some(a) = &args.address else { return list(&dir, args.format) };
     let addr = address("", a)?;
     let found = find(&dir, addr);
+    let text = addr_text(addr);
     match args.format {
         Format::Json => {
             let refused: Vec<_> = dir.refused.iter().map(|(at, why)| serde_json::json!({"entry": at, "reason": why.to_string()})).collect();
             let v = match &found {
                 Ok((at, e, p)) => {
-                    serde_json::json!({"address": addr.to_string(), "found": true, "router": e.address.to_string(), "key": hex(&e.noise_key), "prefix": p.to_string(), "entry": at, "expires": e.expires, "refused": refused})
+                    serde_json::json!({"address": text, "found": true, "router": e.address.to_string(), "key": hex(&e.noise_key), "prefix": p.to_string(), "entry": at, "expires": e.expires, "refused": refused})
                 }
-                Err(_) => serde_json::json!({"address": addr.to_string(), "found": false, "refused": refused}),
+                Err(_) => serde_json::json!({"address": text, "found": false, "refused": refused}),
             };
             println!("{v}");
         }
@@ -191,7 +192,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 println!("router {}", e.address);
                 println!("key {} {}", vinet_proto::keyfile::PUBLIC_TAG, hex(&e.noise_key));
                 println!(
-                    "prefix {p} (the longest announced prefix containing {addr}; entry {at}, expires in {})",
+                    "prefix {p} (the longest announced prefix containing {text}; entry {at}, expires in {})",
                     until(e.expires.saturating_mul(1000))
                 );
             }
