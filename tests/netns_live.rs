@@ -272,7 +272,8 @@ fn forwarded_ipv6_follows_the_configured_policy() {
     let mut d = w.vinetd();
     firewall_for_c(&w, A);
 
-    // ipv6 = "forward": programs see IPv4 only; A's IPv6 reaches C, counted.
+    // ipv6 = "forward": C's identity has no IPv6 address, so its IPv6 is to no
+    // client: forwarded untouched, counted.
     w.craft(&w.a, A, "fd00:3::2", "udp6", "V6F", 10);
     wait_for("A's 10 IPv6 datagrams at C", HANG, || arrivals(&w.c, "from_a6") >= 10);
     let fwd = w.metric("vinet_ipv6_forwarded_total");

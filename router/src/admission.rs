@@ -1419,8 +1419,8 @@ fn describe(m: &Metrics) {
         ("vinet_kernel_blocked_dropped_total", "counter", "Packets from sources dropped for everyone, dropped in the kernel."),
         ("vinet_kernel_queued_windowed_total", "counter", "Packets the kernel queued to the windowed lane."),
         ("vinet_kernel_queued_local_total", "counter", "Packets the kernel queued to the packet-local lanes."),
-        ("vinet_ipv6_forwarded_total", "counter", "Forwarded IPv6 packets to no client with a program, forwarded untouched (ipv6 = \"forward\")."),
-        ("vinet_ipv6_dropped_total", "counter", "Forwarded IPv6 packets to no client with a program, dropped (ipv6 = \"drop\")."),
+        ("vinet_ipv6_forwarded_total", "counter", "Forwarded IPv6 packets to no client with programs (no program sees them), forwarded untouched (ipv6 = \"forward\")."),
+        ("vinet_ipv6_dropped_total", "counter", "Forwarded IPv6 packets to no client with programs (no program sees them), dropped (ipv6 = \"drop\")."),
     ] {
         m.describe(n, k, h);
     }

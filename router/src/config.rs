@@ -16,7 +16,7 @@ use vinet_proto::identity::{parse_public_key, parse_secret_key, unhex};
 /// The class names and indices are the vocabulary's (re-exported for the
 /// router's modules, which name classes in refusals, logs and metrics).
 pub use vinet_vocab::names::{class_index, class_name};
-use vinet_vocab::Ipv4Prefix;
+use vinet_vocab::IpPrefix;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -290,8 +290,8 @@ pub struct AnnounceConfig {
     pub identity: PathBuf,
     /// Where clients reach the router [default: `listen`].
     pub address: std::net::SocketAddrV4,
-    /// The source prefixes it sits in front of [default: the identity's prefix].
-    pub prefixes: Vec<Ipv4Prefix>,
+    /// The source prefixes it sits in front of [default: the identity's prefixes].
+    pub prefixes: Vec<IpPrefix>,
     /// How long an announcement is valid, seconds.
     pub valid_for_secs: u64,
 }
@@ -379,8 +379,10 @@ pub struct NfqueueConfig {
     /// While a queue is full, packets pass (`queue_full = "accept"`)
     /// instead of being dropped (`"drop"`).
     pub queue_full_accept: bool,
-    /// Forwarded IPv6 is dropped (`ipv6 = "drop"`) instead of forwarded
-    /// untouched (`"forward"`); programs do not see IPv6 yet.
+    /// Forwarded IPv6 that no program sees (to no client with programs) is
+    /// dropped (`ipv6 = "drop"`) instead of forwarded untouched
+    /// (`"forward"`, the default); counted either way. IPv6 to a client
+    /// with programs (an identity with IPv6 addresses) is seen by them.
     pub ipv6_drop: bool,
 }
 
@@ -401,8 +403,9 @@ pub struct Config {
     pub window_millis: u64,
     /// A lemma library to verify and cache at start.
     pub lemmas: Option<PathBuf>,
-    /// Client destinations this router serves (empty: any).
-    pub serves: Vec<Ipv4Prefix>,
+    /// Client destinations this router serves, IPv4 and IPv6 prefixes
+    /// (empty: any).
+    pub serves: Vec<IpPrefix>,
     /// Largest request, bytes.
     pub max_request_bytes: usize,
     /// Most connections served at once.
@@ -433,7 +436,7 @@ pub struct Config {
     /// Trusted authorities.
     pub authorities: Vec<Authority>,
     /// Credit grants by client prefix (first match wins over the authority's grant).
-    pub grants: Vec<(Ipv4Prefix, u64)>,
+    pub grants: Vec<(IpPrefix, u64)>,
     /// Client keys revoked by the operator's config: refused, their leases ended.
     pub revoked_keys: Vec<[u8; 32]>,
     /// The operator's local socket (`vinetd ctl`), mode 0600; by default
@@ -874,12 +877,35 @@ mod tests {
         assert!(e(&nfq.replace("\nthreads = 1 ", "\nthreads = 0 ")).contains("[live] threads = 0"));
         assert!(e(&nfq.replace("window_threads = 1 ", "window_threads = 65 ")).contains("[live] window_threads = 65"));
         assert!(e(&text.replace("cost_units_per_credit = 1_000_000", "cost_units_per_credit = 0")).contains("cost_units_per_credit"));
-        let host_bits = e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.0.1/8\"]"));
+        let host_bits = e(&text.replace("# serves = [\"10.0.3.0/24\", \"2001:db8:3::/64\"]", "serves = [\"10.0.0.1/8\"]"));
         assert!(host_bits.contains("serves: `10.0.0.1/8` has host bits set (did you mean 10.0.0.0/8?)"), "{host_bits}");
         assert!(e(&text.replace("drop_for_everyone = 3", "drop_for_everyone = 0")).contains("drop_for_everyone"));
-        let ok = Config::parse(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"10.0.3.0/24\", \"10.0.4.7\"]"), &dir).unwrap();
-        assert_eq!(ok.serves.iter().map(|p| <(u32, u8)>::from(*p)).collect::<Vec<_>>(), [(0x0a00_0300, 24), (0x0a00_0407, 32)]);
-        assert!(e(&text.replace("# serves = [\"10.0.3.0/24\"]", "serves = [\"ten\"]")).contains("serves: `ten` is not an IPv4"));
+        // Both families: IPv4 prefixes and addresses, and IPv6 ones.
+        let ok = Config::parse(
+            &text.replace(
+                "# serves = [\"10.0.3.0/24\", \"2001:db8:3::/64\"]",
+                "serves = [\"10.0.3.0/24\", \"10.0.4.7\", \"fd00:3::/64\", \"fd00:4::7\"]",
+            ),
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.serves.iter().map(|p| <(u128, u8)>::from(*p)).collect::<Vec<_>>(),
+            [
+                (vinet_checker::mapped(0x0a00_0300), 120),
+                (vinet_checker::mapped(0x0a00_0407), 128),
+                (0xfd00_0003 << 96, 64),
+                (0xfd00_0004 << 96 | 7, 128)
+            ]
+        );
+        assert_eq!(
+            ok.serves.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["10.0.3.0/24", "10.0.4.7/32", "fd00:3::/64", "fd00:4::7/128"]
+        );
+        assert!(e(&text.replace("# serves = [\"10.0.3.0/24\", \"2001:db8:3::/64\"]", "serves = [\"ten\"]"))
+            .contains("serves: `ten` is not an address or prefix"));
+        let v6_bits = e(&text.replace("# serves = [\"10.0.3.0/24\", \"2001:db8:3::/64\"]", "serves = [\"fd00:3::1/64\"]"));
+        assert!(v6_bits.contains("serves: `fd00:3::1/64` has host bits set (did you mean fd00:3::/64?)"), "{v6_bits}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -4,9 +4,12 @@
 //! benchmark (`benches/live.rs`) run it inside their namespaces with
 //! `ip netns exec NS vinet-traffic ...`:
 //!
-//! - `sink` receives UDP datagrams and TCP connections and appends one line
-//!   for each to a file (`udp FROM PAYLOAD`, `tcp FROM PAYLOAD`);
-//! - `send` sends a few tagged UDP datagrams, then one tagged TCP connection;
+//! - `sink` receives UDP datagrams and TCP connections, over IPv4 and IPv6
+//!   (a socket of each family), and appends one line for each to a file
+//!   (`udp FROM PAYLOAD`, `tcp FROM PAYLOAD`; FROM as its family writes it:
+//!   `10.0.1.2`, `fd00:1::2`);
+//! - `send` sends a few tagged UDP datagrams, then one tagged TCP connection,
+//!   to an IPv4 or IPv6 address;
 //! - `flood` sends UDP datagrams as fast as it can for a while;
 //! - `count` counts the UDP datagrams it receives and prints the rate;
 //! - `echo` sends every UDP datagram it receives back to its sender, and
@@ -45,6 +48,7 @@ const AFTER_HELP: &str = "\
 Examples:
   vinet-traffic sink --udp 5000 --tcp 5001 --out /tmp/sink.txt
   vinet-traffic send --to 10.0.3.2 --udp 5000 --tcp 5001 --tag A1 --count 5
+  vinet-traffic send --to fd00:3::2 --udp 5000 --tcp 5001 --tag A6 --count 5
   vinet-traffic count --port 6000 --for 5
   vinet-traffic flood --to 10.0.3.2 --port 6000 --for 5.5 --size 64 [--pps 2000]
   vinet-traffic echo --port 7000 --for 30
@@ -82,10 +86,10 @@ enum Cmd {
     /// Receive UDP on one port and TCP on another; append a line per datagram
     /// and per connection to a file. Prints `ready` once both are bound.
     Sink {
-        /// The UDP port to receive on (all addresses).
+        /// The UDP port to receive on (all addresses, IPv4 and IPv6).
         #[arg(long)]
         udp: u16,
-        /// The TCP port to accept connections on (all addresses).
+        /// The TCP port to accept connections on (all addresses, IPv4 and IPv6).
         #[arg(long)]
         tcp: u16,
         /// The file the lines are appended to (created if missing).
@@ -99,9 +103,10 @@ enum Cmd {
         max: u64,
     },
     /// Send COUNT UDP datagrams `TAG udp I` 10 ms apart, then one TCP
-    /// connection carrying `TAG tcp`; prints `tcp connected` or `tcp failed: ...`.
+    /// connection carrying `TAG tcp`, over IPv4 or IPv6 (the family of
+    /// --to); prints `tcp connected` or `tcp failed: ...`.
     Send {
-        /// The destination address.
+        /// The destination address, IPv4 or IPv6.
         #[arg(long)]
         to: std::net::IpAddr,
         /// The destination UDP port.
@@ -779,11 +784,48 @@ fn ready() -> Result<(), Failure> {
     writeln!(o, "ready").and_then(|()| o.flush()).map_err(io("stdout"))
 }
 
+/// Sockets on `port` of every address of both families: an IPv4 one, and an
+/// IPv6-only one beside it where the host has IPv6 (so that a peer is
+/// written as its family writes it, `10.0.1.2` or `fd00:1::2`, never as
+/// `::ffff:10.0.1.2`). `stream`: TCP, listening; else UDP.
+fn bind_both(port: u16, stream: bool) -> Result<Vec<socket2::Socket>, Failure> {
+    use socket2::{Domain, Socket, Type};
+    let what = |v: &str| format!("{} port {port} ({v})", if stream { "TCP" } else { "UDP" });
+    let ty = if stream { Type::STREAM } else { Type::DGRAM };
+    let mut out = vec![];
+    for (domain, at) in [(Domain::IPV4, "0.0.0.0"), (Domain::IPV6, "::")] {
+        let s = match Socket::new(domain, ty, None) {
+            Ok(s) => s,
+            // A kernel or namespace without IPv6: IPv4 alone.
+            Err(e) if domain == Domain::IPV6 && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => continue,
+            Err(e) => return Err(Failure::Io(format!("{}: {e}", what(at)))),
+        };
+        if domain == Domain::IPV6 {
+            s.set_only_v6(true).map_err(io(what(at)))?;
+        }
+        if stream {
+            s.set_reuse_address(true).map_err(io(what(at)))?;
+        }
+        let addr: SocketAddr = SocketAddr::new(at.parse().expect("an address"), port);
+        match s.bind(&addr.into()) {
+            Ok(()) => {}
+            // IPv6 present but with no address at all (disabled on every interface).
+            Err(e) if domain == Domain::IPV6 && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => continue,
+            Err(e) => return Err(Failure::Io(format!("{}: {e}", what(at)))),
+        }
+        if stream {
+            s.listen(128).map_err(io(what(at)))?;
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
 fn sink(udp: u16, tcp: u16, out: &std::path::Path, lifetime: Duration, max: u64) -> Result<(), Failure> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(out).map_err(io(out.display()))?;
     let file = Arc::new(Mutex::new(file));
-    let u = UdpSocket::bind(("0.0.0.0", udp)).map_err(io(format!("UDP port {udp}")))?;
-    let t = TcpListener::bind(("0.0.0.0", tcp)).map_err(io(format!("TCP port {tcp}")))?;
+    let udps: Vec<UdpSocket> = bind_both(udp, false)?.into_iter().map(UdpSocket::from).collect();
+    let tcps: Vec<TcpListener> = bind_both(tcp, true)?.into_iter().map(TcpListener::from).collect();
     // Each line is written with one write(2) on an O_APPEND file, so a reader
     // never sees half a line.
     let record = {
@@ -794,7 +836,7 @@ fn sink(udp: u16, tcp: u16, out: &std::path::Path, lifetime: Duration, max: u64)
         }
     };
     let lines = Arc::new(AtomicU64::new(0));
-    {
+    for t in tcps {
         let (record, lines) = (record.clone(), Arc::clone(&lines));
         // Ends with the process (the main loop below returns).
         std::thread::spawn(move || {
@@ -813,21 +855,53 @@ fn sink(udp: u16, tcp: u16, out: &std::path::Path, lifetime: Duration, max: u64)
             }
         });
     }
-    u.set_read_timeout(Some(Duration::from_millis(100))).map_err(io("UDP socket"))?;
+    for u in &udps {
+        u.set_read_timeout(Some(Duration::from_millis(100))).map_err(io("UDP socket"))?;
+    }
     ready()?;
+    // One receiving thread a family; the first error ends the sink.
     let t0 = Instant::now();
-    let mut buf = [0u8; 2048];
-    while t0.elapsed() < lifetime && lines.load(Ordering::SeqCst) < max {
-        match u.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                record(format!("udp {} {}", from.ip(), String::from_utf8_lossy(&buf[..n]).trim())).map_err(io(out.display()))?;
-                lines.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(e) => return Err(Failure::Io(format!("UDP port {udp}: {e}"))),
+    let (failed, failure) = std::sync::mpsc::channel::<Failure>();
+    let done = move |lines: &AtomicU64| t0.elapsed() >= lifetime || lines.load(Ordering::SeqCst) >= max;
+    let receivers: Vec<_> = udps
+        .into_iter()
+        .map(|u| {
+            let (record, lines, failed) = (record.clone(), Arc::clone(&lines), failed.clone());
+            let out = out.display().to_string();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !done(&lines) {
+                    match u.recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            if let Err(e) = record(format!("udp {} {}", from.ip(), String::from_utf8_lossy(&buf[..n]).trim())) {
+                                let _ = failed.send(Failure::Io(format!("{out}: {e}")));
+                                return;
+                            }
+                            lines.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        Err(e) => {
+                            let _ = failed.send(Failure::Io(format!("UDP port {udp}: {e}")));
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(failed);
+    // Every receiver ends by itself (at the lifetime or the line limit, or
+    // on an error): the channel closes when the last one has.
+    let result = match failure.recv() {
+        Ok(f) => Err(f),
+        Err(_) => Ok(()),
+    };
+    if result.is_ok() {
+        for r in receivers {
+            let _ = r.join();
         }
     }
-    Ok(())
+    result
 }
 
 fn send(to: std::net::IpAddr, udp: u16, tcp: u16, tag: &str, count: u32, connect_timeout: Duration) -> Result<(), Failure> {

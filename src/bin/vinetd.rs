@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     if let Some(Cmd::Unhook) = &args.cmd {
         return match vinet_router::live::hooks::remove() {
             Ok(()) => {
-                println!("removed vinetd's kernel hooks: table inet vinet, and its iptables NFQUEUE rules");
+                println!("removed vinetd's kernel hooks: table inet vinet, and its iptables and ip6tables NFQUEUE rules");
                 ExitCode::SUCCESS
             }
             Err(e) => {

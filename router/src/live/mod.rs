@@ -16,6 +16,13 @@
 //!   inside an edge router's prefix) runs on that client's windowed lane
 //!   too (overlapping destinations all go to the lane of the widest), so
 //!   that every program whose client a packet belongs to sees it.
+//! - **Both families.** Destinations are 128-bit (IPv4 as IPv4-mapped): an
+//!   identity with an IPv4 and an IPv6 address has an installation for
+//!   each, placed like any other, and the kernel's sets of its family
+//!   (`hooks.rs`) queue its packets to its lane. Queued packets are raw IP
+//!   of either version, which the engine parses (`LinkType::Raw`);
+//!   GENERATEd packets leave by the raw socket of their version
+//!   (`rawsock.rs`). Sources dropped for everyone are of either family too.
 //!
 //! **Architecture Invariant:** nothing on the admission side ever holds a
 //! lock a lane needs. Admissions prepare a program (checked, bound,
@@ -54,12 +61,13 @@ pub mod rawsock;
 
 /// What the admission side asks of a lane.
 enum Command {
-    /// Install a prepared program for a lease; the ack says whether it runs.
-    Install { lease: u64, program: Arc<Program>, binding: Binding, ack: Sender<Result<(), String>> },
-    /// Remove a lease's installation; its last counters go to `ack`.
-    Remove { lease: u64, ack: Option<Sender<Option<ProgramStats>>> },
-    /// The sources dropped for everyone.
-    Block(HashSet<u32>),
+    /// Install a prepared program for an instance of a lease; the ack says
+    /// whether it runs.
+    Install { inst: Inst, program: Arc<Program>, binding: Binding, ack: Sender<Result<(), String>> },
+    /// Remove an instance's installation; its last counters go to `ack`.
+    Remove { inst: Inst, ack: Option<Sender<Option<ProgramStats>>> },
+    /// The sources dropped for everyone (IPv4 as IPv4-mapped).
+    Block(HashSet<u128>),
     /// Bind the lane's queue: packets start to flow.
     #[cfg(target_os = "linux")]
     Bind { queue_full_accept: bool, ack: Sender<Result<(), String>> },
@@ -67,12 +75,17 @@ enum Command {
     Stop,
 }
 
+/// One installation of a lease's program: the lease and the index of its
+/// binding (a lease runs once for each address or prefix of its client's
+/// identity, each instance with THIS_IP or THIS_SUBNET_IP bound to one).
+type Inst = (u64, u32);
+
 /// Counters the packet path publishes.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Runner-wide counters.
     pub router: RunnerStats,
-    /// Per lease.
+    /// Per lease (over all of its instances).
     pub programs: HashMap<u64, ProgramStats>,
     /// Packets dropped because their source is dropped for everyone.
     pub blocked_dropped: u64,
@@ -107,8 +120,8 @@ impl Snapshot {
     }
 }
 
-/// The counters of one installation run in two places (lanes, or before
-/// and after a move).
+/// The counters of one lease run in several places (instances, lanes, or
+/// before and after a move).
 fn merge(a: ProgramStats, b: ProgramStats) -> ProgramStats {
     ProgramStats {
         windows: a.windows + b.windows,
@@ -117,6 +130,7 @@ fn merge(a: ProgramStats, b: ProgramStats) -> ProgramStats {
         total_cost: a.total_cost + b.total_cost,
         max_cost: a.max_cost.max(b.max_cost),
         generated: a.generated + b.generated,
+        skipped_generations: a.skipped_generations + b.skipped_generations,
         faults: a.faults + b.faults,
         certified: a.certified.max(b.certified),
     }
@@ -181,7 +195,7 @@ impl LaneHandle {
     }
 }
 
-/// One installation as the packet path places it.
+/// One instance as the packet path places it.
 struct Entry {
     program: Arc<Program>,
     binding: Binding,
@@ -190,25 +204,29 @@ struct Entry {
     lane: Place,
 }
 
+/// A destination as (network, length) in the 128-bit address space.
+fn net_of(d: Dest) -> (u128, u8) {
+    match d {
+        Dest::Addr(a) => (a, 128),
+        Dest::Prefix(n, l) => {
+            let l = l.min(128);
+            (n & netmask(l), l)
+        }
+    }
+}
+
 fn overlaps(a: Dest, b: Dest) -> bool {
-    let (an, al) = match a {
-        Dest::Exact(x) => (x, 32),
-        Dest::Prefix(n, l) => (n, l),
-    };
-    let (bn, bl) = match b {
-        Dest::Exact(x) => (x, 32),
-        Dest::Prefix(n, l) => (n, l),
-    };
+    let ((an, al), (bn, bl)) = (net_of(a), net_of(b));
     let m = netmask(al.min(bl));
     an & m == bn & m
 }
 
 /// Which lane runs what, and the kernel's sets.
 struct Placement {
-    entries: HashMap<u64, Entry>,
-    /// Counters of installations that moved lanes, from the lane they left.
+    entries: HashMap<Inst, Entry>,
+    /// Counters of instances that moved lanes, from the lane they left, by lease.
     carried: HashMap<u64, ProgramStats>,
-    blocked: BTreeSet<u32>,
+    blocked: BTreeSet<u128>,
     #[cfg(target_os = "linux")]
     hooks: hooks::Hooks,
     /// Whether lanes of both kinds exist (else everything is windowed).
@@ -218,10 +236,7 @@ struct Placement {
 }
 
 fn len_of(d: Dest) -> u8 {
-    match d {
-        Dest::Exact(_) => 32,
-        Dest::Prefix(_, l) => l,
-    }
+    net_of(d).1
 }
 
 impl Placement {
@@ -230,10 +245,10 @@ impl Placement {
     /// of the widest windowed destination it overlaps (so that every client
     /// a packet belongs to is on one lane: overlapping destinations pick the
     /// same widest one).
-    fn place_of(&self, lease: u64, dest: Dest, local: bool) -> Place {
+    fn place_of(&self, inst: Inst, dest: Dest, local: bool) -> Place {
         let mut root = (!local).then_some(dest);
         for (&l, e) in &self.entries {
-            if l != lease && !e.local && overlaps(e.dest, dest) && root.is_none_or(|r| len_of(e.dest) < len_of(r)) {
+            if l != inst && !e.local && overlaps(e.dest, dest) && root.is_none_or(|r| len_of(e.dest) < len_of(r)) {
                 root = Some(e.dest);
             }
         }
@@ -245,11 +260,10 @@ impl Placement {
     }
 
     fn shard(&self, d: Dest) -> u16 {
-        let (n, l) = match d {
-            Dest::Exact(a) => (a, 32u8),
-            Dest::Prefix(n, l) => (n & netmask(l), l),
-        };
-        let h = (u64::from(n) << 8 | u64::from(l)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let (n, l) = net_of(d);
+        // Both halves of the address and the length, mixed (Fibonacci hashing).
+        let k = (n as u64) ^ ((n >> 64) as u64).rotate_left(29) ^ u64::from(l) << 56;
+        let h = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
         (h % u64::from(self.shards.max(1))) as u16
     }
 
@@ -257,7 +271,7 @@ impl Placement {
     fn sets(&self) -> (hooks::Elements, Vec<hooks::Elements>, hooks::Elements) {
         let of = |k: Place| hooks::minimal(self.entries.values().filter(|e| e.lane == k).map(|e| e.dest));
         let windows = (0..self.shards).map(|k| of(Place::Window(k))).collect();
-        (of(Place::Local), windows, self.blocked.iter().map(|&s| (s, 32)).collect())
+        (of(Place::Local), windows, self.blocked.iter().map(|&s| (s, 128)).collect())
     }
 }
 
@@ -291,13 +305,14 @@ const BUSY: Duration = Duration::from_micros(200);
 const LINGER: Duration = Duration::from_micros(50);
 
 /// Where an edge-router or end-user program's bucket is, as the dispatch
-/// table keys it.
+/// table keys it (an IPv4 or IPv6 address or prefix: the kernel's sets of
+/// its family send its packets to its lane).
 fn dest_of(program: &Program, binding: &Binding) -> Result<Dest, String> {
     match program.client_kind() {
-        ClientKind::EndUser => Ok(Dest::Exact(binding.this_ip)),
+        ClientKind::EndUser => Ok(Dest::Addr(binding.this_ip)),
         ClientKind::EdgeRouter => {
             let (net, len) = binding.this_subnet.ok_or("an edge-router program needs THIS_SUBNET_IP")?;
-            Ok(Dest::Prefix(net, len.min(32)))
+            Ok(Dest::Prefix(net, len.min(128)))
         }
         ClientKind::OnOwner => Err("overlay-network owners' programs are not yet run by routers".into()),
     }
@@ -426,11 +441,11 @@ impl PacketPath {
     }
 
     /// Install on the lanes of `place` and wait for their acks.
-    fn install_on(&self, place: Place, lease: u64, program: &Arc<Program>, binding: &Binding) -> Result<(), String> {
+    fn install_on(&self, place: Place, inst: Inst, program: &Arc<Program>, binding: &Binding) -> Result<(), String> {
         let mut acks = vec![];
         for l in self.lanes_of(place) {
             let (ack, rx) = mpsc::channel();
-            if !l.send(Command::Install { lease, program: Arc::clone(program), binding: binding.clone(), ack }) {
+            if !l.send(Command::Install { inst, program: Arc::clone(program), binding: binding.clone(), ack }) {
                 return Err("the packet path has stopped".into());
             }
             acks.push(rx);
@@ -443,17 +458,17 @@ impl PacketPath {
             }
         }
         if result.is_err() {
-            self.remove_from(place, lease);
+            self.remove_from(place, inst);
         }
         result
     }
 
     /// Remove from the lanes of `place`; their last counters, merged.
-    fn remove_from(&self, place: Place, lease: u64) -> Option<ProgramStats> {
+    fn remove_from(&self, place: Place, inst: Inst) -> Option<ProgramStats> {
         let mut acks = vec![];
         for l in self.lanes_of(place) {
             let (ack, rx) = mpsc::channel();
-            if l.send(Command::Remove { lease, ack: Some(ack) }) {
+            if l.send(Command::Remove { inst, ack: Some(ack) }) {
                 acks.push(rx);
             }
         }
@@ -475,8 +490,8 @@ impl PacketPath {
     /// client came or went): each that moves is installed where it now
     /// belongs. Returns the moved ones with the place they left, from which
     /// the caller removes them once the kernel's sets follow.
-    fn rebalance(&self, p: &mut Placement, around: Dest, except: u64) -> Vec<(u64, Place)> {
-        let candidates: Vec<(u64, Place)> = p
+    fn rebalance(&self, p: &mut Placement, around: Dest, except: Inst) -> Vec<(Inst, Place)> {
+        let candidates: Vec<(Inst, Place)> = p
             .entries
             .iter()
             .filter(|(&l, e)| l != except && overlaps(e.dest, around))
@@ -497,35 +512,60 @@ impl PacketPath {
     }
 
     /// Remove moved entries from the places they left, keeping their counters.
-    fn settle(&self, p: &mut Placement, moved: Vec<(u64, Place)>) {
+    fn settle(&self, p: &mut Placement, moved: Vec<(Inst, Place)>) {
         for (l, from) in moved {
             if let Some(s) = self.remove_from(from, l) {
-                let c = p.carried.entry(l).or_default();
+                let c = p.carried.entry(l.0).or_default();
                 *c = merge(*c, s);
             }
         }
     }
 
-    /// Install, and wait until the lane runs it and the kernel sends its
-    /// client's packets there.
-    pub fn install(&self, lease: u64, program: Arc<Program>, binding: Binding) -> Result<(), String> {
-        let dest = dest_of(&program, &binding)?;
-        let local = program.instantiate(&binding.params).map_err(|e| e.to_string())?.is_packet_local();
+    /// Install a lease's program once for each of `bindings` (an instance
+    /// for each address or prefix of its client's identity, IPv4 or IPv6),
+    /// and wait until the lanes run them all and the kernel sends their
+    /// packets there. All or nothing: if one instance cannot run, none does.
+    pub fn install(&self, lease: u64, program: Arc<Program>, bindings: Vec<Binding>) -> Result<(), String> {
+        let first = bindings.first().ok_or("a program runs for at least one address or prefix of its client")?;
+        let dests = bindings.iter().map(|b| dest_of(&program, b)).collect::<Result<Vec<_>, _>>()?;
+        // The instances differ in THIS_IP and THIS_SUBNET_IP only, never in
+        // what makes a program packet-local (its parameters).
+        let local = program.instantiate(&first.params).map_err(|e| e.to_string())?.is_packet_local();
+        let n = bindings.len() as u32;
         let mut p = self.placement();
-        let place = p.place_of(lease, dest, local);
-        self.install_on(place, lease, &program, &binding)?;
-        let old = p.entries.insert(lease, Entry { program, binding, dest, local, lane: place });
-        // A windowed program pulls the clients it overlaps onto its lane:
-        // installed there first, moved in the kernel's sets, then removed
-        // from where they were.
-        let moved = if local { vec![] } else { self.rebalance(&mut p, dest, lease) };
+        let mut moved = vec![];
+        let mut left = vec![];
+        let mut failed = None;
+        for (i, (binding, dest)) in bindings.into_iter().zip(dests).enumerate() {
+            let inst = (lease, i as u32);
+            let place = p.place_of(inst, dest, local);
+            if let Err(e) = self.install_on(place, inst, &program, &binding) {
+                failed = Some(e);
+                break;
+            }
+            let old = p.entries.insert(inst, Entry { program: Arc::clone(&program), binding, dest, local, lane: place });
+            left.extend(old.filter(|o| o.lane != place).map(|o| (inst, o.lane)));
+            // A windowed program pulls the clients it overlaps onto its lane:
+            // installed there first, moved in the kernel's sets, then removed
+            // from where they were.
+            if !local {
+                moved.extend(self.rebalance(&mut p, dest, inst));
+            }
+        }
+        // Instances of an earlier install of the lease beyond this one's.
+        let stale: Vec<Inst> = p.entries.keys().filter(|k| k.0 == lease && k.1 >= n).copied().collect();
+        for k in stale {
+            if let Some(e) = p.entries.remove(&k) {
+                left.push((k, e.lane));
+            }
+        }
         let synced = self.sync_hooks(&mut p);
         self.settle(&mut p, moved);
-        if let Some(o) = old.filter(|o| o.lane != place) {
-            self.remove_from(o.lane, lease);
+        for (inst, lane) in left {
+            self.remove_from(lane, inst);
         }
-        if let Err(e) = synced {
-            // Not admitted, so not running: undone, lane and kernel set.
+        if let Some(e) = failed.or(synced.err()) {
+            // Not admitted, so not running: undone, lanes and kernel sets.
             drop(p);
             self.remove(lease);
             return Err(e);
@@ -533,32 +573,44 @@ impl PacketPath {
         Ok(())
     }
 
-    /// Remove a lease's program.
+    /// Remove a lease's program (every instance of it).
     pub fn remove(&self, lease: u64) {
         let mut p = self.placement();
-        let Some(e) = p.entries.remove(&lease) else { return };
+        let insts: Vec<Inst> = p.entries.keys().filter(|k| k.0 == lease).copied().collect();
+        let entries: Vec<(Inst, Entry)> = insts.into_iter().filter_map(|k| p.entries.remove(&k).map(|e| (k, e))).collect();
+        if entries.is_empty() {
+            return;
+        }
         p.carried.remove(&lease);
-        // Clients it held on its lane may go back to a packet-local lane or
-        // to another windowed one: installed there first.
-        let moved = if e.local { vec![] } else { self.rebalance(&mut p, e.dest, lease) };
-        // Out of the kernel's sets before it is removed: nothing is queued
-        // for it after.
+        // Clients they held on their lanes may go back to a packet-local lane
+        // or to another windowed one: installed there first.
+        let mut moved = vec![];
+        for (k, e) in &entries {
+            if !e.local {
+                moved.extend(self.rebalance(&mut p, e.dest, *k));
+            }
+        }
+        // Out of the kernel's sets before they are removed: nothing is queued
+        // for them after.
         if let Err(err) = self.sync_hooks(&mut p) {
             tracing::error!(error = %err, "cannot update vinetd's kernel sets");
         }
-        self.remove_from(e.lane, lease);
+        for (k, e) in entries {
+            self.remove_from(e.lane, k);
+        }
         self.settle(&mut p, moved);
     }
 
-    /// Set the sources dropped for everyone (in the kernel's set, and in
-    /// every lane for packets that reach it anyway).
-    pub fn block(&self, sources: BTreeSet<u32>) {
+    /// Set the sources dropped for everyone, IPv4 (as IPv4-mapped) and IPv6
+    /// (in the kernel's sets of their family, and in every lane for packets
+    /// that reach it anyway).
+    pub fn block(&self, sources: BTreeSet<u128>) {
         let mut p = self.placement();
         p.blocked = sources.clone();
         if let Err(err) = self.sync_hooks(&mut p) {
             tracing::error!(error = %err, "cannot update vinetd's kernel sets");
         }
-        let set: HashSet<u32> = sources.into_iter().collect();
+        let set: HashSet<u128> = sources.into_iter().collect();
         for l in &self.lanes {
             l.send(Command::Block(set.clone()));
         }
@@ -644,8 +696,8 @@ impl Drop for PacketPath {
 struct Lane {
     kind: LaneKind,
     runner: Runner,
-    installs: HashMap<u64, InstallId>,
-    blocked: HashSet<u32>,
+    installs: HashMap<Inst, InstallId>,
+    blocked: HashSet<u128>,
     snap: Arc<Mutex<Snapshot>>,
     stats: Snapshot,
     raw: Option<rawsock::RawSender>,
@@ -667,32 +719,35 @@ impl Sink for Verdicts {
     fn dropped(&mut self, _index: usize, _meta: &FrameMeta, _data: &[u8]) {
         self.accept.push(false);
     }
-    fn generated(&mut self, _ts_ns: u64, ipv4: &[u8]) {
-        self.generated.push(ipv4.to_vec());
+    fn generated(&mut self, _ts_ns: u64, packet: &[u8]) {
+        self.generated.push(packet.to_vec());
     }
 }
 
-/// The IPv4 source of a packet, if it is IPv4.
-fn ipv4_source(data: &[u8]) -> Option<u32> {
-    (data.len() >= 20 && data[0] >> 4 == 4).then(|| u32::from_be_bytes([data[12], data[13], data[14], data[15]]))
+/// The source of a raw IP packet: IPv4 (as IPv4-mapped) or IPv6.
+fn ip_source(data: &[u8]) -> Option<u128> {
+    match data.first()? >> 4 {
+        4 if data.len() >= 20 => Some(vinet_checker::mapped(u32::from_be_bytes([data[12], data[13], data[14], data[15]]))),
+        6 if data.len() >= 40 => Some(u128::from_be_bytes(data[8..24].try_into().ok()?)),
+        _ => None,
+    }
 }
 
 impl Lane {
     /// Apply one command; false on Stop. (`bind`: the lane's queue.)
     fn apply(&mut self, cmd: Command, bind: &mut dyn FnMut(bool) -> Result<(), String>) -> bool {
         match cmd {
-            Command::Install { lease, program, binding, ack } => {
-                if let Some(id) = self.installs.remove(&lease) {
+            Command::Install { inst, program, binding, ack } => {
+                if let Some(id) = self.installs.remove(&inst) {
                     self.runner.dispatch_mut().remove(id);
                 }
                 let r = self.runner.dispatch_mut().install_program(program, &binding).map(|id| {
-                    self.installs.insert(lease, id);
+                    self.installs.insert(inst, id);
                 });
                 let _ = ack.send(r.map_err(|e| e.to_string()));
             }
-            Command::Remove { lease, ack } => {
-                let stats = self.installs.remove(&lease).and_then(|id| self.runner.dispatch_mut().remove(id));
-                self.stats.programs.remove(&lease);
+            Command::Remove { inst, ack } => {
+                let stats = self.installs.remove(&inst).and_then(|id| self.runner.dispatch_mut().remove(id));
                 if let Some(a) = ack {
                     let _ = a.send(stats);
                 }
@@ -718,7 +773,14 @@ impl Lane {
         self.dirty = false;
         self.stats.router = self.runner.stats();
         let d = self.runner.dispatch();
-        self.stats.programs = self.installs.iter().filter_map(|(&l, &id)| d.stats(id).map(|s| (l, s))).collect();
+        let mut programs: HashMap<u64, ProgramStats> = HashMap::new();
+        for (&(lease, _), &id) in &self.installs {
+            if let Some(s) = d.stats(id) {
+                let e = programs.entry(lease).or_default();
+                *e = merge(*e, s);
+            }
+        }
+        self.stats.programs = programs;
         if let Ok(mut s) = self.snap.lock() {
             *s = self.stats.clone();
         }
@@ -850,7 +912,7 @@ impl Lane {
         for m in batch {
             self.stats.received += 1;
             let data = q.payload(m);
-            if ipv4_source(data).is_some_and(|s| self.blocked.contains(&s)) {
+            if ip_source(data).is_some_and(|s| self.blocked.contains(&s)) {
                 self.stats.blocked_dropped += 1;
                 if q.verdict(m.id, false).is_err() {
                     self.stats.verdict_errors += 1;
@@ -908,6 +970,7 @@ pub fn wall_ns() -> u64 {
 mod tests {
     use super::*;
     use vinet_checker::bytecode::Const;
+    use vinet_checker::mapped;
 
     /// The paper's firewall, checked from the engine benchmark's pre-proved
     /// bundle (the router links no prover, not even in tests).
@@ -925,14 +988,15 @@ mod tests {
     #[test]
     fn commands_apply_and_installs_are_acknowledged() {
         let p = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
-        let b = Binding { this_ip: 0x0a00_0007, this_subnet: None, params: vec![Const::Addr(0x0a00_0102)] };
-        p.install(1, firewall(), b.clone()).unwrap();
-        p.install(2, firewall(), b.clone()).unwrap();
+        let b = Binding { this_ip: mapped(0x0a00_0007), this_subnet: None, params: vec![Const::Addr(0x0a00_0102)] };
+        p.install(1, firewall(), vec![b.clone()]).unwrap();
+        p.install(2, firewall(), vec![b.clone()]).unwrap();
         // A binding the program refuses is refused by the packet thread too.
         let bad = Binding { params: vec![Const::Num(1)], ..b };
-        assert!(p.install(3, firewall(), bad).unwrap_err().contains("SrcIP"));
+        assert!(p.install(3, firewall(), vec![bad]).unwrap_err().contains("SrcIP"));
+        assert!(p.install(4, firewall(), vec![]).is_err(), "an install needs an address to run for");
         p.remove(2);
-        p.block(BTreeSet::from([0x0a00_0102]));
+        p.block(BTreeSet::from([mapped(0x0a00_0102), 0xfd00_0001 << 96 | 2]));
         let t0 = Instant::now();
         loop {
             let s = p.snapshot();
@@ -976,13 +1040,13 @@ mod tests {
     #[test]
     fn windowed_programs_pull_overlapping_clients_into_the_windowed_lane() {
         let p = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
-        let me = Binding { this_ip: 0x0a00_0007, this_subnet: None, params: vec![Const::Addr(0x0a00_0102)] };
-        let other = Binding { this_ip: 0x0a00_0008, ..me.clone() };
-        p.install(1, fixture("firewall.vpc"), me.clone()).unwrap();
-        p.install(2, fixture("firewall.vpc"), other.clone()).unwrap();
+        let me = Binding { this_ip: mapped(0x0a00_0007), this_subnet: None, params: vec![Const::Addr(0x0a00_0102)] };
+        let other = Binding { this_ip: mapped(0x0a00_0008), ..me.clone() };
+        p.install(1, fixture("firewall.vpc"), vec![me.clone()]).unwrap();
+        p.install(2, fixture("firewall.vpc"), vec![other.clone()]).unwrap();
         assert_eq!(placed(&p, 1), (true, false), "a firewall alone is decided packet by packet");
         // A spam filter for the same client: both now read its windows.
-        p.install(3, fixture("spam_filter.vpc"), Binding { params: vec![], ..me.clone() }).unwrap();
+        p.install(3, fixture("spam_filter.vpc"), vec![Binding { params: vec![], ..me.clone() }]).unwrap();
         assert_eq!(placed(&p, 3), (false, true));
         assert_eq!(placed(&p, 1), (false, true), "the firewall of a client with a windowed program moves with it");
         assert_eq!(placed(&p, 2), (true, false), "another client's firewall stays packet-local");
@@ -994,6 +1058,43 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_runs_once_for_each_address_of_both_families() {
+        let p = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
+        let c6: u128 = 0xfd00_0003 << 96 | 2;
+        let v4 = Binding { this_ip: mapped(0x0a00_0302), this_subnet: None, params: vec![Const::Addr(0x0a00_0102)] };
+        let v6 = Binding { this_ip: c6, ..v4.clone() };
+        p.install(1, fixture("firewall.vpc"), vec![v4.clone(), v6.clone()]).unwrap();
+        {
+            let pl = p.placement();
+            let dests: BTreeSet<(u128, u8)> = pl.entries.values().map(|e| net_of(e.dest)).collect();
+            assert_eq!(dests, BTreeSet::from([(mapped(0x0a00_0302), 128), (c6, 128)]));
+            assert!(pl.entries.values().all(|e| e.lane == Place::Local));
+            // Both instances are in the kernel's packet-local set (hooks.rs
+            // splits it by family).
+            #[cfg(target_os = "linux")]
+            assert_eq!(pl.sets().0, dests);
+        }
+        // One lease on the counters, both instances' packets in it.
+        assert_eq!(placed(&p, 1), (true, false));
+        // A spam filter for C's IPv6 address pulls that instance, and only
+        // that one, onto a windowed lane.
+        p.install(2, fixture("spam_filter.vpc"), vec![Binding { params: vec![], ..v6.clone() }]).unwrap();
+        {
+            let pl = p.placement();
+            assert_eq!(pl.entries[&(1, 0)].lane, Place::Local, "the IPv4 instance stays packet-local");
+            assert_eq!(pl.entries[&(1, 1)].lane, pl.entries[&(2, 0)].lane, "the IPv6 instance joins the spam filter's lane");
+        }
+        // Installed anew with one address: the other instance goes.
+        p.install(1, fixture("firewall.vpc"), vec![v4]).unwrap();
+        assert_eq!(p.placement().entries.keys().filter(|k| k.0 == 1).count(), 1);
+        p.remove(1);
+        p.remove(2);
+        assert!(p.placement().entries.is_empty());
+        #[cfg(target_os = "linux")]
+        assert!(p.placement().sets().0.is_empty());
+    }
+
+    #[test]
     fn many_commands_never_block_on_a_lane_that_does_not_read_its_wake_ups() {
         // An idle lane reads its commands only; its wake-up queue (ten
         // datagrams by default) fills, and the sender must not wait on it.
@@ -1002,9 +1103,9 @@ mod tests {
             let p = PacketPath::start(WindowConfig::new(256, 5), LiveSource::None).unwrap();
             let fw = fixture("firewall.vpc");
             for i in 0..200u32 {
-                let b = Binding { this_ip: 0x0a01_0000 + i, this_subnet: None, params: vec![Const::Addr(1)] };
-                p.install(u64::from(i), Arc::clone(&fw), b).unwrap();
-                p.block(BTreeSet::from([i]));
+                let b = Binding { this_ip: mapped(0x0a01_0000 + i), this_subnet: None, params: vec![Const::Addr(1)] };
+                p.install(u64::from(i), Arc::clone(&fw), vec![b]).unwrap();
+                p.block(BTreeSet::from([mapped(i)]));
             }
             for i in 0..100u64 {
                 p.remove(i);
@@ -1028,7 +1129,8 @@ mod tests {
         .unwrap();
         let spam = fixture("spam_filter.vpc");
         for i in 0..12u32 {
-            p.install(u64::from(i), Arc::clone(&spam), Binding { this_ip: 0x0a00_0100 + i, this_subnet: None, params: vec![] }).unwrap();
+            let b = Binding { this_ip: mapped(0x0a00_0100 + i), this_subnet: None, params: vec![] };
+            p.install(u64::from(i), Arc::clone(&spam), vec![b]).unwrap();
         }
         let shards: BTreeSet<u16> = p
             .placement()
@@ -1041,16 +1143,33 @@ mod tests {
             .collect();
         assert!(shards.len() >= 2, "12 clients over 3 windowed lanes: {shards:?}");
         // A firewall of one of them joins its lane; the lanes agree.
-        p.install(100, fixture("firewall.vpc"), Binding { this_ip: 0x0a00_0105, this_subnet: None, params: vec![Const::Addr(1)] }).unwrap();
+        let b = Binding { this_ip: mapped(0x0a00_0105), this_subnet: None, params: vec![Const::Addr(1)] };
+        p.install(100, fixture("firewall.vpc"), vec![b]).unwrap();
         let pl = p.placement();
-        assert_eq!(pl.entries[&100].lane, pl.entries[&5].lane);
+        assert_eq!(pl.entries[&(100, 0)].lane, pl.entries[&(5, 0)].lane);
         drop(pl);
         // Every installation runs on exactly the lanes of its place.
         for (&l, e) in p.placement().entries.iter() {
             let want: Vec<usize> =
                 p.lanes.iter().enumerate().filter(|(_, h)| p.lanes_of(e.lane).any(|x| std::ptr::eq(x, *h))).map(|(i, _)| i).collect();
-            assert_eq!(want.len(), 1, "lease {l}");
+            assert_eq!(want.len(), 1, "instance {l:?}");
         }
+    }
+
+    #[test]
+    fn sources_are_read_from_either_family() {
+        let mut v4 = vec![0x45u8; 20];
+        v4[12..16].copy_from_slice(&[10, 0, 1, 2]);
+        assert_eq!(ip_source(&v4), Some(mapped(0x0a00_0102)));
+        assert_eq!(ip_source(&v4[..19]), None);
+        let a6: u128 = 0xfd00_0001 << 96 | 2;
+        let mut v6 = vec![0u8; 40];
+        v6[0] = 0x60;
+        v6[8..24].copy_from_slice(&a6.to_be_bytes());
+        assert_eq!(ip_source(&v6), Some(a6));
+        assert_eq!(ip_source(&v6[..39]), None);
+        assert_eq!(ip_source(&[]), None);
+        assert_eq!(ip_source(&[0x50; 40]), None);
     }
 
     #[test]

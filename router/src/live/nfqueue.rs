@@ -10,6 +10,17 @@
 //! - **Asleep when idle.** [`NfQueue::wait`] blocks in `poll` on the socket
 //!   and on a wake-up descriptor that commands ring: no timer, no nap loop.
 //!
+//! - **Both families.** A queue takes what iptables' and ip6tables' rules
+//!   send it: a queue number is one queue whatever the family (the kernel
+//!   has ignored the family of a bind since Linux 3.8), so one lane reads
+//!   its clients' IPv4 and IPv6 packets from one socket. Each payload is
+//!   the packet from its IP header on, IPv4 or IPv6 by its version nibble,
+//!   after the defragmenter (a whole datagram): the copy is at most the
+//!   kernel's limit, 65,531 bytes, and a longer datagram (IPv6's payload
+//!   may be 65,535 bytes behind its 40-byte header) is seen cut, with its
+//!   length on the wire in [`Queued::original_len`]. A verdict never
+//!   carries bytes: the kernel forwards the packet it holds, not the copy.
+//!
 //! The kernel hook that queues packets is vinetd's own (`hooks.rs`). A
 //! queue nobody has bound yet behaves as the hook's `--queue-bypass` says:
 //! without it the kernel drops what it would queue (fail-closed), with it
@@ -26,7 +37,9 @@ use std::time::Duration;
 
 /// Packets one read takes at most.
 pub const BATCH: usize = 64;
-/// Bytes of a packet the kernel copies (the whole of an IPv4 or IPv6 datagram).
+/// Bytes of a packet asked for: every byte of it (the kernel copies at most
+/// 65,531, its NFQNL_MAX_COPY_RANGE: all of any IPv4 datagram's but its last
+/// 4 bytes, and of the longest IPv6 datagrams' all but 44).
 const COPY_RANGE: u32 = 0xffff;
 /// A receive buffer: one netlink message with a whole datagram and its attributes.
 const BUF: usize = COPY_RANGE as usize + 1024;

@@ -1,9 +1,12 @@
 //! The ON lane (`[overlay]`): the thread that reads the queue of forwarded
-//! IPv4 GRE packets (`hooks.rs` queues them there) and gives each its
-//! verdict by its ON's reservation (`crate::overlay::DataPlane`): within
-//! the contract it passes, above it it is dropped, whether or not the router
-//! is busy (Birman's strict service); a packet of no ON in force is served
-//! by the unreserved share.
+//! GRE packets, IPv4 and IPv6 (`hooks.rs` queues them there), and gives
+//! each its verdict by its ON's reservation (`crate::overlay::DataPlane`):
+//! within the contract it passes, above it it is dropped, whether or not the
+//! router is busy (Birman's strict service); a packet of no ON in force is
+//! served by the unreserved share. ON packets are GRE in IPv4
+//! (`vinet_overlay::gre`): GRE over IPv6 is classified as of no ON (counted
+//! unclassified) and served by the unreserved share, never by a client's
+//! program.
 //!
 //! Per batch: one read (up to `nfqueue::BATCH` packets), one lock of the
 //! data plane for all of them (`Partition::serve_batch`, which overlaps the
