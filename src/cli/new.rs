@@ -577,7 +577,7 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (&["firewall"], "at least one --block"),
             (&["firewall", "--block", "10.0.0.1/16"], "--block 10.0.0.1/16: `10.0.0.1/16` has host bits set (did you mean 10.0.0.0/16?)"),
-            (&["firewall", "--block", "300.0.0.1"], "not an IPv4 address"),
+            (&["firewall", "--block", "300.0.0.1"], "is not an address or prefix"),
             (&["firewall", "--block", "10.0.0.7", "--block", "10.0.0.0/24"], "overlaps --block 10.0.0.7"),
             (&["firewall", "--block", "10.0.0.7", "--block", "10.0.0.7"], "given twice"),
             (&["firewall", "--block", "10.0.0.7", "--lifetime", "0"], "at least one second"),
