@@ -171,13 +171,9 @@ fn random_window(r: &mut Rng, n: usize) -> Vec<RefPacket> {
 const OTHERS: [u128; 6] =
     [mapped(0x0a09_0909), mapped(0xc000_0201), mapped(0x0a00_0107), mapped(0x0b00_0007), DOC | 1 << 64 | 7, 0xfe80 << 112 | 7];
 
-fn frame(p: &RefPacket) -> Vec<u8> {
-    if v4_of(p.dst).is_none() {
-        return frame6(p);
-    }
-    let (src, dst) = (p.src as u32, p.dst as u32);
-    let b = etherparse::PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64);
-    let mut out = vec![];
+/// A TCP or UDP packet with ports, by etherparse after the IP header `b` (of `ip_len` bytes):
+/// whether `p` is one (else nothing is written).
+fn ported(b: etherparse::PacketBuilderStep<etherparse::IpHeaders>, p: &RefPacket, out: &mut Vec<u8>, ip_len: usize) -> bool {
     match p.proto {
         6 if p.has_ports => {
             let f = p.tcp_flags;
@@ -185,29 +181,35 @@ fn frame(p: &RefPacket) -> Vec<u8> {
             t = if f & 0x02 != 0 { t.syn() } else { t };
             t = if f & 0x10 != 0 { t.ack(0) } else { t };
             t = if f & 0x08 != 0 { t.psh() } else { t };
-            t.write(&mut out, &p.payload).unwrap();
-            assert_eq!(out[20 + 13], f, "flags as built");
+            t.write(out, &p.payload).unwrap();
+            assert_eq!(out[ip_len + 13], f, "flags as built");
         }
-        17 if p.has_ports => b.udp(p.sport, p.dport).write(&mut out, &p.payload).unwrap(),
-        _ => {
-            let h = etherparse::Ipv4Header::new(
-                p.payload.len() as u16,
-                64,
-                etherparse::IpNumber(p.proto),
-                src.to_be_bytes(),
-                dst.to_be_bytes(),
-            )
-            .unwrap();
-            // A TCP or UDP packet without ports: a non-first fragment (offset 64 bytes).
-            let mut h = h;
-            if p.proto != 1 {
-                h.fragment_offset = etherparse::IpFragOffset::try_new(8).unwrap();
-            }
-            h.header_checksum = h.calc_header_checksum();
-            h.write(&mut out).unwrap();
-            out.extend_from_slice(&p.payload);
-        }
+        17 if p.has_ports => b.udp(p.sport, p.dport).write(out, &p.payload).unwrap(),
+        _ => return false,
     }
+    true
+}
+
+fn frame(p: &RefPacket) -> Vec<u8> {
+    if v4_of(p.dst).is_none() {
+        return frame6(p);
+    }
+    let (src, dst) = (p.src as u32, p.dst as u32);
+    let b = etherparse::PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64);
+    let mut out = vec![];
+    if ported(b, p, &mut out, 20) {
+        return out;
+    }
+    let mut h =
+        etherparse::Ipv4Header::new(p.payload.len() as u16, 64, etherparse::IpNumber(p.proto), src.to_be_bytes(), dst.to_be_bytes())
+            .unwrap();
+    // A TCP or UDP packet without ports: a non-first fragment (offset 64 bytes).
+    if p.proto != 1 {
+        h.fragment_offset = etherparse::IpFragOffset::try_new(8).unwrap();
+    }
+    h.header_checksum = h.calc_header_checksum();
+    h.write(&mut out).unwrap();
+    out.extend_from_slice(&p.payload);
     out
 }
 
@@ -217,31 +219,20 @@ fn frame6(p: &RefPacket) -> Vec<u8> {
     let (src, dst) = (p.src.to_be_bytes(), p.dst.to_be_bytes());
     let b = etherparse::PacketBuilder::ipv6(src, dst, 64);
     let mut out = vec![];
-    match p.proto {
-        6 if p.has_ports => {
-            let f = p.tcp_flags;
-            let mut t = b.tcp(p.sport, p.dport, p.seq, 1024);
-            t = if f & 0x02 != 0 { t.syn() } else { t };
-            t = if f & 0x10 != 0 { t.ack(0) } else { t };
-            t = if f & 0x08 != 0 { t.psh() } else { t };
-            t.write(&mut out, &p.payload).unwrap();
-            assert_eq!(out[40 + 13], f, "flags as built");
-        }
-        17 if p.has_ports => b.udp(p.sport, p.dport).write(&mut out, &p.payload).unwrap(),
-        proto => {
-            let fragment = proto != 58;
-            let len = p.payload.len() + if fragment { 8 } else { 0 };
-            out.extend([0x60, 0, 0, 0]);
-            out.extend((len as u16).to_be_bytes());
-            out.extend([if fragment { 44 } else { proto }, 64]);
-            out.extend(src);
-            out.extend(dst);
-            if fragment {
-                out.extend([proto, 0, 0, 8 << 3, 0, 0, 0, 1]);
-            }
-            out.extend_from_slice(&p.payload);
-        }
+    if ported(b, p, &mut out, 40) {
+        return out;
     }
+    let fragment = p.proto != 58;
+    let len = p.payload.len() + if fragment { 8 } else { 0 };
+    out.extend([0x60, 0, 0, 0]);
+    out.extend((len as u16).to_be_bytes());
+    out.extend([if fragment { 44 } else { p.proto }, 64]);
+    out.extend(src);
+    out.extend(dst);
+    if fragment {
+        out.extend([p.proto, 0, 0, 8 << 3, 0, 0, 0, 1]);
+    }
+    out.extend_from_slice(&p.payload);
     out
 }
 
