@@ -255,33 +255,64 @@ fn vlan(tag: u16, src: u32, dst: u32, proto: u8, l4: &[u8]) -> F {
     F { bytes: eth(mac(dst), mac(src), 0x8100, &inner), kind: Kind::Ipv4 }
 }
 
-/// A TCP flow: consecutive segments advance `seq` by their payload length.
-struct Flow {
-    src: u32,
-    dst: u32,
+/// An address family of the captures: how a TCP segment travels in it.
+trait Family: Copy {
+    /// The frame of a TCP segment `l4` from `src` to `dst` (behind extension headers `exts`: IPv6 only).
+    fn segment(src: Self, dst: Self, exts: &[Ext], l4: &[u8]) -> F;
+}
+
+impl Family for u32 {
+    fn segment(src: u32, dst: u32, exts: &[Ext], l4: &[u8]) -> F {
+        assert!(exts.is_empty(), "IPv4 has no extension headers");
+        v4(src, dst, TCP, l4)
+    }
+}
+
+impl Family for u128 {
+    fn segment(src: u128, dst: u128, exts: &[Ext], l4: &[u8]) -> F {
+        v6_ext(src, dst, exts, TCP, l4)
+    }
+}
+
+/// A TCP flow, over IPv4 (`Flow<u32>`) or IPv6 ([`Flow6`]): consecutive
+/// segments advance `seq` by their payload length.
+struct Flow<A = u32> {
+    src: A,
+    dst: A,
     sport: u16,
     dport: u16,
     seq: u32,
 }
 
-impl Flow {
-    fn new(src: u32, dst: u32, sport: u16, dport: u16, seq: u32) -> Flow {
+/// A TCP flow over IPv6.
+type Flow6 = Flow<u128>;
+
+impl<A: Family> Flow<A> {
+    fn new(src: A, dst: A, sport: u16, dport: u16, seq: u32) -> Flow<A> {
         Flow { src, dst, sport, dport, seq }
     }
-    fn syn(&mut self) -> F {
-        let f = v4(self.src, self.dst, TCP, &tcp(self.sport, self.dport, self.seq, 0, 0x02, &[]));
-        self.seq = self.seq.wrapping_add(1);
+    /// A segment with `flags` (ACK number 0 for a SYN, else 1), then `seq` advanced by `advance`.
+    fn segment(&mut self, exts: &[Ext], flags: u8, payload: &[u8], advance: u32) -> F {
+        let ack = u32::from(flags != 0x02);
+        let f = A::segment(self.src, self.dst, exts, &tcp(self.sport, self.dport, self.seq, ack, flags, payload));
+        self.seq = self.seq.wrapping_add(advance);
         f
+    }
+    fn syn(&mut self) -> F {
+        self.segment(&[], 0x02, &[], 1)
     }
     fn data(&mut self, payload: &[u8]) -> F {
-        let f = v4(self.src, self.dst, TCP, &tcp(self.sport, self.dport, self.seq, 1, 0x18, payload));
-        self.seq = self.seq.wrapping_add(payload.len() as u32);
-        f
+        self.segment(&[], 0x18, payload, payload.len() as u32)
     }
     fn fin(&mut self) -> F {
-        let f = v4(self.src, self.dst, TCP, &tcp(self.sport, self.dport, self.seq, 1, 0x11, &[]));
-        self.seq = self.seq.wrapping_add(1);
-        f
+        self.segment(&[], 0x11, &[], 1)
+    }
+}
+
+impl Flow6 {
+    /// A segment behind extension headers.
+    fn data_ext(&mut self, exts: &[Ext], payload: &[u8]) -> F {
+        self.segment(exts, 0x18, payload, payload.len() as u32)
     }
 }
 
@@ -957,40 +988,6 @@ fn icmp6_echo(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&seq.to_be_bytes());
     v.extend_from_slice(payload);
     v
-}
-
-/// A TCP flow over IPv6: consecutive segments advance `seq` by their payload length.
-struct Flow6 {
-    src: u128,
-    dst: u128,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-}
-
-impl Flow6 {
-    fn new(src: u128, dst: u128, sport: u16, dport: u16, seq: u32) -> Flow6 {
-        Flow6 { src, dst, sport, dport, seq }
-    }
-    fn syn(&mut self) -> F {
-        let f = v6(self.src, self.dst, TCP, &tcp(self.sport, self.dport, self.seq, 0, 0x02, &[]));
-        self.seq = self.seq.wrapping_add(1);
-        f
-    }
-    fn data(&mut self, payload: &[u8]) -> F {
-        self.data_ext(&[], payload)
-    }
-    /// A segment behind extension headers.
-    fn data_ext(&mut self, exts: &[Ext], payload: &[u8]) -> F {
-        let f = v6_ext(self.src, self.dst, exts, TCP, &tcp(self.sport, self.dport, self.seq, 1, 0x18, payload));
-        self.seq = self.seq.wrapping_add(payload.len() as u32);
-        f
-    }
-    fn fin(&mut self) -> F {
-        let f = v6(self.src, self.dst, TCP, &tcp(self.sport, self.dport, self.seq, 1, 0x11, &[]));
-        self.seq = self.seq.wrapping_add(1);
-        f
-    }
 }
 
 /// Background traffic over IPv6: web flows whose requests span two
