@@ -42,7 +42,9 @@ use std::process::{Command, Stdio};
 
 use std::sync::{Mutex, MutexGuard};
 
-use router_support::netns::{add_ipv6, arrivals, cannot_run, count_arrivals, metric_of, metrics_page, ns, setup, start_ready, traffic};
+use router_support::netns::{
+    add_ipv6, arrivals, cannot_run, count_arrivals, metric_of, metrics_page, ns, setup, start_ready, traffic, vinetd_in,
+};
 use router_support::*;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -173,11 +175,7 @@ fn netns_dualstack_firewall_end_to_end() {
         window_millis: 5,
         ..Settings::default()
     });
-    let vinetd_in_r = || {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &r, VINETD]);
-        Vinetd::start_with(cmd, &cfg, "", env.dir.path("vinetd.log"))
-    };
+    let vinetd_in_r = || vinetd_in(&r, &cfg, env.dir.path("vinetd.log"));
     let mut d = vinetd_in_r();
     let sink = env.dir.path("sink.txt");
     let sink_arg = sink.display().to_string();
@@ -293,9 +291,7 @@ fn generated_ipv6_packets_leave_r_and_arrive_at_this_ip() {
         ],
     )
     .unwrap();
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &r, VINETD]);
-    let _d = Vinetd::start_with(cmd, &cfg, "", env.dir.path("vinetd.log"));
+    let _d = vinetd_in(&r, &cfg, env.dir.path("vinetd.log"));
     // C as an edge router: its prefix fd00:3::/64, its own address fd00:3::2.
     let key = env.dir.path("edge.key");
     vinetc(&["keygen", "-o", key.to_str().unwrap()]).ok();

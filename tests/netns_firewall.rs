@@ -29,7 +29,7 @@ mod router_support;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
-use router_support::netns::{cannot_run, ns, setup, start_ready, traffic};
+use router_support::netns::{cannot_run, ns, setup, start_ready, traffic, vinetd_in};
 use router_support::*;
 
 /// Send from a host; returns whether its TCP connection got through.
@@ -105,11 +105,7 @@ fn netns_firewall_end_to_end() {
         capacity: 4096,
         ..Settings::default()
     });
-    let vinetd_in_r = || {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &r, VINETD]);
-        Vinetd::start_with(cmd, &cfg, "", env.dir.path("vinetd.log"))
-    };
+    let vinetd_in_r = || vinetd_in(&r, &cfg, env.dir.path("vinetd.log"));
     let mut d = vinetd_in_r();
     let sink = env.dir.path("sink.txt");
     let sink_arg = sink.display().to_string();
@@ -209,9 +205,7 @@ fn netns_firewall_end_to_end() {
         capacity: 4096,
         ..Settings::default()
     });
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &r, VINETD]);
-    let mut d = Vinetd::start_with(cmd, &open_cfg, "", env.dir.path("vinetd-open.log"));
+    let mut d = vinetd_in(&r, &open_cfg, env.dir.path("vinetd-open.log"));
     let got = round(&[(&a, false)], &sink, "5", &dropped);
     assert_eq!(got[0], (0, 0, false), "with down = open, a running vinetd still drops A");
     d.kill9();

@@ -23,7 +23,7 @@ mod router_support;
 
 use std::process::Command;
 
-use router_support::netns::{cannot_run, ns, setup, start_ready};
+use router_support::netns::{cannot_run, ns, setup, start_ready, vinetd_in};
 use router_support::*;
 
 /// The paper's spam filter (examples/spam_filter.vinet).
@@ -69,9 +69,7 @@ fn the_spam_filter_holds_against_split_words() {
     // kind side by side (the firewall test runs one of each).
     let live = "mode = \"nfqueue\"\nqueue = 0\nthreads = 2\nwindow_threads = 2";
     let cfg = env.config(&Settings { live: live.into(), window_millis: 5, ..Settings::default() });
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &r, VINETD]);
-    let d = Vinetd::start_with(cmd, &cfg, "", env.dir.path("vinetd.log"));
+    let d = vinetd_in(&r, &cfg, env.dir.path("vinetd.log"));
     let sink = env.dir.path("sink.txt");
     let sink_arg = sink.display().to_string();
     let (sink_proc, _) = start_ready(&c, &["sink", "--udp", "5000", "--tcp", "5001", "--out", &sink_arg, "--for", "120"]);

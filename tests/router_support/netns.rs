@@ -90,6 +90,13 @@ pub fn traffic(net_ns: &str, args: &[&str]) -> Command {
     c
 }
 
+/// vinetd started in namespace `net_ns` with `config`, its log to `log`.
+pub fn vinetd_in(net_ns: &str, config: &std::path::Path, log: std::path::PathBuf) -> super::Vinetd {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", net_ns, super::VINETD]);
+    super::Vinetd::start_with(cmd, config, "", log)
+}
+
 /// Start `vinet-traffic ARGS..` (a `sink` or a `count`) in `net_ns` and
 /// wait until it says `ready` (its sockets are bound). Returns the child and
 /// the rest of its stdout.
